@@ -1,0 +1,1 @@
+"""The collector: verify readings from MQTT and seal them into a Merkle-rooted, hash-chained ledger."""

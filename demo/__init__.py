@@ -1,0 +1,1 @@
+"""The live demo: a private broker, a collector, five agents on emulated devices, an audit."""

@@ -1,0 +1,1 @@
+"""The device side of each wire: emulators that speak the real protocols byte for byte."""

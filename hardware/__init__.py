@@ -1,0 +1,1 @@
+"""Device drivers: a pure protocol codec per device plus a thin serial / Modbus transport."""
