@@ -1,0 +1,51 @@
+"""Deterministic CBOR (RFC 8949 §4.2.1) on top of cbor2.
+
+cbor2's ``canonical=True`` sorts map keys length-first (the RFC 7049 rule). RFC 8949's core
+deterministic encoding sorts by the bytewise order of the encoded keys. The two orders agree
+whenever every key encodes to a single head byte plus content of the same major type, which is
+what our wire format uses: small integer labels (-24..23) for every fixed structure and short
+text keys (< 24 bytes) for event maps. ``check_text_key`` enforces that for event data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from .errors import MalformedError
+
+__all__ = ["decode", "encode", "is_deterministic"]
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` deterministically: sorted keys, shortest ints and floats, definite lengths."""
+    return cbor2.dumps(value, canonical=True)
+
+
+def decode(data: bytes, *, what: str) -> Any:
+    """Decode exactly one CBOR item; trailing bytes or a broken item raise MalformedError."""
+    try:
+        value, rest = _loads_one(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise MalformedError(f"{what} is not valid CBOR: {exc}", code="not_cbor") from exc
+    if rest:
+        raise MalformedError(f"{what} has {rest} trailing bytes after the CBOR item", code="not_cbor")
+    return value
+
+
+def is_deterministic(data: bytes, value: Any) -> bool:
+    """True when ``data`` is the deterministic encoding of ``value``."""
+    try:
+        return encode(value) == data
+    except (cbor2.CBOREncodeError, TypeError, ValueError):
+        return False
+
+
+def _loads_one(data: bytes) -> tuple[Any, int]:
+    # cbor2.loads ignores trailing data; the decoder tells us how far it read.
+    import io
+
+    buf = io.BytesIO(data)
+    value = cbor2.CBORDecoder(buf).decode()
+    return value, len(data) - buf.tell()

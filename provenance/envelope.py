@@ -1,0 +1,207 @@
+"""COSE_Sign1 (RFC 9052) with ES256 (RFC 9053): the signed envelope around every payload.
+
+Two levels:
+
+* ``CoseSign1.decode`` reads any COSE_Sign1 message (tag 18 or untagged), as RFC 9052 allows,
+  so that standard COSE test vectors can be checked against it.
+* ``Envelope.decode`` reads our wire-format profile: tag 18 required, ``alg`` = ES256 and a
+  32-byte ``kid`` in the protected header, an empty unprotected header, an attached payload.
+
+An envelope's identity is its exact bytes as received: ``Envelope.hash`` (SHA-256 of those bytes)
+is what a device chains with ``prev`` and what a Merkle leaf commits to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from . import cbor
+from .errors import MalformedError, SignatureError, UnsupportedAlgorithmError
+from .keys import KID_SIZE, SIGNATURE_SIZE, PrivateKey, PublicKey
+from .reading import Reading
+
+__all__ = [
+    "ALG_ES256",
+    "COSE_SIGN1_TAG",
+    "CoseSign1",
+    "Envelope",
+    "SignedReading",
+    "sign",
+    "sign_reading",
+    "to_be_signed",
+]
+
+COSE_SIGN1_TAG = 18
+ALG_ES256 = -7
+HDR_ALG, HDR_KID = 1, 4
+_SIG1_CONTEXT = "Signature1"
+_EMPTY_MAP = b"\xa0"
+
+
+def to_be_signed(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
+    """The RFC 9052 §4.4 Sig_structure for COSE_Sign1.
+
+    A protected bucket holding an encoded empty map (h'a0') is read as empty (RFC 9052 §3).
+    """
+    body_protected = b"" if protected == _EMPTY_MAP else protected
+    return cbor.encode([_SIG1_CONTEXT, body_protected, external_aad, payload])
+
+
+@dataclass(frozen=True, slots=True)
+class CoseSign1:
+    """A decoded COSE_Sign1 message (structure checked, signature not yet)."""
+
+    raw: bytes = field(repr=False)
+    protected: bytes
+    protected_header: Mapping[Any, Any]
+    unprotected_header: Mapping[Any, Any]
+    payload: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    tagged: bool
+
+    @classmethod
+    def decode(cls, data: bytes) -> CoseSign1:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise MalformedError("a COSE message must be bytes", code="not_cose")
+        data = bytes(data)
+        item = cbor.decode(data, what="envelope")
+        tagged = isinstance(item, cbor2.CBORTag)
+        if tagged:
+            if item.tag != COSE_SIGN1_TAG:
+                raise MalformedError(
+                    f"CBOR tag {item.tag} is not COSE_Sign1 ({COSE_SIGN1_TAG})", code="not_cose"
+                )
+            item = item.value
+        if not isinstance(item, list) or len(item) != 4:
+            raise MalformedError("COSE_Sign1 must be an array of 4 items", code="not_cose")
+        protected, unprotected, payload, signature = item
+        if not isinstance(protected, bytes):
+            raise MalformedError("protected header must be a byte string", code="not_cose")
+        if not isinstance(unprotected, dict):
+            raise MalformedError("unprotected header must be a map", code="not_cose")
+        if payload is None:
+            raise MalformedError("detached payloads are not supported", code="not_cose")
+        if not isinstance(payload, bytes):
+            raise MalformedError("payload must be a byte string", code="not_cose")
+        if not isinstance(signature, bytes):
+            raise MalformedError("signature must be a byte string", code="not_cose")
+        protected_header: Any = {}
+        if protected:
+            protected_header = cbor.decode(protected, what="protected header")
+            if not isinstance(protected_header, dict):
+                raise MalformedError("protected header must encode a map", code="not_cose")
+        overlap = set(protected_header) & set(unprotected)
+        if overlap:
+            raise MalformedError(f"header labels {overlap} in both buckets", code="not_cose")
+        return cls(data, protected, protected_header, unprotected, payload, signature, tagged)
+
+    @property
+    def alg(self) -> object:
+        if HDR_ALG in self.protected_header:
+            return self.protected_header[HDR_ALG]
+        return self.unprotected_header.get(HDR_ALG)
+
+    @property
+    def kid(self) -> bytes | None:
+        kid = self.protected_header.get(HDR_KID, self.unprotected_header.get(HDR_KID))
+        return kid if isinstance(kid, bytes) else None
+
+    def to_be_signed(self, external_aad: bytes = b"") -> bytes:
+        return to_be_signed(self.protected, self.payload, external_aad)
+
+    def verify(self, key: PublicKey, external_aad: bytes = b"") -> None:
+        """Raise unless ``alg`` is ES256 and the signature verifies under ``key``."""
+        if self.alg != ALG_ES256:
+            raise UnsupportedAlgorithmError(f"algorithm {self.alg!r} is not ES256 ({ALG_ES256})")
+        if len(self.signature) != SIGNATURE_SIZE:
+            raise SignatureError(f"ES256 signature must be {SIGNATURE_SIZE} bytes")
+        key.verify(self.signature, self.to_be_signed(external_aad))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A COSE_Sign1 message in the SensorLedger profile."""
+
+    message: CoseSign1
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        msg = CoseSign1.decode(data)
+        if not msg.tagged:
+            raise MalformedError("envelope must carry CBOR tag 18", code="not_cose")
+        alg = msg.protected_header.get(HDR_ALG)
+        if alg != ALG_ES256:
+            raise UnsupportedAlgorithmError(
+                f"protected alg {alg!r} is not ES256 ({ALG_ES256})"
+            )
+        kid = msg.protected_header.get(HDR_KID)
+        if not isinstance(kid, bytes) or len(kid) != KID_SIZE:
+            raise MalformedError(f"protected kid must be {KID_SIZE} bytes", code="bad_kid")
+        if set(msg.protected_header) != {HDR_ALG, HDR_KID} or msg.unprotected_header:
+            raise MalformedError(
+                "envelope headers must be exactly protected {alg, kid} and unprotected {}",
+                code="not_cose",
+            )
+        return cls(msg)
+
+    @property
+    def raw(self) -> bytes:
+        return self.message.raw
+
+    @property
+    def kid(self) -> bytes:
+        kid = self.message.protected_header[HDR_KID]
+        assert isinstance(kid, bytes)
+        return kid
+
+    @property
+    def payload(self) -> bytes:
+        return self.message.payload
+
+    @property
+    def hash(self) -> bytes:
+        """SHA-256 of the envelope bytes: the value the device's next ``prev`` carries."""
+        return hashlib.sha256(self.message.raw).digest()
+
+    def verify(self, key: PublicKey) -> None:
+        """Raise unless the kid names ``key`` and the signature verifies under it."""
+        if key.kid != self.kid:
+            raise SignatureError(
+                f"envelope kid {self.kid.hex()[:16]}… does not name key {key.kid.hex()[:16]}…"
+            )
+        self.message.verify(key)
+
+    def reading(self) -> Reading:
+        return Reading.from_payload(self.message.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReading:
+    """A verified envelope and the reading it carries."""
+
+    envelope: Envelope
+    reading: Reading
+
+    @classmethod
+    def open(cls, data: bytes, key: PublicKey) -> SignedReading:
+        """Decode, verify under ``key`` and parse; the one call a verifier needs."""
+        envelope = Envelope.decode(data)
+        envelope.verify(key)
+        return cls(envelope, envelope.reading())
+
+
+def sign(payload: bytes, key: PrivateKey) -> bytes:
+    """Wrap ``payload`` in a tagged COSE_Sign1 signed with ES256 by ``key``."""
+    protected = cbor.encode({HDR_ALG: ALG_ES256, HDR_KID: key.kid})
+    signature = key.sign(to_be_signed(protected, payload))
+    return cbor.encode(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]))
+
+
+def sign_reading(reading: Reading, key: PrivateKey) -> bytes:
+    """Encode and sign a reading; returns the envelope bytes to publish."""
+    return sign(reading.to_payload(), key)

@@ -1,0 +1,160 @@
+"""P-256 device and collector keys, key ids, and raw (r || s) ES256 signatures.
+
+A key id (``kid``) is the SHA-256 of the public key's DER SubjectPublicKeyInfo. It travels in
+envelopes only as a hint: verifiers look the key up in their own registry by kid and never
+trust a key carried inside a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from .errors import KeyFormatError, SignatureError
+
+__all__ = [
+    "KID_SIZE",
+    "SIGNATURE_SIZE",
+    "PrivateKey",
+    "PublicKey",
+    "key_id",
+]
+
+KID_SIZE = 32
+SIGNATURE_SIZE = 64
+_COORD = 32
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def key_id(spki_der: bytes) -> bytes:
+    """The key id of a public key: SHA-256 over its DER SubjectPublicKeyInfo."""
+    return hashlib.sha256(spki_der).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """A P-256 public key with its DER encoding and key id computed once."""
+
+    key: ec.EllipticCurvePublicKey = field(repr=False)
+    der: bytes = field(repr=False)
+    kid: bytes
+
+    @classmethod
+    def from_crypto(cls, key: ec.EllipticCurvePublicKey) -> PublicKey:
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise KeyFormatError(f"expected a P-256 key, got curve {key.curve.name}")
+        der = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return cls(key=key, der=der, kid=key_id(der))
+
+    @classmethod
+    def from_der(cls, der: bytes) -> PublicKey:
+        try:
+            key = serialization.load_der_public_key(der)
+        except (ValueError, TypeError) as exc:
+            raise KeyFormatError(f"not a DER SubjectPublicKeyInfo: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise KeyFormatError(f"expected an EC public key, got {type(key).__name__}")
+        return cls.from_crypto(key)
+
+    @classmethod
+    def from_pem(cls, pem: bytes | str) -> PublicKey:
+        data = pem.encode() if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError) as exc:
+            raise KeyFormatError(f"not a PEM public key: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise KeyFormatError(f"expected an EC public key, got {type(key).__name__}")
+        return cls.from_crypto(key)
+
+    @classmethod
+    def from_coordinates(cls, x: bytes, y: bytes) -> PublicKey:
+        """From the affine coordinates (as in a COSE_Key or JWK)."""
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
+        except ValueError as exc:
+            raise KeyFormatError(f"not a point on P-256: {exc}") from exc
+        return cls.from_crypto(key)
+
+    def to_pem(self) -> str:
+        return self.key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    @property
+    def kid_hex(self) -> str:
+        return self.kid.hex()
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Check a raw r || s ES256 signature over ``message``; raise SignatureError if it fails."""
+        if len(signature) != SIGNATURE_SIZE:
+            raise SignatureError(
+                f"ES256 signature must be {SIGNATURE_SIZE} bytes (r || s), got {len(signature)}"
+            )
+        r = int.from_bytes(signature[:_COORD], "big")
+        s = int.from_bytes(signature[_COORD:], "big")
+        try:
+            self.key.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+        except InvalidSignature:
+            raise SignatureError(
+                f"signature does not verify under key {self.kid.hex()[:16]}…"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateKey:
+    """A P-256 signing key."""
+
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
+    public: PublicKey
+
+    @classmethod
+    def generate(cls) -> PrivateKey:
+        return cls.from_crypto(ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_crypto(cls, key: ec.EllipticCurvePrivateKey) -> PrivateKey:
+        return cls(key=key, public=PublicKey.from_crypto(key.public_key()))
+
+    @classmethod
+    def from_scalar(cls, d: bytes) -> PrivateKey:
+        """From the raw private scalar (as in a COSE_Key ``d`` or a test vector)."""
+        return cls.from_crypto(ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1()))
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> PrivateKey:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise KeyFormatError(f"not an unencrypted PEM private key: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
+            key.curve, ec.SECP256R1
+        ):
+            raise KeyFormatError("expected a P-256 (secp256r1) private key")
+        return cls.from_crypto(key)
+
+    def to_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def kid(self) -> bytes:
+        return self.public.kid
+
+    def sign(self, message: bytes) -> bytes:
+        """ES256 over ``message``; returns the raw 64-byte r || s signature."""
+        r, s = decode_dss_signature(self.key.sign(message, _ECDSA_SHA256))
+        return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")
