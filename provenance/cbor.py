@@ -19,7 +19,7 @@ __all__ = ["decode", "encode", "is_deterministic"]
 
 
 def encode(value: Any) -> bytes:
-    """Encode ``value`` deterministically: sorted keys, shortest ints and floats, definite lengths."""
+    """Encode ``value`` deterministically: sorted keys, shortest numbers, definite lengths."""
     return cbor2.dumps(value, canonical=True)
 
 
@@ -30,7 +30,7 @@ def decode(data: bytes, *, what: str) -> Any:
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise MalformedError(f"{what} is not valid CBOR: {exc}", code="not_cbor") from exc
     if rest:
-        raise MalformedError(f"{what} has {rest} trailing bytes after the CBOR item", code="not_cbor")
+        raise MalformedError(f"{what} has {rest} bytes after the CBOR item", code="not_cbor")
     return value
 
 

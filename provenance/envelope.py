@@ -195,13 +195,13 @@ class SignedReading:
         return cls(envelope, envelope.reading())
 
 
-def sign(payload: bytes, key: PrivateKey) -> bytes:
+def sign(payload: bytes, key: PrivateKey, *, deterministic: bool = False) -> bytes:
     """Wrap ``payload`` in a tagged COSE_Sign1 signed with ES256 by ``key``."""
     protected = cbor.encode({HDR_ALG: ALG_ES256, HDR_KID: key.kid})
-    signature = key.sign(to_be_signed(protected, payload))
+    signature = key.sign(to_be_signed(protected, payload), deterministic=deterministic)
     return cbor.encode(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]))
 
 
-def sign_reading(reading: Reading, key: PrivateKey) -> bytes:
+def sign_reading(reading: Reading, key: PrivateKey, *, deterministic: bool = False) -> bytes:
     """Encode and sign a reading; returns the envelope bytes to publish."""
-    return sign(reading.to_payload(), key)
+    return sign(reading.to_payload(), key, deterministic=deterministic)

@@ -32,6 +32,8 @@ KID_SIZE = 32
 SIGNATURE_SIZE = 64
 _COORD = 32
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+# RFC 6979: the same key and message give the same signature (reproducible examples).
+_ECDSA_SHA256_DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
 def key_id(spki_der: bytes) -> bytes:
@@ -154,7 +156,11 @@ class PrivateKey:
     def kid(self) -> bytes:
         return self.public.kid
 
-    def sign(self, message: bytes) -> bytes:
-        """ES256 over ``message``; returns the raw 64-byte r || s signature."""
-        r, s = decode_dss_signature(self.key.sign(message, _ECDSA_SHA256))
+    def sign(self, message: bytes, *, deterministic: bool = False) -> bytes:
+        """ES256 over ``message``; returns the raw 64-byte r || s signature.
+
+        ``deterministic`` uses RFC 6979 nonces, so documented examples reproduce byte for byte.
+        """
+        algorithm = _ECDSA_SHA256_DETERMINISTIC if deterministic else _ECDSA_SHA256
+        r, s = decode_dss_signature(self.key.sign(message, algorithm))
         return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")

@@ -85,10 +85,14 @@ class Measurement:
         values = [label for label in (_V, _VS, _VB) if label in rec]
         if len(values) != 1:
             raise MalformedError("a SenML record must carry exactly one of v, vs, vb")
-        value = rec[values[0]]
-        expected: type | tuple[type, ...] = {_V: (int, float), _VS: str, _VB: bool}[values[0]]
-        if not isinstance(value, expected) or (values[0] == _V and isinstance(value, bool)):
-            raise MalformedError(f"SenML {JSON_LABELS[values[0]]} has the wrong type")
+        label = values[0]
+        value = rec[label]
+        if not (
+            (label == _V and isinstance(value, int | float) and not isinstance(value, bool))
+            or (label == _VS and isinstance(value, str))
+            or (label == _VB and isinstance(value, bool))
+        ):
+            raise MalformedError(f"SenML {JSON_LABELS[label]} has the wrong type")
         name = rec.get(_N)
         if not isinstance(name, str):
             raise MalformedError("a SenML record must have a text name (label 0)")

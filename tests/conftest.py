@@ -28,5 +28,5 @@ def shared_vectors(name: str) -> Path:
     """Path of a standard vector file; fail loudly (never skip) when the vectors are missing."""
     path = SHARED / "vectors" / name
     if not path.exists():
-        pytest.fail(f"test vectors {path} not found: the shared/ folder must sit beside the checkout")
+        pytest.fail(f"test vectors {path} not found: shared/ must sit beside the checkout")
     return path

@@ -17,7 +17,9 @@ from pathlib import Path
 
 
 def mosquitto_binary() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+    # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
+    candidates = (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+    for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise RuntimeError(

@@ -1,0 +1,83 @@
+"""Keys and key files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from provenance.errors import KeyFormatError, SignatureError
+from provenance.keyfile import KeyFileError, load_private_key, load_public_key, save_private_key
+from provenance.keys import PrivateKey, PublicKey
+
+
+def test_kid_is_sha256_of_spki_der() -> None:
+    key = PrivateKey.generate()
+    assert key.kid == hashlib.sha256(key.public.der).digest()
+    assert PublicKey.from_pem(key.public.to_pem()).kid == key.kid
+    assert PublicKey.from_der(key.public.der).kid == key.kid
+
+
+def test_signatures_are_raw_and_verify() -> None:
+    key = PrivateKey.generate()
+    sig = key.sign(b"message")
+    assert len(sig) == 64
+    key.public.verify(sig, b"message")
+    with pytest.raises(SignatureError):
+        key.public.verify(sig, b"massage")
+    with pytest.raises(SignatureError):
+        key.public.verify(sig[:63], b"message")
+
+
+def test_deterministic_signing_repeats() -> None:
+    key = PrivateKey.generate()
+    assert key.sign(b"m", deterministic=True) == key.sign(b"m", deterministic=True)
+    assert key.sign(b"m") != key.sign(b"m")
+
+
+def test_save_is_owner_only_and_never_overwrites(tmp_path: Path) -> None:
+    key = PrivateKey.generate()
+    path = save_private_key(key, tmp_path / "keys" / "device.pem")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_private_key(path).kid == key.kid
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        save_private_key(PrivateKey.generate(), path)
+    assert load_private_key(path).kid == key.kid
+
+
+def test_group_readable_key_is_refused(tmp_path: Path) -> None:
+    path = save_private_key(PrivateKey.generate(), tmp_path / "k.pem")
+    os.chmod(path, 0o640)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_private_key(path)
+
+
+def test_missing_and_malformed_key_files(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="does not exist"):
+        load_private_key(tmp_path / "absent.pem")
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    os.chmod(bad, 0o600)
+    with pytest.raises(KeyFormatError):
+        load_private_key(bad)
+    pub = tmp_path / "pub.pem"
+    pub.write_text(PrivateKey.generate().public.to_pem())
+    assert len(load_public_key(pub).kid) == 32
+
+
+def test_non_p256_keys_are_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    pem = p384.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    with pytest.raises(KeyFormatError):
+        PrivateKey.from_pem(pem)
+    ed = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(KeyFormatError):
+        PublicKey.from_pem(ed)
