@@ -154,7 +154,7 @@ class Reading:
         if not keys <= _KNOWN:
             raise MalformedError(f"unknown payload keys {sorted(keys - _KNOWN, key=repr)}",
                                  code="bad_payload")
-        if not _REQUIRED <= keys:
+        if not keys >= _REQUIRED:
             raise MalformedError(f"payload lacks keys {sorted(_REQUIRED - keys)}",
                                  code="bad_payload")
         if body[K_VERSION] != FORMAT_VERSION or isinstance(body[K_VERSION], bool):
