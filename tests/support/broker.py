@@ -55,6 +55,7 @@ class Broker:
     extra_conf: str = ""
     persistence: bool = True
     listener_conf: str | None = None  # replaces the plain listener (e.g. a TLS listener)
+    full_conf: str | None = None  # a complete configuration, used verbatim (a shipped config)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,6 +72,9 @@ class Broker:
 
     def write_conf(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.full_conf is not None:
+            self.conf_path.write_text(self.full_conf)
+            return
         lines = [
             f"listener {self.port} {self.host}" if self.listener_conf is None
             else self.listener_conf,
@@ -82,6 +86,9 @@ class Broker:
             "log_type error",
             "log_type warning",
             "log_type notice",
+            # Run as root, mosquitto drops to the `mosquitto` user and then cannot write the
+            # test's persistence directory; keep the test's own user instead.
+            "user root" if os.geteuid() == 0 else "",
             "max_queued_messages 0",
             "max_inflight_messages 0",
             "message_size_limit 0",
