@@ -1,0 +1,81 @@
+"""The driver interface the agent polls.
+
+A driver turns one device into :class:`Sample` objects. Each :class:`Measurement` becomes one
+SenML record (RFC 8428) inside the signed reading, so ``unit`` is a SenML unit symbol from the
+IANA registry (primary or secondary, e.g. ``"Cel"``, ``"V"``, ``"mV"``, ``"Ah"``, ``"NTU"``,
+``"beat/min"``) or ``None`` when no registered symbol fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Driver", "DriverStats", "Measurement", "Sample", "Value"]
+
+Value = float | int | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One named quantity; becomes one SenML record."""
+
+    name: str
+    unit: str | None
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What one poll produced for one sensor.
+
+    ``event`` carries a discrete occurrence (an arc, a protection trip) that the agent
+    publishes at once. ``envelope`` carries a COSE_Sign1 made inside a self-signing sensor,
+    which the agent relays byte for byte instead of signing.
+    """
+
+    kind: str
+    measurements: tuple[Measurement, ...] = ()
+    event: Mapping[str, Value] | None = None
+    envelope: bytes | None = None
+
+    def value(self, name: str) -> Value | None:
+        """The value of the measurement called ``name``, or ``None`` when absent."""
+        for measurement in self.measurements:
+            if measurement.name == name:
+                return measurement.value
+        return None
+
+
+@dataclass
+class DriverStats:
+    """Counters a driver keeps about its device; the agent reports them as health."""
+
+    polls: int = 0
+    samples: int = 0
+    frames_ok: int = 0
+    checksum_errors: int = 0
+    timeouts: int = 0
+    resyncs: int = 0
+    other_errors: int = 0
+    last_error: str | None = None
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """A device driver as the agent sees it.
+
+    ``poll`` blocks (the agent runs it in a worker thread), returns ``[]`` when there is
+    nothing new and never raises for device faults: a bad checksum, a timeout, garbage on
+    the line or an absent device is counted in ``stats``. Only construction raises, with
+    :class:`~hardware.errors.HardwareConfigError`, for settings a person must fix.
+    """
+
+    name: str
+    kind: str
+    stats: DriverStats
+
+    def poll(self) -> list[Sample]: ...
+
+    def close(self) -> None: ...

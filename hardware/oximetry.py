@@ -1,0 +1,68 @@
+"""Turn a 60-per-second oximeter stream into one reading per window (pure).
+
+A signed reading per packet would be 60 signatures a second of mostly identical numbers; a
+window summary keeps what a clinician needs: the typical value, its range, and how much of
+the window was trustworthy. Packets the device marks invalid (finger out, searching, the
+0x7F / 0xFF invalid codes) are counted but never enter the numbers: a window with no valid
+packet carries flags and counts only, no SpO2 or pulse value at all.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from .base import Measurement
+from .contec_protocol import RealTime
+
+__all__ = ["OximetryWindow", "summarise"]
+
+
+def summarise(samples: list[RealTime]) -> tuple[Measurement, ...]:
+    """Measurements for one window of real-time samples.
+
+    Values are ``median_low`` (a value the device really reported, robust to a few
+    artefacts) with the window's minimum and maximum.
+    """
+    valid = [s for s in samples if s.valid]
+    out = [
+        Measurement("finger_out", None, any(s.finger_out for s in samples)),
+        Measurement("searching", None, any(s.searching for s in samples)),
+        Measurement("valid_samples", "count", len(valid)),
+        Measurement("samples", "count", len(samples)),
+    ]
+    if valid:
+        spo2 = [s.spo2 for s in valid if s.spo2 is not None]
+        pulse = [s.pulse_rate for s in valid if s.pulse_rate is not None]
+        out += [
+            Measurement("spo2", "%", statistics.median_low(spo2)),
+            Measurement("spo2_min", "%", min(spo2)),
+            Measurement("spo2_max", "%", max(spo2)),
+            Measurement("pulse_rate", "beat/min", statistics.median_low(pulse)),
+            Measurement("pulse_rate_min", "beat/min", min(pulse)),
+            Measurement("pulse_rate_max", "beat/min", max(pulse)),
+            Measurement("signal_strength", None, statistics.median_low([s.signal for s in valid])),
+        ]
+        perfusion = [s.pi_percent for s in valid if s.pi_percent is not None]
+        if perfusion:
+            out.append(Measurement("perfusion_index", "%", statistics.median_low(perfusion)))
+    return tuple(out)
+
+
+@dataclass
+class OximetryWindow:
+    """Collects ``size`` consecutive samples, then yields their summary."""
+
+    size: int
+    _samples: list[RealTime] = field(default_factory=list)
+
+    def add(self, sample: RealTime) -> tuple[Measurement, ...] | None:
+        self._samples.append(sample)
+        if len(self._samples) < self.size:
+            return None
+        window, self._samples = self._samples, []
+        return summarise(window)
+
+    def discard(self) -> None:
+        """Forget a partial window (the stream broke off: its samples are not contiguous)."""
+        self._samples = []
