@@ -14,7 +14,11 @@ __all__ = ["LineFaults"]
 
 
 class LineFaults:
-    def __init__(self) -> None:
+    """``checksum_at`` is the position (from the end) of a checksum byte in this protocol's
+    frames: -1 for Modbus (CRC last), -2 for JBD (checksum before the 0x77 end marker)."""
+
+    def __init__(self, *, checksum_at: int = -1) -> None:
+        self.checksum_at = checksum_at
         self._lock = threading.Lock()
         self._muted = False
         self._garbage = b""
@@ -36,7 +40,7 @@ class LineFaults:
             self._garbage += data
 
     def corrupt_next(self, count: int = 1) -> None:
-        """Flip bits in the last byte (the checksum) of the next ``count`` frames."""
+        """Flip bits in the checksum of the next ``count`` frames."""
         with self._lock:
             self._corrupt += count
 
@@ -52,7 +56,9 @@ class LineFaults:
             prefix, self._garbage = self._garbage, b""
             if self._corrupt:
                 self._corrupt -= 1
-                return prefix + frame[:-1] + bytes((frame[-1] ^ 0x5A,)), False
+                corrupted = bytearray(frame)
+                corrupted[self.checksum_at] ^= 0x5A
+                return prefix + bytes(corrupted), False
             if self._truncate:
                 self._truncate -= 1
                 return prefix + frame[: max(1, len(frame) // 2)], False

@@ -8,6 +8,7 @@ later, and an I/O error closes the port so that the next use reopens it.
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 
 import serial
@@ -88,21 +89,21 @@ class SerialLink:
         return True
 
     def read(self, timeout: float) -> bytes:
-        """Whatever arrives within ``timeout`` seconds (returns early once bytes come)."""
+        """Whatever arrives within ``timeout`` seconds (returns as soon as bytes come)."""
         port = self._open()
         if port is None:
             time.sleep(min(timeout, self._reopen_s))  # keep a dead port from busy-looping
             return b""
         try:
-            port.timeout = timeout
-            first = port.read(1)
-            if not first:
+            # select() instead of pyserial's per-read timeout: changing the timeout reapplies
+            # every termios setting, which some drivers (ptys with parity) reject.
+            ready, _, _ = select.select([port.fileno()], [], [], timeout)
+            if not ready:
                 return b""
-            port.timeout = 0
-            rest: bytes = port.read(port.in_waiting or 0) if port.in_waiting else b""
-            return bytes(first) + rest
-        except (serial.SerialException, OSError, TypeError) as exc:
-            # pyserial raises TypeError from a port closed by another thread
+            data: bytes = port.read(port.in_waiting or 1)
+            return data
+        except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+            # pyserial raises TypeError / ValueError from a port closed under it
             self._lost(exc)
             return b""
 
