@@ -1,0 +1,166 @@
+"""Checks of what a config names on disk and in the driver registry.
+
+Separate from :mod:`agent.config` because these touch the filesystem and the drivers: the
+key file (present and owner-only), the TLS files (loadable, key matching certificate), the
+password file, and every sensor's driver settings (built once through the registry and
+closed). ``sensor-agent check`` reports them all; ``sensor-agent run`` refuses to start on
+any of them.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from hardware.base import Driver
+from provenance.errors import ProvenanceError
+from provenance.keyfile import load_private_key
+from provenance.keys import PrivateKey
+
+from .config import AgentConfig, ConfigDraft, Located, SensorConfig, TlsConfig
+from .errors import ConfigError, Problem
+from .toml_lines import KeyPath
+
+__all__ = [
+    "build_driver",
+    "check_drivers",
+    "load_device_key",
+    "preflight",
+    "read_password",
+    "sensor_problem",
+    "tls_context",
+]
+
+
+def preflight(draft: ConfigDraft) -> list[Problem]:
+    """Every problem with the files and drivers the config names (empty when all is well)."""
+    problems: list[Problem] = []
+    checks: list[Callable[[], object]] = []
+    if draft.key_file is not None:
+        key_file = draft.key_file
+        checks.append(lambda: load_device_key(key_file, draft))
+    if draft.tls is not None:
+        tls = draft.tls
+        checks.append(lambda: tls_context(tls, draft))
+    if draft.password_file is not None:
+        password_file = draft.password_file
+        checks.append(lambda: _read_password_file(password_file, draft))
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems += exc.problems
+    problems += check_drivers(draft.sensors, draft)
+    return problems
+
+
+def load_device_key(key_file: Path, where: Located) -> PrivateKey:
+    """The device signing key; refuse a key file that group or others can read."""
+    try:
+        return load_private_key(key_file)
+    except ProvenanceError as exc:
+        hint = ""
+        if not key_file.exists():
+            hint = f"; create one with `sensor-agent keygen --config {where.path}`"
+        raise ConfigError(str(where.path), [
+            Problem("key_file", exc.diagnostics() + hint, where.line_of(("key_file",)))
+        ]) from None
+
+
+def tls_context(tls: TlsConfig, where: Located) -> ssl.SSLContext:
+    """An SSL context that verifies the broker and, when configured, presents our cert."""
+    problems: list[Problem] = []
+
+    def problem(key: str, message: str) -> None:
+        problems.append(Problem(f"broker.tls.{key}", message,
+                                where.line_of(("broker", "tls", key))))
+
+    ctx: ssl.SSLContext | None = None
+    try:
+        ctx = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
+        )
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    except FileNotFoundError:
+        problem("ca_file", f"{tls.ca_file} does not exist")
+    except (ssl.SSLError, OSError) as exc:
+        problem("ca_file", f"cannot load CA certificates from {tls.ca_file}: {exc}")
+    if tls.cert_file is not None and tls.key_file is not None:
+        missing = False
+        for key, path in (("cert_file", tls.cert_file), ("key_file", tls.key_file)):
+            if not path.exists():
+                problem(key, f"{path} does not exist")
+                missing = True
+        if not missing and ctx is not None:
+            try:
+                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+            except ssl.SSLError as exc:
+                reason = ("the client key does not match the client certificate"
+                          if "KEY_VALUES_MISMATCH" in str(exc) else str(exc))
+                problem("cert_file", f"cannot load client certificate/key: {reason}")
+            except OSError as exc:
+                problem("cert_file", f"cannot read client certificate/key: {exc}")
+    if problems or ctx is None:
+        raise ConfigError(str(where.path), problems)
+    return ctx
+
+
+def read_password(config: AgentConfig) -> str | None:
+    if config.broker.password_file is None:
+        return config.broker.password
+    return _read_password_file(config.broker.password_file, config)
+
+
+def _read_password_file(path: Path, where: Located) -> str:
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(str(where.path), [Problem(
+            "broker.password_file", f"cannot read {path}: {exc.strerror}",
+            where.line_of(("broker", "password_file")),
+        )]) from None
+
+
+def build_driver(sensor: SensorConfig) -> Driver:
+    """Build one sensor's driver; HardwareConfigError for settings a person must fix."""
+    from hardware import registry  # imported late: the registry loads every driver module
+
+    return registry.create(sensor.driver, sensor.settings)
+
+
+def check_drivers(
+    sensors: tuple[SensorConfig, ...], where: Located
+) -> list[Problem]:
+    """Build every configured driver once (enabled or not) and close it again."""
+    from hardware.errors import HardwareConfigError
+
+    problems: list[Problem] = []
+    for sensor in sensors:
+        try:
+            driver = build_driver(sensor)
+        except HardwareConfigError as exc:
+            problems.append(sensor_problem(where, sensor, str(exc)))
+            continue
+        except Exception as exc:  # a driver must not raise here, but check reports anyway
+            problems.append(sensor_problem(
+                where, sensor, f"driver {sensor.driver!r} failed to start: {exc!r}"))
+            continue
+        driver.close()
+    return problems
+
+
+def sensor_problem(
+    where: Located, sensor: SensorConfig, message: str
+) -> Problem:
+    """A driver's complaint, placed on the line of the setting it names when it names one."""
+    path: KeyPath = ("sensors", sensor.index)
+    key = f"sensors[{sensor.index}]"
+    if message.startswith("unknown driver"):
+        path, key = (*path, "driver"), f"{key}.driver"
+    else:
+        named = re.search(r"setting(?:\(s\))? '([^']+)'", message)
+        if named and named.group(1) in sensor.settings:
+            path, key = (*path, named.group(1)), f"{key}.{named.group(1)}"
+    return Problem(key, message, where.line_of(path))

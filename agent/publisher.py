@@ -1,0 +1,352 @@
+"""Publishing the spool to the broker: QoS 1, in order, pipelined, deleted only after PUBACK.
+
+One connection at a time (aiomqtt on paho-mqtt, MQTT 5). For QoS 1, ``aiomqtt.Client.publish``
+returns when paho reports the message published, which paho does on PUBACK
+(``_handle_pubackcomp`` -> ``on_publish``). Waiting for each PUBACK before the next publish
+would cap the rate at one round trip per reading, so up to ``in_flight`` publishes are
+outstanding at once. Order on the wire still follows the spool: each publish task runs up to
+paho's ``publish()`` call in the order it was created (the event loop starts ready tasks
+FIFO), and paho sends, and queues beyond its in-flight limit, in call order. Acks are taken
+head-of-line, so the spool only ever loses a prefix of what was sent.
+
+After any disconnect the in-flight publishes are abandoned and the next connection re-sends
+from the oldest row still in the spool: a reading whose PUBACK was lost arrives twice, with
+identical bytes, which the collector drops as a duplicate.
+
+MQTT 5 because its PUBACK carries a reason code: a broker that refuses a reading (ACL: "Not
+authorized") still acknowledges it, and with MQTT 3.1.1 the agent could not tell and would
+delete a reading that was never stored. aiomqtt does not expose the reason code, so we wrap
+paho's ``on_publish`` (the one private attribute we touch, ``Client._client``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
+
+from .config import BrokerConfig
+from .errors import BrokerError
+from .spool import Row, Spool
+
+__all__ = [
+    "LinkState",
+    "Publisher",
+    "backoff_delay",
+    "explain",
+    "reading_topic",
+    "status_topic",
+]
+
+log = logging.getLogger(__name__)
+
+#: A connection that stayed up this long resets the backoff to its minimum.
+STABLE_S = 10.0
+#: Retained payloads on the status topic.
+ONLINE, OFFLINE = b"online", b"offline"
+
+
+def reading_topic(device_id: str) -> str:
+    return f"sensorledger/v1/{device_id}/reading"
+
+
+def status_topic(device_id: str) -> str:
+    return f"sensorledger/v1/{device_id}/status"
+
+
+def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, capped at ``high``.
+
+    The fixed half keeps a fleet from hammering a broker that just came back; the random half
+    keeps it from reconnecting in lockstep.
+    """
+    ceiling = min(high, low * 2.0 ** min(attempt, 32))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass
+class LinkState:
+    """The broker connection as heartbeats and ``status`` report it."""
+
+    connected: bool = False
+    connects: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    connected_since_ms: int | None = None
+
+
+class _PahoErrors(logging.Handler):
+    """Keeps paho's last error line: the real cause of a connect that merely "timed out"
+    (e.g. the TLS alert sent by a broker that requires a client certificate)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
+
+
+class Publisher:
+    """Moves readings from the spool to the broker until told to stop."""
+
+    def __init__(
+        self, device_id: str, broker: BrokerConfig, spool: Spool, *,
+        tls: ssl.SSLContext | None, password: str | None,
+        heartbeat: Callable[[], dict[str, Any]], heartbeat_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.broker = broker
+        self.spool = spool
+        self.link = LinkState()
+        self._tls = tls
+        self._password = password
+        self._heartbeat = heartbeat
+        self._heartbeat_s = heartbeat_s
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._deadline = float("inf")
+        self._refused: str | None = None
+        self._paho_errors = _PahoErrors()
+        self._mqtt_log = logging.getLogger("agent.mqtt")
+        self._mqtt_log.setLevel(logging.WARNING)  # paho logs every packet at DEBUG
+        spool.add_listener(self._wake.set)
+
+    def stop(self, deadline: float) -> None:
+        """Deliver what can be delivered until ``deadline`` (monotonic), then disconnect."""
+        self._deadline = deadline
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._mqtt_log.addHandler(self._paho_errors)
+        try:
+            await self._reconnecting()
+        finally:
+            self._mqtt_log.removeHandler(self._paho_errors)
+
+    async def _reconnecting(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                await self._connection()
+            except (aiomqtt.MqttError, BrokerError, OSError) as exc:
+                self._record_failure(explain(exc, self.broker, self._paho_errors.last), attempt)
+            finally:
+                self.link.connected = False
+                self.link.connected_since_ms = None
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started >= STABLE_S:
+                attempt = 0
+            delay = backoff_delay(attempt, self.broker.reconnect_min_s,
+                                  self.broker.reconnect_max_s, self._rng)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    def _record_failure(self, reason: str, attempt: int) -> None:
+        self.link.failures += 1
+        # Say it the first time, when the reason changes, and then now and again.
+        if reason != self.link.last_error or attempt % 20 == 0:
+            log.warning("broker %s: %s (attempt %d; retrying with backoff)",
+                        self.broker.url, reason, attempt + 1)
+        self.link.last_error = reason
+
+    def _client(self) -> aiomqtt.Client:
+        b = self.broker
+        self._paho_errors.last = None
+        return aiomqtt.Client(
+            b.host, b.port, identifier=b.client_id, username=b.username,
+            password=self._password, protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True, keepalive=b.keepalive_s, timeout=b.connect_timeout_s,
+            tls_context=self._tls, logger=self._mqtt_log,
+            max_inflight_messages=b.in_flight,
+            will=aiomqtt.Will(status_topic(self.device_id), OFFLINE, qos=1, retain=True),
+        )
+
+    async def _connection(self) -> None:
+        self._refused = None
+        async with self._client() as client:
+            _watch_puback_reasons(client, self._on_refused)
+            # aiomqtt warns once more than this many calls are pending; we pipeline on purpose.
+            client.pending_calls_threshold = self.broker.in_flight + 16
+            self.link.connected = True
+            self.link.connects += 1
+            self.link.connected_since_ms = time.time_ns() // 1_000_000
+            if self.link.last_error is not None:
+                log.info("broker %s: connected again", self.broker.url)
+            else:
+                log.info("broker %s: connected", self.broker.url)
+            self.link.last_error = None
+            await client.publish(status_topic(self.device_id), ONLINE, qos=1, retain=True)
+            heartbeat = asyncio.create_task(self._heartbeats(client))
+            try:
+                await self._pump(client)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(BaseException):
+                    await heartbeat
+            # A clean stop: the Will is not sent on a normal disconnect, so say it ourselves.
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(status_topic(self.device_id), OFFLINE, qos=1, retain=True,
+                                     timeout=1.0)
+
+    def _on_refused(self, reason: str) -> None:
+        self._refused = reason
+        self._wake.set()
+
+    async def _heartbeats(self, client: aiomqtt.Client) -> None:
+        while True:
+            payload = json.dumps(self._heartbeat(), separators=(",", ":"))
+            await client.publish(status_topic(self.device_id), payload.encode(), qos=0)
+            await asyncio.sleep(self._heartbeat_s)
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        """Keep up to ``in_flight`` readings outstanding; ack and delete them in order."""
+        window = self.broker.in_flight
+        ack_timeout = max(30.0, 2.0 * self.broker.keepalive_s)
+        inflight: deque[tuple[Row, asyncio.Task[None]]] = deque()
+        after = 0  # re-send everything still spooled: we cannot know what the broker kept
+        watcher = asyncio.create_task(_until_disconnected(client))
+        watcher.add_done_callback(lambda _: self._wake.set())
+        exhausted = False
+        try:
+            while True:
+                if watcher.done():
+                    watcher.result()
+                if self._refused is not None:
+                    raise BrokerError(
+                        f"the broker refused a publish ({self._refused}); check that its ACL "
+                        f"lets this client publish to sensorledger/v1/{self.device_id}/#"
+                    )
+                acked: list[int] = []
+                while inflight and inflight[0][1].done():
+                    row, task = inflight.popleft()
+                    if task.cancelled():
+                        raise BrokerError("publish cancelled")
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                    acked.append(row.pos)
+                if acked:
+                    await self.spool.ack(acked, time.time_ns() // 1_000_000)
+                if len(inflight) < window and not self._past_deadline():
+                    self._wake.clear()
+                    rows = await self.spool.fetch(after, window - len(inflight))
+                    exhausted = len(rows) < window - len(inflight)
+                    for row in rows:
+                        task = asyncio.create_task(client.publish(
+                            reading_topic(row.device_id), row.envelope, qos=1,
+                            timeout=ack_timeout))
+                        task.add_done_callback(self._on_done)
+                        inflight.append((row, task))
+                        after = row.pos
+                    if rows:
+                        continue
+                if self._stopping.is_set() and (
+                    (not inflight and exhausted) or self._past_deadline()
+                ):
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+        finally:
+            watcher.cancel()
+            for _, task in inflight:
+                task.cancel()
+            await asyncio.gather(watcher, *(t for _, t in inflight), return_exceptions=True)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._wake.set()
+
+    def _past_deadline(self) -> bool:
+        return self._stopping.is_set() and time.monotonic() >= self._deadline
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    """Raise MqttError when the connection drops.
+
+    The agent subscribes to nothing, so the message iterator yields nothing; aiomqtt ends it
+    with MqttError on disconnect, which is the public way to notice a dead connection while
+    publishes are waiting for acks that will never come.
+    """
+    async for _ in client.messages:
+        pass
+    raise aiomqtt.MqttError("disconnected")
+
+
+def _watch_puback_reasons(client: aiomqtt.Client, on_refused: Callable[[str], None]) -> None:
+    inner: Any = client._client.on_publish  # the handler that resolves aiomqtt's publish()
+
+    def on_publish(c: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            on_refused(str(reason))  # first: the pump must see it before the ack lands
+        if inner is not None:
+            inner(c, userdata, mid, reason, props)
+
+    client._client.on_publish = on_publish
+
+
+def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = None) -> str:
+    """Why a connection failed, in words that point at the fix."""
+    where = f"{broker.host}:{broker.port}"
+    if isinstance(exc, MqttConnectError):
+        reason = str(getattr(exc, "rc", "")) or str(exc)
+        hint = ""
+        if "authori" in reason.lower() or "user name" in reason.lower():
+            hint = " (check broker.username / password and the broker's ACL)"
+        return f"broker refused the connection: {reason}{hint}"
+    text = str(exc)
+    detail = paho_error or ""
+    combined = f"{text} {detail}"
+    upper = combined.upper()
+    if "CERTIFICATE_REQUIRED" in upper or "PEER DID NOT RETURN A CERTIFICATE" in upper:
+        if broker.tls is None or broker.tls.cert_file is None:
+            return (f"TLS handshake with {where} failed: the broker requires a client "
+                    "certificate and none is configured (set broker.tls.cert_file and "
+                    "broker.tls.key_file)")
+        return (f"TLS handshake with {where} failed: the broker asked for a client "
+                "certificate and did not accept ours")
+    for alert, meaning in (("UNKNOWN_CA", "was not issued by a CA the broker trusts"),
+                           ("BAD_CERTIFICATE", "was rejected as a bad certificate"),
+                           ("CERTIFICATE_EXPIRED", "has expired"),
+                           ("CERTIFICATE_REVOKED", "has been revoked")):
+        if alert in upper:
+            return f"TLS handshake with {where} failed: our client certificate {meaning}"
+    if "CERTIFICATE_VERIFY_FAILED" in upper or "CERTIFICATE VERIFY FAILED" in upper:
+        return (f"TLS handshake with {where} failed: the broker's certificate is not trusted "
+                f"({_tail(combined)}); check broker.tls.ca_file and the host name in the url")
+    if "WRONG_VERSION_NUMBER" in upper or "RECORD_LAYER_FAILURE" in upper:
+        return f"TLS handshake with {where} failed: is {where} a TLS listener? ({_tail(text)})"
+    if "disconnected" in text.lower():
+        cause = exc.__cause__ or exc.__context__
+        because = f": {cause}" if cause is not None and str(cause) else ""
+        return f"connection to {where} lost{because}"
+    if "refused" in text.lower():
+        return f"cannot reach broker at {where}: connection refused (is the broker running?)"
+    if "timed out" in text.lower():
+        if detail:
+            return f"connection to {where} failed: {detail}"
+        return f"no answer from broker at {where} within {broker.connect_timeout_s:g} s"
+    if isinstance(exc, BrokerError):
+        return str(exc)
+    return f"connection to {where} failed: {text or type(exc).__name__}"
+
+
+def _tail(text: str) -> str:
+    return text.strip().split("] ", 1)[-1].strip()

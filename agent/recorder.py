@@ -1,0 +1,74 @@
+"""The single writer between the pollers and the spool.
+
+Pollers hand over drafts through a bounded queue; the recorder takes whatever has gathered
+(up to ``max_batch``) and signs and spools it in one transaction. At 1 Hz a batch is one
+reading; at full rate batching turns one fsync per reading into one per batch, which is what
+makes thousands of durable readings per second possible on an SD card. The queue bound is
+backpressure: if the disk stalls, pollers wait instead of the agent's memory growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .errors import SpoolError
+from .signer import ChainSigner, Draft, Relay
+from .spool import Spool
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+
+
+class Recorder:
+    def __init__(
+        self, spool: Spool, signer: ChainSigner, *, max_batch: int = 500,
+        queue_size: int = 2_000,
+    ) -> None:
+        self.spool = spool
+        self.signer = signer
+        self.max_batch = max_batch
+        self.queue: asyncio.Queue[Draft | Relay] = asyncio.Queue(queue_size)
+        self.last_error: str | None = None
+        self.write_failures = 0
+
+    async def put(self, item: Draft | Relay) -> None:
+        await self.queue.put(item)
+
+    async def run(self) -> None:
+        """Record forever; cancel to stop (then call :meth:`flush`)."""
+        while True:
+            first = await self.queue.get()
+            await self._record([first, *self._drain()])
+
+    async def flush(self) -> None:
+        """Record what is still queued (used at shutdown, after the pollers have stopped)."""
+        while not self.queue.empty():
+            await self._record(self._drain())
+
+    def _drain(self) -> list[Draft | Relay]:
+        batch: list[Draft | Relay] = []
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _record(self, batch: list[Draft | Relay]) -> None:
+        while True:
+            try:
+                await self.spool.record(batch, self.signer)
+            except SpoolError as exc:
+                # Keep the batch and retry: the readings exist only here until committed.
+                self.write_failures += 1
+                if self.last_error != str(exc):
+                    log.error("%s; retrying every %.0f s", exc, RETRY_S)
+                self.last_error = str(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            self.last_error = None
+            return

@@ -1,0 +1,459 @@
+"""The durable, bounded spool between the signer and the broker (SQLite through aiosqlite).
+
+Contract (docs/agent.md, "Spool contract"):
+
+* **Sign and spool in one transaction.** :meth:`Spool.record` signs a batch of drafts and
+  commits the envelopes, the new chain head (next seq, hash of the last envelope), the boot
+  counter and the overflow state together. WAL with ``synchronous=FULL``: a committed reading
+  survives SIGKILL and power loss, and after a restart the chain resumes from the committed
+  head, so a sequence number is never reused.
+* **Leaves only after PUBACK.** The publisher reads rows in ``pos`` order and calls
+  :meth:`Spool.ack` with the positions the broker acknowledged. ``pos`` is AUTOINCREMENT so
+  a position is never reused, and an ack for a row that was dropped meanwhile is a no-op.
+* **Bounded.** At most ``max_readings`` readings (own and relayed) are kept. A reading that
+  arrives at a full spool pushes out the oldest one. Gap records are never dropped and do not
+  count towards the limit: they are how a loss is proven, and there is at most one per
+  overflow episode.
+* **Overflow episodes.** An episode opens at the first drop. While it is open, each further
+  drop extends its range ``[first, last]`` (persisted with the drop, so it survives restarts).
+  It closes, and its one gap record is signed (taking the next seq, chained normally, spooled
+  like a reading), at the first reading that finds room in the spool again — i.e. once the
+  publisher has made room. If a drop would not extend the range contiguously (a retained
+  record sits between), the episode is closed first and a new one opens, so every gap
+  record names exactly the seqs it dropped. Relayed envelopes belong to other devices'
+  chains; their drops are counted (``dropped_relayed``) but cannot be signed for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .errors import SpoolError, SpoolLockedError, SpoolMismatchError
+from .signer import ChainHead, ChainSigner, Draft, Entry, Relay
+
+__all__ = ["Row", "Spool", "SpoolCounters", "SpoolReport", "read_report"]
+
+SCHEMA_VERSION = 1
+MAX_BOOT = 2**32 - 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    device_id       TEXT    NOT NULL,
+    boot            INTEGER NOT NULL,
+    next_seq        INTEGER NOT NULL,
+    head            BLOB    NOT NULL,
+    gap_first       INTEGER,          -- open overflow episode, NULL when none
+    gap_last        INTEGER,
+    signed          INTEGER NOT NULL DEFAULT 0,
+    relayed         INTEGER NOT NULL DEFAULT 0,
+    published       INTEGER NOT NULL DEFAULT 0,
+    dropped         INTEGER NOT NULL DEFAULT 0,
+    dropped_relayed INTEGER NOT NULL DEFAULT 0,
+    gap_records     INTEGER NOT NULL DEFAULT 0,
+    last_puback_ms  INTEGER
+);
+CREATE TABLE IF NOT EXISTS spool (
+    pos       INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    is_gap    INTEGER NOT NULL DEFAULT 0,
+    relayed   INTEGER NOT NULL DEFAULT 0,
+    envelope  BLOB    NOT NULL
+);
+"""
+_COUNTERS = ("signed", "relayed", "published", "dropped", "dropped_relayed", "gap_records")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A spooled envelope as the publisher sees it."""
+
+    pos: int
+    device_id: str
+    seq: int
+    envelope: bytes
+
+
+@dataclass(slots=True)
+class SpoolCounters:
+    """Totals since the spool was created (they persist across restarts)."""
+
+    signed: int = 0
+    relayed: int = 0
+    published: int = 0
+    dropped: int = 0
+    dropped_relayed: int = 0
+    gap_records: int = 0
+    last_puback_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A row that may be pushed out: already on disk (pos) or new in this batch (index)."""
+
+    seq: int
+    relayed: bool
+    pos: int | None = None
+    index: int | None = None
+
+
+@dataclass
+class _Batch:
+    entries: list[Entry | None] = field(default_factory=list)
+    delete: list[int] = field(default_factory=list)
+    signed: int = 0
+    relayed: int = 0
+    dropped: int = 0
+    dropped_relayed: int = 0
+    gap_records: int = 0
+
+
+class Spool:
+    """The agent's one writer on the spool database. Use :meth:`open`, then :meth:`close`."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, lock_fd: int, path: Path, max_readings: int,
+        device_id: str, boot: int, head: ChainHead, gap: tuple[int, int] | None,
+        counters: SpoolCounters, depth: int, gap_rows: int,
+    ) -> None:
+        self._db = db
+        self._lock_fd = lock_fd
+        self.path = path
+        self.max_readings = max_readings
+        self.device_id = device_id
+        self.boot = boot
+        self.head = head
+        self.gap = gap
+        self.counters = counters
+        self.depth = depth  # readings (own and relayed) in the spool; gap records excluded
+        self.gap_rows = gap_rows
+        self._listeners: list[Callable[[], None]] = []
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, device_id: str, max_readings: int) -> Spool:
+        """Open (or create) the spool, take its lock, and count this start as a new boot."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(path)
+        try:
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
+            raise SpoolError(f"cannot open spool {path}: {exc}") from exc
+        try:
+            return await cls._init(db, lock_fd, path, device_id, max_readings)
+        except BaseException:
+            await db.close()
+            os.close(lock_fd)
+            raise
+
+    @classmethod
+    async def _init(
+        cls, db: aiosqlite.Connection, lock_fd: int, path: Path, device_id: str,
+        max_readings: int,
+    ) -> Spool:
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on stable storage before record() returns; a reading the
+            # agent considers spooled survives power loss, not just a process crash.
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            version = (await _one(db, "PRAGMA user_version"))[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise SpoolError(f"spool {path} has schema version {version}; this agent "
+                                 f"understands version {SCHEMA_VERSION}")
+            await db.execute("BEGIN IMMEDIATE")
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            state = await _maybe_one(db, "SELECT device_id, boot FROM state WHERE id = 1")
+            if state is None:
+                await db.execute(
+                    "INSERT INTO state (id, device_id, boot, next_seq, head) "
+                    "VALUES (1, ?, 0, ?, ?)",
+                    (device_id, ChainHead().next_seq, ChainHead().prev),
+                )
+            elif state[0] != device_id:
+                await db.execute("ROLLBACK")
+                raise SpoolMismatchError(
+                    f"spool {path} belongs to device {state[0]!r}, but the config says "
+                    f"{device_id!r}; give this device its own spool.path"
+                )
+            elif state[1] >= MAX_BOOT:
+                await db.execute("ROLLBACK")
+                raise SpoolError(f"boot counter in {path} is exhausted ({MAX_BOOT})")
+            # The boot counter counts starts: it is bumped and committed before any reading
+            # of this run is signed.
+            await db.execute("UPDATE state SET boot = boot + 1 WHERE id = 1")
+            await db.execute("COMMIT")
+            row = await _one(db, "SELECT boot, next_seq, head, gap_first, gap_last, "
+                                 + ", ".join(_COUNTERS) + ", last_puback_ms FROM state")
+            depth, gap_rows = await _one(
+                db, "SELECT COALESCE(SUM(is_gap = 0), 0), COALESCE(SUM(is_gap), 0) FROM spool")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool {path} is unusable: {exc}") from exc
+        boot, next_seq, head, gap_first, gap_last = row[:5]
+        counters = _counters(row[5:])
+        gap = (gap_first, gap_last) if gap_first is not None else None
+        return cls(db, lock_fd, path, max_readings, device_id, boot,
+                   ChainHead(next_seq, bytes(head)), gap, counters, depth, gap_rows)
+
+    async def close(self) -> None:
+        try:
+            await self._db.close()
+        finally:
+            os.close(self._lock_fd)
+
+    async def record(self, items: Sequence[Draft | Relay], signer: ChainSigner) -> None:
+        """Sign the drafts, apply the overflow policy and commit it all in one transaction."""
+        if not items:
+            return
+        async with self._write:
+            head = signer.head
+            gap = self.gap
+            depth = self.depth
+            need = max(0, depth + len(items) - self.max_readings)
+            victims: deque[_Candidate] = deque()
+            if need:
+                rows = await self._db.execute_fetchall(
+                    "SELECT pos, seq, relayed FROM spool WHERE is_gap = 0 ORDER BY pos LIMIT ?",
+                    (min(need, depth),),
+                )
+                victims.extend(_Candidate(seq, bool(rel), pos=pos) for pos, seq, rel in rows)
+            batch = _Batch()
+            for item in items:
+                if depth >= self.max_readings:
+                    victim = victims.popleft()
+                    depth -= 1
+                    if victim.pos is not None:
+                        batch.delete.append(victim.pos)
+                    else:
+                        assert victim.index is not None
+                        batch.entries[victim.index] = None
+                    if victim.relayed:
+                        batch.dropped_relayed += 1
+                    else:
+                        batch.dropped += 1
+                        if gap is not None and victim.seq != gap[1] + 1:
+                            head = self._close_episode(signer, gap, head, batch)
+                            gap = None
+                        gap = (victim.seq, victim.seq) if gap is None else (gap[0], victim.seq)
+                elif gap is not None:
+                    head = self._close_episode(signer, gap, head, batch)
+                    gap = None
+                if isinstance(item, Draft):
+                    entry, head = signer.sign(item, head)
+                    batch.signed += 1
+                else:
+                    entry = Entry(item.device_id, item.seq, item.envelope, relayed=True)
+                    batch.relayed += 1
+                batch.entries.append(entry)
+                victims.append(_Candidate(entry.seq, entry.relayed, index=len(batch.entries) - 1))
+                depth += 1
+            await self._commit(batch, head, gap)
+            signer.advance(head)
+            self.head = head
+            self.gap = gap
+            self.depth = depth
+            self.gap_rows += batch.gap_records
+            c = self.counters
+            c.signed += batch.signed
+            c.relayed += batch.relayed
+            c.dropped += batch.dropped
+            c.dropped_relayed += batch.dropped_relayed
+            c.gap_records += batch.gap_records
+            for listener in self._listeners:
+                listener()
+
+    @staticmethod
+    def _close_episode(
+        signer: ChainSigner, gap: tuple[int, int], head: ChainHead, batch: _Batch
+    ) -> ChainHead:
+        entry, head = signer.sign_gap(gap[0], gap[1], head)
+        batch.entries.append(entry)
+        batch.gap_records += 1
+        return head
+
+    async def _commit(self, batch: _Batch, head: ChainHead, gap: tuple[int, int] | None) -> None:
+        rows = [(e.device_id, e.seq, int(e.is_gap), int(e.relayed), e.envelope)
+                for e in batch.entries if e is not None]
+        db = self._db
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks(batch.delete):
+                await db.execute(
+                    f"DELETE FROM spool WHERE pos IN ({','.join('?' * len(chunk))})", chunk)
+            await db.executemany(
+                "INSERT INTO spool (device_id, seq, is_gap, relayed, envelope) "
+                "VALUES (?, ?, ?, ?, ?)", rows)
+            await db.execute(
+                "UPDATE state SET next_seq = ?, head = ?, gap_first = ?, gap_last = ?, "
+                "signed = signed + ?, relayed = relayed + ?, dropped = dropped + ?, "
+                "dropped_relayed = dropped_relayed + ?, gap_records = gap_records + ? "
+                "WHERE id = 1",
+                (head.next_seq, head.prev, gap[0] if gap else None, gap[1] if gap else None,
+                 batch.signed, batch.relayed, batch.dropped, batch.dropped_relayed,
+                 batch.gap_records),
+            )
+            await db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await _rollback(db)
+            raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (no arguments) after each commit that adds rows."""
+        self._listeners.append(callback)
+
+    async def fetch(self, after_pos: int, limit: int) -> list[Row]:
+        """Up to ``limit`` rows after ``after_pos``, oldest first."""
+        rows = await self._db.execute_fetchall(
+            "SELECT pos, device_id, seq, envelope FROM spool WHERE pos > ? ORDER BY pos LIMIT ?",
+            (after_pos, limit),
+        )
+        return [Row(pos, dev, seq, bytes(env)) for pos, dev, seq, env in rows]
+
+    async def ack(self, positions: Sequence[int], now_ms: int) -> None:
+        """Remove rows the broker acknowledged (PUBACK); already-dropped ones are skipped."""
+        if not positions:
+            return
+        async with self._write:
+            db = self._db
+            removed: list[Any] = []
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                for chunk in _chunks(list(positions)):
+                    cursor = await db.execute(
+                        f"DELETE FROM spool WHERE pos IN ({','.join('?' * len(chunk))}) "
+                        "RETURNING is_gap", chunk)
+                    removed += await cursor.fetchall()
+                await db.execute(
+                    "UPDATE state SET published = published + ?, last_puback_ms = ? WHERE id = 1",
+                    (len(positions), now_ms),
+                )
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
+            gaps = sum(1 for (is_gap,) in removed if is_gap)
+            self.gap_rows -= gaps
+            self.depth -= len(removed) - gaps
+            self.counters.published += len(positions)
+            self.counters.last_puback_ms = now_ms
+
+    @property
+    def rows(self) -> int:
+        return self.depth + self.gap_rows
+
+
+def _lock(path: Path) -> int:
+    """Hold an exclusive lock beside the spool: two agents on one spool would reuse seqs."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolLockedError(
+            f"spool {path} is in use by another sensor-agent process; stop it first "
+            "(two writers would reuse sequence numbers)"
+        ) from None
+    return fd
+
+
+def _counters(values: Sequence[Any]) -> SpoolCounters:
+    """Counters from the ``state`` columns ``_COUNTERS`` followed by ``last_puback_ms``."""
+    totals = dict(zip(_COUNTERS, values[:len(_COUNTERS)], strict=True))
+    return SpoolCounters(**totals, last_puback_ms=values[len(_COUNTERS)])
+
+
+def _chunks(items: list[int], size: int = 500) -> list[list[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+async def _one(db: aiosqlite.Connection, sql: str) -> Any:
+    row = await _maybe_one(db, sql)
+    assert row is not None
+    return row
+
+
+async def _maybe_one(db: aiosqlite.Connection, sql: str) -> Any:
+    cursor = await db.execute(sql)
+    return await cursor.fetchone()
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    try:
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolReport:
+    """What ``sensor-agent status`` shows from the spool, read without the agent."""
+
+    path: str
+    device_id: str
+    boot: int
+    next_seq: int
+    head: str
+    open_gap: tuple[int, int] | None
+    depth: int
+    gap_rows: int
+    oldest_seq: int | None
+    newest_seq: int | None
+    counters: SpoolCounters
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "device_id": self.device_id, "boot": self.boot,
+            "next_seq": self.next_seq, "head": self.head,
+            "open_gap": list(self.open_gap) if self.open_gap else None,
+            "depth": self.depth, "gap_records_waiting": self.gap_rows,
+            "oldest_seq": self.oldest_seq, "newest_seq": self.newest_seq,
+            "totals": {name: getattr(self.counters, name) for name in _COUNTERS},
+            "last_puback_ms": self.counters.last_puback_ms,
+        }
+
+
+def read_report(path: Path) -> SpoolReport:
+    """Read the spool's state without writing (safe while the agent runs: WAL readers)."""
+    if not path.exists():
+        raise SpoolError(f"spool {path} does not exist (has the agent run yet?)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise SpoolError(f"cannot open spool {path} read-only: {exc}") from exc
+    try:
+        row = db.execute("SELECT device_id, boot, next_seq, head, gap_first, gap_last, "
+                         + ", ".join(_COUNTERS) + ", last_puback_ms FROM state").fetchone()
+        if row is None:
+            raise SpoolError(f"spool {path} has no state yet")
+        depth, gap_rows = db.execute(
+            "SELECT COALESCE(SUM(is_gap = 0), 0), COALESCE(SUM(is_gap), 0) FROM spool"
+        ).fetchone()
+        oldest, newest = db.execute(
+            "SELECT MIN(seq), MAX(seq) FROM spool WHERE relayed = 0").fetchone()
+    except sqlite3.Error as exc:
+        raise SpoolError(f"cannot read spool {path}: {exc}") from exc
+    finally:
+        db.close()
+    device_id, boot, next_seq, head, gap_first, gap_last = row[:6]
+    counters = _counters(row[6:])
+    return SpoolReport(
+        path=str(path), device_id=device_id, boot=boot, next_seq=next_seq, head=bytes(head).hex(),
+        open_gap=(gap_first, gap_last) if gap_first is not None else None,
+        depth=depth, gap_rows=gap_rows, oldest_seq=oldest, newest_seq=newest, counters=counters,
+    )

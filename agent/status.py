@@ -1,0 +1,119 @@
+"""What the agent says about itself: heartbeat JSON, the status file, ``sensor-agent status``.
+
+The same snapshot goes three ways: as the periodic heartbeat on the status topic, as
+``status.json`` in the state directory (written atomically, so ``sensor-agent status`` can
+show per-sensor errors and the broker link even while the agent runs, or after it died), and
+condensed into one line for systemd's ``STATUS=``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .poller import SensorHealth
+from .publisher import LinkState
+from .spool import Spool, SpoolReport
+
+__all__ = ["render_status", "snapshot", "status_line", "write_status_file"]
+
+
+def snapshot(
+    spool: Spool, link: LinkState, sensors: Iterable[SensorHealth], *, started_s: float,
+    spool_error: str | None = None,
+) -> dict[str, Any]:
+    """The heartbeat: counters are totals since the spool was created."""
+    now_ms = time.time_ns() // 1_000_000
+    c = spool.counters
+    return {
+        "state": "online" if link.connected else "offline",
+        "device_id": spool.device_id,
+        "time_ms": now_ms,
+        "boot": spool.boot,
+        "uptime_s": round(time.monotonic() - started_s, 1),
+        "next_seq": spool.head.next_seq,
+        "signed": c.signed,
+        "relayed": c.relayed,
+        "published": c.published,
+        "dropped": c.dropped,
+        "dropped_relayed": c.dropped_relayed,
+        "gap_records": c.gap_records,
+        "open_gap": list(spool.gap) if spool.gap else None,
+        "spool_depth": spool.depth,
+        "spool_limit": spool.max_readings,
+        "last_puback_age_s": (None if c.last_puback_ms is None
+                              else round((now_ms - c.last_puback_ms) / 1000, 1)),
+        "broker": {"connected": link.connected, "connects": link.connects,
+                   "failures": link.failures, "last_error": link.last_error},
+        "spool_error": spool_error,
+        "sensors": {h.name: h.as_dict() for h in sensors},
+    }
+
+
+def status_line(snap: dict[str, Any]) -> str:
+    """One line for ``systemctl status``."""
+    broker = "broker connected" if snap["broker"]["connected"] else (
+        f"broker down: {snap['broker']['last_error'] or 'connecting'}")
+    errors = sum(s["errors"] for s in snap["sensors"].values())
+    return (f"seq {snap['next_seq']}, spool {snap['spool_depth']}/{snap['spool_limit']}, "
+            f"published {snap['published']}, dropped {snap['dropped']}, "
+            f"sensor errors {errors}; {broker}")
+
+
+def write_status_file(path: Path, snap: dict[str, Any]) -> None:
+    """Replace ``path`` atomically, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(snap, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_status_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def render_status(report: SpoolReport, runtime: dict[str, Any] | None) -> str:
+    """Human-readable ``sensor-agent status``: spool facts, then the last runtime snapshot."""
+    t = report.counters
+    lines = [
+        f"device        {report.device_id}",
+        f"spool         {report.path}",
+        f"boot          {report.boot}",
+        f"next seq      {report.next_seq}",
+        f"chain head    {report.head}",
+        f"spooled       {report.depth} readings waiting"
+        + (f" (seq {report.oldest_seq}..{report.newest_seq})"
+           if report.oldest_seq is not None else "")
+        + (f", {report.gap_rows} gap record(s)" if report.gap_rows else ""),
+        "overflow      " + (f"episode open: seqs {report.open_gap[0]}..{report.open_gap[1]} "
+                             "dropped so far (gap record follows when the spool has room)"
+                             if report.open_gap else "none open"),
+        f"totals        signed {t.signed}, published {t.published}, dropped {t.dropped}, "
+        f"gap records {t.gap_records}, relayed {t.relayed} (dropped {t.dropped_relayed})",
+    ]
+    if t.last_puback_ms is not None:
+        age = time.time() - t.last_puback_ms / 1000
+        lines.append(f"last PUBACK   {age:.1f} s ago")
+    else:
+        lines.append("last PUBACK   never")
+    if runtime is None:
+        lines.append("runtime       no status file (the agent has not run here yet)")
+        return "\n".join(lines)
+    age = time.time() - runtime.get("time_ms", 0) / 1000
+    broker = runtime.get("broker", {})
+    lines.append(f"runtime       snapshot {age:.0f} s old, boot {runtime.get('boot')}, "
+                 f"up {runtime.get('uptime_s')} s")
+    lines.append("broker        " + ("connected" if broker.get("connected") else
+                                     f"not connected: {broker.get('last_error') or '-'}"))
+    for name, s in sorted(runtime.get("sensors", {}).items()):
+        lines.append(f"sensor {name:<12} {s.get('driver')}: {s.get('samples')} samples, "
+                     f"{s.get('errors')} errors"
+                     + (f" (last: {s.get('last_error')})" if s.get("last_error") else ""))
+    return "\n".join(lines)
