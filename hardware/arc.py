@@ -5,11 +5,11 @@ Driver name ``arc-monitor``. Settings: ``port`` (required), ``unit`` (1: the arc
 relay on the same line; absent = none), ``status_interval_s`` (60), ``baudrate`` (9600),
 ``parity`` (N), ``stopbits`` (1), ``timeout_s`` (0.5).
 
-Every poll reads the arc alarm block and the real-time arc intensities (two requests; poll
-often, e.g. every 0.5 s). A new channel alarm or a counter increase becomes an event sample
-``{"type": "arc", "channel", "intensity", "count", "new_arcs", "alarm"}`` returned by that
-poll; bus arcs give ``{"type": "bus-arc", …}`` and a residual-current warning or alarm gives
-``{"type": "residual-current", …}``. A status sample (currents, voltages, temperatures,
+Every poll reads the arc alarm block and the arc intensities (two requests; poll often,
+e.g. every 0.5 s). A new channel alarm or a counter increase becomes an event sample
+``{"type": "arc", "channel", "intensity", "peak_intensity", "count", "new_arcs", "alarm"}``
+returned by that poll; bus arcs give ``{"type": "bus-arc", …}`` and a residual-current
+warning or alarm gives ``{"type": "residual-current", …}``. A status sample (currents, voltages, temperatures,
 counters, intensities, residual current) follows every ``status_interval_s``.
 """
 
@@ -32,6 +32,7 @@ from .arc_protocol import (
     decode_alarm_block,
     decode_residual,
     decode_status_block,
+    intensity_block_count,
     status_block_count,
 )
 from .base import DriverStats, Measurement, Sample, Value
@@ -57,6 +58,8 @@ def status_measurements(arcs: ArcState, status: MonitorStatus | None,
     out += [Measurement(f"arc_count_{i}", "count", n)
             for i, n in enumerate(arcs.channel_counts, 1)]
     out += [Measurement(f"arc_intensity_{i}", None, v) for i, v in enumerate(arcs.intensity, 1)]
+    out += [Measurement(f"arc_peak_intensity_{i}", None, v)
+            for i, v in enumerate(arcs.intensity_10min, 1)]
     if status is not None:
         out.append(Measurement("bus_voltage", "V", status.bus_voltage_v))
         out += [Measurement(f"temperature_{i}", "Cel", t)
@@ -105,7 +108,8 @@ class ArcMonitorDriver:
                                 alarm_block_count(self._channels))
         if block is None:
             return []
-        intensity = self._link.read(self._unit, READ_INPUT, INTENSITY_REALTIME, self._channels)
+        intensity = self._link.read(self._unit, READ_INPUT, INTENSITY_REALTIME,
+                                    intensity_block_count(self._channels))
         if intensity is None:
             return []
         try:

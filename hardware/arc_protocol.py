@@ -33,6 +33,7 @@ __all__ = [
     "decode_residual",
     "decode_status_block",
     "encode_alarm_bitmaps",
+    "intensity_block_count",
     "status_block_count",
 ]
 
@@ -99,23 +100,38 @@ class ArcState:
     alarm_channels: frozenset[int]
     bus_arc_count: int
     channel_counts: tuple[int, ...]
-    intensity: tuple[int, ...]
+    intensity: tuple[int, ...]  # real time
+    intensity_10min: tuple[int, ...]  # peak of the current 10-minute window
+    intensity_max: tuple[int, ...]  # historical maximum
 
     @property
     def bus_arc(self) -> bool:
         return bool(self.trip_status & TRIP_BUS_ARC)
 
 
-def decode_alarm_block(registers: Sequence[int], intensity: Sequence[int]) -> ArcState:
-    """Decode the FC04 read from 0x012A and the real-time intensities from 0x0250."""
+def intensity_block_count(channels: int) -> int:
+    """Registers from 0x0250 covering real-time, historical-max and 10-minute intensities."""
+    return INTENSITY_10MIN - INTENSITY_REALTIME + channels
+
+
+def decode_alarm_block(registers: Sequence[int], intensities: Sequence[int]) -> ArcState:
+    """Decode the FC04 read from 0x012A and the intensity read from 0x0250
+    (:func:`intensity_block_count` registers: three series of 24, the last one cut short)."""
     offset = ARC_BITMAP - ALARM_BLOCK
     if len(registers) < offset + 3:
         raise FrameError("the alarm block read is too short")
     words = decode_arc_words(registers[offset:])
-    if len(intensity) != len(words.channel_counts):
+    channels = len(words.channel_counts)
+    if len(intensities) != intensity_block_count(channels):
         raise FrameError("intensity and counter reads cover different channel counts")
+
+    def series(base: int) -> tuple[int, ...]:
+        start = base - INTENSITY_REALTIME
+        return tuple(_signed(w) for w in intensities[start : start + channels])
+
     return ArcState(registers[0], words.alarm_channels, words.bus_arc_count,
-                    words.channel_counts, tuple(_signed(w) for w in intensity))
+                    words.channel_counts, series(INTENSITY_REALTIME), series(INTENSITY_10MIN),
+                    series(INTENSITY_MAX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +183,9 @@ def decode_residual(current: Sequence[int], status: Sequence[int]) -> ResidualSt
 class ArcEventDetector:
     """Compares each poll with the last and names what is new.
 
+    ``intensity`` is the real-time value at the poll; an arc may be over by then, so
+    ``peak_intensity`` (the device's 10-minute peak) carries how strong it was.
+
     A channel raises an event when its alarm bit sets or its history counter increases (a
     short arc can start and clear between two polls; the counter still shows it). The first
     poll only reports alarms already active: historical counts are the baseline. A counter
@@ -192,7 +211,8 @@ class ArcEventDetector:
             if count > previous_count or (alarm and not was_alarm):
                 events.append({
                     "type": "arc", "channel": channel, "intensity": state.intensity[index],
-                    "count": count, "new_arcs": count - previous_count, "alarm": alarm,
+                    "peak_intensity": state.intensity_10min[index], "count": count,
+                    "new_arcs": count - previous_count, "alarm": alarm,
                 })  # fmt: skip
         previous_bus = state.bus_arc_count if before is None else before.bus_arc_count
         was_bus = before is not None and before.bus_arc

@@ -1,0 +1,193 @@
+"""Arc-fault monitor emulator: a Fonrich MMPS-style map plus an Acrel ASJ relay (research §4).
+
+    python -m firmware_stubs.arc_monitor [--port P] [--seed 1] [--channels 8] [--unit 1]
+                                         [--residual-unit 2] [--arc-every 1800]
+
+One pymodbus RTU server answers for two slaves on the line: the arc monitor (FC03 and FC04
+share its map, research §4.1) and the residual-current relay (FC03, §4.2). Registers are
+refreshed from :class:`~firmware_stubs.arc_model.ArcModel` on every read, so alarms, counters
+and intensities are those of the simulated instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pymodbus.constants import ExcCodes
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from hardware.arc_protocol import (
+    ALARM_BLOCK,
+    INTENSITY_10MIN,
+    INTENSITY_MAX,
+    INTENSITY_REALTIME,
+    MAX_CHANNELS,
+    RESIDUAL_ALARM_STATUS,
+    RESIDUAL_CURRENT,
+    STATUS_BLOCK,
+    encode_alarm_bitmaps,
+)
+
+from .arc_model import RESIDUAL_ALARM_MA, RESIDUAL_WARNING_MA, ArcModel
+from .cli import announce, base_parser, clock_from, wait_for_signal
+from .clock import SimClock
+from .faults import LineFaults
+from .modbus_host import ModbusHost
+from .transcript import Transcript
+
+__all__ = ["ArcMonitorEmulator", "main"]
+
+_STATUS_END = 0x0123
+_ALARM_END = 0x0158
+_INTENSITY_END = 0x0297
+_THRESHOLDS = 0x0B00
+_RESIDUAL_END = 0x0024
+
+
+def _word(value: int) -> int:
+    return value & 0xFFFF
+
+
+class ArcMonitorEmulator:
+    def __init__(self, *, seed: int = 1, channels: int = 8, unit: int = 1,
+                 residual_unit: int | None = 2, arc_every_s: float = 1800.0,
+                 clock: SimClock | None = None, port: str | None = None,
+                 faults: LineFaults | None = None, transcript: Transcript | None = None) -> None:
+        self.model = ArcModel(seed, channels=channels, arc_every_s=arc_every_s)
+        self.clock = clock or SimClock()
+        self.unit = unit
+        regs = DataType.REGISTERS
+        devices = [SimDevice(unit, simdata=[
+            SimData(STATUS_BLOCK, count=_STATUS_END - STATUS_BLOCK + 1, datatype=regs),
+            SimData(ALARM_BLOCK, count=_ALARM_END - ALARM_BLOCK + 1, datatype=regs),
+            SimData(INTENSITY_REALTIME, count=_INTENSITY_END - INTENSITY_REALTIME + 1,
+                    datatype=regs),
+            # thresholds (research §4.1): release %, bus V low/high, temps, currents
+            SimData(_THRESHOLDS, values=[100, 300, 1000, 800, 800, 0, 0, 100], datatype=regs),
+        ], action=self._monitor_action)]
+        if residual_unit is not None:
+            devices.append(SimDevice(residual_unit, simdata=[
+                SimData(0, count=_RESIDUAL_END + 1, datatype=DataType.REGISTERS),
+            ], action=self._relay_action))
+        self.host = ModbusHost(devices, port=port, faults=faults, transcript=transcript)
+
+    @property
+    def agent_path(self) -> str:
+        return self.host.agent_path
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.host.transcript
+
+    @property
+    def faults(self) -> LineFaults:
+        return self.host.faults
+
+    def _covers(self, address: int, count: int, register: int) -> bool:
+        return address <= register < address + count
+
+    async def _monitor_action(self, function: int, start: int, address: int, count: int,
+                              registers: list[int], values: Sequence[int] | Sequence[bool] | None,
+                              ) -> ExcCodes | None:
+        if values is not None:
+            return None if address >= _THRESHOLDS else ExcCodes.ILLEGAL_ADDRESS
+        model = self.model
+        model.advance_to(self.clock.tick())
+        words: dict[int, int] = {}
+        report: dict[str, object] = {}
+        if self._covers(address, count, STATUS_BLOCK):
+            currents = model.channel_currents_ma()
+            temps = model.temperatures_dc()
+            total = sum(currents)
+            words.update(zip(range(STATUS_BLOCK, _STATUS_END + 1), [
+                model.bus_voltage(), _word(temps[0]), _word(temps[1]), 0, model.channels, 0,
+                _word(round(total / 10)), _word(round(total / model.channels)),
+                *(_word(c) for c in currents),
+            ], strict=True))
+            report.update(bus_voltage=model.bus_voltage(), temperature_1=temps[0] / 10,
+                          temperature_2=temps[1] / 10, total_current=round(total / 10) / 100)
+            report.update({f"channel_current_{i}": currents[i - 1] / 1000
+                           for i in range(1, count - 7)})
+        if self._covers(address, count, ALARM_BLOCK):
+            alarms = model.alarm_channels()
+            low, high = encode_alarm_bitmaps(alarms)
+            trip = int(model.bus_alarm) | int(bool(alarms)) << 1
+            block = [trip, 0, 0, 0, 0, 0, low, high, model.bus_count, *model.counts]
+            block += [0] * (_ALARM_END - ALARM_BLOCK + 1 - len(block))
+            words.update(zip(range(ALARM_BLOCK, _ALARM_END + 1), block, strict=True))
+            report.update(arc_alarm_bitmap=low | high << 16, bus_arc=model.bus_alarm,
+                          bus_arc_count=model.bus_count)
+            report.update({f"arc_count_{i}": model.counts[i - 1]
+                           for i in range(1, count - 8) if i <= MAX_CHANNELS})
+        if self._covers(address, count, INTENSITY_REALTIME):
+            for base, series in ((INTENSITY_REALTIME, model.intensity),
+                                 (INTENSITY_MAX, model.intensity_max),
+                                 (INTENSITY_10MIN, model.intensity_10min)):
+                words.update(zip(range(base, base + MAX_CHANNELS), series, strict=True))
+            covered = count - (INTENSITY_10MIN - INTENSITY_REALTIME)
+            report.update({f"arc_intensity_{i}": model.intensity[i - 1]
+                           for i in range(1, covered + 1)})
+            report.update({f"arc_peak_intensity_{i}": model.intensity_10min[i - 1]
+                           for i in range(1, covered + 1)})
+        for register, word in words.items():
+            registers[register - start] = word
+        self.host.stage(f"read 0x{address:04X}", report)
+        return None
+
+    async def _relay_action(self, function: int, start: int, address: int, count: int,
+                            registers: list[int], values: Sequence[int] | Sequence[bool] | None,
+                            ) -> ExcCodes | None:
+        if values is not None:
+            return None
+        model = self.model
+        model.advance_to(self.clock.tick())
+        leak = round(model.leak_ma)
+        registers[RESIDUAL_CURRENT - start] = leak
+        registers[0x0008 - start] = RESIDUAL_ALARM_MA  # rated operating current
+        registers[0x0009 - start] = RESIDUAL_WARNING_MA  # pre-warning current
+        status = model.residual_status_bits()
+        registers[RESIDUAL_ALARM_STATUS - start] = status
+        report: dict[str, object] = {}
+        if self._covers(address, count, RESIDUAL_CURRENT):
+            report["residual_current"] = leak
+        if self._covers(address, count, RESIDUAL_ALARM_STATUS):
+            report.update(residual_warning=bool(status & 1), residual_alarm=bool(status & 2))
+        self.host.stage(f"relay 0x{address:04X}", report)
+        return None
+
+    def start(self) -> ArcMonitorEmulator:
+        self.host.start()
+        return self
+
+    def stop(self) -> None:
+        self.host.stop()
+
+    def __enter__(self) -> ArcMonitorEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser("python -m firmware_stubs.arc_monitor",
+                         "Emulate a PV arc-fault monitor and a residual-current relay.")
+    parser.add_argument("--channels", type=int, default=8)
+    parser.add_argument("--unit", type=int, default=1)
+    parser.add_argument("--residual-unit", type=int, default=2,
+                        help="slave id of the residual-current relay (0 = none)")
+    parser.add_argument("--arc-every", type=float, default=1800.0,
+                        help="mean simulated seconds between arcs")
+    args = parser.parse_args(argv)
+    emulator = ArcMonitorEmulator(
+        seed=args.seed, channels=args.channels, unit=args.unit,
+        residual_unit=args.residual_unit or None, arc_every_s=args.arc_every,
+        clock=clock_from(args), port=args.port, transcript=Transcript(args.log),
+    )
+    with emulator:
+        announce(emulator.agent_path, f"arc monitor ({args.channels} channels)", args.seed)
+        wait_for_signal()
+
+
+if __name__ == "__main__":
+    main()
