@@ -50,9 +50,6 @@ CHEMISTRIES = {
     ),
 }
 
-OVERCURRENT_C = 2.0  # discharge over-current threshold, in C
-SURGE_EVERY_S = 3 * 3600.0
-OVERSHOOT_EVERY_S = 8 * 3600.0
 RELEASE_S = {"discharge_overcurrent": 20, "cell_overvoltage": 60}
 BALANCE_AMPS = 0.05
 MANUFACTURED = (2023 - 2000) << 9 | 5 << 5 | 17  # 2023-05-17
@@ -73,6 +70,8 @@ class BatteryPack:
     capacity_ah: float = 100.0
     ntc_count: int = 3
     start_hour: float = 6.0
+    surge_every_s: float = 3 * 3600.0  # mean interval of load surges that trip over-current
+    overshoot_every_s: float = 8 * 3600.0  # mean interval of charger overshoots (cell OV)
     t: int = 0
     current_a: float = 0.0
     phase: str = "discharge"
@@ -131,7 +130,7 @@ class BatteryPack:
                 self._load_factor = min(2.0, max(0.2, self._load_factor * math.exp(
                     rng.gauss(0, 0.15))))
             demand = -0.25 * c_rate * self._load_factor
-            if rng.random() < 1 / SURGE_EVERY_S:
+            if rng.random() < 1 / self.surge_every_s:
                 demand = -2.5 * c_rate  # a motor start or an inverter inrush
                 self._trip("discharge_overcurrent")
             if min(volts) <= self._chem.cutoff_volts:
@@ -144,7 +143,7 @@ class BatteryPack:
                 self.current_a = 0.3 * c_rate
             if self.current_a < 0.03 * c_rate:
                 self.phase, self.phase_until = "rest-full", self.t + 3600
-            if rng.random() < 1 / OVERSHOOT_EVERY_S:
+            if rng.random() < 1 / self.overshoot_every_s:
                 self._trip("cell_overvoltage")
             if not self.charge_fet_on:
                 self.current_a = 0.0 if self.phase == "charge" else self.current_a

@@ -132,16 +132,15 @@ class ContecOximeterEmulator:
         sample = self.model.sample(self.sent_packets)
         frame = encode_realtime(sample) if self.protocol == "v7" else encode_legacy(sample)
         wire, intact = self.faults.apply(frame)
-        if wire:
-            self.device.write(wire)
         self.sent_packets += 1
-        if wire or intact:
+        if wire:  # recorded before it is written: the agent may decode it at once
             self.transcript.record("realtime", {
                 "packet": self.sent_packets - 1, "spo2": sample.spo2,
                 "pulse_rate": sample.pulse_rate, "finger_out": sample.finger_out,
                 "searching": sample.searching, "signal": sample.signal,
                 "perfusion_index": sample.pi_percent if self.protocol == "v7" else None,
             }, intact=intact)
+            self.device.write(wire)
 
     def start(self) -> ContecOximeterEmulator:
         self.device.start()

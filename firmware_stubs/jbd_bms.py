@@ -49,10 +49,12 @@ _Reply = tuple[bytes, _Report | None]  # the frame, and what it reports (for the
 
 class JbdBmsEmulator:
     def __init__(self, *, seed: int = 1, cells: int = 4, chemistry: str = "lfp",
-                 capacity_ah: float = 100.0, clock: SimClock | None = None,
-                 port: str | None = None, sleep_after_s: float = 10.0,
-                 faults: LineFaults | None = None, transcript: Transcript | None = None) -> None:
-        self.pack = BatteryPack(seed, cells=cells, chemistry=chemistry, capacity_ah=capacity_ah)
+                 capacity_ah: float = 100.0, trip_every_s: float = 3 * 3600.0,
+                 clock: SimClock | None = None, port: str | None = None,
+                 sleep_after_s: float = 10.0, faults: LineFaults | None = None,
+                 transcript: Transcript | None = None) -> None:
+        self.pack = BatteryPack(seed, cells=cells, chemistry=chemistry, capacity_ah=capacity_ah,
+                                surge_every_s=trip_every_s, overshoot_every_s=trip_every_s * 3)
         self.clock = clock or SimClock()
         self.sleep_after_s = sleep_after_s
         self.faults = faults or LineFaults(checksum_at=-2)
@@ -89,9 +91,9 @@ class JbdBmsEmulator:
 
     def _send(self, frame: bytes, report: _Report | None) -> None:
         wire, intact = self.faults.apply(frame)
-        self.device.write(wire)
-        if report is not None:
+        if report is not None:  # recorded first: the agent may read the reply at once
             self.transcript.record(report[0], report[1], intact=intact)
+        self.device.write(wire)
 
     def _read(self, register: int) -> _Reply:
         pack = self.pack
@@ -159,13 +161,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cells", type=int, default=4)
     parser.add_argument("--chemistry", choices=sorted(CHEMISTRIES), default="lfp")
     parser.add_argument("--capacity", type=float, default=100.0, help="pack capacity, Ah")
+    parser.add_argument("--trip-every", type=float, default=3 * 3600.0,
+                        help="mean simulated seconds between over-current trips")
     parser.add_argument("--sleep-after", type=float, default=10.0,
                         help="seconds of silence before the BMS dozes off (0 = never)")
     args = parser.parse_args(argv)
     emulator = JbdBmsEmulator(
         seed=args.seed, cells=args.cells, chemistry=args.chemistry, capacity_ah=args.capacity,
-        clock=clock_from(args), port=args.port, sleep_after_s=args.sleep_after,
-        transcript=Transcript(args.log),
+        trip_every_s=args.trip_every, clock=clock_from(args), port=args.port,
+        sleep_after_s=args.sleep_after, transcript=Transcript(args.log),
     )
     with emulator:
         announce(emulator.agent_path, f"JBD BMS {args.cells}S {args.chemistry}", args.seed)

@@ -162,9 +162,9 @@ class SelfSigningSensor:
         """Sign one reading and send it; returns the envelope."""
         reading, envelope = self.make_envelope(int(time.time() * 1000))
         wire, intact = self.faults.apply(encode_frame(envelope))
-        self.device.write(wire)
         self.transcript.record("envelope", {"seq": reading.seq, "boot": reading.boot,
                                             "envelope": envelope.hex()}, intact=intact)
+        self.device.write(wire)
         return envelope
 
     def _on_tick(self) -> None:

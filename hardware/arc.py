@@ -9,8 +9,9 @@ Every poll reads the arc alarm block and the arc intensities (two requests; poll
 e.g. every 0.5 s). A new channel alarm or a counter increase becomes an event sample
 ``{"type": "arc", "channel", "intensity", "peak_intensity", "count", "new_arcs", "alarm"}``
 returned by that poll; bus arcs give ``{"type": "bus-arc", …}`` and a residual-current
-warning or alarm gives ``{"type": "residual-current", …}``. A status sample (currents, voltages, temperatures,
-counters, intensities, residual current) follows every ``status_interval_s``.
+warning or alarm gives ``{"type": "residual-current", …}``. A status sample (currents,
+voltages, temperatures, counters, intensities, residual current) follows every
+``status_interval_s``.
 """
 
 from __future__ import annotations
