@@ -1,0 +1,54 @@
+"""Test-only crash hook: die with SIGKILL at a named point, to prove crash safety.
+
+Set ``SENSORLEDGER_COLLECTOR_CRASH_AT=<point>[:<n>]`` in the collector's environment and the
+process kills itself (SIGKILL: no cleanup, no flush, as a power cut) the n-th time (default 1)
+it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing else. Points:
+
+``batch.before_commit``
+    a batch's readings, quarantine rows and device state are written in the open transaction,
+    COMMIT not yet issued (the "mid-batch" crash).
+``batch.after_commit``
+    the batch is durable; none of its messages is acknowledged yet.
+``acks.partial``
+    the MQTT thread has sent some of a batch's acknowledgements but not all.
+``seal.before_commit``
+    a block row is written in the open transaction, COMMIT not yet issued (the "mid-seal" crash).
+``seal.after_commit``
+    the block is durable; the collector has not yet moved on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+__all__ = ["ENV", "POINTS", "point"]
+
+ENV = "SENSORLEDGER_COLLECTOR_CRASH_AT"
+POINTS = frozenset({
+    "batch.before_commit", "batch.after_commit", "acks.partial",
+    "seal.before_commit", "seal.after_commit",
+})
+
+
+def _parse(spec: str | None) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    name, _, count = spec.partition(":")
+    if name not in POINTS:
+        raise ValueError(f"{ENV}={spec!r}: unknown crash point (known: {sorted(POINTS)})")
+    return name, int(count or "1")
+
+
+_target = _parse(os.environ.get(ENV))
+_hits = 0
+
+
+def point(name: str) -> None:
+    """Reaching ``name``: crash here if the environment asks for it."""
+    global _hits
+    if _target is None or _target[0] != name:
+        return
+    _hits += 1
+    if _hits >= _target[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

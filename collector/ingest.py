@@ -1,0 +1,292 @@
+"""MQTT ingest: one thread owns the paho client; acknowledgements are sent only when asked.
+
+Why a thread of our own rather than ``loop_start()``: every paho call (connect, read, ack,
+reconnect) happens on this one thread, so an acknowledgement can never race a reconnect. Each
+connection gets a *generation* number and every message is stamped with it; an ack request for
+an older generation is dropped, because after a reconnect the broker re-sends unacknowledged
+messages and may reuse their packet ids for other messages — acking an old id on the new
+connection could acknowledge a message we have not stored. Dropping it is always safe: the
+broker re-delivers, and the ledger counts the copy as a duplicate and acks it then.
+
+The client subscribes with QoS 1 on a persistent session (fixed client id; MQTT 5
+``clean_start=False`` with a session expiry, or MQTT 3.1.1 ``clean_session=False``) and with
+``manual_ack=True``. Under MQTT 5 the collector states a Receive Maximum, which Mosquitto uses
+instead of its ``max_inflight_messages`` for this client, so the broker can keep thousands of
+messages in flight while the collector batches commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from . import faults
+from .config import MqttConfig, parse_broker_url
+from .errors import ConfigError
+from .logs import event
+
+__all__ = ["Inbox", "Message", "MqttIngest"]
+
+log = logging.getLogger("collector.ingest")
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_ms: int
+
+
+class Inbox:
+    """Hands messages from the MQTT thread to the asyncio pipeline, in arrival order.
+
+    ``put`` never blocks (the broker's in-flight window bounds how much can pile up); the
+    consumer is woken once per burst, not once per message.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[Message] = collections.deque()
+        self._lock = threading.Lock()
+        self._event = asyncio.Event()
+        self._waiting = False
+
+    def put(self, item: Message) -> None:
+        with self._lock:
+            self._items.append(item)
+            if not self._waiting:
+                return
+            self._waiting = False
+        self._loop.call_soon_threadsafe(self._event.set)
+
+    async def get(self, max_items: int, timeout: float | None = None) -> list[Message]:
+        """Up to ``max_items`` messages; waits for at least one (empty list on timeout)."""
+        while True:
+            with self._lock:
+                if self._items:
+                    n = min(len(self._items), max_items)
+                    popleft = self._items.popleft
+                    return [popleft() for _ in range(n)]
+                self._waiting = True
+                self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except TimeoutError:
+                with self._lock:
+                    self._waiting = False
+                return []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class MqttIngest:
+    """The MQTT side of the collector, running on its own thread."""
+
+    def __init__(self, config: MqttConfig, inbox: Inbox, *, expect_session: bool = False) -> None:
+        self._config = config
+        # A ledger that already holds data must find its session on the broker.
+        self._expect_session = expect_session
+        self._inbox = inbox
+        self._address = parse_broker_url(config.url)
+        self._acks: collections.deque[tuple[int, list[int]]] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._receiving = True
+        self._socket_open = False
+        self._ever_connected = False
+        self.generation = 0
+        self.connected = threading.Event()
+        self.received = 0
+        self.acked = 0
+        self.stale_acks = 0
+        self.connects = 0
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        cfg, addr = self._config, self._address
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            clean_session=None if v5 else False,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            manual_ack=True,
+            reconnect_on_failure=False,  # this thread reconnects, with backoff and generations
+        )
+        client.enable_logger(logging.getLogger("collector.paho"))
+        logging.getLogger("collector.paho").setLevel(logging.WARNING)
+        username = addr.username or cfg.username
+        password = addr.password
+        if cfg.password_file:
+            try:
+                password = Path(cfg.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read mqtt.password_file: {exc}") from None
+        if username:
+            client.username_pw_set(username, password)
+        tls = cfg.tls
+        if addr.tls or tls.ca_file or tls.cert_file:
+            try:
+                client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file,
+                               keyfile=tls.key_file, cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ConfigError(f"TLS settings are not usable: {exc}") from None
+            if tls.insecure:
+                client.tls_insecure_set(True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # called from the pipeline (any thread) ---------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-ingest", daemon=True)
+        self._thread.start()
+
+    def ack(self, generation: int, mids: list[int]) -> None:
+        """Acknowledge ``mids`` (received in ``generation``): their batch is committed."""
+        if mids:
+            self._acks.append((generation, mids))
+
+    def stop_receiving(self) -> None:
+        """Stop reading new messages; acknowledgements keep flowing (for a clean drain)."""
+        self._receiving = False
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send the acks still queued, disconnect (the session stays on the broker), join."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def unacked(self) -> int:
+        return self.received - self.acked - self.stale_acks
+
+    # the MQTT thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.5
+        client = self._client
+        while not self._closing.is_set():
+            if not self._socket_open and not self._connect():
+                # Exponential backoff with jitter, so a fleet of collectors (or a restarted
+                # broker) does not see every client reconnect in the same instant.
+                self._closing.wait(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if self._receiving:
+                # Short select timeout while acks may be due: they are sent between reads.
+                rc = client.loop(timeout=0.002 if self.unacked else 0.05)
+            else:
+                rc = client.loop_misc()
+                self._closing.wait(0.002)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._lost(rc)
+                continue
+            if self.connected.is_set():
+                backoff = 0.5
+            self._flush_acks()
+        self._flush_acks()
+        if self._socket_open:
+            try:
+                client.disconnect()
+                client.loop_write()
+            except (OSError, ValueError):
+                pass
+        self._socket_open = False
+        self.connected.clear()
+
+    def _connect(self) -> bool:
+        cfg, addr = self._config, self._address
+        self.generation += 1
+        self._acks.clear()  # all of them belong to an older connection
+        try:
+            if not self._ever_connected:
+                kwargs: dict[str, Any] = {}
+                if cfg.protocol == "5":
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                    props.SessionExpiryInterval = cfg.session_expiry
+                    props.ReceiveMaximum = cfg.receive_maximum
+                    kwargs = {"clean_start": False, "properties": props}
+                self._client.connect(addr.host, addr.port, cfg.keepalive, **kwargs)
+                self._ever_connected = True
+            else:
+                self._client.reconnect()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            event(log, "broker_unreachable", logging.WARNING, url=cfg.url, error=str(exc))
+            return False
+        self._socket_open = True
+        return True
+
+    def _lost(self, rc: MQTTErrorCode) -> None:
+        if self._socket_open:
+            event(log, "broker_connection_lost", logging.WARNING, reason=mqtt.error_string(rc),
+                  unacked=self.unacked)
+        self._socket_open = False
+        self.connected.clear()
+
+    def _flush_acks(self) -> None:
+        client = self._client
+        while self._acks:
+            generation, mids = self._acks.popleft()
+            if generation != self.generation or not self.connected.is_set():
+                self.stale_acks += len(mids)
+                continue
+            half = len(mids) // 2
+            for i, mid in enumerate(mids):
+                if i == half:
+                    faults.point("acks.partial")
+                client.ack(mid, 1)
+            self.acked += len(mids)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            event(log, "broker_refused", logging.ERROR, reason=str(reason_code))
+            return
+        self.connects += 1
+        if not flags.session_present and (self.connects > 1 or self._expect_session):
+            event(log, "session_lost", logging.ERROR,
+                  detail="the broker kept no session for this client id: messages published "
+                         "while the collector was away may be lost; check session expiry")
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        if self._config.protocol == "5":
+            client.subscribe(self._config.topic, options=options)
+        else:
+            client.subscribe(self._config.topic, qos=1)
+        self.connected.set()
+        event(log, "broker_connected", url=self._config.url, client_id=self._config.client_id,
+              session_present=bool(flags.session_present), generation=self.generation)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = "<topic is not UTF-8>"
+        if msg.qos:
+            self.received += 1
+        self._inbox.put(Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation,
+                                time.time_ns() // 1_000_000))

@@ -1,0 +1,351 @@
+"""The ingest pipeline: verify in parallel, decide in order, commit in batches, then ack, then seal.
+
+```
+MQTT thread ─▶ Inbox ─▶ dispatcher ──batches──▶ worker processes (verify.verify_batch)
+                             │ jobs, in arrival order
+                             ▼
+                          writer: per-device checks (checks.DeviceChecks), one transaction
+                             │ per commit batch ─▶ COMMIT (fsync) ─▶ ack those messages
+                             ▼
+                          sealer: block due (size or age) ─▶ one transaction per block
+```
+
+Ordering argument, the heart of "nothing acknowledged is lost, nothing stored twice":
+
+1. A message is acknowledged only by the writer, only after ``commit_batch`` returned for the
+   batch that holds its outcome (reading row, quarantine row or duplicate count). A crash at
+   any instant before that leaves it unacknowledged, and the broker re-delivers it.
+2. Re-delivery of something already committed meets the (device, seq) check: same bytes are a
+   duplicate, counted and acknowledged; no second row. Quarantine rows are keyed by the hash of
+   the message and count repeats.
+3. Blocks are sealed from committed readings only, in a transaction of their own; a crash
+   before that commit leaves the readings pending and the next start seals them.
+
+Verification results are awaited strictly in submission order, so per-device checks see
+readings in the order the broker delivered them, however the worker processes interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import faults
+from .checks import Accept, DeviceChecks, Duplicate
+from .config import CollectorConfig
+from .ingest import Inbox, Message
+from .logs import event
+from .metrics import Metrics
+from .reasons import Reason
+from .registry import Registry, RegistrySnapshot
+from .sealer import Sealer
+from .store import BatchWrite, LedgerStore, PendingLeaf, QuarantineRecord, ReadingRecord
+from .verify import Outcome, Rejected, Verified, topic_device, verify_batch, verify_message
+from .workers import WorkerPool
+
+__all__ = ["Acker", "Pipeline"]
+
+log = logging.getLogger("collector.pipeline")
+
+
+class Acker(Protocol):
+    def ack(self, generation: int, mids: list[int]) -> None: ...
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Job:
+    messages: list[Message]
+    early: dict[int, Outcome]  # outcomes decided before verification (oversized)
+    outcomes: asyncio.Future[list[Outcome]]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        config: CollectorConfig,
+        store: LedgerStore,
+        inbox: Inbox,
+        acker: Acker,
+        pool: WorkerPool,
+        sealer: Sealer,
+        checks: DeviceChecks,
+        registry: tuple[int, Registry, RegistrySnapshot],
+        next_reading_id: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._cfg = config
+        self._store = store
+        self._inbox = inbox
+        self._acker = acker
+        self._pool = pool
+        self.sealer = sealer
+        self.checks = checks
+        self._registry_version, self._registry, self._snapshot = registry
+        self._next_id = next_reading_id
+        self.metrics = metrics or Metrics()
+        depth = max(2, pool.workers * 2)
+        self._jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=depth)
+        self._held: Job | None = None
+        self._stopping = asyncio.Event()
+        self._max_future_ms = int(config.ingest.max_clock_skew * 1000)
+        self._registry_checked = 0.0
+        self._verifying = 0  # messages handed to workers and not yet written
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; then drain what was received, commit, ack and seal it."""
+        dispatcher = asyncio.create_task(self._dispatch(), name="dispatch")
+        writer = asyncio.create_task(self._write(), name="write")
+        stats = asyncio.create_task(self._log_stats(), name="stats")
+        try:
+            done, _ = await asyncio.wait({dispatcher, writer},
+                                         return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # re-raise a failure of either task
+        finally:
+            stats.cancel()
+            for task in (dispatcher, writer):
+                task.cancel()
+        while self.sealer.pending:
+            await self._seal()
+        self._log_metrics()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # dispatch: batches to the verification workers ------------------------------------------
+
+    async def _dispatch(self) -> None:
+        ingest = self._cfg.ingest
+        while True:
+            messages = await self._inbox.get(ingest.verify_batch, timeout=0.1)
+            if not messages:
+                if self._stopping.is_set():
+                    break
+                continue
+            early: dict[int, Outcome] = {}
+            items: list[tuple[str, bytes, int]] = []
+            for i, m in enumerate(messages):
+                if len(m.payload) > ingest.max_message_bytes:
+                    early[i] = Rejected(
+                        Reason.OVERSIZED,
+                        f"{len(m.payload)} bytes exceed the {ingest.max_message_bytes}-byte "
+                        f"limit; first {ingest.quarantine_keep_bytes} bytes kept",
+                    )
+                else:
+                    items.append((m.topic, m.payload, m.received_ms))
+            self.metrics.received += len(messages)
+            outcomes = self._pool.submit(verify_batch, self._snapshot, items,
+                                         self._max_future_ms)
+            self._verifying += len(messages)
+            await self._jobs.put(Job(messages, early, outcomes))
+        await self._jobs.put(None)
+
+    # write: per-device checks, commit, ack, seal --------------------------------------------
+
+    async def _write(self) -> None:
+        while True:
+            job = self._held
+            self._held = None
+            if job is None:
+                try:
+                    job = await asyncio.wait_for(self._jobs.get(), self._idle_timeout())
+                except TimeoutError:
+                    await self._idle()
+                    continue
+            if job is None:
+                return
+            batch = BatchWrite()
+            acks: dict[int, list[int]] = defaultdict(list)
+            leaves: list[PendingLeaf] = []
+            await self._apply(job, batch, acks, leaves)
+            # Group commit: fold in the jobs whose verification already finished, so one
+            # fsync covers as many messages as are ready, but never wait for more.
+            finished = False
+            while len(batch) < self._cfg.ingest.commit_max:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    finished = True
+                    break
+                if not nxt.outcomes.done():
+                    self._held = nxt
+                    break
+                await self._apply(nxt, batch, acks, leaves)
+            await self._commit(batch, acks, leaves)
+            await self._seal_due()
+            if finished:
+                return
+
+    def _idle_timeout(self) -> float:
+        due = self.sealer.due_ms()
+        wait = 0.25 if due is None else max(0.0, (due - now_ms()) / 1000)
+        return min(wait, self._cfg.ingest.registry_poll)
+
+    async def _idle(self) -> None:
+        await self._seal_due()
+        await self._refresh_registry()
+
+    async def _apply(self, job: Job, batch: BatchWrite, acks: dict[int, list[int]],
+                     leaves: list[PendingLeaf]) -> None:
+        outcomes = iter(await job.outcomes)
+        self._verifying -= len(job.messages)
+        metrics = self.metrics
+        for i, m in enumerate(job.messages):
+            outcome = job.early.get(i) or next(outcomes)
+            if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
+                outcome = await self._recheck_unknown(m, outcome)
+            if isinstance(outcome, Verified):
+                outcome = self._revocation_recheck(outcome)
+            if isinstance(outcome, Verified):
+                decision = await self.checks.admit(outcome, m.received_ms, self._next_id)
+                if isinstance(decision, Accept):
+                    batch.readings.append(ReadingRecord(
+                        self._next_id, outcome.device_id, outcome.seq, outcome.boot,
+                        outcome.time_ms, m.received_ms, outcome.kind, m.payload))
+                    leaves.append(PendingLeaf(self._next_id, outcome.leaf_hash,
+                                              outcome.time_ms, m.received_ms))
+                    self._next_id += 1
+                    metrics.accepted += 1
+                    if decision.flags:
+                        self._count_flags(outcome, decision.flags)
+                elif isinstance(decision, Duplicate):
+                    metrics.duplicates += 1
+                else:
+                    batch.quarantine.append(self._quarantine(
+                        m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
+                    if decision.reason == Reason.EQUIVOCATION:
+                        event(log, "equivocation", logging.ERROR, device_id=outcome.device_id,
+                              seq=outcome.seq, detail=decision.detail)
+            else:
+                batch.quarantine.append(self._quarantine(
+                    m, outcome.reason, outcome.detail, outcome.device_id, outcome.seq))
+            if m.qos:
+                acks[m.generation].append(m.mid)
+
+    def _count_flags(self, v: Verified, flags: tuple[str, ...]) -> None:
+        m = self.metrics
+        for flag in flags:
+            if flag == "gap":
+                m.gaps += 1
+                event(log, "sequence_gap", logging.WARNING, device_id=v.device_id, seq=v.seq)
+            elif flag == "chain_restart":
+                m.chain_restarts += 1
+                event(log, "chain_restart", logging.WARNING, device_id=v.device_id, seq=v.seq,
+                      boot=v.boot)
+            elif flag == "reboot":
+                m.reboots += 1
+            elif flag == "boot_reset":
+                m.boot_resets += 1
+                event(log, "boot_counter_reset", logging.WARNING, device_id=v.device_id,
+                      seq=v.seq, boot=v.boot)
+            elif flag == "late":
+                m.late += 1
+
+    def _quarantine(self, m: Message, reason: str, detail: str, device_id: str | None,
+                    seq: int | None) -> QuarantineRecord:
+        keep = (m.payload if reason != Reason.OVERSIZED
+                else m.payload[: self._cfg.ingest.quarantine_keep_bytes])
+        self.metrics.quarantined[reason] += 1
+        event(log, "quarantined", logging.WARNING, reason=reason, topic=m.topic,
+              device_id=device_id, seq=seq, size=len(m.payload), detail=detail[:300])
+        return QuarantineRecord(
+            raw_sha256=hashlib.sha256(m.payload).digest(),
+            reason=reason,
+            detail=detail,
+            topic=m.topic,
+            topic_device=topic_device(m.topic),
+            device_id=device_id,
+            seq=seq,
+            size=len(m.payload),
+            raw=keep,
+            received_ms=m.received_ms,
+        )
+
+    async def _commit(self, batch: BatchWrite, acks: dict[int, list[int]],
+                      leaves: list[PendingLeaf]) -> None:
+        batch.devices = [self.checks.states[d] for d in self.checks.dirty]
+        if len(batch) or batch.devices:
+            await self._store.commit_batch(batch)
+            self.metrics.commits += 1
+        self.checks.committed()
+        faults.point("batch.after_commit")
+        self.sealer.add(leaves)
+        for generation, mids in acks.items():
+            self._acker.ack(generation, mids)
+            self.metrics.acks_requested += len(mids)
+
+    async def _seal_due(self) -> None:
+        while self.sealer.is_due(now_ms()):
+            await self._seal()
+
+    async def _seal(self) -> None:
+        block = self.sealer.seal(now_ms())
+        await self._store.commit_block(block)
+        faults.point("seal.after_commit")
+        self.sealer.sealed(block)
+        self.metrics.blocks_sealed += 1
+        event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
+              first_reading_id=block.first_reading_id, hash=block.hash.hex())
+
+    # registry changes ---------------------------------------------------------------------
+
+    async def _refresh_registry(self, *, force: bool = False) -> bool:
+        """Reload the registry if `devices add/revoke` changed it. True if it changed."""
+        now = time.monotonic()
+        if not force and now - self._registry_checked < self._cfg.ingest.registry_poll:
+            return False
+        self._registry_checked = now
+        version = await self._store.registry_version()
+        if version == self._registry_version:
+            return False
+        keys = await self._store.device_keys()
+        self._registry = Registry(version, keys)
+        self._snapshot = RegistrySnapshot.of(version, keys)
+        self._registry_version = version
+        event(log, "registry_reloaded", version=version, keys=len(keys))
+        return True
+
+    async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
+        # A device enrolled moments ago may have been verified against the older snapshot.
+        if await self._refresh_registry(force=True):
+            return verify_message(self._registry, m.topic, m.payload, m.received_ms,
+                                  self._max_future_ms)
+        return outcome
+
+    def _revocation_recheck(self, v: Verified) -> Outcome:
+        """Apply a revocation that arrived after the batch was handed to a worker."""
+        entry = self._registry.lookup(v.kid)
+        if entry is not None and entry[0].revoked_at(v.time_ms):
+            return Rejected(Reason.REVOKED_KEY,
+                            f"key {v.kid.hex()[:16]}… revoked at {entry[0].revoked_ms} ms; "
+                            f"reading signed at device time {v.time_ms} ms", v.device_id, v.seq)
+        return v
+
+    # observability ----------------------------------------------------------------------------
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self._cfg.log.stats_interval)
+            self._log_metrics()
+
+    def _log_metrics(self) -> None:
+        m = self.metrics
+        m.inbox = len(self._inbox)
+        m.verifying = self._verifying
+        m.pending_seal = len(self.sealer.pending)
+        event(log, "stats", **m.snapshot())
+

@@ -1,0 +1,103 @@
+"""SQLite schema of the ledger, as numbered migrations recorded in ``schema_migrations``.
+
+A migration runs once, in its own transaction together with the row that records it, so a crash
+half-way leaves the database at the previous version. Never edit a released migration; append.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+# (version, name, SQL). Readings carry only what queries need beside the envelope; every column
+# is re-checked against the signed envelope by `audit`.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial ledger", """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+
+CREATE TABLE device_keys (
+    kid           BLOB PRIMARY KEY,         -- SHA-256 of the DER SubjectPublicKeyInfo
+    device_id     TEXT NOT NULL,
+    public_key    BLOB NOT NULL,            -- DER SubjectPublicKeyInfo
+    enrolled_ms   INTEGER NOT NULL,
+    revoked_ms    INTEGER,                  -- effective time: device time >= this is refused
+    revoke_reason TEXT
+);
+CREATE INDEX device_keys_by_device ON device_keys(device_id);
+
+-- One row per accepted reading, id dense and in arrival order (= leaf order in blocks).
+CREATE TABLE readings (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    boot        INTEGER NOT NULL,
+    time_ms     INTEGER NOT NULL,           -- device time (signed)
+    received_ms INTEGER NOT NULL,           -- collector time of arrival
+    kind        TEXT NOT NULL,
+    envelope    BLOB NOT NULL               -- COSE_Sign1 bytes exactly as received
+);
+CREATE UNIQUE INDEX readings_by_device_seq ON readings(device_id, seq);
+
+-- Block h holds readings first_reading_id .. first_reading_id + leaf_count - 1.
+CREATE TABLE blocks (
+    height           INTEGER PRIMARY KEY,
+    hash             BLOB NOT NULL UNIQUE,  -- SHA-256 of header
+    header           BLOB NOT NULL,         -- collector-signed COSE_Sign1 block header
+    first_reading_id INTEGER NOT NULL,
+    leaf_count       INTEGER NOT NULL,
+    sealed_ms        INTEGER NOT NULL
+);
+
+CREATE TABLE quarantine (
+    id           INTEGER PRIMARY KEY,
+    raw_sha256   BLOB NOT NULL,             -- of the whole message
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    topic_device TEXT,
+    device_id    TEXT,                      -- signed device id, when the signature held
+    seq          INTEGER,
+    size         INTEGER NOT NULL,          -- length of the whole message
+    raw          BLOB NOT NULL,             -- the message, or its first bytes if oversized
+    first_ms     INTEGER NOT NULL,
+    last_ms      INTEGER NOT NULL,
+    times_seen   INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (raw_sha256, reason)
+);
+CREATE INDEX quarantine_by_device ON quarantine(device_id, reason);
+
+CREATE TABLE device_state (
+    device_id        TEXT PRIMARY KEY,
+    first_seq        INTEGER NOT NULL,
+    last_seq         INTEGER NOT NULL,
+    last_hash        BLOB NOT NULL,
+    last_boot        INTEGER NOT NULL,
+    last_time_ms     INTEGER NOT NULL,
+    last_received_ms INTEGER NOT NULL,
+    accepted         INTEGER NOT NULL,
+    duplicates       INTEGER NOT NULL,
+    equivocations    INTEGER NOT NULL,
+    chain_breaks     INTEGER NOT NULL,
+    chain_restarts   INTEGER NOT NULL,
+    reboots          INTEGER NOT NULL,
+    boot_resets      INTEGER NOT NULL,
+    out_of_order     INTEGER NOT NULL,
+    delayed          INTEGER NOT NULL,
+    last_skew_ms     INTEGER NOT NULL,
+    max_ahead_ms     INTEGER NOT NULL
+);
+
+CREATE TABLE gaps (
+    device_id    TEXT NOT NULL,
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    detected_ms  INTEGER NOT NULL,
+    explained_by INTEGER,                   -- seq of the device's signed gap record
+    PRIMARY KEY (device_id, first_seq)
+);
+
+INSERT INTO meta(key, value) VALUES ('registry_version', 0);
+"""),
+]

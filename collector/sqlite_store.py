@@ -1,0 +1,484 @@
+"""The SQLite ledger store (aiosqlite): one file, WAL, one writer, durable commits.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so every COMMIT fsyncs the WAL
+before it returns. (``NORMAL`` in WAL mode may lose the last transactions on power loss; the
+collector acknowledges messages right after a commit, so a lost commit would be a lost reading.)
+Commits are batched by the pipeline, so the fsync cost is paid once per batch, not per reading.
+
+Transactions are explicit (``BEGIN IMMEDIATE`` ... ``COMMIT``): the writer takes the write lock
+at the start, so a concurrent ``ledger-collector devices add`` waits (``busy_timeout``) rather
+than failing half-way. Readers (audit, export) use WAL snapshots and never block the writer.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from provenance.errors import ProvenanceError
+from provenance.keys import PublicKey
+from provenance.merkle import RFC9162_SHA256
+
+from . import faults
+from .checks import DeviceState
+from .errors import NotFoundError, RegistryError, StoreError
+from .gaps import SeqGap
+from .registry import DeviceKey
+from .sqlite_schema import MIGRATIONS
+from .store import (
+    BatchWrite,
+    BlockRecord,
+    PendingLeaf,
+    QuarantineEntry,
+    QuarantineRecord,
+    ReadingRecord,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_BUSY_TIMEOUT_MS = 15_000
+_READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
+_STATE_COLUMNS = (
+    "device_id, first_seq, last_seq, last_hash, last_boot, last_time_ms, last_received_ms, "
+    "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
+    "out_of_order, delayed, last_skew_ms, max_ahead_ms"
+)
+_QUARANTINE_COLUMNS = (
+    "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
+)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SQLiteStore:
+    """:class:`collector.store.LedgerStore` on one SQLite file."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> SQLiteStore:
+        """Open (and with ``create`` make) the ledger at ``path``, applying pending migrations."""
+        p = Path(path)
+        if not create and not p.exists():
+            raise NotFoundError(
+                f"ledger database {p} does not exist; create it with `ledger-collector init`"
+            )
+        try:
+            if create:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(p, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open ledger database {p}: {exc}") from None
+        store = cls(db, p)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            await store._pragma("journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = FULL")
+            await store._migrate()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise StoreError(f"{p} is not a usable ledger database: {exc}") from None
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _pragma(self, statement: str) -> Any:
+        async with self._db.execute(f"PRAGMA {statement}") as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def schema_version(self) -> int:
+        async with self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ) as cur:
+            if await cur.fetchone() is None:
+                return 0
+        async with self._db.execute("SELECT MAX(version) FROM schema_migrations") as cur:
+            row = await cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    async def _migrate(self) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+        )
+        current = await self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {current}, newer than this collector "
+                f"({SCHEMA_VERSION}); upgrade sensorledger"
+            )
+        for version, name, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            name_sql = name.replace("'", "''")
+            try:
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_migrations(version, name, "
+                    f"applied_ms) VALUES ({version}, '{name_sql}', {_now_ms()});\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; rolled back on any error."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from None
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                await self._db.execute("ROLLBACK")
+            raise
+        try:
+            await self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                await self._db.execute("ROLLBACK")
+            raise StoreError(f"commit to {self.path} failed: {exc}") from None
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """Run the reads inside one consistent snapshot (a deferred read transaction)."""
+        await self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                await self._db.execute("COMMIT")
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # collector identity and registry ---------------------------------------------------------
+
+    async def collector_public_key(self) -> PublicKey | None:
+        row = await self._one("SELECT value FROM meta WHERE key = 'collector_public_key'")
+        if row is None:
+            return None
+        try:
+            return PublicKey.from_pem(row[0])
+        except ProvenanceError as exc:
+            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
+
+    async def set_collector_public_key(self, key: PublicKey) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('collector_public_key', ?)",
+                (key.to_pem(),),
+            )
+
+    async def registry_version(self) -> int:
+        row = await self._one("SELECT value FROM meta WHERE key = 'registry_version'")
+        return int(row[0]) if row else 0
+
+    async def device_keys(self) -> list[DeviceKey]:
+        rows = await self._all(
+            "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+            "FROM device_keys ORDER BY device_id, enrolled_ms"
+        )
+        return [DeviceKey(*row) for row in rows]
+
+    async def device_key(self, kid: bytes) -> DeviceKey | None:
+        row = await self._one(
+            "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+            "FROM device_keys WHERE kid = ?", (kid,)
+        )
+        return DeviceKey(*row) if row else None
+
+    async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey:
+        async with self._write() as db:
+            row = await self._one("SELECT device_id FROM device_keys WHERE kid = ?", (key.kid,))
+            if row is not None:
+                owner = row[0]
+                raise RegistryError(
+                    f"key {key.kid_hex} is already enrolled for device {owner!r}"
+                    + ("" if owner != device_id else "; nothing to do")
+                )
+            await db.execute(
+                "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (key.kid, device_id, key.der, now_ms),
+            )
+            await self._bump_registry(db)
+        return DeviceKey(key.kid, device_id, key.der, now_ms)
+
+    async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
+                     reason: str | None) -> list[DeviceKey]:
+        async with self._write() as db:
+            sql = ("SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+                   "FROM device_keys WHERE device_id = ?")
+            params: tuple[Any, ...] = (device_id,)
+            if kid is not None:
+                sql += " AND kid = ?"
+                params += (kid,)
+            keys = [DeviceKey(*r) for r in await self._all(sql, params)]
+            if not keys:
+                what = f"key {kid.hex()} of device" if kid else "any key of device"
+                raise NotFoundError(f"no {what} {device_id!r} is enrolled")
+            live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
+            await db.executemany(
+                "UPDATE device_keys SET revoked_ms = ?, revoke_reason = ? WHERE kid = ?",
+                [(at_ms, reason, k.kid) for k in live],
+            )
+            await self._bump_registry(db)
+        return [DeviceKey(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, at_ms, reason)
+                for k in live]
+
+    async def _bump_registry(self, db: aiosqlite.Connection) -> None:
+        await db.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'registry_version'"
+        )
+
+    # ingest ----------------------------------------------------------------------------------
+
+    async def device_states(self) -> dict[str, DeviceState]:
+        states = {
+            row[0]: DeviceState(*row)
+            for row in await self._all(f"SELECT {_STATE_COLUMNS} FROM device_state")
+        }
+        for device_id, first, last, detected, explained in await self._all(
+            "SELECT device_id, first_seq, last_seq, detected_ms, explained_by FROM gaps "
+            "ORDER BY device_id, first_seq"
+        ):
+            if device_id in states:
+                states[device_id].gaps.append(SeqGap(first, last, detected, explained))
+        return states
+
+    async def next_reading_id(self) -> int:
+        row = await self._one("SELECT MAX(id) FROM readings")
+        return int(row[0] or 0) + 1
+
+    async def last_block(self) -> BlockRecord | None:
+        row = await self._one(
+            "SELECT height, hash, header, first_reading_id, leaf_count, sealed_ms FROM blocks "
+            "ORDER BY height DESC LIMIT 1"
+        )
+        return BlockRecord(*row) if row else None
+
+    async def pending_leaves(self) -> list[PendingLeaf]:
+        last = await self.last_block()
+        start = last.end_reading_id if last else 1
+        leaves: list[PendingLeaf] = []
+        async with self._db.execute(
+            "SELECT id, envelope, time_ms, received_ms FROM readings WHERE id >= ? ORDER BY id",
+            (start,),
+        ) as cur:
+            async for rid, envelope, time_ms, received_ms in cur:
+                leaves.append(PendingLeaf(rid, RFC9162_SHA256.hash_leaf(envelope), time_ms,
+                                          received_ms))
+        return leaves
+
+    async def find_reading(self, device_id: str, seq: int) -> ReadingRecord | None:
+        row = await self._one(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = ? AND seq = ?",
+            (device_id, seq),
+        )
+        return ReadingRecord(*row) if row else None
+
+    async def commit_batch(self, batch: BatchWrite) -> None:
+        try:
+            async with self._write() as db:
+                if batch.readings:
+                    await db.executemany(
+                        f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                        [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
+                          r.envelope) for r in batch.readings],
+                    )
+                if batch.quarantine:
+                    await db.executemany(
+                        f"INSERT INTO quarantine({_QUARANTINE_COLUMNS}) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(raw_sha256, reason) DO UPDATE"
+                        " SET times_seen = times_seen + 1, last_ms = excluded.last_ms",
+                        [_quarantine_row(q) for q in batch.quarantine],
+                    )
+                if batch.devices:
+                    await db.executemany(
+                        f"INSERT OR REPLACE INTO device_state({_STATE_COLUMNS}) "
+                        f"VALUES ({','.join('?' * 18)})",
+                        [_state_row(s) for s in batch.devices],
+                    )
+                    await self._write_gaps(db, [s for s in batch.devices if s.gaps_changed])
+                faults.point("batch.before_commit")
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing a batch to {self.path} failed: {exc}") from None
+
+    async def _write_gaps(self, db: aiosqlite.Connection, states: Iterable[DeviceState]) -> None:
+        for state in states:
+            await db.execute("DELETE FROM gaps WHERE device_id = ?", (state.device_id,))
+            await db.executemany(
+                "INSERT INTO gaps(device_id, first_seq, last_seq, detected_ms, explained_by) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(state.device_id, g.first, g.last, g.detected_ms, g.explained_by)
+                 for g in state.gaps],
+            )
+
+    async def commit_block(self, block: BlockRecord) -> None:
+        try:
+            async with self._write() as db:
+                await db.execute(
+                    "INSERT INTO blocks(height, hash, header, first_reading_id, leaf_count, "
+                    "sealed_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    (block.height, block.hash, block.header, block.first_reading_id,
+                     block.leaf_count, block.sealed_ms),
+                )
+                faults.point("seal.before_commit")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sealing block {block.height} failed: {exc}") from None
+
+    # queries ---------------------------------------------------------------------------------
+
+    _BLOCK_SELECT = ("SELECT height, hash, header, first_reading_id, leaf_count, sealed_ms "
+                     "FROM blocks")
+
+    async def block(self, height: int) -> BlockRecord | None:
+        row = await self._one(f"{self._BLOCK_SELECT} WHERE height = ?", (height,))
+        return BlockRecord(*row) if row else None
+
+    async def blocks(self, start: int = 0, limit: int | None = None) -> list[BlockRecord]:
+        rows = await self._all(
+            f"{self._BLOCK_SELECT} WHERE height >= ? ORDER BY height LIMIT ?",
+            (start, -1 if limit is None else limit),
+        )
+        return [BlockRecord(*row) for row in rows]
+
+    async def block_of_reading(self, reading_id: int) -> BlockRecord | None:
+        row = await self._one(
+            f"{self._BLOCK_SELECT} WHERE first_reading_id <= ? "
+            "ORDER BY first_reading_id DESC LIMIT 1",
+            (reading_id,),
+        )
+        block = BlockRecord(*row) if row else None
+        if block is None or reading_id >= block.end_reading_id:
+            return None
+        return block
+
+    async def block_envelopes(self, block: BlockRecord) -> list[bytes]:
+        rows = await self._all(
+            "SELECT envelope FROM readings WHERE id >= ? AND id < ? ORDER BY id",
+            (block.first_reading_id, block.end_reading_id),
+        )
+        return [row[0] for row in rows]
+
+    async def iter_readings(self, start_id: int, end_id: int | None = None, *,
+                            chunk: int = 4096) -> AsyncIterator[Sequence[ReadingRecord]]:
+        sql = f"SELECT {_READING_COLUMNS} FROM readings WHERE id >= ?"
+        params: tuple[int, ...] = (start_id,)
+        if end_id is not None:
+            sql += " AND id < ?"
+            params += (end_id,)
+        async with self._db.execute(sql + " ORDER BY id", params) as cur:
+            while rows := await cur.fetchmany(chunk):
+                yield [ReadingRecord(*row) for row in rows]
+
+    async def query_readings(self, *, device_id: str | None = None,
+                             since_ms: int | None = None,
+                             until_ms: int | None = None) -> AsyncIterator[ReadingRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if device_id is not None:
+            where.append("device_id = ?")
+            params.append(device_id)
+        if since_ms is not None:
+            where.append("time_ms >= ?")
+            params.append(since_ms)
+        if until_ms is not None:
+            where.append("time_ms < ?")
+            params.append(until_ms)
+        order = "device_id, seq" if device_id is not None else "id"
+        sql = f"SELECT {_READING_COLUMNS} FROM readings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        async with self._db.execute(f"{sql} ORDER BY {order}", params) as cur:
+            while rows := await cur.fetchmany(4096):
+                for row in rows:
+                    yield ReadingRecord(*row)
+
+    async def reading_count(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM readings")
+        return int(row[0])
+
+    async def quarantine_entries(self, *, reason: str | None = None,
+                                 device_id: str | None = None,
+                                 limit: int = 100) -> list[QuarantineEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if reason is not None:
+            where.append("reason = ?")
+            params.append(reason)
+        if device_id is not None:
+            where.append("COALESCE(device_id, topic_device) = ?")
+            params.append(device_id)
+        sql = f"SELECT id, {_QUARANTINE_COLUMNS}, times_seen FROM quarantine"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._all(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
+        return [
+            QuarantineEntry(
+                id=row[0],
+                record=QuarantineRecord(
+                    raw_sha256=row[1], reason=row[2], detail=row[3], topic=row[4],
+                    topic_device=row[5], device_id=row[6], seq=row[7], size=row[8], raw=row[9],
+                    received_ms=row[10],
+                ),
+                last_ms=row[11],
+                times_seen=row[12],
+            )
+            for row in rows
+        ]
+
+    async def quarantine_counts(self) -> dict[tuple[str, str], int]:
+        rows = await self._all(
+            "SELECT COALESCE(device_id, topic_device, '?'), reason, SUM(times_seen) "
+            "FROM quarantine GROUP BY 1, 2"
+        )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
+    async def gaps(self, device_id: str) -> list[SeqGap]:
+        rows = await self._all(
+            "SELECT first_seq, last_seq, detected_ms, explained_by FROM gaps "
+            "WHERE device_id = ? ORDER BY first_seq",
+            (device_id,),
+        )
+        return [SeqGap(*row) for row in rows]
+
+
+def _quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
+    return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
+            q.size, q.raw, q.received_ms, q.received_ms)
+
+
+def _state_row(s: DeviceState) -> tuple[Any, ...]:
+    return (s.device_id, s.first_seq, s.last_seq, s.last_hash, s.last_boot, s.last_time_ms,
+            s.last_received_ms, s.accepted, s.duplicates, s.equivocations, s.chain_breaks,
+            s.chain_restarts, s.reboots, s.boot_resets, s.out_of_order, s.delayed,
+            s.last_skew_ms, s.max_ahead_ms)
+

@@ -1,0 +1,100 @@
+"""``ledger-collector stats``: the ledger's totals and every device's health, from the store."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .store import LedgerStore
+
+__all__ = ["LedgerStats", "collect_stats"]
+
+
+@dataclass(slots=True)
+class LedgerStats:
+    readings: int
+    blocks: int
+    unsealed: int
+    duplicates: int
+    quarantined: dict[str, int]
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "readings": self.readings, "blocks": self.blocks, "unsealed": self.unsealed,
+            "duplicates": self.duplicates, "quarantined": sum(self.quarantined.values()),
+            "quarantined_by_reason": self.quarantined, "devices": self.devices,
+        }, indent=2)
+
+    def render(self) -> str:
+        lines = [
+            f"ledger: {self.readings} readings in {self.blocks} blocks "
+            f"({self.unsealed} not yet sealed); {self.duplicates} duplicates dropped; "
+            f"{sum(self.quarantined.values())} quarantined",
+        ]
+        if self.quarantined:
+            lines.append("quarantine: " + ", ".join(f"{k}={v}" for k, v in
+                                                   sorted(self.quarantined.items())))
+        cols = [("device", "device_id", 16), ("last_seq", "last_seq", 9),
+                ("accepted", "accepted", 9), ("dup", "duplicates", 5),
+                ("missing", "missing", 8), ("unexpl", "unexplained", 7),
+                ("chain_brk", "chain_breaks", 9), ("equivoc", "equivocations", 8),
+                ("reboots", "reboots", 8), ("boot_rst", "boot_resets", 8),
+                ("skew_ms", "last_skew_ms", 9), ("quarant", "quarantined", 8)]
+        lines.append(" ".join(f"{h:>{w}}" if i else f"{h:<{w}}"
+                              for i, (h, _, w) in enumerate(cols)))
+        for dev in sorted(self.devices):
+            d = self.devices[dev]
+            lines.append(" ".join(
+                f"{'' if d.get(k) is None else d.get(k)!s:>{w}}" if i
+                else f"{d.get(k)!s:<{w}}"
+                for i, (_, k, w) in enumerate(cols)))
+        return "\n".join(lines)
+
+
+async def collect_stats(store: LedgerStore, device_id: str | None = None) -> LedgerStats:
+    async with store.snapshot():
+        readings = await store.reading_count()
+        last = await store.last_block()
+        blocks = last.height + 1 if last else 0
+        sealed_upto = last.end_reading_id if last else 1
+        next_id = await store.next_reading_id()
+        states = await store.device_states()
+        qcounts = await store.quarantine_counts()
+    by_reason: dict[str, int] = defaultdict(int)
+    by_device: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (dev, reason), n in qcounts.items():
+        by_reason[reason] += n
+        by_device[dev][reason] += n
+    devices: dict[str, dict[str, Any]] = {}
+    for dev in sorted(set(states) | set(by_device)):
+        if device_id is not None and dev != device_id:
+            continue
+        st = states.get(dev)
+        q = dict(sorted(by_device.get(dev, {}).items()))
+        row: dict[str, Any] = {"device_id": dev, "quarantined": sum(q.values()),
+                               "quarantined_by_reason": q}
+        if st is not None:
+            row.update({
+                "first_seq": st.first_seq, "last_seq": st.last_seq, "accepted": st.accepted,
+                "duplicates": st.duplicates, "gaps": len(st.gaps), "missing": st.missing,
+                "unexplained": st.unexplained, "explained": st.missing - st.unexplained,
+                "gap_ranges": [[g.first, g.last, g.explained_by] for g in st.gaps],
+                "chain_breaks": st.chain_breaks, "chain_restarts": st.chain_restarts,
+                "equivocations": st.equivocations, "reboots": st.reboots,
+                "boot_resets": st.boot_resets, "out_of_order": st.out_of_order,
+                "delayed": st.delayed, "last_skew_ms": st.last_skew_ms,
+                "max_ahead_ms": st.max_ahead_ms, "last_boot": st.last_boot,
+                "last_time_ms": st.last_time_ms, "last_received_ms": st.last_received_ms,
+            })
+        devices[dev] = row
+    return LedgerStats(
+        readings=readings,
+        blocks=blocks,
+        unsealed=max(0, next_id - sealed_upto),
+        duplicates=sum(st.duplicates for st in states.values()),
+        quarantined=dict(sorted(by_reason.items())),
+        devices=devices,
+    )

@@ -1,0 +1,64 @@
+"""A pool of verification processes: ES256 verification is CPU-bound and holds the GIL, so
+using every core means using processes.
+
+Work items are pure functions of their arguments (batch + registry snapshot), so any process
+can take any batch, and the pipeline keeps arrival order by awaiting results in submission
+order. With one worker, work runs inside the calling process (no pickling, no extra process);
+that is the faster choice on a single core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import ParamSpec, TypeVar
+
+__all__ = ["WorkerPool"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _ready() -> bool:
+    return True
+
+
+class WorkerPool:
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def in_process(self) -> bool:
+        return self.workers == 1
+
+    async def start(self) -> None:
+        """Start the processes now (spawn: no fork of a threaded parent) and wait until ready."""
+        if self.in_process or self._pool is not None:
+            return
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready)
+                               for _ in range(self.workers * 2)))
+
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` on a worker; the result arrives through the returned future."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            future: asyncio.Future[T] = loop.create_future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:  # delivered to the awaiting caller
+                future.set_exception(exc)
+            return future
+        return loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
