@@ -167,6 +167,9 @@ class JbdBmsDriver:
                     return None  # the port vanished; already counted by the link
                 continue
             for item in self._assembler.feed(chunk):
+                if isinstance(item, ChecksumError):
+                    self._count(item)
+                    return None  # the reply came, damaged; the BMS will not send it again
                 if isinstance(item, ProtocolError):
                     self._count(item)
                     continue

@@ -15,7 +15,14 @@ from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from .base import DriverStats
-from .modbus_rtu import READ_HOLDING, READ_INPUT, diagnose
+from .modbus_rtu import (
+    READ_HOLDING,
+    READ_INPUT,
+    ExceptionReply,
+    ReadReply,
+    diagnose,
+    find_read_reply,
+)
 from .settings import SerialLine
 
 __all__ = ["ModbusLink"]
@@ -98,8 +105,7 @@ class ModbusLink:
             self._fail("other", f"{what}: serial port lost: {exc}")
             return None
         except ModbusException:
-            self._classify_failure(unit, function, count, what)
-            return None
+            return self._recover(unit, function, count, what)
         if reply.isError():
             code = getattr(reply, "exception_code", "?")
             self._fail("other", f"{what}: device refused the request (exception code {code})")
@@ -109,13 +115,26 @@ class ModbusLink:
             self._fail("other", f"{what}: got {len(registers)} registers")
             return None
         if not bytes(self._client.received).startswith(bytes((unit, function))):
-            # pymodbus hunted past junk to find the reply: the line needed a resync.
             self._fail("resync", f"{what}: skipped bytes before the reply")
         self.stats.frames_ok += 1
         return registers
 
-    def _classify_failure(self, unit: int, function: int, count: int, what: str) -> None:
-        verdict = diagnose(bytes(self._client.received), unit, function, count)
+    def _recover(self, unit: int, function: int, count: int, what: str) -> tuple[int, ...] | None:
+        """pymodbus gave up; look at the raw bytes: resynchronise, or count why it failed."""
+        received = bytes(self._client.received)
+        found = find_read_reply(received, unit, function, count)
+        offset, reply = found if found is not None else (0, None)
+        if isinstance(reply, ReadReply):
+            # pymodbus' RTU framer discards a whole buffer when junk precedes the reply;
+            # the reply is intact, so take it.
+            self._fail("resync", f"{what}: reply found after {offset} bytes of junk")
+            self.stats.frames_ok += 1
+            return reply.registers
+        if isinstance(reply, ExceptionReply):
+            self._fail("other", f"{what}: device refused the request (exception code "
+                       f"{reply.code})")
+            return None
+        verdict = diagnose(received, unit, function, count)
         if verdict == "silent":
             self._fail("timeout", f"{what}: no reply within {self.line.timeout_s} s")
         elif verdict == "checksum":
@@ -124,6 +143,7 @@ class ModbusLink:
             self._fail("timeout", f"{what}: reply truncated")
         else:
             self._fail("resync", f"{what}: only garbage on the line")
+        return None
 
     def write_registers(self, unit: int, address: int, values: list[int]) -> bool:
         """FC16 write; ``False`` (counted) when the device did not acknowledge it."""

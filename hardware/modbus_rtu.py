@@ -28,6 +28,7 @@ __all__ = [
     "encode_read_request",
     "encode_write_multiple",
     "encode_write_single",
+    "find_read_reply",
     "with_crc",
 ]
 
@@ -144,30 +145,51 @@ def decode_read_reply(frame: bytes) -> ReadReply | ExceptionReply:
     return ReadReply(unit, function, struct.unpack(f">{byte_count // 2}H", data))
 
 
+def find_read_reply(received: bytes, unit: int, function: int, count: int,
+                    ) -> tuple[int, ReadReply | ExceptionReply] | None:
+    """The first valid reply to a read of ``count`` registers anywhere in ``received``, with
+    its offset.
+
+    Junk before a reply (line noise, a late echo) is skipped: this is how a failed
+    transaction is resynchronised from its raw bytes.
+    """
+    head = bytes((unit, function, 2 * count))
+    size = len(head) + 2 * count + 2
+    exception_head = bytes((unit, function | 0x80))
+    for start in range(len(received)):
+        window = received[start:]
+        if window.startswith(head) and len(window) >= size and _crc_ok(window[:size]):
+            return start, decode_read_reply(window[:size])
+        if window.startswith(exception_head) and len(window) >= 5 and _crc_ok(window[:5]):
+            return start, decode_read_reply(window[:5])
+    return None
+
+
 def diagnose(received: bytes, unit: int, function: int, count: int) -> str:
     """Say why ``received`` is not the reply to a read of ``count`` registers.
 
     Returns ``"silent"`` (nothing came back), ``"checksum"`` (a reply-shaped frame with a
     bad CRC), ``"truncated"`` (the start of a reply, cut short), ``"garbage"`` (bytes that
-    hold no reply at all) or ``"ok"`` when a valid reply is in there after all. Used to sort
-    a failed transaction into the driver's error counters.
+    hold no reply at all) or ``"ok"`` when a valid reply is in there after all (see
+    :func:`find_read_reply`). Used to sort a failed transaction into error counters.
     """
     if not received:
         return "silent"
+    if find_read_reply(received, unit, function, count) is not None:
+        return "ok"
     head = bytes((unit, function, 2 * count))
     size = len(head) + 2 * count + 2
     exception_head = bytes((unit, function | 0x80))
-    found = {"garbage"}
+    found = set()
     for start in range(len(received)):
         window = received[start:]
         if window.startswith(exception_head) and len(window) >= 5:
-            found.add("ok" if _crc_ok(window[:5]) else "checksum")
+            found.add("checksum")
         elif window.startswith(head):
-            found.add("truncated" if len(window) < size else
-                      "ok" if _crc_ok(window[:size]) else "checksum")
+            found.add("truncated" if len(window) < size else "checksum")
         elif head.startswith(window):
             found.add("truncated")
-    for verdict in ("ok", "checksum", "truncated"):
+    for verdict in ("checksum", "truncated"):
         if verdict in found:
             return verdict
     return "garbage"
