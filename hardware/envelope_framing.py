@@ -64,7 +64,15 @@ class EnvelopeAssembler:
                 continue
             total = _HEAD + length + _TAIL
             if len(buf) < total:
-                return out
+                # Maybe a false start claiming a long length: a complete frame behind it
+                # must not wait for bytes that may never come.
+                later = _next_valid_frame(buf)
+                if later is None:
+                    return out
+                out.append(FrameError("incomplete envelope frame start skipped"))
+                self.skipped += later
+                del buf[:later]
+                continue
             body = bytes(buf[2 : _HEAD + length])
             expected = zlib.crc32(body)
             received = int.from_bytes(buf[_HEAD + length : total], "big")
@@ -77,3 +85,24 @@ class EnvelopeAssembler:
                 continue
             out.append(body[3:])
             del buf[:total]
+
+
+def _valid_at(buf: bytearray, index: int) -> bool:
+    """A complete frame with a matching CRC starts at ``index``."""
+    if not buf.startswith(MAGIC, index) or len(buf) < index + _HEAD:
+        return False
+    length = int.from_bytes(buf[index + 3 : index + 5], "big")
+    end = index + _HEAD + length + _TAIL
+    if buf[index + 2] != VERSION or not 1 <= length <= MAX_ENVELOPE or len(buf) < end:
+        return False
+    body = bytes(buf[index + 2 : end - _TAIL])
+    return zlib.crc32(body) == int.from_bytes(buf[end - _TAIL : end], "big")
+
+
+def _next_valid_frame(buf: bytearray) -> int | None:
+    index = buf.find(MAGIC, 1)
+    while index > 0:
+        if _valid_at(buf, index):
+            return index
+        index = buf.find(MAGIC, index + 1)
+    return None

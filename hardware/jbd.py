@@ -166,12 +166,11 @@ class JbdBmsDriver:
                 if not self._link.is_open:
                     return None  # the port vanished; already counted by the link
                 continue
+            damaged = False
             for item in self._assembler.feed(chunk):
-                if isinstance(item, ChecksumError):
-                    self._count(item)
-                    return None  # the reply came, damaged; the BMS will not send it again
                 if isinstance(item, ProtocolError):
                     self._count(item)
+                    damaged |= isinstance(item, ChecksumError)
                     continue
                 if item.is_request or item.first != register:
                     continue  # an echo or a stale reply: not ours
@@ -184,6 +183,8 @@ class JbdBmsDriver:
                     return None
                 self.stats.frames_ok += 1
                 return item.data
+            if damaged:
+                return None  # the reply came, damaged; the BMS will not send it again
         self.stats.timeouts += 1
         self.stats.last_error = f"no reply to register 0x{register:02X} within {timeout} s"
         return None

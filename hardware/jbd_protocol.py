@@ -136,11 +136,17 @@ class FrameAssembler:
             if start:
                 self.skipped += start
                 del buf[:start]
-            if len(buf) < 4:
-                break
+            if len(buf) < 4 or len(buf) < 7 + buf[3]:
+                # Incomplete, or a false start claiming a long length. Waiting would hold
+                # back any real frame behind it, so take a complete valid one if there is.
+                later = _next_valid_frame(buf)
+                if later is None:
+                    break
+                self.skipped += later
+                del buf[:later]
+                out.append(FrameError("incomplete JBD frame start skipped"))
+                continue
             total = 7 + buf[3]
-            if len(buf) < total:
-                break
             frame = bytes(buf[:total])
             if frame[-1] != END:
                 # Not a frame after all (or a truncated one): hunt from the next byte.
@@ -148,15 +154,40 @@ class FrameAssembler:
                 self.skipped += 1
                 out.append(FrameError(f"JBD frame without end marker: {frame[:8].hex(' ')}…"))
                 continue
-            del buf[:total]
             body = frame[2:-3]
             expected, received = checksum(body), int.from_bytes(frame[-3:-1], "big")
             if expected != received:
                 out.append(ChecksumError("JBD checksum mismatch", expected=expected,
                                          received=received))
+                # A damaged frame is dropped whole, unless a valid one starts inside it
+                # (then this was junk that happened to end in 0x77).
+                later = _next_valid_frame(buf)
+                drop = later if later is not None and later < total else total
+                del buf[:drop]
                 continue
+            del buf[:total]
             out.append(Frame(frame[1], frame[2], frame[4:-3]))
         return out
+
+
+def _valid_at(buf: bytearray, index: int) -> bool:
+    if len(buf) < index + 4:
+        return False
+    end = index + 7 + buf[index + 3]
+    if len(buf) < end or buf[end - 1] != END:
+        return False
+    return checksum(bytes(buf[index + 2 : end - 3])) == int.from_bytes(buf[end - 3 : end - 1],
+                                                                      "big")
+
+
+def _next_valid_frame(buf: bytearray) -> int | None:
+    """Offset (> 0) of the first complete, checksum-valid frame after the start of ``buf``."""
+    index = buf.find(START, 1)
+    while index > 0:
+        if _valid_at(buf, index):
+            return index
+        index = buf.find(START, index + 1)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware import contec_protocol, envelope_framing, jbd_protocol, modbus_rtu
@@ -141,25 +141,26 @@ def test_int32_round_trips(value: int, order: str) -> None:
     assert decode_value(encode_value(value, "int32", order), "int32", order) == value
 
 
+@settings(max_examples=300)
 @given(st.binary(max_size=60), st.integers(0, 255), st.binary(max_size=40),
        st.binary(max_size=60))
 def test_jbd_frame_survives_junk_around_it(junk: bytes, register: int, data: bytes,
                                            tail: bytes) -> None:
     frame = jbd_protocol.encode_reply(register, data)
     assembler = jbd_protocol.FrameAssembler()
-    items = assembler.feed(junk + frame) + assembler.feed(tail + frame)
-    frames = [i for i in items if isinstance(i, jbd_protocol.Frame)]
-    # Junk can hide a frame only by posing as a longer one; the second copy always arrives.
-    assert frames and frames[-1] == jbd_protocol.Frame(register, 0, data)
+    items = assembler.feed(junk + frame)
+    # Even junk posing as the start of a long frame does not hold a complete frame back.
+    assert jbd_protocol.Frame(register, 0, data) in items
+    assert jbd_protocol.Frame(register, 0, data) in assembler.feed(tail + frame)
 
 
-@given(st.binary(max_size=300), st.binary(min_size=1, max_size=300))
+@settings(max_examples=300)
+@given(st.binary(max_size=300) | st.just(b"SL\x01\x00\xff"), st.binary(min_size=1, max_size=300))
 def test_envelope_frames_survive_junk(junk: bytes, envelope: bytes) -> None:
     frame = envelope_framing.encode_frame(envelope)
     assembler = envelope_framing.EnvelopeAssembler()
-    out = assembler.feed(junk + frame)
-    out += assembler.feed(frame * 2)  # a false start may wait for bytes that never come
-    assert [e for e in out if isinstance(e, bytes)].count(envelope) >= 2
+    assert envelope in assembler.feed(junk + frame)
+    assert envelope in assembler.feed(junk[:3] + frame)
 
 
 @given(st.binary(min_size=1, max_size=100), st.integers(0, 99))
