@@ -9,6 +9,7 @@ The client below keeps the raw bytes it received for the current request, and
 from __future__ import annotations
 
 import logging
+import time
 
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient
@@ -62,14 +63,21 @@ class _RecordingClient(ModbusSerialClient):
 class ModbusLink:
     """Register reads and writes on one RS-485 line; failures are counted, never raised."""
 
-    def __init__(self, line: SerialLine, stats: DriverStats) -> None:
+    def __init__(self, line: SerialLine, stats: DriverStats, *, reopen_s: float = 1.0) -> None:
         self.line = line
         self.stats = stats
         self._client = _RecordingClient(line)
+        self._reopen_s = reopen_s
+        self._next_open = 0.0
 
     def _connect(self) -> bool:
         if self._client.connected:
             return True
+        now = time.monotonic()
+        if now < self._next_open:
+            self._fail("other", f"serial port {self.line.port} unavailable")
+            return False
+        self._next_open = now + self._reopen_s  # an unplugged adapter: retry once a second
         if self._client.connect():
             return True
         self._fail("other", f"cannot open serial port {self.line.port}")

@@ -73,6 +73,9 @@ def shortest_float32(value: float) -> float:
         return value
     for digits in range(1, 10):
         candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == target:
-            return candidate
+        try:
+            if struct.pack(">f", candidate) == target:
+                return candidate
+        except OverflowError:  # rounding up near the float32 maximum
+            continue
     return value
