@@ -18,6 +18,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hardware.arc_protocol import (
     ALARM_BLOCK,
+    ARC_BITMAP,
     INTENSITY_10MIN,
     INTENSITY_MAX,
     INTENSITY_REALTIME,
@@ -83,55 +84,58 @@ class ArcMonitorEmulator:
     def faults(self) -> LineFaults:
         return self.host.faults
 
-    def _covers(self, address: int, count: int, register: int) -> bool:
-        return address <= register < address + count
+    def _registers(self) -> tuple[dict[int, int], dict[int, tuple[str, object]]]:
+        """Every register of the monitor now, and the ones the driver publishes by name."""
+        model = self.model
+        currents = model.channel_currents_ma()
+        temps = model.temperatures_dc()
+        total = sum(currents)
+        alarms = model.alarm_channels()
+        low, high = encode_alarm_bitmaps(alarms)
+        trip = int(model.bus_alarm) | int(bool(alarms)) << 1
+        words = dict(zip(range(STATUS_BLOCK, _STATUS_END + 1), [
+            model.bus_voltage(), _word(temps[0]), _word(temps[1]), 0, model.channels, 0,
+            _word(round(total / 10)), _word(round(total / model.channels)),
+            *(_word(c) for c in currents),
+        ], strict=True))
+        alarm_block = [trip, 0, 0, 0, 0, 0, low, high, model.bus_count, *model.counts]
+        alarm_block += [0] * (_ALARM_END - ALARM_BLOCK + 1 - len(alarm_block))
+        words.update(zip(range(ALARM_BLOCK, _ALARM_END + 1), alarm_block, strict=True))
+        for base, series in ((INTENSITY_REALTIME, model.intensity),
+                             (INTENSITY_MAX, model.intensity_max),
+                             (INTENSITY_10MIN, model.intensity_10min)):
+            words.update(zip(range(base, base + MAX_CHANNELS), series, strict=True))
+        named: dict[int, tuple[str, object]] = {
+            STATUS_BLOCK: ("bus_voltage", model.bus_voltage()),
+            STATUS_BLOCK + 1: ("temperature_1", temps[0] / 10),
+            STATUS_BLOCK + 2: ("temperature_2", temps[1] / 10),
+            STATUS_BLOCK + 6: ("total_current", round(total / 10) / 100),
+            ALARM_BLOCK: ("bus_arc", model.bus_alarm),
+            ARC_BITMAP: ("arc_alarm_bitmap", low | high << 16),
+            ARC_BITMAP + 2: ("bus_arc_count", model.bus_count),
+        }
+        for i in range(model.channels):  # the strings wired; the rest of the map reads 0
+            channel = i + 1
+            named[STATUS_BLOCK + 8 + i] = (f"channel_current_{channel}", currents[i] / 1000)
+            named[ARC_BITMAP + 3 + i] = (f"arc_count_{channel}", model.counts[i])
+            named[INTENSITY_REALTIME + i] = (f"arc_intensity_{channel}", model.intensity[i])
+            named[INTENSITY_10MIN + i] = (f"arc_peak_intensity_{channel}",
+                                          model.intensity_10min[i])
+        return words, named
 
     async def _monitor_action(self, function: int, start: int, address: int, count: int,
                               registers: list[int], values: Sequence[int] | Sequence[bool] | None,
                               ) -> ExcCodes | None:
         if values is not None:
             return None if address >= _THRESHOLDS else ExcCodes.ILLEGAL_ADDRESS
-        model = self.model
-        model.advance_to(self.clock.tick())
-        words: dict[int, int] = {}
-        report: dict[str, object] = {}
-        if self._covers(address, count, STATUS_BLOCK):
-            currents = model.channel_currents_ma()
-            temps = model.temperatures_dc()
-            total = sum(currents)
-            words.update(zip(range(STATUS_BLOCK, _STATUS_END + 1), [
-                model.bus_voltage(), _word(temps[0]), _word(temps[1]), 0, model.channels, 0,
-                _word(round(total / 10)), _word(round(total / model.channels)),
-                *(_word(c) for c in currents),
-            ], strict=True))
-            report.update(bus_voltage=model.bus_voltage(), temperature_1=temps[0] / 10,
-                          temperature_2=temps[1] / 10, total_current=round(total / 10) / 100)
-            report.update({f"channel_current_{i}": currents[i - 1] / 1000
-                           for i in range(1, count - 7)})
-        if self._covers(address, count, ALARM_BLOCK):
-            alarms = model.alarm_channels()
-            low, high = encode_alarm_bitmaps(alarms)
-            trip = int(model.bus_alarm) | int(bool(alarms)) << 1
-            block = [trip, 0, 0, 0, 0, 0, low, high, model.bus_count, *model.counts]
-            block += [0] * (_ALARM_END - ALARM_BLOCK + 1 - len(block))
-            words.update(zip(range(ALARM_BLOCK, _ALARM_END + 1), block, strict=True))
-            report.update(arc_alarm_bitmap=low | high << 16, bus_arc=model.bus_alarm,
-                          bus_arc_count=model.bus_count)
-            report.update({f"arc_count_{i}": model.counts[i - 1]
-                           for i in range(1, count - 8) if i <= MAX_CHANNELS})
-        if self._covers(address, count, INTENSITY_REALTIME):
-            for base, series in ((INTENSITY_REALTIME, model.intensity),
-                                 (INTENSITY_MAX, model.intensity_max),
-                                 (INTENSITY_10MIN, model.intensity_10min)):
-                words.update(zip(range(base, base + MAX_CHANNELS), series, strict=True))
-            covered = count - (INTENSITY_10MIN - INTENSITY_REALTIME)
-            report.update({f"arc_intensity_{i}": model.intensity[i - 1]
-                           for i in range(1, covered + 1)})
-            report.update({f"arc_peak_intensity_{i}": model.intensity_10min[i - 1]
-                           for i in range(1, covered + 1)})
+        self.model.advance_to(self.clock.tick())
+        words, named = self._registers()
         for register, word in words.items():
             registers[register - start] = word
-        self.host.stage(f"read 0x{address:04X}", report)
+        self.host.stage(f"read 0x{address:04X}", {
+            name: value for register, (name, value) in named.items()
+            if address <= register < address + count
+        })
         return None
 
     async def _relay_action(self, function: int, start: int, address: int, count: int,
@@ -148,9 +152,9 @@ class ArcMonitorEmulator:
         status = model.residual_status_bits()
         registers[RESIDUAL_ALARM_STATUS - start] = status
         report: dict[str, object] = {}
-        if self._covers(address, count, RESIDUAL_CURRENT):
+        if address <= RESIDUAL_CURRENT < address + count:
             report["residual_current"] = leak
-        if self._covers(address, count, RESIDUAL_ALARM_STATUS):
+        if address <= RESIDUAL_ALARM_STATUS < address + count:
             report.update(residual_warning=bool(status & 1), residual_alarm=bool(status & 2))
         self.host.stage(f"relay 0x{address:04X}", report)
         return None

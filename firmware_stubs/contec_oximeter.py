@@ -117,11 +117,10 @@ class ContecOximeterEmulator:
     # --- device → host -----------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        now = time.monotonic()
         if not self.streaming:
-            self._stream_from = None if self.protocol == "v7" else self._stream_from
             return
-        if self._stream_from is None:
+        now = time.monotonic()
+        if self._stream_from is None:  # the legacy device's first tick after power-on
             self._stream_from, self._sent_in_burst = now, 0
         due = int((now - self._stream_from) * self.rate) - self._sent_in_burst
         for _ in range(min(due, MAX_BURST)):

@@ -73,5 +73,5 @@ class OximeterModel:
             pi_percent=round(max(0.3, 2.5 + self._pi_drift.at(second)), 2),
             finger_out=False,
             searching=searching,
-            beep=beat < 1 / RATE_HZ * pulse / 60.0 * 1.5,
+            beep=beat < pulse / 60.0 / RATE_HZ,  # the packet in which the beat starts
         )

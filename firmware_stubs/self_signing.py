@@ -90,6 +90,7 @@ def load_or_create_key(path: Path) -> ecdsa.SigningKey:
             raise ValueError(f"{path} is not a P-256 key")
         return key
     key = ecdsa.SigningKey.generate(curve=ecdsa.NIST256p)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key.to_pem(format="pkcs8"))
@@ -109,6 +110,7 @@ class SelfSigningSensor:
         self.public_der = public_der
         self.kid = key_id(public_der)
         self.state_path = Path(state_path)
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         self.state = ChainState.load(self.state_path)
         self.state.boot += 1  # a start is a boot; persisted before anything is signed
         self.state.save(self.state_path)

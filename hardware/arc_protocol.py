@@ -16,6 +16,9 @@ from .errors import FrameError
 
 __all__ = [
     "ALARM_BLOCK",
+    "ARC_BITMAP",
+    "INTENSITY_10MIN",
+    "INTENSITY_MAX",
     "INTENSITY_REALTIME",
     "MAX_CHANNELS",
     "NO_SENSOR",

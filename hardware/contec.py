@@ -72,7 +72,7 @@ class ContecOximeterDriver:
 
     def _on_bytes(self, chunk: bytes) -> None:
         if self.protocol == "v7":
-            items: list[RealTime | ProtocolError | None] = []
+            items: list[RealTime | ProtocolError] = []
             for packet in self._v7.feed(chunk):
                 if isinstance(packet, ProtocolError):
                     items.append(packet)
@@ -94,7 +94,7 @@ class ContecOximeterDriver:
             if isinstance(item, ProtocolError):
                 self.stats.resyncs += 1
                 self.stats.last_error = str(item)
-            elif item is not None:
+            else:
                 self._on_sample(item)
 
     def _on_sample(self, sample: RealTime) -> None:

@@ -234,7 +234,7 @@ def test_cli_contec_oximeter(make_driver: MakeDriver) -> None:
 
 def test_cli_self_signing_sensor_survives_a_restart(tmp_path: Path,
                                                      make_driver: MakeDriver) -> None:
-    key, state = tmp_path / "sensor.pem", tmp_path / "sensor.state"
+    key, state = tmp_path / "firmware" / "sensor.pem", tmp_path / "flash" / "sensor.state"
     envelopes: list[bytes] = []
     for _boot in (1, 2):
         with emulator_process("self_signing", "--key", str(key), "--state", str(state),

@@ -217,3 +217,25 @@ def test_self_signing_sensor_envelopes_are_relayed_unchanged(
         assert reading.kind == "water-quality"
         prev = hashlib.sha256(envelope).digest()
     assert all(s.kind == "self-signed" and not s.measurements for s in samples)
+
+
+def test_arc_emulator_answers_the_documented_request() -> None:
+    """The research file's FC04 read of 0x0130 (4 registers), sent as raw bytes."""
+    import serial
+
+    from hardware import arc_protocol, modbus_rtu
+
+    with ArcMonitorEmulator(seed=4, arc_every_s=5.0, clock=SimClock(step=30.0)) as monitor, \
+            serial.Serial(monitor.agent_path, 9600, timeout=1) as port:
+        for _ in range(5):
+            port.write(bytes.fromhex("01 04 01 30 00 04 F0 3A"))
+            reply = modbus_rtu.decode_read_reply(port.read(13))
+            assert isinstance(reply, modbus_rtu.ReadReply)
+            words = arc_protocol.decode_arc_words(reply.registers)
+            served = monitor.transcript.entries()[-1].values
+            assert served == {
+                "arc_alarm_bitmap": sum(1 << (c - 1) for c in words.alarm_channels),
+                "bus_arc_count": words.bus_arc_count,
+                "arc_count_1": words.channel_counts[0],
+            }
+        assert words.channel_counts[0] > 0
