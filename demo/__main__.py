@@ -1,4 +1,5 @@
 import sys
 
-print("the live demo is coming: see the README", file=sys.stderr)
-sys.exit(2)
+from demo.run import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""The demo's side of the collector: the `ledger-collector` commands a user would type."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .processes import Processes
+
+COLLECTOR = "collector"
+
+
+@dataclass
+class LedgerCli:
+    root: Path
+    bin_dir: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "ledger.db"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "collector-key.pem"
+
+    @property
+    def public_key(self) -> Path:
+        return self.root / "collector-key.pub.pem"
+
+    def _argv(self, *args: object) -> list[str]:
+        return [str(self.bin_dir / "ledger-collector"), *map(str, args)]
+
+    def _run(self, *args: object, stdin: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self._argv(*args), input=stdin, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            from .run import DemoError
+
+            raise DemoError(f"`ledger-collector {' '.join(map(str, args))}` failed "
+                            f"({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result
+
+    # -- set-up and service ------------------------------------------------------------------
+    def init(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._run("init", "--db", self.db, "--key", self.key)
+
+    def add_device(self, device_id: str, pem: str) -> None:
+        self._run("devices", "add", "--db", self.db, device_id, "-", stdin=pem)
+
+    def start(self, procs: Processes, broker_url: str, timeout: float = 15.0) -> None:
+        child = procs.start(COLLECTOR, self._argv(
+            "run", "--db", self.db, "--key", self.key, "--broker", broker_url,
+            "--client-id", "sensorledger-demo-collector", "--block-age", "1"))
+        deadline = time.monotonic() + timeout
+        while '"event":"broker_connected"' not in child.tail(50):
+            if not child.running() or time.monotonic() > deadline:
+                from .run import DemoError
+
+                raise DemoError(f"the collector did not connect to the broker:\n{child.tail()}")
+            time.sleep(0.1)
+        time.sleep(0.3)  # its QoS 1 subscription follows the connection
+
+    def stop(self, procs: Processes) -> None:
+        procs.stop(COLLECTOR, timeout=20)
+
+    # -- observation -----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        result = self._run("stats", "--db", self.db, "--json", check=False)
+        if result.returncode != 0:
+            return {}
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    def progress_line(self) -> str:
+        stats = self.stats()
+        if not stats:
+            return "collector: starting"
+        per_device = "  ".join(
+            f"{device} {info.get('accepted', 0)}"
+            for device, info in sorted(stats.get("devices", {}).items())
+        )
+        return (f"{stats.get('readings', 0):>5} readings, {stats.get('blocks', 0):>3} blocks "
+                f"sealed, {stats.get('quarantined', 0)} quarantined | {per_device}")
+
+    def wait_until_settled(self, timeout: float = 20.0) -> None:
+        """Wait until the reading count stops moving and everything is sealed."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            stats = self.stats()
+            count = int(stats.get("readings", 0))
+            if count == last and stats.get("unsealed", 1) == 0:
+                return
+            last = count
+            time.sleep(1.5)
+
+    def report(self) -> str:
+        return self._run("stats", "--db", self.db).stdout.rstrip()
+
+    # -- the auditor's checks ------------------------------------------------------------------
+    def audit(self, out: IO[str]) -> bool:
+        result = self._run("audit", "--db", self.db, "--collector-key", self.public_key,
+                           "--no-progress", check=False)
+        out.write(_indent(result.stdout + result.stderr))
+        return result.returncode == 0
+
+    def prove_one_arc_event(self, device_id: str, path: Path, out: IO[str]) -> bool:
+        rows = self._run("readings", "--db", self.db, "--device", device_id,
+                         "--format", "jsonl").stdout.splitlines()
+        events = [r for r in map(json.loads, rows)
+                  if r.get("event", {}).get("type") == "arc" and r.get("block") is not None]
+        if not events:
+            out.write("    no sealed arc event to prove (run the demo longer)\n")
+            return False
+        event = events[-1]
+        out.write(f"    arc on channel {event['event'].get('channel')} at {event['time_utc']}: "
+                  f"device {device_id} seq {event['seq']}, block {event['block']}\n")
+        rendered = self._run("proof", "--db", self.db, device_id, event["seq"], "-o", path,
+                             "--json").stdout
+        path.with_name(path.name + ".json").write_text(rendered)
+        # The auditor's check needs no database: only the file and the collector's public key.
+        result = self._run("verify-proof", path, "--collector-key", self.public_key,
+                           check=False)
+        out.write(_indent(result.stdout + result.stderr))
+        return result.returncode == 0
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.splitlines())

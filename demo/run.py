@@ -1,0 +1,220 @@
+"""The live demo: broker, collector, five agents on emulated devices, then audit and proof.
+
+Everything a user would type is run as the user would run it: ``sensor-agent keygen`` and
+``sensor-agent pubkey`` for each device, ``ledger-collector devices add`` to enrol it,
+``ledger-collector run`` and ``sensor-agent run`` as services, then ``ledger-collector audit``,
+``proof`` and ``verify-proof``. Exit status 0 only when the audit and the proof check pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .broker import Broker
+from .devices import DEVICES, DemoDevice, agent_config
+from .ledger import LedgerCli
+from .processes import Processes
+
+BIN = Path(sys.executable).parent
+
+
+class DemoError(Exception):
+    """A step of the demo failed; the message says which and where to look."""
+
+
+@dataclass
+class Demo:
+    root: Path
+    seconds: float
+    out: Any = field(default=sys.stdout)
+    procs: Processes = field(init=False)
+    broker: Broker = field(init=False)
+    ledger: LedgerCli = field(init=False)
+    ports: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.procs = Processes(self.root / "logs")
+        self.broker = Broker(workdir=self.root / "broker")
+        self.ledger = LedgerCli(self.root / "collector", BIN)
+
+    # -- output ---------------------------------------------------------------------------
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def step(self, text: str) -> None:
+        self.say(f"==> {text}")
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self) -> bool:
+        try:
+            self.start_broker()
+            self.start_collector()
+            self.enrol_agents()
+            self.start_devices()
+            self.watch()
+            self.stop_services()
+            ok = self.check()
+        finally:
+            self.procs.close()
+            self.broker.stop()
+        return ok
+
+    def start_broker(self) -> None:
+        self.step("starting a private Mosquitto")
+        self.broker.start()
+        self.say(f"    {self.broker.url} (config {self.broker.conf_path})")
+
+    def start_collector(self) -> None:
+        # First, so that its persistent session exists before any device publishes.
+        self.step("creating the collector key and ledger; starting the collector")
+        self.ledger.init()
+        self.ledger.start(self.procs, self.broker.url)
+        self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+
+    def enrol_agents(self) -> None:
+        self.step("making each agent's key and enrolling it: "
+                  "sensor-agent keygen, sensor-agent pubkey | ledger-collector devices add")
+        for device in DEVICES:
+            key = self.root / "keys" / f"{device.device_id}.pem"
+            self._cmd([BIN / "sensor-agent", "keygen", "--key", key])
+            info = self._pubkey(["--key", str(key)])
+            self.ledger.add_device(device.device_id, info["pem"])
+            self.say(f"    {device.device_id:<14} key id {info['kid'][:16]}…")
+
+    def start_devices(self) -> None:
+        self.step("starting five emulated devices on pseudo-terminals, an agent on each")
+        (self.root / "agents").mkdir(parents=True, exist_ok=True)
+        for seed, device in enumerate(DEVICES, start=1):
+            port = self._start_emulator(seed, device)
+            cfg = self.root / "agents" / f"{device.device_id}.toml"
+            cfg.write_text(agent_config(device, port=port, broker_url=self.broker.url,
+                                        root=self.root))
+            self._cmd([BIN / "sensor-agent", "check", "--config", cfg])
+            if device.relays_for is not None:
+                # The sensor made its key in firmware and exports only the public half.
+                sensor_pub = self.root / "sensor-firmware" / "key.pem.pub.pem"
+                self.ledger.add_device(device.relays_for, sensor_pub.read_text())
+            self.procs.start(f"agent-{device.device_id}",
+                             [str(BIN / "sensor-agent"), "run", "--config", str(cfg)])
+            self.say(f"    {device.device_id:<14} {device.title:<52} {port}")
+            if device.relays_for is not None:
+                self.say(f"    {device.relays_for:<14} its sensor, enrolled with the key "
+                         "made in its firmware")
+        self.say(f"    running for {self.seconds:g} s")
+
+    def _start_emulator(self, seed: int, device: DemoDevice) -> str:
+        argv = [sys.executable, "-m", f"firmware_stubs.{device.emulator}",
+                "--seed", str(seed), *device.emulator_args]
+        if device.relays_for is not None:
+            argv += ["--device-id", device.relays_for,
+                     "--key", str(self.root / "sensor-firmware" / "key.pem"),
+                     "--state", str(self.root / "sensor-firmware" / "state.json")]
+        child = self.procs.start(f"emulator-{device.device_id}", argv, stdout_pipe=True)
+        assert child.proc.stdout is not None
+        port = child.proc.stdout.readline().decode().strip()
+        if not port:
+            raise DemoError(f"emulator for {device.device_id} did not start:\n{child.tail()}")
+        return port
+
+    def watch(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        while True:
+            left = deadline - time.monotonic()
+            time.sleep(max(0.0, min(3.0, left)))
+            dead = self.procs.dead()
+            if dead:
+                raise DemoError(f"{dead[0].name} exited early:\n{dead[0].tail()}")
+            self.say("    " + self.ledger.progress_line())
+            if left <= 3.0:
+                return
+
+    def stop_services(self) -> None:
+        self.step("stopping the agents (they flush their spools), then the collector")
+        for device in DEVICES:
+            self.procs.stop(f"agent-{device.device_id}", timeout=15)
+        self.ledger.wait_until_settled()
+        self.ledger.stop(self.procs)
+        for device in DEVICES:
+            self.procs.stop(f"emulator-{device.device_id}")
+        self.broker.stop()
+
+    def check(self) -> bool:
+        self.step("report")
+        self.say(self.ledger.report())
+        self.step("auditing the whole ledger: ledger-collector audit")
+        audit_ok = self.ledger.audit(self.out)
+        self.step("writing and checking a proof file for one arc event")
+        proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
+                                                   self.out)
+        self.step("where to look")
+        self.say(f"    ledger      {self.ledger.db}")
+        self.say(f"    proof file  {self.root / 'arc-event.proof'} "
+                 f"(readable: {self.root / 'arc-event.proof.json'})")
+        self.say(f"    collector public key  {self.ledger.public_key}")
+        self.say(f"    logs        {self.root / 'logs'}")
+        self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
+        ok = audit_ok and proof_ok
+        self.say("demo PASSED: audit clean, proof verified offline" if ok else "demo FAILED")
+        return ok
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _cmd(self, argv: list[Any]) -> str:
+        result = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DemoError(f"`{' '.join(map(str, argv))}` failed ({result.returncode}):\n"
+                            f"{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def _pubkey(self, args: list[str]) -> dict[str, str]:
+        out = json.loads(self._cmd([BIN / "sensor-agent", "pubkey", "--json", *args]))
+        pem, kid = out.get("public_key_pem") or out.get("pem"), out.get("kid")
+        if not isinstance(pem, str) or not isinstance(kid, str):
+            raise DemoError(f"sensor-agent pubkey --json gave no PEM and key id: {out}")
+        return {"pem": pem, "kid": kid}
+
+
+def new_root(base: Path) -> Path:
+    root = base / datetime.now().strftime("%Y%m%d-%H%M%S")
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    return root
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--seconds", type=float,
+                        default=float(os.environ.get("DEMO_SECONDS", "20")),
+                        help="how long the devices run (default 20, or $DEMO_SECONDS)")
+    parser.add_argument("--workdir", type=Path, default=Path("demo-run"),
+                        help="a fresh folder is made under it for this run (default demo-run/)")
+    args = parser.parse_args(argv)
+    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so every child is stopped.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    root = new_root(args.workdir.resolve())
+    print(f"SensorLedger demo in {root}", flush=True)
+    demo = Demo(root, args.seconds)
+    try:
+        return 0 if demo.run() else 1
+    except DemoError as exc:
+        print(f"demo FAILED: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; every process the demo started has been stopped", file=sys.stderr)
+        return 130

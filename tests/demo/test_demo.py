@@ -1,0 +1,84 @@
+"""The README's first command, in a short run: broker, collector, five agents, audit, proof."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from demo.devices import DEVICES
+
+pytestmark = pytest.mark.slow
+
+
+def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--seconds", "8", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=240,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "demo PASSED" in out
+    assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
+    assert "proof VERIFIED" in out
+    assert out.count("[PASS]") == 7 and "[FAIL]" not in out
+
+    report = out[out.index("==> report"):out.index("==> auditing")]
+    assert re.search(r"; 0 quarantined", report)
+    accepted = {}
+    for line in report.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].isdigit() and fields[2].isdigit():
+            accepted[fields[0]] = int(fields[2])
+    expected = {d.device_id for d in DEVICES if d.relays_for is None}
+    expected |= {d.relays_for for d in DEVICES if d.relays_for is not None}
+    assert set(accepted) == expected
+    assert all(n >= 3 for n in accepted.values()), accepted
+
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert (run_dir / "arc-event.proof").stat().st_size > 0
+    assert (run_dir / "collector" / "ledger.db").exists()
+    # The offline check works from the files alone, as an auditor would run it.
+    check = subprocess.run(
+        [str(Path(sys.executable).parent / "ledger-collector"), "verify-proof",
+         str(run_dir / "arc-event.proof"), "--collector-key",
+         str(run_dir / "collector" / "collector-key.pub.pem")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_demo_leaves_no_process_behind(tmp_path: Path) -> None:
+    """Interrupted half-way, the demo stops every child it started."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--seconds", "60", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "running for" in line:
+            break
+    time.sleep(2)
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    time.sleep(0.5)
+    leftovers = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(run_dir).encode() in cmdline:
+            leftovers.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    assert leftovers == []
