@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .audit import run_audit
 from .context import RunContext
+from .ingest import run_ingest
+from .live import run_live
+from .proofs import run_proofs
 from .results import BenchResult
+from .storage import run_storage
 from .yardsticks import run_baseline, run_mosquitto_sub, run_verify
 
 __all__ = ["BENCHMARKS", "Benchmark", "select"]
@@ -26,6 +31,16 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("mosquitto-sub", "mosquitto_sub draining the backlog", run_mosquitto_sub),
     Benchmark("baseline", "paho-mqtt → SQLite baseline on the backlog (issue item 7)",
               run_baseline),
+    Benchmark("ingest", "collector drains the backlog into sealed blocks (issue item 1)",
+              run_ingest, requires=("verify", "mosquitto-sub", "baseline")),
+    Benchmark("live", "100 devices offering 5,000 readings/s; sign → seal latency (item 2)",
+              run_live),
+    Benchmark("storage", "ledger bytes per reading vs envelope size (issue item 6)",
+              run_storage, requires=("ingest",)),
+    Benchmark("audit", "ledger-collector audit over the 1M-reading ledger (issue item 3)",
+              run_audit, requires=("verify",)),
+    Benchmark("proofs", "proof generation and verify-proof at 1M readings (issue item 4)",
+              run_proofs),
 )
 
 

@@ -44,10 +44,16 @@ def test_every_figure_is_a_positive_finite_number(tiny_run: tuple[RunResults, Pa
 
 def test_drains_stored_the_whole_backlog(tiny_run: tuple[RunResults, Path]) -> None:
     results, _ = tiny_run
+    sizes = Sizes.tiny()
     by_name = {r.name: r for r in results.results}
-    assert by_name["mosquitto-sub"].params["readings"] == Sizes.tiny().readings
+    assert by_name["mosquitto-sub"].params["readings"] == sizes.readings
     for mode in ("ack-on-receipt", "ack-after-commit"):
         assert by_name["baseline"].params[mode]["commits"] >= 1
+    assert by_name["ingest"].params["readings"] == sizes.readings
+    assert by_name["storage"].params["readings"] == sizes.readings
+    assert by_name["live"].value("all_sealed") == sizes.live_rate * sizes.live_seconds
+    assert by_name["audit"].params["readings"] == sizes.audit_readings
+    assert by_name["proofs"].params["samples"] == sizes.proof_samples
 
 
 def test_results_json_round_trips_and_names_the_machine(

@@ -1,0 +1,98 @@
+"""``ledger-collector run`` as a child process: start, wait for a condition, account CPU, stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import psutil  # type: ignore[import-untyped]
+
+from .ledger import LedgerFiles, collector_cli
+
+__all__ = ["CollectorProcess", "cpu_seconds"]
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of a process, and of all its living descendants (workers)."""
+    try:
+        proc = psutil.Process(pid)
+        children = proc.children(recursive=True)
+        t = proc.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    total = 0.0
+    for p in children:
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.NoSuchProcess:
+            continue
+    return t.user + t.system, total
+
+
+class CollectorProcess:
+    def __init__(self, files: LedgerFiles, broker_url: str, client_id: str, log_path: Path,
+                 extra_args: Sequence[str] = ()) -> None:
+        self.argv = [*collector_cli(), "run", "--db", str(files.db), "--key", str(files.key),
+                     "--broker", broker_url, "--client-id", client_id, "--log-format", "json",
+                     *extra_args]
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0  # wall clock (time.time) at launch
+
+    def start(self) -> CollectorProcess:
+        self._log = self.log_path.open("wb")
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def wait_until(self, done: Callable[[], bool], *, timeout: float, poll: float = 0.05) -> None:
+        """Poll ``done`` until it holds; fail early if the collector exits."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not done():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited with {self.proc.returncode}; "
+                                   f"log: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"collector did not finish in {timeout} s; "
+                                   f"log: {self.log_tail()}")
+            time.sleep(poll)
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM (the collector drains, commits and seals), wait, return the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def __enter__(self) -> CollectorProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
