@@ -192,8 +192,10 @@ Examples:
               help="Quarantine readings whose device time is further ahead than this.")
 @click.option("--log-format", type=click.Choice(["json", "kv"]), help="Log line format.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--protocol", type=click.Choice(["3.1.1", "5"]), help="MQTT protocol version.")
 @_errors
 def run(config_path: str | None, db: str | None, key_file: str | None, broker: str | None,
+        protocol: str | None,
         client_id: str | None, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
         block_size: int | None, block_age: float | None, workers: int | None,
         max_clock_skew: float | None, log_format: str | None, log_level: str | None) -> None:
@@ -206,7 +208,8 @@ def run(config_path: str | None, db: str | None, key_file: str | None, broker: s
     from .service import run_collector
 
     cfg = _config(
-        config_path, database=db, key_file=key_file, mqtt__url=broker, mqtt__client_id=client_id,
+        config_path, database=db, key_file=key_file, mqtt__url=broker, mqtt__protocol=protocol,
+        mqtt__client_id=client_id,
         mqtt__tls__ca_file=tls_ca, mqtt__tls__cert_file=tls_cert, mqtt__tls__key_file=tls_key,
         blocks__size=block_size, blocks__age=block_age, ingest__verify_workers=workers,
         ingest__max_clock_skew=max_clock_skew, log__format=log_format, log__level=log_level,
@@ -245,7 +248,11 @@ def devices_add(config_path: str | None, db: str | None, device_id: str, pem: An
     beside it; a key id printed with the key must match the key.
     """
     check_enrolment_device_id(device_id)
-    key = parse_enrolment_text(pem.read(), expected_kid=kid)
+    enrolment = parse_enrolment_text(pem.read(), expected_kid=kid)
+    if enrolment.device_id is not None and enrolment.device_id != device_id:
+        raise UsageError(f"the key was printed for device {enrolment.device_id!r}, "
+                         f"not {device_id!r}")
+    key = enrolment.key
     cfg = _config(config_path, database=db)
 
     async def go() -> None:

@@ -21,6 +21,7 @@ import asyncio
 import collections
 import logging
 import random
+import select
 import ssl
 import threading
 import time
@@ -106,6 +107,7 @@ class MqttIngest:
         self._expect_session = expect_session
         self._inbox = inbox
         self._address = parse_broker_url(config.url)
+        self._window = config.receive_maximum
         self._acks: collections.deque[tuple[int, list[int]]] = collections.deque()
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
@@ -115,6 +117,7 @@ class MqttIngest:
         self.generation = 0
         self.connected = threading.Event()
         self.received = 0
+        self._packets = 0
         self.acked = 0
         self.stale_acks = 0
         self.connects = 0
@@ -193,12 +196,7 @@ class MqttIngest:
                 self._closing.wait(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if self._receiving:
-                # Short select timeout while acks may be due: they are sent between reads.
-                rc = client.loop(timeout=0.002 if self.unacked else 0.05)
-            else:
-                rc = client.loop_misc()
-                self._closing.wait(0.002)
+            rc = self._step(client)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(rc)
                 continue
@@ -214,6 +212,42 @@ class MqttIngest:
                 pass
         self._socket_open = False
         self.connected.clear()
+
+    def _step(self, client: mqtt.Client) -> MQTTErrorCode:
+        """One round of paho's external-loop API: select, read, write, housekeeping.
+
+        Unlike ``loop()``, this reads every packet the socket already holds rather than one per
+        select(), and needs no wake-up socket pair (a syscall per queued ack).
+        """
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        # TLS may hold decrypted bytes that select() cannot see.
+        pending = getattr(sock, "pending", None)
+        buffered = bool(pending()) if callable(pending) else False
+        # Short timeout while acks may be due: they are sent between reads.
+        timeout = 0.0 if buffered else 0.002 if self.unacked else 0.05
+        # Backpressure: hold at most `receive_maximum` messages between arrival and ack; the
+        # rest waits in TCP buffers and on the broker (which keeps it for our session).
+        receiving = self._receiving and max(self.unacked, len(self._inbox)) < self._window
+        try:
+            readable, _, _ = select.select([sock] if receiving else [],
+                                           [sock] if client.want_write() else [], [], timeout)
+        except (OSError, ValueError):
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if receiving and (readable or buffered):
+            for _ in range(256):
+                before = self._packets
+                rc = client.loop_read()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._packets == before:
+                    break
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        if client.want_write():
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return client.loop_misc()
 
     def _connect(self) -> bool:
         cfg, addr = self._config, self._address
@@ -286,6 +320,7 @@ class MqttIngest:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
+        self._packets += 1
         if msg.qos:
             self.received += 1
         self._inbox.put(Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation,

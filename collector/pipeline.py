@@ -166,6 +166,7 @@ class Pipeline:
                     continue
             if job is None:
                 return
+            await self._refresh_registry()  # rate-limited to one query per registry_poll
             batch = BatchWrite()
             acks: dict[int, list[int]] = defaultdict(list)
             leaves: list[PendingLeaf] = []

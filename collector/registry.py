@@ -26,6 +26,7 @@ from .errors import RegistryError
 
 __all__ = [
     "DeviceKey",
+    "Enrolment",
     "Registry",
     "RegistrySnapshot",
     "check_enrolment_device_id",
@@ -74,9 +75,11 @@ class Registry:
 
     def __init__(self, version: int, keys: Iterable[DeviceKey]) -> None:
         self.version = version
-        self._by_kid: dict[bytes, tuple[DeviceKey, PublicKey]] = {
-            k.kid: (k, PublicKey.from_der(k.public_key_der)) for k in keys
-        }
+        # Keyed by the id computed from the key itself, never by a stored id column.
+        self._by_kid: dict[bytes, tuple[DeviceKey, PublicKey]] = {}
+        for k in keys:
+            public = PublicKey.from_der(k.public_key_der)
+            self._by_kid[public.kid] = (k, public)
 
     @classmethod
     def from_snapshot(cls, snapshot: RegistrySnapshot) -> Registry:
@@ -95,15 +98,25 @@ _PEM_BLOCK = re.compile(
 _KID_LINE = re.compile(r"(?i)\b(?:kid|key[ _-]?id)\b[^0-9a-f]{0,8}([0-9a-f]{64})\b")
 
 
-def parse_enrolment_text(text: str, *, expected_kid: str | None = None) -> PublicKey:
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A public key read from enrolment text, and the device id printed with it, if any."""
+
+    key: PublicKey
+    device_id: str | None = None
+
+
+def parse_enrolment_text(text: str, *, expected_kid: str | None = None) -> Enrolment:
     """The public key in what ``sensor-agent pubkey`` prints (or any PEM public key file).
 
-    Accepts a bare PEM ``PUBLIC KEY`` block, the same with a ``key id: <hex>`` line around it,
-    or a JSON object with the PEM in one of its values. A key id printed beside the key, and
-    ``expected_kid`` if given, must equal the SHA-256 of the key: that catches a key pasted for
-    the wrong device or damaged in transit.
+    Accepts a bare PEM ``PUBLIC KEY`` block, the same followed by a ``key id: <hex>`` line,
+    or the JSON object of ``sensor-agent pubkey --json`` (``device_id``, ``kid``, ``pem``).
+    A key id printed beside the key, and ``expected_kid`` if given, must equal the SHA-256 of
+    the key: that catches a key pasted for the wrong device or damaged in transit.
     """
     pem_text = text
+    device_id: str | None = None
+    kids = [expected_kid] if expected_kid else []
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
@@ -112,9 +125,9 @@ def parse_enrolment_text(text: str, *, expected_kid: str | None = None) -> Publi
             obj = None
         if isinstance(obj, Mapping):
             pem_text = "\n".join(str(v) for v in obj.values() if isinstance(v, str))
-            for name in ("kid", "key_id", "keyid"):
-                if isinstance(obj.get(name), str) and expected_kid is None:
-                    expected_kid = obj[name]
+            kids += [obj[n] for n in ("kid", "key_id") if isinstance(obj.get(n), str)]
+            if isinstance(obj.get("device_id"), str):
+                device_id = obj["device_id"]
     blocks = _PEM_BLOCK.findall(pem_text)
     if not blocks:
         raise RegistryError("no PEM public key (-----BEGIN PUBLIC KEY-----) in the input")
@@ -124,14 +137,14 @@ def parse_enrolment_text(text: str, *, expected_kid: str | None = None) -> Publi
         key = PublicKey.from_pem(blocks[0])
     except ProvenanceError as exc:
         raise RegistryError(f"not a P-256 public key: {exc.diagnostics()}") from None
-    printed = _KID_LINE.findall(pem_text.replace(blocks[0], ""))
-    for kid in [*printed, *([expected_kid] if expected_kid else [])]:
+    kids += _KID_LINE.findall(pem_text.replace(blocks[0], ""))
+    for kid in kids:
         if kid.lower() != key.kid_hex:
             raise RegistryError(
                 f"key id {kid} given with the key does not match the key's own id "
                 f"{key.kid_hex}; check that the key belongs to this device"
             )
-    return key
+    return Enrolment(key, device_id)
 
 
 def check_enrolment_device_id(device_id: str) -> str:

@@ -243,11 +243,23 @@ class Publisher:
         self.client.loop_start()
 
     def publish(self, messages: Iterable[tuple[str, bytes]], timeout: float = 60) -> int:
-        infos = [self.client.publish(topic, payload, qos=1) for topic, payload in messages]
-        for info in infos:
+        """Publish all, waiting for every PUBACK (in windows: packet ids wrap at 65,535)."""
+        count = 0
+        window: list[mqtt.MQTTMessageInfo] = []
+        for topic, payload in messages:
+            window.append(self.client.publish(topic, payload, qos=1))
+            if len(window) == 20_000:
+                count += self._settle(window, timeout)
+        return count + self._settle(window, timeout)
+
+    @staticmethod
+    def _settle(window: list[mqtt.MQTTMessageInfo], timeout: float) -> int:
+        for info in window:
             info.wait_for_publish(timeout)
             assert info.is_published(), "broker did not acknowledge a publish"
-        return len(infos)
+        n = len(window)
+        window.clear()
+        return n
 
     def close(self) -> None:
         self.client.disconnect()
