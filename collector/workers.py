@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -24,6 +27,24 @@ T = TypeVar("T")
 
 def _ready() -> bool:
     return True
+
+
+def _exit_with_parent() -> None:
+    """Worker initializer: exit as soon as the collector process is gone.
+
+    A SIGKILLed collector cannot shut its pool down, and an idle worker blocks forever on a
+    queue whose write end it holds itself; the parent's sentinel becomes readable exactly when
+    the parent dies, whatever killed it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class WorkerPool:
@@ -40,7 +61,8 @@ class WorkerPool:
         if self.in_process or self._pool is not None:
             return
         self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
         )
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._pool, _ready)

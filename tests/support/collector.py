@@ -3,6 +3,7 @@ a fast QoS 1 publisher, and direct reads of the ledger database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,15 +176,18 @@ class CollectorProcess:
             self.wait_event("broker_connected", timeout=timeout)
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
             with self._cond:
                 self.lines.append(line)
-                try:
+                with contextlib.suppress(json.JSONDecodeError):
                     self.events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
                 self._cond.notify_all()
 
     def wait_event(self, name: str, timeout: float = 30,
@@ -298,6 +302,30 @@ def create_session(broker: Broker, client_id: str = "sensorledger-collector") ->
     assert done.wait(10), "subscription not acknowledged"
     c.disconnect()
     c.loop_stop()
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after the ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def signal_name(rc: int) -> str:
