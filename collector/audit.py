@@ -107,7 +107,9 @@ class Finding:
     seq: int | None = None
 
     def where(self) -> str:
-        parts = [f"block {self.block}" if self.block is not None else "pending readings"]
+        if self.block is None and self.reading_id is None:
+            return f"device {self.device_id} seq {self.seq}" if self.device_id else "ledger"
+        parts = [f"block {self.block}" if self.block is not None else "not yet sealed"]
         if self.reading_id is not None:
             what = f"reading {self.reading_id}"
             if self.leaf is not None:
@@ -304,6 +306,44 @@ class _Auditor:
             self.progress(len(readings))
 
 
+def _finding_order(f: Finding) -> tuple[float, float, str, int]:
+    return (float("inf") if f.block is None else f.block, -1 if f.leaf is None else f.leaf,
+            f.device_id or "", f.seq or 0)
+
+
+async def _check_device_sequences(store: LedgerStore, report: AuditReport, *,
+                                  limit: int = 20) -> None:
+    """Every seq from 0 to a device's last must be stored or lie in a recorded gap.
+
+    This names the device and seq of a deleted row (the block check names its id), and catches
+    deleted readings that no block covers yet.
+    """
+    states = await store.device_states()
+    async for device_id, seqs in store.device_sequences():
+        state = states.get(device_id)
+        last = max(seqs[-1], state.last_seq if state else -1)
+        explained = sorted((g.first, g.last) for g in state.gaps) if state else []
+        holes: list[int] = []
+        stored = iter(seqs)
+        nxt = next(stored, None)
+        gap_i = 0
+        for seq in range(last + 1):
+            if seq == nxt:
+                nxt = next(stored, None)
+                continue
+            while gap_i < len(explained) and explained[gap_i][1] < seq:
+                gap_i += 1
+            if gap_i < len(explained) and explained[gap_i][0] <= seq:
+                continue
+            holes.append(seq)
+            if len(holes) >= limit:
+                break
+        for seq in holes:
+            report.findings.append(Finding(
+                "missing seq", f"{device_id} seq {seq} is neither stored nor in the device's "
+                "recorded gaps (a reading row was removed)", device_id=device_id, seq=seq))
+
+
 async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPool, *,
                     progress: Callable[[int], None] | None = None,
                     window: int | None = None) -> AuditReport:
@@ -353,6 +393,8 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
             submit(None, None, chunk)
             await settle(depth)
         await settle(0)
+        await _check_device_sequences(store, report)
+    report.findings.sort(key=_finding_order)
     if auditor.revoked:
         report.warnings.append(
             f"{auditor.revoked} stored reading(s) carry a device time at or after their key's "

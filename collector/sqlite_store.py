@@ -422,6 +422,22 @@ class SQLiteStore:
                 for row in rows:
                     yield ReadingRecord(*row)
 
+    async def device_sequences(self) -> AsyncIterator[tuple[str, list[int]]]:
+        device: str | None = None
+        seqs: list[int] = []
+        async with self._db.execute(
+            "SELECT device_id, seq FROM readings ORDER BY device_id, seq"
+        ) as cur:
+            while rows := await cur.fetchmany(8192):
+                for dev, seq in rows:
+                    if dev != device:
+                        if device is not None:
+                            yield device, seqs
+                        device, seqs = dev, []
+                    seqs.append(seq)
+        if device is not None:
+            yield device, seqs
+
     async def reading_count(self) -> int:
         row = await self._one("SELECT COUNT(*) FROM readings")
         return int(row[0])
