@@ -38,7 +38,8 @@ def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
         argv: Sequence[str] = ()) -> RunResults:
     """Run the selected benchmarks (and what they require); a failure is recorded, not raised."""
     benchmarks = select(names)
-    ctx = RunContext(workdir=workdir, sizes=sizes)
+    # Absolute: config files written into it are read relative to their own folder.
+    ctx = RunContext(workdir=workdir.resolve(), sizes=sizes)
     results = RunResults(
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=shlex.join(["python", "-m", "bench", *argv]),

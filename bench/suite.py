@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .agent_footprint import run_agent
 from .audit import run_audit
 from .context import RunContext
 from .ingest import run_ingest
@@ -41,6 +42,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_audit, requires=("verify",)),
     Benchmark("proofs", "proof generation and verify-proof at 1M readings (issue item 4)",
               run_proofs),
+    Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
+              run_agent),
 )
 
 
