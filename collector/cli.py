@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key, save_private_key
 from provenance.keys import PrivateKey, PublicKey
-from provenance.prooffile import verify_proof
 
 from .config import CollectorConfig, load_config
 from .errors import CollectorError, ConfigError, NotFoundError, UsageError, VerificationFailed
@@ -480,8 +480,10 @@ def verify_proof_cmd(proof_file: str, collector_key: str, as_json: bool) -> None
         data = Path(proof_file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {proof_file}: {exc.strerror}") from None
+    from .proofs import check_proof
+
     key = _load_public_key(collector_key)
-    report = verify_proof(data, key)
+    report = check_proof(data, key)
     click.echo(report.to_json() if as_json else report.render())
     if not report.ok:
         sys.exit(1)
@@ -492,8 +494,9 @@ def _load_public_key(path: str) -> PublicKey:
         return PublicKey.from_pem(Path(path).read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read collector key {path}: {exc.strerror}") from None
-    except ProvenanceError as exc:
-        raise UsageError(f"{path}: {exc.diagnostics()}") from None
+    except (ProvenanceError, UnsupportedAlgorithm) as exc:
+        detail = exc.diagnostics() if isinstance(exc, ProvenanceError) else str(exc)
+        raise UsageError(f"{path}: not a P-256 public key: {detail}") from None
 
 
 # audit -----------------------------------------------------------------------------------------

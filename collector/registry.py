@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from provenance import cbor
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
@@ -137,6 +139,8 @@ def parse_enrolment_text(text: str, *, expected_kid: str | None = None) -> Enrol
         key = PublicKey.from_pem(blocks[0])
     except ProvenanceError as exc:
         raise RegistryError(f"not a P-256 public key: {exc.diagnostics()}") from None
+    except UnsupportedAlgorithm as exc:  # not converted by the core (see collector.proofs)
+        raise RegistryError(f"not a P-256 public key: {exc}") from None
     kids += _KID_LINE.findall(pem_text.replace(blocks[0], ""))
     for kid in kids:
         if kid.lower() != key.kid_hex:
