@@ -171,9 +171,11 @@ _EMPTY_AAD = b"\x40"
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
     """RFC 9052 §4.4 Sig_structure for COSE_Sign1 with empty external AAD.
 
-    Byte-identical to :func:`provenance.envelope.to_be_signed` (a test holds them equal) for
-    the non-empty protected headers every envelope in our profile has.
+    Byte-identical to :func:`provenance.envelope.to_be_signed` (a property test holds them
+    equal), including RFC 9052 §3's reading of an encoded empty map as an empty bucket.
     """
+    if protected == b"\xa0":
+        protected = b""
     return (_SIG1_PREFIX + _bstr_head(len(protected)) + protected + _EMPTY_AAD
             + _bstr_head(len(payload)) + payload)
 

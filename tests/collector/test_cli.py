@@ -1,0 +1,185 @@
+"""The `ledger-collector` command line: help, exit codes, config, registry, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import pytest
+
+from collector.cli import cli
+from collector.config import load_config, parse_broker_url
+from collector.errors import ConfigError
+from tests.support.broker import Broker
+from tests.support.collector import (
+    BASE_TIME_MS,
+    CollectorProcess,
+    Device,
+    Ledger,
+    Publisher,
+    make_devices,
+    run_cli,
+    wait_until,
+)
+
+
+def all_commands() -> list[list[str]]:
+    out: list[list[str]] = []
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            out.append(path)
+
+    walk(cli, [])
+    return out
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=" ".join)
+def test_every_command_has_help_with_an_example(path: list[str]) -> None:
+    result = run_cli(*path, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output, f"{' '.join(path)} --help shows no example"
+
+
+def test_the_documented_commands_exist() -> None:
+    assert sorted(" ".join(p) for p in all_commands()) == sorted([
+        "audit", "blocks", "devices add", "devices list", "devices revoke", "init", "proof",
+        "quarantine", "readings", "run", "stats", "verify-proof"])
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
+    for path in all_commands():
+        assert f"ledger-collector {' '.join(path)}" in docs, f"{path} is not in the docs"
+
+
+def test_init_is_idempotent_and_refuses_a_foreign_key(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path).init()
+    first = Path(ledger.key).read_bytes()
+    assert oct(os.stat(ledger.key).st_mode & 0o777) == "0o600"
+    ledger.init()  # again: same key, nothing changes
+    assert Path(ledger.key).read_bytes() == first
+    result = run_cli("init", "--db", ledger.db, "--key", str(tmp_path / "other.pem"))
+    assert result.exit_code == 2 and "was created with collector key" in result.output
+
+
+def test_exit_code_2_for_usage_and_missing_things(tmp_path: Path) -> None:
+    missing = str(tmp_path / "none.db")
+    for args in (["stats", "--db", missing], ["blocks", "--db", missing],
+                 ["devices", "list", "--db", missing], ["run", "--db", missing],
+                 ["stats", "--db", missing, "--config", str(tmp_path / "nope.toml")],
+                 ["devices", "add", "--db", missing, "bad id!", "-"],
+                 ["bogus-command"]):
+        assert run_cli(*args, input="").exit_code == 2, args
+
+
+def test_devices_add_list_and_revoke(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path).init()
+    dev = Device("water-01")
+    agent_output = f"{dev.pem()}key id: {dev.key.kid.hex()}\n"
+    added = run_cli("devices", "add", "--db", ledger.db, "water-01", "-", input=agent_output)
+    assert added.exit_code == 0 and dev.key.kid.hex() in added.output
+    again = run_cli("devices", "add", "--db", ledger.db, "water-02", "-", input=dev.pem())
+    assert again.exit_code == 2 and "already enrolled for device 'water-01'" in again.output
+    pem_file = tmp_path / "bms.pub.pem"
+    bms = Device("bms-01")
+    pem_file.write_text(json.dumps({"device_id": "bms-01", "kid": bms.key.kid.hex(),
+                                    "pem": bms.pem()}))
+    assert run_cli("devices", "add", "--db", ledger.db, "bms-01", str(pem_file)).exit_code == 0
+    wrong = run_cli("devices", "add", "--db", ledger.db, "bms-02", str(pem_file))
+    assert wrong.exit_code == 2 and "printed for device 'bms-01'" in wrong.output
+
+    revoked = run_cli("devices", "revoke", "--db", ledger.db, "water-01", "--at",
+                      "2026-03-01T00:00:00Z", "--reason", "probe replaced")
+    assert revoked.exit_code == 0, revoked.output
+    listing = json.loads(run_cli("devices", "list", "--db", ledger.db, "--json").output)
+    by_device = {k["device_id"]: k for k in listing}
+    assert by_device["water-01"]["revoked_ms"] == 1_772_323_200_000
+    assert by_device["water-01"]["revoke_reason"] == "probe replaced"
+    assert by_device["bms-01"]["revoked_ms"] is None
+    text = run_cli("devices", "list", "--db", ledger.db).output
+    assert "revoked from 2026-03-01T00:00:00+00:00 (probe replaced)" in text
+    assert run_cli("devices", "revoke", "--db", ledger.db, "nobody").exit_code == 2
+    assert run_cli("devices", "revoke", "--db", ledger.db, "bms-01", "--at",
+                   "yesterday-ish").exit_code == 2
+
+
+def test_config_file_flags_and_validation(tmp_path: Path) -> None:
+    conf = tmp_path / "collector.toml"
+    conf.write_text('database = "data/ledger.db"\n[blocks]\nsize = 500\nage = 2\n'
+                    '[mqtt]\nurl = "mqtts://u:p%40ss@broker.example"\n')
+    cfg = load_config(conf, {"blocks.age": 0.5})
+    assert cfg.database == str(tmp_path / "data" / "ledger.db")  # relative to the file
+    assert (cfg.blocks.size, cfg.blocks.age) == (500, 0.5)
+    addr = parse_broker_url(cfg.mqtt.url)
+    assert (addr.host, addr.port, addr.tls, addr.username, addr.password) == (
+        "broker.example", 8883, True, "u", "p@ss")
+    for bad, message in (('[blocks]\nsize = 0\n', "blocks.size"),
+                         ('[blocks]\nsise = 5\n', "unknown config key 'blocks.sise'"),
+                         ('[mqtt]\nurl = "http://x"\n', "mqtt://"),
+                         ('[ingest]\nmax_clock_skew = "soon"\n', "must be a number"),
+                         ('[mqtt]\nprotocol = "4"\n', "mqtt.protocol"),
+                         ('blocks = 3\n', "must be a table"),
+                         ('not toml at all', "not valid TOML")):
+        conf.write_text(bad)
+        with pytest.raises(ConfigError, match=message):
+            load_config(conf)
+        result = run_cli("stats", "--config", str(conf))
+        assert result.exit_code == 2, bad
+
+
+def test_the_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "deploy" / "collector.toml.example"
+    cfg = load_config(example)
+    assert cfg.mqtt.url.startswith("mqtts://")
+
+
+def test_blocks_readings_quarantine_and_stats_outputs(
+    ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess], tmp_path: Path
+) -> None:
+    devices = make_devices(2, "out")
+    ledger.enrol(devices)
+    col = collector("--block-size", "10", "--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish((d.topic, d.next(time_ms=BASE_TIME_MS + i * 1000))
+                    for i in range(12) for d in devices)
+        pub.publish([(devices[0].topic, b"\x00junk")])
+        wait_until(lambda: ledger.sealed() == 24 and ledger.count("quarantine") == 1, 30)
+    assert col.stop() == 0
+
+    blocks = run_cli("blocks", "--db", ledger.db)
+    assert blocks.exit_code == 0 and len(blocks.output.strip().splitlines()) == 1 + 3
+    one = json.loads(run_cli("blocks", "--db", ledger.db, "1", "--json").output)
+    assert (one["height"], one["leaf_count"], one["first_reading_id"]) == (1, 10, 11)
+    assert run_cli("blocks", "--db", ledger.db, "99").exit_code == 2
+
+    out = tmp_path / "out.csv"
+    exported = run_cli("readings", "--db", ledger.db, "--device", "out-001", "-o", str(out))
+    assert exported.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [int(r["seq"]) for r in rows] == list(range(12))
+    assert {r["device_id"] for r in rows} == {"out-001"}
+    assert json.loads(rows[0]["measurements"])[0] == {"n": "ph", "u": "pH", "v": 7.0}
+    assert all(r["block"] != "" and r["leaf_index"] != "" for r in rows)
+
+    jl = run_cli("readings", "--db", ledger.db, "--format", "jsonl", "--with-envelope")
+    lines = [json.loads(line) for line in jl.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 24 and lines[0]["reading_id"] == 1 and "envelope" in lines[0]
+    assert lines[10]["block"] == 1 and lines[10]["leaf_index"] == 0
+    window = run_cli("readings", "--db", ledger.db, "--format", "jsonl", "--device", "out-000",
+                     "--since", str(BASE_TIME_MS + 5000), "--until", "2026-01-01T00:00:09Z")
+    assert [json.loads(x)["seq"] for x in window.output.splitlines()
+            if x.startswith("{")] == [5, 6, 7, 8]
+
+    q = run_cli("quarantine", "--db", ledger.db, "--json", "--raw")
+    entry = json.loads(q.output.splitlines()[0])
+    assert (entry["reason"], entry["raw"], entry["topic_device"]) == ("not_cbor", "006a756e6b",
+                                                                      "out-000")
+    text = run_cli("stats", "--db", ledger.db).output
+    assert "ledger: 24 readings in 3 blocks (0 not yet sealed)" in text
+    assert "quarantine: not_cbor=1" in text

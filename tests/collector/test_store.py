@@ -1,0 +1,174 @@
+"""The SQLite ledger store: migrations, durability settings, atomic batches, registry, sealing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from collector.checks import DeviceState
+from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.sealer import Sealer
+from collector.sqlite_store import SCHEMA_VERSION, SQLiteStore
+from collector.store import BatchWrite, PendingLeaf, QuarantineRecord, ReadingRecord
+from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
+from provenance.keys import PrivateKey
+from provenance.merkle import RFC9162_SHA256, root
+
+T = TypeVar("T")
+
+
+def run(fn: Callable[[SQLiteStore], Awaitable[T]], path: Path, create: bool = True) -> T:
+    async def go() -> T:
+        store = await SQLiteStore.open(path, create=create)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def reading(i: int, device: str = "s-01") -> ReadingRecord:
+    return ReadingRecord(i, device, i - 1, 1, 1000 + i, 2000 + i, "water", f"env-{i}".encode())
+
+
+def quarantined(raw: bytes, reason: str = "not_cbor") -> QuarantineRecord:
+    return QuarantineRecord(hashlib.sha256(raw).digest(), reason, "detail", "t", "s-01", None,
+                            None, len(raw), raw, 5)
+
+
+def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    run(lambda s: s.close(), db)  # create
+    for _ in range(2):
+        assert run(lambda s: s.schema_version(), db, create=False) == SCHEMA_VERSION
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT version, name FROM schema_migrations").fetchall()
+    assert rows == [(1, "initial ledger")]
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_durable_commit_settings(tmp_path: Path) -> None:
+    async def settings(store: SQLiteStore) -> tuple[str, int]:
+        return await store._pragma("journal_mode"), await store._pragma("synchronous")
+
+    assert run(settings, tmp_path / "l.db") == ("wal", 2)  # 2 = FULL: fsync every commit
+
+
+def test_refuses_a_newer_schema_and_a_missing_or_foreign_file(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    run(lambda s: s.close(), db)
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer than this collector"):
+        run(lambda s: s.close(), db, create=False)
+    with pytest.raises(NotFoundError, match="ledger-collector init"):
+        run(lambda s: s.close(), tmp_path / "missing.db", create=False)
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable ledger"):
+        run(lambda s: s.close(), tmp_path / "junk.db", create=False)
+
+
+def test_a_batch_commits_whole_or_not_at_all(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    state = DeviceState("s-01", 0, 1, b"h" * 32, 1, 0, 0, accepted=2)
+
+    async def go(store: SQLiteStore) -> None:
+        await store.commit_batch(BatchWrite([reading(1), reading(2)], [quarantined(b"x")],
+                                            [state]))
+        with pytest.raises(StoreError):  # (s-01, seq 0) again violates uniqueness
+            await store.commit_batch(BatchWrite([reading(3), ReadingRecord(
+                4, "s-01", 0, 1, 0, 0, "water", b"other")], [quarantined(b"y")]))
+        assert await store.reading_count() == 2
+        assert [e.record.raw for e in await store.quarantine_entries()] == [b"x"]
+        assert (await store.device_states())["s-01"].accepted == 2
+        assert await store.next_reading_id() == 3
+
+    run(go, db)
+
+
+def test_quarantine_counts_repeats_instead_of_storing_them_twice(tmp_path: Path) -> None:
+    async def go(store: SQLiteStore) -> None:
+        for _ in range(3):
+            await store.commit_batch(BatchWrite(quarantine=[quarantined(b"same")]))
+        await store.commit_batch(BatchWrite(quarantine=[quarantined(b"same", "oversized")]))
+        entries = await store.quarantine_entries()
+        assert [(e.record.reason, e.times_seen) for e in entries] == [("not_cbor", 3),
+                                                                      ("oversized", 1)]
+        assert await store.quarantine_counts() == {("s-01", "not_cbor"): 3,
+                                                   ("s-01", "oversized"): 1}
+
+    run(go, tmp_path / "l.db")
+
+
+def test_registry_enrol_revoke_and_version(tmp_path: Path) -> None:
+    key, key2 = PrivateKey.generate().public, PrivateKey.generate().public
+
+    async def go(store: SQLiteStore) -> None:
+        assert await store.registry_version() == 0
+        await store.enrol("r-01", key, 100)
+        with pytest.raises(RegistryError, match="already enrolled"):
+            await store.enrol("r-02", key, 100)
+        await store.enrol("r-01", key2, 200)  # a second key: rotation
+        assert await store.registry_version() == 2
+        revoked = await store.revoke("r-01", key.kid, 500, "lost")
+        assert [k.kid for k in revoked] == [key.kid]
+        keys = {k.kid: k for k in await store.device_keys()}
+        assert (keys[key.kid].revoked_ms, keys[key2.kid].revoked_ms) == (500, None)
+        assert await store.registry_version() == 3
+        with pytest.raises(NotFoundError):
+            await store.revoke("nobody", None, 1, None)
+
+    run(go, tmp_path / "l.db")
+
+
+def test_sealed_blocks_chain_and_cover_readings_in_arrival_order(tmp_path: Path) -> None:
+    key = PrivateKey.generate()
+
+    async def go(store: SQLiteStore) -> None:
+        await store.commit_batch(BatchWrite([reading(i) for i in range(1, 8)]))
+        leaves = await store.pending_leaves()
+        assert [leaf.reading_id for leaf in leaves] == list(range(1, 8))
+        sealer = Sealer(key, None, leaves, size=3, age_ms=1000)
+        assert sealer.is_due(now_ms=0)  # size reached
+        heights = []
+        while sealer.pending:
+            block = sealer.seal(now_ms=50 - len(heights) * 10)  # a clock going backwards
+            await store.commit_block(block)
+            sealer.sealed(block)
+            heights.append(block.height)
+        assert heights == [0, 1, 2]
+        blocks = await store.blocks()
+        assert [(b.first_reading_id, b.leaf_count) for b in blocks] == [(1, 3), (4, 3), (7, 1)]
+        prev = GENESIS_BLOCK_HASH
+        sealed_times = []
+        for b in blocks:
+            header = SignedBlock.decode(b.header)
+            header.verify(key.public)
+            assert header.header.prev_hash == prev and header.hash == b.hash
+            envs = await store.block_envelopes(b)
+            assert header.header.merkle_root == root([RFC9162_SHA256.hash_leaf(e)
+                                                      for e in envs])
+            prev = b.hash
+            sealed_times.append(header.header.sealed_at_ms)
+        assert sealed_times == sorted(sealed_times)  # never backwards
+        assert await store.pending_leaves() == []
+        assert (await store.block_of_reading(5)).height == 1  # type: ignore[union-attr]
+        assert await store.block_of_reading(8) is None
+
+    run(go, tmp_path / "l.db")
+
+
+def test_the_age_rule_seals_a_partial_block() -> None:
+    sealer = Sealer(PrivateKey.generate(), None,
+                    [PendingLeaf(1, b"\0" * 32, 5, received_ms=1_000)], size=100, age_ms=500)
+    assert sealer.due_ms() == 1_500
+    assert not sealer.is_due(1_499) and sealer.is_due(1_500)
