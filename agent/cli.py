@@ -49,6 +49,9 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(exc.diagnostics(), err=True)  # compiler style: path:line: key: problem
+            sys.exit(exc.exit_code)
         except AgentError as exc:
             click.echo(f"sensor-agent: {exc.diagnostics()}", err=True)
             sys.exit(exc.exit_code)

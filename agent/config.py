@@ -51,6 +51,11 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 #: Keys of a ``[[sensors]]`` table that the agent reads; the rest is the driver's settings.
 SENSOR_AGENT_KEYS = frozenset({"driver", "name", "interval_s", "poll_interval_s", "enabled"})
 _SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Environment overrides for the two private-key paths. The systemd unit points them at the
+#: owner-only copies systemd makes with LoadCredential=, while the config keeps naming the
+#: files in /etc (which ``pubkey`` and ``check`` read when run by an administrator).
+KEY_FILE_ENV = "SENSOR_AGENT_KEY_FILE"
+TLS_KEY_FILE_ENV = "SENSOR_AGENT_TLS_KEY_FILE"
 
 ClockMode = Literal["auto", "synced", "unsynced"]
 
@@ -197,8 +202,8 @@ class _Reader:
         self.problems: list[Problem] = [] if problems is None else problems
         self.used: set[str] = set()
 
-    def child(self, key: str | int, table: Mapping[str, Any]) -> _Reader:
-        return _Reader(table, (*self.prefix, key), self.lines, self.problems)
+    def child(self, table: Mapping[str, Any], *keys: str | int) -> _Reader:
+        return _Reader(table, (*self.prefix, *keys), self.lines, self.problems)
 
     def name(self, key: str | int | None = None) -> str:
         parts = [*self.prefix, *(() if key is None else (key,))]
@@ -293,7 +298,7 @@ def _read_agent(r: _Reader, path: Path, lines: TomlLines) -> ConfigDraft:
         except MalformedError as exc:
             r.problem("device_id", str(exc))
             device_id = None
-    key_file = r.path("key_file", base, required=True)
+    key_file = _override(KEY_FILE_ENV, r.path("key_file", base, required=True))
     env_state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     state_dir = r.path("state_dir", base) or (Path(env_state) if env_state else DEFAULT_STATE_DIR)
     heartbeat_s = r.number("heartbeat_s", 30.0, low=0.1, high=86_400)
@@ -306,10 +311,10 @@ def _read_agent(r: _Reader, path: Path, lines: TomlLines) -> ConfigDraft:
         r.problem("broker", "is required: a [broker] table with at least url = \"mqtt://host:port\"")
     else:
         broker, tls, password_file = _read_broker(
-            r.child("broker", broker_table), base, device_id or "agent")
+            r.child(broker_table, "broker"), base, device_id or "agent")
 
     spool_table = r.table_at("spool")
-    spool = _read_spool(r.child("spool", spool_table or {}), base, state_dir)
+    spool = _read_spool(r.child(spool_table or {}, "spool"), base, state_dir)
 
     sensors = _read_sensors(r)
     r.finish()
@@ -325,6 +330,12 @@ def _read_agent(r: _Reader, path: Path, lines: TomlLines) -> ConfigDraft:
         config=config, key_file=key_file, tls=tls, password_file=password_file,
         sensors=sensors, lines=lines,
     )
+
+
+def _override(variable: str, configured: Path | None) -> Path | None:
+    """The path in ``variable`` when set (and the config names a file there at all)."""
+    value = os.environ.get(variable)
+    return Path(value) if value and configured is not None else configured
 
 
 def _read_clock(r: _Reader) -> ClockMode:
@@ -351,7 +362,7 @@ def _read_broker(
     tls_table = r.table_at("tls")
     tls: TlsConfig | None = None
     if scheme == "mqtts":
-        tls = _read_tls(r.child("tls", tls_table or {}), base)
+        tls = _read_tls(r.child(tls_table or {}, "tls"), base)
     elif tls_table is not None:
         r.problem("tls", "is set but the url uses mqtt://; use mqtts://host:port for TLS")
     username = r.text("username")
@@ -408,7 +419,7 @@ def _parse_url(r: _Reader, url: str) -> tuple[str, str, int] | None:
 def _read_tls(r: _Reader, base: Path) -> TlsConfig:
     ca_file = r.path("ca_file", base)
     cert_file = r.path("cert_file", base)
-    key_file = r.path("key_file", base)
+    key_file = _override(TLS_KEY_FILE_ENV, r.path("key_file", base))
     if (cert_file is None) != (key_file is None):
         r.problem("cert_file" if cert_file is None else "key_file",
                   "cert_file and key_file go together (the client certificate and its key)")
@@ -434,7 +445,7 @@ def _read_sensors(r: _Reader) -> tuple[SensorConfig, ...]:
     out: list[SensorConfig] = []
     names: set[str] = set()
     for index, table in enumerate(raw):
-        s = r.child(index, table)
+        s = r.child(table, "sensors", index)
         sensor = _read_sensor(s, index)
         if sensor is None:
             continue

@@ -124,6 +124,9 @@ class Publisher:
         self._paho_errors = _PahoErrors()
         self._mqtt_log = logging.getLogger("agent.mqtt")
         self._mqtt_log.setLevel(logging.WARNING)  # paho logs every packet at DEBUG
+        # paho's errors repeat at every reconnect attempt; they reach the log through
+        # explain(), once per distinct reason.
+        self._mqtt_log.propagate = False
         spool.add_listener(self._wake.set)
 
     def stop(self, deadline: float) -> None:
@@ -168,6 +171,12 @@ class Publisher:
                         self.broker.url, reason, attempt + 1)
         self.link.last_error = reason
 
+    def _healthy(self) -> None:
+        """The broker took a publish: the link works (not merely connected)."""
+        if self.link.last_error is not None:
+            log.info("broker %s: connected again, delivering", self.broker.url)
+            self.link.last_error = None
+
     def _client(self) -> aiomqtt.Client:
         b = self.broker
         self._paho_errors.last = None
@@ -182,30 +191,43 @@ class Publisher:
 
     async def _connection(self) -> None:
         self._refused = None
-        async with self._client() as client:
+        client = self._client()
+        try:
+            await self._session(client)
+        finally:
+            _settle(client)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        async with client:
             _watch_puback_reasons(client, self._on_refused)
             # aiomqtt warns once more than this many calls are pending; we pipeline on purpose.
             client.pending_calls_threshold = self.broker.in_flight + 16
             self.link.connected = True
             self.link.connects += 1
             self.link.connected_since_ms = time.time_ns() // 1_000_000
-            if self.link.last_error is not None:
-                log.info("broker %s: connected again", self.broker.url)
-            else:
+            if self.link.connects == 1:
                 log.info("broker %s: connected", self.broker.url)
-            self.link.last_error = None
             await client.publish(status_topic(self.device_id), ONLINE, qos=1, retain=True)
+            self._check_refused()
+            self._healthy()
             heartbeat = asyncio.create_task(self._heartbeats(client))
             try:
                 await self._pump(client)
             finally:
                 heartbeat.cancel()
-                with contextlib.suppress(BaseException):
-                    await heartbeat
+                await asyncio.gather(heartbeat, return_exceptions=True)
             # A clean stop: the Will is not sent on a normal disconnect, so say it ourselves.
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(status_topic(self.device_id), OFFLINE, qos=1, retain=True,
                                      timeout=1.0)
+
+    def _check_refused(self) -> None:
+        if self._refused is not None:
+            raise BrokerError(
+                f"the broker refused a publish ({self._refused}); check that its ACL lets "
+                f"this client publish to sensorledger/v1/{self.device_id}/# (and to the "
+                "topics of any self-signing sensor it relays)"
+            )
 
     def _on_refused(self, reason: str) -> None:
         self._refused = reason
@@ -230,11 +252,7 @@ class Publisher:
             while True:
                 if watcher.done():
                     watcher.result()
-                if self._refused is not None:
-                    raise BrokerError(
-                        f"the broker refused a publish ({self._refused}); check that its ACL "
-                        f"lets this client publish to sensorledger/v1/{self.device_id}/#"
-                    )
+                self._check_refused()
                 acked: list[int] = []
                 while inflight and inflight[0][1].done():
                     row, task = inflight.popleft()
@@ -278,6 +296,18 @@ class Publisher:
         return self._stopping.is_set() and time.monotonic() >= self._deadline
 
 
+def _settle(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's disconnect error as seen once we are done with the client.
+
+    When the broker drops us while we are already leaving (e.g. after a refused publish),
+    nobody awaits aiomqtt's private ``_disconnected`` future and asyncio would log "Future
+    exception was never retrieved" with a traceback; the reason is already in our log.
+    """
+    future = client._disconnected
+    if future.done() and not future.cancelled():
+        future.exception()
+
+
 async def _until_disconnected(client: aiomqtt.Client) -> None:
     """Raise MqttError when the connection drops.
 
@@ -305,6 +335,8 @@ def _watch_puback_reasons(client: aiomqtt.Client, on_refused: Callable[[str], No
 def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = None) -> str:
     """Why a connection failed, in words that point at the fix."""
     where = f"{broker.host}:{broker.port}"
+    if isinstance(exc, BrokerError):
+        return str(exc)
     if isinstance(exc, MqttConnectError):
         reason = str(getattr(exc, "rc", "")) or str(exc)
         hint = ""
@@ -323,6 +355,9 @@ def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = N
         return (f"TLS handshake with {where} failed: the broker asked for a client "
                 "certificate and did not accept ours")
     for alert, meaning in (("UNKNOWN_CA", "was not issued by a CA the broker trusts"),
+                           # Same issuer name, different CA key: the signature fails.
+                           ("DECRYPT_ERROR", "was not issued by a CA the broker trusts "
+                                             "(its signature does not verify)"),
                            ("BAD_CERTIFICATE", "was rejected as a bad certificate"),
                            ("CERTIFICATE_EXPIRED", "has expired"),
                            ("CERTIFICATE_REVOKED", "has been revoked")):
@@ -343,9 +378,8 @@ def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = N
         if detail:
             return f"connection to {where} failed: {detail}"
         return f"no answer from broker at {where} within {broker.connect_timeout_s:g} s"
-    if isinstance(exc, BrokerError):
-        return str(exc)
-    return f"connection to {where} failed: {text or type(exc).__name__}"
+    return f"connection to {where} failed: {text or type(exc).__name__}" + (
+        f" ({detail})" if detail else "")
 
 
 def _tail(text: str) -> str:

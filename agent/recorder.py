@@ -5,12 +5,22 @@ Pollers hand over drafts through a bounded queue; the recorder takes whatever ha
 reading; at full rate batching turns one fsync per reading into one per batch, which is what
 makes thousands of durable readings per second possible on an SD card. The queue bound is
 backpressure: if the disk stalls, pollers wait instead of the agent's memory growing.
+
+Pacing: signing and publishing share one CPU budget. When readings arrive faster than the
+broker connection takes them, an unpaced recorder would take ever more of it, the publisher
+ever less, and the spool would fill with readings that are then dropped. So while the broker
+is connected and the backlog exceeds ``pace_backlog``, the recorder waits (at most
+``PACE_MAX_WAIT_S``) for PUBACKs to bring it back under before the next batch: readings wait
+in the queue and batches grow, so recording runs at the rate the broker takes readings and
+neither side starves the other. While the broker is away nothing waits: the spool takes it
+all, up to its limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from .errors import SpoolError
 from .signer import ChainSigner, Draft, Relay
@@ -21,16 +31,20 @@ __all__ = ["Recorder"]
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0
+PACE_MAX_WAIT_S = 0.25
 
 
 class Recorder:
     def __init__(
         self, spool: Spool, signer: ChainSigner, *, max_batch: int = 500,
-        queue_size: int = 2_000,
+        queue_size: int = 2_000, connected: Callable[[], bool] = lambda: False,
+        pace_backlog: int = 1_000,
     ) -> None:
         self.spool = spool
         self.signer = signer
         self.max_batch = max_batch
+        self._connected = connected
+        self._pace_backlog = pace_backlog
         self.queue: asyncio.Queue[Draft | Relay] = asyncio.Queue(queue_size)
         self.last_error: str | None = None
         self.write_failures = 0
@@ -42,6 +56,8 @@ class Recorder:
         """Record forever; cancel to stop (then call :meth:`flush`)."""
         while True:
             first = await self.queue.get()
+            if self._connected() and self.spool.depth > self._pace_backlog:
+                await self.spool.drained_to(self._pace_backlog, PACE_MAX_WAIT_S)
             await self._record([first, *self._drain()])
 
     async def flush(self) -> None:

@@ -40,7 +40,7 @@ __all__ = ["Agent", "run_agent"]
 log = logging.getLogger("agent")
 
 #: How often status.json and systemd's STATUS= are refreshed.
-STATUS_EVERY_S = 5.0
+STATUS_EVERY_S = 1.0
 #: How long pollers get to finish a blocking poll when the agent stops.
 POLLER_GRACE_S = 2.0
 
@@ -81,7 +81,6 @@ class Agent:
                                      config.spool.max_readings)
             clock = Clock(config.clock)
             signer = ChainSigner(config.device_id, key, spool.boot, spool.head, clock)
-            recorder = Recorder(spool, signer)
             runners: list[SensorRunner] = []
             executor = ThreadPoolExecutor(max_workers=len(config.sensors) + 2,
                                           thread_name_prefix="poll")
@@ -90,6 +89,8 @@ class Agent:
                 config.device_id, config.broker, spool, tls=tls, password=password,
                 heartbeat=lambda: agent_ref[0].snapshot(), heartbeat_s=config.heartbeat_s,
             )
+            recorder = Recorder(spool, signer, connected=lambda: publisher.link.connected,
+                                pace_backlog=max(1_000, 4 * config.broker.in_flight))
             for sensor in config.sensors:
                 if not sensor.enabled:
                     continue
@@ -137,7 +138,13 @@ class Agent:
                 log.error("%s stopped unexpectedly: %r", task.get_name(), error)
                 exit_code = 1
         stop_wait.cancel()
-        await self._shutdown(recorder, publisher, pollers, housekeeping)
+        try:
+            await self._shutdown(recorder, publisher, pollers, housekeeping)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            # Always: an open spool keeps aiosqlite's worker thread, and so the process, alive.
+            await self.spool.close()
         return exit_code
 
     async def _shutdown(

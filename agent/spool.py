@@ -27,9 +27,11 @@ Contract (docs/agent.md, "Spool contract"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +141,7 @@ class Spool:
         self.depth = depth  # readings (own and relayed) in the spool; gap records excluded
         self.gap_rows = gap_rows
         self._listeners: list[Callable[[], None]] = []
+        self._acked = asyncio.Event()
         self._write = asyncio.Lock()
 
     @classmethod
@@ -210,10 +213,14 @@ class Spool:
                    ChainHead(next_seq, bytes(head)), gap, counters, depth, gap_rows)
 
     async def close(self) -> None:
+        """Close the database and release the lock; safe to call twice."""
+        if self._lock_fd < 0:
+            return
         try:
             await self._db.close()
         finally:
             os.close(self._lock_fd)
+            self._lock_fd = -1
 
     async def record(self, items: Sequence[Draft | Relay], signer: ChainSigner) -> None:
         """Sign the drafts, apply the overflow policy and commit it all in one transaction."""
@@ -231,36 +238,10 @@ class Spool:
                     (min(need, depth),),
                 )
                 victims.extend(_Candidate(seq, bool(rel), pos=pos) for pos, seq, rel in rows)
-            batch = _Batch()
-            for item in items:
-                if depth >= self.max_readings:
-                    victim = victims.popleft()
-                    depth -= 1
-                    if victim.pos is not None:
-                        batch.delete.append(victim.pos)
-                    else:
-                        assert victim.index is not None
-                        batch.entries[victim.index] = None
-                    if victim.relayed:
-                        batch.dropped_relayed += 1
-                    else:
-                        batch.dropped += 1
-                        if gap is not None and victim.seq != gap[1] + 1:
-                            head = self._close_episode(signer, gap, head, batch)
-                            gap = None
-                        gap = (victim.seq, victim.seq) if gap is None else (gap[0], victim.seq)
-                elif gap is not None:
-                    head = self._close_episode(signer, gap, head, batch)
-                    gap = None
-                if isinstance(item, Draft):
-                    entry, head = signer.sign(item, head)
-                    batch.signed += 1
-                else:
-                    entry = Entry(item.device_id, item.seq, item.envelope, relayed=True)
-                    batch.relayed += 1
-                batch.entries.append(entry)
-                victims.append(_Candidate(entry.seq, entry.relayed, index=len(batch.entries) - 1))
-                depth += 1
+            # Signing is CPU work (~50 µs a reading): done in a worker thread so that the
+            # publisher keeps its share of the event loop while a large batch is signed.
+            batch, head, gap, depth = await asyncio.to_thread(
+                self._plan, items, signer, victims, head, gap, depth)
             await self._commit(batch, head, gap)
             signer.advance(head)
             self.head = head
@@ -275,6 +256,43 @@ class Spool:
             c.gap_records += batch.gap_records
             for listener in self._listeners:
                 listener()
+
+    def _plan(
+        self, items: Sequence[Draft | Relay], signer: ChainSigner, victims: deque[_Candidate],
+        head: ChainHead, gap: tuple[int, int] | None, depth: int,
+    ) -> tuple[_Batch, ChainHead, tuple[int, int] | None, int]:
+        """Decide drops and gap records and sign, in memory; :meth:`_commit` writes it."""
+        batch = _Batch()
+        for item in items:
+            if depth >= self.max_readings:
+                victim = victims.popleft()
+                depth -= 1
+                if victim.pos is not None:
+                    batch.delete.append(victim.pos)
+                else:
+                    assert victim.index is not None
+                    batch.entries[victim.index] = None
+                if victim.relayed:
+                    batch.dropped_relayed += 1
+                else:
+                    batch.dropped += 1
+                    if gap is not None and victim.seq != gap[1] + 1:
+                        head = self._close_episode(signer, gap, head, batch)
+                        gap = None
+                    gap = (victim.seq, victim.seq) if gap is None else (gap[0], victim.seq)
+            elif gap is not None:
+                head = self._close_episode(signer, gap, head, batch)
+                gap = None
+            if isinstance(item, Draft):
+                entry, head = signer.sign(item, head)
+                batch.signed += 1
+            else:
+                entry = Entry(item.device_id, item.seq, item.envelope, relayed=True)
+                batch.relayed += 1
+            batch.entries.append(entry)
+            victims.append(_Candidate(entry.seq, entry.relayed, index=len(batch.entries) - 1))
+            depth += 1
+        return batch, head, gap, depth
 
     @staticmethod
     def _close_episode(
@@ -350,6 +368,18 @@ class Spool:
             self.depth -= len(removed) - gaps
             self.counters.published += len(positions)
             self.counters.last_puback_ms = now_ms
+            self._acked.set()
+
+    async def drained_to(self, depth: int, timeout: float) -> None:
+        """Return once acks bring the depth to ``depth`` or below, or after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while self.depth > depth:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._acked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), remaining)
 
     @property
     def rows(self) -> int:
