@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench [--quick] [--only NAME ...] [--out FILE]``, ``... plot FILE``.
+"""``python -m bench [--quick] [--only NAME ...] [--out FILE]``; ``... plot|report FILE``; ``list``.
 
 A run prints a table of every figure beside its target and writes the figures, the machine and
 the command to JSON; ``plot`` turns such a file into the PNGs in docs/benchmarks/.
@@ -23,7 +23,8 @@ def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Run SensorLedger's benchmarks. `python -m bench plot RESULTS.json` draws "
-                    "the plots; `python -m bench list` names the benchmarks.",
+                    "the plots, `python -m bench report RESULTS.json` prints Markdown tables, "
+                    "`python -m bench list` names the benchmarks.",
     )
     p.add_argument("--quick", action="store_true",
                    help="small sizes (about a tenth); figures are not comparable to targets")
@@ -48,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["list"]:
         for bench in BENCHMARKS:
             print(f"{bench.name:16} {bench.summary}")
+        return
+    if args[:1] == ["report"]:
+        from .report import markdown
+
+        if len(args) != 2:
+            sys.exit("usage: python -m bench report RESULTS.json")
+        print(markdown(Path(args[1])), end="")
         return
     if args[:1] == ["plot"]:
         from .plot import plot_results  # matplotlib only when plotting

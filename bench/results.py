@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import psutil  # type: ignore[import-untyped]
 
-__all__ = ["BenchResult", "Metric", "RunResults", "Target", "machine_info"]
+__all__ = ["BenchResult", "Metric", "RunResults", "Target", "fmt_value", "machine_info"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Target:
         return f"missed by {short:.0%}"
 
     def __str__(self) -> str:
-        return f"{'≥' if self.op == '>=' else '≤'} {_fmt(self.value)}"
+        return f"{'≥' if self.op == '>=' else '≤'} {fmt_value(self.value)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class RunResults:
             if r.error:
                 rows.append((r.name, "ERROR", r.error.splitlines()[0][:60], "", ""))
             for m in r.metrics:
-                rows.append((r.name, m.label, f"{_fmt(m.value)} {m.unit}".strip(),
+                rows.append((r.name, m.label, f"{fmt_value(m.value)} {m.unit}".strip(),
                              f"{m.target} {m.unit}".strip() if m.target else "", m.verdict))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -118,7 +118,7 @@ class RunResults:
         return "\n".join(lines)
 
 
-def _fmt(value: float) -> str:
+def fmt_value(value: float) -> str:
     if value == int(value) and abs(value) >= 100:
         return f"{int(value):,}"
     if abs(value) >= 100:

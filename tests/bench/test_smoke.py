@@ -76,8 +76,19 @@ def test_plot_writes_pngs(tiny_run: tuple[RunResults, Path], tmp_path: Path) -> 
     _, out = tiny_run
     main(["plot", str(out), "--outdir", str(tmp_path)])
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert "throughput.png" in pngs
+    assert {"throughput.png", "targets.png", "live-latency.png"} <= set(pngs)
     assert all((tmp_path / p).read_bytes().startswith(b"\x89PNG") for p in pngs)
+
+
+def test_report_prints_every_figure_beside_its_target(
+    tiny_run: tuple[RunResults, Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    results, out = tiny_run
+    main(["report", str(out)])
+    text = capsys.readouterr().out
+    for r in results.results:
+        for m in r.metrics:
+            assert f"| {r.name} | {m.label} |" in text
 
 
 def test_only_pulls_in_what_a_benchmark_needs() -> None:
