@@ -176,8 +176,8 @@ class ArcMonitorEmulator:
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser("python -m firmware_stubs.arc_monitor",
                          "Emulate a PV arc-fault monitor and a residual-current relay.")
-    parser.add_argument("--channels", type=int, default=8)
-    parser.add_argument("--unit", type=int, default=1)
+    parser.add_argument("--channels", type=int, default=8, help="strings wired, 1-24")
+    parser.add_argument("--unit", type=int, default=1, help="the arc monitor's slave id")
     parser.add_argument("--residual-unit", type=int, default=2,
                         help="slave id of the residual-current relay (0 = none)")
     parser.add_argument("--arc-every", type=float, default=1800.0,

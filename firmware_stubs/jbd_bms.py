@@ -158,7 +158,7 @@ class JbdBmsEmulator:
 
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser("python -m firmware_stubs.jbd_bms", "Emulate a JBD smart BMS.")
-    parser.add_argument("--cells", type=int, default=4)
+    parser.add_argument("--cells", type=int, default=4, help="cells in series")
     parser.add_argument("--chemistry", choices=sorted(CHEMISTRIES), default="lfp")
     parser.add_argument("--capacity", type=float, default=100.0, help="pack capacity, Ah")
     parser.add_argument("--trip-every", type=float, default=3 * 3600.0,
