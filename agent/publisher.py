@@ -250,6 +250,9 @@ class Publisher:
         exhausted = False
         try:
             while True:
+                # Clear first, then look at everything: whatever happens after this line
+                # sets the event again, so no wake-up is lost while we await below.
+                self._wake.clear()
                 if watcher.done():
                     watcher.result()
                 self._check_refused()
@@ -264,8 +267,8 @@ class Publisher:
                     acked.append(row.pos)
                 if acked:
                     await self.spool.ack(acked, time.time_ns() // 1_000_000)
+                    continue  # more acks may have landed meanwhile
                 if len(inflight) < window and not self._past_deadline():
-                    self._wake.clear()
                     rows = await self.spool.fetch(after, window - len(inflight))
                     exhausted = len(rows) < window - len(inflight)
                     for row in rows:
@@ -282,7 +285,6 @@ class Publisher:
                 ):
                     return
                 await self._wake.wait()
-                self._wake.clear()
         finally:
             watcher.cancel()
             for _, task in inflight:

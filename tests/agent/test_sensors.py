@@ -1,0 +1,104 @@
+"""Sensors as the agent sees them: relayed envelopes, dead sensors, heartbeats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.clock import Clock
+from agent.signer import Draft, draft_from_sample
+from hardware.base import Measurement, Sample
+from provenance.envelope import SignedReading
+from provenance.errors import MalformedError
+from provenance.reading import GENESIS_PREV
+from tests.support.agent_harness import (
+    AgentProcess,
+    Subscriber,
+    device_public_key,
+    new_key,
+    verify_stream,
+    write_config,
+)
+from tests.support.broker import Broker
+
+StartAgent = Callable[..., AgentProcess]
+
+
+def test_relayed_envelopes_arrive_unchanged_and_a_dead_sensor_stops_nothing(
+    broker: Broker, subscriber: Subscriber, agents: StartAgent, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "agent"
+    workdir.mkdir()
+    probe_key = new_key(workdir / "probe.key")
+    sensors = (
+        '[[sensors]]\nname = "count"\ndriver = "test-counter"\ninterval_s = 0.05\n'
+        '[[sensors]]\nname = "dead"\ndriver = "test-broken"\ninterval_s = 0.05\n'
+        '[[sensors]]\nname = "probe"\ndriver = "test-relay"\ninterval_s = 0.05\n'
+        f'key_file = "{workdir / "probe.key"}"\ndevice_id = "probe-9"\n'
+    )
+    agent = agents(write_config(workdir, broker.url, sensors=sensors, heartbeat_s=0.3))
+    relayed_topic = "sensorledger/v1/probe-9/reading"
+    subscriber.wait_until(lambda: len(subscriber.on_topic(relayed_topic)) >= 10,
+                          what="relayed envelopes")
+    assert agent.terminate() == 0
+
+    # The probe's own chain, signed by the probe's key, published on the probe's topic.
+    relayed = [payload for payload, _ in subscriber.on_topic(relayed_topic)]
+    prev = GENESIS_PREV
+    for seq, envelope in enumerate(relayed[:10]):
+        reading = SignedReading.open(envelope, probe_key.public).reading
+        assert (reading.device_id, reading.seq, reading.prev) == ("probe-9", seq, prev)
+        prev = hashlib.sha256(envelope).digest()  # byte for byte what the probe signed
+
+    # The agent's own readings kept flowing beside the dead sensor and the relay.
+    own = verify_stream(subscriber.payloads("/dev-test/reading"), device_public_key(workdir))
+    assert len(own.readings) >= 10 and {r.kind for r in own.readings.values()} == {"counter"}
+
+    beats = [json.loads(p) for p, _ in subscriber.on_topic("sensorledger/v1/dev-test/status")
+             if p.startswith(b"{")]
+    assert len(beats) >= 2
+    last = beats[-1]
+    assert last["state"] == "online" and last["relayed"] > 0
+    assert last["sensors"]["dead"]["errors"] > 0 and last["sensors"]["count"]["errors"] == 0
+    for field in ("signed", "published", "dropped", "spool_depth", "last_puback_age_s"):
+        assert field in last
+    retained = [p for p, _ in subscriber.on_topic("sensorledger/v1/dev-test/status")
+                if not p.startswith(b"{")]
+    assert retained[0] == b"online" and retained[-1] == b"offline"  # birth, then clean stop
+
+
+def test_driver_measurements_become_senml_records() -> None:
+    sample = Sample("water-quality", (Measurement("ph", None, 7.2),
+                                      Measurement("temperature", "Cel", 11.5)))
+    draft = draft_from_sample("probe", sample, 1_790_000_000_000, True)
+    assert isinstance(draft, Draft)
+    assert [(m.name, m.value, m.unit) for m in draft.measurements] == [
+        ("ph", 7.2, None), ("temperature", 11.5, "Cel")]
+
+
+def test_a_sample_the_wire_format_refuses_is_rejected_at_its_sensor() -> None:
+    bad = Sample("Not A Kind!", (Measurement("x", None, 1),))
+    try:
+        draft_from_sample("s", bad, 1, True)
+    except MalformedError as exc:
+        assert "kind" in str(exc)
+    else:
+        raise AssertionError("a bad kind must be refused before signing")
+
+
+def test_clock_flag_follows_the_configured_mode() -> None:
+    assert Clock("synced").synced is True
+    assert Clock("unsynced").synced is False
+    calls: list[int] = []
+
+    def probe() -> bool:
+        calls.append(1)
+        return True
+
+    clock = Clock("auto", probe=probe)
+    assert clock.synced and clock.synced
+    assert len(calls) == 1  # cached: readings may come by the thousand per second
+    assert abs(clock.now_ms() - time.time() * 1000) < 1000
