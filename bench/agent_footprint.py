@@ -29,6 +29,7 @@ from provenance.keys import PrivateKey
 
 from .broker import bench_broker
 from .context import RunContext
+from .diagnostics import memory_by_mapping
 from .observe import MessageCounter, sample_process
 from .results import BenchResult, Target
 
@@ -140,6 +141,7 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
                 before = counter.count
                 sample = sample_process(agent.pid, ctx.sizes.agent_idle_seconds)
                 published = counter.count - before
+                mappings = memory_by_mapping(agent.pid)
         finally:
             counter.close()
     if published == 0:
@@ -154,7 +156,8 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
                                "published": published,
                                "rss_mb_first": round(sample.rss[0] / _MB, 1),
                                "uss_mb_end": round(sample.uss / _MB, 1),
-                               "pss_mb_end": round(sample.pss / _MB, 1)}
+                               "pss_mb_end": round(sample.pss / _MB, 1),
+                               "rss_kb_by_mapping_end": mappings}
 
 
 def _max_rate(ctx: RunContext, result: BenchResult) -> None:

@@ -13,6 +13,7 @@ import time
 
 from .big_ledger import cached_ledger
 from .context import RunContext
+from .diagnostics import audit_us_per_reading
 from .ledger import collector_cli
 from .results import BenchResult, Target
 
@@ -24,6 +25,10 @@ TARGET_VS_VERIFY = 1.5
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def run_audit(ctx: RunContext) -> BenchResult:
@@ -53,6 +58,9 @@ def run_audit(ctx: RunContext) -> BenchResult:
         "readings": ledger.readings, "blocks": report["blocks"],
         "devices": len(ledger.devices), "audit_reported_seconds": report.get("seconds"),
         "cpu_seconds": round(cpu, 2), "ledger_cached": ledger.cached,
+        "cpu_us_per_reading": round(cpu / ledger.readings * 1e6, 1),
+        "audit_envelopes_us_one_core": _round(audit_us_per_reading(
+            ctx.backlog(), ctx.sizes.verify_sample)),
         "ledger_build_seconds": ledger.build_seconds, "argv": argv[1:],
     }
     return result

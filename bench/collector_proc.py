@@ -13,7 +13,7 @@ import psutil  # type: ignore[import-untyped]
 
 from .ledger import LedgerFiles, collector_cli
 
-__all__ = ["CollectorProcess", "cpu_seconds"]
+__all__ = ["CollectorProcess", "cpu_seconds", "thread_cpu_seconds"]
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -32,6 +32,18 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         except psutil.NoSuchProcess:
             continue
     return t.user + t.system, total
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of one process: ``main`` and the others by thread id, busiest
+    first (Python 3.11 does not name OS threads, so ids are all there is)."""
+    try:
+        threads = psutil.Process(pid).threads()
+    except psutil.NoSuchProcess:
+        return {}
+    out = {("main" if t.id == pid else str(t.id)): round(t.user_time + t.system_time, 2)
+           for t in threads}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 class CollectorProcess:

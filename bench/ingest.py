@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 
-from .collector_proc import CollectorProcess, cpu_seconds
+from .collector_proc import CollectorProcess, cpu_seconds, thread_cpu_seconds
 from .context import SESSIONS, RunContext
+from .diagnostics import verify_message_us_per_reading
 from .ledger import enrol, init_ledger, totals
 from .queued import broker_with_backlog
 from .results import BenchResult, Target
@@ -20,6 +21,10 @@ __all__ = ["run_ingest"]
 
 TARGET_PER_S = 10_000
 TARGET_VS_VERIFY = 0.6
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def run_ingest(ctx: RunContext) -> BenchResult:
@@ -38,6 +43,7 @@ def run_ingest(ctx: RunContext) -> BenchResult:
             col.wait_until(lambda: totals(files.db).sealed >= count, timeout=900)
             done_at = time.time()
             main_cpu, workers_cpu = cpu_seconds(col.pid)
+            threads = thread_cpu_seconds(col.pid)
             broker_cpu = sum(cpu_seconds(broker.proc.pid)) if broker.proc else 0.0
             code = col.stop()
     finally:
@@ -66,6 +72,10 @@ def run_ingest(ctx: RunContext) -> BenchResult:
         "collector_main_cpu_seconds": round(main_cpu, 2),
         "collector_workers_cpu_seconds": round(workers_cpu, 2),
         "broker_cpu_seconds": round(broker_cpu, 2),
+        "collector_threads_cpu_seconds": threads,
+        "cpu_us_per_reading": round((main_cpu + workers_cpu) / count * 1e6, 1),
+        "verify_message_us_one_core": _round(verify_message_us_per_reading(
+            backlog, ctx.sizes.verify_sample)),
         "collector_exit_code": code, "ledger_db": str(files.db), "collector_args": col.argv[1:],
     }
     return result

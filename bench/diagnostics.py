@@ -1,0 +1,87 @@
+"""Where the CPU goes: the collector's per-reading work timed on one core, and a process's
+memory split by mapping. These explain the headline figures; they are not targets.
+
+The per-reading timings call the collector's own worker functions (``verify_message`` for
+ingest, ``audit_envelopes`` for audit) in this process on the backlog's envelopes, so they show
+the cost of one reading's stateless work with no pipeline, IPC or contention around it. They
+use internal functions: if those change shape, the diagnostic is left out (with a note), and the
+benchmark itself still runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .backlog import Backlog, topic_for
+
+if TYPE_CHECKING:
+    from collector.registry import Registry, RegistrySnapshot
+
+__all__ = ["audit_us_per_reading", "memory_by_mapping", "verify_message_us_per_reading"]
+
+
+def _registry_parts(backlog: Backlog) -> tuple[Registry, RegistrySnapshot]:
+    from collector.registry import DeviceKey, Registry, RegistrySnapshot
+
+    keys = [DeviceKey(d.public.kid, d.device_id, d.public.der, 0) for d in backlog.devices]
+    return Registry(1, keys), RegistrySnapshot.of(1, keys)
+
+
+def verify_message_us_per_reading(backlog: Backlog, sample: int) -> float | None:
+    """Median-of-3 µs per reading of the ingest worker's stateless checks, on one core."""
+    try:
+        from collector.verify import verify_message
+
+        registry, _ = _registry_parts(backlog)
+        items = [(topic_for(backlog.devices[i].device_id), raw)
+                 for i, raw in backlog.envelopes[:sample]]
+        now_ms = time.time_ns() // 1_000_000
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for topic, raw in items:
+                verify_message(registry, topic, raw, now_ms, 300_000)
+            runs.append((time.perf_counter() - start) / len(items) * 1e6)
+        return sorted(runs)[1]
+    except (ImportError, TypeError, AttributeError):
+        return None
+
+
+def audit_us_per_reading(backlog: Backlog, sample: int) -> float | None:
+    """Median-of-3 µs per reading of the audit worker's decode + verify, on one core."""
+    try:
+        from collector.audit import audit_envelopes
+
+        _, snapshot = _registry_parts(backlog)
+        envelopes = [raw for _, raw in backlog.envelopes[:sample]]
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            audit_envelopes(snapshot, envelopes)
+            runs.append((time.perf_counter() - start) / len(envelopes) * 1e6)
+        return sorted(runs)[1]
+    except (ImportError, TypeError, AttributeError):
+        return None
+
+
+def memory_by_mapping(pid: int, top: int = 6) -> dict[str, int]:
+    """Resident kB by mapping (anonymous, heap, and the largest files) from /proc/PID/smaps."""
+    rss: collections.Counter[str] = collections.Counter()
+    current = "[anon]"
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:
+            current = Path(fields[5]).name if len(fields) > 5 and "/" in fields[5] else (
+                fields[5] if len(fields) > 5 else "[anon]")
+        elif fields and fields[0] == "Rss:":
+            rss[current] += int(fields[1])
+    out = {name: kb for name, kb in rss.most_common(top)}
+    out["(all)"] = sum(rss.values())
+    return out
