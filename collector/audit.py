@@ -34,7 +34,7 @@ from provenance.merkle import RFC9162_SHA256, root
 
 from .registry import RegistrySnapshot
 from .store import BlockRecord, LedgerStore, ReadingRecord
-from .verify import registry_for
+from .verify import registry_for, sig_structure
 from .workers import WorkerPool
 
 __all__ = ["AuditReport", "Finding", "audit_envelopes", "run_audit"]
@@ -75,8 +75,9 @@ def audit_envelopes(snapshot: RegistrySnapshot, envelopes: list[bytes]) -> list[
             out.append(Broken("device key", f"key id {envelope.kid.hex()} is not enrolled"))
             continue
         key, public = entry
+        message = envelope.message
         try:
-            envelope.verify(public)
+            public.verify(message.signature, sig_structure(message.protected, message.payload))
         except ProvenanceError as exc:
             out.append(Broken("device signature", exc.diagnostics()))
             continue

@@ -114,6 +114,7 @@ class MqttIngest:
         self._receiving = True
         self._socket_open = False
         self._ever_connected = False
+        self._session_present = False
         self.generation = 0
         self.connected = threading.Event()
         self.received = 0
@@ -156,6 +157,7 @@ class MqttIngest:
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -307,9 +309,21 @@ class MqttIngest:
             client.subscribe(self._config.topic, options=options)
         else:
             client.subscribe(self._config.topic, qos=1)
+        # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()
+        self._session_present = bool(flags.session_present)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[Any], properties: Any) -> None:
+        if any(code.is_failure for code in reason_codes):
+            event(log, "subscription_refused", logging.ERROR, topic=self._config.topic,
+                  reason=", ".join(str(c) for c in reason_codes),
+                  detail="check the broker ACL for this client")
+            return
+        # Logged once the broker has the subscription: from here on nothing published is missed.
         event(log, "broker_connected", url=self._config.url, client_id=self._config.client_id,
-              session_present=bool(flags.session_present), generation=self.generation)
+              session_present=self._session_present, generation=self.generation,
+              qos=[int(getattr(c, "value", 0)) for c in reason_codes])
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:

@@ -149,7 +149,8 @@ def test_blocks_readings_quarantine_and_stats_outputs(
         pub.publish((d.topic, d.next(time_ms=BASE_TIME_MS + i * 1000))
                     for i in range(12) for d in devices)
         pub.publish([(devices[0].topic, b"\x00junk")])
-        wait_until(lambda: ledger.sealed() == 24 and ledger.count("quarantine") == 1, 30)
+        wait_until(lambda: ledger.sealed() == 24 and ledger.count("quarantine") == 1, 30, 0.1,
+                   f"sealed {ledger.sealed()} quarantine {ledger.quarantine()} {col.lines[-3:]}")
     assert col.stop() == 0
 
     blocks = run_cli("blocks", "--db", ledger.db)

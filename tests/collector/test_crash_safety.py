@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ from tests.support.collector import (
     Publisher,
     alive,
     child_pids,
+    create_session,
     make_devices,
     run_cli,
     wait_until,
@@ -70,15 +72,26 @@ def stream(broker: Broker) -> Iterator[Stream]:
     s.pub.close()
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_sigkill_at_any_point_loses_nothing_and_stores_nothing_twice(
     ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess], stream: Stream
 ) -> None:
     ledger.enrol(stream.devices)
+    create_session(broker)  # the broker queues for the collector from now on, up or down
 
     for point in CRASH_POINTS:
-        col = collector(*ARGS, env={ENV: point}).start()
-        workers = child_pids(col.pid)
-        assert workers, "the collector runs verification processes"
+        # Not waiting for the subscription: a crash point may come first (sealing what the
+        # previous run left pending happens right at start-up).
+        col = collector(*ARGS, env={ENV: point}).start(wait_connected=False)
+        wait_until(lambda c=col: len(child_pids(c.pid)) >= 3 or c.proc.poll() is not None, 30,
+                   0.01, "worker processes started")
+        workers = [p for p in child_pids(col.pid) if "spawn_main" in cmdline(p)]
         stream.publish(PER_CYCLE)
         assert col.proc is not None
         try:
