@@ -26,6 +26,7 @@ from .toml_lines import KeyPath
 __all__ = [
     "build_driver",
     "check_drivers",
+    "check_ports",
     "load_device_key",
     "preflight",
     "read_password",
@@ -53,6 +54,26 @@ def preflight(draft: ConfigDraft) -> list[Problem]:
         except ConfigError as exc:
             problems += exc.problems
     problems += check_drivers(draft.sensors, draft)
+    problems += check_ports(draft.sensors, draft)
+    return problems
+
+
+def check_ports(sensors: tuple[SensorConfig, ...], where: Located) -> list[Problem]:
+    """Serial ports named in sensor settings that do not exist right now.
+
+    Only ``check`` asks: a running agent starts anyway and counts the absent device as that
+    sensor's errors until it is plugged in, but a person checking a config wants to know.
+    """
+    problems: list[Problem] = []
+    for sensor in sensors:
+        port = sensor.settings.get("port")
+        if sensor.enabled and isinstance(port, str) and port.startswith("/") and not Path(port).exists():
+            problems.append(Problem(
+                f"sensors[{sensor.index}].port",
+                f"serial port {port} does not exist (adapter unplugged? stable names: "
+                "/dev/serial/by-id/ or deploy/99-sensorledger-serial.rules)",
+                where.line_of(("sensors", sensor.index, "port")),
+            ))
     return problems
 
 

@@ -216,3 +216,23 @@ def test_config_errors_surface_as_config_error_with_all_problems(tmp_path: Path)
     keys = [p.key for p in info.value.problems]
     assert keys == ["sensors[0].interval_s", "sensors[0].enabled"]
     assert info.value.exit_code == 2
+
+
+def test_check_reports_a_serial_port_that_does_not_exist(tmp_path: Path) -> None:
+    text = GOOD + ('\n[[sensors]]\nname = "ph"\ndriver = "modbus-water"\n'
+                   'profile = "supmea-ph8001"\nport = "/dev/ttyNOPE7"\n'
+                   '\n[[sensors]]\nname = "spare"\ndriver = "modbus-water"\nenabled = false\n'
+                   'profile = "supmea-ph8001"\nport = "/dev/ttyNOPE8"\n')
+    code, out = check(write(tmp_path, text))
+    assert code == 2
+    problems = out.strip().splitlines()[:-1]
+    assert len(problems) == 1, out  # the disabled sensor's absent adapter is not a problem
+    assert ":21: sensors[1].port: serial port /dev/ttyNOPE7 does not exist" in problems[0]
+
+
+def test_the_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENSOR_AGENT_KEY_FILE", raising=False)
+    monkeypatch.delenv("SENSOR_AGENT_TLS_KEY_FILE", raising=False)
+    draft = read_config(Path(__file__).parents[2] / "deploy" / "agent.toml.example")
+    assert draft.problems == ()
+    assert draft.config is not None and draft.config.broker.tls is not None
