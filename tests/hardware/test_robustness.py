@@ -50,7 +50,7 @@ def delta(before: dict[str, int], stats: DriverStats) -> dict[str, int]:
 
 def test_jbd_faults(make_driver: MakeDriver) -> None:
     with JbdBmsEmulator(seed=1, clock=SimClock(step=60.0), sleep_after_s=0) as bms:
-        driver = make_driver("jbd-bms", {"port": bms.agent_path, "timeout_s": 0.15,
+        driver = make_driver("jbd-bms", {"port": bms.agent_path, "timeout_s": 0.3,
                                          "retries": 0, "counters_interval_s": 0})
 
         def poll_once() -> tuple[list[object], dict[str, int]]:
@@ -96,17 +96,17 @@ def test_jbd_faults(make_driver: MakeDriver) -> None:
 
 
 def test_jbd_sleeping_bms_is_woken_by_a_retry(make_driver: MakeDriver) -> None:
-    with JbdBmsEmulator(seed=1, clock=SimClock(step=60.0), sleep_after_s=0.3) as bms:
-        patient = make_driver("jbd-bms", {"port": bms.agent_path, "timeout_s": 0.1,
+    with JbdBmsEmulator(seed=1, clock=SimClock(step=60.0), sleep_after_s=0.6) as bms:
+        patient = make_driver("jbd-bms", {"port": bms.agent_path, "timeout_s": 0.15,
                                           "retries": 2})
         assert patient.poll()
-        time.sleep(0.4)  # the BMS dozes off
+        time.sleep(0.8)  # the BMS dozes off
         assert patient.poll(), "one retry must wake the BMS and still return a reading"
         assert bms.wake_ups == 1 and patient.stats.timeouts == 1
         patient.close()
-        impatient = make_driver("jbd-bms", {"port": bms.agent_path, "timeout_s": 0.1,
+        impatient = make_driver("jbd-bms", {"port": bms.agent_path, "timeout_s": 0.15,
                                             "retries": 0})
-        time.sleep(0.4)
+        time.sleep(0.8)
         assert impatient.poll() == []
         assert impatient.poll(), "awake again"
 
@@ -119,7 +119,7 @@ def test_modbus_water_faults(make_driver: MakeDriver) -> None:
     with WaterProbeEmulator(profile, seed=2, clock=SimClock(step=60.0)) as probe:
         driver = make_driver("modbus-water", {"port": probe.agent_path,
                                               "profile": "yosemitech-y4000",
-                                              "baudrate": 115200, "timeout_s": 0.15})
+                                              "baudrate": 115200, "timeout_s": 0.3})
 
         def poll_once() -> tuple[list[object], dict[str, int]]:
             before = counted(driver.stats)
@@ -184,7 +184,7 @@ def test_arc_counts_during_an_outage_are_reported_when_the_device_returns(
     with ArcMonitorEmulator(seed=8, arc_every_s=30.0, residual_unit=None,
                             clock=SimClock(step=20.0)) as monitor:
         driver = make_driver("arc-monitor", {"port": monitor.agent_path, "baudrate": 115200,
-                                             "timeout_s": 0.1, "status_interval_s": 3600})
+                                             "timeout_s": 0.25, "status_interval_s": 3600})
         driver.poll()
         before_outage = monitor.transcript.entries("read 0x012A")[-1].values
         monitor.faults.mute()
