@@ -79,7 +79,7 @@ class Pipeline:
         pool: WorkerPool,
         sealer: Sealer,
         checks: DeviceChecks,
-        registry: tuple[int, Registry, RegistrySnapshot],
+        registry: RegistrySnapshot,
         next_reading_id: int,
         metrics: Metrics | None = None,
     ) -> None:
@@ -90,7 +90,8 @@ class Pipeline:
         self._pool = pool
         self.sealer = sealer
         self.checks = checks
-        self._registry_version, self._registry, self._snapshot = registry
+        self._snapshot = registry
+        self._registry = Registry.from_snapshot(registry)
         self._next_id = next_reading_id
         self.metrics = metrics or Metrics()
         depth = max(2, pool.workers * 2)
@@ -311,12 +312,11 @@ class Pipeline:
             return False
         self._registry_checked = now
         version = await self._store.registry_version()
-        if version == self._registry_version:
+        if version == self._snapshot.version:
             return False
         keys = await self._store.device_keys()
-        self._registry = Registry(version, keys)
         self._snapshot = RegistrySnapshot.of(version, keys)
-        self._registry_version = version
+        self._registry = Registry(version, keys)
         event(log, "registry_reloaded", version=version, keys=len(keys))
         return True
 

@@ -8,6 +8,7 @@ off; the broker re-delivers whatever was not acknowledged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import signal
 
@@ -22,7 +23,7 @@ from .errors import ConfigError, UsageError
 from .ingest import Inbox, MqttIngest
 from .logs import event
 from .pipeline import Pipeline
-from .registry import Registry, RegistrySnapshot
+from .registry import RegistrySnapshot
 from .sealer import Sealer
 from .sqlite_store import SQLiteStore
 from .store import LedgerStore
@@ -68,12 +69,12 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             record = await store.find_reading(device_id, seq)
             if record is None:
                 return None
-            envelope = Envelope.decode(record.envelope)
+            digest = hashlib.sha256(record.envelope).digest()
             try:
-                prev = envelope.reading().prev
+                prev = Envelope.decode(record.envelope).reading().prev
             except ProvenanceError:
                 prev = b""  # a damaged stored row never vouches for a neighbour; audit names it
-            return KnownReading(record.id, envelope.hash, prev)
+            return KnownReading(record.id, digest, prev)
 
         checks = DeviceChecks(states, lookup,
                               max_skew_ms=int(config.ingest.max_clock_skew * 1000))
@@ -83,8 +84,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         ingest = MqttIngest(config.mqtt, inbox, expect_session=next_id > 1 or bool(states))
         pipeline = Pipeline(
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
-            checks=checks, registry=(version, Registry(version, keys),
-                                     RegistrySnapshot.of(version, keys)),
+            checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id,
         )
 

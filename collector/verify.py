@@ -197,4 +197,12 @@ def verify_batch(
 ) -> list[Outcome]:
     """Verify ``(topic, payload, received_ms)`` items; one outcome per item, in order."""
     registry = registry_for(snapshot)
-    return [verify_message(registry, t, p, r, max_future_ms) for t, p, r in items]
+    out: list[Outcome] = []
+    for topic, payload, received_ms in items:
+        try:
+            out.append(verify_message(registry, topic, payload, received_ms, max_future_ms))
+        except Exception as exc:
+            # One message must never fail its whole batch (and stop the collector on every
+            # re-delivery): it is quarantined with what went wrong, for investigation.
+            out.append(Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}"))
+    return out

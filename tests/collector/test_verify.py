@@ -141,3 +141,26 @@ def test_enrolment_refuses_a_key_id_that_does_not_match() -> None:
         parse_enrolment_text("hello")
     with pytest.raises(RegistryError, match="more than one"):
         parse_enrolment_text(key.to_pem() + other.to_pem())
+
+
+def test_a_verifier_failure_quarantines_one_message_not_the_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import collector.verify as verify_module
+
+    d = Device("v-08")
+    good, poison = d.next(), d.next()
+    real = verify_module.verify_message
+
+    def flaky(registry: Registry, topic: str, payload: bytes, received_ms: int,
+              max_future_ms: int) -> object:
+        if payload == poison:
+            raise RecursionError("deeply nested")
+        return real(registry, topic, payload, received_ms, max_future_ms)
+
+    monkeypatch.setattr(verify_module, "verify_message", flaky)
+    snapshot = RegistrySnapshot.of(20, [DeviceKey(d.key.kid, "v-08", d.key.public.der, 0)])
+    out = verify_batch(snapshot, [(d.topic, good, now_ms()), (d.topic, poison, now_ms())],
+                       60_000)
+    assert isinstance(out[0], Verified)
+    assert isinstance(out[1], Rejected) and out[1].reason == "unverifiable"
+    assert "RecursionError" in out[1].detail
