@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from collector.proofs import check_proof
 from provenance.keys import PublicKey
 from tests.support.broker import Broker
@@ -95,8 +97,9 @@ def test_proof_verifies_offline_and_any_altered_byte_fails(
     assert missing.returncode == 2
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_readings_published_while_down_or_across_a_broker_restart_arrive(
-    ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess]
+    ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess], protocol: str
 ) -> None:
     devices = make_devices(5, "restart")
     ledger.enrol(devices)
@@ -104,7 +107,8 @@ def test_readings_published_while_down_or_across_a_broker_restart_arrive(
     def burst(n: int) -> list[tuple[str, bytes]]:
         return [(d.topic, d.next()) for _ in range(n) for d in devices]
 
-    first = collector("--block-age", "0.2").start()
+    args = ("--block-age", "0.2", "--protocol", protocol)
+    first = collector(*args).start()
     assert first.wait_event("broker_connected")["session_present"] is False
     with Publisher(broker, "agents") as pub:
         pub.publish(burst(20))  # 100 readings
@@ -113,7 +117,7 @@ def test_readings_published_while_down_or_across_a_broker_restart_arrive(
 
         pub.publish(burst(60))  # 300 readings while nobody consumes them
 
-        second = collector("--block-age", "0.2").start()
+        second = collector(*args).start()
         assert second.wait_event("broker_connected")["session_present"] is True
         pub.publish(burst(20))  # and more while it drains
         wait_until(lambda: ledger.sealed() == 500, 60, 0.05, "backlog and new readings sealed")

@@ -239,8 +239,11 @@ class CollectorProcess:
 class Publisher:
     """A paho client publishing QoS 1 as fast as the broker takes it."""
 
-    def __init__(self, broker: Broker, client_id: str = "test-publisher") -> None:
+    def __init__(self, broker: Broker, client_id: str = "test-publisher", *,
+                 tls: dict[str, str] | None = None) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if tls is not None:
+            self.client.tls_set(**tls)
         self.client.max_inflight_messages_set(0)
         self.client.max_queued_messages_set(0)
         self.client.connect(broker.host, broker.port)
