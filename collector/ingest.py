@@ -117,6 +117,7 @@ class MqttIngest:
         self._session_present = False
         self.generation = 0
         self.connected = threading.Event()
+        self.receiving_stopped = threading.Event()
         self.received = 0
         self._packets = 0
         self.acked = 0
@@ -192,6 +193,9 @@ class MqttIngest:
         backoff = 0.5
         client = self._client
         while not self._closing.is_set():
+            if not self._receiving:
+                # Nothing is read after this point: the pipeline may drain the inbox for good.
+                self.receiving_stopped.set()
             if not self._socket_open and not self._connect():
                 # Exponential backoff with jitter, so a fleet of collectors (or a restarted
                 # broker) does not see every client reconnect in the same instant.
@@ -254,7 +258,9 @@ class MqttIngest:
     def _connect(self) -> bool:
         cfg, addr = self._config, self._address
         self.generation += 1
-        self._acks.clear()  # all of them belong to an older connection
+        while self._acks:  # all of them belong to an older connection
+            _, mids = self._acks.popleft()
+            self.stale_acks += len(mids)
         try:
             if not self._ever_connected:
                 kwargs: dict[str, Any] = {}

@@ -88,11 +88,20 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             next_reading_id=next_id,
         )
 
-        def request_stop() -> None:
-            event(log, "stopping", detail="draining received messages, then sealing")
+        stopping: list[asyncio.Task[None]] = []
+
+        async def drain_then_stop() -> None:
             assert ingest is not None
             ingest.stop_receiving()
+            # Wait until the MQTT thread has certainly stopped reading, so the pipeline's last
+            # look at the inbox sees every message that will ever be in it.
+            await loop.run_in_executor(None, ingest.receiving_stopped.wait, 5.0)
             pipeline.stop()
+
+        def request_stop() -> None:
+            if not stopping:
+                event(log, "stopping", detail="draining received messages, then sealing")
+                stopping.append(loop.create_task(drain_then_stop()))
 
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,7 +112,12 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               block_size=config.blocks.size, block_age_s=config.blocks.age)
         ingest.start()
         await pipeline.run()
-        event(log, "collector_stopped", next_block=sealer.next_height)
+        await asyncio.get_running_loop().run_in_executor(None, ingest.close)
+        # Every message received was acknowledged or is known to come back (stale: received
+        # on a connection that has since ended), so `unacked` ends at 0.
+        event(log, "collector_stopped", next_block=sealer.next_height,
+              received=ingest.received, acked=ingest.acked, stale_acks=ingest.stale_acks,
+              unacked=ingest.unacked, connects=ingest.connects)
     finally:
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)

@@ -92,3 +92,5 @@ def test_ten_thousand_readings_from_twenty_devices_sealed_exactly_once(
     final = [e for e in col.events if e.get("event") == "stats"][-1]
     assert (final["received"], final["accepted"], final["duplicate"]) == (total, total, 0)
     assert final["backlog"] == 0
+    stopped = col.wait_event("collector_stopped")
+    assert (stopped["received"], stopped["acked"], stopped["unacked"]) == (total, total, 0)

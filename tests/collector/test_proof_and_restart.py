@@ -129,6 +129,8 @@ def test_readings_published_while_down_or_across_a_broker_restart_arrive(
         pub.publish(burst(20))
         wait_until(lambda: ledger.sealed() == 600, 60, 0.05, "readings after broker restart")
     assert second.stop() == 0
+    stopped = second.wait_event("collector_stopped")
+    assert stopped["unacked"] == 0 and stopped["connects"] == 2
 
     assert ledger.count("readings") == 600
     stats = ledger.stats()
