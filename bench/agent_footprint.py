@@ -167,20 +167,25 @@ def _max_rate(ctx: RunContext, result: BenchResult) -> None:
     with bench_broker(workdir / "broker") as broker:
         conf = _config(workdir, broker.url, [{"name": "synthetic", "driver": "bench-synthetic",
                                               "interval_s": 0, "batch": 100}])
-        counter = MessageCounter(broker.host, broker.port, _TOPIC, marks=(warm, warm + count))
+        # RSS at every tenth of the run: a curve tells a cache that fills from a leak.
+        marks = tuple(warm + count * k // 10 for k in range(11))
+        counter = MessageCounter(broker.host, broker.port, _TOPIC, marks=marks)
         argv = [sys.executable, "-m", "bench.agent_synthetic", "run", "-c", str(conf)]
+        rss: list[int] = []
         try:
             with _agent(argv, workdir / "agent.log") as agent:
                 proc = psutil.Process(agent.pid)
-                if not counter.wait_for(warm, timeout=120):
-                    raise RuntimeError(f"agent published {counter.count} of {warm} warm-up "
-                                       f"readings; see {workdir}")
-                rss0, cpu0 = proc.memory_info().rss, sum(proc.cpu_times()[:2])
-                if not counter.wait_for(warm + count, timeout=600):
-                    raise RuntimeError(f"agent published {counter.count - warm} of {count}")
-                rss1, cpu1 = proc.memory_info().rss, sum(proc.cpu_times()[:2])
+                for mark in marks:
+                    if not counter.wait_for(mark, timeout=600):
+                        raise RuntimeError(f"agent published {counter.count} of {mark} "
+                                           f"readings; see {workdir}")
+                    rss.append(proc.memory_info().rss)
+                    if mark == warm:
+                        cpu0 = sum(proc.cpu_times()[:2])
+                cpu1 = sum(proc.cpu_times()[:2])
         finally:
             counter.close()
+    rss0, rss1 = rss[0], rss[-1]
     seconds = counter.reached[warm + count] - counter.reached[warm]
     result.add("max_rate.per_s", "max rate: sign+spool+publish readings/s", count / seconds,
                "/s", Target(">=", TARGET_MAX_PER_S))
@@ -189,6 +194,7 @@ def _max_rate(ctx: RunContext, result: BenchResult) -> None:
     result.params["max_rate"] = {
         "warmup_readings": warm, "readings": count, "seconds": round(seconds, 2),
         "rss_mb_start": round(rss0 / _MB, 1), "rss_mb_end": round(rss1 / _MB, 1),
+        "rss_mb_every_tenth": [round(r / _MB, 2) for r in rss],
         "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / seconds, 1),
     }
 

@@ -2,7 +2,8 @@
 
 A competent version of it, so that the comparison flatters nobody: WAL, batched ``executemany``
 inserts, one commit per batch, the network thread never blocked by SQLite (a queue between
-them), and the same MQTT 5 Receive Maximum as the collector. It comes in two forms:
+them), and the collector's MQTT protocol and window (its default Receive Maximum under MQTT 5,
+the broker's in-flight window under 3.1.1). It comes in two forms:
 
 * ``ack-on-receipt`` — paho's default: each message is acknowledged as soon as the callback
   returns, before it is written; ``synchronous=NORMAL``. What most people write. A crash loses
@@ -35,8 +36,6 @@ __all__ = ["MODES", "BaselineRun", "drain_into_sqlite"]
 MODES = ("ack-on-receipt", "ack-after-commit")
 _BATCH = 1000
 _GATHER_S = 0.02
-# The collector's default MQTT 5 Receive Maximum, so both consumers get the same broker window.
-_RECEIVE_MAXIMUM = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,27 +61,33 @@ def _open_db(path: Path, *, durable: bool) -> sqlite3.Connection:
 
 def drain_into_sqlite(
     host: str, port: int, client_id: str, count: int, db_path: Path, *, mode: str,
-    timeout: float = 600.0,
+    mqtt5: bool, receive_maximum: int, timeout: float = 600.0,
 ) -> BaselineRun:
-    """Connect as ``client_id`` (a persistent MQTT 5 session), store ``count`` messages, stop."""
+    """Connect as ``client_id`` (a persistent session), store ``count`` messages, stop."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     durable = mode == "ack-after-commit"
     db = _open_db(db_path, durable=durable)
     inbox: queue.SimpleQueue[tuple[int, str, bytes, int]] = queue.SimpleQueue()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=MQTTProtocolVersion.MQTTv5, manual_ack=durable)
+    if mqtt5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=MQTTProtocolVersion.MQTTv5, manual_ack=durable)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 24 * 3600
+        props.ReceiveMaximum = receive_maximum
+        connect: dict[str, Any] = {"clean_start": False, "properties": props}
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             clean_session=False, manual_ack=durable)
+        connect = {}
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         inbox.put((msg.mid, msg.topic, bytes(msg.payload), int(time.time() * 1000)))
 
     client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 24 * 3600
-    props.ReceiveMaximum = _RECEIVE_MAXIMUM
     rows = commits = 0
     start = time.perf_counter()
-    wait_connected(client, host, port, clean_start=False, properties=props)
+    wait_connected(client, host, port, **connect)
     try:
         client.subscribe(TOPIC_FILTER, qos=1)
         deadline = start + timeout

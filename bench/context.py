@@ -10,16 +10,30 @@ from .backlog import Backlog, load_or_build_backlog
 from .queued import queued_snapshot
 from .results import BenchResult
 
-__all__ = ["SESSIONS", "RunContext", "Sizes"]
+__all__ = ["RunContext", "Sizes", "collector_mqtt", "sessions"]
 
-# One persistent session per backlog consumer, all filled by one publish of the backlog.
-# (client id, MQTT 5?) — each consumer connects with the protocol its session was made with.
-SESSIONS: dict[str, tuple[str, bool]] = {
-    "mosquitto-sub": ("bench-mosquitto-sub", False),
-    "baseline-receipt": ("bench-baseline-receipt", True),
-    "baseline-commit": ("bench-baseline-commit", True),
-    "collector": ("bench-collector", True),
-}
+
+def collector_mqtt() -> tuple[bool, int]:
+    """(MQTT 5?, Receive Maximum) as ``ledger-collector run`` connects by default.
+
+    The baseline copies them, so both consumers get the same broker window.
+    """
+    from collector.config import MqttConfig
+
+    config = MqttConfig()
+    return config.protocol == "5", config.receive_maximum
+
+
+def sessions() -> dict[str, tuple[str, bool]]:
+    """One persistent session per backlog consumer, all filled by one publish of the backlog:
+    consumer -> (client id, MQTT 5?), each made with the protocol its consumer will use."""
+    mqtt5, _ = collector_mqtt()
+    return {
+        "mosquitto-sub": ("bench-mosquitto-sub", False),
+        "baseline-receipt": ("bench-baseline-receipt", mqtt5),
+        "baseline-commit": ("bench-baseline-commit", mqtt5),
+        "collector": ("bench-collector", mqtt5),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +107,7 @@ class RunContext:
         """The broker database with the backlog queued for every consumer's session."""
         if self._snapshot is None:
             self._snapshot = queued_snapshot(self.cache_dir, self.backlog(),
-                                             list(SESSIONS.values()))
+                                             list(sessions().values()))
         return self._snapshot
 
     def figure(self, bench: str, key: str) -> float:

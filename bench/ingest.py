@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from .collector_proc import CollectorProcess, cpu_seconds, thread_cpu_seconds
-from .context import SESSIONS, RunContext
+from .context import RunContext, sessions
 from .diagnostics import verify_message_us_per_reading
 from .ledger import enrol, init_ledger, totals
 from .queued import broker_with_backlog
@@ -38,7 +38,7 @@ def run_ingest(ctx: RunContext) -> BenchResult:
     try:
         files = init_ledger(workdir)
         enrol(files.db, [(d.device_id, d.public) for d in backlog.devices])
-        client_id, _ = SESSIONS["collector"]
+        client_id, _ = sessions()["collector"]
         with CollectorProcess(files, broker.url, client_id, workdir / "collector.log") as col:
             col.wait_until(lambda: totals(files.db).sealed >= count, timeout=900)
             done_at = time.time()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .baseline import drain_into_sqlite
-from .context import SESSIONS, RunContext
+from .context import RunContext, collector_mqtt, sessions
 from .drain_sub import mosquitto_sub_drain
 from .queued import broker_with_backlog
 from .results import BenchResult
@@ -25,7 +25,7 @@ def run_verify(ctx: RunContext) -> BenchResult:
 def run_mosquitto_sub(ctx: RunContext) -> BenchResult:
     result = BenchResult("mosquitto-sub", "mosquitto_sub alone draining the backlog")
     count = len(ctx.backlog())
-    client_id, _ = SESSIONS["mosquitto-sub"]
+    client_id, _ = sessions()["mosquitto-sub"]
     broker = broker_with_backlog(ctx.scratch("mosquitto-sub"), ctx.snapshot())
     try:
         seconds = mosquitto_sub_drain(broker.host, broker.port, client_id, count)
@@ -42,12 +42,13 @@ def run_baseline(ctx: RunContext) -> BenchResult:
     count = len(ctx.backlog())
     for mode, session in (("ack-on-receipt", "baseline-receipt"),
                           ("ack-after-commit", "baseline-commit")):
-        client_id, _ = SESSIONS[session]
+        client_id, mqtt5 = sessions()[session]
         workdir = ctx.scratch(session)
         broker = broker_with_backlog(workdir / "broker", ctx.snapshot())
         try:
             run = drain_into_sqlite(broker.host, broker.port, client_id, count,
-                                    workdir / "baseline.db", mode=mode)
+                                    workdir / "baseline.db", mode=mode, mqtt5=mqtt5,
+                                    receive_maximum=collector_mqtt()[1])
         finally:
             broker.stop()
         if run.rows != count:
@@ -55,6 +56,7 @@ def run_baseline(ctx: RunContext) -> BenchResult:
         result.add(f"{mode}.per_s", f"{mode}: readings/s", count / run.seconds, "/s")
         result.params[mode] = {"seconds": round(run.seconds, 3), "commits": run.commits,
                                "db_bytes": run.db_bytes}
+    result.params["protocol"] = "5" if collector_mqtt()[0] else "3.1.1"
     result.notes.append(
         "ack-on-receipt acknowledges before writing (synchronous=NORMAL): a crash loses what "
         "was acknowledged but not yet committed. ack-after-commit acknowledges after COMMIT "
