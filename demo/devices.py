@@ -36,7 +36,7 @@ DEVICES: tuple[DemoDevice, ...] = (
                ("--arc-every", "4", "--channels", "8"), "arc-monitor",
                {"channels": 8, "status_interval_s": 2.0}, interval_s=0.25),
     DemoDevice("relay-9", "self-signing sensor (firmware signs, agent relays)", "self_signing",
-               ("--interval", "1",), "self-signing-serial", relays_for="smart-sensor-9"),
+               ("--interval", "2",), "self-signing-serial", relays_for="smart-sensor-9"),
 )
 
 

@@ -99,15 +99,19 @@ class Demo:
             cfg = self.root / "agents" / f"{device.device_id}.toml"
             cfg.write_text(agent_config(device, port=port, broker_url=self.broker.url,
                                         root=self.root))
-            self._cmd([BIN / "sensor-agent", "check", "--config", cfg])
             if device.relays_for is not None:
                 # The sensor made its key in firmware and exports only the public half.
                 sensor_pub = self.root / "sensor-firmware" / "key.pem.pub.pem"
                 self.ledger.add_device(device.relays_for, sensor_pub.read_text())
+            else:
+                self._cmd([BIN / "sensor-agent", "check", "--config", cfg])
             self.procs.start(f"agent-{device.device_id}",
                              [str(BIN / "sensor-agent"), "run", "--config", str(cfg)])
             self.say(f"    {device.device_id:<14} {device.title:<52} {port}")
             if device.relays_for is not None:
+                # Checked once its agent is attached: the sensor reports whether or not
+                # anyone listens, and the first report comes one interval after power-up.
+                self._cmd([BIN / "sensor-agent", "check", "--config", cfg])
                 self.say(f"    {device.relays_for:<14} its sensor, enrolled with the key "
                          "made in its firmware")
         self.say(f"    running for {self.seconds:g} s")

@@ -123,7 +123,9 @@ class SelfSigningSensor:
         self.device = SerialDevice(port, lambda _data: None, name="self-signing",
                                    on_tick=self._on_tick, tick_s=0.01, baudrate=115200)
         self._started = time.monotonic()
-        self._next_emit = 0.0
+        # A sensor measures for one interval before its first report, as real ones do; it also
+        # gives a host that has just been told the port time to open it.
+        self._next_emit = self.interval_s
 
     @property
     def agent_path(self) -> str:
