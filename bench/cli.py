@@ -31,6 +31,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="run only these benchmarks (and those whose figures they need)")
     p.add_argument("--out", type=Path, help="results JSON (default bench-results/results.json)")
+    p.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each benchmark, wait up to SECONDS for the machine to go quiet "
+                        "(under a quarter of a core busy); for shared machines")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help="caches and scratch databases (default bench-results/)")
     return p
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     sizes = Sizes.quick() if opts.quick else Sizes.full()
     try:
-        results = run(opts.only, sizes, opts.workdir, argv=args)
+        results = run(opts.only, sizes, opts.workdir, argv=args, settle=opts.settle)
     except KeyError as exc:
         sys.exit(str(exc.args[0]))
     out = opts.out or opts.workdir / "results.json"

@@ -41,11 +41,13 @@ def _figures(results: RunResults) -> str:
 
 
 def _load(results: RunResults) -> str:
-    lines = ["| benchmark | wall time (s) | cores busy, whole machine (of "
-             f"{results.machine['cores']}) |", "|---|---|---|"]
+    cores = results.machine["cores"]
+    lines = [f"| benchmark | wall time (s) | cores busy before it (of {cores}) "
+             f"| cores busy during it, whole machine (of {cores}) |", "|---|---|---|---|"]
     for r in results.results:
         busy = r.params.get("machine_busy_cores", "")
-        lines.append(f"| {r.name} | {r.seconds:.1f} | {busy} |")
+        before = r.params.get("machine_busy_cores_before", "")
+        lines.append(f"| {r.name} | {r.seconds:.1f} | {before} | {busy} |")
     return "\n".join(lines)
 
 

@@ -34,9 +34,23 @@ def _busy_cores(before: object, after: object) -> float:
     return (total - idle) / total * (psutil.cpu_count() or 1)
 
 
+def _settle(max_wait: float, quiet_cores: float = 0.25) -> float:
+    """Wait (at most ``max_wait`` s) until the machine is quiet: fewer than ``quiet_cores``
+    cores busy over two seconds. Returns the busy cores of the last sample."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = psutil.cpu_percent(interval=2.0) / 100 * (psutil.cpu_count() or 1)
+        if busy < quiet_cores or time.monotonic() >= deadline:
+            return float(busy)
+
+
 def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
-        argv: Sequence[str] = ()) -> RunResults:
-    """Run the selected benchmarks (and what they require); a failure is recorded, not raised."""
+        argv: Sequence[str] = (), settle: float = 0.0) -> RunResults:
+    """Run the selected benchmarks (and what they require); a failure is recorded, not raised.
+
+    With ``settle`` > 0, each benchmark waits up to that many seconds for a quiet machine
+    first (a shared machine's other work is the largest source of noise).
+    """
     benchmarks = select(names)
     # Absolute: config files written into it are read relative to their own folder.
     ctx = RunContext(workdir=workdir.resolve(), sizes=sizes)
@@ -47,6 +61,7 @@ def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
         machine={**machine_info(), "sizes": sizes.name},
     )
     for bench in benchmarks:
+        busy_before = _settle(settle) if settle > 0 else None
         _say(f"[bench] {bench.name}: {bench.summary} ...")
         start = time.perf_counter()
         cpu_before = psutil.cpu_times()
@@ -58,6 +73,8 @@ def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
         result.seconds = round(time.perf_counter() - start, 2)
         # The machine is shared: record how busy it was overall, ours and others' work alike.
         result.params["machine_busy_cores"] = round(_busy_cores(cpu_before, psutil.cpu_times()), 2)
+        if busy_before is not None:
+            result.params["machine_busy_cores_before"] = round(busy_before, 2)
         ctx.results[bench.name] = result
         results.results.append(result)
         _say(f"[bench] {bench.name}: {'FAILED' if result.error else 'done'} "
