@@ -67,7 +67,8 @@ def check_ports(sensors: tuple[SensorConfig, ...], where: Located) -> list[Probl
     problems: list[Problem] = []
     for sensor in sensors:
         port = sensor.settings.get("port")
-        if sensor.enabled and isinstance(port, str) and port.startswith("/") and not Path(port).exists():
+        absent = isinstance(port, str) and port.startswith("/") and not Path(port).exists()
+        if sensor.enabled and absent:
             problems.append(Problem(
                 f"sensors[{sensor.index}].port",
                 f"serial port {port} does not exist (adapter unplugged? stable names: "

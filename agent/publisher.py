@@ -245,6 +245,7 @@ class Publisher:
         ack_timeout = max(30.0, 2.0 * self.broker.keepalive_s)
         inflight: deque[tuple[Row, asyncio.Task[None]]] = deque()
         after = 0  # re-send everything still spooled: we cannot know what the broker kept
+        await self.spool.flush_acks()  # ...except what it acknowledged before
         watcher = asyncio.create_task(_until_disconnected(client))
         watcher.add_done_callback(lambda _: self._wake.set())
         exhausted = False
@@ -266,8 +267,7 @@ class Publisher:
                         raise error
                     acked.append(row.pos)
                 if acked:
-                    await self.spool.ack(acked, time.time_ns() // 1_000_000)
-                    continue  # more acks may have landed meanwhile
+                    self.spool.ack(acked, time.time_ns() // 1_000_000)
                 if len(inflight) < window and not self._past_deadline():
                     rows = await self.spool.fetch(after, window - len(inflight))
                     exhausted = len(rows) < window - len(inflight)

@@ -8,8 +8,10 @@ Contract (docs/agent.md, "Spool contract"):
   survives SIGKILL and power loss, and after a restart the chain resumes from the committed
   head, so a sequence number is never reused.
 * **Leaves only after PUBACK.** The publisher reads rows in ``pos`` order and calls
-  :meth:`Spool.ack` with the positions the broker acknowledged. ``pos`` is AUTOINCREMENT so
-  a position is never reused, and an ack for a row that was dropped meanwhile is a no-op.
+  :meth:`Spool.ack` with the positions the broker acknowledged; they are deleted in the next
+  transaction (batched, so the publisher never waits for a disk flush). ``pos`` is
+  AUTOINCREMENT so a position is never reused, and an ack for a row that was dropped
+  meanwhile is a no-op. A crash between PUBACK and delete re-sends those rows once more.
 * **Bounded.** At most ``max_readings`` readings (own and relayed) are kept. A reading that
   arrives at a full spool pushes out the oldest one. Gap records are never dropped and do not
   count towards the limit: they are how a loss is proven, and there is at most one per
@@ -29,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
+import logging
 import os
 import sqlite3
 import time
@@ -43,9 +47,13 @@ import aiosqlite
 from .errors import SpoolError, SpoolLockedError, SpoolMismatchError
 from .signer import ChainHead, ChainSigner, Draft, Entry, Relay
 
+log = logging.getLogger(__name__)
+
 __all__ = ["Row", "Spool", "SpoolCounters", "SpoolReport", "read_report"]
 
 SCHEMA_VERSION = 1
+#: How long acknowledged rows wait to be deleted together.
+ACK_FLUSH_S = 0.05
 MAX_BOOT = 2**32 - 1
 
 _SCHEMA = """
@@ -74,6 +82,10 @@ CREATE TABLE IF NOT EXISTS spool (
     envelope  BLOB    NOT NULL
 );
 """
+# One statement text for any number of positions (a JSON array parameter): an IN list of
+# "?, ?, ..." would be a new prepared statement for every length, and the sqlite3 module
+# caches up to 128 of them, each the size of its list, which showed as MBs of resident memory.
+_DELETE_POSITIONS = "DELETE FROM spool WHERE pos IN (SELECT value FROM json_each(?))"
 _COUNTERS = ("signed", "relayed", "published", "dropped", "dropped_relayed", "gap_records")
 
 
@@ -143,6 +155,11 @@ class Spool:
         self._listeners: list[Callable[[], None]] = []
         self._acked = asyncio.Event()
         self._write = asyncio.Lock()
+        # Acknowledged positions not yet deleted, and the PUBACKs not yet counted on disk.
+        self._pending_acks: list[int] = []
+        self._pending_published = 0
+        self._flush_wanted = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, device_id: str, max_readings: int) -> Spool:
@@ -172,6 +189,9 @@ class Spool:
             # agent considers spooled survives power loss, not just a process crash.
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA busy_timeout=5000")
+            # The spool is a queue: the work happens at its two ends, so a small page cache
+            # does (SQLite's default of 2 MB would only show up as resident memory).
+            await db.execute("PRAGMA cache_size=-512")
             version = (await _one(db, "PRAGMA user_version"))[0]
             if version not in (0, SCHEMA_VERSION):
                 raise SpoolError(f"spool {path} has schema version {version}; this agent "
@@ -213,10 +233,15 @@ class Spool:
                    ChainHead(next_seq, bytes(head)), gap, counters, depth, gap_rows)
 
     async def close(self) -> None:
-        """Close the database and release the lock; safe to call twice."""
+        """Delete what was acknowledged, close the database, release the lock; idempotent."""
         if self._lock_fd < 0:
             return
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         try:
+            with contextlib.suppress(SpoolError):
+                await self.flush_acks()
             await self._db.close()
         finally:
             os.close(self._lock_fd)
@@ -227,33 +252,47 @@ class Spool:
         if not items:
             return
         async with self._write:
-            head = signer.head
-            gap = self.gap
-            depth = self.depth
-            need = max(0, depth + len(items) - self.max_readings)
-            victims: deque[_Candidate] = deque()
-            if need:
-                rows = await self._db.execute_fetchall(
-                    "SELECT pos, seq, relayed FROM spool WHERE is_gap = 0 ORDER BY pos LIMIT ?",
-                    (min(need, depth),),
-                )
-                victims.extend(_Candidate(seq, bool(rel), pos=pos) for pos, seq, rel in rows)
-            # Signing is CPU work (~50 µs a reading): done in a worker thread so that the
-            # publisher keeps its share of the event loop while a large batch is signed.
-            batch, head, gap, depth = await asyncio.to_thread(
-                self._plan, items, signer, victims, head, gap, depth)
-            await self._commit(batch, head, gap)
+            db = self._db
+            acks, published = self._take_acks()
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                # Delivered rows go first, so that they free room before anything is dropped.
+                depth, gap_rows = await self._delete_acked(acks, published)
+                head, gap = signer.head, self.gap
+                need = max(0, depth + len(items) - self.max_readings)
+                victims: deque[_Candidate] = deque()
+                if need:
+                    rows = await db.execute_fetchall(
+                        "SELECT pos, seq, relayed FROM spool WHERE is_gap = 0 "
+                        "ORDER BY pos LIMIT ?", (min(need, depth),))
+                    victims.extend(_Candidate(seq, bool(rel), pos=pos) for pos, seq, rel in rows)
+                # Signing is CPU work (~50 µs a reading): done in a worker thread so that the
+                # publisher keeps its share of the event loop while a large batch is signed.
+                batch, head, gap, depth = await asyncio.to_thread(
+                    self._plan, items, signer, victims, head, gap, depth)
+                await self._write_batch(batch, head, gap)
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                self._untake_acks(acks, published)
+                raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
+            except BaseException:
+                await _rollback(db)
+                self._untake_acks(acks, published)
+                raise
             signer.advance(head)
             self.head = head
             self.gap = gap
             self.depth = depth
-            self.gap_rows += batch.gap_records
+            self.gap_rows = gap_rows + batch.gap_records
             c = self.counters
             c.signed += batch.signed
             c.relayed += batch.relayed
             c.dropped += batch.dropped
             c.dropped_relayed += batch.dropped_relayed
             c.gap_records += batch.gap_records
+            if acks:
+                self._acked.set()
             for listener in self._listeners:
                 listener()
 
@@ -303,31 +342,50 @@ class Spool:
         batch.gap_records += 1
         return head
 
-    async def _commit(self, batch: _Batch, head: ChainHead, gap: tuple[int, int] | None) -> None:
-        rows = [(e.device_id, e.seq, int(e.is_gap), int(e.relayed), e.envelope)
-                for e in batch.entries if e is not None]
+    async def _write_batch(
+        self, batch: _Batch, head: ChainHead, gap: tuple[int, int] | None
+    ) -> None:
+        """The statements of one record() transaction (the caller begins and commits)."""
         db = self._db
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(batch.delete):
-                await db.execute(
-                    f"DELETE FROM spool WHERE pos IN ({','.join('?' * len(chunk))})", chunk)
-            await db.executemany(
-                "INSERT INTO spool (device_id, seq, is_gap, relayed, envelope) "
-                "VALUES (?, ?, ?, ?, ?)", rows)
+        if batch.delete:
+            await db.execute(_DELETE_POSITIONS, (json.dumps(batch.delete),))
+        await db.executemany(
+            "INSERT INTO spool (device_id, seq, is_gap, relayed, envelope) VALUES (?, ?, ?, ?, ?)",
+            [(e.device_id, e.seq, int(e.is_gap), int(e.relayed), e.envelope)
+             for e in batch.entries if e is not None])
+        await db.execute(
+            "UPDATE state SET next_seq = ?, head = ?, gap_first = ?, gap_last = ?, "
+            "signed = signed + ?, relayed = relayed + ?, dropped = dropped + ?, "
+            "dropped_relayed = dropped_relayed + ?, gap_records = gap_records + ? WHERE id = 1",
+            (head.next_seq, head.prev, gap[0] if gap else None, gap[1] if gap else None,
+             batch.signed, batch.relayed, batch.dropped, batch.dropped_relayed,
+             batch.gap_records),
+        )
+
+    def _take_acks(self) -> tuple[list[int], int]:
+        acks, published = self._pending_acks, self._pending_published
+        self._pending_acks, self._pending_published = [], 0
+        return acks, published
+
+    def _untake_acks(self, acks: list[int], published: int) -> None:
+        self._pending_acks[:0] = acks
+        self._pending_published += published
+
+    async def _delete_acked(self, acks: list[int], published: int) -> tuple[int, int]:
+        """Inside a transaction: delete acknowledged rows (already-dropped ones are skipped)
+        and count the PUBACKs; returns the depth and gap-record count afterwards."""
+        db = self._db
+        removed: list[Any] = []
+        if acks:
+            cursor = await db.execute(_DELETE_POSITIONS + " RETURNING is_gap",
+                                      (json.dumps(acks),))
+            removed = list(await cursor.fetchall())
+        if published:
             await db.execute(
-                "UPDATE state SET next_seq = ?, head = ?, gap_first = ?, gap_last = ?, "
-                "signed = signed + ?, relayed = relayed + ?, dropped = dropped + ?, "
-                "dropped_relayed = dropped_relayed + ?, gap_records = gap_records + ? "
-                "WHERE id = 1",
-                (head.next_seq, head.prev, gap[0] if gap else None, gap[1] if gap else None,
-                 batch.signed, batch.relayed, batch.dropped, batch.dropped_relayed,
-                 batch.gap_records),
-            )
-            await db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            await _rollback(db)
-            raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
+                "UPDATE state SET published = published + ?, last_puback_ms = ? WHERE id = 1",
+                (published, self.counters.last_puback_ms))
+        gaps = sum(1 for (is_gap,) in removed if is_gap)
+        return self.depth - (len(removed) - gaps), self.gap_rows - gaps
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (no arguments) after each commit that adds rows."""
@@ -341,33 +399,52 @@ class Spool:
         )
         return [Row(pos, dev, seq, bytes(env)) for pos, dev, seq, env in rows]
 
-    async def ack(self, positions: Sequence[int], now_ms: int) -> None:
-        """Remove rows the broker acknowledged (PUBACK); already-dropped ones are skipped."""
+    def ack(self, positions: Sequence[int], now_ms: int) -> None:
+        """Note rows the broker acknowledged (PUBACK); they are deleted shortly after.
+
+        Deleting is deferred and batched (by a background flush, or by the next record()
+        transaction, whichever comes first) so that the publisher never waits for an fsync.
+        A crash before the delete only means those readings are sent once more: duplicates
+        with identical bytes, which the collector drops. Never the other way round.
+        """
         if not positions:
             return
+        self._pending_acks.extend(positions)
+        self._pending_published += len(positions)
+        self.counters.published += len(positions)
+        self.counters.last_puback_ms = now_ms
+        self._flush_wanted.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            await asyncio.sleep(ACK_FLUSH_S)  # let acks gather: one fsync for many
+            self._flush_wanted.clear()
+            try:
+                await self.flush_acks()
+            except SpoolError as exc:
+                log.error("%s; will retry", exc)
+                self._flush_wanted.set()
+                await asyncio.sleep(1.0)
+
+    async def flush_acks(self) -> None:
+        """Delete acknowledged rows now (the publisher calls this before re-sending)."""
         async with self._write:
+            acks, published = self._take_acks()
+            if not acks:
+                return
             db = self._db
-            removed: list[Any] = []
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                for chunk in _chunks(list(positions)):
-                    cursor = await db.execute(
-                        f"DELETE FROM spool WHERE pos IN ({','.join('?' * len(chunk))}) "
-                        "RETURNING is_gap", chunk)
-                    removed += await cursor.fetchall()
-                await db.execute(
-                    "UPDATE state SET published = published + ?, last_puback_ms = ? WHERE id = 1",
-                    (len(positions), now_ms),
-                )
+                depth, gap_rows = await self._delete_acked(acks, published)
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 await _rollback(db)
+                self._untake_acks(acks, published)
                 raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
-            gaps = sum(1 for (is_gap,) in removed if is_gap)
-            self.gap_rows -= gaps
-            self.depth -= len(removed) - gaps
-            self.counters.published += len(positions)
-            self.counters.last_puback_ms = now_ms
+            self.depth, self.gap_rows = depth, gap_rows
             self._acked.set()
 
     async def drained_to(self, depth: int, timeout: float) -> None:
@@ -405,10 +482,6 @@ def _counters(values: Sequence[Any]) -> SpoolCounters:
     """Counters from the ``state`` columns ``_COUNTERS`` followed by ``last_puback_ms``."""
     totals = dict(zip(_COUNTERS, values[:len(_COUNTERS)], strict=True))
     return SpoolCounters(**totals, last_puback_ms=values[len(_COUNTERS)])
-
-
-def _chunks(items: list[int], size: int = 500) -> list[list[int]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 async def _one(db: aiosqlite.Connection, sql: str) -> Any:

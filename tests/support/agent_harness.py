@@ -178,12 +178,14 @@ class AgentProcess:
     config: Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    log_start: int = 0  # where this process's lines begin in the shared log file
 
     @property
     def log_path(self) -> Path:
         return self.config.parent / "agent.log"
 
     def start(self) -> AgentProcess:
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.support.agent_harness", "run",
@@ -206,9 +208,10 @@ class AgentProcess:
         self.proc.wait(10)
 
     def wait_for_log(self, text: str, timeout: float = 15) -> str:
+        """Wait until this process (not an earlier one on the same log) logged ``text``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            log = self.log()
+            log = self.log()[self.log_start:]
             if text in log:
                 return log
             if self.proc is not None and self.proc.poll() is not None:
