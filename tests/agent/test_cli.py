@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -118,3 +119,15 @@ def test_usage_errors_exit_2() -> None:
     help_text = CliRunner().invoke(cli, ["--help"]).output
     for command in ("keygen", "pubkey", "run", "status", "check"):
         assert command in help_text
+
+
+def test_every_command_and_config_key_is_documented() -> None:
+    repo = Path(__file__).parents[2]
+    doc = (repo / "docs" / "agent.md").read_text()
+    for command in cli.commands:
+        assert f"`{command}" in doc, command
+    example = (repo / "deploy" / "agent.toml.example").read_text()
+    keys = set(re.findall(r"^#?\s*([a-z_]+) = ", example, flags=re.MULTILINE))
+    assert {"device_id", "in_flight", "max_readings", "interval_s", "cert_file"} <= keys
+    for key in keys - {"profile", "port", "unit", "counters_interval_s"}:  # driver settings
+        assert f"{key}`" in doc, key
