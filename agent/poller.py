@@ -68,9 +68,10 @@ class SensorRunner:
 
     def __init__(
         self, sensor: SensorConfig, driver: Driver | None, build: Callable[[], Driver],
-        sink: Sink, clock: Clock, executor: Executor,
+        sink: Sink, clock: Clock, executor: Executor, *, device_id: str = "",
     ) -> None:
         self.sensor = sensor
+        self.device_id = device_id
         self.driver = driver
         self._build = build
         self._sink = sink
@@ -114,7 +115,8 @@ class SensorRunner:
         synced = self._clock.synced
         for sample in samples:
             try:
-                item = draft_from_sample(self.sensor.name, sample, time_ms, synced)
+                item = draft_from_sample(self.sensor.name, sample, time_ms, synced,
+                                         own_device_id=self.device_id)
             except Exception as exc:  # ProvenanceError for content; anything else is a bug
                 self.health.rejected_samples += 1
                 self._failed(f"sample refused: {exc}", count=False)

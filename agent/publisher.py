@@ -104,9 +104,8 @@ class Publisher:
 
     def __init__(
         self, device_id: str, broker: BrokerConfig, spool: Spool, *,
-        tls: ssl.SSLContext | None, password: str | None,
-        heartbeat: Callable[[], dict[str, Any]], heartbeat_s: float,
-        rng: random.Random | None = None,
+        tls: ssl.SSLContext | None, password: str | None, heartbeat_s: float,
+        heartbeat: Callable[[], dict[str, Any]] = dict, rng: random.Random | None = None,
     ) -> None:
         self.device_id = device_id
         self.broker = broker
@@ -114,7 +113,7 @@ class Publisher:
         self.link = LinkState()
         self._tls = tls
         self._password = password
-        self._heartbeat = heartbeat
+        self.heartbeat = heartbeat  # the snapshot each heartbeat publishes
         self._heartbeat_s = heartbeat_s
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -235,7 +234,7 @@ class Publisher:
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:
-            payload = json.dumps(self._heartbeat(), separators=(",", ":"))
+            payload = json.dumps(self.heartbeat(), separators=(",", ":"))
             await client.publish(status_topic(self.device_id), payload.encode(), qos=0)
             await asyncio.sleep(self._heartbeat_s)
 

@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from hardware.base import Driver
 
@@ -67,6 +68,7 @@ class Agent:
         self.notifier = notifier
         self.started_s = time.monotonic()
         self.stop_event = asyncio.Event()
+        publisher.heartbeat = self.snapshot
         self._poll_stop = asyncio.Event()
 
     @classmethod
@@ -84,11 +86,8 @@ class Agent:
             runners: list[SensorRunner] = []
             executor = ThreadPoolExecutor(max_workers=len(config.sensors) + 2,
                                           thread_name_prefix="poll")
-            agent_ref: list[Agent] = []
-            publisher = Publisher(
-                config.device_id, config.broker, spool, tls=tls, password=password,
-                heartbeat=lambda: agent_ref[0].snapshot(), heartbeat_s=config.heartbeat_s,
-            )
+            publisher = Publisher(config.device_id, config.broker, spool, tls=tls,
+                                  password=password, heartbeat_s=config.heartbeat_s)
             recorder = Recorder(spool, signer, connected=lambda: publisher.link.connected,
                                 pace_backlog=max(1_000, 4 * config.broker.in_flight))
             for sensor in config.sensors:
@@ -96,7 +95,7 @@ class Agent:
                     continue
                 runners.append(SensorRunner(
                     sensor, drivers.pop(sensor.name, None), _builder(sensor), recorder.put,
-                    clock, executor))
+                    clock, executor, device_id=config.device_id))
         except BaseException:
             for driver in drivers.values():
                 driver.close()
@@ -104,13 +103,12 @@ class Agent:
                 await spool.close()
             raise
         agent = cls(config, spool, signer, recorder, publisher, runners, executor, notifier)
-        agent_ref.append(agent)
         log.info("device %s, key %s, boot %d, next seq %d, %d reading(s) spooled",
                  config.device_id, key.public.kid_hex[:16], spool.boot, spool.head.next_seq,
                  spool.depth)
         return agent
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         return snapshot(self.spool, self.publisher.link, (r.health for r in self.runners),
                         started_s=self.started_s, spool_error=self.recorder.last_error)
 

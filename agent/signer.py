@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from hardware.base import Measurement as HardwareMeasurement
 from hardware.base import Sample
 from provenance.envelope import Envelope, sign_reading
+from provenance.errors import MalformedError
 from provenance.keys import PrivateKey
 from provenance.reading import GAP_KIND, GENESIS_PREV, Gap, Reading
 from provenance.senml import Measurement, Value
@@ -81,11 +82,18 @@ def to_senml(m: HardwareMeasurement) -> Measurement:
     return Measurement(name=m.name, value=m.value, unit=m.unit)
 
 
-def draft_from_sample(sensor: str, sample: Sample, time_ms: int, synced: bool) -> Draft | Relay:
+def draft_from_sample(
+    sensor: str, sample: Sample, time_ms: int, synced: bool, *, own_device_id: str = ""
+) -> Draft | Relay:
     """Convert a driver's sample; raises ProvenanceError for content the wire format refuses."""
     if sample.envelope is not None:
         envelope = Envelope.decode(sample.envelope)
         reading = envelope.reading()
+        if reading.device_id == own_device_id:
+            # Its seqs would interleave with ours under one device id: equivocation to a
+            # collector. A self-signing sensor needs an id of its own.
+            raise MalformedError(
+                f"relayed envelope claims this agent's own device id {own_device_id!r}")
         return Relay(sensor, reading.device_id, reading.seq, sample.envelope)
     measurements = tuple(to_senml(m) for m in sample.measurements)
     # Build the reading once with placeholder chain fields so a bad sample is refused here,

@@ -102,3 +102,21 @@ def test_clock_flag_follows_the_configured_mode() -> None:
     assert clock.synced and clock.synced
     assert len(calls) == 1  # cached: readings may come by the thousand per second
     assert abs(clock.now_ms() - time.time() * 1000) < 1000
+
+
+def test_a_relayed_envelope_with_the_agents_own_device_id_is_refused() -> None:
+    from provenance.envelope import sign_reading
+    from provenance.keys import PrivateKey
+    from provenance.reading import Reading
+
+    envelope = sign_reading(Reading("dev-test", 0, 1, 1, True, GENESIS_PREV, "counter"),
+                            PrivateKey.generate())
+    sample = Sample("self-signed", envelope=envelope)
+    try:
+        draft_from_sample("smart", sample, 1, True, own_device_id="dev-test")
+    except MalformedError as exc:
+        assert "own device id" in str(exc)
+    else:
+        raise AssertionError("the agent's own chain must not be mixed with a relayed one")
+    relay = draft_from_sample("smart", sample, 1, True, own_device_id="gateway-1")
+    assert not isinstance(relay, Draft) and relay.envelope == envelope
