@@ -11,6 +11,7 @@ __all__ = ["markdown"]
 
 def _machine(results: RunResults) -> str:
     m = results.machine
+    src = m.get("source", {})
     return "\n".join([
         "| | |", "|---|---|",
         f"| date (UTC) | {results.date} |",
@@ -21,6 +22,9 @@ def _machine(results: RunResults) -> str:
         f"| platform | {m['platform']} |",
         f"| load average at start | {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} |",
         f"| sizes | {m.get('sizes', '?')} |",
+        f"| source | commit {src.get('commit', '?')}"
+        + (f"; uncommitted: {', '.join(src['uncommitted_py'])}" if src.get("uncommitted_py")
+           else "; no uncommitted source files") + " |",
         f"| command | `{results.command}` |",
     ])
 

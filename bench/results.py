@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import psutil  # type: ignore[import-untyped]
 
-__all__ = ["BenchResult", "Metric", "RunResults", "Target", "fmt_value", "machine_info"]
+__all__ = ["BenchResult", "Metric", "RunResults", "Target", "fmt_value", "machine_info",
+           "source_state"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,23 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured, and any uncommitted source files (the tree is shared while people
+    work, so a run may include someone's edits in progress)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.rstrip("\n")
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain").splitlines()
+             if line[3:].endswith(".py")]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_py": dirty}
 
 
 def machine_info() -> dict[str, Any]:

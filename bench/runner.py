@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 
 from .context import RunContext, Sizes
-from .results import BenchResult, RunResults, machine_info
+from .results import BenchResult, RunResults, machine_info, source_state
 from .suite import select
 
 __all__ = ["run"]
@@ -58,7 +58,7 @@ def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=shlex.join(["python", "-m", "bench", *argv]),
         quick=sizes.name != "full",
-        machine={**machine_info(), "sizes": sizes.name},
+        machine={**machine_info(), "sizes": sizes.name, "source": source_state()},
     )
     for bench in benchmarks:
         busy_before = _settle(settle) if settle > 0 else None
