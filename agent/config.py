@@ -122,6 +122,7 @@ class AgentConfig:
     spool: SpoolConfig
     sensors: tuple[SensorConfig, ...]
     heartbeat_s: float = 30.0
+    status_interval_s: float = 5.0
     clock: ClockMode = "auto"
     shutdown_timeout_s: float = 5.0
     lines: TomlLines | None = field(default=None, compare=False, repr=False)
@@ -302,6 +303,7 @@ def _read_agent(r: _Reader, path: Path, lines: TomlLines) -> ConfigDraft:
     env_state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     state_dir = r.path("state_dir", base) or (Path(env_state) if env_state else DEFAULT_STATE_DIR)
     heartbeat_s = r.number("heartbeat_s", 30.0, low=0.1, high=86_400)
+    status_interval_s = r.number("status_interval_s", 5.0, low=0.1, high=3_600)
     shutdown_timeout_s = r.number("shutdown_timeout_s", 5.0, low=0, high=600)
     clock = _read_clock(r)
 
@@ -323,7 +325,8 @@ def _read_agent(r: _Reader, path: Path, lines: TomlLines) -> ConfigDraft:
         config = AgentConfig(
             path=path, device_id=device_id, key_file=key_file, state_dir=state_dir,
             broker=broker, spool=spool, sensors=sensors, heartbeat_s=heartbeat_s, clock=clock,
-            shutdown_timeout_s=shutdown_timeout_s, lines=lines,
+            shutdown_timeout_s=shutdown_timeout_s, status_interval_s=status_interval_s,
+            lines=lines,
         )
     return ConfigDraft(
         path=path, problems=tuple(sorted(r.problems, key=lambda q: q.line or 0)),

@@ -38,7 +38,7 @@ import paho.mqtt.client as paho
 from aiomqtt.exceptions import MqttConnectError
 
 from .config import BrokerConfig
-from .errors import BrokerError
+from .errors import AgentError, BrokerError
 from .spool import Row, Spool
 
 __all__ = [
@@ -147,7 +147,9 @@ class Publisher:
             started = time.monotonic()
             try:
                 await self._connection()
-            except (aiomqtt.MqttError, BrokerError, OSError) as exc:
+            except (aiomqtt.MqttError, AgentError, OSError) as exc:
+                # AgentError includes SpoolError: a spool that cannot be read or written
+                # right now is retried like a broker that cannot be reached.
                 self._record_failure(explain(exc, self.broker, self._paho_errors.last), attempt)
             finally:
                 self.link.connected = False
@@ -336,8 +338,8 @@ def _watch_puback_reasons(client: aiomqtt.Client, on_refused: Callable[[str], No
 def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = None) -> str:
     """Why a connection failed, in words that point at the fix."""
     where = f"{broker.host}:{broker.port}"
-    if isinstance(exc, BrokerError):
-        return str(exc)
+    if isinstance(exc, AgentError):
+        return exc.diagnostics()
     if isinstance(exc, MqttConnectError):
         reason = str(getattr(exc, "rc", "")) or str(exc)
         hint = ""

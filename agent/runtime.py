@@ -40,8 +40,6 @@ __all__ = ["Agent", "run_agent"]
 
 log = logging.getLogger("agent")
 
-#: How often status.json and systemd's STATUS= are refreshed.
-STATUS_EVERY_S = 1.0
 #: How long pollers get to finish a blocking poll when the agent stops.
 POLLER_GRACE_S = 2.0
 
@@ -186,7 +184,7 @@ class Agent:
     async def _status_loop(self) -> None:
         while True:
             self._write_status()
-            await asyncio.sleep(STATUS_EVERY_S)
+            await asyncio.sleep(self.config.status_interval_s)
 
     def _write_status(self) -> None:
         snap = self.snapshot()

@@ -300,10 +300,13 @@ class Spool:
         self, items: Sequence[Draft | Relay], signer: ChainSigner, victims: deque[_Candidate],
         head: ChainHead, gap: tuple[int, int] | None, depth: int,
     ) -> tuple[_Batch, ChainHead, tuple[int, int] | None, int]:
-        """Decide drops and gap records and sign, in memory; :meth:`_commit` writes it."""
+        """Decide drops and gap records and sign, in memory; :meth:`_write_batch` stores it."""
         batch = _Batch()
         for item in items:
-            if depth >= self.max_readings:
+            dropped_now = False
+            # "while": the limit may have been lowered since these rows were spooled.
+            while depth >= self.max_readings:
+                dropped_now = True
                 victim = victims.popleft()
                 depth -= 1
                 if victim.pos is not None:
@@ -313,13 +316,13 @@ class Spool:
                     batch.entries[victim.index] = None
                 if victim.relayed:
                     batch.dropped_relayed += 1
-                else:
-                    batch.dropped += 1
-                    if gap is not None and victim.seq != gap[1] + 1:
-                        head = self._close_episode(signer, gap, head, batch)
-                        gap = None
-                    gap = (victim.seq, victim.seq) if gap is None else (gap[0], victim.seq)
-            elif gap is not None:
+                    continue
+                batch.dropped += 1
+                if gap is not None and victim.seq != gap[1] + 1:
+                    head = self._close_episode(signer, gap, head, batch)
+                    gap = None
+                gap = (victim.seq, victim.seq) if gap is None else (gap[0], victim.seq)
+            if not dropped_now and gap is not None:
                 head = self._close_episode(signer, gap, head, batch)
                 gap = None
             if isinstance(item, Draft):

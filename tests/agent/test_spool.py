@@ -311,3 +311,14 @@ async def _exercise(spool: Spool, limit: int, ops: list[tuple[str, int]]) -> Non
             assert reading.prev == hashlib.sha256(envelopes[seq - 1]).digest()
         elif seq > 0:
             assert seq - 1 in named
+
+
+async def test_a_lowered_limit_is_enforced_at_the_next_reading(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    spool = await open_spool(path, limit=10)
+    await spool.record([draft(i) for i in range(10)], signer_for(spool))
+    await spool.close()
+    spool = await open_spool(path, limit=4)
+    await spool.record([draft(10)], signer_for(spool))
+    assert [r.seq for r in await spool.fetch(0, 100)] == [7, 8, 9, 10]
+    assert spool.depth == 4 and spool.gap == (0, 6)

@@ -150,6 +150,7 @@ def write_config(
         f'key_file = "device.key"\n'
         f'state_dir = "state"\n'
         f"heartbeat_s = {heartbeat_s}\n"
+        f"status_interval_s = 0.2\n"
         f"shutdown_timeout_s = 3\n"
         f"{extra}\n"
         f"[broker]\n"
