@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ import psutil  # type: ignore[import-untyped]
 
 from .ledger import LedgerFiles, collector_cli
 
-__all__ = ["CollectorProcess", "cpu_seconds", "thread_cpu_seconds"]
+__all__ = ["CollectorProcess", "TreeCpu", "cpu_seconds", "thread_cpu_seconds"]
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -32,6 +33,43 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         except psutil.NoSuchProcess:
             continue
     return t.user + t.system, total
+
+
+class TreeCpu:
+    """CPU of a process and of each descendant, sampled in the background until ``stop``.
+
+    For processes whose workers exit before the parent does (the audit): the last sample of
+    each process is kept, so at most one sampling interval of a worker's CPU goes uncounted.
+    """
+
+    def __init__(self, pid: int, every: float = 0.25) -> None:
+        self.pid = pid
+        self._every = every
+        self._last: dict[int, float] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                self._last[p.pid] = t.user + t.system
+
+    def stop(self) -> tuple[float, float]:
+        """(main process, all descendants) CPU seconds, as last sampled."""
+        self._done.set()
+        self._thread.join()
+        main = self._last.get(self.pid, 0.0)
+        return main, sum(v for k, v in self._last.items() if k != self.pid)
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:

@@ -12,7 +12,7 @@ import time
 
 from .collector_proc import CollectorProcess, cpu_seconds, thread_cpu_seconds
 from .context import RunContext, sessions
-from .diagnostics import verify_message_us_per_reading
+from .diagnostics import reading_costs_us, verify_message_us_per_reading
 from .ledger import enrol, init_ledger, totals
 from .queued import broker_with_backlog
 from .results import BenchResult, Target
@@ -76,6 +76,7 @@ def run_ingest(ctx: RunContext) -> BenchResult:
         "cpu_us_per_reading": round((main_cpu + workers_cpu) / count * 1e6, 1),
         "verify_message_us_one_core": _round(verify_message_us_per_reading(
             backlog, ctx.sizes.verify_sample)),
+        "reading_costs_us_one_core": reading_costs_us(backlog, ctx.sizes.verify_sample),
         "collector_exit_code": code, "ledger_db": str(files.db), "collector_args": col.argv[1:],
     }
     return result
