@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import tests.support.agent_harness  # noqa: F401  (registers the test drivers)
 from agent.cli import cli
 from agent.config import load_config, read_config
 from agent.errors import ConfigError
@@ -27,10 +26,10 @@ url = "mqtt://127.0.0.1:1883"
 max_readings = 50
 
 [[sensors]]
-name = "count"
-driver = "test-counter"
+name = "bms"
+driver = "jbd-bms"
 interval_s = 0.5
-per_poll = 2
+port = "/dev/null"
 """
 
 
@@ -58,11 +57,11 @@ def test_a_good_config_loads_with_defaults_and_passes_check(tmp_path: Path) -> N
     assert config.spool.path == tmp_path / "state" / "spool.sqlite"
     assert config.spool.max_readings == 50
     (sensor,) = config.sensors
-    assert (sensor.name, sensor.driver, sensor.interval_s) == ("count", "test-counter", 0.5)
-    assert dict(sensor.settings) == {"per_poll": 2}  # the agent's own keys are not passed on
+    assert (sensor.name, sensor.driver, sensor.interval_s) == ("bms", "jbd-bms", 0.5)
+    assert dict(sensor.settings) == {"port": "/dev/null"}  # the agent's keys are not passed on
     code, out = check(path)
     assert code == 0, out
-    assert "OK" in out and "count (test-counter, every 0.5 s)" in out
+    assert "OK" in out and "bms (jbd-bms, every 0.5 s)" in out
 
 
 def test_check_reports_every_problem_with_its_line(tmp_path: Path) -> None:
@@ -78,9 +77,10 @@ keepalive = 30
 driver = "no-such-driver"
 
 [[sensors]]
-name = "count"
-driver = "test-counter"
-per_pol = 3
+name = "bms"
+driver = "jbd-bms"
+port = "/dev/null"
+retrys = 3
 interval_s = "fast"
 """
     path = write(tmp_path, text, key=False)
@@ -93,8 +93,8 @@ interval_s = "fast"
         (f"{path}:5: broker.url", "99999"),
         (f"{path}:6: broker.keepalive", "did you mean 'keepalive_s'?"),
         (f"{path}:9: sensors[0].driver", "unknown driver 'no-such-driver'"),
-        (f"{path}:14: sensors[1].per_pol", "unknown setting"),
-        (f"{path}:15: sensors[1].interval_s", "must be a number"),
+        (f"{path}:15: sensors[1].retrys", "unknown setting"),
+        (f"{path}:16: sensors[1].interval_s", "must be a number"),
     ]
     for where, what in expected:
         assert any(line.startswith(where) and what in line for line in lines), (where, out)
@@ -112,7 +112,7 @@ interval_s = "fast"
         (GOOD.replace("mqtt://127.0.0.1:1883", "mqtt://127.0.0.1:0"), 6, "port 0"),
         (GOOD.replace("mqtt://", "http://"), 6, "must start with mqtt:// or mqtts://"),
         # unknown driver
-        (GOOD.replace('"test-counter"', '"test-countr"'), 13, "unknown driver 'test-countr'"),
+        (GOOD.replace('"jbd-bms"', '"jbd-bmz"'), 13, "unknown driver 'jbd-bmz'"),
         # malformed TOML
         (GOOD.replace('max_readings = 50', 'max_readings = = 50'), 9, "malformed TOML"),
     ],

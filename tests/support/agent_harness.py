@@ -3,7 +3,8 @@ subscriber, and a throwaway PKI for TLS.
 
 Run as a module (``python -m tests.support.agent_harness run --config F``) it registers the
 test drivers below and then is exactly ``sensor-agent``: tests that must SIGKILL the agent
-run it this way.
+run it this way. The drivers are registered only in that process: the registry is global, and
+the hardware tests check that it holds exactly the built-in drivers.
 
 Test drivers (real objects, producing real samples):
 
@@ -51,7 +52,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 # --- test drivers -------------------------------------------------------------------------
 
-@register("test-counter")
 class CounterDriver:
     kind = "counter"
 
@@ -78,7 +78,6 @@ class CounterDriver:
         pass
 
 
-@register("test-broken")
 class BrokenDriver:
     kind = "broken"
 
@@ -94,7 +93,6 @@ class BrokenDriver:
         pass
 
 
-@register("test-relay")
 class RelayDriver:
     """A self-signing sensor: its own key, device id, seq and chain."""
 
@@ -122,6 +120,12 @@ class RelayDriver:
 
     def close(self) -> None:
         pass
+
+
+def register_test_drivers() -> None:
+    register("test-counter")(CounterDriver)
+    register("test-broken")(BrokenDriver)
+    register("test-relay")(RelayDriver)
 
 
 # --- configs and keys ---------------------------------------------------------------------
@@ -393,5 +397,6 @@ def make_pki(folder: Path, client_cn: str = "dev-test") -> Path:
 if __name__ == "__main__":
     from agent.cli import main
 
+    register_test_drivers()
     sys.argv[0] = "sensor-agent"
     main()
