@@ -58,6 +58,10 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
         except ProvenanceError as exc:
             click.echo(f"sensor-agent: {exc.diagnostics()}", err=True)
             sys.exit(EXIT_CONFIG)
+        except OSError as exc:  # e.g. keygen into a folder this user may not write
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"sensor-agent: cannot access{where}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_RUNTIME)
 
     return wrapper
 

@@ -131,3 +131,12 @@ def test_every_command_and_config_key_is_documented() -> None:
     assert {"device_id", "in_flight", "max_readings", "interval_s", "cert_file"} <= keys
     for key in keys - {"profile", "port", "unit", "counters_interval_s"}:  # driver settings
         assert f"{key}`" in doc, key
+
+
+def test_keygen_into_an_impossible_place_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli, ["keygen", "--key", str(blocker / "device.key")])
+    assert result.exit_code == 1
+    assert result.output.startswith("sensor-agent: cannot access")
+    assert "Traceback" not in result.output
