@@ -85,11 +85,13 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
 
 
 class CollectorProcess:
+    # What every benchmark passes besides paths, broker and client id: the defaults otherwise.
+    ARGS = ("run", "--log-format", "json")
+
     def __init__(self, files: LedgerFiles, broker_url: str, client_id: str, log_path: Path,
                  extra_args: Sequence[str] = ()) -> None:
-        self.argv = [*collector_cli(), "run", "--db", str(files.db), "--key", str(files.key),
-                     "--broker", broker_url, "--client-id", client_id, "--log-format", "json",
-                     *extra_args]
+        self.argv = [*collector_cli(), *self.ARGS, "--db", str(files.db), "--key", str(files.key),
+                     "--broker", broker_url, "--client-id", client_id, *extra_args]
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # wall clock (time.time) at launch

@@ -45,6 +45,7 @@ class Sizes:
     readings: int
     verify_sample: int
     verify_rounds: int
+    drain_repeats: int  # backlog drains per consumer; the median is quoted
     live_devices: int
     live_rate: int  # readings/s offered
     live_seconds: float
@@ -56,6 +57,7 @@ class Sizes:
     @classmethod
     def full(cls) -> Sizes:
         return cls("full", devices=100, readings=100_000, verify_sample=20_000, verify_rounds=5,
+                   drain_repeats=3,
                    live_devices=100, live_rate=5000, live_seconds=60.0,
                    audit_readings=1_000_000, proof_samples=200,
                    agent_idle_seconds=60.0, agent_readings=100_000)
@@ -63,6 +65,7 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls("quick", devices=20, readings=10_000, verify_sample=5000, verify_rounds=3,
+                   drain_repeats=2,
                    live_devices=20, live_rate=1000, live_seconds=10.0,
                    audit_readings=50_000, proof_samples=50,
                    agent_idle_seconds=10.0, agent_readings=10_000)
@@ -71,6 +74,7 @@ class Sizes:
     def tiny(cls) -> Sizes:
         """For the smoke test: every code path, in seconds."""
         return cls("tiny", devices=4, readings=200, verify_sample=100, verify_rounds=1,
+                   drain_repeats=1,
                    live_devices=4, live_rate=100, live_seconds=2.0,
                    audit_readings=500, proof_samples=5,
                    agent_idle_seconds=2.0, agent_readings=300)

@@ -1,14 +1,18 @@
 """Issue item 1: the collector drains the queued backlog into sealed, durable blocks.
 
-Timed from the first reading's arrival (its ``received_ms``) to the seal time of the block that
-holds the last one, both read back from the ledger, so polling adds no error; the time from
-process launch is reported beside it. Each figure is set against the raw verify rate and
+Each drain uses a fresh broker (from the same queued snapshot) and a fresh ledger; the run
+repeats it (three times at full size) and quotes the median. A drain is timed from the first
+reading's arrival (its ``received_ms``) to the seal time of the block that holds the last one,
+both read back from the ledger, so polling adds no error; the time from process launch is
+reported beside it. Each figure is set against the raw verify rate and
 mosquitto_sub's drain rate measured earlier in the same run.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
+from typing import Any
 
 from .collector_proc import CollectorProcess, cpu_seconds, thread_cpu_seconds
 from .context import RunContext, sessions
@@ -27,13 +31,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def run_ingest(ctx: RunContext) -> BenchResult:
-    result = BenchResult("ingest", "Collector ingest: queued backlog → sealed blocks")
+def _drain_once(ctx: RunContext, attempt: int) -> dict[str, Any]:
+    """One drain of the whole backlog by a fresh collector into a fresh ledger."""
     backlog = ctx.backlog()
     count = len(backlog)
-    verify_rate = ctx.figure("verify", "per_s")
-    sub_rate = ctx.figure("mosquitto-sub", "per_s")
-    workdir = ctx.scratch("ingest")
+    workdir = ctx.scratch(f"ingest-{attempt}")
     broker = broker_with_backlog(workdir / "broker", ctx.snapshot())
     try:
         files = init_ledger(workdir)
@@ -54,29 +56,47 @@ def run_ingest(ctx: RunContext) -> BenchResult:
                            f"of {count} sent")
     assert t.first_received_ms is not None and t.last_sealed_ms is not None
     drain_s = (t.last_sealed_ms - t.first_received_ms) / 1000
-    launch_s = done_at - col.started_at
-    rate = count / drain_s
-    result.add("per_s", "readings/s, first arrival → last seal", rate, "/s",
+    return {
+        "per_s": round(count / drain_s, 1),
+        "launch_per_s": round(count / (done_at - col.started_at), 1),
+        "blocks": t.blocks, "drain_seconds": round(drain_s, 3),
+        "collector_main_cpu_seconds": round(main_cpu, 2),
+        "collector_workers_cpu_seconds": round(workers_cpu, 2),
+        "collector_cores_used": round((main_cpu + workers_cpu) / drain_s, 2),
+        "broker_cpu_seconds": round(broker_cpu, 2),
+        "collector_threads_cpu_seconds": threads,
+        "cpu_us_per_reading": round((main_cpu + workers_cpu) / count * 1e6, 1),
+        "collector_exit_code": code, "ledger_db": str(files.db),
+    }
+
+
+def run_ingest(ctx: RunContext) -> BenchResult:
+    result = BenchResult("ingest", "Collector ingest: queued backlog → sealed blocks")
+    backlog = ctx.backlog()
+    verify_rate = ctx.figure("verify", "per_s")
+    sub_rate = ctx.figure("mosquitto-sub", "per_s")
+    drains = [_drain_once(ctx, i) for i in range(ctx.sizes.drain_repeats)]
+    rate = statistics.median(d["per_s"] for d in drains)
+    median_run = min(drains, key=lambda d: abs(d["per_s"] - rate))
+    result.add("per_s", "readings/s, first arrival → last seal (median)", rate, "/s",
                Target(">=", TARGET_PER_S))
     result.add("vs_verify", "÷ raw single-core verify rate", rate / verify_rate, "×",
                Target(">=", TARGET_VS_VERIFY))
     result.add("vs_mosquitto_sub", "÷ mosquitto_sub drain rate", rate / sub_rate, "×")
-    result.add("launch_per_s", "readings/s, process launch → last seal", count / launch_s, "/s")
+    result.add("launch_per_s", "readings/s, process launch → last seal (median)",
+               statistics.median(d["launch_per_s"] for d in drains), "/s")
     if "baseline" in ctx.results and not ctx.results["baseline"].error:
         for mode in ("ack-on-receipt", "ack-after-commit"):
             base = ctx.figure("baseline", f"{mode}.per_s")
             result.add(f"vs_baseline.{mode}", f"÷ baseline {mode}", rate / base, "×")
     result.params = {
-        "readings": count, "devices": len(backlog.devices), "blocks": t.blocks,
-        "drain_seconds": round(drain_s, 3), "launch_to_sealed_seconds": round(launch_s, 3),
-        "collector_main_cpu_seconds": round(main_cpu, 2),
-        "collector_workers_cpu_seconds": round(workers_cpu, 2),
-        "broker_cpu_seconds": round(broker_cpu, 2),
-        "collector_threads_cpu_seconds": threads,
-        "cpu_us_per_reading": round((main_cpu + workers_cpu) / count * 1e6, 1),
+        "readings": len(backlog), "devices": len(backlog.devices),
+        "drains_per_s": [d["per_s"] for d in drains],
+        "median_drain": median_run, "drains": drains,
+        "ledger_db": median_run["ledger_db"],
         "verify_message_us_one_core": _round(verify_message_us_per_reading(
             backlog, ctx.sizes.verify_sample)),
         "reading_costs_us_one_core": reading_costs_us(backlog, ctx.sizes.verify_sample),
-        "collector_exit_code": code, "ledger_db": str(files.db), "collector_args": col.argv[1:],
+        "collector_args": CollectorProcess.ARGS,
     }
     return result

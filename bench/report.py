@@ -46,12 +46,14 @@ def _figures(results: RunResults) -> str:
 
 def _load(results: RunResults) -> str:
     cores = results.machine["cores"]
-    lines = [f"| benchmark | wall time (s) | cores busy before it (of {cores}) "
-             f"| cores busy during it, whole machine (of {cores}) |", "|---|---|---|---|"]
+    lines = [f"| benchmark | wall time (s) | cores busy just before (of {cores}) "
+             f"| cores busy during, whole machine | of which other people's work |",
+             "|---|---|---|---|---|"]
     for r in results.results:
         busy = r.params.get("machine_busy_cores", "")
         before = r.params.get("machine_busy_cores_before", "")
-        lines.append(f"| {r.name} | {r.seconds:.1f} | {before} | {busy} |")
+        others = r.params.get("others_busy_cores", "")
+        lines.append(f"| {r.name} | {r.seconds:.1f} | {before} | {busy} | {others} |")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import shlex
 import sys
 import time
@@ -21,6 +22,13 @@ __all__ = ["run"]
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _our_cpu() -> float:
+    """CPU seconds of this process and every descendant it (or they) reaped."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _busy_cores(before: object, after: object) -> float:
@@ -64,7 +72,7 @@ def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
         busy_before = _settle(settle) if settle > 0 else None
         _say(f"[bench] {bench.name}: {bench.summary} ...")
         start = time.perf_counter()
-        cpu_before = psutil.cpu_times()
+        cpu_before, ours_before = psutil.cpu_times(), _our_cpu()
         try:
             result = bench.run(ctx)
         except Exception as exc:  # one broken benchmark must not lose the others' figures
@@ -72,7 +80,11 @@ def run(names: Sequence[str] | None, sizes: Sizes, workdir: Path,
             _say(traceback.format_exc())
         result.seconds = round(time.perf_counter() - start, 2)
         # The machine is shared: record how busy it was overall, ours and others' work alike.
-        result.params["machine_busy_cores"] = round(_busy_cores(cpu_before, psutil.cpu_times()), 2)
+        busy = _busy_cores(cpu_before, psutil.cpu_times())
+        ours = (_our_cpu() - ours_before) / (time.perf_counter() - start)
+        result.params["machine_busy_cores"] = round(busy, 2)
+        # Everything this run started is reaped by it, so the rest is other people's work.
+        result.params["others_busy_cores"] = round(max(0.0, busy - ours), 2)
         if busy_before is not None:
             result.params["machine_busy_cores_before"] = round(busy_before, 2)
         ctx.results[bench.name] = result

@@ -53,7 +53,7 @@ def test_drains_stored_the_whole_backlog(tiny_run: tuple[RunResults, Path]) -> N
     by_name = {r.name: r for r in results.results}
     assert by_name["mosquitto-sub"].params["readings"] == sizes.readings
     for mode in ("ack-on-receipt", "ack-after-commit"):
-        assert by_name["baseline"].params[mode]["commits"] >= 1
+        assert all(c >= 1 for c in by_name["baseline"].params[mode]["commits"])
     assert by_name["ingest"].params["readings"] == sizes.readings
     assert by_name["storage"].params["readings"] == sizes.readings
     assert by_name["live"].value("all_sealed") == sizes.live_rate * sizes.live_seconds
