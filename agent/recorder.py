@@ -48,22 +48,30 @@ class Recorder:
         self.queue: asyncio.Queue[Draft | Relay] = asyncio.Queue(queue_size)
         self.last_error: str | None = None
         self.write_failures = 0
+        self._idle = asyncio.Event()  # set while run() waits on an empty queue
 
     async def put(self, item: Draft | Relay) -> None:
         await self.queue.put(item)
 
     async def run(self) -> None:
-        """Record forever; cancel to stop (then call :meth:`flush`)."""
+        """Record until cancelled. To stop without losing a batch: stop the pollers, await
+        :meth:`drained`, then cancel (run() is then waiting on the empty queue)."""
         while True:
+            if self.queue.empty():
+                self._idle.set()
             first = await self.queue.get()
+            self._idle.clear()
             if self._connected() and self.spool.depth > self._pace_backlog:
                 await self.spool.drained_to(self._pace_backlog, PACE_MAX_WAIT_S)
             await self._record([first, *self._drain()])
 
-    async def flush(self) -> None:
-        """Record what is still queued (used at shutdown, after the pollers have stopped)."""
-        while not self.queue.empty():
-            await self._record(self._drain())
+    async def drained(self) -> None:
+        """Return once everything queued is spooled (after the pollers have stopped)."""
+        while True:
+            await self._idle.wait()
+            if self.queue.empty():
+                return
+            await asyncio.sleep(0)  # run() is about to take the rest
 
     def _drain(self) -> list[Draft | Relay]:
         batch: list[Draft | Relay] = []

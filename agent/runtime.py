@@ -156,14 +156,17 @@ class Agent:
             for task in late:
                 task.cancel()
             await asyncio.gather(*pollers, return_exceptions=True)
-        recorder.cancel()
-        await asyncio.gather(recorder, return_exceptions=True)
         try:
-            await asyncio.wait_for(self.recorder.flush(), timeout=max(0.1, deadline -
-                                                                      time.monotonic()))
+            # Cancelling the recorder mid-batch would lose drafts it already took from the
+            # queue; let it spool everything first, then cancel it while it idles.
+            if not recorder.done():
+                await asyncio.wait_for(self.recorder.drained(),
+                                       timeout=max(0.1, deadline - time.monotonic()))
         except TimeoutError:
             log.error("stopping: could not spool %d queued reading(s) in time",
                       self.recorder.queue.qsize())
+        recorder.cancel()
+        await asyncio.gather(recorder, return_exceptions=True)
         self.publisher.stop(deadline)
         try:
             await asyncio.wait_for(publisher, timeout=max(0.1, deadline - time.monotonic()) + 2)

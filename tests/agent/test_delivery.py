@@ -70,6 +70,11 @@ def test_broker_outage_backlog_arrives_complete_and_in_order(
 
     stream = verify_stream(subscriber.payloads(), device_public_key(workdir))
     assert stream.seqs == list(range(last_seq + 1)), "every reading arrives"
+    # Every sample the driver returned was signed, those still queued at SIGTERM included.
+    produced = status(workdir)["sensors"]["counter"]["driver_stats"]["samples"]  # type: ignore[index]
+    assert produced == last_seq + 1
+    counts = [stream.readings[s].measurements[0].value for s in stream.seqs]
+    assert counts == list(range(last_seq + 1))
     assert stream.arrival == sorted(stream.arrival), "first arrivals are in seq order"
     assert stream.gaps == []
     check_chain(stream)
