@@ -376,8 +376,14 @@ async def _check_device_sequences(store: LedgerStore, report: AuditReport, *,
 
 async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPool, *,
                     progress: Callable[[int], None] | None = None,
-                    window: int | None = None) -> AuditReport:
-    """Audit everything in ``store`` against ``collector_key``."""
+                    window: int | None = None,
+                    anchors: Sequence[tuple[int, bytes]] = ()) -> AuditReport:
+    """Audit everything in ``store`` against ``collector_key``.
+
+    ``anchors`` are (height, block hash) pairs recorded earlier outside this database (a
+    printed chain head, a witness). A hash chain alone cannot show that its newest blocks were
+    cut off or the whole ledger re-sealed by someone holding the collector key; an anchor can.
+    """
     started = time.monotonic()
     report = AuditReport(collector_kid=collector_key.kid_hex)
     async with store.snapshot():
@@ -413,6 +419,14 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
             next_first = max(next_first, block.end_reading_id)
         report.blocks = len(blocks)
         report.head = prev_hash.hex()
+        by_height = {b.height: b for b in blocks}
+        for height, digest in anchors:
+            anchored = by_height.get(height)
+            if anchored is None or anchored.hash != digest:
+                report.findings.append(Finding(
+                    "anchor", f"expected block {height} with hash {digest.hex()}, the ledger "
+                    + ("has none" if anchored is None else f"has {anchored.hash.hex()}"),
+                    block=height))
 
         # Readings committed after the last block: not sealed yet, but accepted and durable.
         expected = next_first

@@ -504,7 +504,8 @@ def _load_public_key(path: str) -> PublicKey:
 @cli.command(epilog="""\b
 Examples:
   ledger-collector audit --db ledger.db --collector-key collector-key.pub.pem
-  ledger-collector audit --json > audit.json""")
+  ledger-collector audit --json > audit.json
+  ledger-collector audit --anchor 1234:9f86d081884c7d65…  # a head recorded last month""")
 @_ledger_options
 @click.option("--collector-key", metavar="PEM",
               help="Trusted collector public key (default: the key recorded in the ledger).")
@@ -513,9 +514,12 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="JSON report on stdout.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--anchor", "anchors", multiple=True, metavar="HEIGHT:HASH",
+              help="A block hash recorded earlier elsewhere; fail unless the ledger still "
+                   "has it (catches a cut-off or re-sealed chain). Repeatable.")
 @_errors
 def audit(config_path: str | None, db: str | None, collector_key: str | None, workers: int,
-          as_json: bool, progress: bool | None) -> None:
+          as_json: bool, progress: bool | None, anchors: tuple[str, ...]) -> None:
     """Re-verify the whole ledger; name the first broken block and reading.
 
     Checks every device signature, every block signature, Merkle root and chain link, that
@@ -528,6 +532,7 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
     cfg = _config(config_path, database=db)
     trusted = _load_public_key(collector_key) if collector_key else None
     show = sys.stderr.isatty() if progress is None else progress
+    pinned = [_parse_anchor(a) for a in anchors]
 
     async def go() -> Any:
         store = await _open(cfg)
@@ -539,10 +544,10 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
             total = await store.reading_count()
             await pool.start()
             if not show:
-                return await run_audit(store, key, pool)
+                return await run_audit(store, key, pool, anchors=pinned)
             with click.progressbar(length=total, label="auditing", file=sys.stderr,
                                    show_pos=True, show_eta=True) as bar:
-                return await run_audit(store, key, pool, progress=bar.update)
+                return await run_audit(store, key, pool, progress=bar.update, anchors=pinned)
         finally:
             await pool.close()
             await store.close()
@@ -551,6 +556,17 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
     click.echo(report.to_json() if as_json else report.render())
     if not report.ok:
         sys.exit(1)
+
+
+def _parse_anchor(text: str) -> tuple[int, bytes]:
+    height, _, digest = text.partition(":")
+    try:
+        value = (int(height), bytes.fromhex(digest))
+    except ValueError:
+        value = (-1, b"")
+    if value[0] < 0 or len(value[1]) != 32:
+        raise UsageError(f"--anchor {text!r} must be HEIGHT:HASH (64 hex digits)")
+    return value
 
 
 # stats and quarantine ----------------------------------------------------------------------------

@@ -184,3 +184,22 @@ def test_audit_usage_errors_exit_2(tmp_path: Path) -> None:
     assert missing.exit_code == 2
     assert "does not exist" in missing.output
 
+
+
+def test_a_cut_off_chain_head_is_caught_by_an_anchor(copy: Ledger) -> None:
+    """Deleting the newest block and its readings leaves a consistent shorter chain; only a
+    block hash recorded elsewhere (an anchor) reveals it."""
+    last = READINGS // BLOCK - 1
+    head = copy.sql("SELECT hash FROM blocks WHERE height = ?", (last,))[0][0].hex()
+    anchor = f"{last}:{head}"
+    assert run_cli("audit", "--db", copy.db, "--anchor", anchor).exit_code == 0
+    copy.execute("DELETE FROM blocks WHERE height = ?", (last,))
+    copy.execute("DELETE FROM readings WHERE id > ?", (last * BLOCK,))
+    copy.execute("DELETE FROM device_state")  # a careful forger rewrites the bookkeeping too
+    copy.execute("DELETE FROM gaps")
+    assert run_cli("audit", "--db", copy.db).exit_code == 0  # consistent on its own
+    result = run_cli("audit", "--db", copy.db, "--anchor", anchor)
+    assert result.exit_code == 1
+    assert f"first broken: block {last}: anchor: expected block {last} with hash {head}" in (
+        result.output)
+    assert run_cli("audit", "--db", copy.db, "--anchor", "5:zz").exit_code == 2
