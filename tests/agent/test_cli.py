@@ -140,3 +140,15 @@ def test_keygen_into_an_impossible_place_is_a_message_not_a_traceback(tmp_path: 
     assert result.exit_code == 1
     assert result.output.startswith("sensor-agent: cannot access")
     assert "Traceback" not in result.output
+
+
+def test_a_second_agent_on_the_same_spool_is_refused(agents: StartAgent, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent", "mqtt://127.0.0.1:9")
+    first = agents(config)
+    first.wait_for_log("running")
+    second = run_cli("run", "--config", str(config))
+    assert second.returncode == 1
+    assert "is in use by another sensor-agent process" in second.stderr
+    status = run_cli("status", "--config", str(config))  # reading while it runs is fine
+    assert status.returncode == 0 and "readings waiting" in status.stdout
+    assert first.terminate() == 0
