@@ -32,10 +32,10 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
 
-from .registry import RegistrySnapshot
+from .registry import RegistrySnapshot, RegistrySource
 from .store import BlockRecord, LedgerStore, ReadingRecord
 from .verify import registry_for, sig_structure
-from .workers import WorkerPool
+from .workers import RegistryShare, WorkerPool
 
 __all__ = ["AuditReport", "Finding", "audit_envelopes", "run_audit"]
 
@@ -90,9 +90,10 @@ def envelope_parts(raw: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     return envelope.kid, m.protected, m.payload, m.signature
 
 
-def audit_envelopes(snapshot: RegistrySnapshot, envelopes: list[bytes]) -> list[Signed | Broken]:
+def audit_envelopes(registry_source: RegistrySource,
+                    envelopes: list[bytes]) -> list[Signed | Broken]:
     """Worker side: decode and verify each envelope; return the signed fields or the failure."""
-    registry = registry_for(snapshot)
+    registry = registry_for(registry_source)
     out: list[Signed | Broken] = []
     for raw in envelopes:
         try:
@@ -228,11 +229,11 @@ class _Segment(NamedTuple):
 
 class _Auditor:
     def __init__(self, report: AuditReport, key: PublicKey, pool: WorkerPool,
-                 snapshot: RegistrySnapshot, progress: Callable[[int], None] | None) -> None:
+                 registry: RegistrySource, progress: Callable[[int], None] | None) -> None:
         self.report = report
         self.key = key
         self.pool = pool
-        self.snapshot = snapshot
+        self.registry = registry
         self.progress = progress
         self.chain: dict[str, tuple[int, bytes]] = {}  # device -> (max seq, its envelope hash)
         self.revoked = 0
@@ -386,9 +387,30 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     """
     started = time.monotonic()
     report = AuditReport(collector_kid=collector_key.kid_hex)
+    share = RegistryShare(pool)
+    try:
+        revoked = await _audit(store, report, collector_key, pool, share, progress, window,
+                               anchors)
+    finally:
+        share.close()
+    report.findings.sort(key=_finding_order)
+    if revoked:
+        report.warnings.append(
+            f"{revoked} stored reading(s) carry a device time at or after their key's "
+            "revocation (the key was revoked with an effective time in the past)")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicKey,
+                 pool: WorkerPool, share: RegistryShare,
+                 progress: Callable[[int], None] | None, window: int | None,
+                 anchors: Sequence[tuple[int, bytes]]) -> int:
+    """The audit proper; returns how many stored readings fall under a later revocation."""
     async with store.snapshot():
         keys = await store.device_keys()
-        auditor = _Auditor(report, collector_key, pool, RegistrySnapshot.of(-1, keys), progress)
+        auditor = _Auditor(report, collector_key, pool,
+                           share.publish(RegistrySnapshot.of(-1, keys)), progress)
         inflight: deque[_Segment] = deque()
         depth = window or max(2, pool.workers * 2)
 
@@ -399,7 +421,7 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
 
         def submit(block: BlockRecord | None, header: SignedBlock | None,
                    readings: Sequence[ReadingRecord]) -> None:
-            results = pool.submit(audit_envelopes, auditor.snapshot,
+            results = pool.submit(audit_envelopes, auditor.registry,
                                   [r.envelope for r in readings])
             inflight.append(_Segment(block, header, readings, results))
             report.readings += len(readings)
@@ -438,10 +460,4 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
             await settle(depth)
         await settle(0)
         await _check_device_sequences(store, report)
-    report.findings.sort(key=_finding_order)
-    if auditor.revoked:
-        report.warnings.append(
-            f"{auditor.revoked} stored reading(s) carry a device time at or after their key's "
-            "revocation (the key was revoked with an effective time in the past)")
-    report.seconds = time.monotonic() - started
-    return report
+    return auditor.revoked

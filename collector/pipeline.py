@@ -33,6 +33,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from . import faults
@@ -46,7 +47,7 @@ from .registry import Registry, RegistrySnapshot
 from .sealer import Sealer
 from .store import BatchWrite, LedgerStore, PendingLeaf, QuarantineRecord, ReadingRecord
 from .verify import Outcome, Rejected, Verified, topic_device, verify_batch, verify_message
-from .workers import WorkerPool
+from .workers import RegistryShare, WorkerPool
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -92,6 +93,9 @@ class Pipeline:
         self.checks = checks
         self._snapshot = registry
         self._registry = Registry.from_snapshot(registry)
+        database = Path(config.database)
+        self._share = RegistryShare(pool, database.with_name(f".{database.name}.registry"))
+        self._shared = self._share.publish(registry)
         self._next_id = next_reading_id
         self.metrics = metrics or Metrics()
         depth = max(2, pool.workers * 2)
@@ -118,6 +122,7 @@ class Pipeline:
             stats.cancel()
             for task in (dispatcher, writer):
                 task.cancel()
+            self._share.close()
         while self.sealer.pending:
             await self._seal()
         self._log_metrics()
@@ -147,7 +152,7 @@ class Pipeline:
                 else:
                     items.append((m.topic, m.payload, m.received_ms))
             self.metrics.received += len(messages)
-            outcomes = self._pool.submit(verify_batch, self._snapshot, items,
+            outcomes = self._pool.submit(verify_batch, self._shared, items,
                                          self._max_future_ms)
             self._verifying += len(messages)
             await self._jobs.put(Job(messages, early, outcomes))
@@ -316,6 +321,7 @@ class Pipeline:
             return False
         keys = await self._store.device_keys()
         self._snapshot = RegistrySnapshot.of(version, keys)
+        self._shared = self._share.publish(self._snapshot)
         self._registry = Registry(version, keys)
         event(log, "registry_reloaded", version=version, keys=len(keys))
         return True

@@ -30,7 +30,9 @@ __all__ = [
     "DeviceKey",
     "Enrolment",
     "Registry",
+    "RegistryFile",
     "RegistrySnapshot",
+    "RegistrySource",
     "check_enrolment_device_id",
     "parse_enrolment_text",
 ]
@@ -68,6 +70,21 @@ class RegistrySnapshot:
         rows = cbor.decode(self.blob, what="registry snapshot")
         return [DeviceKey(kid=r[0], device_id=r[1], public_key_der=r[2], enrolled_ms=0,
                           revoked_ms=r[3]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryFile:
+    """A snapshot written to a file, named in work items instead of carried by each of them."""
+
+    version: int
+    path: str
+
+    def load(self) -> RegistrySnapshot:
+        with open(self.path, "rb") as f:
+            return RegistrySnapshot(self.version, f.read())
+
+
+RegistrySource = RegistrySnapshot | RegistryFile
 
 
 class Registry:

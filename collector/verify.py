@@ -26,7 +26,7 @@ from provenance.merkle import RFC9162_SHA256
 from provenance.reading import check_device_id
 
 from .reasons import Reason
-from .registry import Registry, RegistrySnapshot
+from .registry import Registry, RegistryFile, RegistrySource
 
 __all__ = [
     "Rejected",
@@ -185,18 +185,19 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
 _registry: Registry | None = None
 
 
-def registry_for(snapshot: RegistrySnapshot) -> Registry:
+def registry_for(source: RegistrySource) -> Registry:
     global _registry
-    if _registry is None or _registry.version != snapshot.version:
+    if _registry is None or _registry.version != source.version:
+        snapshot = source.load() if isinstance(source, RegistryFile) else source
         _registry = Registry.from_snapshot(snapshot)
     return _registry
 
 
 def verify_batch(
-    snapshot: RegistrySnapshot, items: list[tuple[str, bytes, int]], max_future_ms: int
+    registry_source: RegistrySource, items: list[tuple[str, bytes, int]], max_future_ms: int
 ) -> list[Outcome]:
     """Verify ``(topic, payload, received_ms)`` items; one outcome per item, in order."""
-    registry = registry_for(snapshot)
+    registry = registry_for(registry_source)
     out: list[Outcome] = []
     for topic, payload, received_ms in items:
         try:

@@ -14,12 +14,17 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-__all__ = ["WorkerPool"]
+from .registry import RegistryFile, RegistrySnapshot, RegistrySource
+
+__all__ = ["RegistryShare", "WorkerPool"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,3 +89,40 @@ class WorkerPool:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
+
+
+class RegistryShare:
+    """Hands the registry to the pool's processes without sending it with every batch.
+
+    Each registry version is written once to a private folder and work items carry only its
+    version and path; a worker reads the file when it meets a version it has not built yet. In
+    process (one worker) the snapshot itself is passed, as nothing needs pickling.
+    """
+
+    def __init__(self, pool: WorkerPool, folder: Path | None = None) -> None:
+        """``folder`` (emptied first) instead of a fresh temporary one: a collector killed
+        with SIGKILL cannot clean up, so it reuses a folder beside its database."""
+        self._in_process = pool.in_process
+        self._wanted = folder
+        self._folder: Path | None = None
+
+    def publish(self, snapshot: RegistrySnapshot) -> RegistrySource:
+        if self._in_process:
+            return snapshot
+        if self._folder is None:
+            if self._wanted is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="sensorledger-registry-"))
+            else:
+                shutil.rmtree(self._wanted, ignore_errors=True)
+                self._wanted.mkdir(mode=0o700, parents=True)
+                self._folder = self._wanted
+        path = self._folder / f"registry-{snapshot.version}.cbor"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(snapshot.blob)
+        tmp.replace(path)  # a worker never reads a half-written file
+        return RegistryFile(snapshot.version, str(path))
+
+    def close(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
