@@ -31,9 +31,13 @@ NO_SUBSCRIBERS = 16
 def tls_broker(tmp_path: Path) -> Iterator[tuple[Broker, Path]]:
     certs = tmp_path / "certs"
     subprocess.run([str(DEPLOY / "make-certs.sh"), str(certs), "localhost", "dev-a", "dev-b",
-                    "collector"], check=True, capture_output=True)
+                    "relay-9", "collector"], check=True, capture_output=True)
     acl = tmp_path / "sensorledger.acl"
-    acl.write_text((DEPLOY / "mosquitto" / "sensorledger.acl").read_text())
+    shipped = (DEPLOY / "mosquitto" / "sensorledger.acl").read_text()
+    # Enable the documented relay stanza, as an operator would for relay-9.
+    relay = "#user relay-9\n#topic write sensorledger/v1/smart-sensor-9/reading\n"
+    assert relay in shipped
+    acl.write_text(shipped.replace(relay, relay.replace("#", "")))
     port = free_port()
     conf = (DEPLOY / "mosquitto" / "sensorledger.conf").read_text()
     assert "listener 8883\n" in conf
@@ -122,6 +126,32 @@ def test_a_device_publishes_only_under_its_own_topic(tls_broker: tuple[Broker, P
     finally:
         dev_a.close()
         collector.close()
+
+
+def test_a_relay_publishes_for_its_own_sensor_only(tls_broker: tuple[Broker, Path]) -> None:
+    broker, certs = tls_broker
+    collector = Client(broker, certs, "collector").connect()
+    collector.client.subscribe("sensorledger/v1/+/reading", qos=1)
+    relay = Client(broker, certs, "relay-9").connect()
+    try:
+        for _ in range(50):
+            if collector.subacks:
+                break
+            threading.Event().wait(0.05)
+        assert relay.publish("sensorledger/v1/smart-sensor-9/reading", b"relayed") == 0
+        assert collector.messages.get(timeout=10) == ("sensorledger/v1/smart-sensor-9/reading",
+                                                      b"relayed")
+        assert relay.publish("sensorledger/v1/relay-9/reading", b"own") == 0
+        assert relay.publish("sensorledger/v1/dev-a/reading", b"forged") == NOT_AUTHORIZED
+        # dev-a has no relay grant: it may not publish for the sensor.
+    finally:
+        relay.close()
+        collector.close()
+    dev_a = Client(broker, certs, "dev-a").connect()
+    try:
+        assert dev_a.publish("sensorledger/v1/smart-sensor-9/reading", b"x") == NOT_AUTHORIZED
+    finally:
+        dev_a.close()
 
 
 def test_a_device_cannot_read_other_devices(tls_broker: tuple[Broker, Path]) -> None:
