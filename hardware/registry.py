@@ -26,15 +26,16 @@ F = TypeVar("F", bound=Factory)
 
 _FACTORIES: dict[str, Factory] = {}
 
-# Modules whose import registers the built-in drivers (imported lazily: the registry must
-# be importable by the driver modules themselves).
-_BUILTIN_MODULES = (
-    "hardware.water",
-    "hardware.jbd",
-    "hardware.contec",
-    "hardware.arc",
-    "hardware.self_signing",
-)
+# The module whose import registers each built-in driver. Imported on demand: the registry
+# must be importable by the driver modules themselves, and an agent with one BMS should not
+# load pymodbus (a few MB on a Raspberry Pi) for drivers it does not use.
+_BUILTIN_MODULES = {
+    "modbus-water": "hardware.water",
+    "jbd-bms": "hardware.jbd",
+    "contec-oximeter": "hardware.contec",
+    "arc-monitor": "hardware.arc",
+    "self-signing-serial": "hardware.self_signing",
+}
 
 
 def register(name: str) -> Callable[[F], F]:
@@ -50,7 +51,7 @@ def register(name: str) -> Callable[[F], F]:
 
 
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
+    for module in _BUILTIN_MODULES.values():
         importlib.import_module(module)
 
 
@@ -67,9 +68,11 @@ def create(name: str, settings: Mapping[str, Any]) -> Driver:
     or a setting no driver reads. A device that is absent or silent is *not* an error here:
     the driver starts and counts the fault at each poll until the device answers.
     """
-    _load_builtins()
+    if name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
     factory = _FACTORIES.get(name)
     if factory is None:
+        _load_builtins()  # to list every name in the message
         raise HardwareConfigError(
             f"unknown driver {name!r}; available drivers: {', '.join(sorted(_FACTORIES))}"
         )
