@@ -27,14 +27,14 @@ from typing import Any, NamedTuple
 import cbor2
 
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
-from provenance.envelope import Envelope
+from provenance.envelope import Envelope, to_be_signed
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
 
 from .registry import RegistrySnapshot, RegistrySource
 from .store import BlockRecord, LedgerStore, ReadingRecord
-from .verify import registry_for, sig_structure
+from .verify import registry_for
 from .workers import RegistryShare, WorkerPool
 
 __all__ = ["AuditReport", "Finding", "audit_envelopes", "run_audit"]
@@ -107,7 +107,7 @@ def audit_envelopes(registry_source: RegistrySource,
             continue
         key, public = entry
         try:
-            public.verify(signature, sig_structure(protected, payload))
+            public.verify(signature, to_be_signed(protected, payload))
         except ProvenanceError as exc:
             out.append(Broken("device signature", exc.diagnostics()))
             continue

@@ -480,10 +480,10 @@ def verify_proof_cmd(proof_file: str, collector_key: str, as_json: bool) -> None
         data = Path(proof_file).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {proof_file}: {exc.strerror}") from None
-    from .proofs import check_proof
+    from provenance.prooffile import verify_proof
 
     key = _load_public_key(collector_key)
-    report = check_proof(data, key)
+    report = verify_proof(data, key)
     click.echo(report.to_json() if as_json else report.render())
     if not report.ok:
         sys.exit(1)

@@ -7,18 +7,15 @@ size of the ledger, so no per-node hashes need to be stored.
 
 from __future__ import annotations
 
-from cryptography.exceptions import UnsupportedAlgorithm
-
 from provenance.block import SignedBlock
 from provenance.envelope import Envelope
-from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, inclusion_proof
-from provenance.prooffile import Check, ProofFile, ProofReport, verify_proof
+from provenance.prooffile import ProofFile
 
 from .errors import NotFoundError, StoreError
 from .store import LedgerStore
 
-__all__ = ["build_proof", "check_proof"]
+__all__ = ["build_proof"]
 
 
 async def build_proof(store: LedgerStore, device_id: str, seq: int) -> ProofFile:
@@ -50,19 +47,3 @@ async def build_proof(store: LedgerStore, device_id: str, seq: int) -> ProofFile
         block=block.header,
         collector_kid=SignedBlock.decode(block.header).header.collector_kid,
     )
-
-
-def check_proof(data: bytes, collector_key: PublicKey) -> ProofReport:
-    """:func:`provenance.prooffile.verify_proof`, guaranteed to report rather than raise.
-
-    ``verify_proof`` promises never to raise for bad input, but a device key whose DER names an
-    unknown algorithm OID escapes as cryptography's ``UnsupportedAlgorithm`` (raised by
-    ``PublicKey.from_der``, which converts only ValueError/TypeError). Until the core converts
-    it, such a file is reported here as a failed check instead of a crash.
-    """
-    try:
-        return verify_proof(data, collector_key)
-    except (UnsupportedAlgorithm, ValueError, TypeError) as exc:
-        report = ProofReport()
-        report.checks.append(Check("proof file", False, f"cannot be checked: {exc}"))
-        return report

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-from provenance.envelope import Envelope
+from provenance.envelope import Envelope, to_be_signed
 from provenance.errors import (
     MalformedError,
     ProvenanceError,
@@ -31,7 +31,6 @@ from .registry import Registry, RegistryFile, RegistrySource
 __all__ = [
     "Rejected",
     "Verified",
-    "sig_structure",
     "topic_device",
     "verify_batch",
     "verify_message",
@@ -108,7 +107,7 @@ def verify_message(
         # Envelope.verify() minus what decode and the lookup by kid already established
         # (alg is ES256, kid names this key); the Sig_structure is built without the generic
         # deterministic encoder, which is most of the cost besides ECDSA itself.
-        public.verify(message.signature, sig_structure(message.protected, message.payload))
+        public.verify(message.signature, to_be_signed(message.protected, message.payload))
     except SignatureError as exc:
         return Rejected(Reason.BAD_SIGNATURE, exc.diagnostics())
 
@@ -150,34 +149,6 @@ def verify_message(
         leaf_hash=RFC9162_SHA256.hash_leaf(payload),
         kid=key.kid,
     )
-
-
-def _bstr_head(length: int) -> bytes:
-    if length < 24:
-        return bytes((0x40 | length,))
-    if length < 0x100:
-        return bytes((0x58, length))
-    if length < 0x10000:
-        return b"\x59" + length.to_bytes(2, "big")
-    if length < 0x1_0000_0000:
-        return b"\x5a" + length.to_bytes(4, "big")
-    return b"\x5b" + length.to_bytes(8, "big")
-
-
-_SIG1_PREFIX = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
-_EMPTY_AAD = b"\x40"
-
-
-def sig_structure(protected: bytes, payload: bytes) -> bytes:
-    """RFC 9052 §4.4 Sig_structure for COSE_Sign1 with empty external AAD.
-
-    Byte-identical to :func:`provenance.envelope.to_be_signed` (a property test holds them
-    equal), including RFC 9052 §3's reading of an encoded empty map as an empty bucket.
-    """
-    if protected == b"\xa0":
-        protected = b""
-    return (_SIG1_PREFIX + _bstr_head(len(protected)) + protected + _EMPTY_AAD
-            + _bstr_head(len(payload)) + payload)
 
 
 # A verification process keeps the registry it last built; snapshots carry a version so a

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -62,7 +62,7 @@ class PublicKey:
     def from_der(cls, der: bytes) -> PublicKey:
         try:
             key = serialization.load_der_public_key(der)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyFormatError(f"not a DER SubjectPublicKeyInfo: {exc}") from exc
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise KeyFormatError(f"expected an EC public key, got {type(key).__name__}")
@@ -73,7 +73,7 @@ class PublicKey:
         data = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyFormatError(f"not a PEM public key: {exc}") from exc
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise KeyFormatError(f"expected an EC public key, got {type(key).__name__}")
@@ -137,7 +137,7 @@ class PrivateKey:
     def from_pem(cls, pem: bytes) -> PrivateKey:
         try:
             key = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise KeyFormatError(f"not an unencrypted PEM private key: {exc}") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
             key.curve, ec.SECP256R1

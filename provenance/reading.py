@@ -168,9 +168,12 @@ class Reading:
         if gap_raw is not None:
             if not (isinstance(gap_raw, list) and len(gap_raw) == 2):
                 raise MalformedError("gap must be [first, last]", code="bad_payload")
-            _check_uint(gap_raw[0], "gap first", MAX_SEQ)
-            _check_uint(gap_raw[1], "gap last", MAX_SEQ)
-            gap = Gap(gap_raw[0], gap_raw[1])
+            try:
+                _check_uint(gap_raw[0], "gap first", MAX_SEQ)
+                _check_uint(gap_raw[1], "gap last", MAX_SEQ)
+                gap = Gap(gap_raw[0], gap_raw[1])
+            except MalformedError as exc:
+                raise MalformedError(str(exc), code="bad_payload") from None
         event = body.get(K_EVENT)
         if event is not None and not isinstance(event, dict):
             raise MalformedError("event must be a CBOR map", code="bad_payload")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.proofs import check_proof
 from provenance.keys import PublicKey
+from provenance.prooffile import verify_proof
 from tests.support.broker import Broker
 from tests.support.collector import (
     REPO,
@@ -73,12 +73,12 @@ def test_proof_verifies_offline_and_any_altered_byte_fails(
     # Every single-byte change is caught, and the report says which check failed.
     data = (away / "reading.proof").read_bytes()
     key = PublicKey.from_pem((away / "collector.pub.pem").read_bytes())
-    assert check_proof(data, key).ok
+    assert verify_proof(data, key).ok
     for i in range(len(data)):
         for bit in (0x01, 0x80):
             altered = bytearray(data)
             altered[i] ^= bit
-            report = check_proof(bytes(altered), key)
+            report = verify_proof(bytes(altered), key)
             assert not report.ok, f"byte {i} ^ {bit:#x} went unnoticed"
             assert any(not c.ok for c in report.checks)
 

@@ -8,6 +8,8 @@ import cbor2
 import ecdsa
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycose.algorithms import Es256
 from pycose.headers import KID, Algorithm
 from pycose.keys.curves import P256
@@ -84,3 +86,12 @@ def test_python_ecdsa_verifies_our_signatures() -> None:
     vk = ecdsa.VerifyingKey.from_der(key.public.der, hashfunc=hashlib.sha256)
     assert vk.verify(signature, to_be_signed(protected, payload), hashfunc=hashlib.sha256,
                      sigdecode=ecdsa.util.sigdecode_string)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=300), st.binary(max_size=70_000), st.binary(max_size=300))
+def test_to_be_signed_is_the_deterministic_sig_structure(protected: bytes, payload: bytes,
+                                                         aad: bytes) -> None:
+    body_protected = b"" if protected == b"\xa0" else protected
+    expected = cbor.encode(["Signature1", body_protected, aad, payload])
+    assert to_be_signed(protected, payload, aad) == expected

@@ -81,3 +81,13 @@ def test_non_p256_keys_are_refused() -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     with pytest.raises(KeyFormatError):
         PublicKey.from_pem(ed)
+
+
+def test_a_key_of_an_unknown_algorithm_is_a_key_format_error() -> None:
+    """A flipped byte in the algorithm OID must not escape as a cryptography exception."""
+    der = bytearray(PrivateKey.generate().public.der)
+    oid = bytes.fromhex("2a8648ce3d0201")  # id-ecPublicKey
+    at = bytes(der).index(oid)
+    der[at + len(oid) - 1] ^= 0x04
+    with pytest.raises(KeyFormatError):
+        PublicKey.from_der(bytes(der))

@@ -99,6 +99,7 @@ _DROP = object()
         (_payload_with(k3=-5), "bad_payload"),
         (_payload_with(k10=[1]), "bad_payload"),
         (_payload_with(k11=[1]), "bad_payload"),
+        (_payload_with(k8="gap", k11=[5, 3]), "bad_payload"),  # reversed gap range
         (reading(1).to_payload() + b"\x00", "not_cbor"),
         # the same map, but keys in non-deterministic order
         (bytes.fromhex("a2") + cbor2.dumps(2) + cbor2.dumps("x") + cbor2.dumps(1) + cbor2.dumps(1),
