@@ -33,6 +33,7 @@ from .arc_model import RESIDUAL_ALARM_MA, RESIDUAL_WARNING_MA, ArcModel
 from .cli import announce, base_parser, clock_from, wait_for_signal
 from .clock import SimClock
 from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .modbus_host import ModbusHost
 from .transcript import Transcript
 
@@ -49,7 +50,7 @@ def _word(value: int) -> int:
     return value & 0xFFFF
 
 
-class ArcMonitorEmulator:
+class ArcMonitorEmulator(Lifecycle):
     def __init__(self, *, seed: int = 1, channels: int = 8, unit: int = 1,
                  residual_unit: int | None = 2, arc_every_s: float = 1800.0,
                  clock: SimClock | None = None, port: str | None = None,
@@ -165,12 +166,6 @@ class ArcMonitorEmulator:
 
     def stop(self) -> None:
         self.host.stop()
-
-    def __enter__(self) -> ArcMonitorEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from hardware.contec_protocol import (
 
 from .cli import announce, base_parser, wait_for_signal
 from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .oximeter_model import RATE_HZ, OximeterModel
 from .serial_device import SerialDevice
 from .transcript import Transcript
@@ -42,7 +43,7 @@ _CMD_USER_COUNT = 0xAD
 _REASON_NOT_SUPPORTED = 0x05
 
 
-class ContecOximeterEmulator:
+class ContecOximeterEmulator(Lifecycle):
     def __init__(self, *, seed: int = 1, protocol: str = "v7", speed: float = 1.0,
                  port: str | None = None, autostart: bool = True,
                  finger_out_every_s: float = 480.0, faults: LineFaults | None = None,
@@ -148,12 +149,6 @@ class ContecOximeterEmulator:
     def stop(self) -> None:
         self.device.stop()
         self.transcript.close()
-
-    def __enter__(self) -> ContecOximeterEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

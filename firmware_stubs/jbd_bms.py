@@ -33,6 +33,7 @@ from .battery_model import CHEMISTRIES, BatteryPack
 from .cli import announce, base_parser, clock_from, wait_for_signal
 from .clock import SimClock
 from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .serial_device import SerialDevice
 from .transcript import Transcript
 
@@ -47,7 +48,7 @@ _Report = tuple[str, dict[str, object]]
 _Reply = tuple[bytes, _Report | None]  # the frame, and what it reports (for the transcript)
 
 
-class JbdBmsEmulator:
+class JbdBmsEmulator(Lifecycle):
     def __init__(self, *, seed: int = 1, cells: int = 4, chemistry: str = "lfp",
                  capacity_ah: float = 100.0, trip_every_s: float = 3 * 3600.0,
                  clock: SimClock | None = None, port: str | None = None,
@@ -148,12 +149,6 @@ class JbdBmsEmulator:
     def stop(self) -> None:
         self.device.stop()
         self.transcript.close()
-
-    def __enter__(self) -> JbdBmsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

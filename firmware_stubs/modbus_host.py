@@ -23,13 +23,14 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import SimDevice
 
 from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .ptys import PtyCable
 from .transcript import Transcript
 
 __all__ = ["ModbusHost"]
 
 
-class ModbusHost:
+class ModbusHost(Lifecycle):
     """The server side of one Modbus line. ``agent_path`` is the port for the agent."""
 
     def __init__(self, devices: Sequence[SimDevice], *, port: str | None = None,
@@ -107,9 +108,3 @@ class ModbusHost:
         if self._cable is not None:
             self._cable.close()
         self.transcript.close()
-
-    def __enter__(self) -> ModbusHost:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -39,6 +39,7 @@ from provenance.senml import Measurement
 
 from .cli import announce, base_parser, wait_for_signal
 from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .serial_device import SerialDevice
 from .transcript import Transcript
 from .water_model import WaterModel
@@ -99,7 +100,7 @@ def load_or_create_key(path: Path) -> ecdsa.SigningKey:
     return key
 
 
-class SelfSigningSensor:
+class SelfSigningSensor(Lifecycle):
     def __init__(self, *, key_path: str | Path, state_path: str | Path,
                  device_id: str = "wq-smart-1", seed: int = 1, interval_s: float = 5.0,
                  random_k: bool = False, clock_synced: bool = True, port: str | None = None,
@@ -185,12 +186,6 @@ class SelfSigningSensor:
     def stop(self) -> None:
         self.device.stop()
         self.transcript.close()
-
-    def __enter__(self) -> SelfSigningSensor:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from hardware.water_profiles import BUILTIN_PROFILES, RegisterField, WaterProfil
 from .cli import announce, base_parser, clock_from, wait_for_signal
 from .clock import SimClock
 from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .modbus_host import ModbusHost
 from .transcript import Transcript
 from .water_model import WaterModel
@@ -50,7 +51,7 @@ def quantise(field: RegisterField, true_value: float) -> tuple[Value, list[int]]
     return reported_int, encode_value(raw, field.data_type, field.byte_order)
 
 
-class WaterProbeEmulator:
+class WaterProbeEmulator(Lifecycle):
     def __init__(self, profile: WaterProfile, *, unit: int | None = None, seed: int = 1,
                  clock: SimClock | None = None, port: str | None = None,
                  faults: LineFaults | None = None, transcript: Transcript | None = None) -> None:
@@ -120,12 +121,6 @@ class WaterProbeEmulator:
 
     def stop(self) -> None:
         self.host.stop()
-
-    def __enter__(self) -> WaterProbeEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
