@@ -162,6 +162,10 @@ class Envelope:
         kid = msg.protected_header.get(HDR_KID)
         if not isinstance(kid, bytes) or len(kid) != KID_SIZE:
             raise MalformedError(f"protected kid must be {KID_SIZE} bytes", code="bad_kid")
+        if len(msg.signature) != SIGNATURE_SIZE:
+            raise MalformedError(
+                f"ES256 signature must be {SIGNATURE_SIZE} bytes (r || s), got "
+                f"{len(msg.signature)}", code="bad_signature")
         if set(msg.protected_header) != {HDR_ALG, HDR_KID} or msg.unprotected_header:
             raise MalformedError(
                 "envelope headers must be exactly protected {alg, kid} and unprotected {}",

@@ -551,7 +551,8 @@ def test_subtree_hash_matches_reference(size: int, seed: bytes, data: Any) -> No
 
 
 def test_every_small_tree_exhaustively() -> None:
-    leaves = make_leaves(b"exhaustive", 40)
+    # Issue 2: every (index, size) up to 64, against the naive reference tree.
+    leaves = make_leaves(b"exhaustive", 64)
     roots = [ref_mth(leaves[:n]) for n in range(len(leaves) + 1)]
     for size in range(1, len(leaves) + 1):
         tree = leaves[:size]
