@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -39,6 +40,27 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert all(n >= 3 for n in accepted.values()), accepted
 
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    # Every device kind went driver -> agent -> Mosquitto -> collector (which verified each
+    # signature); read the decoded measurements back out of the ledger.
+    expected_kinds = {
+        "water-plant-1": ("water-quality", {"ph", "temperature"}),
+        "ess-rack-1": ("battery", {"pack_voltage", "pack_current"}),
+        "ward3-bed12": ("pulse-oximeter", {"finger_out", "samples"}),
+        "panel-7": ("arc-detector", {"arc_alarm_bitmap", "bus_arc"}),
+        "smart-sensor-9": ("water-quality", {"ph", "temperature"}),
+    }
+    for device, (kind, names) in expected_kinds.items():
+        rows = subprocess.run(
+            [str(Path(sys.executable).parent / "ledger-collector"), "readings", "--db",
+             str(run_dir / "collector" / "ledger.db"), "--device", device, "--format", "jsonl"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.splitlines()
+        readings = [json.loads(r) for r in rows]
+        assert readings, device
+        assert {r["kind"] for r in readings} == {kind}, device
+        seen = {m["n"] for r in readings for m in r["measurements"]}
+        assert names <= seen, (device, seen)
+        assert all(r["block"] is not None for r in readings), device
     assert (run_dir / "arc-event.proof").stat().st_size > 0
     assert (run_dir / "collector" / "ledger.db").exists()
     # The offline check works from the files alone, as an auditor would run it.
