@@ -60,36 +60,6 @@ class Broken(NamedTuple):
     detail: str
 
 
-# The protected header of every envelope ingest admits: {1: -7 (ES256), 4: h'<32-byte kid>'},
-# deterministically encoded.
-_PROTECTED_PREFIX = b"\xa2\x01\x26\x04\x58\x20"
-_PROTECTED_SIZE = len(_PROTECTED_PREFIX) + 32
-
-
-def envelope_parts(raw: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    """(kid, protected, payload, signature) of a stored envelope; ProvenanceError if broken.
-
-    One CBOR decode for the exact shape ingest admitted (tag 18, our fixed protected header,
-    empty unprotected header); anything else goes through the strict core decoder, which names
-    what is wrong. Integrity never rests on this shortcut: the Merkle root binds every byte,
-    and the signature binds the protected header and payload.
-    """
-    try:
-        item = cbor2.loads(raw)
-    except Exception:
-        item = None
-    if isinstance(item, cbor2.CBORTag) and item.tag == 18 and isinstance(item.value, list) \
-            and len(item.value) == 4:
-        protected, unprotected, payload, signature = item.value
-        if (isinstance(protected, bytes) and len(protected) == _PROTECTED_SIZE
-                and protected.startswith(_PROTECTED_PREFIX) and unprotected == {}
-                and isinstance(payload, bytes) and isinstance(signature, bytes)):
-            return protected[len(_PROTECTED_PREFIX):], protected, payload, signature
-    envelope = Envelope.decode(raw)
-    m = envelope.message
-    return envelope.kid, m.protected, m.payload, m.signature
-
-
 def audit_envelopes(registry_source: RegistrySource,
                     envelopes: list[bytes]) -> list[Signed | Broken]:
     """Worker side: decode and verify each envelope; return the signed fields or the failure."""
@@ -97,22 +67,23 @@ def audit_envelopes(registry_source: RegistrySource,
     out: list[Signed | Broken] = []
     for raw in envelopes:
         try:
-            kid, protected, payload, signature = envelope_parts(raw)
+            envelope = Envelope.decode(raw)
         except ProvenanceError as exc:
             out.append(Broken("envelope", exc.diagnostics()))
             continue
+        kid, message = envelope.kid, envelope.message
         entry = registry.lookup(kid)
         if entry is None:
             out.append(Broken("device key", f"key id {kid.hex()} is not enrolled"))
             continue
         key, public = entry
         try:
-            public.verify(signature, to_be_signed(protected, payload))
+            public.verify(message.signature, to_be_signed(message.protected, message.payload))
         except ProvenanceError as exc:
             out.append(Broken("device signature", exc.diagnostics()))
             continue
         try:
-            body = cbor2.loads(payload)
+            body = cbor2.loads(message.payload)
             signed = Signed(body[_DEV], body[_SEQ], body[_BOOT], body[_TIME], body[_KIND],
                             body[_PREV], key.revoked_at(body[_TIME]))
         except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -15,7 +15,7 @@ import cbor2
 
 from .errors import MalformedError
 
-__all__ = ["decode", "encode", "is_deterministic"]
+__all__ = ["DECODE_ERRORS", "decode", "encode", "is_deterministic"]
 
 
 def encode(value: Any) -> bytes:
@@ -23,11 +23,15 @@ def encode(value: Any) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
+#: What cbor2 raises for bytes that are not CBOR.
+DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError)
+
+
 def decode(data: bytes, *, what: str) -> Any:
     """Decode exactly one CBOR item; trailing bytes or a broken item raise MalformedError."""
     try:
         value, rest = _loads_one(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedError(f"{what} is not valid CBOR: {exc}", code="not_cbor") from exc
     if rest:
         raise MalformedError(f"{what} has {rest} bytes after the CBOR item", code="not_cbor")
