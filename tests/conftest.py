@@ -6,8 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.broker import Broker
+
+# No per-example deadline: tests must not time anything (speed lives in bench/), and a shared
+# machine can stall any example past hypothesis' default 200 ms.
+settings.register_profile("sensorledger", deadline=None)
+settings.load_profile("sensorledger")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
