@@ -150,13 +150,10 @@ class Envelope:
     @classmethod
     def decode(cls, data: bytes) -> Envelope:
         data = _as_bytes(data)
-        # Nearly every envelope has exactly the shape we sign: recognise it with one plain
-        # decode (ingest and audit decode one envelope per reading); anything else, and every
-        # error message, comes from the strict path.
-        try:
-            common = _common_shape(data, cbor2.loads(data))
-        except cbor.DECODE_ERRORS:
-            common = None
+        # Nearly every envelope has exactly the shape we sign: recognise its bytes (ingest and
+        # audit decode one envelope per reading); anything else, and every error message,
+        # comes from the strict path.
+        common = _common_shape(data)
         if common is not None:
             return cls(common)
         msg = CoseSign1.decode(data)
@@ -218,32 +215,49 @@ def _as_bytes(data: object) -> bytes:
     return bytes(data)
 
 
-# The deterministic encoding of {1: -7, 4: <32-byte kid>}: map(2), 1, -7, 4, bstr(32).
-_PROTECTED_PREFIX = b"\xa2\x01\x26\x04\x58\x20"
-_PROTECTED_SIZE = len(_PROTECTED_PREFIX) + KID_SIZE
-# tag 18 (1) + array(4) (1) + protected bstr (2 + 38) + {} (1) + signature bstr (2 + 64)
-_COMMON_OVERHEAD = 1 + 1 + 2 + _PROTECTED_SIZE + 1 + 2 + SIGNATURE_SIZE
+# Every envelope we sign starts with these bytes: tag 18, array(4), the protected header as a
+# 38-byte bstr holding the deterministic {1: -7, 4: bstr(32)}, then the kid itself.
+_COMMON_HEAD = b"\xd2\x84\x58\x26\xa2\x01\x26\x04\x58\x20"
+_KID_END = len(_COMMON_HEAD) + KID_SIZE
+_PROTECTED = slice(4, _KID_END)
+# ... then {} (a0), the payload bstr, and the signature as bstr(64).
+_SIGNATURE_HEAD = b"\x58\x40"
+_TAIL = len(_SIGNATURE_HEAD) + SIGNATURE_SIZE
 
 
-def _common_shape(data: bytes, item: Any) -> CoseSign1 | None:
-    """The message when ``item`` is tag 18 with our exact protected header, an empty
-    unprotected header, a payload and a 64-byte signature; None sends it the strict way."""
-    if not (isinstance(item, cbor2.CBORTag) and item.tag == COSE_SIGN1_TAG
-            and isinstance(item.value, list) and len(item.value) == 4):
+def _common_shape(data: bytes) -> CoseSign1 | None:
+    """The message when ``data`` is, byte for byte, the shape we sign: tag 18, our exact
+    protected header, an empty unprotected header, a payload with the shortest length head,
+    a 64-byte signature and nothing after it. Anything else (None) goes the strict way.
+
+    Read by slicing, not by a CBOR decoder: this runs once per reading on ingest and audit,
+    and every byte it accepts is checked (the tests hold it equal to the strict path).
+    """
+    size = len(data)
+    if size < _KID_END + 2 + _TAIL or not data.startswith(_COMMON_HEAD) or data[_KID_END] != 0xA0:
         return None
-    protected, unprotected, payload, signature = item.value
-    if not (isinstance(protected, bytes) and len(protected) == _PROTECTED_SIZE
-            and protected.startswith(_PROTECTED_PREFIX) and isinstance(unprotected, dict)
-            and not unprotected and isinstance(payload, bytes)
-            and isinstance(signature, bytes) and len(signature) == SIGNATURE_SIZE):
+    head = data[_KID_END + 1]
+    start = _KID_END + 2
+    if head < 0x58:
+        if head < 0x40:
+            return None
+        length = head - 0x40
+    elif head == 0x58:
+        length, start = data[start], start + 1
+        if length < 24:
+            return None
+    elif head == 0x59:
+        length, start = int.from_bytes(data[start:start + 2], "big"), start + 2
+        if length < 0x100:
+            return None
+    else:
         return None
-    # cbor2.loads ignores trailing bytes; the exact length of the shortest encoding of this
-    # shape proves there are none (a longer head would only make the data longer).
-    expected = (_COMMON_OVERHEAD + len(_bstr_head(len(payload))) + len(payload))
-    if len(data) != expected:
+    end = start + length
+    if size != end + _TAIL or data[end:end + 2] != _SIGNATURE_HEAD:
         return None
-    header = {HDR_ALG: ALG_ES256, HDR_KID: protected[len(_PROTECTED_PREFIX):]}
-    return CoseSign1(data, protected, header, {}, payload, signature, True)
+    kid = data[len(_COMMON_HEAD):_KID_END]
+    return CoseSign1(data, data[_PROTECTED], {HDR_ALG: ALG_ES256, HDR_KID: kid}, {},
+                     data[start:end], data[end + 2:], True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .errors import KeyFormatError, SignatureError
 
@@ -25,6 +22,7 @@ __all__ = [
     "SIGNATURE_SIZE",
     "PrivateKey",
     "PublicKey",
+    "der_signature",
     "key_id",
 ]
 
@@ -34,6 +32,22 @@ _COORD = 32
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # RFC 6979: the same key and message give the same signature (reproducible examples).
 _ECDSA_SHA256_DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+
+
+def der_signature(signature: bytes) -> bytes:
+    """The DER ``ECDSA-Sig-Value`` (X9.62) of a raw 64-byte r || s signature, as OpenSSL wants.
+
+    Each half becomes a minimal positive INTEGER: leading zero bytes dropped, one zero byte
+    put back when the top bit is set. Built from the bytes (every verification calls it), and
+    held byte-identical to cryptography's ``encode_dss_signature`` by the tests.
+    """
+    r = signature[:_COORD].lstrip(b"\0") or b"\0"
+    if r[0] > 0x7F:
+        r = b"\0" + r
+    s = signature[_COORD:].lstrip(b"\0") or b"\0"
+    if s[0] > 0x7F:
+        s = b"\0" + s
+    return b"\x30%c\x02%c%s\x02%c%s" % (len(r) + len(s) + 4, len(r), r, len(s), s)
 
 
 def key_id(spki_der: bytes) -> bytes:
@@ -103,10 +117,8 @@ class PublicKey:
             raise SignatureError(
                 f"ES256 signature must be {SIGNATURE_SIZE} bytes (r || s), got {len(signature)}"
             )
-        r = int.from_bytes(signature[:_COORD], "big")
-        s = int.from_bytes(signature[_COORD:], "big")
         try:
-            self.key.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+            self.key.verify(der_signature(signature), message, _ECDSA_SHA256)
         except InvalidSignature:
             raise SignatureError(
                 f"signature does not verify under key {self.kid.hex()[:16]}…"

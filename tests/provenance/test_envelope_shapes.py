@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provenance import cbor
-from provenance.envelope import CoseSign1, Envelope, sign_reading
+from provenance import envelope as envelope_module
+from provenance.envelope import CoseSign1, Envelope, sign, sign_reading
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
 
@@ -58,3 +59,51 @@ def test_arbitrary_bytes_raise_only_the_cores_error(data: bytes) -> None:
     except ProvenanceError:
         return
     assert len(envelope.kid) == 32 and envelope.message.protected.endswith(envelope.kid)
+
+
+def _outcome(raw: bytes) -> object:
+    try:
+        return Envelope.decode(raw).message
+    except ProvenanceError as exc:
+        return type(exc)
+
+
+def _both_ways(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    fast = _outcome(raw)
+    with monkeypatch.context() as m:
+        m.setattr(envelope_module, "_common_shape", lambda data: None)
+        strict = _outcome(raw)
+    return fast, strict
+
+
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 25, 255, 256, 257, 65535, 65536])
+def test_every_payload_length_head_decodes_as_the_strict_path_does(
+        size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = sign(bytes(range(256)) * (size // 256) + bytes(size % 256), KEY)
+    fast, strict = _both_ways(raw, monkeypatch)
+    assert isinstance(fast, CoseSign1) and fast == strict
+    # The recogniser takes every payload up to 64 KiB; longer ones go the strict way.
+    assert (envelope_module._common_shape(raw) is not None) == (size < 65536)
+
+
+def test_a_longer_than_needed_length_head_is_left_to_the_strict_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    protected, _, payload, sig = cbor2.loads(ENVELOPES[0]).value
+    assert 24 <= len(payload) < 256
+    head = b"\x59" + len(payload).to_bytes(2, "big")  # 2-byte length where 1 byte suffices
+    raw = (b"\xd2\x84\x58\x26" + protected + b"\xa0" + head + payload + b"\x58\x40" + sig)
+    assert cbor2.loads(raw).value[2] == payload
+    fast, strict = _both_ways(raw, monkeypatch)
+    assert fast == strict
+
+
+def test_every_single_byte_change_decodes_as_the_strict_path_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = ENVELOPES[1]
+    variants = [raw[:cut] for cut in range(len(raw))] + [raw + b"\x00"]
+    for position in range(len(raw)):
+        for value in {0x00, 0x18, 0x40, 0x58, 0x59, 0xA0, 0xFF, raw[position] ^ 0x01}:
+            variants.append(raw[:position] + bytes((value,)) + raw[position + 1:])
+    for variant in variants:
+        fast, strict = _both_ways(variant, monkeypatch)
+        assert fast == strict, variant.hex()

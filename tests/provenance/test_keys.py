@@ -8,10 +8,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provenance.errors import KeyFormatError, SignatureError
 from provenance.keyfile import KeyFileError, load_private_key, load_public_key, save_private_key
-from provenance.keys import PrivateKey, PublicKey
+from provenance.keys import PrivateKey, PublicKey, der_signature
 
 
 def test_kid_is_sha256_of_spki_der() -> None:
@@ -91,3 +94,23 @@ def test_a_key_of_an_unknown_algorithm_is_a_key_format_error() -> None:
     der[at + len(oid) - 1] ^= 0x04
     with pytest.raises(KeyFormatError):
         PublicKey.from_der(bytes(der))
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=64, max_size=64))
+def test_der_signature_equals_cryptographys_encoding(raw: bytes) -> None:
+    expected = encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                    int.from_bytes(raw[32:], "big"))
+    assert der_signature(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [
+    bytes(64),                                  # r = s = 0
+    b"\x80" + bytes(63),                        # top bit set: a zero byte goes in front
+    bytes(31) + b"\x01" + bytes(31) + b"\xff",  # one-byte integers
+    bytes(5) + b"\x7f" * 27 + b"\xff" * 32,
+])
+def test_der_signature_edge_cases(raw: bytes) -> None:
+    expected = encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                    int.from_bytes(raw[32:], "big"))
+    assert der_signature(raw) == expected
