@@ -32,7 +32,7 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
 
-from .registry import RegistrySnapshot, RegistrySource
+from .registry import DeviceKey, RegistrySnapshot, RegistrySource
 from .store import BlockRecord, LedgerStore, ReadingRecord
 from .verify import registry_for
 from .workers import RegistryShare, WorkerPool
@@ -43,58 +43,59 @@ __all__ = ["AuditReport", "Finding", "audit_envelopes", "run_audit"]
 _DEV, _SEQ, _BOOT, _TIME, _PREV, _KIND = 2, 3, 4, 5, 7, 8
 
 
-class Signed(NamedTuple):
-    """What an envelope signs, as far as the audit compares it."""
-
-    device_id: str
-    seq: int
-    boot: int
-    time_ms: int
-    kind: str
-    prev: bytes
-    revoked: bool
+# What a worker sends back for each envelope, as a plain tuple (a NamedTuple pickles about six
+# times slower): what it signs, (device_id, seq, boot, time_ms, kind, prev, revoked by then),
+# or why it failed, (check, detail).
+Result = tuple[Any, ...]
 
 
-class Broken(NamedTuple):
-    check: str
-    detail: str
+def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> list[Result]:
+    """Worker side: decode and verify each envelope; return the signed fields or the failure.
 
-
-def audit_envelopes(registry_source: RegistrySource,
-                    envelopes: list[bytes]) -> list[Signed | Broken]:
-    """Worker side: decode and verify each envelope; return the signed fields or the failure."""
+    Three passes over the batch (decode all, verify all, read all payloads) rather than one
+    pass doing all three per envelope: the verifications then run back to back with OpenSSL's
+    code and tables in the CPU caches, which measured 13 µs a reading cheaper than interleaving
+    them with the decoding.
+    """
     registry = registry_for(registry_source)
-    out: list[Signed | Broken] = []
-    for raw in envelopes:
+    out: list[Result] = [()] * len(envelopes)
+    decoded: list[tuple[int, DeviceKey, PublicKey, bytes, bytes, bytes]] = []
+    for index, raw in enumerate(envelopes):
         try:
             envelope = Envelope.decode(raw)
         except ProvenanceError as exc:
-            out.append(Broken("envelope", exc.diagnostics()))
+            out[index] = ("envelope", exc.diagnostics())
             continue
         kid, message = envelope.kid, envelope.message
         entry = registry.lookup(kid)
         if entry is None:
-            out.append(Broken("device key", f"key id {kid.hex()} is not enrolled"))
+            out[index] = ("device key", f"key id {kid.hex()} is not enrolled")
             continue
         key, public = entry
+        decoded.append((index, key, public, message.signature,
+                        to_be_signed(message.protected, message.payload), message.payload))
+    verified: list[tuple[int, DeviceKey, bytes]] = []
+    for index, key, public, signature, tbs, payload in decoded:
         try:
-            public.verify(message.signature, to_be_signed(message.protected, message.payload))
+            public.verify(signature, tbs)
         except ProvenanceError as exc:
-            out.append(Broken("device signature", exc.diagnostics()))
+            out[index] = ("device signature", exc.diagnostics())
             continue
+        verified.append((index, key, payload))
+    for index, key, payload in verified:
         try:
-            body = cbor2.loads(message.payload)
-            signed = Signed(body[_DEV], body[_SEQ], body[_BOOT], body[_TIME], body[_KIND],
-                            body[_PREV], key.revoked_at(body[_TIME]))
+            body = cbor2.loads(payload)
+            device_id, time_ms = body[_DEV], body[_TIME]
+            signed = (device_id, body[_SEQ], body[_BOOT], time_ms, body[_KIND], body[_PREV],
+                      key.revoked_at(time_ms))
         except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError) as exc:
-            out.append(Broken("payload", f"signed payload is not a reading: {exc}"))
+            out[index] = ("payload", f"signed payload is not a reading: {exc}")
             continue
-        if key.device_id != signed.device_id:
-            out.append(Broken("device key binding",
-                              f"key is enrolled for {key.device_id!r}, envelope signs "
-                              f"{signed.device_id!r}"))
+        if key.device_id != device_id:
+            out[index] = ("device key binding", f"key is enrolled for {key.device_id!r}, "
+                          f"envelope signs {device_id!r}")
             continue
-        out.append(signed)
+        out[index] = signed
     return out
 
 
@@ -195,7 +196,7 @@ class _Segment(NamedTuple):
     block: BlockRecord | None
     header: SignedBlock | None
     readings: Sequence[ReadingRecord]
-    results: asyncio.Future[list[Signed | Broken]]
+    results: asyncio.Future[list[Result]]
 
 
 class _Auditor:
@@ -274,31 +275,31 @@ class _Auditor:
                       f"{computed.hex()}, the signed root is "
                       f"{header.header.merkle_root.hex()}", block)
 
-    def check_readings(self, segment: _Segment, results: list[Signed | Broken]) -> None:
+    def check_readings(self, segment: _Segment, results: list[Result]) -> None:
         block, readings = segment.block, segment.readings
         first = block.first_reading_id if block else 0
         times: list[int] = []
         for r, res in zip(readings, results, strict=True):
             leaf = r.id - first if block else None
-            if isinstance(res, Broken):
-                self.fail(res.check, res.detail, block, r, leaf)
+            if len(res) == 2:
+                self.fail(res[0], res[1], block, r, leaf)
                 continue
-            times.append(res.time_ms)
-            if res.revoked:
+            device_id, seq, _, time_ms, _, prev, revoked = res
+            times.append(time_ms)
+            if revoked:
                 self.revoked += 1
             columns = (r.device_id, r.seq, r.boot, r.time_ms, r.kind)
-            signed = (res.device_id, res.seq, res.boot, res.time_ms, res.kind)
-            if columns != signed:
-                self.fail("stored columns", f"row says {columns}, the envelope signs {signed}",
+            if columns != res[:5]:
+                self.fail("stored columns", f"row says {columns}, the envelope signs {res[:5]}",
                           block, r, leaf)
                 continue
             digest = hashlib.sha256(r.envelope).digest()
-            last = self.chain.get(r.device_id)
-            if last is not None and r.seq == last[0] + 1 and res.prev != last[1]:
-                self.fail("device chain", f"prev {res.prev.hex()} is not the hash of seq "
+            last = self.chain.get(device_id)
+            if last is not None and seq == last[0] + 1 and prev != last[1]:
+                self.fail("device chain", f"prev {prev.hex()} is not the hash of seq "
                           f"{last[0]} ({last[1].hex()})", block, r, leaf)
-            if last is None or r.seq > last[0]:
-                self.chain[r.device_id] = (r.seq, digest)
+            if last is None or seq > last[0]:
+                self.chain[device_id] = (seq, digest)
         if block is not None and segment.header is not None and times:
             h = segment.header.header
             if (h.first_time_ms, h.last_time_ms) != (min(times), max(times)):

@@ -1,0 +1,54 @@
+"""The audit's worker function: every outcome, in order, from one mixed batch."""
+
+from __future__ import annotations
+
+import cbor2
+
+from collector.audit import audit_envelopes
+from collector.registry import DeviceKey, RegistrySnapshot
+from provenance.envelope import Envelope, sign
+from provenance.keys import PrivateKey
+from provenance.reading import GENESIS_PREV
+from tests.support.collector import Device, now_ms
+
+
+def test_one_batch_gives_each_envelope_its_own_outcome_in_order() -> None:
+    good, other, stranger, revoked = Device("a-01"), Device("a-02"), Device("a-03"), Device("a-04")
+    t = now_ms()
+    first = good.next(time_ms=t - 5)
+    second = good.next(time_ms=t - 4)
+    forged = bytearray(good.next(time_ms=t - 3))
+    forged[-1] ^= 0x01  # last byte of the signature
+    unenrolled = stranger.next()
+    not_a_reading = sign(cbor2.dumps({"hello": "world"}), good.key)
+    # a-02's key, enrolled for a-02, signing a reading that claims to be a-01's
+    impostor = sign(cbor2.dumps(cbor2.loads(Envelope.decode(first).payload)), other.key)
+    late = revoked.next(time_ms=t)
+    snapshot = RegistrySnapshot.of(7, [
+        DeviceKey(good.key.kid, "a-01", good.key.public.der, 0),
+        DeviceKey(other.key.kid, "a-02", other.key.public.der, 0),
+        DeviceKey(revoked.key.kid, "a-04", revoked.key.public.der, 0, revoked_ms=t - 1),
+    ])
+    batch = [first, b"\x00not cbor", second, bytes(forged), unenrolled, not_a_reading,
+             impostor, late]
+
+    out = audit_envelopes(snapshot, batch)
+
+    assert len(out) == len(batch)
+    assert out[0] == ("a-01", 0, 1, t - 5, "water", GENESIS_PREV, False)
+    assert out[2] == ("a-01", 1, 1, t - 4, "water", Envelope.decode(first).hash, False)
+    assert [o[0] for o in out if len(o) == 2] == [
+        "envelope", "device signature", "device key", "payload", "device key binding"]
+    assert out[4][1] == f"key id {stranger.key.kid.hex()} is not enrolled"
+    assert "enrolled for 'a-02', envelope signs 'a-01'" in out[6][1]
+    assert out[7][0] == "a-04" and out[7][6] is True  # signed after its key's revocation
+
+
+def test_an_empty_batch() -> None:
+    assert audit_envelopes(RegistrySnapshot.of(1, []), []) == []
+
+
+def test_a_key_of_the_right_shape_but_never_enrolled_is_not_trusted() -> None:
+    key = PrivateKey.generate()
+    out = audit_envelopes(RegistrySnapshot.of(1, []), [Device("z-01", key=key).next()])
+    assert out == [("device key", f"key id {key.kid.hex()} is not enrolled")]
