@@ -54,6 +54,8 @@ __all__ = ["Row", "Spool", "SpoolCounters", "SpoolReport", "read_report"]
 SCHEMA_VERSION = 1
 #: How long acknowledged rows wait to be deleted together.
 ACK_FLUSH_S = 0.05
+#: Batches up to this many readings are signed on the event loop, larger ones in a thread.
+SIGN_ON_LOOP = 8
 MAX_BOOT = 2**32 - 1
 
 _SCHEMA = """
@@ -266,10 +268,15 @@ class Spool:
                         "SELECT pos, seq, relayed FROM spool WHERE is_gap = 0 "
                         "ORDER BY pos LIMIT ?", (min(need, depth),))
                     victims.extend(_Candidate(seq, bool(rel), pos=pos) for pos, seq, rel in rows)
-                # Signing is CPU work (~50 µs a reading): done in a worker thread so that the
-                # publisher keeps its share of the event loop while a large batch is signed.
-                batch, head, gap, depth = await asyncio.to_thread(
-                    self._plan, items, signer, victims, head, gap, depth)
+                # Signing is CPU work (~50 µs a reading): a large batch is signed in a worker
+                # thread so that the publisher keeps its share of the event loop; a few
+                # readings cost less than the hand-off to a thread and back.
+                if len(items) <= SIGN_ON_LOOP:
+                    planned = self._plan(items, signer, victims, head, gap, depth)
+                else:
+                    planned = await asyncio.to_thread(
+                        self._plan, items, signer, victims, head, gap, depth)
+                batch, head, gap, depth = planned
                 await self._write_batch(batch, head, gap)
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:

@@ -10,6 +10,7 @@ commands the device needs (keep-alives) are sent from ``on_tick``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from .serial_link import SerialLink
@@ -38,11 +39,18 @@ class StreamReader:
     def _run(self) -> None:
         stats = self._link.stats
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 chunk = self._link.read(self._tick_s)
                 if chunk:
                     self._on_bytes(chunk)
                 self._on_tick()
+                if chunk:
+                    # A streaming device sends a few bytes at a time; reading each burst as
+                    # it lands wakes this thread for every packet (60+ times a second for an
+                    # oximeter). Reading at most once a tick lets them gather in the port's
+                    # buffer, which holds seconds of such a stream, for a third of the CPU.
+                    self._stop.wait(self._tick_s - (time.monotonic() - started))
             except Exception as exc:  # the thread must outlive any decoding surprise
                 stats.other_errors += 1
                 stats.last_error = f"stream reader: {type(exc).__name__}: {exc}"
