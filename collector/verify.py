@@ -13,7 +13,8 @@ because they cross a process boundary.
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, ParamSpec, TypeVar
 
 from provenance.envelope import Envelope, to_be_signed
 from provenance.errors import (
@@ -22,11 +23,12 @@ from provenance.errors import (
     SignatureError,
     UnsupportedAlgorithmError,
 )
+from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256
 from provenance.reading import check_device_id
 
 from .reasons import Reason
-from .registry import Registry, RegistryFile, RegistrySource
+from .registry import DeviceKey, Registry, RegistryFile, RegistrySource
 
 __all__ = [
     "Rejected",
@@ -40,6 +42,8 @@ TOPIC_PREFIX = "sensorledger/v1/"
 TOPIC_SUFFIX = "/reading"
 _DECODE_CODES = frozenset({Reason.NOT_CBOR, Reason.NOT_COSE, Reason.BAD_KID})
 _PAYLOAD_CODES = frozenset({Reason.BAD_VERSION, Reason.NOT_DETERMINISTIC})
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Verified(NamedTuple):
@@ -80,10 +84,18 @@ def topic_device(topic: str) -> str | None:
         return None
 
 
-def verify_message(
-    registry: Registry, topic: str, payload: bytes, received_ms: int, max_future_ms: int
-) -> Outcome:
-    """Run the stateless checks in :data:`collector.reasons.REASONS` order."""
+class _Opened(NamedTuple):
+    """A message whose envelope decoded and whose key is enrolled: ready for the signature."""
+
+    device: str
+    payload: bytes
+    envelope: Envelope
+    key: DeviceKey
+    public: PublicKey
+
+
+def _open(registry: Registry, topic: str, payload: bytes) -> _Opened | Rejected:
+    """Topic, envelope and key lookup: everything before the signature."""
     device = topic_device(topic)
     if device is None:
         return Rejected(Reason.BAD_TOPIC,
@@ -101,16 +113,23 @@ def verify_message(
     entry = registry.lookup(envelope.kid)
     if entry is None:
         return Rejected(Reason.UNKNOWN_KEY, f"key id {envelope.kid.hex()} is not enrolled")
-    key, public = entry
-    message = envelope.message
+    return _Opened(device, payload, envelope, *entry)
+
+
+def _check_signature(opened: _Opened) -> Rejected | None:
+    # Envelope.verify() minus what decode and the lookup by kid already established (alg is
+    # ES256, kid names this key).
+    message = opened.envelope.message
     try:
-        # Envelope.verify() minus what decode and the lookup by kid already established
-        # (alg is ES256, kid names this key); the Sig_structure is built without the generic
-        # deterministic encoder, which is most of the cost besides ECDSA itself.
-        public.verify(message.signature, to_be_signed(message.protected, message.payload))
+        opened.public.verify(message.signature, to_be_signed(message.protected, message.payload))
     except SignatureError as exc:
         return Rejected(Reason.BAD_SIGNATURE, exc.diagnostics())
+    return None
 
+
+def _check_reading(opened: _Opened, received_ms: int, max_future_ms: int) -> Outcome:
+    """The signed payload, and the checks that need what it says."""
+    device, payload, envelope, key = opened.device, opened.payload, opened.envelope, opened.key
     try:
         reading = envelope.reading()
     except ProvenanceError as exc:
@@ -151,6 +170,16 @@ def verify_message(
     )
 
 
+def verify_message(
+    registry: Registry, topic: str, payload: bytes, received_ms: int, max_future_ms: int
+) -> Outcome:
+    """Run the stateless checks in :data:`collector.reasons.REASONS` order."""
+    opened = _open(registry, topic, payload)
+    if isinstance(opened, Rejected):
+        return opened
+    return _check_signature(opened) or _check_reading(opened, received_ms, max_future_ms)
+
+
 # A verification process keeps the registry it last built; snapshots carry a version so a
 # process rebuilds it (parsing every public key) only when the registry changed.
 _registry: Registry | None = None
@@ -167,14 +196,42 @@ def registry_for(source: RegistrySource) -> Registry:
 def verify_batch(
     registry_source: RegistrySource, items: list[tuple[str, bytes, int]], max_future_ms: int
 ) -> list[Outcome]:
-    """Verify ``(topic, payload, received_ms)`` items; one outcome per item, in order."""
+    """Verify ``(topic, payload, received_ms)`` items; one outcome per item, in order.
+
+    The same checks as :func:`verify_message`, in three passes over the batch (open every
+    envelope, check every signature, read every payload): the signatures then run back to back
+    with OpenSSL's code and tables in the CPU caches, which costs measurably less than
+    interleaving them with the decoding.
+    """
     registry = registry_for(registry_source)
-    out: list[Outcome] = []
-    for topic, payload, received_ms in items:
-        try:
-            out.append(verify_message(registry, topic, payload, received_ms, max_future_ms))
-        except Exception as exc:
-            # One message must never fail its whole batch (and stop the collector on every
-            # re-delivery): it is quarantined with what went wrong, for investigation.
-            out.append(Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}"))
+    out: list[Outcome] = [_UNSET] * len(items)
+    opened: list[tuple[int, _Opened]] = []
+    for index, (topic, payload, _) in enumerate(items):
+        step = _guarded(_open, registry, topic, payload)
+        if isinstance(step, Rejected):
+            out[index] = step
+        else:
+            opened.append((index, step))
+    signed: list[tuple[int, _Opened]] = []
+    for index, step in opened:
+        failed = _guarded(_check_signature, step)
+        if failed is None:
+            signed.append((index, step))
+        else:
+            out[index] = failed
+    for index, step in signed:
+        out[index] = _guarded(_check_reading, step, items[index][2], max_future_ms)
     return out
+
+
+_UNSET = Rejected(Reason.UNVERIFIABLE, "not verified")
+
+
+def _guarded(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Rejected:
+    """``check(*args)``, with any exception turned into a quarantine: one message must never
+    fail its whole batch (and stop the collector on every re-delivery); it is kept, with what
+    went wrong, for investigation."""
+    try:
+        return check(*args, **kwargs)
+    except Exception as exc:
+        return Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}")

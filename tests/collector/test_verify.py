@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from collector.registry import DeviceKey, Registry, RegistrySnapshot, parse_enro
 from collector.verify import (
     Rejected,
     Verified,
+    registry_for,
     topic_device,
     verify_batch,
     verify_message,
@@ -136,24 +138,61 @@ def test_enrolment_refuses_a_key_id_that_does_not_match() -> None:
         parse_enrolment_text(key.to_pem() + other.to_pem())
 
 
+@pytest.mark.parametrize("step", ["_open", "_check_signature", "_check_reading"])
 def test_a_verifier_failure_quarantines_one_message_not_the_batch(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     import collector.verify as verify_module
 
     d = Device("v-08")
-    good, poison = d.next(), d.next()
-    real = verify_module.verify_message
+    good, poison, after = d.next(), d.next(), d.next()
+    real = getattr(verify_module, step)
 
-    def flaky(registry: Registry, topic: str, payload: bytes, received_ms: int,
-              max_future_ms: int) -> object:
-        if payload == poison:
+    def flaky(*args: Any) -> object:
+        if poison in (arg if isinstance(arg, bytes) else getattr(arg, "payload", None)
+                      for arg in args):
             raise RecursionError("deeply nested")
-        return real(registry, topic, payload, received_ms, max_future_ms)
+        return real(*args)
 
-    monkeypatch.setattr(verify_module, "verify_message", flaky)
-    snapshot = RegistrySnapshot.of(20, [DeviceKey(d.key.kid, "v-08", d.key.public.der, 0)])
-    out = verify_batch(snapshot, [(d.topic, good, now_ms()), (d.topic, poison, now_ms())],
+    monkeypatch.setattr(verify_module, step, flaky)
+    # Workers cache the registry by version: a fresh key needs a version of its own.
+    version = {"_open": 20, "_check_signature": 22, "_check_reading": 23}[step]
+    snapshot = RegistrySnapshot.of(version, [DeviceKey(d.key.kid, "v-08", d.key.public.der, 0)])
+    out = verify_batch(snapshot, [(d.topic, m, now_ms()) for m in (good, poison, after)],
                        60_000)
-    assert isinstance(out[0], Verified)
+    assert isinstance(out[0], Verified) and isinstance(out[2], Verified)
     assert isinstance(out[1], Rejected) and out[1].reason == "unverifiable"
     assert "RecursionError" in out[1].detail
+
+
+def test_a_batch_gives_what_one_message_at_a_time_gives() -> None:
+    """Every stateless outcome, mixed in one batch, in order."""
+    from provenance.envelope import sign
+
+    good, other, revoked, stranger = Device("v-10"), Device("v-11"), Device("v-12"), Device("x")
+    t = now_ms()
+    forged = bytearray(good.next())
+    forged[-2] ^= 0x10
+    items = [
+        (good.topic, good.next(), t),
+        ("sensorledger/v1/bad topic/reading", good.next(), t),
+        (good.topic, b"\xff\x00", t),
+        (good.topic, bytes(forged), t),
+        (stranger.topic, stranger.next(), t),
+        (good.topic, sign(b"\xa1\x01\x02", good.key), t),           # signed, not a reading
+        (other.topic, good.next(), t),                                # topic names another device
+        (good.topic, other.next(device_id="v-10"), t),                # key enrolled for v-11
+        (revoked.topic, revoked.next(time_ms=t), t),
+        (good.topic, good.next(time_ms=t + 120_000), t),              # from the future
+        (good.topic, good.next(), t),
+    ]
+    snapshot = RegistrySnapshot.of(21, [
+        DeviceKey(good.key.kid, "v-10", good.key.public.der, 0),
+        DeviceKey(other.key.kid, "v-11", other.key.public.der, 0),
+        DeviceKey(revoked.key.kid, "v-12", revoked.key.public.der, 0, revoked_ms=t - 1),
+    ])
+    one_by_one = [verify_message(registry_for(snapshot), topic, payload, received, 60_000)
+                  for topic, payload, received in items]
+    assert verify_batch(snapshot, items, 60_000) == one_by_one
+    assert [o.reason if isinstance(o, Rejected) else "ok" for o in one_by_one] == [
+        "ok", "bad_topic", "not_cbor", "bad_signature", "unknown_key", "bad_payload",
+        "topic_mismatch", "device_key_mismatch", "revoked_key", "clock_skew", "ok"]
