@@ -1,7 +1,7 @@
 """Where the CPU goes: the collector's per-reading work timed on one core, and a process's
 memory split by mapping. These explain the headline figures; they are not targets.
 
-The per-reading timings call the collector's own worker functions (``verify_message`` for
+The per-reading timings call the collector's own worker functions (``verify_batch`` for
 ingest, ``audit_envelopes`` for audit) in this process on the backlog's envelopes, so they show
 the cost of one reading's stateless work with no pipeline, IPC or contention around it. They
 use internal functions: if those change shape, the diagnostic is left out (with a note), and the
@@ -37,37 +37,24 @@ def _registry_parts(backlog: Backlog) -> tuple[Registry, RegistrySnapshot]:
 
 
 def verify_message_us_per_reading(backlog: Backlog, sample: int) -> float | None:
-    """Median-of-3 µs per reading of the ingest worker's stateless checks, on one core."""
+    """Median-of-3 µs per reading of the ingest worker's stateless checks, on one core, in
+    batches of the collector's default size (``verify_batch``, as a worker runs them)."""
     try:
-        from collector.verify import verify_message
-
-        registry, _ = _registry_parts(backlog)
-        items = [(topic_for(backlog.devices[i].device_id), raw)
-                 for i, raw in backlog.envelopes[:sample]]
-        now_ms = time.time_ns() // 1_000_000
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            for topic, raw in items:
-                verify_message(registry, topic, raw, now_ms, 300_000)
-            runs.append((time.perf_counter() - start) / len(items) * 1e6)
-        return sorted(runs)[1]
-    except (ImportError, TypeError, AttributeError):
-        return None
-
-
-def audit_us_per_reading(backlog: Backlog, sample: int) -> float | None:
-    """Median-of-3 µs per reading of the audit worker's decode + verify, on one core."""
-    try:
-        from collector.audit import audit_envelopes
+        from collector.config import IngestConfig
+        from collector.verify import verify_batch
 
         _, snapshot = _registry_parts(backlog)
-        envelopes = [raw for _, raw in backlog.envelopes[:sample]]
+        now_ms = time.time_ns() // 1_000_000
+        items = [(topic_for(backlog.devices[i].device_id), raw, now_ms)
+                 for i, raw in backlog.envelopes[:sample]]
+        size = IngestConfig().verify_batch
+        batches = [items[i:i + size] for i in range(0, len(items), size)]
         runs = []
         for _ in range(3):
             start = time.perf_counter()
-            audit_envelopes(snapshot, envelopes)
-            runs.append((time.perf_counter() - start) / len(envelopes) * 1e6)
+            for batch in batches:
+                verify_batch(snapshot, batch, 300_000)
+            runs.append((time.perf_counter() - start) / len(items) * 1e6)
         return sorted(runs)[1]
     except (ImportError, TypeError, AttributeError):
         return None
