@@ -29,6 +29,7 @@ from .results import BenchResult, Target
 __all__ = ["latencies_ms", "run_live"]
 
 TARGET_P99_S = 2.0
+ACHIEVED_SHARE = 0.98  # of the offered rate, for the run to show that load
 _GENERATORS = 2
 _CLIENT_ID = "bench-live-collector"
 _PERCENTILES = (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
@@ -86,7 +87,9 @@ def run_live(ctx: RunContext) -> BenchResult:
         raise RuntimeError(f"{len(lat)} of {sent} readings sealed, {t.quarantined} quarantined")
     span = max(r.last_s for r in reports) - min(r.first_s for r in reports)
     result.add("all_sealed", "readings sealed", len(lat), "")
-    result.add("offered_per_s", "offered rate achieved", sent / span if span else 0.0, "/s")
+    # The latency target holds only at the offered load: generators that fall behind offer less.
+    result.add("offered_per_s", "offered rate achieved", sent / span if span else 0.0, "/s",
+               Target(">=", ACHIEVED_SHARE * sizes.live_rate))
     result.add("p50_s", "latency sign → sealed block, p50", _pct(lat, 50) / 1000, "s")
     result.add("p99_s", "latency sign → sealed block, p99", _pct(lat, 99) / 1000, "s",
                Target("<=", TARGET_P99_S))
