@@ -88,8 +88,8 @@ def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> 
             device_id, time_ms = body[_DEV], body[_TIME]
             signed = (device_id, body[_SEQ], body[_BOOT], time_ms, body[_KIND], body[_PREV],
                       key.revoked_at(time_ms))
-        except (cbor2.CBORDecodeError, KeyError, TypeError, ValueError) as exc:
-            out[index] = ("payload", f"signed payload is not a reading: {exc}")
+        except (cbor2.CBORDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            out[index] = ("payload", f"signed payload is not a reading: {exc!r}")
             continue
         if key.device_id != device_id:
             out[index] = ("device key binding", f"key is enrolled for {key.device_id!r}, "

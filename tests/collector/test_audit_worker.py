@@ -29,8 +29,9 @@ def test_one_batch_gives_each_envelope_its_own_outcome_in_order() -> None:
         DeviceKey(other.key.kid, "a-02", other.key.public.der, 0),
         DeviceKey(revoked.key.kid, "a-04", revoked.key.public.der, 0, revoked_ms=t - 1),
     ])
+    short_list = sign(cbor2.dumps([1, 2]), good.key)  # indexable, but not a reading
     batch = [first, b"\x00not cbor", second, bytes(forged), unenrolled, not_a_reading,
-             impostor, late]
+             impostor, late, short_list]
 
     out = audit_envelopes(snapshot, batch)
 
@@ -38,7 +39,8 @@ def test_one_batch_gives_each_envelope_its_own_outcome_in_order() -> None:
     assert out[0] == ("a-01", 0, 1, t - 5, "water", GENESIS_PREV, False)
     assert out[2] == ("a-01", 1, 1, t - 4, "water", Envelope.decode(first).hash, False)
     assert [o[0] for o in out if len(o) == 2] == [
-        "envelope", "device signature", "device key", "payload", "device key binding"]
+        "envelope", "device signature", "device key", "payload", "device key binding",
+        "payload"]
     assert out[4][1] == f"key id {stranger.key.kid.hex()} is not enrolled"
     assert "enrolled for 'a-02', envelope signs 'a-01'" in out[6][1]
     assert out[7][0] == "a-04" and out[7][6] is True  # signed after its key's revocation
