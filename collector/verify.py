@@ -193,6 +193,10 @@ def registry_for(source: RegistrySource) -> Registry:
     return _registry
 
 
+# Placeholder for a batch's outcomes; every slot is overwritten before verify_batch returns.
+_UNSET = Rejected(Reason.UNVERIFIABLE, "not verified")
+
+
 def verify_batch(
     registry_source: RegistrySource, items: list[tuple[str, bytes, int]], max_future_ms: int
 ) -> list[Outcome]:
@@ -223,8 +227,6 @@ def verify_batch(
         out[index] = _guarded(_check_reading, step, items[index][2], max_future_ms)
     return out
 
-
-_UNSET = Rejected(Reason.UNVERIFIABLE, "not verified")
 
 
 def _guarded(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Rejected:

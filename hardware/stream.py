@@ -49,7 +49,7 @@ class StreamReader:
                     # A streaming device sends a few bytes at a time; reading each burst as
                     # it lands wakes this thread for every packet (60+ times a second for an
                     # oximeter). Reading at most once a tick lets them gather in the port's
-                    # buffer, which holds seconds of such a stream, for a third of the CPU.
+                    # buffer, which holds seconds of such a stream (docs/drivers.md).
                     self._stop.wait(self._tick_s - (time.monotonic() - started))
             except Exception as exc:  # the thread must outlive any decoding surprise
                 stats.other_errors += 1
