@@ -194,3 +194,7 @@ def main() -> None:
         cli(standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C outside `run`
         sys.exit(EXIT_RUNTIME)
+
+
+if __name__ == "__main__":
+    main()
