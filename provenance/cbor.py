@@ -9,6 +9,8 @@ text keys (< 24 bytes) for event maps. ``check_text_key`` enforces that for even
 
 from __future__ import annotations
 
+import io
+import threading
 from typing import Any
 
 import cbor2
@@ -21,6 +23,21 @@ __all__ = ["DECODE_ERRORS", "decode", "encode", "is_deterministic"]
 def encode(value: Any) -> bytes:
     """Encode ``value`` deterministically: sorted keys, shortest numbers, definite lengths."""
     return cbor2.dumps(value, canonical=True)
+
+
+def _canonical_encoder() -> cbor2.CBOREncoder:
+    return cbor2.CBOREncoder(io.BytesIO(), canonical=True)
+
+
+class _Encoders(threading.local):
+    """One canonical encoder per thread. Building a ``CBOREncoder`` costs about as much as
+    encoding a whole reading, and every payload a verifier accepts is re-encoded once."""
+
+    def __init__(self) -> None:
+        self.encoder = _canonical_encoder()
+
+
+_encoders = _Encoders()
 
 
 #: What cbor2 raises for bytes that are not CBOR.
@@ -40,16 +57,19 @@ def decode(data: bytes, *, what: str) -> Any:
 
 def is_deterministic(data: bytes, value: Any) -> bool:
     """True when ``data`` is the deterministic encoding of ``value``."""
+    encoder = _encoders.encoder
+    encoder.fp = out = io.BytesIO()
     try:
-        return encode(value) == data
+        encoder.encode(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError):
+        # A failed encode can leave the encoder mid-container; the next call gets a new one.
+        _encoders.encoder = _canonical_encoder()
         return False
+    return out.getvalue() == data
 
 
 def _loads_one(data: bytes) -> tuple[Any, int]:
     # cbor2.loads ignores trailing data; the decoder tells us how far it read.
-    import io
-
     buf = io.BytesIO(data)
     value = cbor2.CBORDecoder(buf).decode()
     return value, len(data) - buf.tell()

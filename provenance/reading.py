@@ -163,9 +163,9 @@ class Reading:
         records = body[K_MEASUREMENTS]
         if not isinstance(records, list):
             raise MalformedError("measurements must be a CBOR array", code="bad_payload")
-        gap_raw = body.get(K_GAP)
         gap = None
-        if gap_raw is not None:
+        if K_GAP in body:  # present means a range: null is not "absent"
+            gap_raw = body[K_GAP]
             if not (isinstance(gap_raw, list) and len(gap_raw) == 2):
                 raise MalformedError("gap must be [first, last]", code="bad_payload")
             try:
@@ -175,7 +175,7 @@ class Reading:
             except MalformedError as exc:
                 raise MalformedError(str(exc), code="bad_payload") from None
         event = body.get(K_EVENT)
-        if event is not None and not isinstance(event, dict):
+        if K_EVENT in body and not isinstance(event, dict):
             raise MalformedError("event must be a CBOR map", code="bad_payload")
         try:
             reading = cls(

@@ -33,6 +33,10 @@ JSON_LABELS: Mapping[int, str] = {v: k for k, v in CBOR_LABELS.items()}
 
 _N, _U, _V, _VS, _VB, _T = 0, 1, 2, 3, 4, 6
 _MAX_TEXT = 64
+_RECORD_LABELS = frozenset({_N, _U, _V, _VS, _VB, _T})
+# Tuples, not ``int | float``: isinstance is several times faster with a tuple.
+_NUMBER_TYPES = (int, float)
+_VALUE_TYPES = (bool, int, float, str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +49,21 @@ class Measurement:
     time_offset: float | int | None = None
 
     def __post_init__(self) -> None:
-        _check_text(self.name, "measurement name", allow_empty=False)
+        _check_text(self.name, "measurement name")
         if self.unit is not None:
-            _check_text(self.unit, f"unit of {self.name!r}", allow_empty=False)
-        if isinstance(self.value, float) and not math.isfinite(self.value):
-            raise MalformedError(f"measurement {self.name!r} is not finite: {self.value}")
-        if not isinstance(self.value, bool | int | float | str):
+            _check_text(self.unit, f"unit of {self.name!r}")
+        value = self.value
+        if not isinstance(value, _VALUE_TYPES):
             raise MalformedError(
-                f"measurement {self.name!r} has unsupported value type {type(self.value).__name__}"
+                f"measurement {self.name!r} has unsupported value type {type(value).__name__}"
             )
-        if self.time_offset is not None and (
-            isinstance(self.time_offset, bool)
-            or not isinstance(self.time_offset, int | float)
-            or not math.isfinite(self.time_offset)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MalformedError(f"measurement {self.name!r} is not finite: {value}")
+        offset = self.time_offset
+        if offset is not None and (
+            isinstance(offset, bool)
+            or not isinstance(offset, _NUMBER_TYPES)
+            or not math.isfinite(offset)
         ):
             raise MalformedError(f"time offset of {self.name!r} must be a finite number")
 
@@ -79,27 +85,35 @@ class Measurement:
     def from_cbor_record(cls, rec: object) -> Measurement:
         if not isinstance(rec, dict):
             raise MalformedError("a SenML record must be a CBOR map")
-        extra = set(rec) - {_N, _U, _V, _VS, _VB, _T}
-        if extra:
+        if not _RECORD_LABELS.issuperset(rec):
+            extra = set(rec) - _RECORD_LABELS
             raise MalformedError(f"SenML record has labels outside the reading subset: {extra}")
-        values = [label for label in (_V, _VS, _VB) if label in rec]
-        if len(values) != 1:
+        if (_V in rec) + (_VS in rec) + (_VB in rec) != 1:
             raise MalformedError("a SenML record must carry exactly one of v, vs, vb")
-        label = values[0]
-        value = rec[label]
-        if not (
-            (label == _V and isinstance(value, int | float) and not isinstance(value, bool))
-            or (label == _VS and isinstance(value, str))
-            or (label == _VB and isinstance(value, bool))
-        ):
-            raise MalformedError(f"SenML {JSON_LABELS[label]} has the wrong type")
+        if _V in rec:
+            value = rec[_V]
+            if not isinstance(value, _NUMBER_TYPES) or isinstance(value, bool):
+                raise MalformedError("SenML v has the wrong type")
+        elif _VS in rec:
+            value = rec[_VS]
+            if not isinstance(value, str):
+                raise MalformedError("SenML vs has the wrong type")
+        else:
+            value = rec[_VB]
+            if not isinstance(value, bool):
+                raise MalformedError("SenML vb has the wrong type")
         name = rec.get(_N)
         if not isinstance(name, str):
             raise MalformedError("a SenML record must have a text name (label 0)")
+        # A label that is present carries a value: null is not "absent" (it would not survive
+        # re-encoding from the Measurement, which omits what is None).
         unit = rec.get(_U)
-        if unit is not None and not isinstance(unit, str):
+        if _U in rec and not isinstance(unit, str):
             raise MalformedError("SenML unit (label 1) must be text")
-        return cls(name=name, value=value, unit=unit, time_offset=rec.get(_T))
+        offset = rec.get(_T)
+        if _T in rec and offset is None:
+            raise MalformedError("SenML time (label 6) must be a number")
+        return cls(name, value, unit, offset)
 
 
 def decode_pack(pack: object) -> list[dict[str, Any]]:
@@ -122,10 +136,8 @@ def decode_pack(pack: object) -> list[dict[str, Any]]:
     return out
 
 
-def _check_text(text: object, what: str, *, allow_empty: bool) -> None:
+def _check_text(text: object, what: str) -> None:
     if not isinstance(text, str):
         raise MalformedError(f"{what} must be text")
-    if not allow_empty and not text:
-        raise MalformedError(f"{what} must not be empty")
-    if len(text) > _MAX_TEXT:
-        raise MalformedError(f"{what} is longer than {_MAX_TEXT} characters")
+    if not 0 < len(text) <= _MAX_TEXT:
+        raise MalformedError(f"{what} must be 1-{_MAX_TEXT} characters, not {len(text)}")

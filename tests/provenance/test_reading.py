@@ -100,6 +100,11 @@ _DROP = object()
         (_payload_with(k10=[1]), "bad_payload"),
         (_payload_with(k11=[1]), "bad_payload"),
         (_payload_with(k8="gap", k11=[5, 3]), "bad_payload"),  # reversed gap range
+        # an optional key that is present must carry its value; null is not "absent"
+        (_payload_with(k10=None), "bad_payload"),
+        (_payload_with(k11=None), "bad_payload"),
+        (_payload_with(k9=[{0: "x", 2: 1, 1: None}]), "bad_payload"),
+        (_payload_with(k9=[{0: "x", 2: 1, 6: None}]), "bad_payload"),
         (reading(1).to_payload() + b"\x00", "not_cbor"),
         # the same map, but keys in non-deterministic order
         (bytes.fromhex("a2") + cbor2.dumps(2) + cbor2.dumps("x") + cbor2.dumps(1) + cbor2.dumps(1),

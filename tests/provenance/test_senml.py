@@ -81,3 +81,69 @@ def test_bad_records_are_refused(record: object) -> None:
 def test_non_finite_values_are_refused() -> None:
     with pytest.raises(MalformedError):
         Measurement(name="x", value=math.nan)
+
+
+def _valid_text(text: object) -> bool:
+    return isinstance(text, str) and 1 <= len(text) <= 64
+
+
+def _record_is_valid(rec: dict[object, object]) -> bool:
+    """The reading subset of RFC 8428, written out as plainly as possible."""
+    if not set(rec) <= {0, 1, 2, 3, 4, 6}:
+        return False
+    present = [label for label in (2, 3, 4) if label in rec]
+    if len(present) != 1:
+        return False
+    value = rec[present[0]]
+    typed = {2: _finite_number(value), 3: type(value) is str, 4: type(value) is bool}
+    return (typed[present[0]] and _valid_text(rec.get(0))
+            and (1 not in rec or _valid_text(rec[1]))
+            and (6 not in rec or _finite_number(rec[6])))
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and type(value) is not bool and math.isfinite(value)
+
+
+names = st.sampled_from(["n", "x" * 64]) | st.text(min_size=1, max_size=64)
+values_by_label = {2: st.integers(-(2**64), 2**64) | st.floats(allow_nan=False,
+                                                                allow_infinity=False),
+                   3: st.text(max_size=8), 4: st.booleans()}
+# Each of these breaks some label's rule and suits another's.
+edges = st.sampled_from(["", "x" * 65, "t", None, True, b"", math.nan, math.inf, 1.5, 7])
+junk = edges | st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(),
+                         st.text(max_size=3), st.binary(max_size=4))
+FAULTS = ("none", "drop", "replace", "extra")
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[object, object]:
+    """A valid record, then at most one fault: a label dropped, a value replaced by junk, or
+    a label added (unknown, or a second value)."""
+    label = draw(st.sampled_from([2, 3, 4]))
+    rec: dict[object, object] = {0: draw(names), label: draw(values_by_label[label])}
+    if draw(st.booleans()):
+        rec[1] = draw(names)
+    if draw(st.booleans()):
+        rec[6] = draw(values_by_label[2])
+    fault = draw(st.sampled_from(FAULTS))
+    if fault == "drop":
+        del rec[draw(st.sampled_from(sorted(rec, key=repr)))]
+    elif fault == "replace":
+        rec[draw(st.sampled_from(sorted(rec, key=repr)))] = draw(junk)
+    elif fault == "extra":
+        rec[draw(st.sampled_from([2, 3, 4, 5, 7, 9, -2]))] = draw(junk)
+    return rec
+
+
+@given(records() | st.dictionaries(st.integers(-3, 10), junk, max_size=5))
+def test_records_are_accepted_exactly_by_the_written_rules(rec: dict[object, object]) -> None:
+    """Measurement.from_cbor_record's fast checks agree with the rules stated in full."""
+    if not _record_is_valid(rec):
+        with pytest.raises(MalformedError):
+            Measurement.from_cbor_record(rec)
+        return
+    m = Measurement.from_cbor_record(rec)
+    value_label = next(label for label in (2, 3, 4) if label in rec)
+    assert (m.name, m.unit, m.time_offset) == (rec[0], rec.get(1), rec.get(6))
+    assert m.value is rec[value_label] or m.value == rec[value_label]
