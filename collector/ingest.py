@@ -189,6 +189,7 @@ class MqttIngest:
         self.receiving_stopped = threading.Event()
         self.received = 0
         self._packets = 0
+        self.rounds = 0  # of select/read/write; the thread must sleep, not spin, when idle
         self.acked = 0
         self.stale_acks = 0
         self.connects = 0
@@ -272,6 +273,7 @@ class MqttIngest:
                 backoff = min(backoff * 2, 30.0)
                 continue
             rc = self._step(client)
+            self.rounds += 1
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(rc)
                 continue
@@ -297,14 +299,16 @@ class MqttIngest:
         sock = client.socket()
         if sock is None:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
-        # TLS and our read buffer may hold bytes that select() cannot see.
-        pending = getattr(sock, "pending", None)
-        buffered = bool(client.buffered) or (bool(pending()) if callable(pending) else False)
-        # Short timeout while acks may be due: they are sent between reads.
-        timeout = 0.0 if buffered else 0.002 if self.unacked else 0.05
         # Backpressure: hold at most `receive_maximum` messages between arrival and ack; the
         # rest waits in TCP buffers and on the broker (which keeps it for our session).
         receiving = self._receiving and max(self.unacked, len(self._inbox)) < self._window
+        # TLS and our read buffer may hold bytes that select() cannot see; they matter only
+        # while we read (else a full window would spin here until the acks come).
+        pending = getattr(sock, "pending", None)
+        buffered = receiving and (
+            bool(client.buffered) or (bool(pending()) if callable(pending) else False))
+        # Short timeout while acks may be due: they are sent between reads.
+        timeout = 0.0 if buffered else 0.002 if self.unacked else 0.05
         try:
             readable, _, _ = select.select([sock] if receiving else [],
                                            [sock] if client.want_write() else [], [], timeout)

@@ -140,3 +140,28 @@ def test_a_new_connection_starts_with_an_empty_read_buffer(broker: Broker) -> No
     read_before = [_whole(m.payload) for m in old_connection]
     assert read_before == list(range(len(read_before))) and len(read_before) >= 100
     assert [_whole(m.payload) for m in new_connection] == list(range(count))
+
+
+def test_a_full_window_with_bytes_buffered_waits_instead_of_spinning(broker: Broker) -> None:
+    """Nothing acknowledged and the in-flight window full, while read bytes wait in the buffer:
+    the MQTT thread must block in select() (a few hundred rounds a second at most), not poll
+    the buffer it may not read from."""
+    _create_session(broker, "col")
+    with Publisher(broker) as pub:
+        pub.publish((TOPIC, _payload(i, 200)) for i in range(1000))
+
+    async def run() -> tuple[int, int, int]:
+        inbox = Inbox(asyncio.get_running_loop())
+        ingest = _ingest(broker, "col", inbox, receive_maximum=100)
+        got = await _drain(ingest, inbox, 100, ack=False)
+        await asyncio.sleep(0.2)
+        before = ingest.rounds
+        await asyncio.sleep(1.0)
+        rounds = ingest.rounds - before
+        held = ingest._client.buffered
+        ingest.close()
+        return len(got), held, rounds
+
+    got, held, rounds = asyncio.run(run())
+    assert got >= 100 and held > 0
+    assert rounds < 1000, f"{rounds} rounds in one idle second"
