@@ -104,10 +104,11 @@ def _emulators(workdir: Path) -> Iterator[list[str]]:
 
 
 @contextmanager
-def _agent(argv: Sequence[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _agent(argv: Sequence[str], log_path: Path,
+           env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ})
+                                stdin=subprocess.DEVNULL, env=env or {**os.environ})
         try:
             yield proc
         finally:
@@ -125,21 +126,52 @@ def _agent_cli() -> list[str]:
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "agent.cli"]
 
 
-# What `sensor-agent run` imports from outside SensorLedger with the four drivers configured:
-# the interpreter with these loaded is the floor under the agent's RSS.
-_LIBRARIES = ("asyncio", "ssl", "sqlite3", "cbor2", "aiosqlite", "aiomqtt", "paho.mqtt.client",
-              "click", "serial", "pymodbus.client", "cryptography.hazmat.primitives.asymmetric.ec",
-              "cryptography.hazmat.primitives.serialization")
+# The agent's own packages; every other module it imports is a library under its RSS.
+_OWN_PACKAGES = frozenset({"agent", "hardware", "provenance", "bench", "__main__"})
+_IMPORT_LINE = "import time:"
 
 
-def _library_floor_rss() -> int:
-    """RSS in bytes of a fresh interpreter that has imported only the agent's libraries."""
-    script = (f"import {', '.join(_LIBRARIES)}\n"
+def _imported_modules(log: Path) -> list[str]:
+    """Module names, in import order, from a ``python -X importtime`` log."""
+    names = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith(_IMPORT_LINE) and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name and name != "imported package":
+                names.append(name)
+    return names
+
+
+def _library_floor_rss(modules: Sequence[str]) -> int:
+    """RSS in bytes of a fresh interpreter that has imported the agent's library modules.
+
+    ``modules`` is what a running agent imported (from ``-X importtime``): every module
+    outside SensorLedger's own packages, stdlib included, lazily imported ones included.
+    """
+    libraries = [m for m in modules if m.split(".")[0] not in _OWN_PACKAGES]
+    script = ("import importlib, sys\n"
+              "for name in sys.argv[1:]:\n"
+              "    try:\n"
+              "        importlib.import_module(name)\n"
+              "    except Exception:\n"  # e.g. a module only its parent can import
+              "        pass\n"
               "print(next(l.split()[1] for l in open('/proc/self/status') "
               "if l.startswith('VmRSS:')))")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script, *libraries], capture_output=True,
+                         text=True, check=True, timeout=60)
     return int(out.stdout) * 1024
+
+
+def _modules_of_a_running_agent(argv: Sequence[str], workdir: Path, seconds: float) -> list[str]:
+    """Run the agent for ``seconds`` under ``-X importtime`` (a run of its own, so the measured
+    one is untouched) and return what it imported, drivers' lazy imports included."""
+    log = workdir / "agent-importtime.log"
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    with _agent(argv, log, env=env) as agent:
+        time.sleep(seconds)
+        if agent.poll() is not None:
+            raise RuntimeError(f"agent exited {agent.returncode}; see {log}")
+    return _imported_modules(log)
 
 
 def _steady(ctx: RunContext, result: BenchResult) -> None:
@@ -151,7 +183,8 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
         conf = _config(workdir, broker.url, sensors)
         counter = MessageCounter(broker.host, broker.port, _TOPIC)
         try:
-            with _agent([*_agent_cli(), "run", "-c", str(conf)], workdir / "agent.log") as agent:
+            argv = [*_agent_cli(), "run", "-c", str(conf)]
+            with _agent(argv, workdir / "agent.log") as agent:
                 time.sleep(warmup)
                 if agent.poll() is not None:
                     raise RuntimeError(f"agent exited {agent.returncode}; see {workdir}")
@@ -159,14 +192,16 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
                 sample = sample_process(agent.pid, ctx.sizes.agent_idle_seconds)
                 published = counter.count - before
                 mappings = memory_by_mapping(agent.pid)
+            modules = _modules_of_a_running_agent(argv, workdir, warmup)
         finally:
             counter.close()
     if published == 0:
         raise RuntimeError(f"the agent published nothing in the window; see {workdir}")
     result.add("steady_rss_mb", "1 Hz × 4 drivers: RSS, max in window", max(sample.rss) / _MB,
                "MB", Target("<=", TARGET_RSS_MB))
+    libraries = [m for m in modules if m.split(".")[0] not in _OWN_PACKAGES]
     result.add("library_floor_rss_mb", "RSS of Python with only the agent's libraries imported",
-               _library_floor_rss() / _MB, "MB")
+               _library_floor_rss(modules) / _MB, "MB")
     result.add("steady_cpu_pct", "1 Hz × 4 drivers: CPU, % of one core",
                100 * sample.cpu_seconds / sample.wall_seconds, "%", Target("<=", TARGET_CPU_PCT))
     result.add("steady_per_s", "1 Hz × 4 drivers: readings/s published",
@@ -176,7 +211,13 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
                                "rss_mb_first": round(sample.rss[0] / _MB, 1),
                                "uss_mb_end": round(sample.uss / _MB, 1),
                                "pss_mb_end": round(sample.pss / _MB, 1),
-                               "rss_kb_by_mapping_end": mappings}
+                               "rss_kb_by_mapping_end": mappings,
+                               "modules_imported": len(modules),
+                               "library_modules": len(libraries),
+                               "third_party_packages": sorted(
+                                   {m.split(".")[0] for m in libraries}
+                                   - set(sys.stdlib_module_names) - {"_cbor2", "sitecustomize",
+                                                                     "_distutils_hack"})}
 
 
 def _max_rate(ctx: RunContext, result: BenchResult) -> None:

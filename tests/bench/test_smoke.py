@@ -61,6 +61,17 @@ def test_drains_stored_the_whole_backlog(tiny_run: tuple[RunResults, Path]) -> N
     assert by_name["proofs"].params["samples"] == sizes.proof_samples
 
 
+def test_the_agent_floor_is_built_from_what_the_running_agent_imported(
+    tiny_run: tuple[RunResults, Path],
+) -> None:
+    results, _ = tiny_run
+    steady = next(r for r in results.results if r.name == "agent").params["steady"]
+    # The four drivers' transports and the agent's own stack, found in the agent's import log.
+    assert {"aiomqtt", "aiosqlite", "cbor2", "cryptography", "paho", "pymodbus",
+            "serial"} <= set(steady["third_party_packages"])
+    assert 0 < steady["library_modules"] < steady["modules_imported"]
+
+
 def test_results_json_round_trips_and_names_the_machine(
     tiny_run: tuple[RunResults, Path],
 ) -> None:
