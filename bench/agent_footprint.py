@@ -13,6 +13,7 @@ readings later.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -142,24 +143,31 @@ def _imported_modules(log: Path) -> list[str]:
     return names
 
 
-def _library_floor_rss(modules: Sequence[str]) -> int:
-    """RSS in bytes of a fresh interpreter that has imported the agent's library modules.
+def _library_floor_rss(modules: Sequence[str]) -> tuple[int, list[str]]:
+    """RSS in bytes of a fresh interpreter that has imported the agent's library modules, and
+    the modules it imported.
 
     ``modules`` is what a running agent imported (from ``-X importtime``): every module
-    outside SensorLedger's own packages, stdlib included, lazily imported ones included.
+    outside SensorLedger's own packages, stdlib included, lazily imported ones included. The
+    log also names optional imports that failed (a library probing for another); those are
+    skipped here too.
     """
     libraries = [m for m in modules if m.split(".")[0] not in _OWN_PACKAGES]
-    script = ("import importlib, sys\n"
+    script = ("import importlib, json, sys\n"
+              "loaded = []\n"
               "for name in sys.argv[1:]:\n"
               "    try:\n"
               "        importlib.import_module(name)\n"
-              "    except Exception:\n"  # e.g. a module only its parent can import
+              "        loaded.append(name)\n"
+              "    except Exception:\n"
               "        pass\n"
-              "print(next(l.split()[1] for l in open('/proc/self/status') "
-              "if l.startswith('VmRSS:')))")
+              "rss = next(l.split()[1] for l in open('/proc/self/status') "
+              "if l.startswith('VmRSS:'))\n"
+              "print(json.dumps([int(rss) * 1024, loaded]))")
     out = subprocess.run([sys.executable, "-c", script, *libraries], capture_output=True,
                          text=True, check=True, timeout=60)
-    return int(out.stdout) * 1024
+    rss, loaded = json.loads(out.stdout)
+    return rss, loaded
 
 
 def _modules_of_a_running_agent(argv: Sequence[str], workdir: Path, seconds: float) -> list[str]:
@@ -199,9 +207,9 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
         raise RuntimeError(f"the agent published nothing in the window; see {workdir}")
     result.add("steady_rss_mb", "1 Hz × 4 drivers: RSS, max in window", max(sample.rss) / _MB,
                "MB", Target("<=", TARGET_RSS_MB))
-    libraries = [m for m in modules if m.split(".")[0] not in _OWN_PACKAGES]
+    floor, libraries = _library_floor_rss(modules)
     result.add("library_floor_rss_mb", "RSS of Python with only the agent's libraries imported",
-               _library_floor_rss(modules) / _MB, "MB")
+               floor / _MB, "MB")
     result.add("steady_cpu_pct", "1 Hz × 4 drivers: CPU, % of one core",
                100 * sample.cpu_seconds / sample.wall_seconds, "%", Target("<=", TARGET_CPU_PCT))
     result.add("steady_per_s", "1 Hz × 4 drivers: readings/s published",
@@ -215,9 +223,9 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
                                "modules_imported": len(modules),
                                "library_modules": len(libraries),
                                "third_party_packages": sorted(
-                                   {m.split(".")[0] for m in libraries}
-                                   - set(sys.stdlib_module_names) - {"_cbor2", "sitecustomize",
-                                                                     "_distutils_hack"})}
+                                   {m.split(".")[0] for m in libraries
+                                    if not m.startswith(("_", "sitecustomize"))}
+                                   - set(sys.stdlib_module_names))}
 
 
 def _max_rate(ctx: RunContext, result: BenchResult) -> None:
