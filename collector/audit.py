@@ -66,6 +66,9 @@ def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> 
         except ProvenanceError as exc:
             out[index] = ("envelope", exc.diagnostics())
             continue
+        except Exception as exc:  # hostile bytes are a finding, never a failed audit
+            out[index] = ("envelope", f"decoder failed: {exc!r}")
+            continue
         kid, message = envelope.kid, envelope.message
         entry = registry.lookup(kid)
         if entry is None:

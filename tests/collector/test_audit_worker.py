@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cbor2
+import pytest
 
 from collector.audit import audit_envelopes
 from collector.registry import DeviceKey, RegistrySnapshot
@@ -54,3 +55,26 @@ def test_a_key_of_the_right_shape_but_never_enrolled_is_not_trusted() -> None:
     key = PrivateKey.generate()
     out = audit_envelopes(RegistrySnapshot.of(1, []), [Device("z-01", key=key).next()])
     assert out == [("device key", f"key id {key.kid.hex()} is not enrolled")]
+
+
+def test_a_decoder_crash_is_an_envelope_finding_not_a_failed_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception the decoder was never meant to raise is a finding about that envelope,
+    as it is a quarantine on ingest, and the rest of the batch is audited."""
+    import collector.audit as audit_module
+
+    d = Device("a-05")
+    good, poison = d.next(), d.next()
+    real = audit_module.Envelope.decode
+
+    def decode(raw: bytes) -> Envelope:
+        if raw == poison:
+            raise RecursionError("deeply nested")
+        return real(raw)
+
+    monkeypatch.setattr(audit_module.Envelope, "decode", staticmethod(decode))
+    snapshot = RegistrySnapshot.of(8, [DeviceKey(d.key.kid, "a-05", d.key.public.der, 0)])
+    out = audit_envelopes(snapshot, [poison, good])
+    assert out[0][0] == "envelope" and "RecursionError" in out[0][1]
+    assert out[1][:2] == ("a-05", 0)
