@@ -59,12 +59,15 @@ def is_deterministic(data: bytes, value: Any) -> bool:
     """True when ``data`` is the deterministic encoding of ``value``."""
     encoder = _encoders.encoder
     encoder.fp = out = io.BytesIO()
+    encoded = False
     try:
         encoder.encode(value)
+        encoded = True
     except (cbor2.CBOREncodeError, TypeError, ValueError):
-        # A failed encode can leave the encoder mid-container; the next call gets a new one.
-        _encoders.encoder = _canonical_encoder()
         return False
+    finally:
+        if not encoded:  # it may have stopped mid-container: the next call gets a new one
+            _encoders.encoder = _canonical_encoder()
     return out.getvalue() == data
 
 

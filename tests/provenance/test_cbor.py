@@ -6,6 +6,7 @@ import sys
 import threading
 
 import cbor2
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,6 +37,11 @@ def test_a_failed_encode_does_not_spoil_the_next_check() -> None:
     cyclic: list[object] = [1]
     cyclic.append(cyclic)
     assert not cbor.is_deterministic(b"", {1: cyclic})
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        cbor.is_deterministic(b"", {1: deep})
     assert cbor.is_deterministic(good, value)
     assert cbor.is_deterministic(cbor.encode([value, value]), [value, value])
 
