@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hardware.base import Measurement as HardwareMeasurement
 from hardware.base import Sample
 from provenance.envelope import Envelope, sign_reading
 from provenance.errors import MalformedError
@@ -32,7 +31,6 @@ __all__ = [
     "Entry",
     "Relay",
     "draft_from_sample",
-    "to_senml",
 ]
 
 
@@ -77,11 +75,6 @@ class Entry:
     relayed: bool = False
 
 
-def to_senml(m: HardwareMeasurement) -> Measurement:
-    """The one place where a driver's measurement becomes a SenML record."""
-    return Measurement(name=m.name, value=m.value, unit=m.unit)
-
-
 def draft_from_sample(
     sensor: str, sample: Sample, time_ms: int, synced: bool, *, own_device_id: str = ""
 ) -> Draft | Relay:
@@ -95,7 +88,11 @@ def draft_from_sample(
             raise MalformedError(
                 f"relayed envelope claims this agent's own device id {own_device_id!r}")
         return Relay(sensor, reading.device_id, reading.seq, sample.envelope)
-    measurements = tuple(to_senml(m) for m in sample.measurements)
+    if sample.refused is not None:
+        # The driver could not build a measurement (a NaN register): refused like any
+        # other content the wire format does not carry.
+        raise MalformedError(sample.refused)
+    measurements = tuple(sample.measurements)  # as before: a driver's list becomes a tuple
     # Build the reading once with placeholder chain fields so a bad sample is refused here,
     # at the sensor that produced it, rather than inside the spool transaction.
     Reading(device_id="check", seq=0, boot=0, time_ms=time_ms, clock_synced=synced,

@@ -29,11 +29,11 @@ class SyntheticDriver:
             n = self._n = self._n + 1
             # The same five probe values as the ingest backlog, so envelopes are the same size.
             out.append(Sample(self.kind, (
-                Measurement("ph", "pH", round(7.0 + (n % 50) / 100, 2)),
-                Measurement("turbidity", "NTU", round(0.2 + (n % 7) / 10, 2)),
-                Measurement("chlorine", "mg/l", round(0.5 + (n % 11) / 100, 2)),
-                Measurement("conductivity", "uS/cm", 480 + n % 40),
-                Measurement("temperature", "Cel", round(12.0 + (n % 30) / 10, 1)),
+                Measurement(name="ph", value=round(7.0 + (n % 50) / 100, 2), unit="pH"),
+                Measurement(name="turbidity", value=round(0.2 + (n % 7) / 10, 2), unit="NTU"),
+                Measurement(name="chlorine", value=round(0.5 + (n % 11) / 100, 2), unit="mg/l"),
+                Measurement(name="conductivity", value=480 + n % 40, unit="uS/cm"),
+                Measurement(name="temperature", value=round(12.0 + (n % 30) / 10, 1), unit="Cel"),
             )))
         self.stats.polls += 1
         self.stats.samples += len(out)

@@ -145,7 +145,7 @@ class SelfSigningSensor(Lifecycle):
         """Measure, build and sign the next reading; advances and persists the chain state."""
         t = (time_ms / 1000.0) % 86_400.0
         measurements = tuple(
-            Measurement(name, round(self.model.value(name, t), decimals), unit)
+            Measurement(name=name, value=round(self.model.value(name, t), decimals), unit=unit)
             for name, unit, decimals in QUANTITIES
         )
         reading = Reading(

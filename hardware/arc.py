@@ -52,27 +52,28 @@ def status_measurements(arcs: ArcState, status: MonitorStatus | None,
                         residual: ResidualStatus | None) -> tuple[Measurement, ...]:
     bitmap = sum(1 << (c - 1) for c in arcs.alarm_channels)
     out = [
-        Measurement("arc_alarm_bitmap", None, bitmap),
-        Measurement("bus_arc", None, arcs.bus_arc),
-        Measurement("bus_arc_count", "count", arcs.bus_arc_count),
+        Measurement(name="arc_alarm_bitmap", value=bitmap, unit=None),
+        Measurement(name="bus_arc", value=arcs.bus_arc, unit=None),
+        Measurement(name="bus_arc_count", value=arcs.bus_arc_count, unit="count"),
     ]
-    out += [Measurement(f"arc_count_{i}", "count", n)
+    out += [Measurement(name=f"arc_count_{i}", value=n, unit="count")
             for i, n in enumerate(arcs.channel_counts, 1)]
-    out += [Measurement(f"arc_intensity_{i}", None, v) for i, v in enumerate(arcs.intensity, 1)]
-    out += [Measurement(f"arc_peak_intensity_{i}", None, v)
+    out += [Measurement(name=f"arc_intensity_{i}", value=v, unit=None)
+            for i, v in enumerate(arcs.intensity, 1)]
+    out += [Measurement(name=f"arc_peak_intensity_{i}", value=v, unit=None)
             for i, v in enumerate(arcs.intensity_10min, 1)]
     if status is not None:
-        out.append(Measurement("bus_voltage", "V", status.bus_voltage_v))
-        out += [Measurement(f"temperature_{i}", "Cel", t)
+        out.append(Measurement(name="bus_voltage", value=status.bus_voltage_v, unit="V"))
+        out += [Measurement(name=f"temperature_{i}", value=t, unit="Cel")
                 for i, t in enumerate(status.temperatures_c, 1) if t is not None]
-        out.append(Measurement("total_current", "A", status.total_current_a))
-        out += [Measurement(f"channel_current_{i}", "A", a)
+        out.append(Measurement(name="total_current", value=status.total_current_a, unit="A"))
+        out += [Measurement(name=f"channel_current_{i}", value=a, unit="A")
                 for i, a in enumerate(status.channel_currents_a, 1)]
     if residual is not None:
         out += [
-            Measurement("residual_current", "mA", residual.current_ma),
-            Measurement("residual_warning", None, residual.warning),
-            Measurement("residual_alarm", None, residual.alarm),
+            Measurement(name="residual_current", value=residual.current_ma, unit="mA"),
+            Measurement(name="residual_warning", value=residual.warning, unit=None),
+            Measurement(name="residual_alarm", value=residual.alarm, unit=None),
         ]
     return tuple(out)
 

@@ -1,9 +1,13 @@
 """The driver interface the agent polls.
 
-A driver turns one device into :class:`Sample` objects. Each :class:`Measurement` becomes one
-SenML record (RFC 8428) inside the signed reading, so ``unit`` is a SenML unit symbol from the
-IANA registry (primary or secondary, e.g. ``"Cel"``, ``"V"``, ``"mV"``, ``"Ah"``, ``"NTU"``,
-``"beat/min"``) or ``None`` when no registered symbol fits.
+A driver turns one device into :class:`Sample` objects. Each :class:`Measurement` is the
+core's SenML record (:class:`provenance.senml.Measurement`, re-exported here), so a driver
+builds what the agent signs and nothing converts in between. Build it with keywords,
+``Measurement(name=..., value=..., unit=...)``: its field order is (name, value, unit).
+``unit`` is a SenML unit symbol from the IANA registry (primary or secondary, e.g. ``"Cel"``,
+``"V"``, ``"mV"``, ``"Ah"``, ``"NTU"``, ``"beat/min"``) or ``None`` when no registered symbol
+fits. The record checks itself: a name or unit of 1-64 characters, a finite value of a
+supported type, or :class:`provenance.errors.MalformedError`.
 """
 
 from __future__ import annotations
@@ -12,18 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from provenance.senml import Measurement, Value
+
 __all__ = ["Driver", "DriverStats", "Measurement", "Sample", "Value"]
-
-Value = float | int | str | bool
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """One named quantity; becomes one SenML record."""
-
-    name: str
-    unit: str | None
-    value: Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +27,17 @@ class Sample:
 
     ``event`` carries a discrete occurrence (an arc, a protection trip) that the agent
     publishes at once. ``envelope`` carries a COSE_Sign1 made inside a self-signing sensor,
-    which the agent relays byte for byte instead of signing.
+    which the agent relays byte for byte instead of signing. ``refused`` is the reason, when
+    the device answered with something no reading can carry (a float register holding NaN
+    makes :class:`Measurement` raise): the agent counts such a sample as refused at its
+    sensor and publishes none of it, not even the measurements it holds.
     """
 
     kind: str
     measurements: tuple[Measurement, ...] = ()
     event: Mapping[str, Value] | None = None
     envelope: bytes | None = None
+    refused: str | None = None
 
     def value(self, name: str) -> Value | None:
         """The value of the measurement called ``name``, or ``None`` when absent."""

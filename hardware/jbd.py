@@ -41,24 +41,24 @@ def battery_measurements(info: BasicInfo, cells_mv: tuple[int, ...] | None,
                          counters: dict[str, int] | None) -> tuple[Measurement, ...]:
     """The SenML-ready view of one BMS read-out."""
     out = [
-        Measurement("pack_voltage", "V", info.pack_voltage_v),
-        Measurement("pack_current", "A", info.pack_current_a),
-        Measurement("remaining_capacity", "Ah", info.remaining_capacity_ah),
-        Measurement("nominal_capacity", "Ah", info.nominal_capacity_ah),
-        Measurement("state_of_charge", "%EL", info.soc_percent),
-        Measurement("cycle_count", "count", info.cycles),
-        Measurement("charge_fet", None, info.charge_fet_on),
-        Measurement("discharge_fet", None, info.discharge_fet_on),
-        Measurement("balance_bitmap", None, info.balance_bits),
-        Measurement("protection_bitmap", None, info.protection_bits),
+        Measurement(name="pack_voltage", value=info.pack_voltage_v, unit="V"),
+        Measurement(name="pack_current", value=info.pack_current_a, unit="A"),
+        Measurement(name="remaining_capacity", value=info.remaining_capacity_ah, unit="Ah"),
+        Measurement(name="nominal_capacity", value=info.nominal_capacity_ah, unit="Ah"),
+        Measurement(name="state_of_charge", value=info.soc_percent, unit="%EL"),
+        Measurement(name="cycle_count", value=info.cycles, unit="count"),
+        Measurement(name="charge_fet", value=info.charge_fet_on, unit=None),
+        Measurement(name="discharge_fet", value=info.discharge_fet_on, unit=None),
+        Measurement(name="balance_bitmap", value=info.balance_bits, unit=None),
+        Measurement(name="protection_bitmap", value=info.protection_bits, unit=None),
     ]
-    out += [Measurement(f"temperature_{i}", "Cel", t)
+    out += [Measurement(name=f"temperature_{i}", value=t, unit="Cel")
             for i, t in enumerate(info.temperatures_c, 1)]
     if cells_mv is not None:
-        out += [Measurement(f"cell_voltage_{i}", "V", mv / 1000)
+        out += [Measurement(name=f"cell_voltage_{i}", value=mv / 1000, unit="V")
                 for i, mv in enumerate(cells_mv, 1)]
     if counters is not None:
-        out += [Measurement(f"protection_count_{name}", "count", n)
+        out += [Measurement(name=f"protection_count_{name}", value=n, unit="count")
                 for name, n in counters.items()]
     return tuple(out)
 

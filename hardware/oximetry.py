@@ -36,26 +36,27 @@ def summarise(samples: list[RealTime]) -> tuple[Measurement, ...]:
     """
     valid = [s for s in samples if s.valid]
     out = [
-        Measurement("finger_out", None, any(s.finger_out for s in samples)),
-        Measurement("searching", None, any(s.searching for s in samples)),
-        Measurement("valid_samples", "count", len(valid)),
-        Measurement("samples", "count", len(samples)),
+        Measurement(name="finger_out", value=any(s.finger_out for s in samples), unit=None),
+        Measurement(name="searching", value=any(s.searching for s in samples), unit=None),
+        Measurement(name="valid_samples", value=len(valid), unit="count"),
+        Measurement(name="samples", value=len(samples), unit="count"),
     ]
     if valid:
         spo2 = [s.spo2 for s in valid if s.spo2 is not None]
         pulse = [s.pulse_rate for s in valid if s.pulse_rate is not None]
         out += [
-            Measurement("spo2", "%", median_low(spo2)),
-            Measurement("spo2_min", "%", min(spo2)),
-            Measurement("spo2_max", "%", max(spo2)),
-            Measurement("pulse_rate", "beat/min", median_low(pulse)),
-            Measurement("pulse_rate_min", "beat/min", min(pulse)),
-            Measurement("pulse_rate_max", "beat/min", max(pulse)),
-            Measurement("signal_strength", None, median_low([s.signal for s in valid])),
+            Measurement(name="spo2", value=median_low(spo2), unit="%"),
+            Measurement(name="spo2_min", value=min(spo2), unit="%"),
+            Measurement(name="spo2_max", value=max(spo2), unit="%"),
+            Measurement(name="pulse_rate", value=median_low(pulse), unit="beat/min"),
+            Measurement(name="pulse_rate_min", value=min(pulse), unit="beat/min"),
+            Measurement(name="pulse_rate_max", value=max(pulse), unit="beat/min"),
+            Measurement(name="signal_strength", value=median_low([s.signal for s in valid]),
+                        unit=None),
         ]
         perfusion = [s.pi_percent for s in valid if s.pi_percent is not None]
         if perfusion:
-            out.append(Measurement("perfusion_index", "%", median_low(perfusion)))
+            out.append(Measurement(name="perfusion_index", value=median_low(perfusion), unit="%"))
     return tuple(out)
 
 

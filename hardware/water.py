@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from provenance.errors import MalformedError
+
 from .base import DriverStats, Measurement, Sample
 from .modbus_link import ModbusLink
 from .registry import register
@@ -52,16 +54,23 @@ class ModbusWaterDriver:
                 return []
             time.sleep(self._trigger_wait_s)
         measurements: list[Measurement] = []
+        refused: str | None = None
         for block in self._blocks:
             registers = self._link.read(self._unit, self.profile.function, block.address,
                                         block.count)
-            if registers is not None:
+            if registers is None:
+                continue
+            try:
                 # A probe answering some blocks still measured those quantities: keep them.
                 measurements.extend(block.decode(registers))
-        if not measurements:
+            except MalformedError as exc:
+                # A good frame holding NaN (how some probes report a failed measurement) is
+                # not a line fault: the sample is returned and the agent refuses all of it.
+                refused = refused or str(exc)
+        if not measurements and refused is None:
             return []
         self.stats.samples += 1
-        return [Sample(KIND, tuple(measurements))]
+        return [Sample(KIND, tuple(measurements), refused=refused)]
 
     def close(self) -> None:
         self._link.close()

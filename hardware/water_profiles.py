@@ -87,13 +87,15 @@ class ReadBlock:
     fields: tuple[RegisterField, ...]
 
     def decode(self, registers: Sequence[int]) -> tuple[Measurement, ...]:
+        """The block's fields as measurements. Raises :class:`~provenance.errors.MalformedError`
+        for a value no reading can carry: a float32 register holding NaN or infinity."""
         if len(registers) != self.count:
             raise ValueError(f"block 0x{self.address:04X} needs {self.count} registers")
         out = []
         for field in self.fields:
             offset = field.address - self.address
             value = field.decode(registers[offset : offset + field.size])
-            out.append(Measurement(field.name, field.unit, value))
+            out.append(Measurement(name=field.name, value=value, unit=field.unit))
         return tuple(out)
 
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from agent.clock import Clock
-from agent.signer import Draft, draft_from_sample
+from agent.config import SensorConfig
+from agent.poller import SensorRunner
+from agent.signer import Draft, Relay, draft_from_sample
+from firmware_stubs.clock import SimClock
+from firmware_stubs.water_quality import WaterProbeEmulator
 from hardware.base import Measurement, Sample
+from hardware.registry import create
+from hardware.water_profiles import BUILTIN_PROFILES
 from provenance.envelope import SignedReading
 from provenance.errors import MalformedError
 from provenance.reading import GENESIS_PREV
@@ -71,8 +83,8 @@ def test_relayed_envelopes_arrive_unchanged_and_a_dead_sensor_stops_nothing(
 
 
 def test_driver_measurements_become_senml_records() -> None:
-    sample = Sample("water-quality", (Measurement("ph", None, 7.2),
-                                      Measurement("temperature", "Cel", 11.5)))
+    sample = Sample("water-quality", (Measurement(name="ph", value=7.2, unit=None),
+                                      Measurement(name="temperature", value=11.5, unit="Cel")))
     draft = draft_from_sample("probe", sample, 1_790_000_000_000, True)
     assert isinstance(draft, Draft)
     assert [(m.name, m.value, m.unit) for m in draft.measurements] == [
@@ -80,7 +92,7 @@ def test_driver_measurements_become_senml_records() -> None:
 
 
 def test_a_sample_the_wire_format_refuses_is_rejected_at_its_sensor() -> None:
-    bad = Sample("Not A Kind!", (Measurement("x", None, 1),))
+    bad = Sample("Not A Kind!", (Measurement(name="x", value=1, unit=None),))
     try:
         draft_from_sample("s", bad, 1, True)
     except MalformedError as exc:
@@ -120,3 +132,51 @@ def test_a_relayed_envelope_with_the_agents_own_device_id_is_refused() -> None:
         raise AssertionError("the agent's own chain must not be mixed with a relayed one")
     relay = draft_from_sample("smart", sample, 1, True, own_device_id="gateway-1")
     assert not isinstance(relay, Draft) and relay.envelope == envelope
+
+
+async def test_a_nan_register_is_a_refused_sample_not_a_driver_fault(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A probe that reports NaN in a float32 register (as some do for a failed measurement):
+    the driver counts a good read and a sample, the sensor counts one refused sample, and
+    nothing of that poll is published, not even the fields that were finite."""
+    profile = BUILTIN_PROFILES["evoqua-chlorine"]  # four reads: ph is a block of its own
+    with WaterProbeEmulator(profile, seed=3, clock=SimClock(step=60.0)) as probe:
+        true_value = probe.model.value
+        monkeypatch.setattr(probe.model, "value", lambda name, t: (
+            math.nan if name == "ph" else true_value(name, t)))
+        settings = {"port": probe.agent_path, "profile": profile.name, "baudrate": 115200,
+                    "timeout_s": 0.5}
+        driver = create("modbus-water", settings)
+        drafts: list[Draft | Relay] = []
+        executor = ThreadPoolExecutor(1)
+
+        async def sink(item: Draft | Relay) -> None:
+            drafts.append(item)
+
+        with closing(driver), executor:
+            runner = SensorRunner(SensorConfig("probe", "modbus-water", 1.0, settings), driver,
+                                  lambda: driver, sink, Clock("synced"), executor)
+            loop = asyncio.get_running_loop()
+            await runner._poll_once(loop, driver)
+            served = {k: v for r in probe.transcript.entries() for k, v in r.values.items()}
+            assert math.isnan(served["ph"])  # type: ignore[arg-type]
+
+            health = runner.health.as_dict()
+            assert drafts == []
+            assert {k: health[k] for k in ("polls", "samples", "poll_failures",
+                                           "rejected_samples", "errors", "last_error")} == {
+                "polls": 1, "samples": 0, "poll_failures": 0, "rejected_samples": 1,
+                "errors": 1, "last_error": "sample refused: measurement 'ph' is not finite: nan",
+            }
+            assert health["driver_stats"] == {
+                "polls": 1, "samples": 1, "frames_ok": 4, "checksum_errors": 0, "timeouts": 0,
+                "resyncs": 0, "other_errors": 0, "last_error": None,
+            }
+
+            monkeypatch.undo()  # the probe measures again: the next poll is published
+            await runner._poll_once(loop, driver)
+            (draft,) = drafts
+            assert isinstance(draft, Draft)
+            assert {m.name for m in draft.measurements} == {f.name for f in profile.fields}
+            assert runner.health.samples == 1 and runner.health.rejected_samples == 1

@@ -117,7 +117,7 @@ def test_builtin_profiles_use_registered_senml_units() -> None:
 def test_sample_value_lookup() -> None:
     from hardware.base import Measurement
 
-    sample = Sample("battery", (Measurement("pack_voltage", "V", 13.2),))
+    sample = Sample("battery", (Measurement(name="pack_voltage", value=13.2, unit="V"),))
     assert sample.value("pack_voltage") == 13.2 and sample.value("soc") is None
 
 

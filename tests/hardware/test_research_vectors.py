@@ -275,3 +275,64 @@ def test_fonrich_arc_block_reply() -> None:
     assert words.alarm_channels == frozenset({1, 3})
     assert words.bus_arc_count == 0
     assert words.channel_counts == (2,)
+
+
+# --- measurements: unit symbols in `unit`, readings in `value` -------------------------------
+
+#: Every SenML unit symbol a driver uses (docs/drivers.md, "Units").
+SENML_UNITS = {"Cel", "V", "A", "%", "%EL", "pH", "count", "beat/min", "NTU", "mV", "mA", "Ah",
+               "mg/l", "ug/l"}
+
+
+def test_every_codec_puts_the_unit_in_unit_and_the_reading_in_value() -> None:
+    """Measurement's fields run (name, value, unit), so every builder passes keywords; one
+    that passed (name, unit, value) by position would put a unit symbol in ``value`` here."""
+    from hardware.arc import status_measurements
+    from hardware.base import Measurement
+    from hardware.jbd import battery_measurements
+    from hardware.oximetry import summarise
+    from hardware.registers import encode_value
+
+    (basic,) = frames(h("DD 03 00 1D 06 18 00 00 01 F2 01 F4 00 00 2C 7C 00 00 00 00 00 00 "
+                        "80 64 03 04 03 0B 8B 0B 8A 0B 84 FA 8D 77"))
+    (cells,) = frames(h("DD 04 00 08 0F 45 0F 3D 0F 37 0F 3D FE C6 77"))
+    battery = battery_measurements(jbd_protocol.decode_basic_info(basic.data),
+                                   jbd_protocol.decode_cell_voltages(cells.data),
+                                   dict.fromkeys(jbd_protocol.COUNTER_NAMES, 2))
+    oximeter = summarise([contec_protocol.decode_realtime(p.data) for p in packets(
+        "01 E0 85 B3 96 C1 E1 FF FF 01 A0 C6 C0 87 C8 E2 EB 80")])
+    arcs = arc_protocol.ArcState(0, frozenset({1}), 0, (2, 0), (87, 3), (90, 4), (99, 5))
+    status = arc_protocol.MonitorStatus(620, (31.5, None), 0, 2, 0.0, 9.5, 4.75, (5.5, 4.0))
+    arc = status_measurements(arcs, status, arc_protocol.ResidualStatus(12, False, False, False))
+    water: list[Measurement] = []
+    for profile in BUILTIN_PROFILES.values():
+        for block in profile.blocks():
+            registers = [r for f in block.fields for r in encode_value(3, f.data_type,
+                                                                       f.byte_order)]
+            decoded = block.decode(registers)
+            assert [(m.name, m.unit) for m in decoded] == [(f.name, f.unit) for f in block.fields]
+            water += decoded
+
+    for m in (*battery, *oximeter, *arc, *water):
+        assert m.unit is None or m.unit in SENML_UNITS, m
+        assert isinstance(m.value, int | float) and m.time_offset is None, m  # bool is an int
+
+    def some(measurements: tuple[Measurement, ...], *names: str) -> dict[str, object]:
+        return {m.name: (m.value, m.unit) for m in measurements if m.name in names}
+
+    # Values and units as the research captures (and the hand-made arc status) state them.
+    assert some(battery, "pack_voltage", "remaining_capacity", "state_of_charge",
+                "temperature_1", "cell_voltage_1", "charge_fet",
+                "protection_count_short_circuit") == {
+        "pack_voltage": (15.6, "V"), "remaining_capacity": (4.98, "Ah"),
+        "state_of_charge": (100, "%EL"), "temperature_1": (22.4, "Cel"),
+        "cell_voltage_1": (3.909, "V"), "charge_fet": (True, None),
+        "protection_count_short_circuit": (2, "count")}
+    assert some(oximeter, "spo2", "pulse_rate", "perfusion_index", "valid_samples") == {
+        "spo2": (97, "%"), "pulse_rate": (65, "beat/min"), "perfusion_index": (2.35, "%"),
+        "valid_samples": (2, "count")}
+    assert some(arc, "arc_count_1", "arc_intensity_1", "bus_voltage", "temperature_1",
+                "channel_current_2", "residual_current", "residual_alarm") == {
+        "arc_count_1": (2, "count"), "arc_intensity_1": (87, None), "bus_voltage": (620, "V"),
+        "temperature_1": (31.5, "Cel"), "channel_current_2": (4.0, "A"),
+        "residual_current": (12, "mA"), "residual_alarm": (False, None)}

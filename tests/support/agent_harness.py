@@ -68,7 +68,7 @@ class CounterDriver:
             raise RuntimeError("simulated driver fault")
         out = []
         for _ in range(self.per_poll):
-            out.append(Sample("counter", (Measurement("count", None, self.count),)))
+            out.append(Sample("counter", (Measurement(name="count", value=self.count, unit=None),)))
             self.count += 1
         self.stats.samples += len(out)
         self.stats.frames_ok += len(out)
