@@ -115,11 +115,11 @@ def device_readings(
             prev=prev,
             kind="water-quality",
             measurements=(
-                Measurement("ph", round(7.0 + (seq % 50) / 100, 2), "pH"),
-                Measurement("turbidity", round(0.2 + (seq % 7) / 10, 2), "NTU"),
-                Measurement("chlorine", round(0.5 + (seq % 11) / 100, 2), "mg/L"),
-                Measurement("conductivity", 480 + seq % 40, "uS/cm"),
-                Measurement("temperature", round(12.0 + (seq % 30) / 10, 1), "Cel"),
+                Measurement(name="ph", value=round(7.0 + (seq % 50) / 100, 2), unit="pH"),
+                Measurement(name="turbidity", value=round(0.2 + (seq % 7) / 10, 2), unit="NTU"),
+                Measurement(name="chlorine", value=round(0.5 + (seq % 11) / 100, 2), unit="mg/L"),
+                Measurement(name="conductivity", value=480 + seq % 40, unit="uS/cm"),
+                Measurement(name="temperature", value=round(12.0 + (seq % 30) / 10, 1), unit="Cel"),
             ),
         )
         envelope = sign_reading(reading, key)

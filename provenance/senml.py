@@ -39,9 +39,12 @@ _NUMBER_TYPES = (int, float)
 _VALUE_TYPES = (bool, int, float, str)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Measurement:
-    """One SenML record: a named value with an optional unit and a time offset in seconds."""
+    """One SenML record: a named value with an optional unit and a time offset in seconds.
+
+    Keyword arguments only: ``unit`` and a text ``value`` are both strings, and a swap would
+    pass every check."""
 
     name: str
     value: Value
@@ -113,7 +116,7 @@ class Measurement:
         offset = rec.get(_T)
         if _T in rec and offset is None:
             raise MalformedError("SenML time (label 6) must be a number")
-        return cls(name, value, unit, offset)
+        return cls(name=name, value=value, unit=unit, time_offset=offset)
 
 
 def decode_pack(pack: object) -> list[dict[str, Any]]:

@@ -76,8 +76,8 @@ async def test_pipelined_publishing_keeps_spool_order_and_deletes_only_acked(
         total = 3_000
         for start in range(0, total, 500):
             await spool.record([Draft("s", "counter", 1_790_000_000_000 + i, True,
-                                      (Measurement("n", i),)) for i in range(start, start + 500)],
-                               signer)
+                                      (Measurement(name="n", value=i),))
+                                for i in range(start, start + 500)], signer)
         config = BrokerConfig(url=broker.url, host=broker.host, port=broker.port, tls=None,
                               client_id="pipe", in_flight=64)
         publisher = Publisher("dev-pipe", config, spool, tls=None, password=None,

@@ -37,7 +37,7 @@ async def _close_spools() -> AsyncIterator[None]:
 
 
 def draft(n: int) -> Draft:
-    return Draft("s", "counter", 1_790_000_000_000 + n, True, (Measurement("n", n),))
+    return Draft("s", "counter", 1_790_000_000_000 + n, True, (Measurement(name="n", value=n),))
 
 
 async def open_spool(path: Path, limit: int = 1000, device: str = "dev-1") -> Spool:

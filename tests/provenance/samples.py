@@ -45,5 +45,6 @@ def reading(seq: int = 0, *, device: str = "dev-1", prev: bytes = GENESIS_PREV,
         clock_synced=True,
         prev=prev,
         kind="water-quality",
-        measurements=(Measurement("ph", 7.0 + seq / 100), Measurement("temperature", 20.5, "Cel")),
+        measurements=(Measurement(name="ph", value=7.0 + seq / 100),
+                      Measurement(name="temperature", value=20.5, unit="Cel")),
     )

@@ -51,7 +51,7 @@ def test_chain_prev_is_the_hash_of_the_previous_envelope() -> None:
         {"kind": "Water Quality"},
         {"kind": "gap"},  # gap kind without a range
         {"gap": Gap(0, 1)},  # a range on a non-gap reading
-        {"measurements": [Measurement("x", 1)]},  # list, not tuple
+        {"measurements": [Measurement(name="x", value=1)]},  # list, not tuple
         {"event": {"": 1}},
         {"event": {"k" * 24: 1}},
         {"event": {"k": [1, 2]}},
@@ -153,7 +153,8 @@ def test_any_valid_reading_survives_sign_and_open(
 ) -> None:
     r = Reading(
         device_id="dev-h", seq=seq, boot=boot, time_ms=time_ms, clock_synced=synced, prev=prev,
-        kind="battery", measurements=tuple(Measurement(f"m{i}", v) for i, v in enumerate(values)),
+        kind="battery",
+        measurements=tuple(Measurement(name=f"m{i}", value=v) for i, v in enumerate(values)),
         event=event,  # type: ignore[arg-type]
     )
     assert SignedReading.open(sign_reading(r, KEY), KEY.public).reading == r

@@ -147,3 +147,11 @@ def test_records_are_accepted_exactly_by_the_written_rules(rec: dict[object, obj
     value_label = next(label for label in (2, 3, 4) if label in rec)
     assert (m.name, m.unit, m.time_offset) == (rec[0], rec.get(1), rec.get(6))
     assert m.value is rec[value_label] or m.value == rec[value_label]
+
+
+def test_a_measurement_is_built_with_keywords_only() -> None:
+    """A unit and a text value are both strings: by position they could swap unseen."""
+    with pytest.raises(TypeError):
+        Measurement("state", "ok", "1")  # type: ignore[misc]
+    m = Measurement(name="state", value="ok", unit="1")
+    assert (m.name, m.value, m.unit) == ("state", "ok", "1")

@@ -60,8 +60,8 @@ class Device:
             device_id=self.device_id, seq=self.seq, boot=self.boot,
             time_ms=overrides.pop("time_ms", now_ms() - 1000), clock_synced=True,
             prev=self.prev, kind="water",
-            measurements=(Measurement("ph", 7.0 + (self.seq % 10) / 10, "pH"),
-                          Measurement("temp", 21.5, "Cel")),
+            measurements=(Measurement(name="ph", value=7.0 + (self.seq % 10) / 10, unit="pH"),
+                          Measurement(name="temp", value=21.5, unit="Cel")),
         )
         return replace(base, **overrides)
 
