@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,12 +24,14 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
+from demo.processes import terminate
 from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
 
 from .broker import bench_broker
 from .context import RunContext
 from .diagnostics import memory_by_mapping
+from .ledger import installed_cli
 from .observe import MessageCounter, sample_process
 from .results import BenchResult, Target
 
@@ -113,18 +114,7 @@ def _agent(argv: Sequence[str], log_path: Path,
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def _agent_cli() -> list[str]:
-    beside = Path(sys.executable).parent / "sensor-agent"
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "agent.cli"]
+            terminate(proc, 30)
 
 
 # The agent's own packages; every other module it imports is a library under its RSS.
@@ -191,7 +181,7 @@ def _steady(ctx: RunContext, result: BenchResult) -> None:
         conf = _config(workdir, broker.url, sensors)
         counter = MessageCounter(broker.host, broker.port, _TOPIC)
         try:
-            argv = [*_agent_cli(), "run", "-c", str(conf)]
+            argv = [*installed_cli("sensor-agent", "agent.cli"), "run", "-c", str(conf)]
             with _agent(argv, workdir / "agent.log") as agent:
                 time.sleep(warmup)
                 if agent.poll() is not None:

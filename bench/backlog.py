@@ -30,6 +30,7 @@ __all__ = [
     "device_readings",
     "load_or_build_backlog",
     "topic_for",
+    "water_reading",
 ]
 
 TOPIC_FILTER = "sensorledger/v1/+/reading"
@@ -98,6 +99,22 @@ class Backlog:
         )
 
 
+def water_reading(device_id: str, seq: int, prev: bytes, time_ms: int) -> Reading:
+    """Reading ``seq`` of a water-quality probe: five probe values, the shape of the
+    water-utility readings in design.md (the backlog's and the live generators' readings)."""
+    return Reading(
+        device_id=device_id, seq=seq, boot=1, time_ms=time_ms, clock_synced=True, prev=prev,
+        kind="water-quality",
+        measurements=(
+            Measurement(name="ph", value=round(7.0 + (seq % 50) / 100, 2), unit="pH"),
+            Measurement(name="turbidity", value=round(0.2 + (seq % 7) / 10, 2), unit="NTU"),
+            Measurement(name="chlorine", value=round(0.5 + (seq % 11) / 100, 2), unit="mg/L"),
+            Measurement(name="conductivity", value=480 + seq % 40, unit="uS/cm"),
+            Measurement(name="temperature", value=round(12.0 + (seq % 30) / 10, 1), unit="Cel"),
+        ),
+    )
+
+
 def device_readings(
     device_id: str, key: PrivateKey, count: int, *, start_ms: int, period_ms: int = 1000
 ) -> list[bytes]:
@@ -105,23 +122,7 @@ def device_readings(
     envelopes: list[bytes] = []
     prev = GENESIS_PREV
     for seq in range(count):
-        # Five probe values: the shape of the water-utility readings in design.md.
-        reading = Reading(
-            device_id=device_id,
-            seq=seq,
-            boot=1,
-            time_ms=start_ms + seq * period_ms,
-            clock_synced=True,
-            prev=prev,
-            kind="water-quality",
-            measurements=(
-                Measurement(name="ph", value=round(7.0 + (seq % 50) / 100, 2), unit="pH"),
-                Measurement(name="turbidity", value=round(0.2 + (seq % 7) / 10, 2), unit="NTU"),
-                Measurement(name="chlorine", value=round(0.5 + (seq % 11) / 100, 2), unit="mg/L"),
-                Measurement(name="conductivity", value=480 + seq % 40, unit="uS/cm"),
-                Measurement(name="temperature", value=round(12.0 + (seq % 30) / 10, 1), unit="Cel"),
-            ),
-        )
+        reading = water_reading(device_id, seq, prev, start_ms + seq * period_ms)
         envelope = sign_reading(reading, key)
         envelopes.append(envelope)
         prev = Envelope.decode(envelope).hash

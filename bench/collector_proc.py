@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psutil  # type: ignore[import-untyped]
+
+from demo.processes import terminate
 
 from .ledger import LedgerFiles, collector_cli
 
@@ -130,15 +131,8 @@ class CollectorProcess:
         """SIGTERM (the collector drains, commits and seals), wait, return the exit code."""
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, timeout)
         self._log.close()
-        code = self.proc.returncode
         self.proc = None
         return code
 

@@ -20,16 +20,23 @@ from pathlib import Path
 from collector.sqlite_store import SQLiteStore
 from provenance.keys import PublicKey
 
-__all__ = ["LedgerFiles", "LedgerTotals", "collector_cli", "enrol", "init_ledger", "totals"]
+__all__ = ["LedgerFiles", "LedgerTotals", "collector_cli", "enrol", "init_ledger", "installed_cli",
+           "totals"]
+
+
+def installed_cli(script: str, module: str) -> list[str]:
+    """The argv that runs ``script`` as installed with this interpreter's environment (else on
+    PATH, else ``python -m module``)."""
+    beside = Path(sys.executable).parent / script
+    if beside.exists():
+        return [str(beside)]
+    exe = shutil.which(script)
+    return [exe] if exe else [sys.executable, "-m", module]
 
 
 def collector_cli() -> list[str]:
     """The installed ``ledger-collector`` script of this interpreter's environment."""
-    beside = Path(sys.executable).parent / "ledger-collector"
-    if beside.exists():
-        return [str(beside)]
-    exe = shutil.which("ledger-collector")
-    return [exe] if exe else [sys.executable, "-m", "collector"]
+    return installed_cli("ledger-collector", "collector")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from provenance.envelope import sign_reading
 from provenance.keys import PrivateKey
-from provenance.reading import GENESIS_PREV, Reading
-from provenance.senml import Measurement
+from provenance.reading import GENESIS_PREV
 
-from .backlog import topic_for
+from .backlog import topic_for, water_reading
 from .mqtt import wait_connected
 
 __all__ = ["GeneratorReport", "GeneratorSpec", "generate"]
@@ -48,20 +47,6 @@ class GeneratorReport:
     last_s: float  # wall clock of the last publish
     max_behind_s: float  # furthest a reading fell behind its schedule
     cpu_s: float
-
-
-def _reading(device_id: str, seq: int, prev: bytes, now_ms: int) -> Reading:
-    return Reading(
-        device_id=device_id, seq=seq, boot=1, time_ms=now_ms, clock_synced=True, prev=prev,
-        kind="water-quality",
-        measurements=(
-            Measurement(name="ph", value=round(7.0 + (seq % 50) / 100, 2), unit="pH"),
-            Measurement(name="turbidity", value=round(0.2 + (seq % 7) / 10, 2), unit="NTU"),
-            Measurement(name="chlorine", value=round(0.5 + (seq % 11) / 100, 2), unit="mg/L"),
-            Measurement(name="conductivity", value=480 + seq % 40, unit="uS/cm"),
-            Measurement(name="temperature", value=round(12.0 + (seq % 30) / 10, 1), unit="Cel"),
-        ),
-    )
 
 
 def generate(spec: GeneratorSpec) -> GeneratorReport:
@@ -92,7 +77,7 @@ def generate(spec: GeneratorSpec) -> GeneratorReport:
             while sent < due:
                 d = sent % len(ids)
                 now_ms = time.time_ns() // 1_000_000
-                envelope = sign_reading(_reading(ids[d], seqs[d], prevs[d], now_ms), keys[d])
+                envelope = sign_reading(water_reading(ids[d], seqs[d], prevs[d], now_ms), keys[d])
                 prevs[d] = hashlib.sha256(envelope).digest()
                 seqs[d] += 1
                 if not window.acquire(timeout=60):

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .processes import terminate
+
 
 def mosquitto_binary() -> str:
     # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
@@ -117,16 +119,10 @@ class Broker:
     def stop(self, *, kill: bool = False) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            if kill:
-                self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        terminate(self.proc, 10)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None

@@ -21,6 +21,7 @@ from tests.support.agent_harness import (
     write_config,
 )
 from tests.support.broker import Broker
+from tests.support.polling import wait_until
 
 StartAgent = Callable[..., AgentProcess]
 
@@ -33,12 +34,7 @@ def status(workdir: Path) -> dict[str, Any]:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(predicate, timeout, 0.05, what)
 
 
 def received_seqs(sub: Subscriber, workdir: Path) -> set[int]:

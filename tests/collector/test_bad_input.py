@@ -22,8 +22,8 @@ from tests.support.collector import (
     Publisher,
     now_ms,
     run_cli,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 
 @dataclass

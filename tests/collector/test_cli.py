@@ -24,8 +24,8 @@ from tests.support.collector import (
     Publisher,
     make_devices,
     run_cli,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 
 def all_commands() -> list[list[str]]:

@@ -30,8 +30,8 @@ from tests.support.collector import (
     create_session,
     make_devices,
     run_cli,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 CRASH_POINTS = [
     "batch.before_commit:3",  # rows written in the open transaction, COMMIT not issued

@@ -14,8 +14,8 @@ from tests.support.collector import (
     Publisher,
     make_devices,
     run_cli,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 DEVICES = 20
 PER_DEVICE = 500

@@ -8,15 +8,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import threading
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import MqttConfig
 from collector.ingest import Inbox, Message, MqttIngest
 from tests.support.broker import Broker
-from tests.support.collector import Publisher
+from tests.support.collector import Publisher, create_session
 
 TOPIC = "sensorledger/v1/dev-1/reading"
 
@@ -31,18 +27,6 @@ def _whole(payload: bytes) -> int:
     index, digest, body = int.from_bytes(payload[:4], "big"), payload[4:12], payload[12:]
     assert hashlib.sha256(body).digest()[:8] == digest, f"message {index} arrived damaged"
     return index
-
-
-def _create_session(broker: Broker, client_id: str) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.subscribe("sensorledger/v1/+/reading", qos=1)
-    assert subscribed.wait(10), "no SUBACK"
-    client.disconnect()
-    client.loop_stop()
 
 
 async def _drain(ingest: MqttIngest, inbox: Inbox, want: int, *, quiet_s: float = 10.0,
@@ -69,7 +53,7 @@ def _ingest(broker: Broker, client_id: str, inbox: Inbox, **config: int) -> Mqtt
 def test_packets_of_every_size_arrive_whole_in_order_and_every_ack_lands(
     broker: Broker,
 ) -> None:
-    _create_session(broker, "col")
+    create_session(broker, "col")
     # Sizes that put packet boundaries everywhere within and across the 64 KiB reads.
     sizes = [random.Random(7).choice([12, 13, 127, 128, 300, 16_383, 16_384, 65_000, 70_000])
              for _ in range(400)]
@@ -106,7 +90,7 @@ def test_a_new_connection_starts_with_an_empty_read_buffer(broker: Broker) -> No
     """The broker goes away while read bytes wait in the buffer (the in-flight window is full,
     so nothing is taken from it); after the reconnect every message arrives whole, once
     acknowledged, and none is lost."""
-    _create_session(broker, "col")
+    create_session(broker, "col")
     count = 3000
     sent = [_payload(i, 200) for i in range(count)]
     with Publisher(broker) as pub:
@@ -146,7 +130,7 @@ def test_a_full_window_with_bytes_buffered_waits_instead_of_spinning(broker: Bro
     """Nothing acknowledged and the in-flight window full, while read bytes wait in the buffer:
     the MQTT thread must block in select() (a few hundred rounds a second at most), not poll
     the buffer it may not read from."""
-    _create_session(broker, "col")
+    create_session(broker, "col")
     with Publisher(broker) as pub:
         pub.publish((TOPIC, _payload(i, 200)) for i in range(1000))
 

@@ -22,8 +22,8 @@ from tests.support.collector import (
     Publisher,
     make_devices,
     run_cli,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 
 def test_proof_verifies_offline_and_any_altered_byte_fails(

@@ -20,8 +20,8 @@ from tests.support.collector import (
     Publisher,
     make_devices,
     run_cli,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 READINGS = 600
 BLOCK = 100

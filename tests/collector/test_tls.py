@@ -18,8 +18,8 @@ from tests.support.collector import (
     Ledger,
     Publisher,
     make_devices,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 
 def _cert(name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,

@@ -46,6 +46,7 @@ from provenance.envelope import SignedReading, sign_reading
 from provenance.keyfile import load_private_key, save_private_key
 from provenance.keys import PrivateKey, PublicKey
 from provenance.reading import GENESIS_PREV, Reading
+from tests.support.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -278,12 +279,7 @@ class Subscriber:
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20,
                    what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
+        wait_until(predicate, timeout, 0.05, what)
 
     def close(self) -> None:
         self.client.loop_stop()

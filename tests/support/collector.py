@@ -279,15 +279,6 @@ class Publisher:
         self.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.1,
-               message: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not reached within {timeout} s")
-        time.sleep(interval)
-
-
 def create_session(broker: Broker, client_id: str = "sensorledger-collector") -> None:
     """Register the collector's persistent subscription without running it (MQTT 5)."""
     from paho.mqtt.packettypes import PacketTypes
