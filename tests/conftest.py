@@ -16,7 +16,7 @@ settings.register_profile("sensorledger", deadline=None)
 settings.load_profile("sensorledger")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 @pytest.fixture
@@ -30,9 +30,9 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         b.stop()
 
 
-def shared_vectors(name: str) -> Path:
-    """Path of a standard vector file; fail loudly (never skip) when the vectors are missing."""
-    path = SHARED / "vectors" / name
+def standard_vectors(name: str) -> Path:
+    """Path of a committed standard vector file (``tests/vectors``); fail loudly if missing."""
+    path = VECTORS / name
     if not path.exists():
-        pytest.fail(f"test vectors {path} not found: shared/ must sit beside the checkout")
+        pytest.fail(f"test vectors {path} not found")
     return path

@@ -10,9 +10,9 @@ import pytest
 from provenance.envelope import CoseSign1
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
-from tests.conftest import shared_vectors
+from tests.conftest import standard_vectors
 
-DATA = json.loads(shared_vectors("cose_sign1_es256.json").read_text())
+DATA = json.loads(standard_vectors("cose_sign1_es256.json").read_text())
 VECTORS: list[dict[str, Any]] = DATA["vectors"]
 
 

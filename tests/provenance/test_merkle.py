@@ -1,6 +1,6 @@
 """RFC 9162 Merkle tree: published vectors, transparency-dev probes, a naive reference tree.
 
-Every expected value comes from /work/shared/vectors/merkle_rfc6962.json or from the reference
+Every expected value comes from tests/vectors/merkle_rfc6962.json or from the reference
 implementation below, which follows the RFC 9162 §2.1 definitions literally (recursion and list
 slicing, its own hashlib calls) and shares no code with provenance.merkle.
 """
@@ -42,13 +42,13 @@ from provenance.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.conftest import standard_vectors
 
 # --------------------------------------------------------------------------------------------
 # Vector file
 # --------------------------------------------------------------------------------------------
 
-VECTORS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
-VECTORS_FILE = VECTORS_DIR / "merkle_rfc6962.json"
+VECTORS_FILE = standard_vectors("merkle_rfc6962.json")
 
 
 @functools.cache
@@ -56,8 +56,7 @@ def load_vectors(path: Path = VECTORS_FILE) -> dict[str, Any]:
     """The Merkle vector file; fails (never skips) with a clear message when it is missing."""
     if not path.is_file():
         pytest.fail(
-            f"Merkle test vectors not found at {path}. They live in the shared folder "
-            "beside the checkout (<parent of repo>/shared/vectors/merkle_rfc6962.json); "
+            f"Merkle test vectors not found at {path} (committed in tests/vectors/); "
             "restore that file rather than skipping these tests.",
             pytrace=False,
         )
@@ -165,7 +164,7 @@ def flip_bit(value: bytes, bit: int) -> bytes:
 
 def test_vectors_helper_fails_loudly_when_file_missing() -> None:
     with pytest.raises(pytest.fail.Exception, match="Merkle test vectors not found"):
-        load_vectors(VECTORS_DIR / "no-such-merkle-vectors.json")
+        load_vectors(VECTORS_FILE.parent / "no-such-merkle-vectors.json")
     assert load_vectors()["leaf_hashes"]
 
 

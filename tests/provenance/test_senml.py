@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from provenance import cbor
 from provenance.errors import MalformedError
 from provenance.senml import CBOR_LABELS, Measurement, decode_pack
-from tests.conftest import shared_vectors
+from tests.conftest import standard_vectors
 
-DATA = json.loads(shared_vectors("senml_cbor.json").read_text())
+DATA = json.loads(standard_vectors("senml_cbor.json").read_text())
 
 
 def test_label_table_matches_rfc8428() -> None:
