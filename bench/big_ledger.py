@@ -18,11 +18,11 @@ from pathlib import Path
 
 import cbor2
 
-from collector.checks import DeviceState
-from collector.sealer import Sealer
-from collector.sqlite_schema import MIGRATIONS
-from collector.sqlite_store import SQLiteStore
-from collector.store import BatchWrite, PendingLeaf, ReadingRecord
+from collector.admission.checks import DeviceState
+from collector.ledger.sealer import Sealer
+from collector.ledger.sqlite_schema import MIGRATIONS
+from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.store import BatchWrite, PendingLeaf, ReadingRecord
 from provenance.keyfile import load_private_key
 from provenance.merkle import RFC9162_SHA256
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .backlog import Backlog, topic_for
 
 if TYPE_CHECKING:
-    from collector.registry import Registry, RegistrySnapshot
+    from collector.admission.registry import Registry, RegistrySnapshot
 
 __all__ = [
     "audit_us_per_reading",
@@ -30,7 +30,7 @@ __all__ = [
 
 
 def _registry_parts(backlog: Backlog) -> tuple[Registry, RegistrySnapshot]:
-    from collector.registry import DeviceKey, Registry, RegistrySnapshot
+    from collector.admission.registry import DeviceKey, Registry, RegistrySnapshot
 
     keys = [DeviceKey(d.public.kid, d.device_id, d.public.der, 0) for d in backlog.devices]
     return Registry(1, keys), RegistrySnapshot.of(1, keys)
@@ -40,8 +40,8 @@ def verify_message_us_per_reading(backlog: Backlog, sample: int) -> float | None
     """Median-of-3 µs per reading of the ingest worker's stateless checks, on one core, in
     batches of the collector's default size (``verify_batch``, as a worker runs them)."""
     try:
+        from collector.admission.verify import verify_batch
         from collector.config import IngestConfig
-        from collector.verify import verify_batch
 
         _, snapshot = _registry_parts(backlog)
         now_ms = time.time_ns() // 1_000_000
@@ -63,7 +63,7 @@ def verify_message_us_per_reading(backlog: Backlog, sample: int) -> float | None
 def audit_us_per_reading(backlog: Backlog, sample: int) -> float | None:
     """Median-of-3 µs per reading of the audit worker's decode + verify, on one core."""
     try:
-        from collector.audit import audit_envelopes
+        from collector.tools.audit import audit_envelopes
 
         _, snapshot = _registry_parts(backlog)
         envelopes = [raw for _, raw in backlog.envelopes[:sample]]

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.sqlite_store import SQLiteStore
+from collector.ledger.sqlite_store import SQLiteStore
 from provenance.keys import PublicKey
 
 __all__ = ["LedgerFiles", "LedgerTotals", "collector_cli", "enrol", "init_ledger", "installed_cli",

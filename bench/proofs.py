@@ -1,6 +1,6 @@
 """Issue item 4: proof files at 1,000,000 readings, in-process and as whole processes.
 
-Generation is timed in-process (``collector.proofs.build_proof`` on an open store, then the
+Generation is timed in-process (``collector.tools.proofs.build_proof`` on an open store, then the
 file's CBOR encoding), over readings drawn at random (fixed seed) across the ledger. Checking is
 timed as a user meets it: ``ledger-collector verify-proof`` as a fresh process, interpreter
 start-up and imports included.
@@ -15,8 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from collector.proofs import build_proof
-from collector.sqlite_store import SQLiteStore
+from collector.ledger.sqlite_store import SQLiteStore
+from collector.tools.proofs import build_proof
 from provenance.keyfile import load_public_key
 from provenance.prooffile import verify_proof
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError
+from collector.errors import ConfigError
 
 __all__ = [
     "BlockConfig",

@@ -12,22 +12,21 @@ import hashlib
 import logging
 import signal
 
+from collector.admission.checks import DeviceChecks, KnownReading
+from collector.admission.registry import RegistrySnapshot
+from collector.admission.workers import WorkerPool
+from collector.config import CollectorConfig
+from collector.errors import ConfigError, UsageError
+from collector.ingest.mqtt import Inbox, MqttIngest
+from collector.ingest.pipeline import Pipeline
+from collector.ledger.sealer import Sealer
+from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.store import LedgerStore
+from collector.logs import event
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
 from provenance.keys import PrivateKey
-
-from .checks import DeviceChecks, KnownReading
-from .config import CollectorConfig
-from .errors import ConfigError, UsageError
-from .ingest import Inbox, MqttIngest
-from .logs import event
-from .pipeline import Pipeline
-from .registry import RegistrySnapshot
-from .sealer import Sealer
-from .sqlite_store import SQLiteStore
-from .store import LedgerStore
-from .workers import WorkerPool
 
 __all__ = ["load_collector_key", "run_collector"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from agent.cli import cli
-from collector.registry import parse_enrolment_text
+from collector.admission.registry import parse_enrolment_text
 from provenance.keyfile import load_private_key
 from tests.support.agent_harness import AgentProcess, run_cli, write_config
 

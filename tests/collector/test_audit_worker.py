@@ -5,8 +5,8 @@ from __future__ import annotations
 import cbor2
 import pytest
 
-from collector.audit import audit_envelopes
-from collector.registry import DeviceKey, RegistrySnapshot
+from collector.admission.registry import DeviceKey, RegistrySnapshot
+from collector.tools.audit import audit_envelopes
 from provenance.envelope import Envelope, sign
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV
@@ -62,7 +62,7 @@ def test_a_decoder_crash_is_an_envelope_finding_not_a_failed_batch(
 ) -> None:
     """An exception the decoder was never meant to raise is a finding about that envelope,
     as it is a quarantine on ingest, and the rest of the batch is audited."""
-    import collector.audit as audit_module
+    import collector.tools.audit as audit_module
 
     d = Device("a-05")
     good, poison = d.next(), d.next()

@@ -1,4 +1,4 @@
-"""Per-device checks (collector.checks) and gap arithmetic (collector.gaps), without I/O."""
+"""Per-device checks (collector.admission.checks) and gap arithmetic (.gaps), without I/O."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import gaps as gapmath
-from collector.checks import Accept, DeviceChecks, Duplicate, KnownReading, Quarantine
-from collector.gaps import SeqGap
-from collector.verify import Verified
+from collector.admission import gaps as gapmath
+from collector.admission.checks import Accept, DeviceChecks, Duplicate, KnownReading, Quarantine
+from collector.admission.gaps import SeqGap
+from collector.admission.verify import Verified
 from provenance.reading import GENESIS_PREV
 
 DEV = "unit-01"

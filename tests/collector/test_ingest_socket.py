@@ -1,5 +1,5 @@
 """The collector's MQTT client reads the socket in large chunks and joins its acknowledgements
-into one write (collector.ingest._BufferedClient). Every packet still arrives whole and in
+into one write (collector.ingest.mqtt._BufferedClient). Every packet still arrives whole and in
 order, every acknowledgement reaches the broker, and a new connection never sees bytes read
 on the old one. A real Mosquitto throughout."""
 
@@ -10,7 +10,7 @@ import hashlib
 import random
 
 from collector.config import MqttConfig
-from collector.ingest import Inbox, Message, MqttIngest
+from collector.ingest.mqtt import Inbox, Message, MqttIngest
 from tests.support.broker import Broker
 from tests.support.collector import Publisher, create_session
 

@@ -1,4 +1,4 @@
-"""Stateless checks (collector.verify) and the registry, without a broker."""
+"""Stateless checks (collector.admission.verify) and the registry, without a broker."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.errors import RegistryError
-from collector.registry import DeviceKey, Registry, RegistrySnapshot, parse_enrolment_text
-from collector.verify import (
+from collector.admission.registry import DeviceKey, Registry, RegistrySnapshot, parse_enrolment_text
+from collector.admission.verify import (
     Rejected,
     Verified,
     registry_for,
@@ -19,6 +18,7 @@ from collector.verify import (
     verify_batch,
     verify_message,
 )
+from collector.errors import RegistryError
 from provenance.envelope import Envelope
 from provenance.merkle import RFC9162_SHA256
 from provenance.reading import GAP_KIND, Gap
@@ -141,7 +141,7 @@ def test_enrolment_refuses_a_key_id_that_does_not_match() -> None:
 @pytest.mark.parametrize("step", ["_open", "_check_signature", "_check_reading"])
 def test_a_verifier_failure_quarantines_one_message_not_the_batch(
         monkeypatch: pytest.MonkeyPatch, step: str) -> None:
-    import collector.verify as verify_module
+    import collector.admission.verify as verify_module
 
     d = Device("v-08")
     good, poison, after = d.next(), d.next(), d.next()

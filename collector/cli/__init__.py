@@ -20,15 +20,20 @@ from typing import Any, TypeVar
 import click
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from collector.admission.registry import check_enrolment_device_id, parse_enrolment_text
+from collector.config import CollectorConfig, load_config
+from collector.errors import (
+    CollectorError,
+    ConfigError,
+    NotFoundError,
+    UsageError,
+    VerificationFailed,
+)
+from collector.ledger.sqlite_store import SQLiteStore
+from collector.logs import setup_logging
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key, save_private_key
 from provenance.keys import PrivateKey, PublicKey
-
-from .config import CollectorConfig, load_config
-from .errors import CollectorError, ConfigError, NotFoundError, UsageError, VerificationFailed
-from .logs import setup_logging
-from .registry import check_enrolment_device_id, parse_enrolment_text
-from .sqlite_store import SQLiteStore
 
 __all__ = ["cli", "main"]
 
@@ -205,7 +210,7 @@ def run(config_path: str | None, db: str | None, key_file: str | None, broker: s
     envelope, commits readings in batches and acknowledges them only after the commit, and
     seals blocks by size or age. Logs one JSON (or key=value) event per line on stderr.
     """
-    from .service import run_collector
+    from collector.service import run_collector
 
     cfg = _config(
         config_path, database=db, key_file=key_file, mqtt__url=broker, mqtt__protocol=protocol,
@@ -412,7 +417,7 @@ Examples:
 def readings(config_path: str | None, db: str | None, device: str | None, since: str | None,
              until: str | None, fmt: str, output: Any, with_envelope: bool) -> None:
     """Export readings as CSV or JSON Lines, with their block and leaf index."""
-    from .export import export_readings
+    from collector.tools.export import export_readings
 
     cfg = _config(config_path, database=db)
     since_ms = parse_time(since) if since else None
@@ -446,7 +451,7 @@ Example:
 def proof(config_path: str | None, db: str | None, device_id: str, seq: int, output: str,
           as_json: bool) -> None:
     """Write a self-contained proof file for reading DEVICE_ID SEQ."""
-    from .proofs import build_proof
+    from collector.tools.proofs import build_proof
 
     cfg = _config(config_path, database=db)
 
@@ -526,8 +531,8 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
     heights are contiguous and that every reading row is present and matches what its device
     signed. Exit 0 when all holds, 1 otherwise.
     """
-    from .audit import run_audit
-    from .workers import WorkerPool
+    from collector.admission.workers import WorkerPool
+    from collector.tools.audit import run_audit
 
     cfg = _config(config_path, database=db)
     trusted = _load_public_key(collector_key) if collector_key else None
@@ -581,7 +586,7 @@ Examples:
 @_errors
 def stats(config_path: str | None, db: str | None, device: str | None, as_json: bool) -> None:
     """Ledger totals and per-device health: last seq, gaps, chain breaks, skew, quarantine."""
-    from .stats import collect_stats
+    from collector.tools.stats import collect_stats
 
     cfg = _config(config_path, database=db)
 

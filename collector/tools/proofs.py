@@ -7,13 +7,12 @@ size of the ledger, so no per-node hashes need to be stored.
 
 from __future__ import annotations
 
+from collector.errors import NotFoundError, StoreError
+from collector.ledger.store import LedgerStore
 from provenance.block import SignedBlock
 from provenance.envelope import Envelope
 from provenance.merkle import RFC9162_SHA256, inclusion_proof
 from provenance.prooffile import ProofFile
-
-from .errors import NotFoundError, StoreError
-from .store import LedgerStore
 
 __all__ = ["build_proof"]
 

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from .registry import RegistryFile, RegistrySnapshot, RegistrySource
+from collector.admission.registry import RegistryFile, RegistrySnapshot, RegistrySource
 
 __all__ = ["RegistryShare", "WorkerPool"]
 

@@ -4,7 +4,7 @@
 envelope, look the key up by key id, check the ES256 signature, parse the reading, bind topic
 device = signed device = key's device, apply revocation and the future-clock bound. Everything
 that depends on other readings (duplicates, sequence, hash chain) runs afterwards, in arrival
-order, in :mod:`collector.checks`.
+order, in :mod:`collector.admission.checks`.
 
 ``verify_batch`` is the unit of work a verification process receives; results are small tuples
 because they cross a process boundary.
@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import Callable
 from typing import NamedTuple, ParamSpec, TypeVar
 
+from collector.admission.reasons import Reason
+from collector.admission.registry import DeviceKey, Registry, RegistryFile, RegistrySource
 from provenance.envelope import Envelope, to_be_signed
 from provenance.errors import (
     MalformedError,
@@ -26,9 +28,6 @@ from provenance.errors import (
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256
 from provenance.reading import check_device_id
-
-from .reasons import Reason
-from .registry import DeviceKey, Registry, RegistryFile, RegistrySource
 
 __all__ = [
     "Rejected",
@@ -173,7 +172,7 @@ def _check_reading(opened: _Opened, received_ms: int, max_future_ms: int) -> Out
 def verify_message(
     registry: Registry, topic: str, payload: bytes, received_ms: int, max_future_ms: int
 ) -> Outcome:
-    """Run the stateless checks in :data:`collector.reasons.REASONS` order."""
+    """Run the stateless checks in :data:`collector.admission.reasons.REASONS` order."""
     opened = _open(registry, topic, payload)
     if isinstance(opened, Rejected):
         return opened

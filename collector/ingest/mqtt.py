@@ -36,14 +36,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from . import faults
-from .config import MqttConfig, parse_broker_url
-from .errors import ConfigError
-from .logs import event
+from collector import faults
+from collector.config import MqttConfig, parse_broker_url
+from collector.errors import ConfigError
+from collector.logs import event
 
 __all__ = ["Inbox", "Message", "MqttIngest"]
 
-log = logging.getLogger("collector.ingest")
+log = logging.getLogger("collector.ingest.mqtt")
 
 
 @dataclass(slots=True)

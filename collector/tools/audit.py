@@ -26,16 +26,15 @@ from typing import Any, NamedTuple
 
 import cbor2
 
+from collector.admission.registry import DeviceKey, RegistrySnapshot, RegistrySource
+from collector.admission.verify import registry_for
+from collector.admission.workers import RegistryShare, WorkerPool
+from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
 from provenance.envelope import Envelope, to_be_signed
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
-
-from .registry import DeviceKey, RegistrySnapshot, RegistrySource
-from .store import BlockRecord, LedgerStore, ReadingRecord
-from .verify import registry_for
-from .workers import RegistryShare, WorkerPool
 
 __all__ = ["AuditReport", "Finding", "audit_envelopes", "run_audit"]
 

@@ -24,12 +24,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from collector.admission import gaps as gapmath
+from collector.admission.gaps import SeqGap
+from collector.admission.reasons import Reason
+from collector.admission.verify import Verified
 from provenance.reading import GENESIS_PREV
-
-from . import gaps as gapmath
-from .gaps import SeqGap
-from .reasons import Reason
-from .verify import Verified
 
 __all__ = [
     "Accept",

@@ -36,22 +36,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from . import faults
-from .checks import Accept, DeviceChecks, Duplicate
-from .config import CollectorConfig
-from .ingest import Inbox, Message
-from .logs import event
-from .metrics import Metrics
-from .reasons import Reason
-from .registry import Registry, RegistrySnapshot
-from .sealer import Sealer
-from .store import BatchWrite, LedgerStore, PendingLeaf, QuarantineRecord, ReadingRecord
-from .verify import Outcome, Rejected, Verified, topic_device, verify_batch, verify_message
-from .workers import RegistryShare, WorkerPool
+from collector import faults
+from collector.admission.checks import Accept, DeviceChecks, Duplicate
+from collector.admission.reasons import Reason
+from collector.admission.registry import Registry, RegistrySnapshot
+from collector.admission.verify import (
+    Outcome,
+    Rejected,
+    Verified,
+    topic_device,
+    verify_batch,
+    verify_message,
+)
+from collector.admission.workers import RegistryShare, WorkerPool
+from collector.config import CollectorConfig
+from collector.ingest.mqtt import Inbox, Message
+from collector.ledger.sealer import Sealer
+from collector.ledger.store import (
+    BatchWrite,
+    LedgerStore,
+    PendingLeaf,
+    QuarantineRecord,
+    ReadingRecord,
+)
+from collector.logs import event
+from collector.metrics import Metrics
 
 __all__ = ["Acker", "Pipeline"]
 
-log = logging.getLogger("collector.pipeline")
+log = logging.getLogger("collector.ingest.pipeline")
 
 
 class Acker(Protocol):

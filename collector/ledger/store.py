@@ -1,6 +1,6 @@
 """The ledger store interface: everything the collector keeps, behind one asynchronous Protocol.
 
-:class:`collector.sqlite_store.SQLiteStore` implements it today; a PostgreSQL store for
+:class:`collector.ledger.sqlite_store.SQLiteStore` implements it today; a PostgreSQL store for
 multi-collector deployments implements the same methods. The contract that matters:
 
 * ``commit_batch`` is atomic and durable when it returns: readings, quarantine rows, device
@@ -19,11 +19,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from collector.admission.checks import DeviceState
+from collector.admission.gaps import SeqGap
+from collector.admission.registry import DeviceKey
 from provenance.keys import PublicKey
-
-from .checks import DeviceState
-from .gaps import SeqGap
-from .registry import DeviceKey
 
 __all__ = [
     "BatchWrite",

@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
 from provenance.envelope import Envelope
 from provenance.prooffile import reading_to_json
-
-from .store import BlockRecord, LedgerStore, ReadingRecord
 
 __all__ = ["CSV_COLUMNS", "export_readings"]
 

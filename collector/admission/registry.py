@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from collector.errors import RegistryError
 from provenance import cbor
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.reading import check_device_id
-
-from .errors import RegistryError
 
 __all__ = [
     "DeviceKey",
@@ -156,7 +155,7 @@ def parse_enrolment_text(text: str, *, expected_kid: str | None = None) -> Enrol
         key = PublicKey.from_pem(blocks[0])
     except ProvenanceError as exc:
         raise RegistryError(f"not a P-256 public key: {exc.diagnostics()}") from None
-    except UnsupportedAlgorithm as exc:  # not converted by the core (see collector.proofs)
+    except UnsupportedAlgorithm as exc:  # not converted by the core (see collector.tools.proofs)
         raise RegistryError(f"not a P-256 public key: {exc}") from None
     kids += _KID_LINE.findall(pem_text.replace(blocks[0], ""))
     for kid in kids:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .store import LedgerStore
+from collector.ledger.store import LedgerStore
 
 __all__ = ["LedgerStats", "collect_stats"]
 

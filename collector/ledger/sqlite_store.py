@@ -22,17 +22,13 @@ from typing import Any
 
 import aiosqlite
 
-from provenance.errors import ProvenanceError
-from provenance.keys import PublicKey
-from provenance.merkle import RFC9162_SHA256
-
-from . import faults
-from .checks import DeviceState
-from .errors import NotFoundError, RegistryError, StoreError
-from .gaps import SeqGap
-from .registry import DeviceKey
-from .sqlite_schema import MIGRATIONS
-from .store import (
+from collector import faults
+from collector.admission.checks import DeviceState
+from collector.admission.gaps import SeqGap
+from collector.admission.registry import DeviceKey
+from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.ledger.sqlite_schema import MIGRATIONS
+from collector.ledger.store import (
     BatchWrite,
     BlockRecord,
     PendingLeaf,
@@ -40,6 +36,9 @@ from .store import (
     QuarantineRecord,
     ReadingRecord,
 )
+from provenance.errors import ProvenanceError
+from provenance.keys import PublicKey
+from provenance.merkle import RFC9162_SHA256
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -61,7 +60,7 @@ def _now_ms() -> int:
 
 
 class SQLiteStore:
-    """:class:`collector.store.LedgerStore` on one SQLite file."""
+    """:class:`collector.ledger.store.LedgerStore` on one SQLite file."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db

@@ -1,0 +1,1 @@
+"""What reads a ledger after the fact: audit, proof files, export and statistics."""
