@@ -1,0 +1,108 @@
+"""``devices``: enrol, list and revoke device keys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from collector.admission.registry import check_enrolment_device_id, parse_enrolment_text
+from collector.cli.common import (
+    config,
+    handle_errors,
+    iso,
+    ledger_options,
+    now_ms,
+    on_ledger,
+    parse_time,
+)
+from collector.errors import UsageError
+from provenance.keys import PublicKey
+
+__all__ = ["devices"]
+
+
+@click.group()
+def devices() -> None:
+    """Enrol, list and revoke device keys."""
+
+
+@devices.command("add", epilog="""\b
+Examples:
+  sensor-agent pubkey | ledger-collector devices add water-01 -
+  ledger-collector devices add bms-07 bms-07.pub.pem --kid 3f9a…""")
+@ledger_options
+@click.argument("device_id")
+@click.argument("pem", type=click.File("r"), default="-")
+@click.option("--kid", metavar="HEX", help="Refuse unless the key's id is this (64 hex digits).")
+@handle_errors
+def devices_add(config_path: str | None, db: str | None, device_id: str, pem: Any,
+                kid: str | None) -> None:
+    """Enrol PEM (a public key file, or - for stdin) as a key of DEVICE_ID.
+
+    Accepts what `sensor-agent pubkey` prints: the PEM block, with or without a key id line
+    beside it; a key id printed with the key must match the key.
+    """
+    check_enrolment_device_id(device_id)
+    enrolment = parse_enrolment_text(pem.read(), expected_kid=kid)
+    if enrolment.device_id is not None and enrolment.device_id != device_id:
+        raise UsageError(f"the key was printed for device {enrolment.device_id!r}, "
+                         f"not {device_id!r}")
+    key = enrolment.key
+    cfg = config(config_path, database=db)
+    on_ledger(cfg, lambda store: store.enrol(device_id, key, now_ms()))
+    click.echo(f"enrolled {device_id} key {key.kid_hex}")
+
+
+@devices.command("list", epilog="""\b
+Example:
+  ledger-collector devices list --json""")
+@ledger_options
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@handle_errors
+def devices_list(config_path: str | None, db: str | None, as_json: bool) -> None:
+    """List enrolled device keys and their revocation state."""
+    cfg = config(config_path, database=db)
+    keys = on_ledger(cfg, lambda store: store.device_keys())
+    if as_json:
+        click.echo(json.dumps([{
+            "device_id": k.device_id, "kid": k.kid.hex(), "enrolled_ms": k.enrolled_ms,
+            "revoked_ms": k.revoked_ms, "revoke_reason": k.revoke_reason,
+            "public_key_pem": PublicKey.from_der(k.public_key_der).to_pem(),
+        } for k in keys], indent=2))
+        return
+    click.echo(f"{'device':<20} {'key id':<64} {'enrolled':<25} status")
+    for k in keys:
+        status = ("active" if k.revoked_ms is None
+                  else f"revoked from {iso(k.revoked_ms)}"
+                  + (f" ({k.revoke_reason})" if k.revoke_reason else ""))
+        click.echo(f"{k.device_id:<20} {k.kid.hex():<64} {iso(k.enrolled_ms):<25} {status}")
+
+
+@devices.command("revoke", epilog="""\b
+Examples:
+  ledger-collector devices revoke water-01 --reason "probe replaced"
+  ledger-collector devices revoke water-01 --kid 3f9a… --at 2026-03-01T00:00:00Z""")
+@ledger_options
+@click.argument("device_id")
+@click.option("--kid", metavar="HEX", help="Revoke only this key (default: every key).")
+@click.option("--at", "at", default="now", show_default=True, metavar="TIME",
+              help="Effective time: readings signed at or after it are refused "
+                   "(ISO 8601, epoch ms, or now).")
+@click.option("--reason", metavar="TEXT", help="Why, for the record.")
+@handle_errors
+def devices_revoke(config_path: str | None, db: str | None, device_id: str, kid: str | None,
+                   at: str, reason: str | None) -> None:
+    """Revoke DEVICE_ID's key(s) from an effective time on."""
+    at_ms = parse_time(at)
+    try:
+        kid_bytes = bytes.fromhex(kid) if kid else None
+    except ValueError:
+        raise UsageError(f"--kid {kid!r} is not hex") from None
+    cfg = config(config_path, database=db)
+    revoked = on_ledger(cfg, lambda store: store.revoke(device_id, kid_bytes, at_ms, reason))
+    for k in revoked:
+        click.echo(f"revoked {device_id} key {k.kid.hex()} from {iso(at_ms)}")
+    if not revoked:
+        click.echo(f"{device_id}: every key was already revoked at or before {iso(at_ms)}")
