@@ -13,6 +13,10 @@ The client subscribes with QoS 1 on a persistent session (fixed client id; MQTT 
 ``manual_ack=True``. Under MQTT 5 the collector states a Receive Maximum, which Mosquitto uses
 instead of its ``max_inflight_messages`` for this client, so the broker can keep thousands of
 messages in flight while the collector batches commits.
+
+The client itself, with its batched socket reads and joined acknowledgements, is
+:class:`collector.ingest.paho_adapter.BufferedClient`: the one module that touches paho's
+private parts, with its version pin.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -39,6 +42,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from collector import faults
 from collector.config import MqttConfig, parse_broker_url
 from collector.errors import ConfigError
+from collector.ingest.paho_adapter import BufferedClient
 from collector.logs import event
 
 __all__ = ["Inbox", "Message", "MqttIngest"]
@@ -99,74 +103,6 @@ class Inbox:
         return len(self._items)
 
 
-class _BufferedClient(mqtt.Client):
-    """paho's client with batched socket reads and writes.
-
-    paho reads a packet with one ``recv`` for its first byte, one per remaining-length byte and
-    one for the rest, and writes each acknowledgement with a ``send`` of its own: five system
-    calls for each reading. Here the reads are served from one large ``recv`` and consecutive
-    acknowledgements leave in one ``send``. Every socket read in paho-mqtt 2.x goes through
-    ``Client._sock_recv`` and every write through ``Client._packet_write`` (``paho-mqtt<3`` is
-    pinned); tests/collector/test_ingest_socket.py holds them to that.
-
-    Bytes held here are invisible to ``select()``: :attr:`buffered` says how many there are.
-    """
-
-    READ_CHUNK = 64 * 1024
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._read_sock: object = None
-        self._read_buf = b""
-        self._read_pos = 0
-        self.socket_reads = 0
-        self.socket_writes = 0
-        # Queued packets wait for _step's loop_write(): without a callback here, paho writes
-        # each one from inside ack() itself.
-        self.on_socket_register_write = _no_op
-
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the current connection that paho has not taken yet."""
-        if self._read_sock is not self._sock:
-            return 0
-        return max(0, len(self._read_buf) - self._read_pos)
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._read_sock is not self._sock:  # a new connection: nothing carries over
-            self._read_sock, self._read_buf, self._read_pos = self._sock, b"", 0
-        pos = self._read_pos
-        if pos >= len(self._read_buf):
-            data = super()._sock_recv(max(bufsize, self.READ_CHUNK))
-            self.socket_reads += 1
-            if len(data) <= bufsize:  # everything asked for, or the connection's end (b"")
-                self._read_pos = len(self._read_buf)
-                return data
-            self._read_buf, pos = data, 0
-        self._read_pos = pos + bufsize
-        return self._read_buf[pos:pos + bufsize]
-
-    def _sock_send(self, buf: bytes | bytearray) -> int:
-        self.socket_writes += 1
-        return super()._sock_send(buf)
-
-    def _packet_write(self) -> MQTTErrorCode:
-        # Join the acknowledgements at the head of the queue into one packet. Only the head can
-        # be partly written already; it is left as it is.
-        out = self._out_packet
-        if len(out) > 1 and out[0]["pos"] == 0 and out[0]["command"] & 0xF0 == PUBACK:
-            acks = []
-            while out and out[0]["command"] & 0xF0 == PUBACK:
-                acks.append(out.popleft())
-            joined = b"".join(ack["packet"] for ack in acks)
-            out.appendleft({**acks[0], "mid": 0, "to_process": len(joined), "packet": joined})
-        return super()._packet_write()
-
-
-def _no_op(*_: object) -> None:
-    pass
-
-
 class MqttIngest:
     """The MQTT side of the collector, running on its own thread."""
 
@@ -195,10 +131,10 @@ class MqttIngest:
         self.connects = 0
         self._client = self._make_client()
 
-    def _make_client(self) -> _BufferedClient:
+    def _make_client(self) -> BufferedClient:
         cfg, addr = self._config, self._address
         v5 = cfg.protocol == "5"
-        client = _BufferedClient(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             clean_session=None if v5 else False,
@@ -290,7 +226,7 @@ class MqttIngest:
         self._socket_open = False
         self.connected.clear()
 
-    def _step(self, client: _BufferedClient) -> MQTTErrorCode:
+    def _step(self, client: BufferedClient) -> MQTTErrorCode:
         """One round of paho's external-loop API: select, read, write, housekeeping.
 
         Unlike ``loop()``, this reads every packet the socket already holds rather than one per
