@@ -2,7 +2,8 @@
 
 Start-up restores everything from the store (device states, next reading id, unsealed
 readings, chain head), so a restart after a crash continues exactly where the last commit left
-off; the broker re-delivers whatever was not acknowledged.
+off; the broker re-delivers whatever was not acknowledged. One collector writes a ledger at a
+time: ``run`` holds :class:`collector.ledger.lock.LedgerLock` from start to exit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collector.config import CollectorConfig
 from collector.errors import ConfigError, UsageError
 from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
+from collector.ledger.lock import LedgerLock
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.store import LedgerStore
@@ -51,8 +53,16 @@ async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
 
 
 async def run_collector(config: CollectorConfig, *, install_signals: bool = True) -> None:
-    """Run until SIGTERM/SIGINT, then drain, commit, acknowledge and seal what was received."""
+    """Run until SIGTERM/SIGINT, then drain, commit, acknowledge and seal what was received.
+
+    Refused (:class:`UsageError`) while another collector runs on the same ledger.
+    """
     store = await SQLiteStore.open(config.database)
+    try:
+        lock = LedgerLock(config.database).acquire()
+    except BaseException:
+        await store.close()
+        raise
     pool = WorkerPool(config.worker_count)
     ingest: MqttIngest | None = None
     try:
@@ -122,3 +132,4 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
         await store.close()
+        lock.release()

@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Callable
@@ -44,6 +45,9 @@ def _exit_with_parent() -> None:
     parent = multiprocessing.parent_process()
     if parent is None:
         return
+    # Ctrl-C reaches the whole process group; the parent decides how to stop and shuts the
+    # pool down, so a worker must not die of it mid-task (nor print a KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
