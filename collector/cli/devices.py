@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from collector.admission.registry import check_enrolment_device_id, parse_enrolment_text
+from collector.admission.registry import DeviceKey, check_enrolment_device_id, parse_enrolment_text
 from collector.cli.common import (
     config,
     handle_errors,
@@ -17,7 +17,8 @@ from collector.cli.common import (
     on_ledger,
     parse_time,
 )
-from collector.errors import UsageError
+from collector.errors import NotFoundError, UsageError
+from collector.ledger.sqlite_store import SQLiteStore
 from provenance.keys import PublicKey
 
 __all__ = ["devices"]
@@ -28,6 +29,14 @@ def devices() -> None:
     """Enrol, list and revoke device keys."""
 
 
+def kid_prefix(text: str) -> str:
+    """A key id or the start of one, as the docs and listings show it (``3f9a…`` included)."""
+    digits = text.strip().removesuffix("…").removesuffix("...").lower()
+    if len(digits) < 4 or len(digits) > 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise UsageError(f"--kid {text!r} must be a key id or its first 4 or more hex digits")
+    return digits
+
+
 @devices.command("add", epilog="""\b
 Examples:
   sensor-agent pubkey | ledger-collector devices add water-01 -
@@ -35,24 +44,38 @@ Examples:
 @ledger_options
 @click.argument("device_id")
 @click.argument("pem", type=click.File("r"), default="-")
-@click.option("--kid", metavar="HEX", help="Refuse unless the key's id is this (64 hex digits).")
+@click.option("--kid", metavar="HEX",
+              help="Refuse unless the key's id is, or starts with, this (4 or more hex digits).")
 @handle_errors
 def devices_add(config_path: str | None, db: str | None, device_id: str, pem: Any,
                 kid: str | None) -> None:
     """Enrol PEM (a public key file, or - for stdin) as a key of DEVICE_ID.
 
     Accepts what `sensor-agent pubkey` prints: the PEM block, with or without a key id line
-    beside it; a key id printed with the key must match the key.
+    beside it; a key id printed with the key must match the key. Safe to run again: a key
+    already enrolled for DEVICE_ID is left as it is (exit 0).
     """
     check_enrolment_device_id(device_id)
-    enrolment = parse_enrolment_text(pem.read(), expected_kid=kid)
+    prefix = kid_prefix(kid) if kid else None
+    enrolment = parse_enrolment_text(pem.read())
     if enrolment.device_id is not None and enrolment.device_id != device_id:
         raise UsageError(f"the key was printed for device {enrolment.device_id!r}, "
                          f"not {device_id!r}")
     key = enrolment.key
+    if prefix is not None and not key.kid_hex.startswith(prefix):
+        raise UsageError(f"the key's id is {key.kid_hex}, which does not start with --kid "
+                         f"{prefix}; check that the key belongs to this device")
     cfg = config(config_path, database=db)
-    on_ledger(cfg, lambda store: store.enrol(device_id, key, now_ms()))
-    click.echo(f"enrolled {device_id} key {key.kid_hex}")
+
+    async def enrol(store: SQLiteStore) -> bool:
+        known = await store.device_key(key.kid)
+        await store.enrol(device_id, key, now_ms())
+        return known is not None
+
+    if on_ledger(cfg, enrol):
+        click.echo(f"{device_id} key {key.kid_hex} is already enrolled; nothing to do")
+    else:
+        click.echo(f"enrolled {device_id} key {key.kid_hex}")
 
 
 @devices.command("list", epilog="""\b
@@ -86,7 +109,8 @@ Examples:
   ledger-collector devices revoke water-01 --kid 3f9a… --at 2026-03-01T00:00:00Z""")
 @ledger_options
 @click.argument("device_id")
-@click.option("--kid", metavar="HEX", help="Revoke only this key (default: every key).")
+@click.option("--kid", metavar="HEX",
+              help="Revoke only this key: its id or a unique prefix (default: every key).")
 @click.option("--at", "at", default="now", show_default=True, metavar="TIME",
               help="Effective time: readings signed at or after it are refused "
                    "(ISO 8601, epoch ms, or now).")
@@ -96,12 +120,26 @@ def devices_revoke(config_path: str | None, db: str | None, device_id: str, kid:
                    at: str, reason: str | None) -> None:
     """Revoke DEVICE_ID's key(s) from an effective time on."""
     at_ms = parse_time(at)
-    try:
-        kid_bytes = bytes.fromhex(kid) if kid else None
-    except ValueError:
-        raise UsageError(f"--kid {kid!r} is not hex") from None
+    prefix = kid_prefix(kid) if kid else None
     cfg = config(config_path, database=db)
-    revoked = on_ledger(cfg, lambda store: store.revoke(device_id, kid_bytes, at_ms, reason))
+
+    async def revoke(store: SQLiteStore) -> list[DeviceKey]:
+        kid_bytes = None
+        if prefix is not None:
+            mine = [k.kid for k in await store.device_keys() if k.device_id == device_id]
+            matches = [k for k in mine if k.hex().startswith(prefix)]
+            if not mine:
+                raise NotFoundError(f"device {device_id!r} has no enrolled key")
+            if not matches:
+                raise NotFoundError(f"device {device_id!r} has no key whose id starts with "
+                                    f"{prefix}")
+            if len(matches) > 1:
+                raise UsageError(f"--kid {prefix} matches {len(matches)} keys of {device_id!r}; "
+                                 "give more digits")
+            kid_bytes = matches[0]
+        return await store.revoke(device_id, kid_bytes, at_ms, reason)
+
+    revoked = on_ledger(cfg, revoke)
     for k in revoked:
         click.echo(f"revoked {device_id} key {k.kid.hex()} from {iso(at_ms)}")
     if not revoked:

@@ -36,20 +36,20 @@ def init(config_path: str | None, db: str | None, key_file: str | None) -> None:
 
     async def go() -> tuple[PublicKey, Path]:
         path = Path(cfg.key_file)
-        if path.exists():
-            key = load_private_key(path)
-        else:
-            key = PrivateKey.generate()
-            save_private_key(key, path)
+        fresh = not path.exists()
+        key = PrivateKey.generate() if fresh else load_private_key(path)
         async with open_ledger(cfg, create=True) as store:
             stored = await store.collector_public_key()
-            if stored is None:
-                await store.set_collector_public_key(key.public)
-            elif stored.kid != key.kid:
+            if stored is not None and stored.kid != key.kid:
+                # Refused before anything is written: no stray key file is left behind.
                 raise ConfigError(
                     f"{cfg.database} was created with collector key {stored.kid_hex}, "
                     f"not {key.kid.hex()} ({path})"
                 )
+            if fresh:
+                save_private_key(key, path)
+            if stored is None:
+                await store.set_collector_public_key(key.public)
         pub = path.with_name(path.name.removesuffix(".pem") + ".pub.pem")
         pub.write_text(key.public.to_pem())
         return key.public, pub

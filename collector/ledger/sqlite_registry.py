@@ -62,13 +62,19 @@ class RegistryTables(SQLiteConnection):
 
     async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey:
         async with self._write() as db:
-            row = await self._one("SELECT device_id FROM device_keys WHERE kid = ?", (key.kid,))
+            row = await self._one(
+                "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+                "FROM device_keys WHERE kid = ?", (key.kid,))
             if row is not None:
-                owner = row[0]
-                raise RegistryError(
-                    f"key {key.kid_hex} is already enrolled for device {owner!r}"
-                    + ("" if owner != device_id else "; nothing to do")
-                )
+                known = DeviceKey(*row)
+                if known.device_id != device_id:
+                    raise RegistryError(
+                        f"key {key.kid_hex} is already enrolled for device {known.device_id!r}")
+                if known.revoked_ms is not None:
+                    raise RegistryError(
+                        f"key {key.kid_hex} of {device_id!r} was revoked; a revoked key is not "
+                        "enrolled again: give the device a new key")
+                return known  # enrolled already: nothing to do, safe to run again
             await db.execute(
                 "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
                 "VALUES (?, ?, ?, ?)",
@@ -88,8 +94,9 @@ class RegistryTables(SQLiteConnection):
                 params += (kid,)
             keys = [DeviceKey(*r) for r in await self._all(sql, params)]
             if not keys:
-                what = f"key {kid.hex()} of device" if kid else "any key of device"
-                raise NotFoundError(f"no {what} {device_id!r} is enrolled")
+                raise NotFoundError(
+                    f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
+                    else f"device {device_id!r} has no enrolled key")
             live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
             await db.executemany(
                 "UPDATE device_keys SET revoked_ms = ?, revoke_reason = ? WHERE kid = ?",

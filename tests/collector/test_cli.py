@@ -184,3 +184,43 @@ def test_blocks_readings_quarantine_and_stats_outputs(
     text = run_cli("stats", "--db", ledger.db).output
     assert "ledger: 24 readings in 3 blocks (0 not yet sealed)" in text
     assert "quarantine: not_cbor=1" in text
+
+
+def test_admin_commands_are_safe_to_run_again(tmp_path: Path) -> None:
+    """Issue 13, item 11."""
+    ledger = Ledger(tmp_path).init()
+    dev = Device("water-01")
+    kid = dev.key.kid.hex()
+    assert run_cli("devices", "add", "--db", ledger.db, "water-01", "-",
+                   input=dev.pem()).exit_code == 0
+    again = run_cli("devices", "add", "--db", ledger.db, "water-01", "-", input=dev.pem())
+    assert again.exit_code == 0, again.output
+    assert "already enrolled; nothing to do" in again.output
+    assert ledger.count("device_keys") == 1
+
+    # --kid takes the unique prefix the docs and listings show, with or without the ellipsis.
+    other = Device("water-02")
+    assert run_cli("devices", "add", "--db", ledger.db, "water-02", "-", "--kid",
+                   other.key.kid.hex()[:4] + "…", input=other.pem()).exit_code == 0
+    third = Device("water-03")
+    not_its = "ffff" if third.key.kid.hex().startswith("0000") else "0000"
+    wrong = run_cli("devices", "add", "--db", ledger.db, "water-03", "-", "--kid", not_its,
+                    input=third.pem())
+    assert wrong.exit_code == 2 and "does not start with --kid" in wrong.output
+    revoked = run_cli("devices", "revoke", "--db", ledger.db, "water-01", "--kid", kid[:6])
+    assert revoked.exit_code == 0 and f"revoked water-01 key {kid}" in revoked.output
+    short = run_cli("devices", "revoke", "--db", ledger.db, "water-01", "--kid", "ab")
+    assert short.exit_code == 2 and "first 4 or more hex digits" in short.output
+    # A revoked key is not silently enrolled again.
+    back = run_cli("devices", "add", "--db", ledger.db, "water-01", "-", input=dev.pem())
+    assert back.exit_code == 2 and "was revoked" in back.output
+
+    nobody = run_cli("devices", "revoke", "--db", ledger.db, "nobody")
+    assert nobody.exit_code == 2
+    assert "device 'nobody' has no enrolled key" in nobody.output and "any" not in nobody.output
+
+    # init refuses a foreign key before writing anything: no stray key file.
+    foreign = tmp_path / "other.pem"
+    refused = run_cli("init", "--db", ledger.db, "--key", str(foreign))
+    assert refused.exit_code == 2 and "was created with collector key" in refused.output
+    assert not foreign.exists() and not (tmp_path / "other.pub.pem").exists()
