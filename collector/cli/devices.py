@@ -91,11 +91,12 @@ def devices_list(config_path: str | None, db: str | None, as_json: bool) -> None
     if as_json:
         click.echo(json.dumps([{
             "device_id": k.device_id, "kid": k.kid.hex(), "enrolled_ms": k.enrolled_ms,
-            "revoked_ms": k.revoked_ms, "revoke_reason": k.revoke_reason,
+            "enrolled": iso(k.enrolled_ms), "revoked_ms": k.revoked_ms,
+            "revoked": iso(k.revoked_ms) or None, "revoke_reason": k.revoke_reason,
             "public_key_pem": PublicKey.from_der(k.public_key_der).to_pem(),
         } for k in keys], indent=2))
         return
-    click.echo(f"{'device':<20} {'key id':<64} {'enrolled':<25} status")
+    click.echo(f"{'device':<20} {'key id':<64} {'enrolled (UTC)':<25} status")
     for k in keys:
         status = ("active" if k.revoked_ms is None
                   else f"revoked from {iso(k.revoked_ms)}"

@@ -15,7 +15,7 @@ from collector.cli.common import (
     on_ledger,
     parse_time,
 )
-from collector.errors import NotFoundError
+from collector.errors import NotFoundError, UsageError
 from collector.ledger.records import BlockRecord
 from collector.ledger.sqlite_store import SQLiteStore
 
@@ -59,25 +59,28 @@ def blocks(config_path: str | None, db: str | None, height: int | None, start: i
             "merkle_root": h.merkle_root.hex(), "leaf_count": h.leaf_count,
             "first_reading_id": b.first_reading_id, "first_time_ms": h.first_time_ms,
             "last_time_ms": h.last_time_ms, "sealed_at_ms": h.sealed_at_ms,
-            "collector_kid": h.collector_kid.hex(),
+            "first_time": iso(h.first_time_ms), "last_time": iso(h.last_time_ms),
+            "sealed_at": iso(h.sealed_at_ms), "collector_kid": h.collector_kid.hex(),
         })
     if as_json:
         click.echo(json.dumps(rows[0] if height is not None else rows, indent=2))
     elif height is not None:
         for k, v in rows[0].items():
-            click.echo(f"{k:<17} {v}")
-        click.echo(f"{'sealed_at':<17} {iso(rows[0]['sealed_at_ms'])}")
+            if not k.endswith("_ms"):  # times in UTC, not epoch milliseconds
+                click.echo(f"{k:<17} {v}")
     else:
-        click.echo(f"{'height':>7} {'leaves':>7} {'first_id':>9} {'sealed (UTC)':<26} hash")
+        click.echo(f"{'height':>7} {'leaves':>7} {'first reading':>13} {'sealed (UTC)':<26} "
+                   "hash (HEIGHT:HASH for audit --anchor)")
         for r in rows:
-            click.echo(f"{r['height']:>7} {r['leaf_count']:>7} {r['first_reading_id']:>9} "
-                       f"{iso(r['sealed_at_ms']):<26} {r['hash']}")
+            click.echo(f"{r['height']:>7} {r['leaf_count']:>7} {r['first_reading_id']:>13} "
+                       f"{r['sealed_at']:<26} {r['hash']}")
 
 
 @click.command(epilog="""\b
 Examples:
   ledger-collector readings --device water-01 --since 2026-05-01T00:00Z -o water-01.csv
-  ledger-collector readings --format jsonl --since now | jq .""")
+  ledger-collector readings --format jsonl --since now | jq .
+  ledger-collector readings --device water-01 --per-measurement -o water-01-values.csv""")
 @ledger_options
 @click.option("--device", metavar="ID", help="Only this device.")
 @click.option("--since", metavar="TIME", help="Device time at or after (ISO 8601 or epoch ms).")
@@ -86,36 +89,50 @@ Examples:
               show_default=True)
 @click.option("-o", "--output", type=click.File("w"), default="-", help="Output file.")
 @click.option("--with-envelope", is_flag=True, help="Include the envelope bytes (hex).")
+@click.option("--per-measurement", is_flag=True,
+              help="CSV with one row per measurement (name, value, unit, its own UTC time).")
 @handle_errors
 def readings(config_path: str | None, db: str | None, device: str | None, since: str | None,
-             until: str | None, fmt: str, output: Any, with_envelope: bool) -> None:
+             until: str | None, fmt: str, output: Any, with_envelope: bool,
+             per_measurement: bool) -> None:
     """Export readings as CSV or JSON Lines, with their block and leaf index."""
     from collector.tools.export import export_readings
 
+    if per_measurement and (fmt != "csv" or with_envelope):
+        raise UsageError("--per-measurement is a CSV layout, without --with-envelope")
     cfg = config(config_path, database=db)
     since_ms = parse_time(since) if since else None
     until_ms = parse_time(until) if until else None
     count = on_ledger(cfg, lambda store: export_readings(
         store, output, fmt=fmt, device_id=device, since_ms=since_ms, until_ms=until_ms,
-        with_envelope=with_envelope))
+        with_envelope=with_envelope, per_measurement=per_measurement))
     click.echo(f"{count} readings exported", err=True)
 
 
 @click.command(epilog="""\b
 Examples:
   ledger-collector stats
-  ledger-collector stats --device water-01 --json""")
+  ledger-collector stats --device water-01 --json
+  ledger-collector stats --csv > devices.csv""")
 @ledger_options
 @click.option("--device", metavar="ID", help="Only this device.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output: one row per device.")
 @handle_errors
-def stats(config_path: str | None, db: str | None, device: str | None, as_json: bool) -> None:
-    """Ledger totals and per-device health: last seq, gaps, chain breaks, skew, quarantine."""
+def stats(config_path: str | None, db: str | None, device: str | None, as_json: bool,
+          as_csv: bool) -> None:
+    """Ledger totals and per-device health: last seq, gaps, chain breaks, skew, quarantine,
+    and when each device was last seen (UTC)."""
     from collector.tools.stats import collect_stats
 
+    if as_json and as_csv:
+        raise UsageError("--json or --csv, not both")
     cfg = config(config_path, database=db)
     result = on_ledger(cfg, lambda store: collect_stats(store, device))
-    click.echo(result.to_json() if as_json else result.render())
+    if as_csv:
+        click.echo(result.to_csv(), nl=False)
+    else:
+        click.echo(result.to_json() if as_json else result.render())
 
 
 @click.command(epilog="""\b
@@ -135,6 +152,9 @@ def quarantine(config_path: str | None, db: str | None, reason: str | None,
     cfg = config(config_path, database=db)
     entries = on_ledger(cfg, lambda store: store.quarantine_entries(
         reason=reason, device_id=device, limit=limit))
+    if entries and not as_json:
+        click.echo(f"{'id':>6} {'first seen (UTC)':<25} {'reason':<20} {'device':<16} "
+                   "times  detail")
     for e in entries:
         q = e.record
         if as_json:
@@ -142,11 +162,13 @@ def quarantine(config_path: str | None, db: str | None, reason: str | None,
                 "id": e.id, "reason": q.reason, "detail": q.detail, "topic": q.topic,
                 "topic_device": q.topic_device, "device_id": q.device_id, "seq": q.seq,
                 "size": q.size, "sha256": q.raw_sha256.hex(), "first_ms": q.received_ms,
-                "last_ms": e.last_ms, "times_seen": e.times_seen,
+                "last_ms": e.last_ms, "first_seen": iso(q.received_ms),
+                "last_seen": iso(e.last_ms), "times_seen": e.times_seen,
             }
             if raw:
                 row["raw"] = q.raw.hex()
             click.echo(json.dumps(row))
         else:
             click.echo(f"{e.id:>6} {iso(q.received_ms):<25} {q.reason:<20} "
-                       f"{q.device_id or q.topic_device or '?':<16} x{e.times_seen} {q.detail}")
+                       f"{q.device_id or q.topic_device or '?':<16} x{e.times_seen:<5} "
+                       f"{q.detail}")
