@@ -10,6 +10,7 @@ that is the faster choice on a single core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import multiprocessing.connection
@@ -18,7 +19,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -56,6 +57,18 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class WorkerPool:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
@@ -74,8 +87,12 @@ class WorkerPool:
             initializer=_exit_with_parent,
         )
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready)
-                               for _ in range(self.workers * 2)))
+        # The processes are spawned by these submits. Spawned while SIGINT is ignored, they
+        # start with it ignored (an ignored signal stays ignored across exec, and Python keeps
+        # it so): a Ctrl-C while a worker is still importing cannot kill it with a traceback.
+        with _sigint_ignored():
+            started = [loop.run_in_executor(self._pool, _ready) for _ in range(self.workers * 2)]
+        await asyncio.gather(*started)
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
         """Run ``fn(*args)`` on a worker; the result arrives through the returned future."""
