@@ -18,6 +18,7 @@ from collector.cli.common import (
     parse_time,
 )
 from collector.errors import NotFoundError, UsageError
+from collector.ingest.presence import load_presence, presence_path
 from collector.ledger.sqlite_store import SQLiteStore
 from provenance.keys import PublicKey
 
@@ -85,23 +86,48 @@ Example:
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @handle_errors
 def devices_list(config_path: str | None, db: str | None, as_json: bool) -> None:
-    """List enrolled device keys and their revocation state."""
+    """List enrolled device keys, their revocation state, and each device's link: online or
+    offline as its agent last said on its status topic, and when the collector last saw it
+    (a heartbeat or a reading), in UTC. The link is blank until a running collector hears it.
+    """
     cfg = config(config_path, database=db)
-    keys = on_ledger(cfg, lambda store: store.device_keys())
+
+    async def read(store: SQLiteStore) -> tuple[list[DeviceKey], dict[str, int]]:
+        states = await store.device_states()
+        return await store.device_keys(), {d: s.last_received_ms for d, s in states.items()}
+
+    keys, last_reading = on_ledger(cfg, read)
+    presence = load_presence(presence_path(cfg.database))
+
+    def link(device_id: str) -> tuple[str | None, int | None]:
+        p = presence.get(device_id)
+        seen = [t for t in (p.last_seen_ms if p else None, last_reading.get(device_id))
+                if t is not None]
+        return (None if p is None else "online" if p.online else "offline",
+                max(seen) if seen else None)
+
     if as_json:
-        click.echo(json.dumps([{
-            "device_id": k.device_id, "kid": k.kid.hex(), "enrolled_ms": k.enrolled_ms,
-            "enrolled": iso(k.enrolled_ms), "revoked_ms": k.revoked_ms,
-            "revoked": iso(k.revoked_ms) or None, "revoke_reason": k.revoke_reason,
-            "public_key_pem": PublicKey.from_der(k.public_key_der).to_pem(),
-        } for k in keys], indent=2))
+        rows = []
+        for k in keys:
+            state, seen = link(k.device_id)
+            rows.append({
+                "device_id": k.device_id, "kid": k.kid.hex(), "enrolled_ms": k.enrolled_ms,
+                "enrolled": iso(k.enrolled_ms), "revoked_ms": k.revoked_ms,
+                "revoked": iso(k.revoked_ms) or None, "revoke_reason": k.revoke_reason,
+                "link": state, "last_seen": iso(seen) or None,
+                "public_key_pem": PublicKey.from_der(k.public_key_der).to_pem(),
+            })
+        click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'device':<20} {'key id':<64} {'enrolled (UTC)':<25} status")
+    click.echo(f"{'device':<20} {'key id':<64} {'enrolled (UTC)':<25} {'link':<7} "
+               f"{'last seen (UTC)':<25} status")
     for k in keys:
+        state, seen = link(k.device_id)
         status = ("active" if k.revoked_ms is None
                   else f"revoked from {iso(k.revoked_ms)}"
                   + (f" ({k.revoke_reason})" if k.revoke_reason else ""))
-        click.echo(f"{k.device_id:<20} {k.kid.hex():<64} {iso(k.enrolled_ms):<25} {status}")
+        click.echo(f"{k.device_id:<20} {k.kid.hex():<64} {iso(k.enrolled_ms):<25} "
+                   f"{state or '-':<7} {iso(seen) or '-':<25} {status}")
 
 
 @devices.command("revoke", epilog="""\b

@@ -43,6 +43,7 @@ from collector import faults
 from collector.config import MqttConfig, parse_broker_url
 from collector.errors import ConfigError
 from collector.ingest.paho_adapter import BufferedClient
+from collector.ingest.presence import PresenceBoard, status_topic_of
 from collector.logs import event
 
 __all__ = ["Inbox", "Message", "MqttIngest"]
@@ -106,8 +107,12 @@ class Inbox:
 class MqttIngest:
     """The MQTT side of the collector, running on its own thread."""
 
-    def __init__(self, config: MqttConfig, inbox: Inbox, *, expect_session: bool = False) -> None:
+    def __init__(self, config: MqttConfig, inbox: Inbox, *, expect_session: bool = False,
+                 presence: PresenceBoard | None = None) -> None:
         self._config = config
+        # The agents' status topic, beside the readings, when someone keeps the board.
+        self._presence = presence
+        self._status_topic = status_topic_of(config.topic) if presence is not None else None
         # A ledger that already holds data must find its session on the broker.
         self._expect_session = expect_session
         self._inbox = inbox
@@ -188,6 +193,11 @@ class MqttIngest:
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """The MQTT thread is alive (started and not yet finished)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def unacked(self) -> int:
@@ -320,17 +330,25 @@ class MqttIngest:
                   detail="the broker kept no session for this client id: messages published "
                          "while the collector was away may be lost; check session expiry")
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        # Status at QoS 0 (nothing to acknowledge), retained states sent on every subscribe.
+        status = self._status_topic
         if self._config.protocol == "5":
-            client.subscribe(self._config.topic, options=options)
+            status_options = SubscribeOptions(qos=0)
+            client.subscribe([(self._config.topic, options)]
+                             + ([(status, status_options)] if status else []))
         else:
-            client.subscribe(self._config.topic, qos=1)
+            client.subscribe([(self._config.topic, 1)] + ([(status, 0)] if status else []))
         # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()
         self._session_present = bool(flags.session_present)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[Any], properties: Any) -> None:
-        if any(code.is_failure for code in reason_codes):
+        if len(reason_codes) > 1 and reason_codes[1].is_failure:
+            event(log, "status_subscription_refused", logging.WARNING, topic=self._status_topic,
+                  reason=str(reason_codes[1]),
+                  detail="devices list will not show which devices are online")
+        if reason_codes[:1] and reason_codes[0].is_failure:
             event(log, "subscription_refused", logging.ERROR, topic=self._config.topic,
                   reason=", ".join(str(c) for c in reason_codes),
                   detail="check the broker ACL for this client")
@@ -338,7 +356,7 @@ class MqttIngest:
         # Logged once the broker has the subscription: from here on nothing published is missed.
         event(log, "broker_connected", url=self._config.url, client_id=self._config.client_id,
               session_present=self._session_present, generation=self.generation,
-              qos=[int(getattr(c, "value", 0)) for c in reason_codes])
+              qos=[int(getattr(c, "value", 0)) for c in reason_codes[:1]])
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -350,6 +368,10 @@ class MqttIngest:
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
         self._packets += 1
+        if self._presence is not None and topic.endswith("/status"):
+            self._presence.observe(topic, bytes(msg.payload), bool(msg.retain),
+                                   time.time_ns() // 1_000_000)
+            return
         if msg.qos:
             self.received += 1
         self._inbox.put(Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation,
