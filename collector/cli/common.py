@@ -9,11 +9,9 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from cryptography.exceptions import UnsupportedAlgorithm
 
 from collector.config import CollectorConfig, load_config
 from collector.errors import CollectorError, UsageError, VerificationFailed
@@ -124,10 +122,11 @@ def on_ledger(cfg: CollectorConfig, action: Callable[[SQLiteStore], Awaitable[T]
 
 
 def load_public_key(path: str) -> PublicKey:
+    """The collector public key at ``path``; a plain message for a private key, a certificate
+    or anything else that is not one."""
+    from collector.tools.proof_check import KeyFileError, load_collector_key
+
     try:
-        return PublicKey.from_pem(Path(path).read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read collector key {path}: {exc.strerror}") from None
-    except (ProvenanceError, UnsupportedAlgorithm) as exc:
-        detail = exc.diagnostics() if isinstance(exc, ProvenanceError) else str(exc)
-        raise UsageError(f"{path}: not a P-256 public key: {detail}") from None
+        return load_collector_key(path)
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
