@@ -18,6 +18,8 @@ What we use, and why:
   "Future exception was never retrieved"; :func:`settle` marks it seen.
 * ``Client.pending_calls_threshold`` (public, but only as an attribute): aiomqtt warns once
   more calls are pending; the publisher pipelines on purpose (:func:`allow_pending_calls`).
+* ``aiomqtt.exceptions.MqttConnectError`` and its ``rc`` (not exported by aiomqtt): how a
+  refused CONNECT tells its reason ("Not authorized"), for :func:`connect_refusal`.
 """
 
 from __future__ import annotations
@@ -28,8 +30,16 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
 
-__all__ = ["AIOMQTT_PIN", "allow_pending_calls", "settle", "watch_puback_reasons"]
+__all__ = [
+    "AIOMQTT_PIN",
+    "AdapterBroken",
+    "allow_pending_calls",
+    "connect_refusal",
+    "settle",
+    "watch_puback_reasons",
+]
 
 #: The aiomqtt versions this module is written for (pyproject.toml says the same).
 AIOMQTT_PIN = ">=2.3,<3"
@@ -86,3 +96,10 @@ def allow_pending_calls(client: aiomqtt.Client, count: int) -> None:
             f"aiomqtt {aiomqtt.__version__}: Client.pending_calls_threshold is gone; "
             f"agent/outbox/mqtt_adapter.py is written for aiomqtt{AIOMQTT_PIN}")
     client.pending_calls_threshold = count
+
+
+def connect_refusal(exc: BaseException) -> str | None:
+    """The broker's reason when ``exc`` is a refused CONNECT (CONNACK failure), else None."""
+    if not isinstance(exc, MqttConnectError):
+        return None
+    return str(getattr(exc, "rc", "")) or str(exc)

@@ -37,13 +37,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
 
 from ..config import BrokerConfig
 from ..errors import AgentError, BrokerError
 from .interface import Outbox, Row
 from .link import LinkState
-from .mqtt_adapter import allow_pending_calls, settle, watch_puback_reasons
+from .mqtt_adapter import allow_pending_calls, connect_refusal, settle, watch_puback_reasons
 
 __all__ = [
     "Publisher",
@@ -319,8 +318,8 @@ def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = N
     where = f"{broker.host}:{broker.port}"
     if isinstance(exc, AgentError):
         return exc.diagnostics()
-    if isinstance(exc, MqttConnectError):
-        reason = str(getattr(exc, "rc", "")) or str(exc)
+    reason = connect_refusal(exc)
+    if reason is not None:
         hint = ""
         if "authori" in reason.lower() or "user name" in reason.lower():
             hint = " (check broker.username / password and the broker's ACL)"

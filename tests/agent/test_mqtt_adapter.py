@@ -21,6 +21,7 @@ import pytest
 from agent.outbox.mqtt_adapter import (
     AIOMQTT_PIN,
     allow_pending_calls,
+    connect_refusal,
     settle,
     watch_puback_reasons,
 )
@@ -95,3 +96,17 @@ async def wait_until_done(future: asyncio.Future[None]) -> None:
             return
         await asyncio.sleep(0.05)
     pytest.fail("aiomqtt's _disconnected future did not complete when the broker went away")
+
+
+async def test_a_refused_connect_tells_its_reason(tmp_path: Path) -> None:
+    broker = Broker(workdir=tmp_path / "broker")
+    broker.listener_conf = f"listener {broker.port} {broker.host}\nallow_anonymous false"
+    broker.start()
+    try:
+        with pytest.raises(aiomqtt.MqttError) as caught:
+            async with client_for(broker, "adapter-anonymous"):
+                pass
+        assert connect_refusal(caught.value) == "Not authorized"
+        assert connect_refusal(aiomqtt.MqttError("Operation timed out")) is None
+    finally:
+        broker.stop()
