@@ -33,6 +33,7 @@ from .outbox.link import LinkState
 from .outbox.publisher import Publisher
 from .poller import SensorRunner
 from .preflight import build_driver, load_device_key, read_password, sensor_problem, tls_context
+from .sensor_faults import FaultReport
 from .signer import ChainSigner
 from .spool import Spool
 from .status import Heartbeat, status_line, write_status_file
@@ -67,6 +68,7 @@ class Agent:
         self.notifier = notifier
         self.stop_event = asyncio.Event()
         self._poll_stop = asyncio.Event()
+        self._faults = FaultReport()
 
     @classmethod
     async def start(cls, config: AgentConfig, notifier: Notifier) -> Agent:
@@ -186,6 +188,7 @@ class Agent:
     async def _status_loop(self) -> None:
         while True:
             self._write_status()
+            self._faults.review(r.health for r in self.runners)
             await asyncio.sleep(self.config.status_interval_s)
 
     def _write_status(self) -> None:

@@ -130,8 +130,11 @@ def render_status(report: SpoolReport, runtime: dict[str, Any] | None) -> str:
                  f"up {runtime.get('uptime_s')} s")
     lines.append("broker        " + ("connected" if broker.get("connected") else
                                      f"not connected: {broker.get('last_error') or '-'}"))
+    if runtime.get("spool_error"):
+        lines.append(f"spool error   {runtime['spool_error']} (the batch is kept and retried)")
     for name, s in sorted(runtime.get("sensors", {}).items()):
+        # The agent's own words first (poll failed, sample refused), else the driver's.
+        last = s.get("last_error") or (s.get("driver_stats") or {}).get("last_error")
         lines.append(f"sensor {name:<12} {s.get('driver')}: {s.get('samples')} samples, "
-                     f"{s.get('errors')} errors"
-                     + (f" (last: {s.get('last_error')})" if s.get("last_error") else ""))
+                     f"{s.get('errors')} errors" + (f" (last: {last})" if last else ""))
     return "\n".join(lines)
