@@ -15,9 +15,6 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from hardware.base import Driver
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
@@ -73,6 +70,10 @@ def check_tls_identity(tls: TlsConfig, device_id: str | None, where: Located) ->
     device either fails to publish or, worse, publishes under that device's rights. Only
     ``check`` asks, when the config parsed (the device id is known).
     """
+    # Imported here: only `check` reads certificates, and the running agent stays smaller.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     problems: list[Problem] = []
     if tls.key_file is not None and tls.key_file.exists():
         mode = stat.S_IMODE(tls.key_file.stat().st_mode)
