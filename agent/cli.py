@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from provenance.keys import PrivateKey
 
 from .config import DEFAULT_CONFIG, AgentConfig, ConfigDraft, load_config, read_config
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, AgentError, ConfigError
+from .logs import FORMATS, setup_logging
 from .preflight import load_device_key, preflight
 from .spool import read_report
 from .status import read_status_file, render_status
@@ -67,15 +67,17 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sensorledger", prog_name="sensor-agent",
+                      message="%(prog)s %(version)s")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Log verbosity (logs go to stderr, i.e. the journal under systemd).")
-def cli(log_level: str) -> None:
+              help="Log verbosity of the agent's own events (logs go to stderr, i.e. the "
+                   "journal under systemd); libraries log warnings only.")
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(FORMATS),
+              help="One line per event: text with a UTC timestamp, or one JSON object.")
+def cli(log_level: str, log_format: str) -> None:
     """Sign sensor readings, spool them durably and publish them over MQTT."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(log_level, log_format)
 
 
 def _key_path(config_path: Path, key: Path | None) -> tuple[Path, AgentConfig | None]:
@@ -172,6 +174,23 @@ def run(config_path: Path) -> None:
     config = load_config(config_path)
     code = asyncio.run(run_agent(config))
     sys.exit(code)
+
+
+@cli.command("test")
+@_config_option
+@click.option("--once", is_flag=True,
+              help="Poll each sensor once and exit (otherwise poll at each sensor's interval "
+                   "until Ctrl-C).")
+@_errors_to_exit
+def test_sensors(config_path: Path, once: bool) -> None:
+    """Poll the sensors and print decoded values and draft readings; publish nothing.
+
+    Exit code 1 when a sensor gave no sample the wire format takes.
+    """
+    from .sensor_trial import trial
+
+    config = load_config(config_path)
+    sys.exit(trial(config, click.echo, once=once))
 
 
 @cli.command()

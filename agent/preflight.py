@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "build_driver",
     "check_drivers",
     "check_ports",
+    "check_tls_identity",
     "load_device_key",
     "preflight",
     "read_password",
@@ -45,6 +47,8 @@ def preflight(draft: ConfigDraft) -> list[Problem]:
     if draft.tls is not None:
         tls = draft.tls
         checks.append(lambda: tls_context(tls, draft))
+        device_id = draft.config.device_id if draft.config is not None else None
+        problems += check_tls_identity(tls, device_id, draft)
     if draft.password_file is not None:
         password_file = draft.password_file
         checks.append(lambda: _read_password_file(password_file, draft))
@@ -55,6 +59,44 @@ def preflight(draft: ConfigDraft) -> list[Problem]:
             problems += exc.problems
     problems += check_drivers(draft.sensors, draft)
     problems += check_ports(draft.sensors, draft)
+    return problems
+
+
+def check_tls_identity(tls: TlsConfig, device_id: str | None, where: Located) -> list[Problem]:
+    """The TLS client key is owner-only, and the client certificate names this device.
+
+    A broker that takes the certificate's CN as the user name (Mosquitto's
+    ``use_identity_as_username``) applies the ACL of the CN: a certificate made for another
+    device either fails to publish or, worse, publishes under that device's rights. Only
+    ``check`` asks, when the config parsed (the device id is known).
+    """
+    # Imported here: only `check` reads certificates, and the running agent stays smaller.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    problems: list[Problem] = []
+    if tls.key_file is not None and tls.key_file.exists():
+        mode = stat.S_IMODE(tls.key_file.stat().st_mode)
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            problems.append(Problem(
+                "broker.tls.key_file",
+                f"TLS client key {tls.key_file} has mode {mode:04o}; it must be readable by "
+                f"its owner only: run `chmod 600 {tls.key_file}`",
+                where.line_of(("broker", "tls", "key_file"))))
+    if tls.cert_file is not None and device_id is not None:
+        try:
+            cert = x509.load_pem_x509_certificate(tls.cert_file.read_bytes())
+        except (OSError, ValueError):
+            return problems  # unreadable or not PEM: tls_context says so
+        names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        if names != [device_id]:
+            shown = ", ".join(repr(n) for n in names) or "missing"
+            problems.append(Problem(
+                "broker.tls.cert_file",
+                f"client certificate {tls.cert_file} has CN {shown}, not the device_id "
+                f"{device_id!r}: a broker that takes the CN as the user name applies that "
+                "name's ACL; issue a certificate with CN = device_id",
+                where.line_of(("broker", "tls", "cert_file"))))
     return problems
 
 

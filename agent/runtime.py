@@ -27,14 +27,16 @@ from hardware.base import Driver
 from .clock import Clock
 from .config import AgentConfig, SensorConfig
 from .errors import ConfigError, Problem
+from .intake.recorder import Recorder
 from .notify import Notifier
+from .outbox.link import LinkState
+from .outbox.publisher import Publisher
 from .poller import SensorRunner
 from .preflight import build_driver, load_device_key, read_password, sensor_problem, tls_context
-from .publisher import Publisher
-from .recorder import Recorder
+from .sensor_faults import FaultReport
 from .signer import ChainSigner
 from .spool import Spool
-from .status import snapshot, status_line, write_status_file
+from .status import Heartbeat, status_line, write_status_file
 
 __all__ = ["Agent", "run_agent"]
 
@@ -52,22 +54,21 @@ async def run_agent(config: AgentConfig, *, notifier: Notifier | None = None) ->
 
 class Agent:
     def __init__(
-        self, config: AgentConfig, spool: Spool, signer: ChainSigner, recorder: Recorder,
-        publisher: Publisher, runners: list[SensorRunner], executor: ThreadPoolExecutor,
+        self, config: AgentConfig, spool: Spool, recorder: Recorder, publisher: Publisher,
+        runners: list[SensorRunner], heartbeat: Heartbeat, executor: ThreadPoolExecutor,
         notifier: Notifier,
     ) -> None:
         self.config = config
         self.spool = spool
-        self.signer = signer
         self.recorder = recorder
         self.publisher = publisher
         self.runners = runners
+        self.heartbeat = heartbeat
         self.executor = executor
         self.notifier = notifier
-        self.started_s = time.monotonic()
         self.stop_event = asyncio.Event()
-        publisher.heartbeat = self.snapshot
         self._poll_stop = asyncio.Event()
+        self._faults = FaultReport()
 
     @classmethod
     async def start(cls, config: AgentConfig, notifier: Notifier) -> Agent:
@@ -80,35 +81,35 @@ class Agent:
             spool = await Spool.open(config.spool.path, config.device_id,
                                      config.spool.max_readings)
             clock = Clock(config.clock)
+            # The flow, built in order: intake (pollers -> recorder -> signer + spool), then
+            # the outbox's publisher, which reports the link the recorder paces by.
             signer = ChainSigner(config.device_id, key, spool.boot, spool.head, clock)
-            runners: list[SensorRunner] = []
+            link = LinkState()
+            recorder = Recorder(spool, signer, link,
+                                pace_backlog=max(1_000, 4 * config.broker.in_flight))
             executor = ThreadPoolExecutor(max_workers=len(config.sensors) + 2,
                                           thread_name_prefix="poll")
+            runners = [SensorRunner(sensor, drivers.pop(sensor.name, None), _builder(sensor),
+                                    recorder.put, clock, executor, device_id=config.device_id)
+                       for sensor in config.sensors if sensor.enabled]
+            heartbeat = Heartbeat(spool, link, runners, recorder)
             publisher = Publisher(config.device_id, config.broker, spool, tls=tls,
-                                  password=password, heartbeat_s=config.heartbeat_s)
-            recorder = Recorder(spool, signer, connected=lambda: publisher.link.connected,
-                                pace_backlog=max(1_000, 4 * config.broker.in_flight))
-            for sensor in config.sensors:
-                if not sensor.enabled:
-                    continue
-                runners.append(SensorRunner(
-                    sensor, drivers.pop(sensor.name, None), _builder(sensor), recorder.put,
-                    clock, executor, device_id=config.device_id))
+                                  password=password, heartbeat_s=config.heartbeat_s,
+                                  heartbeat=heartbeat, link=link)
         except BaseException:
             for driver in drivers.values():
                 driver.close()
             if spool is not None:
                 await spool.close()
             raise
-        agent = cls(config, spool, signer, recorder, publisher, runners, executor, notifier)
+        agent = cls(config, spool, recorder, publisher, runners, heartbeat, executor, notifier)
         log.info("device %s, key %s, boot %d, next seq %d, %d reading(s) spooled",
                  config.device_id, key.public.kid_hex[:16], spool.boot, spool.head.next_seq,
                  spool.depth)
         return agent
 
     def snapshot(self) -> dict[str, Any]:
-        return snapshot(self.spool, self.publisher.link, (r.health for r in self.runners),
-                        started_s=self.started_s, spool_error=self.recorder.last_error)
+        return self.heartbeat()
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -187,6 +188,7 @@ class Agent:
     async def _status_loop(self) -> None:
         while True:
             self._write_status()
+            self._faults.review(r.health for r in self.runners)
             await asyncio.sleep(self.config.status_interval_s)
 
     def _write_status(self) -> None:

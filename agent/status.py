@@ -11,15 +11,33 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .poller import SensorHealth
-from .publisher import LinkState
+from .intake.recorder import Recorder
+from .outbox.link import LinkState
+from .poller import SensorHealth, SensorRunner
 from .spool import Spool, SpoolReport
 
-__all__ = ["render_status", "snapshot", "status_line", "write_status_file"]
+__all__ = ["Heartbeat", "render_status", "snapshot", "status_line", "write_status_file"]
+
+
+class Heartbeat:
+    """The running agent's snapshot, taken on demand (heartbeat, status file, ``STATUS=``)."""
+
+    def __init__(
+        self, spool: Spool, link: LinkState, runners: Sequence[SensorRunner], recorder: Recorder,
+    ) -> None:
+        self._spool = spool
+        self._link = link
+        self._runners = runners
+        self._recorder = recorder
+        self.started_s = time.monotonic()
+
+    def __call__(self) -> dict[str, Any]:
+        return snapshot(self._spool, self._link, (r.health for r in self._runners),
+                        started_s=self.started_s, spool_error=self._recorder.last_error)
 
 
 def snapshot(
@@ -112,8 +130,11 @@ def render_status(report: SpoolReport, runtime: dict[str, Any] | None) -> str:
                  f"up {runtime.get('uptime_s')} s")
     lines.append("broker        " + ("connected" if broker.get("connected") else
                                      f"not connected: {broker.get('last_error') or '-'}"))
+    if runtime.get("spool_error"):
+        lines.append(f"spool error   {runtime['spool_error']} (the batch is kept and retried)")
     for name, s in sorted(runtime.get("sensors", {}).items()):
+        # The agent's own words first (poll failed, sample refused), else the driver's.
+        last = s.get("last_error") or (s.get("driver_stats") or {}).get("last_error")
         lines.append(f"sensor {name:<12} {s.get('driver')}: {s.get('samples')} samples, "
-                     f"{s.get('errors')} errors"
-                     + (f" (last: {s.get('last_error')})" if s.get("last_error") else ""))
+                     f"{s.get('errors')} errors" + (f" (last: {last})" if last else ""))
     return "\n".join(lines)

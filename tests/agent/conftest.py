@@ -16,8 +16,9 @@ def agents() -> Iterator[Callable[..., AgentProcess]]:
     """Start agent processes; any still running at the end are killed."""
     started: list[AgentProcess] = []
 
-    def start(config: Path, env: dict[str, str] | None = None) -> AgentProcess:
-        process = AgentProcess(config, env=env or {}).start()
+    def start(config: Path, env: dict[str, str] | None = None,
+              options: tuple[str, ...] = ()) -> AgentProcess:
+        process = AgentProcess(config, env=env or {}, options=options).start()
         started.append(process)
         return process
 

@@ -16,7 +16,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.clock import Clock
 from agent.config import BrokerConfig, TlsConfig
 from agent.errors import BrokerError
-from agent.publisher import Publisher, backoff_delay, explain
+from agent.intake.sign_and_spool import sign_and_spool
+from agent.outbox.publisher import Publisher, backoff_delay, explain
 from agent.signer import ChainSigner, Draft
 from agent.spool import Spool
 from provenance.keys import PrivateKey
@@ -75,7 +76,7 @@ async def test_pipelined_publishing_keeps_spool_order_and_deletes_only_acked(
         signer = ChainSigner("dev-pipe", key, spool.boot, spool.head, Clock("synced"))
         total = 3_000
         for start in range(0, total, 500):
-            await spool.record([Draft("s", "counter", 1_790_000_000_000 + i, True,
+            await sign_and_spool(spool, [Draft("s", "counter", 1_790_000_000_000 + i, True,
                                       (Measurement(name="n", value=i),))
                                 for i in range(start, start + 500)], signer)
         config = BrokerConfig(url=broker.url, host=broker.host, port=broker.port, tls=None,

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from agent.clock import Clock
 from agent.errors import SpoolError, SpoolLockedError, SpoolMismatchError
+from agent.intake.sign_and_spool import sign_and_spool
+from agent.outbox.interface import Row
 from agent.signer import ChainSigner, Draft, Relay
-from agent.spool import Row, Spool, read_report
+from agent.spool import Spool, read_report
 from provenance.envelope import Envelope, SignedReading
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Reading
@@ -65,8 +67,8 @@ async def test_readings_are_signed_in_chain_order_and_survive_reopening(tmp_path
     spool = await open_spool(path)
     signer = signer_for(spool)
     assert spool.boot == 1 and spool.head.next_seq == 0
-    await spool.record([draft(i) for i in range(3)], signer)
-    await spool.record([draft(3)], signer)
+    await sign_and_spool(spool, [draft(i) for i in range(3)], signer)
+    await sign_and_spool(spool, [draft(3)], signer)
     rows = await spool.fetch(0, 100)
     got = readings(rows)
     assert [r.seq for r in got] == [0, 1, 2, 3]
@@ -81,7 +83,7 @@ async def test_readings_are_signed_in_chain_order_and_survive_reopening(tmp_path
     spool = await open_spool(path)
     assert spool.boot == 2 and spool.head == head and spool.depth == 4
     signer = signer_for(spool)
-    await spool.record([draft(4)], signer)
+    await sign_and_spool(spool, [draft(4)], signer)
     rows = await spool.fetch(0, 100)
     last = readings(rows)[-1]
     assert (last.seq, last.boot) == (4, 2)
@@ -91,7 +93,7 @@ async def test_readings_are_signed_in_chain_order_and_survive_reopening(tmp_path
 
 async def test_ack_removes_only_what_was_acknowledged(tmp_path: Path) -> None:
     spool = await open_spool(tmp_path / "spool.sqlite")
-    await spool.record([draft(i) for i in range(5)], signer_for(spool))
+    await sign_and_spool(spool, [draft(i) for i in range(5)], signer_for(spool))
     rows = await spool.fetch(0, 100)
     await ack(spool, [rows[0].pos, rows[1].pos], now_ms=123)
     assert [r.seq for r in await spool.fetch(0, 100)] == [2, 3, 4]
@@ -110,7 +112,7 @@ async def test_a_full_spool_drops_the_oldest_and_signs_one_gap_record_per_episod
     spool = await open_spool(path, limit=3)
     signer = signer_for(spool)
     for i in range(10):  # one at a time, as a 1 Hz sensor would
-        await spool.record([draft(i)], signer)
+        await sign_and_spool(spool, [draft(i)], signer)
     rows = await spool.fetch(0, 100)
     assert [r.seq for r in rows] == [7, 8, 9]  # the newest three are kept
     assert spool.gap == (0, 6)  # the episode is open: no gap record yet
@@ -120,7 +122,7 @@ async def test_a_full_spool_drops_the_oldest_and_signs_one_gap_record_per_episod
 
     # The publisher makes room; the next reading closes the episode with ONE gap record.
     await ack(spool, [rows[0].pos, rows[1].pos], now_ms=1)
-    await spool.record([draft(10)], signer)
+    await sign_and_spool(spool, [draft(10)], signer)
     got = readings(await spool.fetch(0, 100))
     assert [(r.seq, r.kind) for r in got] == [(9, "counter"), (10, "gap"), (11, "counter")]
     gap = got[1]
@@ -130,12 +132,12 @@ async def test_a_full_spool_drops_the_oldest_and_signs_one_gap_record_per_episod
     # Everything is delivered; a second overflow is a second episode with its own record.
     await ack(spool, [r.pos for r in await spool.fetch(0, 100)], now_ms=2)
     for i in range(11, 18):
-        await spool.record([draft(i)], signer)  # seqs 12..18
+        await sign_and_spool(spool, [draft(i)], signer)  # seqs 12..18
     assert [r.seq for r in await spool.fetch(0, 100)] == [16, 17, 18]
     assert spool.gap == (12, 15)
     rows = await spool.fetch(0, 100)
     await ack(spool, [rows[0].pos], now_ms=3)
-    await spool.record([draft(18)], signer)
+    await sign_and_spool(spool, [draft(18)], signer)
     got = readings(await spool.fetch(0, 100))
     assert [(r.seq, r.kind) for r in got] == [(17, "counter"), (18, "counter"), (19, "gap"),
                                               (20, "counter")]
@@ -149,17 +151,17 @@ async def test_an_open_episode_survives_a_restart(tmp_path: Path) -> None:
     spool = await open_spool(path, limit=2)
     signer = signer_for(spool)
     for i in range(5):
-        await spool.record([draft(i)], signer)
+        await sign_and_spool(spool, [draft(i)], signer)
     assert spool.gap == (0, 2)
     await spool.close()
     spool = await open_spool(path, limit=2)
     assert spool.gap == (0, 2)
     signer = signer_for(spool)
-    await spool.record([draft(5)], signer)  # still full: the episode grows
+    await sign_and_spool(spool, [draft(5)], signer)  # still full: the episode grows
     assert spool.gap == (0, 3)
     rows = await spool.fetch(0, 10)
     await ack(spool, [rows[0].pos], now_ms=1)
-    await spool.record([draft(6)], signer)
+    await sign_and_spool(spool, [draft(6)], signer)
     got = readings(await spool.fetch(0, 10))
     gaps = [(r.gap.first, r.gap.last) for r in got if r.gap is not None]
     assert gaps == [(0, 3)]
@@ -170,13 +172,14 @@ async def test_a_non_contiguous_drop_closes_the_episode_first(tmp_path: Path) ->
     spool = await open_spool(tmp_path / "spool.sqlite", limit=3)
     signer = signer_for(spool)
     for i in range(3):
-        await spool.record([draft(i)], signer)  # 0 1 2
-    await spool.record([draft(3)], signer)  # drops 0: episode (0, 0)
+        await sign_and_spool(spool, [draft(i)], signer)  # 0 1 2
+    await sign_and_spool(spool, [draft(3)], signer)  # drops 0: episode (0, 0)
     rows = await spool.fetch(0, 10)
     await ack(spool, [rows[0].pos], now_ms=1)  # 1 published: room
-    await spool.record([draft(4)], signer)  # gap record 4 (0..0), reading 5
+    await sign_and_spool(spool, [draft(4)], signer)  # gap record 4 (0..0), reading 5
     # spool: 2 3 G4 5. Now drop 2, 3, then 5: 4 is a retained gap record in between.
-    await spool.record([draft(i) for i in range(6, 9)], signer)  # seqs 6 7 8 and a gap record
+    # seqs 6 7 8 and a gap record
+    await sign_and_spool(spool, [draft(i) for i in range(6, 9)], signer)
     got = readings(await spool.fetch(0, 20))
     gaps = sorted((r.gap.first, r.gap.last) for r in got if r.gap is not None)
     assert gaps == [(0, 0), (2, 3)]  # closed before dropping 5
@@ -186,7 +189,7 @@ async def test_a_non_contiguous_drop_closes_the_episode_first(tmp_path: Path) ->
 
 async def test_a_batch_larger_than_the_spool_drops_its_own_oldest(tmp_path: Path) -> None:
     spool = await open_spool(tmp_path / "spool.sqlite", limit=2)
-    await spool.record([draft(i) for i in range(5)], signer_for(spool))
+    await sign_and_spool(spool, [draft(i) for i in range(5)], signer_for(spool))
     assert [r.seq for r in await spool.fetch(0, 10)] == [3, 4]
     assert spool.gap == (0, 2) and spool.counters.dropped == 3
     await spool.close()
@@ -202,11 +205,11 @@ async def test_relayed_envelopes_are_kept_byte_for_byte_and_their_drops_counted(
 
     foreign = sign_reading(Reading("probe-9", 41, 1, 1, True, GENESIS_PREV, "water-quality"),
                            sensor_key)
-    await spool.record([Relay("s", "probe-9", 41, foreign)], signer)
+    await sign_and_spool(spool, [Relay("s", "probe-9", 41, foreign)], signer)
     rows = await spool.fetch(0, 10)
     assert rows[0].envelope == foreign and rows[0].device_id == "probe-9"
     assert Envelope.decode(rows[0].envelope).reading().seq == 41
-    await spool.record([draft(0), draft(1)], signer)  # pushes the relayed one out
+    await sign_and_spool(spool, [draft(0), draft(1)], signer)  # pushes the relayed one out
     assert spool.counters.dropped_relayed == 1 and spool.counters.dropped == 0
     assert spool.gap is None  # another device's chain: this device cannot sign for it
     await spool.close()
@@ -234,7 +237,7 @@ async def test_a_corrupt_spool_is_a_clear_error(tmp_path: Path) -> None:
 async def test_the_spool_is_durable_sqlite_wal_with_full_sync(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite"
     spool = await open_spool(path)
-    await spool.record([draft(0)], signer_for(spool))
+    await sign_and_spool(spool, [draft(0)], signer_for(spool))
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # Another connection sees the committed reading and the head beside it.
@@ -278,7 +281,7 @@ async def _exercise(spool: Spool, limit: int, ops: list[tuple[str, int]]) -> Non
     n = 0
     for op, count in ops:
         if op == "record":
-            await spool.record([draft(n + i) for i in range(count)], signer)
+            await sign_and_spool(spool, [draft(n + i) for i in range(count)], signer)
             n += count
         else:
             rows = await spool.fetch(0, count)
@@ -316,9 +319,9 @@ async def _exercise(spool: Spool, limit: int, ops: list[tuple[str, int]]) -> Non
 async def test_a_lowered_limit_is_enforced_at_the_next_reading(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite"
     spool = await open_spool(path, limit=10)
-    await spool.record([draft(i) for i in range(10)], signer_for(spool))
+    await sign_and_spool(spool, [draft(i) for i in range(10)], signer_for(spool))
     await spool.close()
     spool = await open_spool(path, limit=4)
-    await spool.record([draft(10)], signer_for(spool))
+    await sign_and_spool(spool, [draft(10)], signer_for(spool))
     assert [r.seq for r in await spool.fetch(0, 100)] == [7, 8, 9, 10]
     assert spool.depth == 4 and spool.gap == (0, 6)

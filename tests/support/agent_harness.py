@@ -183,6 +183,7 @@ class AgentProcess:
 
     config: Path
     env: dict[str, str] = field(default_factory=dict)
+    options: tuple[str, ...] = ()  # global options, before "run" (e.g. --log-format json)
     proc: subprocess.Popen[bytes] | None = None
     log_start: int = 0  # where this process's lines begin in the shared log file
 
@@ -194,7 +195,7 @@ class AgentProcess:
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.agent_harness", "run",
+                [sys.executable, "-m", "tests.support.agent_harness", *self.options, "run",
                  "--config", str(self.config)],
                 cwd=REPO, stdout=log, stderr=log, env={**os.environ, **self.env},
             )

@@ -1,10 +1,11 @@
-"""The single writer between the pollers and the spool.
+"""The intake stage: the single writer between the pollers and the spool.
 
 Pollers hand over drafts through a bounded queue; the recorder takes whatever has gathered
-(up to ``max_batch``) and signs and spools it in one transaction. At 1 Hz a batch is one
-reading; at full rate batching turns one fsync per reading into one per batch, which is what
-makes thousands of durable readings per second possible on an SD card. The queue bound is
-backpressure: if the disk stalls, pollers wait instead of the agent's memory growing.
+(up to ``max_batch``) and signs and spools it in one transaction (:func:`sign_and_spool`).
+At 1 Hz a batch is one reading; at full rate batching turns one fsync per reading into one
+per batch, which is what makes thousands of durable readings per second possible on an SD
+card. The queue bound is backpressure: if the disk stalls, pollers wait instead of the
+agent's memory growing.
 
 Pacing: signing and publishing share one CPU budget. When readings arrive faster than the
 broker connection takes them, an unpaced recorder would take ever more of it, the publisher
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
-from .errors import SpoolError
-from .signer import ChainSigner, Draft, Relay
-from .spool import Spool
+from ..errors import SpoolError
+from ..outbox.link import LinkState
+from ..signer import ChainSigner, Draft, Relay
+from ..spool import Spool
+from .sign_and_spool import sign_and_spool
 
 __all__ = ["Recorder"]
 
@@ -36,14 +38,13 @@ PACE_MAX_WAIT_S = 0.25
 
 class Recorder:
     def __init__(
-        self, spool: Spool, signer: ChainSigner, *, max_batch: int = 500,
-        queue_size: int = 2_000, connected: Callable[[], bool] = lambda: False,
-        pace_backlog: int = 1_000,
+        self, spool: Spool, signer: ChainSigner, link: LinkState, *, max_batch: int = 500,
+        queue_size: int = 2_000, pace_backlog: int = 1_000,
     ) -> None:
         self.spool = spool
         self.signer = signer
         self.max_batch = max_batch
-        self._connected = connected
+        self._link = link  # the publisher's broker link: pacing applies while it is up
         self._pace_backlog = pace_backlog
         self.queue: asyncio.Queue[Draft | Relay] = asyncio.Queue(queue_size)
         self.last_error: str | None = None
@@ -61,7 +62,7 @@ class Recorder:
                 self._idle.set()
             first = await self.queue.get()
             self._idle.clear()
-            if self._connected() and self.spool.depth > self._pace_backlog:
+            if self._link.connected and self.spool.depth > self._pace_backlog:
                 await self.spool.drained_to(self._pace_backlog, PACE_MAX_WAIT_S)
             await self._record([first, *self._drain()])
 
@@ -85,7 +86,7 @@ class Recorder:
     async def _record(self, batch: list[Draft | Relay]) -> None:
         while True:
             try:
-                await self.spool.record(batch, self.signer)
+                await sign_and_spool(self.spool, batch, self.signer)
             except SpoolError as exc:
                 # Keep the batch and retry: the readings exist only here until committed.
                 self.write_failures += 1

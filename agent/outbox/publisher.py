@@ -1,4 +1,4 @@
-"""Publishing the spool to the broker: QoS 1, in order, pipelined, deleted only after PUBACK.
+"""Publishing the outbox to the broker: QoS 1, in order, pipelined, deleted only after PUBACK.
 
 One connection at a time (aiomqtt on paho-mqtt, MQTT 5). For QoS 1, ``aiomqtt.Client.publish``
 returns when paho reports the message published, which paho does on PUBACK
@@ -16,7 +16,11 @@ identical bytes, which the collector drops as a duplicate.
 MQTT 5 because its PUBACK carries a reason code: a broker that refuses a reading (ACL: "Not
 authorized") still acknowledges it, and with MQTT 3.1.1 the agent could not tell and would
 delete a reading that was never stored. aiomqtt does not expose the reason code, so we wrap
-paho's ``on_publish`` (the one private attribute we touch, ``Client._client``).
+paho's ``on_publish``; that and every other use of aiomqtt's private parts is in
+:mod:`.mqtt_adapter`.
+
+The publisher sees the spool only through the :class:`~.interface.Outbox` interface, and
+reports the link in a :class:`~.link.LinkState` it is given.
 """
 
 from __future__ import annotations
@@ -30,19 +34,17 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
-from aiomqtt.exceptions import MqttConnectError
 
-from .config import BrokerConfig
-from .errors import AgentError, BrokerError
-from .spool import Row, Spool
+from ..config import BrokerConfig
+from ..errors import AgentError, BrokerError
+from .interface import Outbox, Row
+from .link import LinkState
+from .mqtt_adapter import allow_pending_calls, connect_refusal, settle, watch_puback_reasons
 
 __all__ = [
-    "LinkState",
     "Publisher",
     "backoff_delay",
     "explain",
@@ -76,17 +78,6 @@ def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> 
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
-@dataclass
-class LinkState:
-    """The broker connection as heartbeats and ``status`` report it."""
-
-    connected: bool = False
-    connects: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    connected_since_ms: int | None = None
-
-
 class _PahoErrors(logging.Handler):
     """Keeps paho's last error line: the real cause of a connect that merely "timed out"
     (e.g. the TLS alert sent by a broker that requires a client certificate)."""
@@ -100,20 +91,25 @@ class _PahoErrors(logging.Handler):
 
 
 class Publisher:
-    """Moves readings from the spool to the broker until told to stop."""
+    """Moves readings from the outbox to the broker until told to stop.
+
+    ``heartbeat`` gives the snapshot each heartbeat publishes; ``link`` is where the
+    connection's state is reported (given, so that others can read it).
+    """
 
     def __init__(
-        self, device_id: str, broker: BrokerConfig, spool: Spool, *,
+        self, device_id: str, broker: BrokerConfig, outbox: Outbox, *,
         tls: ssl.SSLContext | None, password: str | None, heartbeat_s: float,
-        heartbeat: Callable[[], dict[str, Any]] = dict, rng: random.Random | None = None,
+        heartbeat: Callable[[], dict[str, Any]] = dict, link: LinkState | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.device_id = device_id
         self.broker = broker
-        self.spool = spool
-        self.link = LinkState()
+        self.outbox = outbox
+        self.link = link if link is not None else LinkState()
         self._tls = tls
         self._password = password
-        self.heartbeat = heartbeat  # the snapshot each heartbeat publishes
+        self._heartbeat = heartbeat
         self._heartbeat_s = heartbeat_s
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -126,7 +122,6 @@ class Publisher:
         # paho's errors repeat at every reconnect attempt; they reach the log through
         # explain(), once per distinct reason.
         self._mqtt_log.propagate = False
-        spool.add_listener(self._wake.set)
 
     def stop(self, deadline: float) -> None:
         """Deliver what can be delivered until ``deadline`` (monotonic), then disconnect."""
@@ -136,10 +131,18 @@ class Publisher:
 
     async def run(self) -> None:
         self._mqtt_log.addHandler(self._paho_errors)
+        new_rows = asyncio.create_task(self._wake_on_new_rows(), name="outbox watch")
         try:
             await self._reconnecting()
         finally:
+            new_rows.cancel()
+            await asyncio.gather(new_rows, return_exceptions=True)
             self._mqtt_log.removeHandler(self._paho_errors)
+
+    async def _wake_on_new_rows(self) -> None:
+        while True:
+            await self.outbox.wait_for_new()
+            self._wake.set()
 
     async def _reconnecting(self) -> None:
         attempt = 0
@@ -196,13 +199,12 @@ class Publisher:
         try:
             await self._session(client)
         finally:
-            _settle(client)
+            settle(client)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         async with client:
-            _watch_puback_reasons(client, self._on_refused)
-            # aiomqtt warns once more than this many calls are pending; we pipeline on purpose.
-            client.pending_calls_threshold = self.broker.in_flight + 16
+            watch_puback_reasons(client, self._on_refused)
+            allow_pending_calls(client, self.broker.in_flight + 16)
             self.link.connected = True
             self.link.connects += 1
             self.link.connected_since_ms = time.time_ns() // 1_000_000
@@ -236,7 +238,7 @@ class Publisher:
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:
-            payload = json.dumps(self.heartbeat(), separators=(",", ":"))
+            payload = json.dumps(self._heartbeat(), separators=(",", ":"))
             await client.publish(status_topic(self.device_id), payload.encode(), qos=0)
             await asyncio.sleep(self._heartbeat_s)
 
@@ -246,7 +248,7 @@ class Publisher:
         ack_timeout = max(30.0, 2.0 * self.broker.keepalive_s)
         inflight: deque[tuple[Row, asyncio.Task[None]]] = deque()
         after = 0  # re-send everything still spooled: we cannot know what the broker kept
-        await self.spool.flush_acks()  # ...except what it acknowledged before
+        await self.outbox.flush_acks()  # ...except what it acknowledged before
         watcher = asyncio.create_task(_until_disconnected(client))
         watcher.add_done_callback(lambda _: self._wake.set())
         exhausted = False
@@ -268,9 +270,9 @@ class Publisher:
                         raise error
                     acked.append(row.pos)
                 if acked:
-                    self.spool.ack(acked, time.time_ns() // 1_000_000)
+                    self.outbox.ack(acked, time.time_ns() // 1_000_000)
                 if len(inflight) < window and not self._past_deadline():
-                    rows = await self.spool.fetch(after, window - len(inflight))
+                    rows = await self.outbox.fetch(after, window - len(inflight))
                     exhausted = len(rows) < window - len(inflight)
                     for row in rows:
                         task = asyncio.create_task(client.publish(
@@ -299,18 +301,6 @@ class Publisher:
         return self._stopping.is_set() and time.monotonic() >= self._deadline
 
 
-def _settle(client: aiomqtt.Client) -> None:
-    """Mark aiomqtt's disconnect error as seen once we are done with the client.
-
-    When the broker drops us while we are already leaving (e.g. after a refused publish),
-    nobody awaits aiomqtt's private ``_disconnected`` future and asyncio would log "Future
-    exception was never retrieved" with a traceback; the reason is already in our log.
-    """
-    future = client._disconnected
-    if future.done() and not future.cancelled():
-        future.exception()
-
-
 async def _until_disconnected(client: aiomqtt.Client) -> None:
     """Raise MqttError when the connection drops.
 
@@ -323,25 +313,13 @@ async def _until_disconnected(client: aiomqtt.Client) -> None:
     raise aiomqtt.MqttError("disconnected")
 
 
-def _watch_puback_reasons(client: aiomqtt.Client, on_refused: Callable[[str], None]) -> None:
-    inner: Any = client._client.on_publish  # the handler that resolves aiomqtt's publish()
-
-    def on_publish(c: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        if getattr(reason, "is_failure", False):
-            on_refused(str(reason))  # first: the pump must see it before the ack lands
-        if inner is not None:
-            inner(c, userdata, mid, reason, props)
-
-    client._client.on_publish = on_publish
-
-
 def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = None) -> str:
     """Why a connection failed, in words that point at the fix."""
     where = f"{broker.host}:{broker.port}"
     if isinstance(exc, AgentError):
         return exc.diagnostics()
-    if isinstance(exc, MqttConnectError):
-        reason = str(getattr(exc, "rc", "")) or str(exc)
+    reason = connect_refusal(exc)
+    if reason is not None:
         hint = ""
         if "authori" in reason.lower() or "user name" in reason.lower():
             hint = " (check broker.username / password and the broker's ACL)"
