@@ -29,7 +29,7 @@ from .config import AgentConfig, SensorConfig
 from .errors import ConfigError, Problem
 from .notify import Notifier
 from .poller import SensorRunner
-from .preflight import build_driver, load_device_key, read_password, sensor_problem, tls_context
+from .preflight import build_driver, driver_problems, load_device_key, read_password, tls_context
 from .publisher import Publisher
 from .recorder import Recorder
 from .signer import ChainSigner
@@ -227,7 +227,7 @@ def _build_drivers(config: AgentConfig) -> dict[str, Driver]:
         try:
             drivers[sensor.name] = build_driver(sensor)
         except HardwareConfigError as exc:
-            problems.append(sensor_problem(config, sensor, str(exc)))
+            problems += driver_problems(config, sensor, exc)
         except Exception as exc:
             log.warning("sensor %s: driver could not start (%r); retrying while running",
                         sensor.name, exc)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.config import load_config, read_config
 from agent.errors import ConfigError
-from agent.toml_lines import TomlLines
+from provenance.toml_lines import TomlLines
 from tests.support.agent_harness import new_key
 
 GOOD = """\
