@@ -102,7 +102,7 @@ class Source:
         return self.lines.line_of(path)
 
     def origin(self, path: KeyPath) -> str | None:
-        """Where a value set outside the file came from (``"--block-size"``), else None."""
+        """Where a value set outside the file came from ("given on the command line")."""
         return self.elsewhere.get(path)
 
 
@@ -161,7 +161,7 @@ class Table:
         path = self.prefix if key is None else (*self.prefix, key)
         origin = self.source.origin(path)
         if origin is not None:
-            message = f"{message} (given as {origin})"
+            message = f"{message} ({origin})"
         self.problems.append(Problem(self.name(key), message, self.source.line_of(path)))
 
     def range_text(self, low: float | None, high: float | None) -> str:
