@@ -15,7 +15,7 @@ import click
 from collector.cli.audit import audit
 from collector.cli.devices import devices
 from collector.cli.inspect import blocks, quarantine, readings, stats
-from collector.cli.ledger import init, run_command
+from collector.cli.ledger import check, init, run_command
 from collector.cli.proofs import proof, verify_proof_cmd
 
 __all__ = ["cli", "main"]
@@ -37,8 +37,8 @@ def cli() -> None:
     """
 
 
-for _command in (init, run_command, devices, blocks, readings, proof, verify_proof_cmd, audit,
-                 stats, quarantine):
+for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
+                 audit, stats, quarantine):
     cli.add_command(_command)
 
 

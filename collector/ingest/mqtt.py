@@ -40,7 +40,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector import faults
-from collector.config import MqttConfig, parse_broker_url
+from collector.config import MqttConfig, broker_tls_context, parse_broker_url
 from collector.errors import ConfigError
 from collector.ingest.paho_adapter import BufferedClient
 from collector.ingest.presence import PresenceBoard, status_topic_of
@@ -158,14 +158,9 @@ class MqttIngest:
                 raise ConfigError(f"cannot read mqtt.password_file: {exc}") from None
         if username:
             client.username_pw_set(username, password)
-        tls = cfg.tls
-        if addr.tls or tls.ca_file or tls.cert_file:
-            try:
-                client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file,
-                               keyfile=tls.key_file, cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ConfigError(f"TLS settings are not usable: {exc}") from None
-            if tls.insecure:
+        if addr.tls or cfg.tls.configured:
+            client.tls_set_context(broker_tls_context(cfg.tls))  # names the file at fault
+            if cfg.tls.insecure:
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
