@@ -96,12 +96,7 @@ class ArcMonitorDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        try:
-            samples = self._poll()
-        except Exception as exc:  # keep the agent's loop alive whatever the device sends
-            self.stats.other_errors += 1
-            self.stats.last_error = f"unexpected {type(exc).__name__}: {exc}"
-            return []
+        samples = self._poll()
         self.stats.samples += len(samples)
         return samples
 

@@ -79,12 +79,7 @@ class JbdBmsDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        try:
-            samples = self._poll()
-        except Exception as exc:  # never let one BMS stop the agent's poll loop
-            self.stats.other_errors += 1
-            self.stats.last_error = f"unexpected {type(exc).__name__}: {exc}"
-            return []
+        samples = self._poll()
         self.stats.samples += len(samples)
         return samples
 
