@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -46,7 +47,7 @@ def lines() -> FrameHunter[bytes]:
     return FrameHunter(NmeaLike())
 
 
-Make = Callable[[], FrameHunter[object]]
+Make = Callable[[], FrameHunter[Any]]
 SAMPLE_FRAMES: list[tuple[str, Make, bytes, object]] = [
     ("jbd", jbd_protocol.FrameAssembler, jbd_protocol.encode_reply(0x04, b"\x0f\x45\x0f\x3d"),
      jbd_protocol.Frame(0x04, 0, b"\x0f\x45\x0f\x3d")),
@@ -101,8 +102,8 @@ def test_resync_after_a_damaged_frame_and_inside_one() -> None:
     # A damaged frame with a valid one starting inside it: the valid one is kept, not
     # dropped with the damaged one.
     hunter = lines()
-    out = hunter.feed(b"$X1 $OK\n")
-    assert [str(i) if isinstance(i, ProtocolError) else i for i in out] == [
+    items = hunter.feed(b"$X1 $OK\n")
+    assert [str(i) if isinstance(i, ProtocolError) else i for i in items] == [
         "damaged sentence", b"OK"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Set
 from pathlib import Path
 
 from firmware_stubs.clock import SimClock
@@ -17,7 +18,7 @@ class FlakyDriver:
 
     kind = "counter"
 
-    def __init__(self, *, fail_on: set[int] = frozenset(), pause_s: float = 0.0) -> None:
+    def __init__(self, *, fail_on: Set[int] = frozenset(), pause_s: float = 0.0) -> None:
         self.name = "flaky"
         self.stats = DriverStats()
         self.fail_on = fail_on
