@@ -11,6 +11,7 @@ and intensities are those of the simulated instant.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -30,14 +31,14 @@ from hardware.arc_protocol import (
 )
 
 from .arc_model import RESIDUAL_ALARM_MA, RESIDUAL_WARNING_MA, ArcModel
-from .cli import announce, base_parser, clock_from, wait_for_signal
+from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
 from .lifecycle import Lifecycle
 from .modbus_host import ModbusHost
 from .transcript import Transcript
 
-__all__ = ["ArcMonitorEmulator", "main"]
+__all__ = ["COMMAND", "ArcMonitorEmulator"]
 
 _STATUS_END = 0x0123
 _ALARM_END = 0x0158
@@ -168,25 +169,29 @@ class ArcMonitorEmulator(Lifecycle):
         self.host.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.arc_monitor",
-                         "Emulate a PV arc-fault monitor and a residual-current relay.")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=8, help="strings wired, 1-24")
     parser.add_argument("--unit", type=int, default=1, help="the arc monitor's slave id")
     parser.add_argument("--residual-unit", type=int, default=2,
                         help="slave id of the residual-current relay (0 = none)")
     parser.add_argument("--arc-every", type=float, default=1800.0,
                         help="mean simulated seconds between arcs")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[ArcMonitorEmulator, str]:
     emulator = ArcMonitorEmulator(
         seed=args.seed, channels=args.channels, unit=args.unit,
         residual_unit=args.residual_unit or None, arc_every_s=args.arc_every,
-        clock=clock_from(args), port=args.port, transcript=Transcript(args.log),
+        clock=clock, port=args.port, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"arc monitor ({args.channels} channels)", args.seed)
-        wait_for_signal()
+    return emulator, f"arc monitor ({args.channels} channels)"
+
+
+COMMAND = EmulatorCommand("arc_monitor",
+                          "Emulate a PV arc-fault monitor and a residual-current relay.",
+                          _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

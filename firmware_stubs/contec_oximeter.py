@@ -11,6 +11,7 @@ the packet rate (a pty has no baud limit), which keeps tests short.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from hardware.contec_protocol import (
@@ -27,14 +28,15 @@ from hardware.contec_protocol import (
     encode_realtime,
 )
 
-from .cli import announce, base_parser, wait_for_signal
+from .cli import EmulatorCommand, main
+from .clock import SimClock
 from .faults import LineFaults
 from .lifecycle import Lifecycle
 from .oximeter_model import RATE_HZ, OximeterModel
 from .serial_device import SerialDevice
 from .transcript import Transcript
 
-__all__ = ["ContecOximeterEmulator", "main"]
+__all__ = ["COMMAND", "ContecOximeterEmulator"]
 
 STREAM_FOR_S = 30.0  # a CMS50D+ stops streaming this long after the last start command
 MAX_BURST = 256  # packets per tick at most, so a stalled thread does not flood the line
@@ -151,21 +153,26 @@ class ContecOximeterEmulator(Lifecycle):
         self.transcript.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.contec_oximeter",
-                         "Emulate a Contec pulse oximeter (V7.0 or legacy stream).")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("v7", "legacy"), default="v7")
     parser.add_argument("--finger-out-every", type=float, default=480.0,
                         help="mean simulated seconds between finger-out episodes")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[ContecOximeterEmulator, str]:
+    # The oximeter streams in real time: it takes --speed, not a stepped clock.
     emulator = ContecOximeterEmulator(
         seed=args.seed, protocol=args.protocol, speed=args.speed, port=args.port,
-        finger_out_every_s=args.finger_out_every, transcript=Transcript(args.log),
+        finger_out_every_s=args.finger_out_every, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"Contec oximeter ({args.protocol})", args.seed)
-        wait_for_signal()
+    return emulator, f"Contec oximeter ({args.protocol})"
+
+
+COMMAND = EmulatorCommand("contec_oximeter",
+                          "Emulate a Contec pulse oximeter (V7.0 or legacy stream).",
+                          _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

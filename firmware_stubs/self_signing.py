@@ -19,6 +19,7 @@ key written next to it as ``<key>.pub.pem`` for ``ledger-collector devices add``
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -37,14 +38,15 @@ from provenance.keys import key_id
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
 
-from .cli import announce, base_parser, wait_for_signal
+from .cli import EmulatorCommand, main
+from .clock import SimClock
 from .faults import LineFaults
 from .lifecycle import Lifecycle
 from .serial_device import SerialDevice
 from .transcript import Transcript
 from .water_model import WaterModel
 
-__all__ = ["ChainState", "SelfSigningSensor", "load_or_create_key", "main"]
+__all__ = ["COMMAND", "ChainState", "SelfSigningSensor", "load_or_create_key"]
 
 KIND = "water-quality"
 #: (name, SenML unit, decimals) of what the smart probe measures.
@@ -188,9 +190,7 @@ class SelfSigningSensor(Lifecycle):
         self.transcript.close()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.self_signing",
-                         "Emulate a sensor that signs its own readings (ES256, pure Python).")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, help="device key (PEM); created when absent")
     parser.add_argument("--state", required=True, help="chain state file (seq, prev, boot)")
     parser.add_argument("--device-id", default="wq-smart-1")
@@ -200,17 +200,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="random ECDSA nonces instead of RFC 6979 deterministic ones")
     parser.add_argument("--unsynced", action="store_true",
                         help="mark readings as taken with an unsynchronised clock")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[SelfSigningSensor, str]:
+    # The sensor signs on its own timer (--interval / --speed), not on a simulated clock.
     sensor = SelfSigningSensor(
         key_path=args.key, state_path=args.state, device_id=args.device_id, seed=args.seed,
         interval_s=args.interval / args.speed, random_k=args.random_k,
-        clock_synced=not args.unsynced, port=args.port, transcript=Transcript(args.log),
+        clock_synced=not args.unsynced, port=args.port, transcript=transcript,
     )
-    with sensor:
-        announce(sensor.agent_path, f"self-signing sensor {args.device_id} "
-                 f"(kid {sensor.kid.hex()[:16]}…, boot {sensor.state.boot})", args.seed)
-        wait_for_signal()
+    return sensor, (f"self-signing sensor {args.device_id} "
+                    f"(kid {sensor.kid.hex()[:16]}…, boot {sensor.state.boot})")
+
+
+COMMAND = EmulatorCommand(
+    "self_signing", "Emulate a sensor that signs its own readings (ES256, pure Python).",
+    _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

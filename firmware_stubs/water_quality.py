@@ -17,6 +17,7 @@ suffices.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -26,7 +27,7 @@ from hardware.base import Value
 from hardware.registers import encode_value
 from hardware.water_profiles import BUILTIN_PROFILES, RegisterField, WaterProfile
 
-from .cli import announce, base_parser, clock_from, wait_for_signal
+from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
 from .lifecycle import Lifecycle
@@ -34,7 +35,7 @@ from .modbus_host import ModbusHost
 from .transcript import Transcript
 from .water_model import WaterModel
 
-__all__ = ["WaterProbeEmulator", "main"]
+__all__ = ["COMMAND", "WaterProbeEmulator"]
 
 _INT_RANGES = {"int16": (-0x8000, 0x7FFF), "uint16": (0, 0xFFFF),
                "int32": (-0x8000_0000, 0x7FFF_FFFF), "uint32": (0, 0xFFFF_FFFF)}
@@ -123,21 +124,23 @@ class WaterProbeEmulator(Lifecycle):
         self.host.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.water_quality",
-                         "Emulate a water-quality probe on Modbus RTU.")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="supmea-ph8001", choices=sorted(BUILTIN_PROFILES))
     parser.add_argument("--unit", type=int, default=None, help="slave id (profile default)")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[WaterProbeEmulator, str]:
     emulator = WaterProbeEmulator(
-        BUILTIN_PROFILES[args.profile], unit=args.unit, seed=args.seed, clock=clock_from(args),
-        port=args.port, transcript=Transcript(args.log),
+        BUILTIN_PROFILES[args.profile], unit=args.unit, seed=args.seed, clock=clock,
+        port=args.port, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"{args.profile} water probe (unit {emulator.unit})",
-                 args.seed)
-        wait_for_signal()
+    return emulator, f"{args.profile} water probe (unit {emulator.unit})"
+
+
+COMMAND = EmulatorCommand("water_quality", "Emulate a water-quality probe on Modbus RTU.",
+                          _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

@@ -4,6 +4,7 @@ person can attach a real agent to it."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import select
@@ -20,6 +21,7 @@ import serial
 
 from firmware_stubs.arc_model import ArcModel
 from firmware_stubs.battery_model import BatteryPack
+from firmware_stubs.cli import EMULATORS, EmulatorCommand
 from firmware_stubs.clock import SimClock
 from firmware_stubs.contec_oximeter import ContecOximeterEmulator
 from firmware_stubs.jbd_bms import JbdBmsEmulator
@@ -155,10 +157,12 @@ def test_contec_stream_bytes_depend_only_on_seed() -> None:
 
 
 @contextmanager
-def emulator_process(module: str, *args: str) -> Iterator[str]:
-    """Start ``python -m firmware_stubs.<module>``; yield the port it prints; stop it."""
+def emulator_process(module: str, *args: str, one_command: bool = False) -> Iterator[str]:
+    """Start ``python -m firmware_stubs.<module>`` (or ``python -m firmware_stubs <module>``);
+    yield the port it prints; stop it."""
+    command = ["firmware_stubs", module] if one_command else [f"firmware_stubs.{module}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", f"firmware_stubs.{module}", *args], cwd=REPO,
+        [sys.executable, "-m", *command, *args], cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -254,3 +258,21 @@ def test_cli_self_signing_sensor_survives_a_restart(tmp_path: Path,
     for earlier, later, envelope in zip(readings, readings[1:], envelopes, strict=False):
         if later.seq == earlier.seq + 1:
             assert later.prev == hashlib.sha256(envelope).digest()
+
+
+def test_one_command_runs_every_emulator(make_driver: MakeDriver) -> None:
+    modules = {path.stem for path in (REPO / "firmware_stubs").glob("*.py")
+               if "COMMAND = EmulatorCommand(" in path.read_text()}
+    assert modules == set(EMULATORS)
+    for name, module in EMULATORS.items():
+        command = importlib.import_module(module).COMMAND
+        assert isinstance(command, EmulatorCommand) and command.name == name
+        assert "def main(" not in (REPO / "firmware_stubs" / f"{name}.py").read_text()
+    usage = subprocess.run([sys.executable, "-m", "firmware_stubs", "-h"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout
+    assert all(name in usage for name in EMULATORS)
+    with emulator_process("jbd_bms", "--step", "600", "--sleep-after", "0",
+                          one_command=True) as port:
+        driver = make_driver("jbd-bms", {"port": port, "timeout_s": 0.5})
+        (status,) = driver.poll()
+    assert status.kind == "battery"
