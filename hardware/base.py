@@ -39,13 +39,6 @@ class Sample:
     envelope: bytes | None = None
     refused: str | None = None
 
-    def value(self, name: str) -> Value | None:
-        """The value of the measurement called ``name``, or ``None`` when absent."""
-        for measurement in self.measurements:
-            if measurement.name == name:
-                return measurement.value
-        return None
-
 
 @dataclass
 class DriverStats:

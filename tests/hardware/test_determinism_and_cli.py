@@ -33,7 +33,7 @@ from hardware.water_profiles import BUILTIN_PROFILES
 from provenance.envelope import SignedReading
 from provenance.keys import PublicKey
 
-from .conftest import MakeDriver, as_dict, poll_until
+from .conftest import MakeDriver, as_dict, measured, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -200,8 +200,8 @@ def test_cli_jbd_bms(tmp_path: Path, make_driver: MakeDriver) -> None:
     logged = read_log(log, "basic_info")
     assert len(logged) == 5
     for status, line in zip(statuses, logged, strict=True):
-        assert status.value("pack_voltage") == line["pack_voltage"]
-        assert status.value("state_of_charge") == line["state_of_charge"]
+        assert measured(status, "pack_voltage") == line["pack_voltage"]
+        assert measured(status, "state_of_charge") == line["state_of_charge"]
 
 
 @pytest.mark.parametrize("profile", ["supmea-ph8001", "aqualabo-pheht"])
@@ -233,7 +233,7 @@ def test_cli_contec_oximeter(make_driver: MakeDriver) -> None:
     with emulator_process("contec_oximeter", "--seed", "3", "--speed", "10") as port:
         driver = make_driver("contec-oximeter", {"port": port, "window_s": 0.5})
         samples = poll_until(driver, 5)
-    assert all(s.value("samples") == 30 for s in samples)
+    assert all(measured(s, "samples") == 30 for s in samples)
 
 
 def test_cli_self_signing_sensor_survives_a_restart(tmp_path: Path,
