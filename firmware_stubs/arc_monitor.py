@@ -34,8 +34,7 @@ from .arc_model import RESIDUAL_ALARM_MA, RESIDUAL_WARNING_MA, ArcModel
 from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .modbus_host import ModbusHost
+from .modbus_host import ModbusEmulator, ModbusHost
 from .transcript import Transcript
 
 __all__ = ["COMMAND", "ArcMonitorEmulator"]
@@ -51,7 +50,7 @@ def _word(value: int) -> int:
     return value & 0xFFFF
 
 
-class ArcMonitorEmulator(Lifecycle):
+class ArcMonitorEmulator(ModbusEmulator):
     def __init__(self, *, seed: int = 1, channels: int = 8, unit: int = 1,
                  residual_unit: int | None = 2, arc_every_s: float = 1800.0,
                  clock: SimClock | None = None, port: str | None = None,
@@ -73,18 +72,6 @@ class ArcMonitorEmulator(Lifecycle):
                 SimData(0, count=_RESIDUAL_END + 1, datatype=DataType.REGISTERS),
             ], action=self._relay_action))
         self.host = ModbusHost(devices, port=port, faults=faults, transcript=transcript)
-
-    @property
-    def agent_path(self) -> str:
-        return self.host.agent_path
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.host.transcript
-
-    @property
-    def faults(self) -> LineFaults:
-        return self.host.faults
 
     def _registers(self) -> tuple[dict[int, int], dict[int, tuple[str, object]]]:
         """Every register of the monitor now, and the ones the driver publishes by name."""
@@ -160,13 +147,6 @@ class ArcMonitorEmulator(Lifecycle):
             report.update(residual_warning=bool(status & 1), residual_alarm=bool(status & 2))
         self.host.stage(f"relay 0x{address:04X}", report)
         return None
-
-    def start(self) -> ArcMonitorEmulator:
-        self.host.start()
-        return self
-
-    def stop(self) -> None:
-        self.host.stop()
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

@@ -31,9 +31,8 @@ from hardware.contec_protocol import (
 from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
 from .oximeter_model import RATE_HZ, OximeterModel
-from .serial_device import SerialDevice
+from .serial_device import SerialDevice, SerialEmulator
 from .transcript import Transcript
 
 __all__ = ["COMMAND", "ContecOximeterEmulator"]
@@ -45,7 +44,7 @@ _CMD_USER_COUNT = 0xAD
 _REASON_NOT_SUPPORTED = 0x05
 
 
-class ContecOximeterEmulator(Lifecycle):
+class ContecOximeterEmulator(SerialEmulator):
     def __init__(self, *, seed: int = 1, protocol: str = "v7", speed: float = 1.0,
                  port: str | None = None, autostart: bool = True,
                  finger_out_every_s: float = 480.0, faults: LineFaults | None = None,
@@ -71,10 +70,6 @@ class ContecOximeterEmulator(Lifecycle):
         # The legacy device streams from power-on; ``autostart=False`` holds it until
         # :meth:`power_on` so that a test can attach first.
         self._legacy_on = autostart
-
-    @property
-    def agent_path(self) -> str:
-        return self.device.path
 
     @property
     def streaming(self) -> bool:
@@ -143,14 +138,6 @@ class ContecOximeterEmulator(Lifecycle):
                 "perfusion_index": sample.pi_percent if self.protocol == "v7" else None,
             }, intact=intact)
             self.device.write(wire)
-
-    def start(self) -> ContecOximeterEmulator:
-        self.device.start()
-        return self
-
-    def stop(self) -> None:
-        self.device.stop()
-        self.transcript.close()
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from typing import Self
 
 from hardware.jbd_protocol import (
     REG_BASIC_INFO,
@@ -34,8 +35,7 @@ from .battery_model import CHEMISTRIES, BatteryPack
 from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .serial_device import SerialDevice
+from .serial_device import SerialDevice, SerialEmulator
 from .transcript import Transcript
 
 __all__ = ["COMMAND", "JbdBmsEmulator"]
@@ -49,7 +49,7 @@ _Report = tuple[str, dict[str, object]]
 _Reply = tuple[bytes, _Report | None]  # the frame, and what it reports (for the transcript)
 
 
-class JbdBmsEmulator(Lifecycle):
+class JbdBmsEmulator(SerialEmulator):
     def __init__(self, *, seed: int = 1, cells: int = 4, chemistry: str = "lfp",
                  capacity_ah: float = 100.0, trip_every_s: float = 3 * 3600.0,
                  clock: SimClock | None = None, port: str | None = None,
@@ -67,10 +67,6 @@ class JbdBmsEmulator(Lifecycle):
         self._lock = threading.Lock()
         self.factory_mode = False
         self.wake_ups = 0
-
-    @property
-    def agent_path(self) -> str:
-        return self.device.path
 
     def _on_bytes(self, data: bytes) -> None:
         for item in self._assembler.feed(data):
@@ -142,14 +138,9 @@ class JbdBmsEmulator(Lifecycle):
             return ok  # accepted; the model has no EEPROM to change
         return encode_reply(register, b"", STATUS_ERROR), None
 
-    def start(self) -> JbdBmsEmulator:
+    def start(self) -> Self:
         self._last_request = time.monotonic()
-        self.device.start()
-        return self
-
-    def stop(self) -> None:
-        self.device.stop()
-        self.transcript.close()
+        return super().start()
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

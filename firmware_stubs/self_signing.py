@@ -26,6 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import cbor2
 import ecdsa
@@ -41,8 +42,7 @@ from provenance.senml import Measurement
 from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .serial_device import SerialDevice
+from .serial_device import SerialDevice, SerialEmulator
 from .transcript import Transcript
 from .water_model import WaterModel
 
@@ -102,7 +102,7 @@ def load_or_create_key(path: Path) -> ecdsa.SigningKey:
     return key
 
 
-class SelfSigningSensor(Lifecycle):
+class SelfSigningSensor(SerialEmulator):
     def __init__(self, *, key_path: str | Path, state_path: str | Path,
                  device_id: str = "wq-smart-1", seed: int = 1, interval_s: float = 5.0,
                  random_k: bool = False, clock_synced: bool = True, port: str | None = None,
@@ -180,14 +180,9 @@ class SelfSigningSensor(Lifecycle):
             self._next_emit = now + self.interval_s
             self.emit()
 
-    def start(self) -> SelfSigningSensor:
+    def start(self) -> Self:
         self._started = time.monotonic()
-        self.device.start()
-        return self
-
-    def stop(self) -> None:
-        self.device.stop()
-        self.transcript.close()
+        return super().start()
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

@@ -30,8 +30,7 @@ from hardware.water_profiles import BUILTIN_PROFILES, RegisterField, WaterProfil
 from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .modbus_host import ModbusHost
+from .modbus_host import ModbusEmulator, ModbusHost
 from .transcript import Transcript
 from .water_model import WaterModel
 
@@ -52,7 +51,7 @@ def quantise(field: RegisterField, true_value: float) -> tuple[Value, list[int]]
     return reported_int, encode_value(raw, field.data_type, field.byte_order)
 
 
-class WaterProbeEmulator(Lifecycle):
+class WaterProbeEmulator(ModbusEmulator):
     def __init__(self, profile: WaterProfile, *, unit: int | None = None, seed: int = 1,
                  clock: SimClock | None = None, port: str | None = None,
                  faults: LineFaults | None = None, transcript: Transcript | None = None) -> None:
@@ -67,18 +66,6 @@ class WaterProbeEmulator(Lifecycle):
             [self._device()], port=port, baudrate=profile.baudrate, parity=profile.parity,
             stopbits=profile.stopbits, faults=faults, transcript=transcript,
         )
-
-    @property
-    def agent_path(self) -> str:
-        return self.host.agent_path
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.host.transcript
-
-    @property
-    def faults(self) -> LineFaults:
-        return self.host.faults
 
     def _device(self) -> SimDevice:
         blocks = [SimData(f.address, count=f.size, values=0, datatype=DataType.REGISTERS,
@@ -115,13 +102,6 @@ class WaterProbeEmulator(Lifecycle):
             registers[offset : offset + len(words)] = words
         self.host.stage("read", {f.name: self._latest[f.name][0] for f in fields})
         return None
-
-    def start(self) -> WaterProbeEmulator:
-        self.host.start()
-        return self
-
-    def stop(self) -> None:
-        self.host.stop()
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
