@@ -96,11 +96,6 @@ class ArcMonitorDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        samples = self._poll()
-        self.stats.samples += len(samples)
-        return samples
-
-    def _poll(self) -> list[Sample]:
         block = self._link.read(self._unit, READ_INPUT, ALARM_BLOCK,
                                 alarm_block_count(self._channels))
         if block is None:
@@ -126,6 +121,7 @@ class ArcMonitorDriver:
             status = decode_status_block(status_regs) if status_regs is not None else None
             samples.append(Sample(KIND, status_measurements(arcs, status, residual)))
             self._status_due = now + self._status_interval_s
+        self.stats.samples += len(samples)
         return samples
 
     def _read_residual(self) -> ResidualStatus | None:

@@ -79,11 +79,6 @@ class JbdBmsDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        samples = self._poll()
-        self.stats.samples += len(samples)
-        return samples
-
-    def _poll(self) -> list[Sample]:
         basic = self._request(REG_BASIC_INFO)
         if basic is None:
             return []
@@ -111,6 +106,7 @@ class JbdBmsDriver:
                     self._count(exc)
         samples = [Sample(KIND, battery_measurements(info, cells, counters))]
         samples += self._protection_events(info)
+        self.stats.samples += len(samples)
         return samples
 
     def _protection_events(self, info: BasicInfo) -> list[Sample]:
