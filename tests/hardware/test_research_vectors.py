@@ -1,4 +1,4 @@
-"""Every example frame in device-protocols.md decodes to the documented values, and every
+"""Every example frame in the protocol research notes (docs/drivers.md, "Sources") decodes to the documented values, and every
 documented request is produced byte for byte by our encoders."""
 
 from __future__ import annotations
