@@ -11,6 +11,7 @@ and intensities are those of the simulated instant.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -30,14 +31,13 @@ from hardware.arc_protocol import (
 )
 
 from .arc_model import RESIDUAL_ALARM_MA, RESIDUAL_WARNING_MA, ArcModel
-from .cli import announce, base_parser, clock_from, wait_for_signal
+from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .modbus_host import ModbusHost
+from .modbus_host import ModbusEmulator, ModbusHost
 from .transcript import Transcript
 
-__all__ = ["ArcMonitorEmulator", "main"]
+__all__ = ["COMMAND", "ArcMonitorEmulator"]
 
 _STATUS_END = 0x0123
 _ALARM_END = 0x0158
@@ -50,7 +50,7 @@ def _word(value: int) -> int:
     return value & 0xFFFF
 
 
-class ArcMonitorEmulator(Lifecycle):
+class ArcMonitorEmulator(ModbusEmulator):
     def __init__(self, *, seed: int = 1, channels: int = 8, unit: int = 1,
                  residual_unit: int | None = 2, arc_every_s: float = 1800.0,
                  clock: SimClock | None = None, port: str | None = None,
@@ -72,18 +72,6 @@ class ArcMonitorEmulator(Lifecycle):
                 SimData(0, count=_RESIDUAL_END + 1, datatype=DataType.REGISTERS),
             ], action=self._relay_action))
         self.host = ModbusHost(devices, port=port, faults=faults, transcript=transcript)
-
-    @property
-    def agent_path(self) -> str:
-        return self.host.agent_path
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.host.transcript
-
-    @property
-    def faults(self) -> LineFaults:
-        return self.host.faults
 
     def _registers(self) -> tuple[dict[int, int], dict[int, tuple[str, object]]]:
         """Every register of the monitor now, and the ones the driver publishes by name."""
@@ -160,33 +148,30 @@ class ArcMonitorEmulator(Lifecycle):
         self.host.stage(f"relay 0x{address:04X}", report)
         return None
 
-    def start(self) -> ArcMonitorEmulator:
-        self.host.start()
-        return self
 
-    def stop(self) -> None:
-        self.host.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.arc_monitor",
-                         "Emulate a PV arc-fault monitor and a residual-current relay.")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=8, help="strings wired, 1-24")
     parser.add_argument("--unit", type=int, default=1, help="the arc monitor's slave id")
     parser.add_argument("--residual-unit", type=int, default=2,
                         help="slave id of the residual-current relay (0 = none)")
     parser.add_argument("--arc-every", type=float, default=1800.0,
                         help="mean simulated seconds between arcs")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[ArcMonitorEmulator, str]:
     emulator = ArcMonitorEmulator(
         seed=args.seed, channels=args.channels, unit=args.unit,
         residual_unit=args.residual_unit or None, arc_every_s=args.arc_every,
-        clock=clock_from(args), port=args.port, transcript=Transcript(args.log),
+        clock=clock, port=args.port, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"arc monitor ({args.channels} channels)", args.seed)
-        wait_for_signal()
+    return emulator, f"arc monitor ({args.channels} channels)"
+
+
+COMMAND = EmulatorCommand("arc_monitor",
+                          "Emulate a PV arc-fault monitor and a residual-current relay.",
+                          _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

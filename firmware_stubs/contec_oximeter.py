@@ -11,6 +11,7 @@ the packet rate (a pty has no baud limit), which keeps tests short.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from hardware.contec_protocol import (
@@ -27,14 +28,14 @@ from hardware.contec_protocol import (
     encode_realtime,
 )
 
-from .cli import announce, base_parser, wait_for_signal
+from .cli import EmulatorCommand, main
+from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
 from .oximeter_model import RATE_HZ, OximeterModel
-from .serial_device import SerialDevice
+from .serial_device import SerialDevice, SerialEmulator
 from .transcript import Transcript
 
-__all__ = ["ContecOximeterEmulator", "main"]
+__all__ = ["COMMAND", "ContecOximeterEmulator"]
 
 STREAM_FOR_S = 30.0  # a CMS50D+ stops streaming this long after the last start command
 MAX_BURST = 256  # packets per tick at most, so a stalled thread does not flood the line
@@ -43,7 +44,7 @@ _CMD_USER_COUNT = 0xAD
 _REASON_NOT_SUPPORTED = 0x05
 
 
-class ContecOximeterEmulator(Lifecycle):
+class ContecOximeterEmulator(SerialEmulator):
     def __init__(self, *, seed: int = 1, protocol: str = "v7", speed: float = 1.0,
                  port: str | None = None, autostart: bool = True,
                  finger_out_every_s: float = 480.0, faults: LineFaults | None = None,
@@ -69,10 +70,6 @@ class ContecOximeterEmulator(Lifecycle):
         # The legacy device streams from power-on; ``autostart=False`` holds it until
         # :meth:`power_on` so that a test can attach first.
         self._legacy_on = autostart
-
-    @property
-    def agent_path(self) -> str:
-        return self.device.path
 
     @property
     def streaming(self) -> bool:
@@ -142,30 +139,27 @@ class ContecOximeterEmulator(Lifecycle):
             }, intact=intact)
             self.device.write(wire)
 
-    def start(self) -> ContecOximeterEmulator:
-        self.device.start()
-        return self
 
-    def stop(self) -> None:
-        self.device.stop()
-        self.transcript.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.contec_oximeter",
-                         "Emulate a Contec pulse oximeter (V7.0 or legacy stream).")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("v7", "legacy"), default="v7")
     parser.add_argument("--finger-out-every", type=float, default=480.0,
                         help="mean simulated seconds between finger-out episodes")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[ContecOximeterEmulator, str]:
+    # The oximeter streams in real time: it takes --speed, not a stepped clock.
     emulator = ContecOximeterEmulator(
         seed=args.seed, protocol=args.protocol, speed=args.speed, port=args.port,
-        finger_out_every_s=args.finger_out_every, transcript=Transcript(args.log),
+        finger_out_every_s=args.finger_out_every, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"Contec oximeter ({args.protocol})", args.seed)
-        wait_for_signal()
+    return emulator, f"Contec oximeter ({args.protocol})"
+
+
+COMMAND = EmulatorCommand("contec_oximeter",
+                          "Emulate a Contec pulse oximeter (V7.0 or legacy stream).",
+                          _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

@@ -10,8 +10,10 @@ writes; refuses anything else with status 0x80. Like the real board it dozes off
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
+from typing import Self
 
 from hardware.jbd_protocol import (
     REG_BASIC_INFO,
@@ -30,14 +32,13 @@ from hardware.jbd_protocol import WRITE as JBD_WRITE
 from hardware.jbd_protocol import Frame as JbdFrame
 
 from .battery_model import CHEMISTRIES, BatteryPack
-from .cli import announce, base_parser, clock_from, wait_for_signal
+from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .serial_device import SerialDevice
+from .serial_device import SerialDevice, SerialEmulator
 from .transcript import Transcript
 
-__all__ = ["JbdBmsEmulator", "main"]
+__all__ = ["COMMAND", "JbdBmsEmulator"]
 
 DEVICE_NAME = b"JBD-SP04S034-L4S-100A-EMU"
 _FACTORY_MODE = 0x00
@@ -48,7 +49,7 @@ _Report = tuple[str, dict[str, object]]
 _Reply = tuple[bytes, _Report | None]  # the frame, and what it reports (for the transcript)
 
 
-class JbdBmsEmulator(Lifecycle):
+class JbdBmsEmulator(SerialEmulator):
     def __init__(self, *, seed: int = 1, cells: int = 4, chemistry: str = "lfp",
                  capacity_ah: float = 100.0, trip_every_s: float = 3 * 3600.0,
                  clock: SimClock | None = None, port: str | None = None,
@@ -66,10 +67,6 @@ class JbdBmsEmulator(Lifecycle):
         self._lock = threading.Lock()
         self.factory_mode = False
         self.wake_ups = 0
-
-    @property
-    def agent_path(self) -> str:
-        return self.device.path
 
     def _on_bytes(self, data: bytes) -> None:
         for item in self._assembler.feed(data):
@@ -141,18 +138,12 @@ class JbdBmsEmulator(Lifecycle):
             return ok  # accepted; the model has no EEPROM to change
         return encode_reply(register, b"", STATUS_ERROR), None
 
-    def start(self) -> JbdBmsEmulator:
+    def start(self) -> Self:
         self._last_request = time.monotonic()
-        self.device.start()
-        return self
-
-    def stop(self) -> None:
-        self.device.stop()
-        self.transcript.close()
+        return super().start()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.jbd_bms", "Emulate a JBD smart BMS.")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cells", type=int, default=4, help="cells in series")
     parser.add_argument("--chemistry", choices=sorted(CHEMISTRIES), default="lfp")
     parser.add_argument("--capacity", type=float, default=100.0, help="pack capacity, Ah")
@@ -160,16 +151,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="mean simulated seconds between over-current trips")
     parser.add_argument("--sleep-after", type=float, default=10.0,
                         help="seconds of silence before the BMS dozes off (0 = never)")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[JbdBmsEmulator, str]:
     emulator = JbdBmsEmulator(
         seed=args.seed, cells=args.cells, chemistry=args.chemistry, capacity_ah=args.capacity,
-        trip_every_s=args.trip_every, clock=clock_from(args), port=args.port,
-        sleep_after_s=args.sleep_after, transcript=Transcript(args.log),
+        trip_every_s=args.trip_every, clock=clock, port=args.port,
+        sleep_after_s=args.sleep_after, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"JBD BMS {args.cells}S {args.chemistry}", args.seed)
-        wait_for_signal()
+    return emulator, f"JBD BMS {args.cells}S {args.chemistry}"
+
+
+COMMAND = EmulatorCommand("jbd_bms", "Emulate a JBD smart BMS.", _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer
@@ -27,7 +27,7 @@ from .lifecycle import Lifecycle
 from .ptys import PtyCable
 from .transcript import Transcript
 
-__all__ = ["ModbusHost"]
+__all__ = ["ModbusEmulator", "ModbusHost"]
 
 
 class ModbusHost(Lifecycle):
@@ -108,3 +108,28 @@ class ModbusHost(Lifecycle):
         if self._cable is not None:
             self._cable.close()
         self.transcript.close()
+
+
+class ModbusEmulator(Lifecycle):
+    """An emulator served by a :class:`ModbusHost` (set by the subclass as ``host``)."""
+
+    host: ModbusHost
+
+    @property
+    def agent_path(self) -> str:
+        return self.host.agent_path
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.host.transcript
+
+    @property
+    def faults(self) -> LineFaults:
+        return self.host.faults
+
+    def start(self) -> Self:
+        self.host.start()
+        return self
+
+    def stop(self) -> None:
+        self.host.stop()

@@ -19,12 +19,14 @@ key written next to it as ``<key>.pub.pem`` for ``ledger-collector devices add``
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import cbor2
 import ecdsa
@@ -37,14 +39,14 @@ from provenance.keys import key_id
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
 
-from .cli import announce, base_parser, wait_for_signal
+from .cli import EmulatorCommand, main
+from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .serial_device import SerialDevice
+from .serial_device import SerialDevice, SerialEmulator
 from .transcript import Transcript
 from .water_model import WaterModel
 
-__all__ = ["ChainState", "SelfSigningSensor", "load_or_create_key", "main"]
+__all__ = ["COMMAND", "ChainState", "SelfSigningSensor", "load_or_create_key"]
 
 KIND = "water-quality"
 #: (name, SenML unit, decimals) of what the smart probe measures.
@@ -100,7 +102,7 @@ def load_or_create_key(path: Path) -> ecdsa.SigningKey:
     return key
 
 
-class SelfSigningSensor(Lifecycle):
+class SelfSigningSensor(SerialEmulator):
     def __init__(self, *, key_path: str | Path, state_path: str | Path,
                  device_id: str = "wq-smart-1", seed: int = 1, interval_s: float = 5.0,
                  random_k: bool = False, clock_synced: bool = True, port: str | None = None,
@@ -178,19 +180,12 @@ class SelfSigningSensor(Lifecycle):
             self._next_emit = now + self.interval_s
             self.emit()
 
-    def start(self) -> SelfSigningSensor:
+    def start(self) -> Self:
         self._started = time.monotonic()
-        self.device.start()
-        return self
-
-    def stop(self) -> None:
-        self.device.stop()
-        self.transcript.close()
+        return super().start()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.self_signing",
-                         "Emulate a sensor that signs its own readings (ES256, pure Python).")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, help="device key (PEM); created when absent")
     parser.add_argument("--state", required=True, help="chain state file (seq, prev, boot)")
     parser.add_argument("--device-id", default="wq-smart-1")
@@ -200,17 +195,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="random ECDSA nonces instead of RFC 6979 deterministic ones")
     parser.add_argument("--unsynced", action="store_true",
                         help="mark readings as taken with an unsynchronised clock")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[SelfSigningSensor, str]:
+    # The sensor signs on its own timer (--interval / --speed), not on a simulated clock.
     sensor = SelfSigningSensor(
         key_path=args.key, state_path=args.state, device_id=args.device_id, seed=args.seed,
         interval_s=args.interval / args.speed, random_k=args.random_k,
-        clock_synced=not args.unsynced, port=args.port, transcript=Transcript(args.log),
+        clock_synced=not args.unsynced, port=args.port, transcript=transcript,
     )
-    with sensor:
-        announce(sensor.agent_path, f"self-signing sensor {args.device_id} "
-                 f"(kid {sensor.kid.hex()[:16]}…, boot {sensor.state.boot})", args.seed)
-        wait_for_signal()
+    return sensor, (f"self-signing sensor {args.device_id} "
+                    f"(kid {sensor.kid.hex()[:16]}…, boot {sensor.state.boot})")
+
+
+COMMAND = EmulatorCommand(
+    "self_signing", "Emulate a sensor that signs its own readings (ES256, pure Python).",
+    _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

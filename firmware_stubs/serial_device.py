@@ -9,12 +9,16 @@ from __future__ import annotations
 import select
 import threading
 from collections.abc import Callable
+from typing import Self
 
 import serial
 
+from .faults import LineFaults
+from .lifecycle import Lifecycle
 from .ptys import PtyPort
+from .transcript import Transcript
 
-__all__ = ["SerialDevice"]
+__all__ = ["SerialDevice", "SerialEmulator"]
 
 
 class _RealPort:
@@ -74,3 +78,24 @@ class SerialDevice:
         if self._thread.is_alive():
             self._thread.join(timeout=2)
         self._port.close()
+
+
+class SerialEmulator(Lifecycle):
+    """An emulator at the device end of a UART: its ``device``, line ``faults`` and
+    ``transcript`` are set by the subclass; starting and stopping are the same for all."""
+
+    device: SerialDevice
+    faults: LineFaults
+    transcript: Transcript
+
+    @property
+    def agent_path(self) -> str:
+        return self.device.path
+
+    def start(self) -> Self:
+        self.device.start()
+        return self
+
+    def stop(self) -> None:
+        self.device.stop()
+        self.transcript.close()

@@ -17,6 +17,7 @@ suffices.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
@@ -26,15 +27,14 @@ from hardware.base import Value
 from hardware.registers import encode_value
 from hardware.water_profiles import BUILTIN_PROFILES, RegisterField, WaterProfile
 
-from .cli import announce, base_parser, clock_from, wait_for_signal
+from .cli import EmulatorCommand, main
 from .clock import SimClock
 from .faults import LineFaults
-from .lifecycle import Lifecycle
-from .modbus_host import ModbusHost
+from .modbus_host import ModbusEmulator, ModbusHost
 from .transcript import Transcript
 from .water_model import WaterModel
 
-__all__ = ["WaterProbeEmulator", "main"]
+__all__ = ["COMMAND", "WaterProbeEmulator"]
 
 _INT_RANGES = {"int16": (-0x8000, 0x7FFF), "uint16": (0, 0xFFFF),
                "int32": (-0x8000_0000, 0x7FFF_FFFF), "uint32": (0, 0xFFFF_FFFF)}
@@ -51,7 +51,7 @@ def quantise(field: RegisterField, true_value: float) -> tuple[Value, list[int]]
     return reported_int, encode_value(raw, field.data_type, field.byte_order)
 
 
-class WaterProbeEmulator(Lifecycle):
+class WaterProbeEmulator(ModbusEmulator):
     def __init__(self, profile: WaterProfile, *, unit: int | None = None, seed: int = 1,
                  clock: SimClock | None = None, port: str | None = None,
                  faults: LineFaults | None = None, transcript: Transcript | None = None) -> None:
@@ -66,18 +66,6 @@ class WaterProbeEmulator(Lifecycle):
             [self._device()], port=port, baudrate=profile.baudrate, parity=profile.parity,
             stopbits=profile.stopbits, faults=faults, transcript=transcript,
         )
-
-    @property
-    def agent_path(self) -> str:
-        return self.host.agent_path
-
-    @property
-    def transcript(self) -> Transcript:
-        return self.host.transcript
-
-    @property
-    def faults(self) -> LineFaults:
-        return self.host.faults
 
     def _device(self) -> SimDevice:
         blocks = [SimData(f.address, count=f.size, values=0, datatype=DataType.REGISTERS,
@@ -115,29 +103,24 @@ class WaterProbeEmulator(Lifecycle):
         self.host.stage("read", {f.name: self._latest[f.name][0] for f in fields})
         return None
 
-    def start(self) -> WaterProbeEmulator:
-        self.host.start()
-        return self
 
-    def stop(self) -> None:
-        self.host.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = base_parser("python -m firmware_stubs.water_quality",
-                         "Emulate a water-quality probe on Modbus RTU.")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="supmea-ph8001", choices=sorted(BUILTIN_PROFILES))
     parser.add_argument("--unit", type=int, default=None, help="slave id (profile default)")
-    args = parser.parse_args(argv)
+
+
+def _build(args: argparse.Namespace, clock: SimClock,
+           transcript: Transcript) -> tuple[WaterProbeEmulator, str]:
     emulator = WaterProbeEmulator(
-        BUILTIN_PROFILES[args.profile], unit=args.unit, seed=args.seed, clock=clock_from(args),
-        port=args.port, transcript=Transcript(args.log),
+        BUILTIN_PROFILES[args.profile], unit=args.unit, seed=args.seed, clock=clock,
+        port=args.port, transcript=transcript,
     )
-    with emulator:
-        announce(emulator.agent_path, f"{args.profile} water probe (unit {emulator.unit})",
-                 args.seed)
-        wait_for_signal()
+    return emulator, f"{args.profile} water probe (unit {emulator.unit})"
+
+
+COMMAND = EmulatorCommand("water_quality", "Emulate a water-quality probe on Modbus RTU.",
+                          _options, _build)
 
 
 if __name__ == "__main__":
-    main()
+    main(command=COMMAND)

@@ -96,16 +96,6 @@ class ArcMonitorDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        try:
-            samples = self._poll()
-        except Exception as exc:  # keep the agent's loop alive whatever the device sends
-            self.stats.other_errors += 1
-            self.stats.last_error = f"unexpected {type(exc).__name__}: {exc}"
-            return []
-        self.stats.samples += len(samples)
-        return samples
-
-    def _poll(self) -> list[Sample]:
         block = self._link.read(self._unit, READ_INPUT, ALARM_BLOCK,
                                 alarm_block_count(self._channels))
         if block is None:
@@ -131,6 +121,7 @@ class ArcMonitorDriver:
             status = decode_status_block(status_regs) if status_regs is not None else None
             samples.append(Sample(KIND, status_measurements(arcs, status, residual)))
             self._status_due = now + self._status_interval_s
+        self.stats.samples += len(samples)
         return samples
 
     def _read_residual(self) -> ResidualStatus | None:

@@ -39,13 +39,6 @@ class Sample:
     envelope: bytes | None = None
     refused: str | None = None
 
-    def value(self, name: str) -> Value | None:
-        """The value of the measurement called ``name``, or ``None`` when absent."""
-        for measurement in self.measurements:
-            if measurement.name == name:
-                return measurement.value
-        return None
-
 
 @dataclass
 class DriverStats:
@@ -67,8 +60,11 @@ class Driver(Protocol):
 
     ``poll`` blocks (the agent runs it in a worker thread), returns ``[]`` when there is
     nothing new and never raises for device faults: a bad checksum, a timeout, garbage on
-    the line or an absent device is counted in ``stats``. Only construction raises, with
-    :class:`~hardware.errors.HardwareConfigError`, for settings a person must fix.
+    the line or an absent device is counted in ``stats``. Anything else it raises (a bug) is
+    caught by the one guard around every driver, :class:`~hardware.running.RunningDriver`,
+    and counted as a fault of that sensor; a driver needs no crash guard of its own.
+    Construction raises :class:`~hardware.errors.HardwareConfigError` for settings a person
+    must fix.
     """
 
     name: str

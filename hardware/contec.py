@@ -13,9 +13,7 @@ For V7.0 the driver sends 0xA1 (start real-time) when the port opens, again ever
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 
 from .base import DriverStats, Sample
 from .contec_protocol import (
@@ -34,7 +32,7 @@ from .oximetry import OximetryWindow
 from .registry import register
 from .serial_link import SerialLink
 from .settings import Settings
-from .stream import StreamReader
+from .stream import Pending, StreamReader
 
 __all__ = ["KIND", "PACKETS_PER_SECOND", "ContecOximeterDriver"]
 
@@ -59,8 +57,7 @@ class ContecOximeterDriver:
         self._v7 = PacketAssembler()
         self._legacy = LegacyAssembler()
         self._skipped = 0
-        self._pending: deque[Sample] = deque(maxlen=MAX_PENDING)
-        self._lock = threading.Lock()
+        self._pending = Pending(self.stats, limit=MAX_PENDING, what="oximeter window")
         self._last_packet = time.monotonic()
         self._silent = False
         self._next_start = 0.0
@@ -103,11 +100,7 @@ class ContecOximeterDriver:
         self._silent = False
         summary = self._window.add(sample)
         if summary is not None:
-            with self._lock:
-                if len(self._pending) == self._pending.maxlen:
-                    self.stats.other_errors += 1
-                    self.stats.last_error = "poll too slow: oldest oximeter window dropped"
-                self._pending.append(Sample(KIND, summary))
+            self._pending.put(Sample(KIND, summary))
 
     def _on_tick(self) -> None:
         now = time.monotonic()
@@ -140,11 +133,7 @@ class ContecOximeterDriver:
         if not self._reader.running:
             self._last_packet = time.monotonic()
             self._reader.start()
-        with self._lock:
-            samples = list(self._pending)
-            self._pending.clear()
-        self.stats.samples += len(samples)
-        return samples
+        return self._pending.take()
 
     def close(self) -> None:
         self._reader.stop()

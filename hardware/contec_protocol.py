@@ -12,9 +12,10 @@ byte of a packet has bit 7 set. The device streams at about 60 Hz with no comman
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .errors import FrameError, ProtocolError
+from .errors import FrameError
+from .frame_hunt import INCOMPLETE, Damaged, Found, FrameHunter, Verdict
 
 __all__ = [
     "CMD_DEVICE_ID",
@@ -80,45 +81,43 @@ class Packet:
     data: bytes
 
 
-@dataclass
-class PacketAssembler:
+class _V7Format:
+    """A byte with bit 7 clear starts a packet; one inside a packet means it was cut short."""
+
+    name = "V7.0"
+    max_frame = max(PACKET_LENGTHS.values())
+
+    def next_start(self, buf: bytearray, at: int) -> int:
+        # Data bytes (bit 7 set) with no packet start are line noise; undocumented types
+        # (0x02, 0x03, 0x06, …; §3.1) have unknown lengths: hunt on to the next sync byte.
+        for index in range(at, len(buf)):
+            if not buf[index] & 0x80 and buf[index] in PACKET_LENGTHS:
+                return index
+        return len(buf)
+
+    def judge(self, buf: bytearray, at: int) -> Verdict[Packet]:
+        length = PACKET_LENGTHS[buf[at]]
+        end = min(at + length, len(buf))
+        cut = next((i for i in range(at + 1, end) if not buf[i] & 0x80), None)
+        if cut is not None:
+            return Damaged(cut - at, FrameError(
+                f"packet 0x{buf[at]:02X} cut short after {cut - at} bytes"))
+        if len(buf) < at + length:
+            return INCOMPLETE
+        high = buf[at + 1]
+        restored = bytes(
+            (byte & 0x7F) | ((high >> index) & 1) << 7
+            for index, byte in enumerate(buf[at + 2 : at + length])
+        )
+        return Found(length, Packet(buf[at], restored))
+
+
+class PacketAssembler(FrameHunter[Packet]):
     """Cuts V7.0 packets out of the stream. A bit-7-clear byte inside a packet means the
     packet was cut short: it is reported and the byte starts the next packet."""
 
-    _buffer: bytearray = field(default_factory=bytearray)
-    skipped: int = 0
-
-    def feed(self, data: bytes) -> list[Packet | ProtocolError]:
-        out: list[Packet | ProtocolError] = []
-        buf = self._buffer
-        buf += data
-        while buf:
-            if buf[0] & 0x80:
-                self.skipped += 1  # a data byte with no packet start: line noise
-                del buf[:1]
-                continue
-            length = PACKET_LENGTHS.get(buf[0])
-            if length is None:
-                # Undocumented types (0x02, 0x03, 0x06, …; §3.1) have unknown lengths:
-                # skip to the next sync byte.
-                self.skipped += 1
-                del buf[:1]
-                continue
-            cut = next((i for i in range(1, min(length, len(buf))) if not buf[i] & 0x80), None)
-            if cut is not None:
-                out.append(FrameError(f"packet 0x{buf[0]:02X} cut short after {cut} bytes"))
-                del buf[:cut]
-                continue
-            if len(buf) < length:
-                break
-            high = buf[1]
-            restored = bytes(
-                (byte & 0x7F) | ((high >> index) & 1) << 7
-                for index, byte in enumerate(buf[2:length])
-            )
-            out.append(Packet(buf[0], restored))
-            del buf[:length]
-        return out
+    def __init__(self) -> None:
+        super().__init__(_V7Format())
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,32 +186,33 @@ def encode_realtime(sample: RealTime) -> bytes:
 # --- legacy 5-byte stream (§3.2) -------------------------------------------------------
 
 
-@dataclass
-class LegacyAssembler:
+LEGACY_LENGTH = 5
+
+
+class _LegacyFormat:
+    """The sync byte is the one with bit 7 set; a second one inside a packet cuts it short."""
+
+    name = "legacy"
+    max_frame = LEGACY_LENGTH
+
+    def next_start(self, buf: bytearray, at: int) -> int:
+        return next((i for i in range(at, len(buf)) if buf[i] & 0x80), len(buf))
+
+    def judge(self, buf: bytearray, at: int) -> Verdict[bytes]:
+        end = min(at + LEGACY_LENGTH, len(buf))
+        cut = next((i for i in range(at + 1, end) if buf[i] & 0x80), None)
+        if cut is not None:
+            return Damaged(cut - at, FrameError(f"legacy packet cut short after {cut - at} bytes"))
+        if len(buf) < at + LEGACY_LENGTH:
+            return INCOMPLETE
+        return Found(LEGACY_LENGTH, bytes(buf[at : at + LEGACY_LENGTH]))
+
+
+class LegacyAssembler(FrameHunter[bytes]):
     """Cuts 5-byte packets out of the legacy stream (sync byte = the one with bit 7 set)."""
 
-    _buffer: bytearray = field(default_factory=bytearray)
-    skipped: int = 0
-
-    def feed(self, data: bytes) -> list[bytes | ProtocolError]:
-        out: list[bytes | ProtocolError] = []
-        buf = self._buffer
-        buf += data
-        while buf:
-            if not buf[0] & 0x80:
-                self.skipped += 1
-                del buf[:1]
-                continue
-            cut = next((i for i in range(1, min(5, len(buf))) if buf[i] & 0x80), None)
-            if cut is not None:
-                out.append(FrameError(f"legacy packet cut short after {cut} bytes"))
-                del buf[:cut]
-                continue
-            if len(buf) < 5:
-                break
-            out.append(bytes(buf[:5]))
-            del buf[:5]
-        return out
+    def __init__(self) -> None:
+        super().__init__(_LegacyFormat())
 
 
 def decode_legacy(packet: bytes) -> RealTime:

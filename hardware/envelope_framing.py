@@ -12,9 +12,9 @@ The CRC is CRC-32/ISO-HDLC (zlib's ``crc32``) over version, length and envelope.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
 
-from .errors import ChecksumError, FrameError, ProtocolError
+from .errors import ChecksumError, FrameError
+from .frame_hunt import INCOMPLETE, FalseStart, Found, FrameHunter, Verdict
 
 __all__ = ["MAGIC", "MAX_ENVELOPE", "VERSION", "EnvelopeAssembler", "encode_frame"]
 
@@ -32,77 +32,39 @@ def encode_frame(envelope: bytes) -> bytes:
     return MAGIC + body + zlib.crc32(body).to_bytes(4, "big")
 
 
-@dataclass
-class EnvelopeAssembler:
+class _EnvelopeFormat:
+    name = "envelope"
+    max_frame = _HEAD + MAX_ENVELOPE + _TAIL
+
+    def next_start(self, buf: bytearray, at: int) -> int:
+        start = buf.find(MAGIC, at)
+        if start >= 0:
+            return start
+        # A trailing "S" may be the first half of the next magic.
+        return len(buf) - 1 if len(buf) > at and buf.endswith(MAGIC[:1]) else len(buf)
+
+    def judge(self, buf: bytearray, at: int) -> Verdict[bytes]:
+        if len(buf) < at + _HEAD:
+            return INCOMPLETE
+        length = int.from_bytes(buf[at + 3 : at + 5], "big")
+        if buf[at + 2] != VERSION or not 1 <= length <= MAX_ENVELOPE:
+            return FalseStart(FrameError(
+                f"false frame start (version {buf[at + 2]}, length {length})"))
+        total = _HEAD + length + _TAIL
+        if len(buf) < at + total:
+            return INCOMPLETE
+        body = bytes(buf[at + 2 : at + _HEAD + length])
+        expected = zlib.crc32(body)
+        received = int.from_bytes(buf[at + _HEAD + length : at + total], "big")
+        if expected != received:
+            # Hunt on from the next byte: a false start must not swallow a real frame after it.
+            return FalseStart(ChecksumError("envelope frame CRC-32 mismatch",
+                                            expected=expected, received=received))
+        return Found(total, body[3:])
+
+
+class EnvelopeAssembler(FrameHunter[bytes]):
     """Cuts envelopes out of the byte stream; ``skipped`` counts bytes between frames."""
 
-    _buffer: bytearray = field(default_factory=bytearray)
-    skipped: int = 0
-
-    def feed(self, data: bytes) -> list[bytes | ProtocolError]:
-        out: list[bytes | ProtocolError] = []
-        buf = self._buffer
-        buf += data
-        while True:
-            start = buf.find(MAGIC)
-            if start < 0:
-                # Keep a trailing "S": it may be the first half of the next magic.
-                keep = 1 if buf.endswith(MAGIC[:1]) else 0
-                self.skipped += len(buf) - keep
-                del buf[: len(buf) - keep]
-                return out
-            if start:
-                self.skipped += start
-                del buf[:start]
-            if len(buf) < _HEAD:
-                return out
-            length = int.from_bytes(buf[3:5], "big")
-            if buf[2] != VERSION or not 1 <= length <= MAX_ENVELOPE:
-                out.append(FrameError(f"false frame start (version {buf[2]}, length {length})"))
-                self.skipped += 1
-                del buf[:1]
-                continue
-            total = _HEAD + length + _TAIL
-            if len(buf) < total:
-                # Maybe a false start claiming a long length: a complete frame behind it
-                # must not wait for bytes that may never come.
-                later = _next_valid_frame(buf)
-                if later is None:
-                    return out
-                out.append(FrameError("incomplete envelope frame start skipped"))
-                self.skipped += later
-                del buf[:later]
-                continue
-            body = bytes(buf[2 : _HEAD + length])
-            expected = zlib.crc32(body)
-            received = int.from_bytes(buf[_HEAD + length : total], "big")
-            if expected != received:
-                # Skip only the magic: a false start must not swallow a real frame after it.
-                out.append(ChecksumError("envelope frame CRC-32 mismatch",
-                                         expected=expected, received=received))
-                self.skipped += 1
-                del buf[:1]
-                continue
-            out.append(body[3:])
-            del buf[:total]
-
-
-def _valid_at(buf: bytearray, index: int) -> bool:
-    """A complete frame with a matching CRC starts at ``index``."""
-    if not buf.startswith(MAGIC, index) or len(buf) < index + _HEAD:
-        return False
-    length = int.from_bytes(buf[index + 3 : index + 5], "big")
-    end = index + _HEAD + length + _TAIL
-    if buf[index + 2] != VERSION or not 1 <= length <= MAX_ENVELOPE or len(buf) < end:
-        return False
-    body = bytes(buf[index + 2 : end - _TAIL])
-    return zlib.crc32(body) == int.from_bytes(buf[end - _TAIL : end], "big")
-
-
-def _next_valid_frame(buf: bytearray) -> int | None:
-    index = buf.find(MAGIC, 1)
-    while index > 0:
-        if _valid_at(buf, index):
-            return index
-        index = buf.find(MAGIC, index + 1)
-    return None
+    def __init__(self) -> None:
+        super().__init__(_EnvelopeFormat())

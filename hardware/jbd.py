@@ -79,16 +79,6 @@ class JbdBmsDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        try:
-            samples = self._poll()
-        except Exception as exc:  # never let one BMS stop the agent's poll loop
-            self.stats.other_errors += 1
-            self.stats.last_error = f"unexpected {type(exc).__name__}: {exc}"
-            return []
-        self.stats.samples += len(samples)
-        return samples
-
-    def _poll(self) -> list[Sample]:
         basic = self._request(REG_BASIC_INFO)
         if basic is None:
             return []
@@ -116,6 +106,7 @@ class JbdBmsDriver:
                     self._count(exc)
         samples = [Sample(KIND, battery_measurements(info, cells, counters))]
         samples += self._protection_events(info)
+        self.stats.samples += len(samples)
         return samples
 
     def _protection_events(self, info: BasicInfo) -> list[Sample]:

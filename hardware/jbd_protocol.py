@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .errors import ChecksumError, FrameError, ProtocolError
+from .errors import ChecksumError, FrameError
+from .frame_hunt import INCOMPLETE, Damaged, FalseStart, Found, FrameHunter, Verdict
 
 __all__ = [
     "COUNTER_NAMES",
@@ -109,85 +110,38 @@ class Frame:
         return self.first in (READ, WRITE)
 
 
-@dataclass
-class FrameAssembler:
+class _JbdFormat:
+    name = "JBD"
+    max_frame = 7 + 255
+
+    def next_start(self, buf: bytearray, at: int) -> int:
+        start = buf.find(START, at)
+        return len(buf) if start < 0 else start
+
+    def judge(self, buf: bytearray, at: int) -> Verdict[Frame]:
+        if len(buf) < at + 4 or len(buf) < at + 7 + buf[at + 3]:
+            return INCOMPLETE
+        total = 7 + buf[at + 3]
+        frame = bytes(buf[at : at + total])
+        if frame[-1] != END:
+            # Not a frame after all (or a truncated one): hunt from the next byte.
+            return FalseStart(FrameError(f"JBD frame without end marker: {frame[:8].hex(' ')}…"))
+        expected, received = checksum(frame[2:-3]), int.from_bytes(frame[-3:-1], "big")
+        if expected != received:
+            return Damaged(total, ChecksumError("JBD checksum mismatch", expected=expected,
+                                                received=received))
+        return Found(total, Frame(frame[1], frame[2], frame[4:-3]))
+
+
+class FrameAssembler(FrameHunter[Frame]):
     """Cuts frames out of a byte stream, skipping junk and resynchronising on ``DD``.
 
     :meth:`feed` returns checked frames and the protocol errors met, in stream order.
     ``skipped`` counts bytes dropped while hunting for a frame start.
     """
 
-    _buffer: bytearray = field(default_factory=bytearray)
-    skipped: int = 0
-
-    def clear(self) -> None:
-        self._buffer.clear()
-
-    def feed(self, data: bytes) -> list[Frame | ProtocolError]:
-        self._buffer += data
-        out: list[Frame | ProtocolError] = []
-        buf = self._buffer
-        while buf:
-            start = buf.find(START)
-            if start < 0:
-                self.skipped += len(buf)
-                buf.clear()
-                break
-            if start:
-                self.skipped += start
-                del buf[:start]
-            if len(buf) < 4 or len(buf) < 7 + buf[3]:
-                # Incomplete, or a false start claiming a long length. Waiting would hold
-                # back any real frame behind it, so take a complete valid one if there is.
-                later = _next_valid_frame(buf)
-                if later is None:
-                    break
-                self.skipped += later
-                del buf[:later]
-                out.append(FrameError("incomplete JBD frame start skipped"))
-                continue
-            total = 7 + buf[3]
-            frame = bytes(buf[:total])
-            if frame[-1] != END:
-                # Not a frame after all (or a truncated one): hunt from the next byte.
-                del buf[:1]
-                self.skipped += 1
-                out.append(FrameError(f"JBD frame without end marker: {frame[:8].hex(' ')}…"))
-                continue
-            body = frame[2:-3]
-            expected, received = checksum(body), int.from_bytes(frame[-3:-1], "big")
-            if expected != received:
-                out.append(ChecksumError("JBD checksum mismatch", expected=expected,
-                                         received=received))
-                # A damaged frame is dropped whole, unless a valid one starts inside it
-                # (then this was junk that happened to end in 0x77).
-                later = _next_valid_frame(buf)
-                drop = later if later is not None and later < total else total
-                del buf[:drop]
-                continue
-            del buf[:total]
-            out.append(Frame(frame[1], frame[2], frame[4:-3]))
-        return out
-
-
-def _valid_at(buf: bytearray, index: int) -> bool:
-    if len(buf) < index + 4:
-        return False
-    end = index + 7 + buf[index + 3]
-    if len(buf) < end or buf[end - 1] != END:
-        return False
-    return checksum(bytes(buf[index + 2 : end - 3])) == int.from_bytes(buf[end - 3 : end - 1],
-                                                                      "big")
-
-
-def _next_valid_frame(buf: bytearray) -> int | None:
-    """Offset (> 0) of the first complete, checksum-valid frame after the start of ``buf``."""
-    index = buf.find(START, 1)
-    while index > 0:
-        if _valid_at(buf, index):
-            return index
-        index = buf.find(START, index + 1)
-    return None
+    def __init__(self) -> None:
+        super().__init__(_JbdFormat())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Modbus RTU framing as pure functions (research: device-protocols.md §0).
+"""Modbus RTU framing as pure functions (research §0: the Modbus serial line specification).
 
 A frame is ``unit | function | PDU | CRC-16/MODBUS`` with the CRC sent low byte first
 (reflected polynomial 0xA001, initial value 0xFFFF, no final XOR). The Modbus drivers talk

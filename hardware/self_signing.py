@@ -10,9 +10,7 @@ byte for byte, so it is never decoded, re-encoded or filtered here.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 
 from .base import DriverStats, Sample
 from .envelope_framing import EnvelopeAssembler
@@ -20,7 +18,7 @@ from .errors import ChecksumError, ProtocolError
 from .registry import register
 from .serial_link import SerialLink
 from .settings import Settings
-from .stream import StreamReader
+from .stream import Pending, StreamReader
 
 __all__ = ["KIND", "SelfSigningSerialDriver"]
 
@@ -37,8 +35,7 @@ class SelfSigningSerialDriver:
         self._silence_s = silence_s
         self._assembler = EnvelopeAssembler()
         self._skipped = 0
-        self._pending: deque[bytes] = deque()
-        self._lock = threading.Lock()
+        self._pending = Pending(self.stats, limit=MAX_PENDING, what="envelope")
         self._last_frame = time.monotonic()
         self._silent = False
         self._reader = StreamReader(link, name="self-signing-serial",
@@ -56,13 +53,7 @@ class SelfSigningSerialDriver:
                 self.stats.frames_ok += 1
                 self._last_frame = time.monotonic()
                 self._silent = False
-                with self._lock:
-                    if len(self._pending) >= MAX_PENDING:
-                        # Never silently: the collector sees the sequence gap, we count it.
-                        self._pending.popleft()
-                        self.stats.other_errors += 1
-                        self.stats.last_error = "poll too slow: oldest envelope dropped"
-                    self._pending.append(item)
+                self._pending.put(Sample(KIND, envelope=item))
         if self._assembler.skipped != self._skipped:
             self._skipped = self._assembler.skipped
             self.stats.resyncs += 1
@@ -78,11 +69,7 @@ class SelfSigningSerialDriver:
         if not self._reader.running:
             self._last_frame = time.monotonic()
             self._reader.start()
-        with self._lock:
-            envelopes = list(self._pending)
-            self._pending.clear()
-        self.stats.samples += len(envelopes)
-        return [Sample(KIND, envelope=envelope) for envelope in envelopes]
+        return self._pending.take()
 
     def close(self) -> None:
         self._reader.stop()

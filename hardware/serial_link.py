@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import termios
 import time
 
 import serial
@@ -17,6 +18,10 @@ from .base import DriverStats
 from .settings import SerialLine
 
 __all__ = ["SerialLink"]
+
+# What a port that vanished under us raises: pyserial's own error, the OS error, and the
+# termios error from a flush on a pty whose other end is gone (a pulled USB adapter).
+_PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 
 
 class SerialLink:
@@ -31,11 +36,13 @@ class SerialLink:
     def is_open(self) -> bool:
         return self._port is not None
 
-    def _open(self) -> serial.Serial | None:
+    def _open(self, *, count_wait: bool = False) -> serial.Serial | None:
         if self._port is not None:
             return self._port
         now = time.monotonic()
         if now < self._next_open:
+            if count_wait:  # a request that cannot go out is a fault of this poll
+                self._error(f"serial port {self.line.port} unavailable")
             return None
         self._next_open = now + self._reopen_s
         try:
@@ -49,10 +56,16 @@ class SerialLink:
                 write_timeout=self.line.timeout_s,
                 exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (*_PORT_ERRORS, ValueError) as exc:
             self._error(f"cannot open serial port {self.line.port}: {exc}")
             return None
-        port.reset_input_buffer()  # bytes from before we listened belong to nobody
+        try:
+            port.reset_input_buffer()  # bytes from before we listened belong to nobody
+        except _PORT_ERRORS as exc:
+            self._error(f"cannot open serial port {self.line.port}: {exc}")
+            with contextlib.suppress(*_PORT_ERRORS):
+                port.close()
+            return None
         self._port = port
         return port
 
@@ -73,17 +86,17 @@ class SerialLink:
             return
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             self._lost(exc)
 
     def write(self, data: bytes) -> bool:
-        port = self._open()
+        port = self._open(count_wait=True)
         if port is None:
             return False
         try:
             port.write(data)
             port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             self._lost(exc)
             return False
         return True
@@ -102,7 +115,7 @@ class SerialLink:
                 return b""
             data: bytes = port.read(port.in_waiting or 1)
             return data
-        except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+        except (*_PORT_ERRORS, TypeError, ValueError) as exc:
             # pyserial raises TypeError / ValueError from a port closed under it
             self._lost(exc)
             return b""
@@ -110,5 +123,5 @@ class SerialLink:
     def close(self) -> None:
         port, self._port = self._port, None
         if port is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
+            with contextlib.suppress(*_PORT_ERRORS):
                 port.close()

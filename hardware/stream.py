@@ -11,11 +11,42 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
+from .base import DriverStats, Sample
 from .serial_link import SerialLink
 
-__all__ = ["StreamReader"]
+__all__ = ["Pending", "StreamReader"]
+
+
+class Pending:
+    """Samples the reader thread finished, waiting for the next ``poll``; at most ``limit``.
+
+    A poller too slow to keep up loses the oldest, never silently: each one dropped is
+    counted as an error of the driver (the collector sees the gap too).
+    """
+
+    def __init__(self, stats: DriverStats, *, limit: int, what: str) -> None:
+        self._stats = stats
+        self._what = what
+        self._samples: deque[Sample] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+
+    def put(self, sample: Sample) -> None:
+        with self._lock:
+            if len(self._samples) == self._samples.maxlen:
+                self._stats.other_errors += 1
+                self._stats.last_error = f"poll too slow: oldest {self._what} dropped"
+            self._samples.append(sample)
+
+    def take(self) -> list[Sample]:
+        """Everything pending, oldest first; counted as the driver's samples."""
+        with self._lock:
+            samples = list(self._samples)
+            self._samples.clear()
+        self._stats.samples += len(samples)
+        return samples
 
 
 class StreamReader:

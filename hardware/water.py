@@ -40,14 +40,6 @@ class ModbusWaterDriver:
 
     def poll(self) -> list[Sample]:
         self.stats.polls += 1
-        try:
-            return self._poll()
-        except Exception as exc:  # a driver must not take the agent's poll loop down
-            self.stats.other_errors += 1
-            self.stats.last_error = f"unexpected {type(exc).__name__}: {exc}"
-            return []
-
-    def _poll(self) -> list[Sample]:
         trigger = self.profile.trigger
         if trigger is not None:
             if not self._link.write_registers(self._unit, trigger.address, list(trigger.values)):

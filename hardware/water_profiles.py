@@ -1,9 +1,9 @@
 """Register-map profiles for water-quality probes: a new probe is a config entry, not code.
 
 A :class:`WaterProfile` says which registers hold which quantity, in which data type, scale
-and byte order, and how to ask for them. The built-in profiles follow the research file
-(device-protocols.md §1); :func:`profile_from_table` reads the same structure from the agent's
-TOML so a site can add a probe without a release::
+and byte order, and how to ask for them. The built-in profiles follow the protocol research
+notes (research §1; sources in docs/drivers.md); :func:`profile_from_table` reads the same
+structure from the agent's TOML so a site can add a probe without a release::
 
     [sensors.inlet.profile]
     name = "acme-cl2"

@@ -158,7 +158,7 @@ async def test_a_nan_register_is_a_refused_sample_not_a_driver_fault(
             runner = SensorRunner(SensorConfig("probe", "modbus-water", 1.0, settings), driver,
                                   lambda: driver, sink, Clock("synced"), executor)
             loop = asyncio.get_running_loop()
-            await runner._poll_once(loop, driver)
+            await runner._poll_once(loop)
             served = {k: v for r in probe.transcript.entries() for k, v in r.values.items()}
             assert math.isnan(served["ph"])  # type: ignore[arg-type]
 
@@ -175,7 +175,7 @@ async def test_a_nan_register_is_a_refused_sample_not_a_driver_fault(
             }
 
             monkeypatch.undo()  # the probe measures again: the next poll is published
-            await runner._poll_once(loop, driver)
+            await runner._poll_once(loop)
             (draft,) = drafts
             assert isinstance(draft, Draft)
             assert {m.name for m in draft.measurements} == {f.name for f in profile.fields}

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
-from hardware.base import Driver, Sample
+from hardware.base import Driver, Sample, Value
 from hardware.registry import create
 
 
@@ -27,6 +27,11 @@ def poll_until(driver: Driver, count: int, *, timeout: float = 20.0,
 
 def as_dict(sample: Sample) -> dict[str, object]:
     return {m.name: m.value for m in sample.measurements}
+
+
+def measured(sample: Sample, name: str) -> Value | None:
+    """The value of the measurement called ``name`` in ``sample``, or ``None`` when absent."""
+    return next((m.value for m in sample.measurements if m.name == name), None)
 
 
 MakeDriver = Callable[[str, Mapping[str, object]], Driver]

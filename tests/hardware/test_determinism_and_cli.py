@@ -4,6 +4,7 @@ person can attach a real agent to it."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import select
@@ -20,6 +21,7 @@ import serial
 
 from firmware_stubs.arc_model import ArcModel
 from firmware_stubs.battery_model import BatteryPack
+from firmware_stubs.cli import EMULATORS, EmulatorCommand
 from firmware_stubs.clock import SimClock
 from firmware_stubs.contec_oximeter import ContecOximeterEmulator
 from firmware_stubs.jbd_bms import JbdBmsEmulator
@@ -31,7 +33,7 @@ from hardware.water_profiles import BUILTIN_PROFILES
 from provenance.envelope import SignedReading
 from provenance.keys import PublicKey
 
-from .conftest import MakeDriver, as_dict, poll_until
+from .conftest import MakeDriver, as_dict, measured, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,10 +157,12 @@ def test_contec_stream_bytes_depend_only_on_seed() -> None:
 
 
 @contextmanager
-def emulator_process(module: str, *args: str) -> Iterator[str]:
-    """Start ``python -m firmware_stubs.<module>``; yield the port it prints; stop it."""
+def emulator_process(module: str, *args: str, one_command: bool = False) -> Iterator[str]:
+    """Start ``python -m firmware_stubs.<module>`` (or ``python -m firmware_stubs <module>``);
+    yield the port it prints; stop it."""
+    command = ["firmware_stubs", module] if one_command else [f"firmware_stubs.{module}"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", f"firmware_stubs.{module}", *args], cwd=REPO,
+        [sys.executable, "-m", *command, *args], cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -196,8 +200,8 @@ def test_cli_jbd_bms(tmp_path: Path, make_driver: MakeDriver) -> None:
     logged = read_log(log, "basic_info")
     assert len(logged) == 5
     for status, line in zip(statuses, logged, strict=True):
-        assert status.value("pack_voltage") == line["pack_voltage"]
-        assert status.value("state_of_charge") == line["state_of_charge"]
+        assert measured(status, "pack_voltage") == line["pack_voltage"]
+        assert measured(status, "state_of_charge") == line["state_of_charge"]
 
 
 @pytest.mark.parametrize("profile", ["supmea-ph8001", "aqualabo-pheht"])
@@ -229,7 +233,7 @@ def test_cli_contec_oximeter(make_driver: MakeDriver) -> None:
     with emulator_process("contec_oximeter", "--seed", "3", "--speed", "10") as port:
         driver = make_driver("contec-oximeter", {"port": port, "window_s": 0.5})
         samples = poll_until(driver, 5)
-    assert all(s.value("samples") == 30 for s in samples)
+    assert all(measured(s, "samples") == 30 for s in samples)
 
 
 def test_cli_self_signing_sensor_survives_a_restart(tmp_path: Path,
@@ -254,3 +258,21 @@ def test_cli_self_signing_sensor_survives_a_restart(tmp_path: Path,
     for earlier, later, envelope in zip(readings, readings[1:], envelopes, strict=False):
         if later.seq == earlier.seq + 1:
             assert later.prev == hashlib.sha256(envelope).digest()
+
+
+def test_one_command_runs_every_emulator(make_driver: MakeDriver) -> None:
+    modules = {path.stem for path in (REPO / "firmware_stubs").glob("*.py")
+               if "COMMAND = EmulatorCommand(" in path.read_text()}
+    assert modules == set(EMULATORS)
+    for name, module in EMULATORS.items():
+        command = importlib.import_module(module).COMMAND
+        assert isinstance(command, EmulatorCommand) and command.name == name
+        assert "def main(" not in (REPO / "firmware_stubs" / f"{name}.py").read_text()
+    usage = subprocess.run([sys.executable, "-m", "firmware_stubs", "-h"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout
+    assert all(name in usage for name in EMULATORS)
+    with emulator_process("jbd_bms", "--step", "600", "--sleep-after", "0",
+                          one_command=True) as port:
+        driver = make_driver("jbd-bms", {"port": port, "timeout_s": 0.5})
+        (status,) = driver.poll()
+    assert status.kind == "battery"

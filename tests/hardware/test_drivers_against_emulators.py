@@ -22,7 +22,7 @@ from provenance.envelope import SignedReading
 from provenance.keys import PublicKey
 from provenance.reading import GENESIS_PREV
 
-from .conftest import MakeDriver, as_dict, poll_until
+from .conftest import MakeDriver, as_dict, measured, poll_until
 
 POLLS = 100
 
@@ -75,12 +75,12 @@ def test_jbd_bms(make_driver: MakeDriver) -> None:
             status = samples[0]
             assert status.kind == "battery" and status.event is None
             assert as_dict(status) == merged(served)
-            currents.append(status.value("pack_current"))
-            socs.append(status.value("state_of_charge"))
+            currents.append(measured(status, "pack_current"))
+            socs.append(measured(status, "state_of_charge"))
     assert driver.stats.samples >= POLLS and driver.stats.frames_ok == 3 * POLLS
     assert min(currents) < -1 and max(currents) > 1  # it both charged and discharged
     assert max(socs) - min(socs) > 50  # type: ignore[operator]
-    cells = [status.value(f"cell_voltage_{i}") for i in range(1, 5)]
+    cells = [measured(status, f"cell_voltage_{i}") for i in range(1, 5)]
     assert all(isinstance(v, float) and 2.5 < v < 3.7 for v in cells)
 
 
@@ -145,10 +145,10 @@ def test_contec_oximeter(protocol: str, make_driver: MakeDriver) -> None:
     for index, sample in enumerate(samples[:POLLS]):
         assert sample.kind == "pulse-oximeter"
         assert as_dict(sample) == _expected_window(sent[index * window : (index + 1) * window])
-    flagged = [s for s in samples if s.value("finger_out")]
-    blind = [s for s in samples if s.value("valid_samples") == 0]
+    flagged = [s for s in samples if measured(s, "finger_out")]
+    blind = [s for s in samples if measured(s, "valid_samples") == 0]
     assert flagged and blind, "finger-out periods must show up as flagged windows"
-    assert all(s.value("spo2") is None and s.value("pulse_rate") is None for s in blind)
+    assert all(measured(s, "spo2") is None and measured(s, "pulse_rate") is None for s in blind)
     if protocol == "v7":
         assert oximeter.commands[0] == 0xA1
 

@@ -15,6 +15,8 @@ from hardware.registers import BYTE_ORDERS, decode_value, encode_value
 from hardware.registry import available, create, register
 from hardware.water_profiles import BUILTIN_PROFILES, profile_from_table
 
+from .conftest import measured
+
 # --- registry and settings ------------------------------------------------------------------
 
 
@@ -118,7 +120,7 @@ def test_sample_value_lookup() -> None:
     from hardware.base import Measurement
 
     sample = Sample("battery", (Measurement(name="pack_voltage", value=13.2, unit="V"),))
-    assert sample.value("pack_voltage") == 13.2 and sample.value("soc") is None
+    assert measured(sample, "pack_voltage") == 13.2 and measured(sample, "soc") is None
 
 
 # --- properties of the codecs ----------------------------------------------------------------

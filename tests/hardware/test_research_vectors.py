@@ -1,5 +1,6 @@
-"""Every example frame in device-protocols.md decodes to the documented values, and every
-documented request is produced byte for byte by our encoders."""
+"""Every example frame in the protocol research notes (sources in docs/drivers.md) decodes to
+the documented values, and every documented request is produced byte for byte by our
+encoders."""
 
 from __future__ import annotations
 

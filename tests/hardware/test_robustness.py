@@ -21,7 +21,7 @@ from hardware.base import Driver, DriverStats
 from hardware.registry import available
 from hardware.water_profiles import BUILTIN_PROFILES
 
-from .conftest import MakeDriver, as_dict, poll_until
+from .conftest import MakeDriver, as_dict, measured, poll_until
 
 # JUNK holds a stray JBD start byte, a bogus length and Modbus-looking bytes.
 JUNK = bytes.fromhex("77 DD 03 00 01 03 06 FF 55 AA 00")
@@ -239,7 +239,7 @@ def test_contec_stream_faults(make_driver: MakeDriver) -> None:
         assert oximeter.commands[commands:].count(0xA1) >= 1
         oximeter.faults.mute(False)
         resumed = poll_until(driver, 10)
-        assert all(s.value("samples") == window and s.value("spo2") for s in resumed)
+        assert all(measured(s, "samples") == window and measured(s, "spo2") for s in resumed)
 
 
 def test_contec_device_that_stopped_streaming_is_restarted(make_driver: MakeDriver) -> None:
