@@ -18,6 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 
+from provenance.configfile import KeyPath
 from provenance.errors import ProvenanceError
 from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
@@ -28,7 +29,6 @@ from .logs import FORMATS, setup_logging
 from .preflight import load_device_key, preflight
 from .spool import read_report
 from .status import read_status_file, render_status
-from .toml_lines import KeyPath
 
 __all__ = ["cli", "main"]
 

@@ -11,26 +11,33 @@ See docs/agent.md for the reference of every key.
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
+from provenance.brokerconfig import DEFAULT_PORTS, TlsConfig, read_broker_url, read_tls
+from provenance.configfile import (
+    ConfigFileError,
+    KeyPath,
+    Located,
+    Problem,
+    Source,
+    Table,
+    parse_toml,
+)
 from provenance.errors import MalformedError
 from provenance.reading import check_device_id
+from provenance.toml_lines import TomlLines
 
-from .errors import ConfigError, Problem
-from .toml_lines import KeyPath, TomlLines
+from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DEFAULT_PORTS",
     "DEFAULT_STATE_DIR",
     "AgentConfig",
     "BrokerConfig",
@@ -47,7 +54,6 @@ __all__ = [
 
 DEFAULT_CONFIG = Path("/etc/sensorledger/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/sensor-agent")
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 #: Keys of a ``[[sensors]]`` table that the agent reads; the rest is the driver's settings.
 SENSOR_AGENT_KEYS = frozenset({"driver", "name", "interval_s", "poll_interval_s", "enabled"})
 _SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -58,24 +64,6 @@ KEY_FILE_ENV = "SENSOR_AGENT_KEY_FILE"
 TLS_KEY_FILE_ENV = "SENSOR_AGENT_TLS_KEY_FILE"
 
 ClockMode = Literal["auto", "synced", "unsynced"]
-
-
-class Located(Protocol):
-    """Anything that can say where a key sits in a config file (for error messages)."""
-
-    @property
-    def path(self) -> Path: ...
-
-    def line_of(self, path: KeyPath) -> int | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """TLS towards the broker; ``ca_file`` None means the system trust store."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,118 +167,13 @@ def read_config(path: str | os.PathLike[str]) -> ConfigDraft:
 
 def parse_config(text: str, path: Path) -> ConfigDraft:
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib puts the position into the message: "... (at line 3, column 7)".
-        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        line = int(match.group(1)) if match else None
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ConfigError(str(path), [Problem("", f"malformed TOML: {message}", line)]) from None
-    lines = TomlLines(text)
-    return _read_agent(_Reader(doc, (), lines), path, lines)
+        doc, lines = parse_toml(text, path)
+    except ConfigFileError as exc:
+        raise ConfigError(str(path), exc.problems) from None
+    return _read_agent(Table(doc, Source(lines)), path, lines)
 
 
-class _Reader:
-    """Typed, located access to one table; problems accumulate instead of raising."""
-
-    def __init__(
-        self, table: Mapping[str, Any], prefix: KeyPath, lines: TomlLines,
-        problems: list[Problem] | None = None,
-    ) -> None:
-        self.table = table
-        self.prefix = prefix
-        self.lines = lines
-        self.problems: list[Problem] = [] if problems is None else problems
-        self.used: set[str] = set()
-
-    def child(self, table: Mapping[str, Any], *keys: str | int) -> _Reader:
-        return _Reader(table, (*self.prefix, *keys), self.lines, self.problems)
-
-    def name(self, key: str | int | None = None) -> str:
-        parts = [*self.prefix, *(() if key is None else (key,))]
-        out = ""
-        for part in parts:
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-        return out
-
-    def problem(self, key: str | None, message: str) -> None:
-        path = self.prefix if key is None else (*self.prefix, key)
-        self.problems.append(Problem(self.name(key), message, self.lines.line_of(path)))
-
-    def get(self, key: str) -> Any:
-        self.used.add(key)
-        return self.table.get(key)
-
-    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
-        value = self.get(key)
-        if value is None:
-            if required:
-                self.problem(key, "is required")
-            return default
-        if not isinstance(value, str) or not value:
-            self.problem(key, f"must be non-empty text, got {value!r}")
-            return default
-        return value
-
-    def number(self, key: str, default: float, *, low: float, high: float) -> float:
-        value = self.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value
-        ):
-            self.problem(key, f"must be a number, got {value!r}")
-            return default
-        if not low <= value <= high:
-            self.problem(key, f"must be between {low:g} and {high:g}, got {value!r}")
-            return default
-        return float(value)
-
-    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
-        value = self.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(key, f"must be an integer, got {value!r}")
-            return default
-        if not low <= value <= high:
-            self.problem(key, f"must be between {low} and {high}, got {value}")
-            return default
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.problem(key, f"must be true or false, got {value!r}")
-            return default
-        return value
-
-    def path(self, key: str, base: Path, *, required: bool = False) -> Path | None:
-        value = self.text(key, required=required)
-        return None if value is None else (base / Path(value).expanduser())
-
-    def table_at(self, key: str) -> Mapping[str, Any] | None:
-        value = self.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, Mapping):
-            self.problem(key, f"must be a table ([{self.name(key)}]), got {value!r}")
-            return None
-        return value
-
-    def finish(self, known: frozenset[str] | None = None) -> None:
-        """Report keys nobody read: a misspelt key must not be silently ignored."""
-        allowed = self.used if known is None else self.used | known
-        for key in self.table:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-                suffix = f"; did you mean {hint[0]!r}?" if hint else ""
-                self.problem(key, f"unknown key{suffix}")
-
-
-def _read_agent(r: _Reader, path: Path, lines: TomlLines) -> ConfigDraft:
+def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
     base = path.parent
     device_id = r.text("device_id", required=True)
     if device_id is not None:
@@ -341,7 +224,7 @@ def _override(variable: str, configured: Path | None) -> Path | None:
     return Path(value) if value and configured is not None else configured
 
 
-def _read_clock(r: _Reader) -> ClockMode:
+def _read_clock(r: Table) -> ClockMode:
     value = r.get("clock_synced")
     if value is None or value == "auto":
         return "auto"
@@ -354,18 +237,16 @@ def _read_clock(r: _Reader) -> ClockMode:
 
 
 def _read_broker(
-    r: _Reader, base: Path, device_id: str
+    r: Table, base: Path, device_id: str
 ) -> tuple[BrokerConfig | None, TlsConfig | None, Path | None]:
-    url = r.text("url", required=True)
-    scheme, host, port = "mqtt", "", 0
-    if url is not None:
-        parsed = _parse_url(r, url)
-        if parsed is not None:
-            scheme, host, port = parsed
+    url, parsed = read_broker_url(r, credentials=False)
+    scheme, host, port = ("mqtt", "", 0) if parsed is None else (
+        parsed.scheme, parsed.host, parsed.port)
     tls_table = r.table_at("tls")
     tls: TlsConfig | None = None
     if scheme == "mqtts":
-        tls = _read_tls(r.child(tls_table or {}, "tls"), base)
+        tls = read_tls(r.child(tls_table or {}, "tls"), base)
+        tls = replace(tls, key_file=_override(TLS_KEY_FILE_ENV, tls.key_file))
     elif tls_table is not None:
         r.problem("tls", "is set but the url uses mqtt://; use mqtts://host:port for TLS")
     username = r.text("username")
@@ -394,50 +275,14 @@ def _read_broker(
     ), tls, password_file
 
 
-def _parse_url(r: _Reader, url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        r.problem("url", f"{url!r} is not a valid broker URL: {exc}")
-        return None
-    if parts.scheme not in DEFAULT_PORTS:
-        r.problem("url", f"{url!r} must start with mqtt:// or mqtts://")
-        return None
-    if not parts.hostname:
-        r.problem("url", f"{url!r} names no host; expected mqtt://host:port")
-        return None
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        r.problem("url", f"{url!r} must be just scheme://host:port, without a path or query")
-        return None
-    if parts.username or parts.password:
-        r.problem("url", "put credentials in username / password_file, not in the URL")
-        return None
-    if port == 0:
-        r.problem("url", f"port 0 in {url!r} is not a valid port (1..65535)")
-        return None
-    return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
-
-
-def _read_tls(r: _Reader, base: Path) -> TlsConfig:
-    ca_file = r.path("ca_file", base)
-    cert_file = r.path("cert_file", base)
-    key_file = _override(TLS_KEY_FILE_ENV, r.path("key_file", base))
-    if (cert_file is None) != (key_file is None):
-        r.problem("cert_file" if cert_file is None else "key_file",
-                  "cert_file and key_file go together (the client certificate and its key)")
-    r.finish()
-    return TlsConfig(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
-
-
-def _read_spool(r: _Reader, base: Path, state_dir: Path) -> SpoolConfig:
+def _read_spool(r: Table, base: Path, state_dir: Path) -> SpoolConfig:
     path = r.path("path", base) or state_dir / "spool.sqlite"
     max_readings = r.integer("max_readings", 100_000, low=1, high=100_000_000)
     r.finish()
     return SpoolConfig(path=path, max_readings=max_readings)
 
 
-def _read_sensors(r: _Reader) -> tuple[SensorConfig, ...]:
+def _read_sensors(r: Table) -> tuple[SensorConfig, ...]:
     raw = r.get("sensors")
     if raw is None:
         r.problem("sensors", "at least one [[sensors]] table is required")
@@ -459,7 +304,7 @@ def _read_sensors(r: _Reader) -> tuple[SensorConfig, ...]:
     return tuple(out)
 
 
-def _read_sensor(s: _Reader, index: int) -> SensorConfig | None:
+def _read_sensor(s: Table, index: int) -> SensorConfig | None:
     driver = s.text("driver", required=True)
     name = s.text("name", driver)
     if name is not None and not _SENSOR_NAME.fullmatch(name):
@@ -469,12 +314,12 @@ def _read_sensor(s: _Reader, index: int) -> SensorConfig | None:
     key = "poll_interval_s" if "poll_interval_s" in s.table else "interval_s"
     interval_s = s.number(key, 1.0, low=0, high=86_400)
     enabled = s.boolean("enabled", True)
-    s.used |= SENSOR_AGENT_KEYS
+    s.used.update(SENSOR_AGENT_KEYS)
     settings = {k: v for k, v in s.table.items() if k not in SENSOR_AGENT_KEYS}
     if driver is None or name is None:
         return None
     return SensorConfig(
         name=name, driver=driver, interval_s=interval_s,
         settings=MappingProxyType(settings), enabled=enabled, index=index,
-        line=s.lines.line_of(s.prefix),
+        line=s.line(),
     )

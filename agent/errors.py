@@ -1,4 +1,4 @@
-"""One error family for the agent.
+"""One error family for the agent, on the project's error base.
 
 Every error says what is wrong in words a person can act on (``diagnostics()``) and maps to a
 process exit code: 2 for anything a person must fix in the configuration or the files it
@@ -8,7 +8,8 @@ loop), 1 for failures at run time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from provenance.configfile import Problem, describe
+from provenance.errors import SensorLedgerError
 
 __all__ = [
     "EXIT_CONFIG",
@@ -28,28 +29,11 @@ EXIT_RUNTIME = 1
 EXIT_CONFIG = 2
 
 
-class AgentError(Exception):
+class AgentError(SensorLedgerError):
     """Root of every error the agent raises."""
 
     code = "agent_error"
     exit_code = EXIT_RUNTIME
-
-    def diagnostics(self) -> str:
-        """A sentence that says what is wrong and, where possible, what to do about it."""
-        return str(self) or self.__class__.__doc__ or self.code
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a config file, located by key path and (when known) line."""
-
-    key: str
-    message: str
-    line: int | None = None
-
-    def render(self, path: str) -> str:
-        where = f"{path}:{self.line}" if self.line is not None else path
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
 class ConfigError(AgentError):
@@ -61,13 +45,7 @@ class ConfigError(AgentError):
     def __init__(self, path: str, problems: list[Problem]) -> None:
         self.path = path
         self.problems = problems
-        super().__init__(self.diagnostics())
-
-    def diagnostics(self) -> str:
-        lines = [p.render(self.path) for p in self.problems]
-        count = len(self.problems)
-        lines.append(f"{count} problem{'s' if count != 1 else ''} in {self.path}")
-        return "\n".join(lines)
+        super().__init__(describe(path, problems))
 
 
 class SpoolError(AgentError):

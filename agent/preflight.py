@@ -16,19 +16,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hardware.base import Driver
+from hardware.errors import HardwareConfigError
+from provenance.configfile import ConfigFileError, KeyPath
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
 from provenance.keys import PrivateKey
+from provenance.tlsfiles import tls_context as load_tls_context
 
 from .config import AgentConfig, ConfigDraft, Located, SensorConfig, TlsConfig
 from .errors import ConfigError, Problem
-from .toml_lines import KeyPath
 
 __all__ = [
     "build_driver",
     "check_drivers",
     "check_ports",
     "check_tls_identity",
+    "driver_problems",
     "load_device_key",
     "preflight",
     "read_password",
@@ -135,40 +138,10 @@ def load_device_key(key_file: Path, where: Located) -> PrivateKey:
 
 def tls_context(tls: TlsConfig, where: Located) -> ssl.SSLContext:
     """An SSL context that verifies the broker and, when configured, presents our cert."""
-    problems: list[Problem] = []
-
-    def problem(key: str, message: str) -> None:
-        problems.append(Problem(f"broker.tls.{key}", message,
-                                where.line_of(("broker", "tls", key))))
-
-    ctx: ssl.SSLContext | None = None
     try:
-        ctx = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
-        )
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    except FileNotFoundError:
-        problem("ca_file", f"{tls.ca_file} does not exist")
-    except (ssl.SSLError, OSError) as exc:
-        problem("ca_file", f"cannot load CA certificates from {tls.ca_file}: {exc}")
-    if tls.cert_file is not None and tls.key_file is not None:
-        missing = False
-        for key, path in (("cert_file", tls.cert_file), ("key_file", tls.key_file)):
-            if not path.exists():
-                problem(key, f"{path} does not exist")
-                missing = True
-        if not missing and ctx is not None:
-            try:
-                ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-            except ssl.SSLError as exc:
-                reason = ("the client key does not match the client certificate"
-                          if "KEY_VALUES_MISMATCH" in str(exc) else str(exc))
-                problem("cert_file", f"cannot load client certificate/key: {reason}")
-            except OSError as exc:
-                problem("cert_file", f"cannot read client certificate/key: {exc}")
-    if problems or ctx is None:
-        raise ConfigError(str(where.path), problems)
-    return ctx
+        return load_tls_context(tls, where, ("broker", "tls"))
+    except ConfigFileError as exc:
+        raise ConfigError(exc.path, exc.problems) from None
 
 
 def read_password(config: AgentConfig) -> str | None:
@@ -198,14 +171,12 @@ def check_drivers(
     sensors: tuple[SensorConfig, ...], where: Located
 ) -> list[Problem]:
     """Build every configured driver once (enabled or not) and close it again."""
-    from hardware.errors import HardwareConfigError
-
     problems: list[Problem] = []
     for sensor in sensors:
         try:
             driver = build_driver(sensor)
         except HardwareConfigError as exc:
-            problems.append(sensor_problem(where, sensor, str(exc)))
+            problems += driver_problems(where, sensor, exc)
             continue
         except Exception as exc:  # a driver must not raise here, but check reports anyway
             problems.append(sensor_problem(
@@ -213,6 +184,22 @@ def check_drivers(
             continue
         driver.close()
     return problems
+
+
+def driver_problems(
+    where: Located, sensor: SensorConfig, exc: HardwareConfigError
+) -> list[Problem]:
+    """Each of a driver's complaints about its settings, on the line of the setting at fault."""
+    if not exc.problems:
+        return [sensor_problem(where, sensor, str(exc))]
+    out: list[Problem] = []
+    for problem in exc.problems:
+        path: KeyPath = ("sensors", sensor.index)
+        key = f"sensors[{sensor.index}]"
+        if problem.key in sensor.settings:
+            path, key = (*path, problem.key), f"{key}.{problem.key}"
+        out.append(Problem(key, f"{sensor.driver}: {problem.message}", where.line_of(path)))
+    return out
 
 
 def sensor_problem(

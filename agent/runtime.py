@@ -32,7 +32,13 @@ from .notify import Notifier
 from .outbox.link import LinkState
 from .outbox.publisher import Publisher
 from .poller import SensorRunner
-from .preflight import build_driver, load_device_key, read_password, sensor_problem, tls_context
+from .preflight import (
+    build_driver,
+    driver_problems,
+    load_device_key,
+    read_password,
+    tls_context,
+)
 from .sensor_faults import FaultReport
 from .signer import ChainSigner
 from .spool import Spool
@@ -229,7 +235,7 @@ def _build_drivers(config: AgentConfig) -> dict[str, Driver]:
         try:
             drivers[sensor.name] = build_driver(sensor)
         except HardwareConfigError as exc:
-            problems.append(sensor_problem(config, sensor, str(exc)))
+            problems += driver_problems(config, sensor, exc)
         except Exception as exc:
             log.warning("sensor %s: driver could not start (%r); retrying while running",
                         sensor.name, exc)

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import cbor2
 
-from collector.admission.checks import DeviceState
+from collector.ledger.records import BatchWrite, DeviceState, PendingLeaf, ReadingRecord
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_store import SQLiteStore
-from collector.ledger.store import BatchWrite, PendingLeaf, ReadingRecord
 from provenance.keyfile import load_private_key
 from provenance.merkle import RFC9162_SHA256
 

@@ -1,6 +1,6 @@
 """The private Mosquitto a benchmark runs against, configured like the shipped broker.
 
-The process handling is ``demo.broker.Broker`` (shared with the demo and the tests); this module
+The process handling is ``demo.broker.Broker`` (the demo's broker); this module
 only writes the configuration. It follows `deploy/mosquitto/sensorledger.conf` where that affects
 throughput (the in-flight window, unbounded queues for offline persistent sessions, saving the
 queue every second); TLS and the ACL are left out, so the figures measure our code and the

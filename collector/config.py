@@ -1,42 +1,76 @@
 """Collector configuration: a TOML file, then command-line flags on top.
 
-Every key has a default, so a config file is optional; unknown keys are refused (a typo must
-not silently fall back to a default). See ``deploy/collector.toml.example`` for every key.
+Read by the project's one config reader (:mod:`provenance.configfile`), like the agent's: every
+problem in the file is reported at once, each at its ``file:line``, and an unknown key gets a
+"did you mean". Every key has a default, so a config file is optional; without ``--config`` the
+collector reads ``/etc/sensorledger/collector.toml`` when it exists (the folder can be moved
+with ``SENSORLEDGER_CONFIG_DIR``). Flags are checked like keys of the file. See
+``deploy/collector.toml.example`` for every key.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
+import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from collector.errors import ConfigError
+from provenance.brokerconfig import (
+    BrokerUrl,
+    BrokerUrlError,
+    TlsConfig,
+    read_broker_url,
+    read_tls,
+)
+from provenance.brokerconfig import parse_broker_url as _parse_url
+from provenance.configfile import (
+    ConfigFileError,
+    KeyPath,
+    Problem,
+    Source,
+    Table,
+    describe,
+    parse_toml,
+)
+from provenance.errors import ProvenanceError
+from provenance.keyfile import load_private_key
+from provenance.tlsfiles import tls_context
 
 __all__ = [
+    "CONFIG_DIR_ENV",
     "BlockConfig",
     "BrokerAddress",
+    "CheckReport",
     "CollectorConfig",
     "IngestConfig",
     "LogConfig",
     "MqttConfig",
     "TlsConfig",
+    "broker_tls_context",
+    "check_config",
+    "default_config_path",
     "load_config",
     "parse_broker_url",
+    "read_config",
 ]
 
 DEFAULT_TOPIC = "sensorledger/v1/+/reading"
+DEFAULT_CONFIG_DIR = Path("/etc/sensorledger")
+#: Moves the folder of the default config file (tests, packaging into another prefix).
+CONFIG_DIR_ENV = "SENSORLEDGER_CONFIG_DIR"
+#: Where a value given by a flag comes from, in a problem's message.
+_FLAG = "given on the command line"
+
+#: The broker URL as the collector uses it (credentials in the URL are allowed).
+BrokerAddress = BrokerUrl
 
 
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False  # skip host name checks: for test brokers only
+def default_config_path() -> Path:
+    """``/etc/sensorledger/collector.toml``, or the same name in ``$SENSORLEDGER_CONFIG_DIR``."""
+    return Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR) / "collector.toml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,147 +125,260 @@ class CollectorConfig:
     blocks: BlockConfig = field(default_factory=BlockConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     log: LogConfig = field(default_factory=LogConfig)
-
-    def validate(self) -> CollectorConfig:
-        b, i, m, lg = self.blocks, self.ingest, self.mqtt, self.log
-        _require(b.size >= 1, "blocks.size must be at least 1")
-        _require(b.age > 0, "blocks.age must be a positive number of seconds")
-        _require(i.max_message_bytes >= 256, "ingest.max_message_bytes must be at least 256")
-        _require(i.quarantine_keep_bytes >= 0, "ingest.quarantine_keep_bytes must be >= 0")
-        _require(i.max_clock_skew > 0, "ingest.max_clock_skew must be positive")
-        _require(i.verify_workers >= 0, "ingest.verify_workers must be >= 0")
-        _require(i.verify_batch >= 1, "ingest.verify_batch must be at least 1")
-        _require(i.commit_max >= 1, "ingest.commit_max must be at least 1")
-        _require(i.registry_poll > 0, "ingest.registry_poll must be positive")
-        _require(m.protocol in ("5", "3.1.1"), "mqtt.protocol must be \"5\" or \"3.1.1\"")
-        _require(1 <= m.receive_maximum <= 65535, "mqtt.receive_maximum must be 1..65535")
-        _require(m.session_expiry >= 0, "mqtt.session_expiry must be >= 0")
-        _require(5 <= m.keepalive <= 65535, "mqtt.keepalive must be 5..65535 seconds")
-        _require("#" not in m.client_id and "+" not in m.client_id and m.client_id != "",
-                 "mqtt.client_id must be a fixed, non-empty id (a persistent session needs it)")
-        _require(lg.format in ("json", "kv"), "log.format must be \"json\" or \"kv\"")
-        _require(lg.level in ("debug", "info", "warning", "error"),
-                 "log.level must be debug, info, warning or error")
-        _require(lg.stats_interval > 0, "log.stats_interval must be positive")
-        parse_broker_url(m.url)
-        return self
+    #: The file the values came from (None: defaults and flags only), and its key lines.
+    path: Path | None = field(default=None, compare=False)
+    source: Source = field(default_factory=Source, compare=False, repr=False)
 
     @property
     def worker_count(self) -> int:
         """Verification processes to run; 1 means verify inside the collector process."""
         return self.ingest.verify_workers or (os.cpu_count() or 1)
 
+    @property
+    def where(self) -> str:
+        """How problems name this configuration: its file, or the command line."""
+        return str(self.path) if self.path is not None else "command line"
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
+    def line_of(self, path: KeyPath) -> int | None:
+        return self.source.line_of(path)
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
     """``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise ConfigError(f"broker URL {url!r} has no host")
-    tls = parts.scheme in ("mqtts", "ssl")
     try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as exc:
-        raise ConfigError(f"broker URL {url!r}: {exc}") from None
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port,
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
+        return _parse_url(url)
+    except BrokerUrlError as exc:
+        raise ConfigError(f"broker URL {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """A configuration as :func:`~provenance.tlsfiles.tls_context` locates problems in it."""
+
+    path: Path
+    source: Source
+
+    def line_of(self, key: KeyPath) -> int | None:
+        return self.source.line_of(key)
+
+
+def broker_tls_context(tls: TlsConfig, config: CollectorConfig | None = None) -> ssl.SSLContext:
+    """The SSL context for the broker; ConfigError naming each TLS file that is unusable
+    (with its line in ``config``'s file when given)."""
+    where = _Where(Path(config.where) if config is not None else Path("TLS settings"),
+                   config.source if config is not None else Source())
+    try:
+        return tls_context(tls, where, ("mqtt", "tls"))
+    except ConfigFileError as exc:
+        if config is not None:
+            raise ConfigError(describe(exc.path, exc.problems), problems=exc.problems) from None
+        detail = "; ".join(f"{p.key}: {p.message}" for p in exc.problems)
+        raise ConfigError(f"TLS settings are not usable: {detail}",
+                          problems=exc.problems) from None
 
 
 def load_config(path: str | os.PathLike[str] | None,
                 overrides: Mapping[str, Any] | None = None) -> CollectorConfig:
-    """Read ``path`` (if given), apply dotted ``overrides`` (``"blocks.size": 500``), validate.
+    """Read ``path`` (if given, else the default file if it exists), apply dotted
+    ``overrides`` (``"blocks.size": 500``, from flags); ConfigError listing every problem.
 
     Relative paths in a config file are taken relative to the file, so a config can sit next
     to its database and key.
     """
-    config = CollectorConfig()
-    if path is not None:
-        p = Path(path)
+    config, problems, where = read_config(path, overrides)
+    if config is None or problems:
+        raise ConfigError(describe(where, problems), problems=problems)
+    return config
+
+
+def read_config(
+    path: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None = None,
+) -> tuple[CollectorConfig | None, list[Problem], str]:
+    """The configuration (as far as it could be read: wrong values left at their defaults),
+    every problem with it, and how to name where it came from."""
+    file: Path | None = Path(path) if path is not None else default_config_path()
+    if path is None and file is not None and not file.exists():
+        file = None  # no config file at all: defaults and flags
+    text = ""
+    if file is not None:
         try:
-            data = tomllib.loads(p.read_text())
+            text = file.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist") from None
+            return None, [Problem("", f"config file {file} does not exist")], str(file)
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {p}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-        config = _merge(config, data, prefix="", base=p.parent)
+            return None, [Problem("", f"cannot read config file {file}: {exc}")], str(file)
+    config, problems = parse_config(text, file, overrides)
+    return config, problems, str(file) if file is not None else "command line"
+
+
+def parse_config(
+    text: str, path: Path | None, overrides: Mapping[str, Any] | None = None,
+) -> tuple[CollectorConfig | None, list[Problem]]:
+    """Pure: the configuration in ``text`` with ``overrides`` applied, and every problem
+    (None for the configuration when the text is not TOML)."""
+    try:
+        doc, lines = parse_toml(text, path or "command line")
+    except ConfigFileError as exc:
+        return None, exc.problems
+    elsewhere: dict[KeyPath, str] = {}
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        config = _set_dotted(config, dotted.split("."), value)
-    return config.validate()
+        keys = dotted.split(".")
+        table = doc
+        for key in keys[:-1]:
+            table = table.setdefault(key, {}) if isinstance(table.get(key, {}), dict) else {}
+        table[keys[-1]] = value
+        elsewhere[tuple(keys)] = _FLAG
+    source = Source(lines, elsewhere=elsewhere)
+    r = Table(doc, source)
+    config = _read(r, path.parent if path is not None else Path(), path, source)
+    return config, sorted(r.problems, key=lambda q: q.line or 0)
 
 
-# Relative paths in a config file are resolved against the file's folder.
-_PATH_KEYS = frozenset({"database", "key_file", "mqtt.password_file", "mqtt.tls.ca_file",
-                        "mqtt.tls.cert_file", "mqtt.tls.key_file"})
-
-
-def _merge(obj: Any, data: Mapping[str, Any], *, prefix: str, base: Path) -> Any:
-    kinds = {f.name: f.type for f in fields(obj)}
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if key not in kinds:
-            raise ConfigError(f"unknown config key {name!r}")
-        current = getattr(obj, key)
-        if hasattr(current, "__dataclass_fields__"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"config key {name!r} must be a table")
-            changes[key] = _merge(current, value, prefix=f"{name}.", base=base)
-            continue
-        value = _coerce(name, value, str(kinds[key]))
-        if name in _PATH_KEYS and isinstance(value, str) and not os.path.isabs(value):
-            value = str(base / value)
-        changes[key] = value
-    return replace(obj, **changes)
-
-
-def _set_dotted(obj: Any, path: list[str], value: Any) -> Any:
-    head, rest = path[0], path[1:]
-    kinds = {f.name: f.type for f in fields(obj)}
-    if head not in kinds:
-        raise ConfigError(f"unknown config key {'.'.join(path)!r}")
-    if rest:
-        return replace(obj, **{head: _set_dotted(getattr(obj, head), rest, value)})
-    return replace(obj, **{head: _coerce(head, value, str(kinds[head]))})
-
-
-def _coerce(name: str, value: Any, kind: str) -> Any:
-    """Check ``value`` against the field's annotation (a string under postponed evaluation)."""
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {name!r} must be true or false")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {name!r} must be an integer, got {value!r}")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"config key {name!r} must be a number, got {value!r}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ConfigError(f"config key {name!r} must be a string, got {value!r}")
+def _positive(r: Table, key: str, default: float, what: str = "number") -> float:
+    value = r.number(key, default, low=0)
+    if value == 0:
+        r.problem(key, f"must be a positive {what}")
+        return default
     return value
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
+def _read(r: Table, base: Path, path: Path | None, source: Source) -> CollectorConfig:
+    database = r.path("database", base)
+    if database is None:
+        looked = "" if path is not None else (
+            f" (no config file: {default_config_path()} does not exist)")
+        r.problem("database", "is required: the ledger database file; give `database` in the "
+                              f"config file or --db PATH{looked}")
+    key_file = r.path("key_file", base)
+    mqtt = _read_mqtt(r.child(r.table_at("mqtt") or {}, "mqtt"), base)
+    b = r.child(r.table_at("blocks") or {}, "blocks")
+    blocks = BlockConfig(size=b.integer("size", 1000, low=1),
+                         age=_positive(b, "age", 1.0, "number of seconds"))
+    b.finish()
+    i = r.child(r.table_at("ingest") or {}, "ingest")
+    ingest = IngestConfig(
+        max_message_bytes=i.integer("max_message_bytes", 64 * 1024, low=256),
+        quarantine_keep_bytes=i.integer("quarantine_keep_bytes", 4096, low=0),
+        max_clock_skew=_positive(i, "max_clock_skew", 300.0),
+        verify_workers=i.integer("verify_workers", 0, low=0),
+        verify_batch=i.integer("verify_batch", 256, low=1),
+        commit_max=i.integer("commit_max", 4096, low=1),
+        registry_poll=_positive(i, "registry_poll", 1.0),
+    )
+    i.finish()
+    lg = r.child(r.table_at("log") or {}, "log")
+    log = LogConfig(
+        format=lg.choice("format", ("json", "kv"), "json"),
+        level=lg.choice("level", ("debug", "info", "warning", "error"), "info"),
+        stats_interval=_positive(lg, "stats_interval", 10.0),
+    )
+    lg.finish()
+    r.finish()
+    return CollectorConfig(
+        database=str(database) if database is not None else "ledger.db",
+        key_file=str(key_file) if key_file is not None else "collector-key.pem",
+        mqtt=mqtt, blocks=blocks, ingest=ingest, log=log, path=path, source=source,
+    )
+
+
+def _read_mqtt(m: Table, base: Path) -> MqttConfig:
+    url, _ = read_broker_url(m, default="mqtt://127.0.0.1:1883")
+    client_id = m.text("client_id", "sensorledger-collector") or ""
+    if "#" in client_id or "+" in client_id:
+        m.problem("client_id", "must be a fixed, non-empty id (a persistent session needs it)")
+    protocol = m.get("protocol", "3.1.1")
+    if protocol not in ("5", "3.1.1"):
+        m.problem("protocol", f'must be "5" or "3.1.1", got {protocol!r}')
+        protocol = "3.1.1"
+    password_file = m.path("password_file", base)
+    config = MqttConfig(
+        url=url or "mqtt://127.0.0.1:1883",
+        client_id=client_id,
+        topic=m.text("topic", DEFAULT_TOPIC) or DEFAULT_TOPIC,
+        protocol=protocol,
+        session_expiry=m.integer("session_expiry", 7 * 24 * 3600, low=0),
+        receive_maximum=m.integer("receive_maximum", 4000, low=1, high=65535),
+        keepalive=m.integer("keepalive", 30, low=5, high=65535),
+        username=m.text("username"),
+        password_file=str(password_file) if password_file is not None else None,
+        tls=read_tls(m.child(m.table_at("tls") or {}, "tls"), base, insecure=True),
+    )
+    m.finish()
+    return config
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What ``ledger-collector check`` found: every problem, or a summary of a good config."""
+
+    where: str
+    problems: list[Problem]
+    summary: list[str]
+
+
+def check_config(path: str | os.PathLike[str] | None) -> CheckReport:
+    """Read the config file (``path``, else the default one) and check what it names: the
+    collector key (present, owner-only, a key), the ledger database, the TLS files and the
+    password file. Every problem is reported, each at its line."""
+    file = Path(path) if path is not None else default_config_path()
+    if not file.exists():
+        hint = "" if path is not None else (
+            f"; pass -c FILE, or write it (${CONFIG_DIR_ENV} moves its folder)")
+        return CheckReport(str(file), [Problem("", f"config file does not exist{hint}")], [])
+    config, problems, where = read_config(file)
+    if config is None:
+        return CheckReport(where, problems, [])
+    problems = sorted([*problems, *_file_problems(config, {p.key for p in problems})],
+                      key=lambda p: p.line or 0)
+    if problems:
+        return CheckReport(where, problems, [])
+    tls = config.mqtt.tls
+    secured = " with client certificate" if tls.cert_file else (
+        " (TLS)" if parse_broker_url(config.mqtt.url).tls or tls.configured else "")
+    return CheckReport(where, [], [
+        f"{where}: OK",
+        f"ledger   {config.database}",
+        f"key      {config.key_file}",
+        f"broker   {config.mqtt.url}{secured}, client id {config.mqtt.client_id}",
+        f"blocks   sealed at {config.blocks.size} readings or {config.blocks.age:g} s",
+    ])
+
+
+def _file_problems(config: CollectorConfig, wrong: set[str]) -> list[Problem]:
+    """Problems with the files the config names, except those whose key is ``wrong``."""
+    problems: list[Problem] = []
+
+    def problem(key: KeyPath, message: str) -> None:
+        problems.append(Problem(".".join(map(str, key)), message, config.line_of(key)))
+
+    try:
+        if "key_file" not in wrong:
+            load_private_key(config.key_file)
+    except ProvenanceError as exc:
+        message = exc.diagnostics()
+        if config.key_file not in message:
+            message = f"{config.key_file}: {message}"
+        if not Path(config.key_file).exists():
+            message += "; create it with `ledger-collector init -c FILE`"
+        problem(("key_file",), message)
+    except OSError as exc:
+        problem(("key_file",), f"cannot read {config.key_file}: {exc.strerror or exc}")
+    if "database" not in wrong and not Path(config.database).exists():
+        problem(("database",), f"{config.database} does not exist; create it with "
+                               "`ledger-collector init -c FILE`")
+    tls = config.mqtt.tls
+    tls_wrong = any(key.startswith("mqtt.tls") or key == "mqtt.url" for key in wrong)
+    if not tls_wrong and (tls.configured or parse_broker_url(config.mqtt.url).tls):
+        try:
+            broker_tls_context(tls, config)
+        except ConfigError as exc:
+            problems += exc.problems
+    if config.mqtt.password_file is not None and "mqtt.password_file" not in wrong:
+        try:
+            Path(config.mqtt.password_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem(("mqtt", "password_file"),
+                    f"cannot read {config.mqtt.password_file}: {getattr(exc, 'strerror', exc)}")
+    return problems

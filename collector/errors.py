@@ -1,4 +1,4 @@
-"""One error family for the collector.
+"""One error family for the collector, on the project's error base.
 
 Every error has a machine-readable ``code`` and a ``diagnostics()`` sentence a person can act
 on. The CLI maps :class:`UsageError` subclasses to exit code 2 and :class:`VerificationFailed`
@@ -7,19 +7,16 @@ to exit code 1; errors from sqlite3, paho and the provenance core are converted 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-class CollectorError(Exception):
+from provenance.configfile import Problem
+from provenance.errors import SensorLedgerError
+
+
+class CollectorError(SensorLedgerError):
     """Root of every error raised by the collector."""
 
     code = "collector_error"
-
-    def __init__(self, message: str = "", *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    def diagnostics(self) -> str:
-        return str(self) or self.__class__.__doc__ or self.code
 
 
 class UsageError(CollectorError):
@@ -29,9 +26,16 @@ class UsageError(CollectorError):
 
 
 class ConfigError(UsageError):
-    """The configuration file or a flag has a missing, unknown or invalid value."""
+    """The configuration file or a flag has a missing, unknown or invalid value.
+
+    ``problems`` lists each one (with its line) when they come from reading the config file.
+    """
 
     code = "config"
+
+    def __init__(self, message: str = "", *, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class NotFoundError(UsageError):

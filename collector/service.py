@@ -2,7 +2,8 @@
 
 Start-up restores everything from the store (device states, next reading id, unsealed
 readings, chain head), so a restart after a crash continues exactly where the last commit left
-off; the broker re-delivers whatever was not acknowledged.
+off; the broker re-delivers whatever was not acknowledged. One collector writes a ledger at a
+time: ``run`` holds :class:`collector.ledger.lock.LedgerLock` from start to exit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import logging
 import signal
 
+from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
 from collector.admission.workers import WorkerPool
@@ -19,6 +21,8 @@ from collector.config import CollectorConfig
 from collector.errors import ConfigError, UsageError
 from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
+from collector.ingest.presence import PresenceBoard, presence_path
+from collector.ledger.lock import LedgerLock
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.store import LedgerStore
@@ -51,10 +55,19 @@ async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
 
 
 async def run_collector(config: CollectorConfig, *, install_signals: bool = True) -> None:
-    """Run until SIGTERM/SIGINT, then drain, commit, acknowledge and seal what was received."""
+    """Run until SIGTERM/SIGINT, then drain, commit, acknowledge and seal what was received.
+
+    Refused (:class:`UsageError`) while another collector runs on the same ledger.
+    """
     store = await SQLiteStore.open(config.database)
+    try:
+        lock = LedgerLock(config.database).acquire()
+    except BaseException:
+        await store.close()
+        raise
     pool = WorkerPool(config.worker_count)
     ingest: MqttIngest | None = None
+    notifier = Notifier()
     try:
         key = await load_collector_key(store, config.key_file)
         states = await store.device_states()
@@ -80,7 +93,9 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         await pool.start()
         loop = asyncio.get_running_loop()
         inbox = Inbox(loop)
-        ingest = MqttIngest(config.mqtt, inbox, expect_session=next_id > 1 or bool(states))
+        presence = PresenceBoard(presence_path(config.database))
+        ingest = MqttIngest(config.mqtt, inbox, expect_session=next_id > 1 or bool(states),
+                            presence=presence)
         pipeline = Pipeline(
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
@@ -99,6 +114,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
 
         def request_stop() -> None:
             if not stopping:
+                notifier.stopping("draining received messages, then sealing")
                 event(log, "stopping", detail="draining received messages, then sealing")
                 stopping.append(loop.create_task(drain_then_stop()))
 
@@ -110,7 +126,12 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               next_block=sealer.next_height, unsealed=len(sealer.pending),
               block_size=config.blocks.size, block_age_s=config.blocks.age)
         ingest.start()
-        await pipeline.run()
+        housekeeping = loop.create_task(_housekeeping(notifier, ingest, presence, sealer))
+        try:
+            await pipeline.run()
+        finally:
+            housekeeping.cancel()
+            presence.save()
         await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         # Every message received was acknowledged or is known to come back (stale: received
         # on a connection that has since ended), so `unacked` ends at 0.
@@ -122,3 +143,29 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
         await store.close()
+        lock.release()
+        notifier.close()
+
+
+async def _housekeeping(notifier: Notifier, ingest: MqttIngest, presence: PresenceBoard,
+                        sealer: Sealer) -> None:
+    """systemd readiness, watchdog and status (``Type=notify``), and the presence board.
+
+    The watchdog is fed only while the event loop runs this task *and* the MQTT thread is
+    alive, so systemd restarts a collector whose loop hangs or whose MQTT thread died. (A broker
+    that is down is not a reason: the collector waits for it, with backoff, and says so.)
+    """
+    notifier.ready("started; connecting to the broker")
+    interval = notifier.watchdog_interval_s
+    tick = min(interval, 2.0) if interval else 2.0
+    since_save = 0.0
+    while True:
+        if interval and ingest.running:
+            notifier.watchdog()
+        notifier.status(f"broker {'connected' if ingest.connected.is_set() else 'not connected'}"
+                        f"; {ingest.acked} readings acknowledged; next block {sealer.next_height}")
+        since_save += tick
+        if since_save >= 2.0:
+            since_save = 0.0
+            presence.save()
+        await asyncio.sleep(tick)

@@ -1,8 +1,8 @@
-"""A private Mosquitto on a free port, for the demo, the tests and the benchmarks.
+"""The demo's private Mosquitto on a free port (also what the benchmarks run against).
 
-None of them uses the machine's system broker: each broker here has its own port, its own
-configuration file and its own persistence directory, so they run on a bare machine, and tests
-can stop, restart and reconfigure their broker to inject faults.
+It does not use the machine's system broker: it has its own port, configuration file and
+persistence directory, so the demo runs on a bare machine. ``full_conf`` replaces the generated
+configuration (bench/broker.py writes one like the shipped broker's).
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ from pathlib import Path
 
 from .processes import terminate
 
+__all__ = ["Broker", "free_port"]
+
 
 def mosquitto_binary() -> str:
     # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
-    candidates = (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-    for candidate in candidates:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    raise RuntimeError(
-        "mosquitto is not installed: run `make test` or `make demo` (they install it) or "
-        "`apt-get install mosquitto mosquitto-clients`"
-    )
+    raise RuntimeError("mosquitto is not installed: `make demo` installs it, or "
+                       "`apt-get install mosquitto`")
 
 
 def free_port() -> int:
@@ -36,28 +35,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
-
-
 @dataclass
 class Broker:
-    """One private Mosquitto. ``extra_conf`` lines are appended to the generated config."""
-
     workdir: Path
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
-    extra_conf: str = ""
-    persistence: bool = True
-    listener_conf: str | None = None  # replaces the plain listener (e.g. a TLS listener)
-    full_conf: str | None = None  # a complete configuration, used verbatim (a shipped config)
+    full_conf: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,68 +51,42 @@ class Broker:
     def conf_path(self) -> Path:
         return self.workdir / "mosquitto.conf"
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "mosquitto.log"
-
-    def write_conf(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def _conf(self) -> str:
         if self.full_conf is not None:
-            self.conf_path.write_text(self.full_conf)
-            return
+            return self.full_conf
         lines = [
-            f"listener {self.port} {self.host}" if self.listener_conf is None
-            else self.listener_conf,
-            "allow_anonymous true" if self.listener_conf is None else "",
-            f"persistence {'true' if self.persistence else 'false'}",
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
             f"persistence_location {self.workdir}/",
-            "autosave_interval 1",
-            f"log_dest file {self.log_path}",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            # Run as root, mosquitto drops to the `mosquitto` user and then cannot write the
-            # test's persistence directory; keep the test's own user instead.
+            f"log_dest file {self.workdir / 'mosquitto.log'}",
+            # As root, mosquitto would drop to the `mosquitto` user and lose the workdir.
             "user root" if os.geteuid() == 0 else "",
             "max_queued_messages 0",
             "max_inflight_messages 0",
-            "message_size_limit 0",
-            "persistent_client_expiration 1d",
-            self.extra_conf,
         ]
-        self.conf_path.write_text("\n".join(line for line in lines if line) + "\n")
+        return "\n".join(line for line in lines if line) + "\n"
 
     def start(self) -> Broker:
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        self.write_conf()
-        self.proc = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(self.conf_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            wait_for_port(self.host, self.port)
-        except TimeoutError:
-            self.stop()
-            log = self.log_path.read_text() if self.log_path.exists() else ""
-            raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{log}") from None
-        return self
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        terminate(self.proc, 10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        self.proc = None
-
-    def restart(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(self._conf())
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf_path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.02)
         self.stop()
-        self.start()
+        raise RuntimeError(f"mosquitto did not start on port {self.port} "
+                           f"(see {self.workdir / 'mosquitto.log'})")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc, 10)
+            self.proc = None
 
     def __enter__(self) -> Broker:
         return self.start()

@@ -64,9 +64,9 @@ def available() -> list[str]:
 def create(name: str, settings: Mapping[str, Any]) -> Driver:
     """Build the driver called ``name`` from its settings table.
 
-    Raises :class:`HardwareConfigError` for an unknown name, a missing or mistyped setting,
-    or a setting no driver reads. A device that is absent or silent is *not* an error here:
-    the driver starts and counts the fault at each poll until the device answers.
+    Raises :class:`HardwareConfigError` for an unknown name, or listing every missing or
+    mistyped setting and every setting no driver reads. A device that is absent or silent is
+    *not* an error here: the driver starts and counts the fault at each poll until it answers.
     """
     if name in _BUILTIN_MODULES:
         importlib.import_module(_BUILTIN_MODULES[name])
@@ -77,7 +77,14 @@ def create(name: str, settings: Mapping[str, Any]) -> Driver:
             f"unknown driver {name!r}; available drivers: {', '.join(sorted(_FACTORIES))}"
         )
     view = Settings(name, settings)
-    driver = factory(view)
+    try:
+        driver = factory(view)
+    except HardwareConfigError as exc:
+        raise view.error(exc) from None
+    except Exception:
+        if view.problems:  # a factory given placeholders for wrong settings may fail on them
+            raise view.error() from None
+        raise
     try:
         view.finish()
     except HardwareConfigError:

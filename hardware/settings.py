@@ -1,7 +1,8 @@
 """Typed access to a driver's settings table, with errors a person can act on.
 
 Settings come from the agent's TOML config. Every key a driver reads is checked for type and
-range here, and keys nobody read are refused: a misspelt ``baud_rate`` must fail at start-up,
+range here, by the project's one config reader (:mod:`provenance.configfile`), and keys nobody
+read are refused: a misspelt ``baud_rate`` must fail at start-up,
 not show up weeks later as a sensor that always times out.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from provenance.configfile import Problem, Table
 
 from .errors import HardwareConfigError
 
@@ -21,8 +24,25 @@ AGENT_KEYS = frozenset({"driver", "name", "interval_s", "poll_interval_s", "enab
 _PARITIES = ("N", "E", "O")
 
 
+class _SettingsTable(Table):
+    """The shared reader, worded for driver settings: "setting 'unit' must be in 1..247"."""
+
+    noun = "setting"
+
+    def problem(self, key: str | None, message: str) -> None:
+        super().problem(key, f"setting {key!r} {message}" if key is not None else message)
+
+    def range_text(self, low: float | None, high: float | None) -> str:
+        return f"in {low}..{high}"
+
+
 class Settings:
-    """Read-once view of one driver's settings; call :meth:`finish` after the last read."""
+    """Read-once view of one driver's settings; call :meth:`finish` after the last read.
+
+    A wrong value is recorded, not raised: the read returns the default (or a placeholder for
+    a required one) so the driver reads on, and :meth:`finish` raises one
+    :class:`HardwareConfigError` listing every problem.
+    """
 
     def __init__(self, driver: str, table: Mapping[str, Any]) -> None:
         if not isinstance(table, Mapping):
@@ -30,58 +50,53 @@ class Settings:
                 f"{driver}: settings must be a table, got {type(table).__name__}"
             )
         self.driver = driver
-        self._table = dict(table)
-        self._read: set[str] = set(AGENT_KEYS)
+        self._table = _SettingsTable(dict(table))
+        self._table.used.update(AGENT_KEYS)
 
-    def _error(self, key: str, problem: str) -> HardwareConfigError:
-        return HardwareConfigError(f"{self.driver}: setting {key!r} {problem}")
+    @property
+    def problems(self) -> list[Problem]:
+        return self._table.problems
 
     def has(self, key: str) -> bool:
-        return key in self._table
+        return self._table.has(key)
 
     def raw(self, key: str, default: Any = None) -> Any:
-        self._read.add(key)
         return self._table.get(key, default)
 
+    def _required(self, key: str, kind: str) -> bool:
+        """Whether ``key`` is absent (and so reported as required)."""
+        if self._table.get(key) is None:
+            self._table.problem(key, f"is required ({kind})")
+            return True
+        return False
+
     def text(self, key: str, default: str | None = None) -> str:
-        value = self.raw(key, default)
-        if value is None:
-            raise self._error(key, "is required (text)")
-        if not isinstance(value, str) or not value:
-            raise self._error(key, f"must be non-empty text, got {value!r}")
-        return value
+        if default is None and self._required(key, "text"):
+            return ""
+        return self._table.text(key, default) or default or ""
 
     def integer(
         self, key: str, default: int | None = None, *, low: int | None = None,
         high: int | None = None,
     ) -> int:
-        value = self.raw(key, default)
-        if value is None:
-            raise self._error(key, "is required (integer)")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._error(key, f"must be an integer, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self._error(key, f"must be in {low}..{high}, got {value}")
-        return value
+        fallback = default if default is not None else (low if low is not None else 0)
+        if default is None and self._required(key, "integer"):
+            return fallback
+        return self._table.integer(key, fallback, low=low, high=high)
 
     def number(
         self, key: str, default: float | None = None, *, low: float | None = None,
         high: float | None = None,
     ) -> float:
-        value = self.raw(key, default)
-        if value is None:
-            raise self._error(key, "is required (number)")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._error(key, f"must be a number, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self._error(key, f"must be in {low}..{high}, got {value}")
-        return float(value)
+        fallback = default if default is not None else (low if low is not None else 0.0)
+        if default is None and self._required(key, "number"):
+            return float(fallback)
+        return self._table.number(key, float(fallback), low=low, high=high)
 
     def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str:
-        value = self.text(key, default)
-        if value not in choices:
-            raise self._error(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
+        if default is None and self._required(key, "text"):
+            return choices[0]
+        return self._table.choice(key, choices, default or choices[0])
 
     def serial_line(
         self, *, baudrate: int, parity: str = "N", stopbits: int = 1, timeout_s: float = 0.5
@@ -95,15 +110,25 @@ class Settings:
             timeout_s=self.number("timeout_s", timeout_s, low=0.001, high=60.0),
         )
 
+    def error(self, cause: HardwareConfigError | None = None) -> HardwareConfigError:
+        """Every problem recorded so far (and ``cause``'s) as one error."""
+        problems = list(self.problems)
+        if cause is not None:
+            problems += cause.problems or [Problem("", str(cause).removeprefix(
+                f"{self.driver}: "))]
+        return HardwareConfigError.listing(self.driver, problems)
+
     def finish(self) -> None:
-        """Refuse keys that no setting read; call once the driver has read its settings."""
-        unknown = sorted(set(self._table) - self._read)
+        """Raise every problem found, and refuse keys that no setting read; call once the
+        driver has read its settings."""
+        unknown = sorted(self._table.unread())
         if unknown:
-            known = sorted(self._read - AGENT_KEYS)
-            raise HardwareConfigError(
-                f"{self.driver}: unknown setting(s) {', '.join(map(repr, unknown))}; "
-                f"this driver reads {', '.join(known)}"
-            )
+            known = sorted(self._table.used - AGENT_KEYS)
+            self.problems.append(Problem(unknown[0], (
+                f"unknown setting(s) {', '.join(map(repr, unknown))}; this driver reads "
+                f"{', '.join(known)}{self._table.suggestion(unknown[0])}")))
+        if self.problems:
+            raise self.error()
 
 
 @dataclass(frozen=True, slots=True)

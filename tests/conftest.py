@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,10 @@ settings.load_profile("sensorledger")
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = Path(__file__).resolve().parent / "vectors"
+
+# A machine's own /etc/sensorledger/collector.toml must not steer the tests' collectors (and
+# their subprocesses): point the default config folder at one that does not exist.
+os.environ["SENSORLEDGER_CONFIG_DIR"] = str(REPO / "tests" / "no-default-config")
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ Nothing here does I/O except through ``lookup``, which finds a stored reading by
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from collector.admission import gaps as gapmath
 from collector.admission.gaps import SeqGap
 from collector.admission.reasons import Reason
 from collector.admission.verify import Verified
+from collector.ledger.records import DeviceState
 from provenance.reading import GENESIS_PREV
 
 __all__ = [
@@ -38,40 +38,6 @@ __all__ = [
     "KnownReading",
     "Quarantine",
 ]
-
-
-@dataclass(slots=True)
-class DeviceState:
-    """What the ledger knows about one device; persisted with every batch that changes it."""
-
-    device_id: str
-    first_seq: int
-    last_seq: int
-    last_hash: bytes
-    last_boot: int
-    last_time_ms: int
-    last_received_ms: int
-    accepted: int = 0
-    duplicates: int = 0
-    equivocations: int = 0
-    chain_breaks: int = 0
-    chain_restarts: int = 0
-    reboots: int = 0
-    boot_resets: int = 0
-    out_of_order: int = 0
-    delayed: int = 0
-    last_skew_ms: int = 0  # collector time minus device time of the latest reading
-    max_ahead_ms: int = 0  # furthest the device clock ran ahead (within the allowed bound)
-    gaps: list[SeqGap] = field(default_factory=list)
-    gaps_changed: bool = False  # not persisted: tells the store to rewrite this device's gaps
-
-    @property
-    def missing(self) -> int:
-        return gapmath.missing(self.gaps)
-
-    @property
-    def unexplained(self) -> int:
-        return gapmath.unexplained(self.gaps)
 
 
 class KnownReading(NamedTuple):

@@ -10,14 +10,16 @@ that is the faster choice on a single core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
+import signal
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -44,12 +46,27 @@ def _exit_with_parent() -> None:
     parent = multiprocessing.parent_process()
     if parent is None:
         return
+    # Ctrl-C reaches the whole process group; the parent decides how to stop and shuts the
+    # pool down, so a worker must not die of it mid-task (nor print a KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class WorkerPool:
@@ -70,8 +87,12 @@ class WorkerPool:
             initializer=_exit_with_parent,
         )
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready)
-                               for _ in range(self.workers * 2)))
+        # The processes are spawned by these submits. Spawned while SIGINT is ignored, they
+        # start with it ignored (an ignored signal stays ignored across exec, and Python keeps
+        # it so): a Ctrl-C while a worker is still importing cannot kill it with a traceback.
+        with _sigint_ignored():
+            started = [loop.run_in_executor(self._pool, _ready) for _ in range(self.workers * 2)]
+        await asyncio.gather(*started)
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
         """Run ``fn(*args)`` on a worker; the result arrives through the returned future."""

@@ -13,6 +13,10 @@ The client subscribes with QoS 1 on a persistent session (fixed client id; MQTT 
 ``manual_ack=True``. Under MQTT 5 the collector states a Receive Maximum, which Mosquitto uses
 instead of its ``max_inflight_messages`` for this client, so the broker can keep thousands of
 messages in flight while the collector batches commits.
+
+The client itself, with its batched socket reads and joined acknowledgements, is
+:class:`collector.ingest.paho_adapter.BufferedClient`: the one module that touches paho's
+private parts, with its version pin.
 """
 
 from __future__ import annotations
@@ -30,15 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from collector import faults
-from collector.config import MqttConfig, parse_broker_url
+from collector.config import MqttConfig, broker_tls_context, parse_broker_url
 from collector.errors import ConfigError
+from collector.ingest.paho_adapter import BufferedClient
+from collector.ingest.presence import PresenceBoard, status_topic_of
 from collector.logs import event
 
 __all__ = ["Inbox", "Message", "MqttIngest"]
@@ -99,79 +104,15 @@ class Inbox:
         return len(self._items)
 
 
-class _BufferedClient(mqtt.Client):
-    """paho's client with batched socket reads and writes.
-
-    paho reads a packet with one ``recv`` for its first byte, one per remaining-length byte and
-    one for the rest, and writes each acknowledgement with a ``send`` of its own: five system
-    calls for each reading. Here the reads are served from one large ``recv`` and consecutive
-    acknowledgements leave in one ``send``. Every socket read in paho-mqtt 2.x goes through
-    ``Client._sock_recv`` and every write through ``Client._packet_write`` (``paho-mqtt<3`` is
-    pinned); tests/collector/test_ingest_socket.py holds them to that.
-
-    Bytes held here are invisible to ``select()``: :attr:`buffered` says how many there are.
-    """
-
-    READ_CHUNK = 64 * 1024
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._read_sock: object = None
-        self._read_buf = b""
-        self._read_pos = 0
-        self.socket_reads = 0
-        self.socket_writes = 0
-        # Queued packets wait for _step's loop_write(): without a callback here, paho writes
-        # each one from inside ack() itself.
-        self.on_socket_register_write = _no_op
-
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the current connection that paho has not taken yet."""
-        if self._read_sock is not self._sock:
-            return 0
-        return max(0, len(self._read_buf) - self._read_pos)
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._read_sock is not self._sock:  # a new connection: nothing carries over
-            self._read_sock, self._read_buf, self._read_pos = self._sock, b"", 0
-        pos = self._read_pos
-        if pos >= len(self._read_buf):
-            data = super()._sock_recv(max(bufsize, self.READ_CHUNK))
-            self.socket_reads += 1
-            if len(data) <= bufsize:  # everything asked for, or the connection's end (b"")
-                self._read_pos = len(self._read_buf)
-                return data
-            self._read_buf, pos = data, 0
-        self._read_pos = pos + bufsize
-        return self._read_buf[pos:pos + bufsize]
-
-    def _sock_send(self, buf: bytes | bytearray) -> int:
-        self.socket_writes += 1
-        return super()._sock_send(buf)
-
-    def _packet_write(self) -> MQTTErrorCode:
-        # Join the acknowledgements at the head of the queue into one packet. Only the head can
-        # be partly written already; it is left as it is.
-        out = self._out_packet
-        if len(out) > 1 and out[0]["pos"] == 0 and out[0]["command"] & 0xF0 == PUBACK:
-            acks = []
-            while out and out[0]["command"] & 0xF0 == PUBACK:
-                acks.append(out.popleft())
-            joined = b"".join(ack["packet"] for ack in acks)
-            out.appendleft({**acks[0], "mid": 0, "to_process": len(joined), "packet": joined})
-        return super()._packet_write()
-
-
-def _no_op(*_: object) -> None:
-    pass
-
-
 class MqttIngest:
     """The MQTT side of the collector, running on its own thread."""
 
-    def __init__(self, config: MqttConfig, inbox: Inbox, *, expect_session: bool = False) -> None:
+    def __init__(self, config: MqttConfig, inbox: Inbox, *, expect_session: bool = False,
+                 presence: PresenceBoard | None = None) -> None:
         self._config = config
+        # The agents' status topic, beside the readings, when someone keeps the board.
+        self._presence = presence
+        self._status_topic = status_topic_of(config.topic) if presence is not None else None
         # A ledger that already holds data must find its session on the broker.
         self._expect_session = expect_session
         self._inbox = inbox
@@ -195,10 +136,10 @@ class MqttIngest:
         self.connects = 0
         self._client = self._make_client()
 
-    def _make_client(self) -> _BufferedClient:
+    def _make_client(self) -> BufferedClient:
         cfg, addr = self._config, self._address
         v5 = cfg.protocol == "5"
-        client = _BufferedClient(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             clean_session=None if v5 else False,
@@ -217,14 +158,9 @@ class MqttIngest:
                 raise ConfigError(f"cannot read mqtt.password_file: {exc}") from None
         if username:
             client.username_pw_set(username, password)
-        tls = cfg.tls
-        if addr.tls or tls.ca_file or tls.cert_file:
-            try:
-                client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file,
-                               keyfile=tls.key_file, cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ConfigError(f"TLS settings are not usable: {exc}") from None
-            if tls.insecure:
+        if addr.tls or cfg.tls.configured:
+            client.tls_set_context(broker_tls_context(cfg.tls))  # names the file at fault
+            if cfg.tls.insecure:
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -252,6 +188,11 @@ class MqttIngest:
         self._closing.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """The MQTT thread is alive (started and not yet finished)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def unacked(self) -> int:
@@ -290,7 +231,7 @@ class MqttIngest:
         self._socket_open = False
         self.connected.clear()
 
-    def _step(self, client: _BufferedClient) -> MQTTErrorCode:
+    def _step(self, client: BufferedClient) -> MQTTErrorCode:
         """One round of paho's external-loop API: select, read, write, housekeeping.
 
         Unlike ``loop()``, this reads every packet the socket already holds rather than one per
@@ -384,17 +325,25 @@ class MqttIngest:
                   detail="the broker kept no session for this client id: messages published "
                          "while the collector was away may be lost; check session expiry")
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        # Status at QoS 0 (nothing to acknowledge), retained states sent on every subscribe.
+        status = self._status_topic
         if self._config.protocol == "5":
-            client.subscribe(self._config.topic, options=options)
+            status_options = SubscribeOptions(qos=0)
+            client.subscribe([(self._config.topic, options)]
+                             + ([(status, status_options)] if status else []))
         else:
-            client.subscribe(self._config.topic, qos=1)
+            client.subscribe([(self._config.topic, 1)] + ([(status, 0)] if status else []))
         # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()
         self._session_present = bool(flags.session_present)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[Any], properties: Any) -> None:
-        if any(code.is_failure for code in reason_codes):
+        if len(reason_codes) > 1 and reason_codes[1].is_failure:
+            event(log, "status_subscription_refused", logging.WARNING, topic=self._status_topic,
+                  reason=str(reason_codes[1]),
+                  detail="devices list will not show which devices are online")
+        if reason_codes[:1] and reason_codes[0].is_failure:
             event(log, "subscription_refused", logging.ERROR, topic=self._config.topic,
                   reason=", ".join(str(c) for c in reason_codes),
                   detail="check the broker ACL for this client")
@@ -402,7 +351,7 @@ class MqttIngest:
         # Logged once the broker has the subscription: from here on nothing published is missed.
         event(log, "broker_connected", url=self._config.url, client_id=self._config.client_id,
               session_present=self._session_present, generation=self.generation,
-              qos=[int(getattr(c, "value", 0)) for c in reason_codes])
+              qos=[int(getattr(c, "value", 0)) for c in reason_codes[:1]])
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -414,6 +363,10 @@ class MqttIngest:
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
         self._packets += 1
+        if self._presence is not None and topic.endswith("/status"):
+            self._presence.observe(topic, bytes(msg.payload), bool(msg.retain),
+                                   time.time_ns() // 1_000_000)
+            return
         if msg.qos:
             self.received += 1
         self._inbox.put(Message(topic, bytes(msg.payload), msg.mid, msg.qos, self.generation,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from collector.ledger.store import BlockRecord, PendingLeaf
+from collector.ledger.records import BlockRecord, PendingLeaf
 from provenance.block import GENESIS_BLOCK_HASH, BlockHeader, SignedBlock
 from provenance.keys import PrivateKey
 from provenance.merkle import root

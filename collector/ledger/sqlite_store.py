@@ -16,28 +16,23 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from collector import faults
-from collector.admission.checks import DeviceState
 from collector.admission.gaps import SeqGap
-from collector.admission.registry import DeviceKey
-from collector.errors import NotFoundError, RegistryError, StoreError
-from collector.ledger.sqlite_schema import MIGRATIONS
-from collector.ledger.store import (
+from collector.errors import NotFoundError, StoreError
+from collector.ledger.records import (
     BatchWrite,
     BlockRecord,
+    DeviceState,
     PendingLeaf,
-    QuarantineEntry,
-    QuarantineRecord,
     ReadingRecord,
 )
-from provenance.errors import ProvenanceError
-from provenance.keys import PublicKey
+from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
+from collector.ledger.sqlite_schema import MIGRATIONS
 from provenance.merkle import RFC9162_SHA256
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -50,21 +45,18 @@ _STATE_COLUMNS = (
     "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
     "out_of_order, delayed, last_skew_ms, max_ahead_ms"
 )
-_QUARANTINE_COLUMNS = (
-    "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
-)
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SQLiteStore:
-    """:class:`collector.ledger.store.LedgerStore` on one SQLite file."""
+class SQLiteStore(RegistryTables):
+    """:class:`collector.ledger.store.LedgerStore` on one SQLite file.
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
+    The registry and quarantine tables are in :mod:`collector.ledger.sqlite_registry`; the
+    connection, transactions and snapshots in :mod:`collector.ledger.sqlite_base`.
+    """
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -98,11 +90,6 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._db.close()
-
-    async def _pragma(self, statement: str) -> Any:
-        async with self._db.execute(f"PRAGMA {statement}") as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
 
     async def schema_version(self) -> int:
         async with self._db.execute(
@@ -138,124 +125,6 @@ class SQLiteStore:
                 if self._db.in_transaction:
                     await self._db.execute("ROLLBACK")
                 raise
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; rolled back on any error."""
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from None
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:
-                await self._db.execute("ROLLBACK")
-            raise
-        try:
-            await self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                await self._db.execute("ROLLBACK")
-            raise StoreError(f"commit to {self.path} failed: {exc}") from None
-
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[None]:
-        """Run the reads inside one consistent snapshot (a deferred read transaction)."""
-        await self._db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            if self._db.in_transaction:
-                await self._db.execute("COMMIT")
-
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._db.execute(sql, params) as cur:
-            return await cur.fetchone()
-
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
-
-    # collector identity and registry ---------------------------------------------------------
-
-    async def collector_public_key(self) -> PublicKey | None:
-        row = await self._one("SELECT value FROM meta WHERE key = 'collector_public_key'")
-        if row is None:
-            return None
-        try:
-            return PublicKey.from_pem(row[0])
-        except ProvenanceError as exc:
-            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
-
-    async def set_collector_public_key(self, key: PublicKey) -> None:
-        async with self._write() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('collector_public_key', ?)",
-                (key.to_pem(),),
-            )
-
-    async def registry_version(self) -> int:
-        row = await self._one("SELECT value FROM meta WHERE key = 'registry_version'")
-        return int(row[0]) if row else 0
-
-    async def device_keys(self) -> list[DeviceKey]:
-        rows = await self._all(
-            "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
-            "FROM device_keys ORDER BY device_id, enrolled_ms"
-        )
-        return [DeviceKey(*row) for row in rows]
-
-    async def device_key(self, kid: bytes) -> DeviceKey | None:
-        row = await self._one(
-            "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
-            "FROM device_keys WHERE kid = ?", (kid,)
-        )
-        return DeviceKey(*row) if row else None
-
-    async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey:
-        async with self._write() as db:
-            row = await self._one("SELECT device_id FROM device_keys WHERE kid = ?", (key.kid,))
-            if row is not None:
-                owner = row[0]
-                raise RegistryError(
-                    f"key {key.kid_hex} is already enrolled for device {owner!r}"
-                    + ("" if owner != device_id else "; nothing to do")
-                )
-            await db.execute(
-                "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
-                "VALUES (?, ?, ?, ?)",
-                (key.kid, device_id, key.der, now_ms),
-            )
-            await self._bump_registry(db)
-        return DeviceKey(key.kid, device_id, key.der, now_ms)
-
-    async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
-                     reason: str | None) -> list[DeviceKey]:
-        async with self._write() as db:
-            sql = ("SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
-                   "FROM device_keys WHERE device_id = ?")
-            params: tuple[Any, ...] = (device_id,)
-            if kid is not None:
-                sql += " AND kid = ?"
-                params += (kid,)
-            keys = [DeviceKey(*r) for r in await self._all(sql, params)]
-            if not keys:
-                what = f"key {kid.hex()} of device" if kid else "any key of device"
-                raise NotFoundError(f"no {what} {device_id!r} is enrolled")
-            live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
-            await db.executemany(
-                "UPDATE device_keys SET revoked_ms = ?, revoke_reason = ? WHERE kid = ?",
-                [(at_ms, reason, k.kid) for k in live],
-            )
-            await self._bump_registry(db)
-        return [DeviceKey(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, at_ms, reason)
-                for k in live]
-
-    async def _bump_registry(self, db: aiosqlite.Connection) -> None:
-        await db.execute(
-            "UPDATE meta SET value = value + 1 WHERE key = 'registry_version'"
-        )
 
     # ingest ----------------------------------------------------------------------------------
 
@@ -314,10 +183,10 @@ class SQLiteStore:
                     )
                 if batch.quarantine:
                     await db.executemany(
-                        f"INSERT INTO quarantine({_QUARANTINE_COLUMNS}) "
+                        f"INSERT INTO quarantine({QUARANTINE_COLUMNS}) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(raw_sha256, reason) DO UPDATE"
                         " SET times_seen = times_seen + 1, last_ms = excluded.last_ms",
-                        [_quarantine_row(q) for q in batch.quarantine],
+                        [quarantine_row(q) for q in batch.quarantine],
                     )
                 if batch.devices:
                     await db.executemany(
@@ -441,42 +310,6 @@ class SQLiteStore:
         row = await self._one("SELECT COUNT(*) FROM readings")
         return int(row[0])
 
-    async def quarantine_entries(self, *, reason: str | None = None,
-                                 device_id: str | None = None,
-                                 limit: int = 100) -> list[QuarantineEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        if reason is not None:
-            where.append("reason = ?")
-            params.append(reason)
-        if device_id is not None:
-            where.append("COALESCE(device_id, topic_device) = ?")
-            params.append(device_id)
-        sql = f"SELECT id, {_QUARANTINE_COLUMNS}, times_seen FROM quarantine"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._all(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
-        return [
-            QuarantineEntry(
-                id=row[0],
-                record=QuarantineRecord(
-                    raw_sha256=row[1], reason=row[2], detail=row[3], topic=row[4],
-                    topic_device=row[5], device_id=row[6], seq=row[7], size=row[8], raw=row[9],
-                    received_ms=row[10],
-                ),
-                last_ms=row[11],
-                times_seen=row[12],
-            )
-            for row in rows
-        ]
-
-    async def quarantine_counts(self) -> dict[tuple[str, str], int]:
-        rows = await self._all(
-            "SELECT COALESCE(device_id, topic_device, '?'), reason, SUM(times_seen) "
-            "FROM quarantine GROUP BY 1, 2"
-        )
-        return {(row[0], row[1]): int(row[2]) for row in rows}
-
     async def gaps(self, device_id: str) -> list[SeqGap]:
         rows = await self._all(
             "SELECT first_seq, last_seq, detected_ms, explained_by FROM gaps "
@@ -484,11 +317,6 @@ class SQLiteStore:
             (device_id,),
         )
         return [SeqGap(*row) for row in rows]
-
-
-def _quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
-    return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
-            q.size, q.raw, q.received_ms, q.received_ms)
 
 
 def _state_row(s: DeviceState) -> tuple[Any, ...]:

@@ -16,94 +16,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-from collector.admission.checks import DeviceState
 from collector.admission.gaps import SeqGap
 from collector.admission.registry import DeviceKey
+from collector.ledger.records import (
+    BatchWrite,
+    BlockRecord,
+    DeviceState,
+    PendingLeaf,
+    QuarantineEntry,
+    QuarantineRecord,
+    ReadingRecord,
+)
 from provenance.keys import PublicKey
 
+# The records are defined in collector.ledger.records and named here too, with the protocol.
 __all__ = [
     "BatchWrite",
     "BlockRecord",
+    "DeviceState",
     "LedgerStore",
     "PendingLeaf",
     "QuarantineEntry",
     "QuarantineRecord",
     "ReadingRecord",
 ]
-
-
-class ReadingRecord(NamedTuple):
-    # A tuple, not a frozen dataclass: one is built per reading on the hot paths (ingest,
-    # audit), and tuple construction is several times cheaper.
-    id: int
-    device_id: str
-    seq: int
-    boot: int
-    time_ms: int
-    received_ms: int
-    kind: str
-    envelope: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineRecord:
-    """A message kept out of the ledger. ``raw`` may be a prefix of the message (oversized)."""
-
-    raw_sha256: bytes  # of the whole message, so repeats are counted, not stored again
-    reason: str
-    detail: str
-    topic: str
-    topic_device: str | None
-    device_id: str | None  # as signed, once the signature held
-    seq: int | None
-    size: int  # length of the whole message
-    raw: bytes
-    received_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineEntry:
-    id: int
-    record: QuarantineRecord
-    times_seen: int
-    last_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRecord:
-    height: int
-    hash: bytes
-    header: bytes  # the collector-signed header (COSE_Sign1)
-    first_reading_id: int
-    leaf_count: int
-    sealed_ms: int
-
-    @property
-    def end_reading_id(self) -> int:
-        """One past the last reading id of the block."""
-        return self.first_reading_id + self.leaf_count
-
-
-class PendingLeaf(NamedTuple):
-    """A committed reading that no block holds yet."""
-
-    reading_id: int
-    leaf_hash: bytes
-    time_ms: int
-    received_ms: int
-
-
-@dataclass(slots=True)
-class BatchWrite:
-    readings: list[ReadingRecord] = field(default_factory=list)
-    quarantine: list[QuarantineRecord] = field(default_factory=list)
-    devices: list[DeviceState] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.readings) + len(self.quarantine)
 
 
 class LedgerStore(Protocol):
@@ -118,7 +56,9 @@ class LedgerStore(Protocol):
     async def registry_version(self) -> int: ...
     async def device_keys(self) -> list[DeviceKey]: ...
     async def device_key(self, kid: bytes) -> DeviceKey | None: ...
-    async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey: ...
+    async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey:
+        """Enrol ``key`` for ``device_id``; the key already enrolled for it is returned as is."""
+        ...
     async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
                      reason: str | None) -> list[DeviceKey]: ...
 

@@ -166,7 +166,9 @@ class AuditReport:
             lines = [f"audit OK: {self.blocks} blocks, {self.readings} readings verified "
                      f"({self.pending} not yet sealed) in {self.seconds:.1f} s "
                      f"({rate:,.0f} readings/s)",
-                     f"chain head {self.head}", f"collector key {self.collector_kid}"]
+                     f"chain head {self.blocks - 1}:{self.head}" if self.blocks
+                     else "chain head: no block sealed yet",
+                     f"collector key {self.collector_kid}"]
         else:
             first = self.first
             assert first is not None

@@ -1,4 +1,5 @@
-"""Reading export: CSV (one row per reading) and JSON Lines (one object per reading).
+"""Reading export: CSV (one row per reading, or one per measurement) and JSON Lines (one
+object per reading).
 
 Each exported reading says where it sits in the ledger (block height and leaf index, empty while
 not yet sealed), so a row can be turned into a proof file with ``ledger-collector proof``.
@@ -18,12 +19,18 @@ from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
 from provenance.envelope import Envelope
 from provenance.prooffile import reading_to_json
 
-__all__ = ["CSV_COLUMNS", "export_readings"]
+__all__ = ["CSV_COLUMNS", "MEASUREMENT_COLUMNS", "export_readings"]
 
 CSV_COLUMNS = [
     "reading_id", "device_id", "seq", "boot", "time_ms", "time_utc", "clock_synced", "kind",
     "measurements", "event", "gap_first", "gap_last", "block", "leaf_index", "received_ms",
     "envelope_sha256",
+]
+# One row per measurement: a spreadsheet's or a time-series database's shape. ``time_utc`` is the
+# measurement's own time (the reading's time plus the measurement's offset).
+MEASUREMENT_COLUMNS = [
+    "reading_id", "device_id", "seq", "time_utc", "name", "value", "unit", "kind",
+    "clock_synced", "block", "leaf_index",
 ]
 
 
@@ -58,8 +65,10 @@ def _record(r: ReadingRecord, index: _BlockIndex, with_envelope: bool) -> dict[s
 
 async def export_readings(store: LedgerStore, out: TextIO, *, fmt: str,
                           device_id: str | None = None, since_ms: int | None = None,
-                          until_ms: int | None = None, with_envelope: bool = False) -> int:
-    """Write matching readings to ``out`` as ``fmt`` ("csv" or "jsonl"); return the count."""
+                          until_ms: int | None = None, with_envelope: bool = False,
+                          per_measurement: bool = False) -> int:
+    """Write matching readings to ``out`` as ``fmt`` ("csv" or "jsonl"); return the count of
+    readings. ``per_measurement`` (CSV only): one row per measurement instead of per reading."""
     index = _BlockIndex(await store.blocks())
     rows: AsyncIterator[ReadingRecord] = store.query_readings(
         device_id=device_id, since_ms=since_ms, until_ms=until_ms)
@@ -68,6 +77,17 @@ async def export_readings(store: LedgerStore, out: TextIO, *, fmt: str,
         async for r in rows:
             out.write(json.dumps(_record(r, index, with_envelope), separators=(",", ":")))
             out.write("\n")
+            count += 1
+        return count
+    if per_measurement:
+        writer = csv.DictWriter(out, fieldnames=MEASUREMENT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        async for r in rows:
+            rec = _record(r, index, False)
+            for m in rec["measurements"]:
+                offset_ms = round(float(m.get("t", 0)) * 1000)
+                writer.writerow({**rec, "time_utc": _iso(rec["time_ms"] + offset_ms),
+                                 "name": m["n"], "value": m.get("v"), "unit": m.get("u", "")})
             count += 1
         return count
     columns = CSV_COLUMNS + (["envelope"] if with_envelope else [])

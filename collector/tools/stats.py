@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from collector.ledger.store import LedgerStore
 
-__all__ = ["LedgerStats", "collect_stats"]
+__all__ = ["TABLE_COLUMNS", "LedgerStats", "collect_stats"]
+
+
+# (header, key, width) of the per-device table; the CSV has the same columns, by key.
+TABLE_COLUMNS = [
+    ("device", "device_id", 16), ("last seq", "last_seq", 9), ("accepted", "accepted", 9),
+    ("duplicates", "duplicates", 10), ("missing", "missing", 8),
+    ("unexplained", "unexplained", 11), ("chain breaks", "chain_breaks", 12),
+    ("equivocations", "equivocations", 13), ("reboots", "reboots", 7),
+    ("boot resets", "boot_resets", 11), ("skew ms", "last_skew_ms", 8),
+    ("quarantined", "quarantined", 11), ("last seen (UTC)", "last_seen", 25),
+]
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
 @dataclass(slots=True)
@@ -28,6 +46,16 @@ class LedgerStats:
             "quarantined_by_reason": self.quarantined, "devices": self.devices,
         }, indent=2)
 
+    def to_csv(self) -> str:
+        """One row per device, with the table's columns (named by key)."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([key for _, key, _ in TABLE_COLUMNS])
+        for dev in sorted(self.devices):
+            d = self.devices[dev]
+            writer.writerow(["" if d.get(key) is None else d[key] for _, key, _ in TABLE_COLUMNS])
+        return out.getvalue()
+
     def render(self) -> str:
         lines = [
             f"ledger: {self.readings} readings in {self.blocks} blocks "
@@ -37,12 +65,7 @@ class LedgerStats:
         if self.quarantined:
             lines.append("quarantine: " + ", ".join(f"{k}={v}" for k, v in
                                                    sorted(self.quarantined.items())))
-        cols = [("device", "device_id", 16), ("last_seq", "last_seq", 9),
-                ("accepted", "accepted", 9), ("dup", "duplicates", 5),
-                ("missing", "missing", 8), ("unexpl", "unexplained", 7),
-                ("chain_brk", "chain_breaks", 9), ("equivoc", "equivocations", 8),
-                ("reboots", "reboots", 8), ("boot_rst", "boot_resets", 8),
-                ("skew_ms", "last_skew_ms", 9), ("quarant", "quarantined", 8)]
+        cols = TABLE_COLUMNS
         lines.append(" ".join(f"{h:>{w}}" if i else f"{h:<{w}}"
                               for i, (h, _, w) in enumerate(cols)))
         for dev in sorted(self.devices):
@@ -88,6 +111,7 @@ async def collect_stats(store: LedgerStore, device_id: str | None = None) -> Led
                 "delayed": st.delayed, "last_skew_ms": st.last_skew_ms,
                 "max_ahead_ms": st.max_ahead_ms, "last_boot": st.last_boot,
                 "last_time_ms": st.last_time_ms, "last_received_ms": st.last_received_ms,
+                "last_seen": _utc(st.last_received_ms),
             })
         devices[dev] = row
     return LedgerStats(

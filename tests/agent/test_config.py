@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.config import load_config, read_config
 from agent.errors import ConfigError
-from agent.toml_lines import TomlLines
+from provenance.toml_lines import TomlLines
 from tests.support.agent_harness import new_key
 
 GOOD = """\
@@ -236,3 +236,22 @@ def test_the_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) ->
     draft = read_config(Path(__file__).parents[2] / "deploy" / "agent.toml.example")
     assert draft.problems == ()
     assert draft.config is not None and draft.config.broker.tls is not None
+
+
+def test_check_places_each_wrong_driver_setting_on_its_own_line(tmp_path: Path) -> None:
+    text = GOOD.replace('port = "/dev/null"', 'port = "/dev/null"\nbaudrate = "fast"\n'
+                                              'parity = "X"\nretrys = 3')
+    code, out = check(write(tmp_path, text))
+    assert code == 2
+    path = tmp_path / "agent.toml"
+    lines = out.strip().splitlines()
+    assert lines[:3] == [
+        f"{path}:16: sensors[0].baudrate: jbd-bms: setting 'baudrate' must be an integer, "
+        "got 'fast'",
+        f"{path}:17: sensors[0].parity: jbd-bms: setting 'parity' must be one of N, E, O; "
+        "got 'X'",
+        f"{path}:18: sensors[0].retrys: jbd-bms: unknown setting(s) 'retrys'; this driver reads "
+        "baudrate, counters_interval_s, parity, port, retries, stopbits, timeout_s; "
+        "did you mean 'retries'?",
+    ]
+    assert lines[-1] == f"3 problems in {path}"

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def test_every_command_has_help_with_an_example(path: list[str]) -> None:
 
 def test_the_documented_commands_exist() -> None:
     assert sorted(" ".join(p) for p in all_commands()) == sorted([
-        "audit", "blocks", "devices add", "devices list", "devices revoke", "init", "proof",
+        "audit", "blocks", "check", "devices add", "devices list", "devices revoke", "init",
+        "proof",
         "quarantine", "readings", "run", "stats", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for path in all_commands():
@@ -184,3 +186,106 @@ def test_blocks_readings_quarantine_and_stats_outputs(
     text = run_cli("stats", "--db", ledger.db).output
     assert "ledger: 24 readings in 3 blocks (0 not yet sealed)" in text
     assert "quarantine: not_cbor=1" in text
+
+
+def test_admin_commands_are_safe_to_run_again(tmp_path: Path) -> None:
+    """Issue 13, item 11."""
+    ledger = Ledger(tmp_path).init()
+    dev = Device("water-01")
+    kid = dev.key.kid.hex()
+    assert run_cli("devices", "add", "--db", ledger.db, "water-01", "-",
+                   input=dev.pem()).exit_code == 0
+    again = run_cli("devices", "add", "--db", ledger.db, "water-01", "-", input=dev.pem())
+    assert again.exit_code == 0, again.output
+    assert "already enrolled; nothing to do" in again.output
+    assert ledger.count("device_keys") == 1
+
+    # --kid takes the unique prefix the docs and listings show, with or without the ellipsis.
+    other = Device("water-02")
+    assert run_cli("devices", "add", "--db", ledger.db, "water-02", "-", "--kid",
+                   other.key.kid.hex()[:4] + "…", input=other.pem()).exit_code == 0
+    third = Device("water-03")
+    not_its = "ffff" if third.key.kid.hex().startswith("0000") else "0000"
+    wrong = run_cli("devices", "add", "--db", ledger.db, "water-03", "-", "--kid", not_its,
+                    input=third.pem())
+    assert wrong.exit_code == 2 and "does not start with --kid" in wrong.output
+    revoked = run_cli("devices", "revoke", "--db", ledger.db, "water-01", "--kid", kid[:6])
+    assert revoked.exit_code == 0 and f"revoked water-01 key {kid}" in revoked.output
+    short = run_cli("devices", "revoke", "--db", ledger.db, "water-01", "--kid", "ab")
+    assert short.exit_code == 2 and "first 4 or more hex digits" in short.output
+    # A revoked key is not silently enrolled again.
+    back = run_cli("devices", "add", "--db", ledger.db, "water-01", "-", input=dev.pem())
+    assert back.exit_code == 2 and "was revoked" in back.output
+
+    nobody = run_cli("devices", "revoke", "--db", ledger.db, "nobody")
+    assert nobody.exit_code == 2
+    assert "device 'nobody' has no enrolled key" in nobody.output and "any" not in nobody.output
+
+    # init refuses a foreign key before writing anything: no stray key file.
+    foreign = tmp_path / "other.pem"
+    refused = run_cli("init", "--db", ledger.db, "--key", str(foreign))
+    assert refused.exit_code == 2 and "was created with collector key" in refused.output
+    assert not foreign.exists() and not (tmp_path / "other.pub.pem").exists()
+
+
+def test_listings_show_utc_times_full_headers_and_csv(
+    ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess], tmp_path: Path
+) -> None:
+    """Issue 13, item 13."""
+    iso_utc = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    devices = make_devices(2, "lst")
+    ledger.enrol(devices)
+    col = collector("--block-size", "4", "--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish((d.topic, d.next(time_ms=BASE_TIME_MS + i * 1000))
+                    for i in range(4) for d in devices)
+        pub.publish([(devices[0].topic, b"\x00junk")])
+        wait_until(lambda: ledger.sealed() == 8 and ledger.count("quarantine") == 1, 30)
+    assert col.stop() == 0
+
+    # stats: full headers, a "last seen" column in UTC, and --csv / --json.
+    text = run_cli("stats", "--db", ledger.db).output
+    header = next(line for line in text.splitlines() if line.startswith("device"))
+    for name in ("last seq", "duplicates", "unexplained", "chain breaks", "equivocations",
+                 "boot resets", "quarantined", "last seen (UTC)"):
+        assert name in header, header
+    assert re.search(rf"lst-000 .* {iso_utc}$", text, re.M), text
+    rows = list(csv.DictReader(io.StringIO(run_cli("stats", "--db", ledger.db, "--csv").output)))
+    assert [r["device_id"] for r in rows] == ["lst-000", "lst-001"]
+    assert rows[0]["last_seq"] == "3" and rows[0]["quarantined"] == "1"
+    assert re.fullmatch(iso_utc, rows[1]["last_seen"])
+    as_json = json.loads(run_cli("stats", "--db", ledger.db, "--json").output)
+    assert re.fullmatch(iso_utc, as_json["devices"]["lst-000"]["last_seen"])
+    assert run_cli("stats", "--db", ledger.db, "--json", "--csv").exit_code == 2
+
+    # readings: one row per measurement, each with its own UTC time.
+    out = tmp_path / "values.csv"
+    per = run_cli("readings", "--db", ledger.db, "--device", "lst-001", "--per-measurement",
+                  "-o", str(out))
+    assert per.exit_code == 0, per.output
+    mrows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert mrows and {r["name"] for r in mrows} >= {"ph"}
+    first = next(r for r in mrows if r["seq"] == "1" and r["name"] == "ph")
+    assert (first["value"], first["unit"], first["time_utc"]) == (
+        "7.1", "pH", "2026-01-01T00:00:01.000+00:00")
+    assert all(r["block"] != "" for r in mrows)
+
+    # blocks, quarantine and devices: times in UTC, not epoch milliseconds.
+    one = run_cli("blocks", "--db", ledger.db, "0").output
+    assert re.search(rf"^sealed_at\s+{iso_utc}$", one, re.M) and "_ms" not in one
+    block = json.loads(run_cli("blocks", "--db", ledger.db, "0", "--json").output)
+    assert block["first_time"] == "2026-01-01T00:00:00+00:00"
+    q = json.loads(run_cli("quarantine", "--db", ledger.db, "--json").output.splitlines()[0])
+    assert re.fullmatch(iso_utc, q["first_seen"]) and re.fullmatch(iso_utc, q["last_seen"])
+    assert "first seen (UTC)" in run_cli("quarantine", "--db", ledger.db).output
+    keys = json.loads(run_cli("devices", "list", "--db", ledger.db, "--json").output)
+    assert re.fullmatch(iso_utc, keys[0]["enrolled"]) and keys[0]["revoked"] is None
+
+    # audit: the head in the form --anchor takes, and that form is accepted back.
+    audited = run_cli("audit", "--db", ledger.db, "--workers", "1", "--no-progress")
+    assert audited.exit_code == 0, audited.output
+    head = re.search(r"^chain head (\d+:[0-9a-f]{64})$", audited.output, re.M)
+    assert head and head.group(1).startswith("1:"), audited.output
+    anchored = run_cli("audit", "--db", ledger.db, "--workers", "1", "--no-progress",
+                       "--anchor", head.group(1))
+    assert anchored.exit_code == 0, anchored.output

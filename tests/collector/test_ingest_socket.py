@@ -1,16 +1,30 @@
 """The collector's MQTT client reads the socket in large chunks and joins its acknowledgements
-into one write (collector.ingest.mqtt._BufferedClient). Every packet still arrives whole and in
-order, every acknowledgement reaches the broker, and a new connection never sees bytes read
-on the old one. A real Mosquitto throughout."""
+into one write (collector.ingest.paho_adapter.BufferedClient). Every packet still arrives whole
+and in order, every acknowledgement reaches the broker, and a new connection never sees bytes
+read on the old one; and the installed paho still has the private parts the adapter overrides.
+A real Mosquitto throughout."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import random
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from collector.config import MqttConfig
 from collector.ingest.mqtt import Inbox, Message, MqttIngest
+from collector.ingest.paho_adapter import (
+    OUT_PACKET_KEYS,
+    PRIVATE_METHODS,
+    BufferedClient,
+    PahoIncompatible,
+    check_paho_internals,
+)
 from tests.support.broker import Broker
 from tests.support.collector import Publisher, create_session
 
@@ -149,3 +163,39 @@ def test_a_full_window_with_bytes_buffered_waits_instead_of_spinning(broker: Bro
     got, held, rounds = asyncio.run(run())
     assert got >= 100 and held > 0
     assert rounds < 1000, f"{rounds} rounds in one idle second"
+
+
+# The private parts of paho the adapter relies on, checked on the installed library. --------------
+
+def test_the_installed_paho_has_the_private_methods_the_adapter_overrides() -> None:
+    check_paho_internals(mqtt.Client)  # raises PahoIncompatible, naming the pin, when not
+    for name in PRIVATE_METHODS:
+        assert name in vars(mqtt.Client), f"paho moved {name}: see collector/ingest/paho_adapter.py"
+        assert name in vars(BufferedClient)
+
+
+def test_a_paho_without_them_is_refused_loudly() -> None:
+    class Renamed(mqtt.Client):
+        def _sock_recv(self, size: int) -> bytes:  # type: ignore[override]
+            return b""
+
+    with pytest.raises(PahoIncompatible, match=r"paho-mqtt>=2\.1,<3.*_sock_recv"):
+        check_paho_internals(Renamed)
+
+
+def test_queued_packets_and_the_socket_are_where_the_adapter_reads_them(broker: Broker) -> None:
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="adapter-check")
+    try:
+        assert client.connect(broker.host, broker.port) == MQTTErrorCode.MQTT_ERR_SUCCESS
+        sock: Any = client._sock
+        assert sock is not None and sock is client.socket()
+        client.publish("sensorledger/v1/adapter/reading", b"x", qos=1)
+        out = client._out_packet
+        assert isinstance(out, collections.deque) and out
+        assert set(out[-1]) >= OUT_PACKET_KEYS, sorted(out[-1])
+        assert out[-1]["pos"] == 0 and out[-1]["to_process"] == len(out[-1]["packet"])
+        # A round of writes goes through the overridden _packet_write and _sock_send.
+        assert client.loop_write() == MQTTErrorCode.MQTT_ERR_SUCCESS
+        assert client.socket_writes >= 1
+    finally:
+        client.disconnect()

@@ -3,21 +3,30 @@ published while the collector is down (or the broker restarts) arrive, none lost
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from provenance.keys import PublicKey
+from provenance.keys import PrivateKey, PublicKey
 from provenance.prooffile import verify_proof
 from tests.support.broker import Broker
 from tests.support.collector import (
+    BASE_TIME_MS,
     REPO,
     CollectorProcess,
+    Device,
     Ledger,
     Publisher,
     make_devices,
@@ -138,3 +147,85 @@ def test_readings_published_while_down_or_across_a_broker_restart_arrive(
         row = stats["devices"][d.device_id]
         assert (row["accepted"], row["last_seq"], row["missing"]) == (120, 119, 0)
     assert run_cli("audit", "--db", ledger.db).exit_code == 0
+
+
+def _self_signed_certificate(path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "collector")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_verify_proof_shows_what_was_proven_and_skips_what_it_could_not_check(
+    ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess], tmp_path: Path,
+) -> None:
+    """Issue 13, item 12."""
+    dev = Device("arc-07")
+    ledger.enrol([dev])
+    col = collector("--block-size", "3", "--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next(time_ms=BASE_TIME_MS)),
+                     (dev.topic, dev.next(time_ms=BASE_TIME_MS + 1500, clock_synced=False,
+                                          event={"type": "arc", "channel": 3})),
+                     (dev.topic, dev.next(time_ms=BASE_TIME_MS + 3000))])
+    wait_until(lambda: ledger.sealed() == 3, 30, message="three readings sealed")
+    assert col.stop() == 0
+    proof_file = tmp_path / "arc.proof"
+    assert run_cli("proof", "--db", ledger.db, "arc-07", "1", "-o",
+                   str(proof_file)).exit_code == 0
+
+    ok = run_cli("verify-proof", str(proof_file), "--collector-key", ledger.public_key)
+    assert ok.exit_code == 0, ok.output
+    assert ("proven: device arc-07 seq 1 (boot 1), water, at 2026-01-01T00:00:01.500+00:00; "
+            "device clock NOT synced") in ok.output
+    assert "  ph = 7.1 pH" in ok.output and "  temp = 21.5 Cel" in ok.output
+    assert '  event: {"channel": 3, "type": "arc"}' in ok.output
+    assert re.search(r"^  in block 0 \(sealed .*\+00:00, hash [0-9a-f]{64}\)$", ok.output, re.M)
+    report = json.loads(run_cli("verify-proof", str(proof_file), "--collector-key",
+                                ledger.public_key, "--json").output)
+    assert report["ok"] and [c["status"] for c in report["checks"]] == ["PASS"] * 7
+    shown = report["proven"]
+    assert (shown["device_id"], shown["seq"], shown["clock_synced"]) == ("arc-07", 1, False)
+    assert shown["time_utc"] == "2026-01-01T00:00:01.500+00:00"
+    assert shown["event"] == {"type": "arc", "channel": 3} and shown["block"]["height"] == 0
+
+    # A wrong collector key: which key the proof names, and SKIP for what could not be checked.
+    other = PrivateKey.generate()
+    wrong_key = tmp_path / "other.pub.pem"
+    wrong_key.write_text(other.public.to_pem())
+    wrong = run_cli("verify-proof", str(proof_file), "--collector-key", str(wrong_key))
+    assert wrong.exit_code == 1
+    named = PublicKey.from_pem(Path(ledger.public_key).read_bytes()).kid_hex
+    assert f"[FAIL] collector key: the proof names collector key {named}" in wrong.output
+    assert "[SKIP] inclusion in block: not checked" in wrong.output
+    assert "[SKIP] time within block: not checked" in wrong.output
+    assert "proven:" not in wrong.output and wrong.output.rstrip().endswith("proof FAILED")
+
+    # A private key or a certificate where the public key belongs: a plain message, exit 2.
+    private = run_cli("verify-proof", str(proof_file), "--collector-key", ledger.key)
+    assert private.exit_code == 2 and "is a private key" in private.output
+    assert "Traceback" not in private.output
+    cert = tmp_path / "collector.crt"
+    _self_signed_certificate(cert)
+    certificate = run_cli("verify-proof", str(proof_file), "--collector-key", str(cert))
+    assert certificate.exit_code == 2 and "is a certificate" in certificate.output
+
+    # The same check with only the core: the collector's other dependencies cannot be imported.
+    blocker = (
+        "import sys, runpy\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'click', 'paho', 'aiomqtt', 'aiosqlite', 'pymodbus',\n"
+        "                                  'serial', 'ecdsa', 'sqlite3'}:\n"
+        "            raise ImportError(f'{name} is not installed here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "runpy.run_module('collector.tools.proof_check', run_name='__main__')\n"
+    )
+    core = subprocess.run([sys.executable, "-c", blocker, str(proof_file), "--collector-key",
+                           ledger.public_key], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert core.returncode == 0, core.stderr
+    assert "proof VERIFIED" in core.stdout and "proven: device arc-07 seq 1" in core.stdout

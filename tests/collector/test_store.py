@@ -11,11 +11,16 @@ from typing import TypeVar
 
 import pytest
 
-from collector.admission.checks import DeviceState
 from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.ledger.records import (
+    BatchWrite,
+    DeviceState,
+    PendingLeaf,
+    QuarantineRecord,
+    ReadingRecord,
+)
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
-from collector.ledger.store import BatchWrite, PendingLeaf, QuarantineRecord, ReadingRecord
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
 from provenance.keys import PrivateKey
 from provenance.merkle import RFC9162_SHA256, root

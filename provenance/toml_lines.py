@@ -1,11 +1,12 @@
 """Line numbers for TOML keys, which ``tomllib`` does not report.
 
-``sensor-agent check`` must point at the line of every problem. This scanner reads the config
-text once and records the line where each table header and each key appears, keyed by the
-same path the parsed document uses (``("sensors", 1, "port")`` for the ``port`` key of the
-second ``[[sensors]]`` table). It understands what agent configs contain: tables, arrays of
-tables, bare/quoted/dotted keys, and values that span lines (arrays, inline tables, triple
-quoted strings). For anything it cannot place it falls back to the nearest enclosing table.
+Every config problem is reported at its line (see :mod:`provenance.configfile`). This scanner
+reads the config text once and records the line where each table header and each key appears,
+keyed by the same path the parsed document uses (``("sensors", 1, "port")`` for the ``port``
+key of the second ``[[sensors]]`` table). It understands what SensorLedger configs contain:
+tables, arrays of tables, bare/quoted/dotted keys, and values that span lines (arrays, inline
+tables, triple quoted strings). For anything it cannot place it falls back to the nearest
+enclosing table.
 """
 
 from __future__ import annotations

@@ -1,0 +1,174 @@
+"""Looking into the ledger: ``blocks``, ``readings``, ``stats`` and ``quarantine``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from collector.cli.common import (
+    config,
+    handle_errors,
+    iso,
+    ledger_options,
+    on_ledger,
+    parse_time,
+)
+from collector.errors import NotFoundError, UsageError
+from collector.ledger.records import BlockRecord
+from collector.ledger.sqlite_store import SQLiteStore
+
+__all__ = ["blocks", "quarantine", "readings", "stats"]
+
+
+@click.command(epilog="""\b
+Examples:
+  ledger-collector blocks                # the last 20 blocks
+  ledger-collector blocks 42 --json      # one block's signed header""")
+@ledger_options
+@click.argument("height", type=int, required=False)
+@click.option("--from", "start", type=int, metavar="H", help="List from height H.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Blocks to list.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@handle_errors
+def blocks(config_path: str | None, db: str | None, height: int | None, start: int | None,
+           limit: int, as_json: bool) -> None:
+    """List blocks, or show block HEIGHT."""
+    from provenance.block import SignedBlock
+
+    cfg = config(config_path, database=db)
+
+    async def find(store: SQLiteStore) -> list[BlockRecord]:
+        if height is not None:
+            block = await store.block(height)
+            if block is None:
+                raise NotFoundError(f"there is no block {height}")
+            return [block]
+        first = start
+        if first is None:
+            last = await store.last_block()
+            first = max(0, (last.height + 1 if last else 0) - limit)
+        return await store.blocks(first, limit)
+
+    rows: list[dict[str, Any]] = []
+    for b in on_ledger(cfg, find):
+        h = SignedBlock.decode(b.header).header
+        rows.append({
+            "height": b.height, "hash": b.hash.hex(), "prev_hash": h.prev_hash.hex(),
+            "merkle_root": h.merkle_root.hex(), "leaf_count": h.leaf_count,
+            "first_reading_id": b.first_reading_id, "first_time_ms": h.first_time_ms,
+            "last_time_ms": h.last_time_ms, "sealed_at_ms": h.sealed_at_ms,
+            "first_time": iso(h.first_time_ms), "last_time": iso(h.last_time_ms),
+            "sealed_at": iso(h.sealed_at_ms), "collector_kid": h.collector_kid.hex(),
+        })
+    if as_json:
+        click.echo(json.dumps(rows[0] if height is not None else rows, indent=2))
+    elif height is not None:
+        for k, v in rows[0].items():
+            if not k.endswith("_ms"):  # times in UTC, not epoch milliseconds
+                click.echo(f"{k:<17} {v}")
+    else:
+        click.echo(f"{'height':>7} {'leaves':>7} {'first reading':>13} {'sealed (UTC)':<26} "
+                   "hash (HEIGHT:HASH for audit --anchor)")
+        for r in rows:
+            click.echo(f"{r['height']:>7} {r['leaf_count']:>7} {r['first_reading_id']:>13} "
+                       f"{r['sealed_at']:<26} {r['hash']}")
+
+
+@click.command(epilog="""\b
+Examples:
+  ledger-collector readings --device water-01 --since 2026-05-01T00:00Z -o water-01.csv
+  ledger-collector readings --format jsonl --since now | jq .
+  ledger-collector readings --device water-01 --per-measurement -o water-01-values.csv""")
+@ledger_options
+@click.option("--device", metavar="ID", help="Only this device.")
+@click.option("--since", metavar="TIME", help="Device time at or after (ISO 8601 or epoch ms).")
+@click.option("--until", metavar="TIME", help="Device time before.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+              show_default=True)
+@click.option("-o", "--output", type=click.File("w"), default="-", help="Output file.")
+@click.option("--with-envelope", is_flag=True, help="Include the envelope bytes (hex).")
+@click.option("--per-measurement", is_flag=True,
+              help="CSV with one row per measurement (name, value, unit, its own UTC time).")
+@handle_errors
+def readings(config_path: str | None, db: str | None, device: str | None, since: str | None,
+             until: str | None, fmt: str, output: Any, with_envelope: bool,
+             per_measurement: bool) -> None:
+    """Export readings as CSV or JSON Lines, with their block and leaf index."""
+    from collector.tools.export import export_readings
+
+    if per_measurement and (fmt != "csv" or with_envelope):
+        raise UsageError("--per-measurement is a CSV layout, without --with-envelope")
+    cfg = config(config_path, database=db)
+    since_ms = parse_time(since) if since else None
+    until_ms = parse_time(until) if until else None
+    count = on_ledger(cfg, lambda store: export_readings(
+        store, output, fmt=fmt, device_id=device, since_ms=since_ms, until_ms=until_ms,
+        with_envelope=with_envelope, per_measurement=per_measurement))
+    click.echo(f"{count} readings exported", err=True)
+
+
+@click.command(epilog="""\b
+Examples:
+  ledger-collector stats
+  ledger-collector stats --device water-01 --json
+  ledger-collector stats --csv > devices.csv""")
+@ledger_options
+@click.option("--device", metavar="ID", help="Only this device.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output: one row per device.")
+@handle_errors
+def stats(config_path: str | None, db: str | None, device: str | None, as_json: bool,
+          as_csv: bool) -> None:
+    """Ledger totals and per-device health: last seq, gaps, chain breaks, skew, quarantine,
+    and when each device was last seen (UTC)."""
+    from collector.tools.stats import collect_stats
+
+    if as_json and as_csv:
+        raise UsageError("--json or --csv, not both")
+    cfg = config(config_path, database=db)
+    result = on_ledger(cfg, lambda store: collect_stats(store, device))
+    if as_csv:
+        click.echo(result.to_csv(), nl=False)
+    else:
+        click.echo(result.to_json() if as_json else result.render())
+
+
+@click.command(epilog="""\b
+Examples:
+  ledger-collector quarantine --reason bad_signature
+  ledger-collector quarantine --device water-01 --json --raw""")
+@ledger_options
+@click.option("--reason", metavar="CODE", help="Only this reason code.")
+@click.option("--device", metavar="ID", help="Only this device (signed or topic device id).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+@click.option("--raw", is_flag=True, help="Include the stored bytes (hex) in JSON output.")
+@handle_errors
+def quarantine(config_path: str | None, db: str | None, reason: str | None,
+               device: str | None, limit: int, as_json: bool, raw: bool) -> None:
+    """List quarantined messages with their reason codes (see docs/collector.md)."""
+    cfg = config(config_path, database=db)
+    entries = on_ledger(cfg, lambda store: store.quarantine_entries(
+        reason=reason, device_id=device, limit=limit))
+    if entries and not as_json:
+        click.echo(f"{'id':>6} {'first seen (UTC)':<25} {'reason':<20} {'device':<16} "
+                   "times  detail")
+    for e in entries:
+        q = e.record
+        if as_json:
+            row: dict[str, Any] = {
+                "id": e.id, "reason": q.reason, "detail": q.detail, "topic": q.topic,
+                "topic_device": q.topic_device, "device_id": q.device_id, "seq": q.seq,
+                "size": q.size, "sha256": q.raw_sha256.hex(), "first_ms": q.received_ms,
+                "last_ms": e.last_ms, "first_seen": iso(q.received_ms),
+                "last_seen": iso(e.last_ms), "times_seen": e.times_seen,
+            }
+            if raw:
+                row["raw"] = q.raw.hex()
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{e.id:>6} {iso(q.received_ms):<25} {q.reason:<20} "
+                       f"{q.device_id or q.topic_device or '?':<16} x{e.times_seen:<5} "
+                       f"{q.detail}")

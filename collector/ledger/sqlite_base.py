@@ -1,0 +1,69 @@
+"""The SQLite store's connection: one aiosqlite connection, write transactions, snapshots.
+
+The parts every table group of :class:`collector.ledger.sqlite_store.SQLiteStore` shares.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from collector.errors import StoreError
+
+__all__ = ["SQLiteConnection"]
+
+
+class SQLiteConnection:
+    """One open ledger file; the table groups build on it."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    async def _pragma(self, statement: str) -> Any:
+        async with self._db.execute(f"PRAGMA {statement}") as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; rolled back on any error."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from None
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                await self._db.execute("ROLLBACK")
+            raise
+        try:
+            await self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                await self._db.execute("ROLLBACK")
+            raise StoreError(f"commit to {self.path} failed: {exc}") from None
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """Run the reads inside one consistent snapshot (a deferred read transaction)."""
+        await self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                await self._db.execute("COMMIT")
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())

@@ -1,0 +1,153 @@
+"""The SQLite store's registry and quarantine tables: the collector key, device keys
+(enrol, revoke, the registry version) and the quarantine listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from collector.admission.registry import DeviceKey
+from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.ledger.records import QuarantineEntry, QuarantineRecord
+from collector.ledger.sqlite_base import SQLiteConnection
+from provenance.errors import ProvenanceError
+from provenance.keys import PublicKey
+
+__all__ = ["QUARANTINE_COLUMNS", "RegistryTables", "quarantine_row"]
+
+QUARANTINE_COLUMNS = (
+    "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
+)
+
+
+class RegistryTables(SQLiteConnection):
+    """Who may sign (device keys) and what was kept out (quarantine)."""
+
+    # collector identity and registry ---------------------------------------------------------
+
+    async def collector_public_key(self) -> PublicKey | None:
+        row = await self._one("SELECT value FROM meta WHERE key = 'collector_public_key'")
+        if row is None:
+            return None
+        try:
+            return PublicKey.from_pem(row[0])
+        except ProvenanceError as exc:
+            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
+
+    async def set_collector_public_key(self, key: PublicKey) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('collector_public_key', ?)",
+                (key.to_pem(),),
+            )
+
+    async def registry_version(self) -> int:
+        row = await self._one("SELECT value FROM meta WHERE key = 'registry_version'")
+        return int(row[0]) if row else 0
+
+    async def device_keys(self) -> list[DeviceKey]:
+        rows = await self._all(
+            "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+            "FROM device_keys ORDER BY device_id, enrolled_ms"
+        )
+        return [DeviceKey(*row) for row in rows]
+
+    async def device_key(self, kid: bytes) -> DeviceKey | None:
+        row = await self._one(
+            "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+            "FROM device_keys WHERE kid = ?", (kid,)
+        )
+        return DeviceKey(*row) if row else None
+
+    async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey:
+        async with self._write() as db:
+            row = await self._one(
+                "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+                "FROM device_keys WHERE kid = ?", (key.kid,))
+            if row is not None:
+                known = DeviceKey(*row)
+                if known.device_id != device_id:
+                    raise RegistryError(
+                        f"key {key.kid_hex} is already enrolled for device {known.device_id!r}")
+                if known.revoked_ms is not None:
+                    raise RegistryError(
+                        f"key {key.kid_hex} of {device_id!r} was revoked; a revoked key is not "
+                        "enrolled again: give the device a new key")
+                return known  # enrolled already: nothing to do, safe to run again
+            await db.execute(
+                "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (key.kid, device_id, key.der, now_ms),
+            )
+            await self._bump_registry(db)
+        return DeviceKey(key.kid, device_id, key.der, now_ms)
+
+    async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
+                     reason: str | None) -> list[DeviceKey]:
+        async with self._write() as db:
+            sql = ("SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
+                   "FROM device_keys WHERE device_id = ?")
+            params: tuple[Any, ...] = (device_id,)
+            if kid is not None:
+                sql += " AND kid = ?"
+                params += (kid,)
+            keys = [DeviceKey(*r) for r in await self._all(sql, params)]
+            if not keys:
+                raise NotFoundError(
+                    f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
+                    else f"device {device_id!r} has no enrolled key")
+            live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
+            await db.executemany(
+                "UPDATE device_keys SET revoked_ms = ?, revoke_reason = ? WHERE kid = ?",
+                [(at_ms, reason, k.kid) for k in live],
+            )
+            await self._bump_registry(db)
+        return [DeviceKey(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, at_ms, reason)
+                for k in live]
+
+    async def _bump_registry(self, db: aiosqlite.Connection) -> None:
+        await db.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'registry_version'"
+        )
+
+    async def quarantine_entries(self, *, reason: str | None = None,
+                                 device_id: str | None = None,
+                                 limit: int = 100) -> list[QuarantineEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        if reason is not None:
+            where.append("reason = ?")
+            params.append(reason)
+        if device_id is not None:
+            where.append("COALESCE(device_id, topic_device) = ?")
+            params.append(device_id)
+        sql = f"SELECT id, {QUARANTINE_COLUMNS}, times_seen FROM quarantine"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._all(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
+        return [
+            QuarantineEntry(
+                id=row[0],
+                record=QuarantineRecord(
+                    raw_sha256=row[1], reason=row[2], detail=row[3], topic=row[4],
+                    topic_device=row[5], device_id=row[6], seq=row[7], size=row[8], raw=row[9],
+                    received_ms=row[10],
+                ),
+                last_ms=row[11],
+                times_seen=row[12],
+            )
+            for row in rows
+        ]
+
+    async def quarantine_counts(self) -> dict[tuple[str, str], int]:
+        rows = await self._all(
+            "SELECT COALESCE(device_id, topic_device, '?'), reason, SUM(times_seen) "
+            "FROM quarantine GROUP BY 1, 2"
+        )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
+
+def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
+    return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
+            q.size, q.raw, q.received_ms, q.received_ms)
