@@ -165,3 +165,13 @@ def test_check_refuses_a_certificate_for_another_device_and_an_open_tls_key(
     config.write_text(config.read_text().replace(str(pki / "client."), str(right / "client.")))
     result = run_cli("check", "--config", str(config))
     assert result.returncode == 0, result.stderr
+
+
+def test_test_refuses_driver_settings_a_person_must_fix(tmp_path: Path) -> None:
+    sensors = probe_sensor("probe", "/dev/null").replace("baudrate = 115200", "baudrate = 12")
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", sensors=sensors)
+    result = run_cli("test", "--once", "--config", str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = 1 + next(i for i, x in enumerate(config.read_text().splitlines())
+                    if x.startswith("baudrate"))
+    assert f"{config}:{line}: sensors[0].baudrate: " in result.stderr, result.stderr
