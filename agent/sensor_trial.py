@@ -21,7 +21,7 @@ from hardware.base import Driver, Sample
 from .clock import Clock
 from .config import AgentConfig, SensorConfig
 from .errors import ConfigError, Problem
-from .preflight import build_driver, sensor_problem
+from .preflight import build_driver, driver_problems
 from .signer import Draft, draft_from_sample
 
 __all__ = ["trial"]
@@ -64,7 +64,7 @@ def _build(config: AgentConfig, sensors: list[SensorConfig], echo: Echo) -> dict
         try:
             drivers[sensor.name] = build_driver(sensor)
         except HardwareConfigError as exc:
-            problems.append(sensor_problem(config, sensor, str(exc)))
+            problems += driver_problems(config, sensor, exc)
         except Exception as exc:
             echo(f"{sensor.name} ({sensor.driver}): driver could not start: {exc!r}")
     if problems:

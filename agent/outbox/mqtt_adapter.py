@@ -48,13 +48,15 @@ AIOMQTT_PIN = ">=2.3,<3"
 class AdapterBroken(RuntimeError):
     """The installed aiomqtt no longer has what this module relies on."""
 
+    def __init__(self, what: str) -> None:
+        super().__init__(f"aiomqtt {aiomqtt.__version__}: {what}; agent/outbox/mqtt_adapter.py "
+                         f"is written for aiomqtt{AIOMQTT_PIN}")
+
 
 def _paho(client: aiomqtt.Client) -> paho.Client:
     inner = getattr(client, "_client", None)
     if not isinstance(inner, paho.Client):
-        raise AdapterBroken(
-            f"aiomqtt {aiomqtt.__version__}: Client._client is not a paho Client; "
-            f"agent/outbox/mqtt_adapter.py is written for aiomqtt{AIOMQTT_PIN}")
+        raise AdapterBroken("Client._client is not a paho Client")
     return inner
 
 
@@ -66,9 +68,7 @@ def watch_puback_reasons(client: aiomqtt.Client, on_refused: Callable[[str], Non
     """
     inner: Any = _paho(client).on_publish  # the handler that resolves aiomqtt's publish()
     if inner is None:
-        raise AdapterBroken(
-            f"aiomqtt {aiomqtt.__version__}: no on_publish handler on the paho client; "
-            f"agent/outbox/mqtt_adapter.py is written for aiomqtt{AIOMQTT_PIN}")
+        raise AdapterBroken("no on_publish handler on the paho client")
 
     def on_publish(c: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -82,9 +82,7 @@ def settle(client: aiomqtt.Client) -> None:
     """Mark aiomqtt's disconnect error as seen once we are done with the client."""
     future = getattr(client, "_disconnected", None)
     if not isinstance(future, asyncio.Future):
-        raise AdapterBroken(
-            f"aiomqtt {aiomqtt.__version__}: Client._disconnected is not a future; "
-            f"agent/outbox/mqtt_adapter.py is written for aiomqtt{AIOMQTT_PIN}")
+        raise AdapterBroken("Client._disconnected is not a future")
     if future.done() and not future.cancelled():
         future.exception()
 
@@ -92,9 +90,7 @@ def settle(client: aiomqtt.Client) -> None:
 def allow_pending_calls(client: aiomqtt.Client, count: int) -> None:
     """Let ``count`` calls be pending before aiomqtt warns (we pipeline on purpose)."""
     if not hasattr(client, "pending_calls_threshold"):
-        raise AdapterBroken(
-            f"aiomqtt {aiomqtt.__version__}: Client.pending_calls_threshold is gone; "
-            f"agent/outbox/mqtt_adapter.py is written for aiomqtt{AIOMQTT_PIN}")
+        raise AdapterBroken("Client.pending_calls_threshold is gone")
     client.pending_calls_threshold = count
 
 

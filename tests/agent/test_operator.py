@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from tests.support.agent_harness import (
 from tests.support.broker import Broker
 
 StartAgent = Callable[..., AgentProcess]
+REPO = Path(__file__).resolve().parents[2]
 PROFILE = "evoqua-chlorine"
 
 
@@ -75,6 +79,28 @@ def test_test_once_prints_values_and_draft_and_publishes_nothing(
                      result.stdout, re.M), result.stdout
     assert "no reply within 0.3 s" in result.stdout
     assert "pymodbus" not in result.stderr
+
+
+def test_test_without_once_polls_at_the_interval_until_ctrl_c(tmp_path: Path) -> None:
+    with WaterProbeEmulator(BUILTIN_PROFILES[PROFILE], seed=2) as probe:
+        config = write_config(tmp_path, "mqtt://127.0.0.1:1",
+                              sensors=probe_sensor("probe", probe.agent_path))
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.agent_harness", "test", "--config",
+             str(config)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None
+            drafts = 0
+            while drafts < 3:  # interval_s = 0.5: three polls, then Ctrl-C
+                line = child.stdout.readline()
+                assert line, child.stderr.read() if child.stderr else ""
+                drafts += line.startswith("  draft ")
+            child.send_signal(signal.SIGINT)
+            assert child.wait(timeout=20) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def test_a_dead_probe_is_logged_in_the_agents_words_and_status_says_why(
@@ -139,3 +165,13 @@ def test_check_refuses_a_certificate_for_another_device_and_an_open_tls_key(
     config.write_text(config.read_text().replace(str(pki / "client."), str(right / "client.")))
     result = run_cli("check", "--config", str(config))
     assert result.returncode == 0, result.stderr
+
+
+def test_test_refuses_driver_settings_a_person_must_fix(tmp_path: Path) -> None:
+    sensors = probe_sensor("probe", "/dev/null").replace("baudrate = 115200", "baudrate = 12")
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", sensors=sensors)
+    result = run_cli("test", "--once", "--config", str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = 1 + next(i for i, x in enumerate(config.read_text().splitlines())
+                    if x.startswith("baudrate"))
+    assert f"{config}:{line}: sensors[0].baudrate: " in result.stderr, result.stderr
