@@ -231,7 +231,8 @@ class Pipeline:
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
             if isinstance(outcome, Verified):
-                decision = await self.checks.admit(outcome, m.received_ms, self._next_id)
+                decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
+                                                   m.payload)
                 if isinstance(decision, Accept):
                     batch.readings.append(ReadingRecord(
                         self._next_id, outcome.device_id, outcome.seq, outcome.boot,
