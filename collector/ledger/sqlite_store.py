@@ -485,6 +485,23 @@ class SQLiteStore:
         )
         return [SeqGap(*row) for row in rows]
 
+    async def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
+        """Every device's stored (seq, reading id) pairs, seq ascending."""
+        device: str | None = None
+        rows_of: list[tuple[int, int]] = []
+        async with self._db.execute(
+            "SELECT device_id, seq, id FROM readings ORDER BY device_id, seq"
+        ) as cur:
+            while rows := await cur.fetchmany(8192):
+                for dev, seq, rid in rows:
+                    if dev != device:
+                        if device is not None:
+                            yield device, rows_of
+                        device, rows_of = dev, []
+                    rows_of.append((seq, rid))
+        if device is not None:
+            yield device, rows_of
+
 
 def _quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
     return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
