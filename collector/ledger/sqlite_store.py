@@ -502,6 +502,38 @@ class SQLiteStore:
         if device is not None:
             yield device, rows_of
 
+    async def commit_replay(self, batch: BatchWrite,
+                            quarantine: Sequence[tuple[int, QuarantineRecord | None]]) -> None:
+        """Replayed readings with their device state, and what became of each quarantine row
+        (None: it left the quarantine; a record: quarantined again under another reason), in
+        one transaction."""
+        try:
+            async with self._write() as db:
+                await db.executemany(
+                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
+                      r.envelope) for r in batch.readings],
+                )
+                for row_id, record in quarantine:
+                    if record is not None:
+                        await db.execute(
+                            f"INSERT INTO quarantine({_QUARANTINE_COLUMNS}, times_seen) "
+                            "SELECT ?,?,?,?,?,?,?,?,?, first_ms, last_ms, times_seen "
+                            "FROM quarantine WHERE id = ? ON CONFLICT(raw_sha256, reason) "
+                            "DO UPDATE SET times_seen = quarantine.times_seen "
+                            "+ excluded.times_seen",
+                            (*_quarantine_row(record)[:9], row_id),
+                        )
+                    await db.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO device_state({_STATE_COLUMNS}) "
+                    f"VALUES ({','.join('?' * 18)})",
+                    [_state_row(s) for s in batch.devices],
+                )
+                await self._write_gaps(db, [s for s in batch.devices if s.gaps_changed])
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing replayed readings to {self.path} failed: {exc}") from None
+
 
 def _quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
     return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,

@@ -152,3 +152,8 @@ class LedgerStore(Protocol):
     def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
         """Every device's stored (seq, reading id) pairs, seq ascending."""
         ...
+    async def commit_replay(self, batch: BatchWrite,
+                            quarantine: Sequence[tuple[int, QuarantineRecord | None]]) -> None:
+        """Replayed readings, device state, and each replayed quarantine row removed (None)
+        or quarantined again (a record), atomically."""
+        ...
