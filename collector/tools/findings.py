@@ -193,13 +193,14 @@ def _state_findings(out: _Capped, device_id: str, rows: Sequence[tuple[int, int]
 
 
 def misplaced_leaves(readings: Sequence[ReadingRecord], signed_root: bytes,
-                     max_candidates: int = 12, brute_force_below: int = 65,
+                     max_candidates: int = 12, brute_force_below: int = 17,
                      ) -> tuple[list[tuple[ReadingRecord, str]], bool]:
     """Which readings of a block whose root does not match are out of place.
 
     Reading ids follow arrival, so a reading that arrived before the one ahead of it, or a
     device's seqs running backwards, are the candidates; exchanging two of them that
-    reproduces the signed root proves the swap. Returns (reading, detail) pairs and whether a
+    reproduces the signed root proves the swap (a block of up to 16 readings tries every pair,
+    as its order gives too little to go on). Returns (reading, detail) pairs and whether a
     swap was proven.
     """
     from provenance.merkle import RFC9162_SHA256, root
