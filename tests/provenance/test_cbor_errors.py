@@ -52,3 +52,14 @@ def test_decode_errors_leave_no_objects_behind() -> None:
         with pytest.raises(MalformedError):
             cbor.decode(junk, what="envelope")
     assert alive() - before < 50
+
+
+@pytest.mark.parametrize("hexdata", [
+    "a1 a1 01 62 c3 28 02",  # inside a map used as a map key (cbor2's FrozenDict)
+    "d9 0102 81 62 c3 28",  # inside a set (tag 258)
+    "81" * 3000 + "62 c3 28",  # nested deeper than Python's recursion limit
+])
+def test_invalid_utf8_is_found_wherever_it_hides(hexdata: str) -> None:
+    with pytest.raises(MalformedError) as caught:
+        cbor.decode(bytes.fromhex(hexdata.replace(" ", "")), what="x")
+    assert caught.value.code == "not_cbor"
