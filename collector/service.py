@@ -86,7 +86,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
                 prev = Envelope.decode(record.envelope).reading().prev
             except ProvenanceError:
                 prev = b""  # a damaged stored row never vouches for a neighbour; audit names it
-            return KnownReading(record.id, digest, prev)
+            return KnownReading(record.id, digest, prev, record.envelope)
 
         checks = DeviceChecks(states, lookup,
                               max_skew_ms=int(config.ingest.max_clock_skew * 1000))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
@@ -40,6 +41,8 @@ class _Encoders(threading.local):
 _encoders = _Encoders()
 
 
+_BREAK: Any = getattr(cbor2, "break_marker", None)  # what cbor2 returns for a stray 0xff
+
 #: What cbor2 raises for bytes that are not CBOR.
 DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError)
 
@@ -49,10 +52,34 @@ def decode(data: bytes, *, what: str) -> Any:
     try:
         value, rest = _loads_one(data)
     except DECODE_ERRORS as exc:
-        raise MalformedError(f"{what} is not valid CBOR: {exc}", code="not_cbor") from exc
+        message = f"{what} is not valid CBOR: {exc}"
+        _forget(exc)
+        raise MalformedError(message, code="not_cbor") from None
+    if value is _BREAK:
+        raise MalformedError(f"{what} is not valid CBOR: it starts with a break stop code "
+                             "(0xff) outside any indefinite-length item", code="not_cbor")
     if rest:
         raise MalformedError(f"{what} has {rest} bytes after the CBOR item", code="not_cbor")
     return value
+
+
+def _forget(exc: BaseException | None) -> None:
+    """Cut a decode error loose from the frames it was raised through.
+
+    cbor2's C decoder leaks one reference to the errors it raises with a cause (an invalid
+    UTF-8 text string, a bad epoch datetime: agronholm/cbor2#257); each leaked error kept its
+    traceback, hence our frames and the whole message they held, forever. Without traceback,
+    cause and arguments only a small exception object is left behind.
+    """
+    for _ in range(8):
+        if exc is None:
+            return
+        nxt = exc.__cause__ or exc.__context__
+        exc.__traceback__ = exc.__cause__ = exc.__context__ = None
+        if isinstance(exc, UnicodeDecodeError):
+            exc.object = b""
+        exc.args = ()
+        exc = nxt
 
 
 def is_deterministic(data: bytes, value: Any) -> bool:
@@ -72,7 +99,41 @@ def is_deterministic(data: bytes, value: Any) -> bool:
 
 
 def _loads_one(data: bytes) -> tuple[Any, int]:
-    # cbor2.loads ignores trailing data; the decoder tells us how far it read.
+    # cbor2.loads ignores trailing data; the decoder tells us how far it read. Text is read
+    # with surrogateescape and checked here: cbor2's own UTF-8 error leaks (see _forget).
     buf = io.BytesIO(data)
-    value = cbor2.CBORDecoder(buf).decode()
+    value = cbor2.CBORDecoder(buf, str_errors="surrogateescape").decode()
+    if _bad_text(value):
+        raise cbor2.CBORDecodeValueError("error decoding unicode string: not valid UTF-8")
     return value, len(data) - buf.tell()
+
+
+def _bad_text(value: Any) -> bool:
+    """True if a decoded text string holds a lone surrogate, i.e. its bytes were not UTF-8.
+    (A loop with a stack: a third cheaper than recursion, and no depth limit.)"""
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return True
+        elif kind is dict:
+            extend(item.keys())
+            extend(item.values())
+        elif kind is list or kind is tuple:
+            extend(item)
+        elif kind is int or kind is bytes or kind is bool or kind is float:
+            continue
+        elif kind is cbor2.CBORTag:
+            push(item.value)
+        elif isinstance(item, Mapping):  # cbor2's FrozenDict: a map used as a map key
+            extend(item.keys())
+            extend(item.values())
+        elif isinstance(item, (set, frozenset)):
+            extend(item)
+    return False

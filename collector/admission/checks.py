@@ -9,6 +9,12 @@ For a verified reading of device D with seq S, given what the ledger already hol
   the all-zero ``prev``: accepted and counted as a chain restart.
 * S > last + 1 → accepted; the missing range opens a **gap** (explained later by a signed gap
   record, or filled by late readings). A device's first reading with S > 0 opens 0..S−1.
+* S more than :data:`MAX_SEQ_JUMP` past last (or past 0 for a device's first reading) →
+  **seq_jump**: quarantined. One such reading would otherwise claim the device's whole seq
+  space (a reading at 2^63−1 leaves no seq for the next one) and open a gap of absurd size.
+* (D, S) stored with other bytes but the same signed payload → a **duplicate** too: ECDSA
+  signatures differ each time the same payload is signed, so only a different *payload*
+  under a used seq is equivocation.
 * S < last and not stored → a **late** reading: accepted when it fits the hash chain of the
   stored neighbours S−1 and S+1 (either may be missing), else quarantined as chain_break.
 * Boot counter up → reboot (counted); down → boot counter reset (counted and flagged).
@@ -20,6 +26,7 @@ Nothing here does I/O except through ``lookup``, which finds a stored reading by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
@@ -28,9 +35,12 @@ from collector.admission.gaps import SeqGap
 from collector.admission.reasons import Reason
 from collector.admission.verify import Verified
 from collector.ledger.records import DeviceState
+from provenance.envelope import Envelope
+from provenance.errors import ProvenanceError
 from provenance.reading import GENESIS_PREV
 
 __all__ = [
+    "MAX_SEQ_JUMP",
     "Accept",
     "DeviceChecks",
     "DeviceState",
@@ -39,6 +49,11 @@ __all__ = [
     "Quarantine",
 ]
 
+#: The furthest a reading's seq may run ahead of the device's last one (2^32: 136 years of
+#: one reading a second dropped from a spool). Agents count up by one; a gap record states
+#: what a full spool dropped, which is always far less.
+MAX_SEQ_JUMP = 2**32
+
 
 class KnownReading(NamedTuple):
     """A stored (or about to be stored) reading, as much as the checks need of it."""
@@ -46,6 +61,7 @@ class KnownReading(NamedTuple):
     reading_id: int
     envelope_hash: bytes
     prev: bytes
+    envelope: bytes | None = None  # its bytes, when the lookup has them (compared on a clash)
 
 
 class Accept(NamedTuple):
@@ -63,6 +79,15 @@ class Quarantine(NamedTuple):
 
 
 Decision = Accept | Duplicate | Quarantine
+
+
+def signed_payload_hash(envelope: bytes) -> bytes | None:
+    """SHA-256 of the payload an envelope signs; None if the bytes are not an envelope."""
+    try:
+        payload = Envelope.decode(envelope).message.payload
+    except ProvenanceError:
+        return None
+    return hashlib.sha256(payload).digest()
 Lookup = Callable[[str, int], Awaitable[KnownReading | None]]
 
 
@@ -98,15 +123,17 @@ class DeviceChecks:
             known = await self._lookup(device_id, seq)
         return known
 
-    async def admit(self, v: Verified, received_ms: int, reading_id: int) -> Decision:
-        """Decide on ``v``; on Accept it becomes reading ``reading_id``."""
+    async def admit(self, v: Verified, received_ms: int, reading_id: int,
+                    envelope: bytes | None = None) -> Decision:
+        """Decide on ``v`` (whose bytes are ``envelope``, when given); on Accept it becomes
+        reading ``reading_id``."""
         dev, seq = v.device_id, v.seq
         st = self.states.get(dev)
         if st is not None and seq <= st.last_seq:
             known = await self._find(dev, seq)
             if known is not None:
                 self.dirty.add(dev)
-                if known.envelope_hash == v.envelope_hash:
+                if known.envelope_hash == v.envelope_hash or self._same_payload(known, envelope):
                     st.duplicates += 1
                     return Duplicate(known.reading_id)
                 st.equivocations += 1
@@ -116,6 +143,17 @@ class DeviceChecks:
                     f"sha256 {known.envelope_hash.hex()}; these bytes hash to "
                     f"{v.envelope_hash.hex()}",
                 )
+
+        base = -1 if st is None else st.last_seq
+        if seq - base > MAX_SEQ_JUMP:
+            if st is not None:
+                self.dirty.add(dev)
+            return Quarantine(
+                Reason.SEQ_JUMP,
+                f"{dev} seq {seq} is {seq - base:,} past "
+                + (f"the last stored seq {base}" if st is not None else "the start of the device")
+                + f" (at most {MAX_SEQ_JUMP:,} allowed)",
+            )
 
         flags: list[str] = []
         if st is None:
@@ -174,8 +212,18 @@ class DeviceChecks:
         st.accepted += 1
         st.last_received_ms = received_ms
         self.dirty.add(dev)
-        self._uncommitted[(dev, seq)] = KnownReading(reading_id, v.envelope_hash, v.prev)
+        self._uncommitted[(dev, seq)] = KnownReading(reading_id, v.envelope_hash, v.prev,
+                                                     envelope)
         return Accept(reading_id, tuple(flags))
+
+    @staticmethod
+    def _same_payload(known: KnownReading, envelope: bytes | None) -> bool:
+        """True when ``envelope`` signs the very payload of the stored reading ``known``: the
+        device signed the same reading twice (each ECDSA signature differs)."""
+        if envelope is None or known.envelope is None:
+            return False
+        ours = signed_payload_hash(envelope)
+        return ours is not None and ours == signed_payload_hash(known.envelope)
 
     async def _late_chain_problem(self, v: Verified) -> str | None:
         before = await self._find(v.device_id, v.seq - 1)

@@ -28,6 +28,7 @@ class Reason:
     CLOCK_SKEW = "clock_skew"
     EQUIVOCATION = "equivocation"
     CHAIN_BREAK = "chain_break"
+    SEQ_JUMP = "seq_jump"
     UNVERIFIABLE = "unverifiable"
 
 
@@ -49,5 +50,6 @@ REASONS: dict[str, str] = {
     Reason.CLOCK_SKEW: "device time is further ahead of the collector clock than allowed",
     Reason.EQUIVOCATION: "same device and seq as a stored reading, different bytes (evidence)",
     Reason.CHAIN_BREAK: "prev is not the hash of the device's stored previous reading",
+    Reason.SEQ_JUMP: "seq runs more than 2^32 past the device's last one (would exhaust its seqs)",
     Reason.UNVERIFIABLE: "the verifier itself failed on the message (a collector bug); kept",
 }

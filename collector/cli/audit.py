@@ -63,12 +63,13 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
                     raise UsageError("the ledger records no collector key; pass --collector-key")
                 total = await store.reading_count()
                 await pool.start()
+                age_ms = int(cfg.blocks.age * 1000)
                 if not show:
-                    return await run_audit(store, key, pool, anchors=pinned)
+                    return await run_audit(store, key, pool, anchors=pinned, block_age_ms=age_ms)
                 with click.progressbar(length=total, label="auditing", file=sys.stderr,
                                        show_pos=True, show_eta=True) as bar:
                     return await run_audit(store, key, pool, progress=bar.update,
-                                           anchors=pinned)
+                                           anchors=pinned, block_age_ms=age_ms)
             finally:
                 await pool.close()
 

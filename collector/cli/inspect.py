@@ -15,7 +15,9 @@ from collector.cli.common import (
     on_ledger,
     parse_time,
 )
+from collector.config import CollectorConfig
 from collector.errors import NotFoundError, UsageError
+from collector.ledger.lock import LedgerLock
 from collector.ledger.records import BlockRecord
 from collector.ledger.sqlite_store import SQLiteStore
 
@@ -138,18 +140,28 @@ def stats(config_path: str | None, db: str | None, device: str | None, as_json: 
 @click.command(epilog="""\b
 Examples:
   ledger-collector quarantine --reason bad_signature
-  ledger-collector quarantine --device water-01 --json --raw""")
+  ledger-collector quarantine --device water-01 --json --raw
+  ledger-collector quarantine replay   # unknown_key readings whose key is now enrolled""")
 @ledger_options
+@click.argument("action", required=False, default="list", type=click.Choice(["list", "replay"]))
 @click.option("--reason", metavar="CODE", help="Only this reason code.")
 @click.option("--device", metavar="ID", help="Only this device (signed or topic device id).")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
 @click.option("--raw", is_flag=True, help="Include the stored bytes (hex) in JSON output.")
 @handle_errors
-def quarantine(config_path: str | None, db: str | None, reason: str | None,
+def quarantine(config_path: str | None, db: str | None, action: str, reason: str | None,
                device: str | None, limit: int, as_json: bool, raw: bool) -> None:
-    """List quarantined messages with their reason codes (see docs/collector.md)."""
+    """List quarantined messages with their reason codes (see docs/collector.md).
+
+    `quarantine replay` admits the unknown_key readings whose key has been enrolled since, in
+    seq order and through every check they met on arrival. A running collector does this
+    itself at every enrolment; the command refuses while a collector runs on the ledger.
+    """
     cfg = config(config_path, database=db)
+    if action == "replay":
+        _quarantine_replay(cfg)
+        return
     entries = on_ledger(cfg, lambda store: store.quarantine_entries(
         reason=reason, device_id=device, limit=limit))
     if entries and not as_json:
@@ -172,3 +184,25 @@ def quarantine(config_path: str | None, db: str | None, reason: str | None,
             click.echo(f"{e.id:>6} {iso(q.received_ms):<25} {q.reason:<20} "
                        f"{q.device_id or q.topic_device or '?':<16} x{e.times_seen:<5} "
                        f"{q.detail}")
+
+
+def _quarantine_replay(cfg: CollectorConfig) -> None:
+    """`ledger-collector quarantine replay`: the collector's enrolment replay, run offline."""
+    from collector.admission.checks import DeviceChecks
+    from collector.admission.registry import Registry
+    from collector.admission.replay import replay_unknown_keys, store_lookup
+
+    skew_ms = int(cfg.ingest.max_clock_skew * 1000)
+
+    async def go(store: SQLiteStore) -> Any:
+        checks = DeviceChecks(await store.device_states(), store_lookup(store),
+                              max_skew_ms=skew_ms)
+        registry = Registry(await store.registry_version(), await store.device_keys())
+        return await replay_unknown_keys(store, checks, registry,
+                                         await store.next_reading_id(), skew_ms)
+
+    with LedgerLock(cfg.database):  # refused while a collector runs on this ledger
+        done = on_ledger(cfg, go)
+    click.echo(done.summary())
+    if done.accepted:
+        click.echo("the next `ledger-collector run` seals them into blocks")

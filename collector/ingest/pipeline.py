@@ -40,6 +40,7 @@ from collector import faults
 from collector.admission.checks import Accept, DeviceChecks, Duplicate
 from collector.admission.reasons import Reason
 from collector.admission.registry import Registry, RegistrySnapshot
+from collector.admission.replay import replay_unknown_keys
 from collector.admission.verify import (
     Outcome,
     Rejected,
@@ -118,6 +119,7 @@ class Pipeline:
         self._max_future_ms = int(config.ingest.max_clock_skew * 1000)
         self._registry_checked = 0.0
         self._verifying = 0  # messages handed to workers and not yet written
+        self._replay_due = True  # unknown_key readings to re-check: at start, on enrolment
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -186,6 +188,7 @@ class Pipeline:
             if job is None:
                 return
             await self._refresh_registry()  # rate-limited to one query per registry_poll
+            await self._replay()
             batch = BatchWrite()
             acks: dict[int, list[int]] = defaultdict(list)
             leaves: list[PendingLeaf] = []
@@ -218,6 +221,7 @@ class Pipeline:
     async def _idle(self) -> None:
         await self._seal_due()
         await self._refresh_registry()
+        await self._replay()
 
     async def _apply(self, job: Job, batch: BatchWrite, acks: dict[int, list[int]],
                      leaves: list[PendingLeaf]) -> None:
@@ -231,7 +235,8 @@ class Pipeline:
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
             if isinstance(outcome, Verified):
-                decision = await self.checks.admit(outcome, m.received_ms, self._next_id)
+                decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
+                                                   m.payload)
                 if isinstance(decision, Accept):
                     batch.readings.append(ReadingRecord(
                         self._next_id, outcome.device_id, outcome.seq, outcome.boot,
@@ -336,8 +341,22 @@ class Pipeline:
         self._snapshot = RegistrySnapshot.of(version, keys)
         self._shared = self._share.publish(self._snapshot)
         self._registry = Registry(version, keys)
+        self._replay_due = True
         event(log, "registry_reloaded", version=version, keys=len(keys))
         return True
+
+    async def _replay(self) -> None:
+        """Between batches: quarantined unknown_key readings whose key is now enrolled."""
+        if not self._replay_due:
+            return
+        self._replay_due = False
+        done = await replay_unknown_keys(self._store, self.checks, self._registry,
+                                         self._next_id, self._max_future_ms)
+        self._next_id = done.next_id
+        self.sealer.add(done.leaves)
+        self.metrics.accepted += done.accepted
+        if done.changed:
+            event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
 
     async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
         # A device enrolled moments ago may have been verified against the older snapshot.

@@ -29,6 +29,7 @@ from collector.ledger.records import (
     BlockRecord,
     DeviceState,
     PendingLeaf,
+    QuarantineRecord,
     ReadingRecord,
 )
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
@@ -317,6 +318,55 @@ class SQLiteStore(RegistryTables):
             (device_id,),
         )
         return [SeqGap(*row) for row in rows]
+
+    async def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
+        """Every device's stored (seq, reading id) pairs, seq ascending."""
+        device: str | None = None
+        rows_of: list[tuple[int, int]] = []
+        async with self._db.execute(
+            "SELECT device_id, seq, id FROM readings ORDER BY device_id, seq"
+        ) as cur:
+            while rows := await cur.fetchmany(8192):
+                for dev, seq, rid in rows:
+                    if dev != device:
+                        if device is not None:
+                            yield device, rows_of
+                        device, rows_of = dev, []
+                    rows_of.append((seq, rid))
+        if device is not None:
+            yield device, rows_of
+
+    async def commit_replay(self, batch: BatchWrite,
+                            quarantine: Sequence[tuple[int, QuarantineRecord | None]]) -> None:
+        """Replayed readings with their device state, and what became of each quarantine row
+        (None: it left the quarantine; a record: quarantined again under another reason), in
+        one transaction."""
+        try:
+            async with self._write() as db:
+                await db.executemany(
+                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
+                      r.envelope) for r in batch.readings],
+                )
+                for row_id, record in quarantine:
+                    if record is not None:
+                        await db.execute(
+                            f"INSERT INTO quarantine({QUARANTINE_COLUMNS}, times_seen) "
+                            "SELECT ?,?,?,?,?,?,?,?,?, first_ms, last_ms, times_seen "
+                            "FROM quarantine WHERE id = ? ON CONFLICT(raw_sha256, reason) "
+                            "DO UPDATE SET times_seen = quarantine.times_seen "
+                            "+ excluded.times_seen",
+                            (*quarantine_row(record)[:9], row_id),
+                        )
+                    await db.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
+                await db.executemany(
+                    f"INSERT OR REPLACE INTO device_state({_STATE_COLUMNS}) "
+                    f"VALUES ({','.join('?' * 18)})",
+                    [_state_row(s) for s in batch.devices],
+                )
+                await self._write_gaps(db, [s for s in batch.devices if s.gaps_changed])
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing replayed readings to {self.path} failed: {exc}") from None
 
 
 def _state_row(s: DeviceState) -> tuple[Any, ...]:

@@ -230,6 +230,11 @@ class _Auditor:
             self.fail("block hash", "stored hash is not the SHA-256 of the stored header", block)
         try:
             signed = SignedBlock.decode(block.header)
+        except ProvenanceError as exc:
+            self.fail("block header", f"stored header does not decode: {exc.diagnostics()}",
+                      block)
+            return None
+        try:
             signed.verify(self.key)
         except ProvenanceError as exc:
             self.fail("block signature", f"header does not verify under collector key "
@@ -278,6 +283,10 @@ class _Auditor:
             self.fail("merkle root", f"root over the {len(readings)} stored envelopes is "
                       f"{computed.hex()}, the signed root is "
                       f"{header.header.merkle_root.hex()}", block)
+            from collector.tools.findings import misplaced_leaves
+
+            for r, detail in misplaced_leaves(readings, header.header.merkle_root)[0]:
+                self.fail("reading order", detail, block, r, r.id - block.first_reading_id)
 
     def check_readings(self, segment: _Segment, results: list[Result]) -> None:
         block, readings = segment.block, segment.readings
@@ -318,55 +327,27 @@ def _finding_order(f: Finding) -> tuple[float, float, str, int]:
             f.device_id or "", f.seq or 0)
 
 
-async def _check_device_sequences(store: LedgerStore, report: AuditReport, *,
-                                  limit: int = 20) -> None:
-    """Every seq from 0 to a device's last must be stored or lie in a recorded gap.
-
-    This names the device and seq of a deleted row (the block check names its id), and catches
-    deleted readings that no block covers yet.
-    """
-    states = await store.device_states()
-    async for device_id, seqs in store.device_sequences():
-        state = states.get(device_id)
-        last = max(seqs[-1], state.last_seq if state else -1)
-        explained = sorted((g.first, g.last) for g in state.gaps) if state else []
-        holes: list[int] = []
-        stored = iter(seqs)
-        nxt = next(stored, None)
-        gap_i = 0
-        for seq in range(last + 1):
-            if seq == nxt:
-                nxt = next(stored, None)
-                continue
-            while gap_i < len(explained) and explained[gap_i][1] < seq:
-                gap_i += 1
-            if gap_i < len(explained) and explained[gap_i][0] <= seq:
-                continue
-            holes.append(seq)
-            if len(holes) >= limit:
-                break
-        for seq in holes:
-            report.findings.append(Finding(
-                "missing seq", f"{device_id} seq {seq} is neither stored nor in the device's "
-                "recorded gaps (a reading row was removed)", device_id=device_id, seq=seq))
-
-
 async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPool, *,
                     progress: Callable[[int], None] | None = None,
                     window: int | None = None,
-                    anchors: Sequence[tuple[int, bytes]] = ()) -> AuditReport:
+                    anchors: Sequence[tuple[int, bytes]] = (),
+                    block_age_ms: int | None = None) -> AuditReport:
     """Audit everything in ``store`` against ``collector_key``.
 
     ``anchors`` are (height, block hash) pairs recorded earlier outside this database (a
     printed chain head, a witness). A hash chain alone cannot show that its newest blocks were
     cut off or the whole ledger re-sealed by someone holding the collector key; an anchor can.
+    ``block_age_ms`` (the collector's block age) makes readings left unsealed longer a finding.
     """
+    from collector.tools.findings import ledger_findings
+
     started = time.monotonic()
     report = AuditReport(collector_kid=collector_key.kid_hex)
     share = RegistryShare(pool)
     try:
         revoked = await _audit(store, report, collector_key, pool, share, progress, window,
                                anchors)
+        await ledger_findings(store, report, block_age_ms=block_age_ms)
     finally:
         share.close()
     report.findings.sort(key=_finding_order)
@@ -435,5 +416,4 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             submit(None, None, chunk)
             await settle(depth)
         await settle(0)
-        await _check_device_sequences(store, report)
     return auditor.revoked

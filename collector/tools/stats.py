@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.ledger.store import LedgerStore
+from collector.tools.findings import gap_warnings
 
 __all__ = ["TABLE_COLUMNS", "LedgerStats", "collect_stats"]
 
@@ -38,12 +39,14 @@ class LedgerStats:
     duplicates: int
     quarantined: dict[str, int]
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # devices with unexplained gaps
 
     def to_json(self) -> str:
         return json.dumps({
             "readings": self.readings, "blocks": self.blocks, "unsealed": self.unsealed,
             "duplicates": self.duplicates, "quarantined": sum(self.quarantined.values()),
             "quarantined_by_reason": self.quarantined, "devices": self.devices,
+            "warnings": self.warnings,
         }, indent=2)
 
     def to_csv(self) -> str:
@@ -74,6 +77,7 @@ class LedgerStats:
                 f"{'' if d.get(k) is None else d.get(k)!s:>{w}}" if i
                 else f"{d.get(k)!s:<{w}}"
                 for i, (_, k, w) in enumerate(cols)))
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -121,4 +125,5 @@ async def collect_stats(store: LedgerStore, device_id: str | None = None) -> Led
         duplicates=sum(st.duplicates for st in states.values()),
         quarantined=dict(sorted(by_reason.items())),
         devices=devices,
+        warnings=gap_warnings({dev: st for dev, st in states.items() if dev in devices}),
     )

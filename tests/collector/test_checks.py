@@ -5,15 +5,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.admission import gaps as gapmath
-from collector.admission.checks import Accept, DeviceChecks, Duplicate, KnownReading, Quarantine
+from collector.admission.checks import (
+    MAX_SEQ_JUMP,
+    Accept,
+    DeviceChecks,
+    Duplicate,
+    KnownReading,
+    Quarantine,
+)
 from collector.admission.gaps import SeqGap
 from collector.admission.verify import Verified
-from provenance.reading import GENESIS_PREV
+from provenance.envelope import Envelope, sign_reading
+from provenance.keys import PrivateKey
+from provenance.reading import GENESIS_PREV, Reading
+from provenance.senml import Measurement
 
 DEV = "unit-01"
 NOW = 1_767_225_600_000
@@ -45,11 +56,15 @@ class Harness:
     async def lookup(self, device_id: str, seq: int) -> KnownReading | None:
         return self.stored.get((device_id, seq))
 
-    def admit(self, v: Verified, received_ms: int = NOW) -> Accept | Duplicate | Quarantine:
-        decision = asyncio.run(self.checks.admit(v, received_ms, self.next_id))
+    def admit(self, v: Verified, received_ms: int = NOW,
+              envelope: bytes | None = None) -> Accept | Duplicate | Quarantine:
+        decision = asyncio.run(self.checks.admit(v, received_ms, self.next_id) if envelope is None
+                               else self.checks.admit(v, received_ms, self.next_id, envelope))
         if isinstance(decision, Accept):
-            self.stored[(v.device_id, v.seq)] = KnownReading(self.next_id, v.envelope_hash,
-                                                             v.prev)
+            known = KnownReading(self.next_id, v.envelope_hash, v.prev)
+            if envelope is not None:
+                known = known._replace(envelope=envelope)
+            self.stored[(v.device_id, v.seq)] = known
             self.next_id += 1
         self.checks.committed()
         return decision
@@ -210,3 +225,65 @@ def test_gap_bookkeeping_matches_a_naive_model(arrivals: list[int],
     assert gapmath.missing(gaps) == len(missing)
     assert gapmath.unexplained(gaps) == len(missing - stated)
     assert all(g.first <= g.last for g in gaps)
+
+
+# issue 13 ----------------------------------------------------------------------------------------
+
+def test_a_seq_far_past_the_last_is_quarantined_and_the_device_carries_on() -> None:
+    """Defect 1: one signed reading at seq 2^63-1 was accepted, claiming the device's whole seq
+    space and opening a gap of 2^63 seqs; it is a seq_jump now, and the device's next
+    genuine reading is accepted as if it never came."""
+    h, c = Harness(), Chain()
+    h.admit(c.make(0))
+    head = c.prev
+    decision = h.admit(c.make(2**63 - 1))
+    assert isinstance(decision, Quarantine) and decision.reason == "seq_jump"
+    assert "9,223,372,036,854,775,807" in decision.detail
+    assert (h.state.last_seq, h.state.missing) == (0, 0)
+    c.prev = head
+    assert h.admit(c.make(1)) == Accept(2, ())
+    # The bound itself is allowed (a long outage with a full spool); one past it is not.
+    assert h.admit(c.make(1 + MAX_SEQ_JUMP)).flags == ("gap",)  # type: ignore[union-attr]
+    decision = h.admit(c.make(1 + 2 * MAX_SEQ_JUMP + 1))
+    assert isinstance(decision, Quarantine) and decision.reason == "seq_jump"
+
+
+def test_a_first_reading_far_past_zero_is_a_seq_jump_too() -> None:
+    h, c = Harness(), Chain()
+    decision = h.admit(c.make(MAX_SEQ_JUMP + 5))
+    assert isinstance(decision, Quarantine) and decision.reason == "seq_jump"
+    assert DEV not in h.checks.states
+    assert isinstance(h.admit(Chain().make(0)), Accept)
+
+
+def verified_from(envelope: bytes) -> Verified:
+    r = Envelope.decode(envelope).reading()
+    return Verified(r.device_id, r.seq, r.boot, r.time_ms, r.prev, r.kind, None,
+                    hashlib.sha256(envelope).digest(), b"\0" * 32, b"k" * 32)
+
+
+def test_the_same_payload_signed_again_is_a_duplicate_not_equivocation() -> None:
+    """Defect 4: ECDSA signs the same payload differently each time (and anyone can turn s into
+    n - s), so other bytes under a used seq are equivocation only when the signed payload
+    differs."""
+    h = Harness()
+    key = PrivateKey.generate()
+    reading = Reading(device_id=DEV, seq=0, boot=1, time_ms=NOW - 1000, clock_synced=True,
+                      prev=GENESIS_PREV, kind="water",
+                      measurements=(Measurement(name="ph", value=7.1, unit="pH"),))
+    first, again = sign_reading(reading, key), sign_reading(reading, key)
+    assert first != again
+    assert isinstance(h.admit(verified_from(first), envelope=first), Accept)
+    decision = h.admit(verified_from(again), envelope=again)
+    assert decision == Duplicate(1)
+    assert (h.state.duplicates, h.state.equivocations) == (1, 0)
+    # Inside one uncommitted batch as well.
+    h2 = Harness()
+    v1, v2 = verified_from(first), verified_from(again)
+    assert isinstance(asyncio.run(h2.checks.admit(v1, NOW, 1, first)), Accept)
+    assert asyncio.run(h2.checks.admit(v2, NOW, 2, again)) == Duplicate(1)
+    # Another payload under the same seq is still equivocation.
+    other = sign_reading(replace(reading, time_ms=NOW - 999), key)
+    decision = h.admit(verified_from(other), envelope=other)
+    assert isinstance(decision, Quarantine) and decision.reason == "equivocation"
+    assert h.state.equivocations == 1

@@ -203,3 +203,50 @@ def test_a_cut_off_chain_head_is_caught_by_an_anchor(copy: Ledger) -> None:
     assert f"first broken: block {last}: anchor: expected block {last} with hash {head}" in (
         result.output)
     assert run_cli("audit", "--db", copy.db, "--anchor", "5:zz").exit_code == 2
+
+
+# issue 13: misleading details ------------------------------------------------------------------
+
+def test_a_header_that_no_longer_decodes_is_reported_as_a_decode_failure(copy: Ledger) -> None:
+    """A byte flip that leaves the header undecodable (here: its time range reversed, or any
+    other malformation) was reported as "block signature: header does not verify ..."."""
+    from provenance.block import SignedBlock
+    from provenance.errors import ProvenanceError
+
+    header = copy.sql("SELECT header FROM blocks WHERE height = 2")[0][0]
+    for index in range(len(header) - 64):  # not in the signature: that one does decode
+        forged = flip(header, index)
+        try:
+            SignedBlock.decode(forged)
+        except ProvenanceError as exc:
+            reason = exc.diagnostics()
+            break
+    else:
+        raise AssertionError("no single-bit flip breaks the header's decoding")
+    copy.execute("UPDATE blocks SET header = ? WHERE height = 2", (forged,))
+    code, report, text = audit(copy)
+    assert code == 1
+    block2 = [f for f in report["findings"] if f.get("block") == 2]  # type: ignore[attr-defined]
+    assert {f["check"] for f in block2} >= {"block header"}
+    assert "block signature" not in {f["check"] for f in block2}
+    assert f"block header: stored header does not decode: {reason}" in text
+
+
+def test_two_readings_swapped_inside_a_block_are_named(copy: Ledger) -> None:
+    """Exchanging two rows (all columns but the id) keeps every signature and the set of
+    leaves; only the Merkle root shows it, and the audit named only the block. It now names
+    both readings: the signed root matches with them put back."""
+    first, second = 3 * BLOCK + 10 + 1, 3 * BLOCK + 40 + 1  # block 3, leaves 10 and 40
+    cols = "device_id, seq, boot, time_ms, received_ms, kind, envelope"
+    a = copy.sql(f"SELECT {cols} FROM readings WHERE id = ?", (first,))[0]
+    b = copy.sql(f"SELECT {cols} FROM readings WHERE id = ?", (second,))[0]
+    copy.execute("DROP INDEX readings_by_device_seq")  # a forger is not held to our indexes
+    sets = ", ".join(f"{c.strip()} = ?" for c in cols.split(","))
+    copy.execute(f"UPDATE readings SET {sets} WHERE id = ?", (*b, first))
+    copy.execute(f"UPDATE readings SET {sets} WHERE id = ?", (*a, second))
+    code, report, text = audit(copy)
+    assert code == 1
+    named = {(f["check"], f.get("reading_id")) for f in report["findings"]}  # type: ignore[attr-defined]
+    assert {("reading order", first), ("reading order", second)} <= named
+    assert f"matches with readings {first} and {second} exchanged" in text
+    assert report["first_broken"]["reading_id"] == first  # type: ignore[index]
