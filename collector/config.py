@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from collector.errors import ConfigError
+from provenance.wire import READING_FILTER
 
 __all__ = [
     "BlockConfig",
@@ -28,7 +29,7 @@ __all__ = [
     "parse_broker_url",
 ]
 
-DEFAULT_TOPIC = "sensorledger/v1/+/reading"
+DEFAULT_TOPIC = READING_FILTER
 
 
 @dataclass(frozen=True, slots=True)
