@@ -17,10 +17,11 @@ from agent.clock import Clock
 from agent.errors import SpoolError, SpoolLockedError, SpoolMismatchError
 from agent.signer import ChainSigner, Draft, Relay
 from agent.spool import Row, Spool, read_report
-from provenance.envelope import Envelope, SignedReading
+from provenance.envelope import Envelope
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
+from tests.support.signed import SignedReading
 
 KEY = PrivateKey.generate()
 _OPEN: list[Spool] = []
