@@ -3,9 +3,9 @@
 A :class:`ReadingVerifier` is built once from a registry snapshot and verifies a batch. It
 needs only the message, the registry and, on ingest, the collector clock: decode the envelope,
 look the key up by key id, check the ES256 signature (``Envelope.verify``), parse the reading
-with every rule of wire format v1 (``Reading.from_payload``: fields, determinism, no repeated
-map key), bind topic device = signed device = key's device. Ingest and audit run these same
-checks, with the same strictness, in the same code.
+with every rule of wire format v1 (``read_head``, as strict as ``Reading.from_payload``:
+fields, determinism, no repeated map key), bind topic device = signed device = key's device.
+Ingest and audit run these same checks, with the same strictness, in the same code.
 
 Then come the rules that judge a message *as it arrives* (:meth:`ReadingVerifier.admit`): a
 high-S signature, a revoked key (:func:`revocation`, the one place that rule is written) and
@@ -37,7 +37,8 @@ from provenance.errors import (
 )
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256
-from provenance.reading import Reading, check_device_id
+from provenance.reading import check_device_id
+from provenance.reading_head import ReadingHead, read_head
 from provenance.wire import reading_topic, reading_topic_device
 
 __all__ = [
@@ -89,7 +90,7 @@ class Checked(NamedTuple):
     """An envelope whose signature, reading and key binding hold: what ingest admits from
     and the audit compares with the stored row."""
 
-    reading: Reading
+    reading: ReadingHead
     key: DeviceKey
     envelope: Envelope
 
@@ -105,7 +106,7 @@ def topic_device(topic: str) -> str | None:
         return None
 
 
-def revocation(key: DeviceKey, reading: Reading | Verified) -> Rejected | None:
+def revocation(key: DeviceKey, reading: ReadingHead | Verified) -> Rejected | None:
     """The revocation rule: a reading signed at or after its key's revocation is refused."""
     if not key.revoked_at(reading.time_ms):
         return None
@@ -163,7 +164,7 @@ def _check_reading(opened: _Opened) -> Checked | Rejected:
     """The signed payload, and the bindings that need what it says."""
     device, envelope, key = opened.device, opened.envelope, opened.key
     try:
-        reading = Reading.from_payload(envelope.payload)
+        reading = read_head(envelope.payload)
     except ProvenanceError as exc:
         code = exc.code if exc.code in _PAYLOAD_CODES else Reason.BAD_PAYLOAD
         return Rejected(code, exc.diagnostics())
