@@ -210,24 +210,34 @@ class ReadingVerifier:
         Any exception in a check becomes that message's ``unverifiable`` result, never the
         batch's failure.
         """
+        # (``_guarded`` written out inline: three calls fewer per reading.)
         registry = self.registry
         out: list[Checked | Rejected] = [_UNSET] * len(items)
         opened: list[tuple[int, _Opened]] = []
         for index, (topic, payload) in enumerate(items):
-            step = _guarded(_open, registry, topic, payload)
+            try:
+                step = _open(registry, topic, payload)
+            except Exception as exc:
+                step = _unverifiable(exc)
             if isinstance(step, Rejected):
                 out[index] = step
             else:
                 opened.append((index, step))
         signed: list[tuple[int, _Opened]] = []
         for index, step in opened:
-            failed = _guarded(_check_signature, step)
+            try:
+                failed = _check_signature(step)
+            except Exception as exc:
+                failed = _unverifiable(exc)
             if failed is None:
                 signed.append((index, step))
             else:
                 out[index] = failed
         for index, step in signed:
-            out[index] = _guarded(_check_reading, step)
+            try:
+                out[index] = _check_reading(step)
+            except Exception as exc:
+                out[index] = _unverifiable(exc)
         return out
 
     @staticmethod
@@ -325,4 +335,8 @@ def _guarded(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Re
     try:
         return check(*args, **kwargs)
     except Exception as exc:
-        return Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}")
+        return _unverifiable(exc)
+
+
+def _unverifiable(exc: Exception) -> Rejected:
+    return Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}")

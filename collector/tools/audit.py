@@ -250,7 +250,8 @@ class _Auditor:
 
     def check_root(self, block: BlockRecord, header: SignedBlock,
                    readings: Sequence[ReadingRecord]) -> None:
-        computed = root([RFC9162_SHA256.hash_leaf(r.envelope) for r in readings])
+        hash_leaf = RFC9162_SHA256.hash_leaf
+        computed = root([hash_leaf(r.envelope) for r in readings])
         if computed != header.header.merkle_root:
             self.fail("merkle root", f"root over the {len(readings)} stored envelopes is "
                       f"{computed.hex()}, the signed root is "
@@ -260,29 +261,32 @@ class _Auditor:
         block, readings = segment.block, segment.readings
         first = block.first_reading_id if block else 0
         times: list[int] = []
+        add_time = times.append
+        chain, sha256 = self.chain, hashlib.sha256
+        # One pass per stored reading: kept lean, the main process's share of the audit.
         for r, res in zip(readings, results, strict=True):
-            leaf = r.id - first if block else None
-            if len(res) == 2:
-                self.fail(res[0], res[1], block, r, leaf)
-                continue
-            device_id, seq, _, time_ms, _, prev, revoked = res[:7]
-            times.append(time_ms)
+            if len(res) != 7:
+                if len(res) == 2:
+                    self.fail(res[0], res[1], block, r, r.id - first if block else None)
+                    continue
+                self.high_s += 1
+            device_id, seq, _, time_ms, kind, prev, revoked = res[:7]
+            add_time(time_ms)
             if revoked:
                 self.revoked += 1
-            if len(res) > 7:
-                self.high_s += 1
-            columns = (r.device_id, r.seq, r.boot, r.time_ms, r.kind)
-            if columns != res[:5]:
+            # (id, device_id, seq, boot, time_ms, received_ms, kind, envelope)
+            if r[1:5] != res[:4] or r[6] != kind:
+                columns = (r.device_id, r.seq, r.boot, r.time_ms, r.kind)
                 self.fail("stored columns", f"row says {columns}, the envelope signs {res[:5]}",
-                          block, r, leaf)
+                          block, r, r.id - first if block else None)
                 continue
-            digest = hashlib.sha256(r.envelope).digest()
-            last = self.chain.get(device_id)
+            last = chain.get(device_id)
+            if last is None or seq > last[0]:
+                chain[device_id] = (seq, sha256(r[7]).digest())
             if last is not None and seq == last[0] + 1 and prev != last[1]:
                 self.fail("device chain", f"prev {prev.hex()} is not the hash of seq "
-                          f"{last[0]} ({last[1].hex()})", block, r, leaf)
-            if last is None or seq > last[0]:
-                self.chain[device_id] = (seq, digest)
+                          f"{last[0]} ({last[1].hex()})", block, r,
+                          r.id - first if block else None)
         if block is not None and segment.header is not None and times:
             h = segment.header.header
             if (h.first_time_ms, h.last_time_ms) != (min(times), max(times)):
@@ -368,55 +372,62 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
     """The audit proper; the auditor holds what it counted for the warnings."""
     async with store.snapshot():
         keys = await store.device_keys()
-        auditor = _Auditor(report, collector_key, pool,
-                           share.publish(RegistrySnapshot.of(-1, keys)), progress)
-        inflight: deque[_Segment] = deque()
-        depth = window or max(2, pool.workers * 2)
+        # The seq walk needs no verified reading: it runs beside the blocks, not after them
+        # (with the worker processes idle).
+        sequences = asyncio.ensure_future(_check_device_sequences(store, report))
+        try:
+            auditor = _Auditor(report, collector_key, pool,
+                               share.publish(RegistrySnapshot.of(-1, keys)), progress)
+            inflight: deque[_Segment] = deque()
+            depth = window or max(2, pool.workers * 2)
 
-        async def settle(limit: int) -> None:
-            while len(inflight) > limit:
-                segment = inflight.popleft()
-                auditor.check_readings(segment, await segment.results)
+            async def settle(limit: int) -> None:
+                while len(inflight) > limit:
+                    segment = inflight.popleft()
+                    auditor.check_readings(segment, await segment.results)
 
-        def submit(block: BlockRecord | None, header: SignedBlock | None,
-                   readings: Sequence[ReadingRecord]) -> None:
-            results = pool.submit(audit_envelopes, auditor.registry,
-                                  [r.envelope for r in readings])
-            inflight.append(_Segment(block, header, readings, results))
-            report.readings += len(readings)
+            def submit(block: BlockRecord | None, header: SignedBlock | None,
+                       readings: Sequence[ReadingRecord]) -> None:
+                results = pool.submit(audit_envelopes, auditor.registry,
+                                      [r.envelope for r in readings])
+                inflight.append(_Segment(block, header, readings, results))
+                report.readings += len(readings)
 
-        prev_hash, next_first = GENESIS_BLOCK_HASH, 1
-        blocks = await store.blocks()
-        for index, block in enumerate(blocks):
-            header = auditor.check_block(index, block, prev_hash, next_first)
-            readings = [r for chunk in [c async for c in store.iter_readings(
-                block.first_reading_id, block.end_reading_id)] for r in chunk]
-            auditor.check_rows(block, block.first_reading_id, readings, block.leaf_count)
-            if header is not None:
-                auditor.check_root(block, header, readings)
-            submit(block, header, readings)
-            await settle(depth)
-            prev_hash = block.hash
-            next_first = max(next_first, block.end_reading_id)
-        report.blocks = len(blocks)
-        report.head = prev_hash.hex()
-        by_height = {b.height: b for b in blocks}
-        for height, digest in anchors:
-            anchored = by_height.get(height)
-            if anchored is None or anchored.hash != digest:
-                report.findings.append(Finding(
-                    "anchor", f"expected block {height} with hash {digest.hex()}, the ledger "
-                    + ("has none" if anchored is None else f"has {anchored.hash.hex()}"),
-                    block=height))
+            prev_hash, next_first = GENESIS_BLOCK_HASH, 1
+            blocks = await store.blocks()
+            for index, block in enumerate(blocks):
+                header = auditor.check_block(index, block, prev_hash, next_first)
+                readings = [r for chunk in [c async for c in store.iter_readings(
+                    block.first_reading_id, block.end_reading_id)] for r in chunk]
+                auditor.check_rows(block, block.first_reading_id, readings, block.leaf_count)
+                if header is not None:
+                    auditor.check_root(block, header, readings)
+                submit(block, header, readings)
+                await settle(depth)
+                prev_hash = block.hash
+                next_first = max(next_first, block.end_reading_id)
+            report.blocks = len(blocks)
+            report.head = prev_hash.hex()
+            by_height = {b.height: b for b in blocks}
+            for height, digest in anchors:
+                anchored = by_height.get(height)
+                if anchored is None or anchored.hash != digest:
+                    report.findings.append(Finding(
+                        "anchor", f"expected block {height} with hash {digest.hex()}, the ledger "
+                        + ("has none" if anchored is None else f"has {anchored.hash.hex()}"),
+                        block=height))
 
-        # Readings committed after the last block: not sealed yet, but accepted and durable.
-        expected = next_first
-        async for chunk in store.iter_readings(next_first):
-            auditor.check_rows(None, expected, chunk, None)
-            expected = chunk[-1].id + 1
-            report.pending += len(chunk)
-            submit(None, None, chunk)
-            await settle(depth)
-        await settle(0)
-        await _check_device_sequences(store, report)
+            # Readings committed after the last block: not sealed yet, but accepted and durable.
+            expected = next_first
+            async for chunk in store.iter_readings(next_first):
+                auditor.check_rows(None, expected, chunk, None)
+                expected = chunk[-1].id + 1
+                report.pending += len(chunk)
+                submit(None, None, chunk)
+                await settle(depth)
+            await settle(0)
+        except BaseException:
+            sequences.cancel()
+            raise
+        await sequences
     return auditor
