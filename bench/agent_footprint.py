@@ -27,6 +27,7 @@ import psutil  # type: ignore[import-untyped]
 from demo.processes import terminate
 from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
+from provenance.wire import reading_topic
 
 from .broker import bench_broker
 from .context import RunContext
@@ -42,7 +43,7 @@ TARGET_CPU_PCT = 2.0
 TARGET_MAX_PER_S = 2000.0
 TARGET_RSS_GROWTH_MB = 2.0
 _DEVICE = "bench-agent"
-_TOPIC = f"sensorledger/v1/{_DEVICE}/reading"
+_TOPIC = reading_topic(_DEVICE)
 _MB = 1024 * 1024
 
 # (sensor name, driver, emulator module, emulator args, driver settings besides the port)

@@ -21,8 +21,10 @@ from provenance.envelope import Envelope, sign_reading
 from provenance.keys import PrivateKey, PublicKey
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
+from provenance.wire import READING_FILTER, reading_topic
 
 __all__ = [
+    "CACHE_FORMAT",
     "TOPIC_FILTER",
     "Backlog",
     "BacklogDevice",
@@ -33,12 +35,13 @@ __all__ = [
     "water_reading",
 ]
 
-TOPIC_FILTER = "sensorledger/v1/+/reading"
-_CACHE_FORMAT = 1
+TOPIC_FILTER = READING_FILTER
+# 2: signatures in low-S form (the collector refuses high-S since format 2 of this cache).
+CACHE_FORMAT = 2
 
 
 def topic_for(device_id: str) -> str:
-    return f"sensorledger/v1/{device_id}/reading"
+    return reading_topic(device_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ class Backlog:
     def encode(self) -> bytes:
         return cbor2.dumps(
             {
-                "format": _CACHE_FORMAT,
+                "format": CACHE_FORMAT,
                 "created_ms": self.created_ms,
                 "devices": [[d.device_id, d.private_pem] for d in self.devices],
                 "envelopes": [list(pair) for pair in self.envelopes],
@@ -90,7 +93,7 @@ class Backlog:
     @classmethod
     def decode(cls, data: bytes) -> Backlog:
         body = cbor2.loads(data)
-        if body.get("format") != _CACHE_FORMAT:
+        if body.get("format") != CACHE_FORMAT:
             raise ValueError("backlog cache has another format")
         return cls(
             devices=tuple(BacklogDevice(d, pem) for d, pem in body["devices"]),

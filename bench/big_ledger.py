@@ -25,7 +25,7 @@ from collector.ledger.sqlite_store import SQLiteStore
 from provenance.keyfile import load_private_key
 from provenance.merkle import RFC9162_SHA256
 
-from .backlog import Backlog, build_backlog
+from .backlog import CACHE_FORMAT, Backlog, build_backlog
 from .ledger import LedgerFiles, enrol, init_ledger
 
 __all__ = ["BigLedger", "cached_ledger"]
@@ -54,7 +54,7 @@ def _marker(directory: Path) -> Path:
 def cached_ledger(cache_dir: Path, devices: int, readings: int) -> BigLedger:
     """The cached ledger of this size, or a new one (about 1.5 minutes for a million)."""
     schema = MIGRATIONS[-1][0]
-    directory = cache_dir / f"ledger-d{devices}-n{readings}-schema{schema}"
+    directory = cache_dir / f"ledger-d{devices}-n{readings}-schema{schema}-sig{CACHE_FORMAT}"
     marker = _marker(directory)
     if marker.exists():
         info = cbor2.loads(marker.read_bytes())

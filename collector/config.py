@@ -38,6 +38,7 @@ from provenance.configfile import (
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
 from provenance.tlsfiles import tls_context
+from provenance.wire import READING_FILTER
 
 __all__ = [
     "CONFIG_DIR_ENV",
@@ -57,7 +58,7 @@ __all__ = [
     "read_config",
 ]
 
-DEFAULT_TOPIC = "sensorledger/v1/+/reading"
+DEFAULT_TOPIC = READING_FILTER
 DEFAULT_CONFIG_DIR = Path("/etc/sensorledger")
 #: Moves the folder of the default config file (tests, packaging into another prefix).
 CONFIG_DIR_ENV = "SENSORLEDGER_CONFIG_DIR"

@@ -7,8 +7,8 @@ Every ``--interval`` seconds it measures (the water model of
 :mod:`firmware_stubs.water_model`), builds a wire-format v1 reading with
 :class:`provenance.reading.Reading`, signs the COSE_Sig_structure from
 :func:`provenance.envelope.to_be_signed` with the pure-Python ``ecdsa`` package (ES256, raw
-r‖s, RFC 6979 deterministic k unless ``--random-k``) and sends the envelope in the serial
-frame of :mod:`hardware.envelope_framing`.
+r‖s in low-S form, RFC 6979 deterministic k unless ``--random-k``) and sends the envelope in
+the serial frame of :mod:`hardware.envelope_framing`.
 
 Like firmware it keeps its own chain state in a small file: the next sequence number, the
 hash of the last envelope (``prev``) and a boot counter raised at every start. The state is
@@ -34,10 +34,11 @@ from ecdsa.util import sigencode_string
 
 from hardware.envelope_framing import encode_frame
 from provenance import cbor
-from provenance.envelope import ALG_ES256, COSE_SIGN1_TAG, HDR_ALG, HDR_KID, to_be_signed
-from provenance.keys import key_id
+from provenance.envelope import to_be_signed
+from provenance.keys import key_id, low_s
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
+from provenance.wire import ALG_ES256, COSE_SIGN1_TAG, HDR_ALG, HDR_KID
 
 from .cli import EmulatorCommand, main
 from .clock import SimClock
@@ -135,13 +136,15 @@ class SelfSigningSensor(SerialEmulator):
         return self.device.path
 
     def _sign(self, message: bytes) -> bytes:
+        """ES256, raw r || s, in the low-S form a collector requires (``ecdsa`` leaves s as
+        the curve arithmetic gives it: high half the time)."""
         if self.random_k:
             signature: bytes = self.key.sign(message, hashfunc=hashlib.sha256,
                                              sigencode=sigencode_string)
         else:  # RFC 6979: no random source needed, as on a small microcontroller
             signature = self.key.sign_deterministic(message, hashfunc=hashlib.sha256,
                                                     sigencode=sigencode_string)
-        return signature
+        return low_s(signature)
 
     def make_envelope(self, time_ms: int) -> tuple[Reading, bytes]:
         """Measure, build and sign the next reading; advances and persists the chain state."""

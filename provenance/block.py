@@ -17,14 +17,17 @@ from .envelope import Envelope, sign
 from .errors import MalformedError, SignatureError
 from .keys import KID_SIZE, PrivateKey, PublicKey
 from .merkle import HASH_SIZE
+from .wire import BLOCK_FORMAT_VERSION
+from .wire import BlockLabel as L
 
 __all__ = ["BLOCK_FORMAT_VERSION", "GENESIS_BLOCK_HASH", "BlockHeader", "SignedBlock"]
 
-BLOCK_FORMAT_VERSION = 1
 GENESIS_BLOCK_HASH = bytes(32)
 
-(K_VERSION, K_HEIGHT, K_PREV, K_ROOT, K_COUNT, K_FIRST, K_LAST, K_SEALED, K_KID) = range(1, 10)
-_KEYS = frozenset(range(1, 10))
+K_VERSION, K_HEIGHT, K_PREV, K_ROOT, K_COUNT = L.VERSION, L.HEIGHT, L.PREV, L.ROOT, L.COUNT
+K_FIRST, K_LAST, K_SEALED, K_KID = L.FIRST, L.LAST, L.SEALED, L.KID
+_KEYS = frozenset({K_VERSION, K_HEIGHT, K_PREV, K_ROOT, K_COUNT, K_FIRST, K_LAST, K_SEALED,
+                   K_KID})
 
 
 @dataclass(frozen=True, slots=True)

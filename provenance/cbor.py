@@ -18,7 +18,7 @@ import cbor2
 
 from .errors import MalformedError
 
-__all__ = ["DECODE_ERRORS", "decode", "encode", "is_deterministic"]
+__all__ = ["DECODE_ERRORS", "decode", "duplicate_key", "encode", "is_deterministic"]
 
 
 def encode(value: Any) -> bytes:
@@ -47,8 +47,15 @@ _BREAK: Any = getattr(cbor2, "break_marker", None)  # what cbor2 returns for a s
 DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError)
 
 
-def decode(data: bytes, *, what: str) -> Any:
-    """Decode exactly one CBOR item; trailing bytes or a broken item raise MalformedError."""
+def decode(data: bytes, *, what: str, deterministic: bool = False) -> Any:
+    """Decode exactly one CBOR item; trailing bytes, a broken item or a map that repeats a key
+    (RFC 8949 §5.6) raise MalformedError.
+
+    ``deterministic=True`` is the caller's promise that it then holds the bytes to the
+    deterministic encoding of the value (:func:`is_deterministic`), which no map with a
+    repeated key passes, so the separate scan for repeated keys is left out; on the way out
+    such a caller names the key with :func:`duplicate_key`.
+    """
     try:
         value, rest = _loads_one(data)
     except DECODE_ERRORS as exc:
@@ -60,6 +67,8 @@ def decode(data: bytes, *, what: str) -> Any:
                              "(0xff) outside any indefinite-length item", code="not_cbor")
     if rest:
         raise MalformedError(f"{what} has {rest} bytes after the CBOR item", code="not_cbor")
+    if not deterministic:
+        check_unique_keys(data, what=what)
     return value
 
 
@@ -80,6 +89,107 @@ def _forget(exc: BaseException | None) -> None:
             exc.object = b""
         exc.args = ()
         exc = nxt
+
+
+def check_unique_keys(data: bytes, *, what: str) -> None:
+    """Raise MalformedError (code ``duplicate_key``) when a map in ``data`` repeats a key."""
+    key = duplicate_key(data)
+    if key is not None:
+        raise MalformedError(
+            f"{what} is invalid CBOR: a map repeats the key {key!r} (RFC 8949 §5.6; decoders "
+            "disagree on which value counts)", code="duplicate_key")
+
+
+def duplicate_key(data: bytes) -> object | None:
+    """The first key that a map in ``data`` (one well-formed CBOR item) holds twice, or None.
+
+    Keys are compared as data items, not as bytes: ``1`` written in one byte and in two is
+    the same key twice. cbor2 keeps the last of the two values silently, so this walks the
+    encoded item itself, head by head.
+    """
+    try:
+        return _duplicate_key(data)
+    except IndexError:  # not one well-formed item: the decoder has said so already
+        return None
+
+
+def _duplicate_key(data: bytes) -> object | None:
+    stack: list[_Open] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        start, head = pos, data[pos]
+        pos += 1
+        if head == 0xFF:  # break: closes the innermost indefinite container or string
+            stack.pop()
+        else:
+            major, info = head >> 5, head & 0x1F
+            if info < 24:
+                arg = info
+            elif info <= 27:
+                size = 1 << (info - 24)
+                arg = int.from_bytes(data[pos:pos + size], "big")
+                pos += size
+            else:  # 31: indefinite (28-30 are not well-formed; the decoder refused them)
+                arg = -1
+            if stack and stack[-1].is_map and stack[-1].key_start is None:
+                stack[-1].key_start = start
+            if major in (2, 3) and arg >= 0:
+                pos += arg
+            elif major in (2, 3, 4, 5, 6):
+                left = 1 if major == 6 else arg if arg < 0 or major != 5 else 2 * arg
+                if left != 0:
+                    stack.append(_Open(left, major == 5))
+                    continue
+        # One item is complete: count it in its container, and close what it completes.
+        while stack:
+            top = stack[-1]
+            if top.is_map:
+                if top.in_value:
+                    top.key_start = None
+                else:
+                    key = data[top.key_start or 0:pos]
+                    identity = _key_identity(key)
+                    if identity in top.keys:
+                        return decode_key(key)
+                    top.keys.add(identity)
+                top.in_value = not top.in_value
+            if top.left < 0:  # indefinite: open until its break
+                break
+            top.left -= 1
+            if top.left:
+                break
+            stack.pop()
+    return None
+
+
+class _Open:
+    """A container being walked by :func:`duplicate_key`."""
+
+    __slots__ = ("in_value", "is_map", "key_start", "keys", "left")
+
+    def __init__(self, left: int, is_map: bool) -> None:
+        self.left = left  # items still to come; -1 until a break
+        self.is_map = is_map
+        self.keys: set[bytes] = set()
+        self.key_start: int | None = None
+        self.in_value = False
+
+
+def decode_key(encoded: bytes) -> object:
+    try:
+        return cbor2.loads(encoded)
+    except DECODE_ERRORS:
+        return encoded
+
+
+def _key_identity(encoded: bytes) -> bytes:
+    """Equal for two encodings of one data item (``01`` and ``18 01``)."""
+    if len(encoded) == 1:
+        return encoded  # a one-byte item is already in its shortest form
+    try:
+        return encode(cbor2.loads(encoded))
+    except (cbor2.CBOREncodeError, *DECODE_ERRORS):
+        return encoded
 
 
 def is_deterministic(data: bytes, value: Any) -> bool:

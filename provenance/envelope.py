@@ -4,8 +4,13 @@ Two levels:
 
 * ``CoseSign1.decode`` reads any COSE_Sign1 message (tag 18 or untagged), as RFC 9052 allows,
   so that standard COSE test vectors can be checked against it.
-* ``Envelope.decode`` reads our wire-format profile: tag 18 required, ``alg`` = ES256 and a
-  32-byte ``kid`` in the protected header, an empty unprotected header, an attached payload.
+* ``Envelope.decode`` reads our wire-format profile: tag 18 required, a protected header that
+  is exactly the deterministic encoding of ``{1: -7, 4: kid}`` (ES256, a 32-byte ``kid``), an
+  empty unprotected header, an attached payload. ``Envelope.verify`` is the signature check
+  every verifier runs (ingest and audit): nothing else rebuilds the Sig_structure.
+
+No map anywhere may repeat a key (RFC 8949 §5.6): a decoder that keeps the first of two
+values and one that keeps the last would read two different messages from the same bytes.
 
 An envelope's identity is its exact bytes as received: ``Envelope.hash`` (SHA-256 of those bytes)
 is what a device chains with ``prev`` and what a Merkle leaf commits to.
@@ -22,23 +27,20 @@ import cbor2
 
 from . import cbor
 from .errors import MalformedError, SignatureError, UnsupportedAlgorithmError
-from .keys import KID_SIZE, SIGNATURE_SIZE, PrivateKey, PublicKey
+from .keys import KID_SIZE, SIGNATURE_SIZE, PrivateKey, PublicKey, is_low_s
 from .reading import Reading
+from .wire import ALG_ES256, COSE_SIGN1_TAG, HDR_ALG, HDR_KID
 
 __all__ = [
     "ALG_ES256",
     "COSE_SIGN1_TAG",
     "CoseSign1",
     "Envelope",
-    "SignedReading",
     "sign",
     "sign_reading",
     "to_be_signed",
 ]
 
-COSE_SIGN1_TAG = 18
-ALG_ES256 = -7
-HDR_ALG, HDR_KID = 1, 4
 _EMPTY_MAP = b"\xa0"
 
 
@@ -176,6 +178,12 @@ class Envelope:
                 "envelope headers must be exactly protected {alg, kid} and unprotected {}",
                 code="not_cose",
             )
+        if msg.protected != _protected_header(kid):
+            raise MalformedError(
+                "protected header must be the deterministic encoding of {1: -7, 4: kid} "
+                f"({_protected_header(kid)[:6].hex()}…), got {msg.protected[:6].hex()}…",
+                code="not_cose",
+            )
         return cls(msg)
 
     @property
@@ -197,16 +205,38 @@ class Envelope:
         """SHA-256 of the envelope bytes: the value the device's next ``prev`` carries."""
         return hashlib.sha256(self.message.raw).digest()
 
+    @property
+    def signature(self) -> bytes:
+        return self.message.signature
+
+    @property
+    def low_s(self) -> bool:
+        """True when the signature is in its canonical low-S form (see :func:`is_low_s`)."""
+        return is_low_s(self.message.signature)
+
     def verify(self, key: PublicKey) -> None:
-        """Raise unless the kid names ``key`` and the signature verifies under it."""
-        if key.kid != self.kid:
+        """Raise unless the kid names ``key`` and the signature verifies under it.
+
+        The one signature check of the collector's ingest and audit, so it does only what
+        decoding has not: the algorithm (ES256) and the signature's size are settled then.
+        Either form of the signature (low-S or high-S) verifies here; refusing the high-S
+        form is a collector's admission rule (``high_s``), not a property of COSE.
+        """
+        kid = self.message.protected_header[HDR_KID]
+        if key.kid != kid:
             raise SignatureError(
-                f"envelope kid {self.kid.hex()[:16]}… does not name key {key.kid.hex()[:16]}…"
+                f"envelope kid {kid.hex()[:16]}… does not name key {key.kid.hex()[:16]}…"
             )
-        self.message.verify(key)
+        message = self.message
+        key.verify(message.signature, to_be_signed(message.protected, message.payload))
 
     def reading(self) -> Reading:
         return Reading.from_payload(self.message.payload)
+
+
+def _protected_header(kid: bytes) -> bytes:
+    """The one protected header an envelope may carry: deterministic {1: -7, 4: kid}."""
+    return _PROTECTED_PREFIX + kid
 
 
 def _as_bytes(data: object) -> bytes:
@@ -218,6 +248,7 @@ def _as_bytes(data: object) -> bytes:
 # Every envelope we sign starts with these bytes: tag 18, array(4), the protected header as a
 # 38-byte bstr holding the deterministic {1: -7, 4: bstr(32)}, then the kid itself.
 _COMMON_HEAD = b"\xd2\x84\x58\x26\xa2\x01\x26\x04\x58\x20"
+_PROTECTED_PREFIX = _COMMON_HEAD[4:]  # map(2), 1: -7, 4: bstr(32) head; the kid follows
 _KID_END = len(_COMMON_HEAD) + KID_SIZE
 _PROTECTED = slice(4, _KID_END)
 # ... then {} (a0), the payload bstr, and the signature as bstr(64).
@@ -258,21 +289,6 @@ def _common_shape(data: bytes) -> CoseSign1 | None:
     kid = data[len(_COMMON_HEAD):_KID_END]
     return CoseSign1(data, data[_PROTECTED], {HDR_ALG: ALG_ES256, HDR_KID: kid}, {},
                      data[start:end], data[end + 2:], True)
-
-
-@dataclass(frozen=True, slots=True)
-class SignedReading:
-    """A verified envelope and the reading it carries."""
-
-    envelope: Envelope
-    reading: Reading
-
-    @classmethod
-    def open(cls, data: bytes, key: PublicKey) -> SignedReading:
-        """Decode, verify under ``key`` and parse; the one call a verifier needs."""
-        envelope = Envelope.decode(data)
-        envelope.verify(key)
-        return cls(envelope, envelope.reading())
 
 
 def sign(payload: bytes, key: PrivateKey, *, deterministic: bool = False) -> bytes:

@@ -19,16 +19,22 @@ from .errors import KeyFormatError, SignatureError
 
 __all__ = [
     "KID_SIZE",
+    "P256_ORDER",
     "SIGNATURE_SIZE",
     "PrivateKey",
     "PublicKey",
     "der_signature",
+    "is_low_s",
     "key_id",
+    "low_s",
 ]
 
 KID_SIZE = 32
 SIGNATURE_SIZE = 64
 _COORD = 32
+#: n, the order of the P-256 group: (r, s) and (r, n - s) are both valid signatures.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_HALF_ORDER = P256_ORDER // 2
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # RFC 6979: the same key and message give the same signature (reproducible examples).
 _ECDSA_SHA256_DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
@@ -48,6 +54,22 @@ def der_signature(signature: bytes) -> bytes:
     if s[0] > 0x7F:
         s = b"\0" + s
     return b"\x30%c\x02%c%s\x02%c%s" % (len(r) + len(s) + 4, len(r), r, len(s), s)
+
+
+def is_low_s(signature: bytes) -> bool:
+    """True when the raw r || s signature has ``s <= n/2``: the one form of the two that
+    verify (BIP 146, EIP-2). Anyone can turn a signature into its high-S twin without the
+    key, so a verifier that accepts both lets a third party make a second, different envelope
+    of a genuine reading."""
+    return int.from_bytes(signature[_COORD:], "big") <= _HALF_ORDER
+
+
+def low_s(signature: bytes) -> bytes:
+    """The low-S form of a raw r || s signature (unchanged if it is low-S already)."""
+    s = int.from_bytes(signature[_COORD:], "big")
+    if s <= _HALF_ORDER:
+        return signature
+    return signature[:_COORD] + (P256_ORDER - s).to_bytes(_COORD, "big")
 
 
 def key_id(spki_der: bytes) -> bytes:
@@ -169,10 +191,12 @@ class PrivateKey:
         return self.public.kid
 
     def sign(self, message: bytes, *, deterministic: bool = False) -> bytes:
-        """ES256 over ``message``; returns the raw 64-byte r || s signature.
+        """ES256 over ``message``; returns the raw 64-byte r || s signature, always low-S
+        (:func:`is_low_s`): collectors refuse the high-S form.
 
         ``deterministic`` uses RFC 6979 nonces, so documented examples reproduce byte for byte.
         """
         algorithm = _ECDSA_SHA256_DETERMINISTIC if deterministic else _ECDSA_SHA256
         r, s = decode_dss_signature(self.key.sign(message, algorithm))
+        s = min(s, P256_ORDER - s)
         return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")

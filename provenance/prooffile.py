@@ -25,13 +25,16 @@ from .errors import MalformedError, ProvenanceError
 from .keys import PublicKey
 from .merkle import HASH_SIZE, RFC9162_SHA256, verify_inclusion
 from .reading import Reading
+from .wire import PROOF_FORMAT_VERSION
+from .wire import ProofLabel as L
 
 __all__ = ["PROOF_FORMAT_VERSION", "Check", "ProofFile", "ProofReport", "verify_proof"]
 
-PROOF_FORMAT_VERSION = 1
 _MAX_PATH = 64
-(K_VERSION, K_ENVELOPE, K_DEVICE_KEY, K_INDEX, K_PATH, K_BLOCK, K_COLLECTOR_KID) = range(1, 8)
-_KEYS = frozenset(range(1, 8))
+K_VERSION, K_ENVELOPE, K_DEVICE_KEY, K_INDEX = L.VERSION, L.ENVELOPE, L.DEVICE_KEY, L.INDEX
+K_PATH, K_BLOCK, K_COLLECTOR_KID = L.PATH, L.BLOCK, L.COLLECTOR_KID
+_KEYS = frozenset({K_VERSION, K_ENVELOPE, K_DEVICE_KEY, K_INDEX, K_PATH, K_BLOCK,
+                   K_COLLECTOR_KID})
 
 
 @dataclass(frozen=True, slots=True)

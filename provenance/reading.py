@@ -26,6 +26,8 @@ from typing import Any
 from . import cbor
 from .errors import MalformedError
 from .senml import Measurement, Value
+from .wire import FORMAT_VERSION
+from .wire import PayloadLabel as L
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,13 +38,14 @@ __all__ = [
     "check_device_id",
 ]
 
-FORMAT_VERSION = 1
 GAP_KIND = "gap"
 GENESIS_PREV = bytes(32)
 
-K_VERSION, K_DEVICE, K_SEQ, K_BOOT, K_TIME, K_SYNC = 1, 2, 3, 4, 5, 6
-K_PREV, K_KIND, K_MEASUREMENTS, K_EVENT, K_GAP = 7, 8, 9, 10, 11
-_REQUIRED = frozenset(range(1, 10))
+K_VERSION, K_DEVICE, K_SEQ, K_BOOT, K_TIME, K_SYNC = (
+    L.VERSION, L.DEVICE, L.SEQ, L.BOOT, L.TIME, L.SYNC)
+K_PREV, K_KIND, K_MEASUREMENTS, K_EVENT, K_GAP = L.PREV, L.KIND, L.MEASUREMENTS, L.EVENT, L.GAP
+_REQUIRED = frozenset({K_VERSION, K_DEVICE, K_SEQ, K_BOOT, K_TIME, K_SYNC, K_PREV, K_KIND,
+                       K_MEASUREMENTS})
 _KNOWN = _REQUIRED | {K_EVENT, K_GAP}
 
 MAX_SEQ = 2**63 - 1
@@ -146,8 +149,22 @@ class Reading:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Reading:
-        """Parse and check a payload; raise MalformedError for anything wire format v1 forbids."""
-        body = cbor.decode(payload, what="reading payload")
+        """Parse and check a payload; raise MalformedError for anything wire format v1 forbids.
+
+        A map that repeats a key (RFC 8949 §5.6) is named as such (code ``duplicate_key``),
+        whichever other rule the value cbor2 kept happens to break first."""
+        try:
+            return cls._parse(payload)
+        except MalformedError as exc:
+            if exc.code != "not_cbor":
+                cbor.check_unique_keys(payload, what="reading payload")
+            raise
+
+    @classmethod
+    def _parse(cls, payload: bytes) -> Reading:
+        # Held to its deterministic encoding at the end, which no repeated map key passes:
+        # the scan for repeated keys runs only for a payload that failed.
+        body = cbor.decode(payload, what="reading payload", deterministic=True)
         if not isinstance(body, dict):
             raise MalformedError("reading payload must be a CBOR map", code="bad_payload")
         keys = set(body)

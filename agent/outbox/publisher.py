@@ -38,6 +38,8 @@ from typing import Any
 
 import aiomqtt
 
+from provenance.wire import device_filter, reading_topic, status_topic
+
 from ..config import BrokerConfig
 from ..errors import AgentError, BrokerError
 from .interface import Outbox, Row
@@ -58,14 +60,6 @@ log = logging.getLogger(__name__)
 STABLE_S = 10.0
 #: Retained payloads on the status topic.
 ONLINE, OFFLINE = b"online", b"offline"
-
-
-def reading_topic(device_id: str) -> str:
-    return f"sensorledger/v1/{device_id}/reading"
-
-
-def status_topic(device_id: str) -> str:
-    return f"sensorledger/v1/{device_id}/status"
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
@@ -228,7 +222,7 @@ class Publisher:
         if self._refused is not None:
             raise BrokerError(
                 f"the broker refused a publish ({self._refused}); check that its ACL lets "
-                f"this client publish to sensorledger/v1/{self.device_id}/# (and to the "
+                f"this client publish to {device_filter(self.device_id)} (and to the "
                 "topics of any self-signing sensor it relays)"
             )
 

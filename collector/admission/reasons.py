@@ -7,6 +7,8 @@ rules is quarantined under the first one.
 
 from __future__ import annotations
 
+from provenance.wire import reading_topic
+
 __all__ = ["REASONS", "Reason"]
 
 
@@ -24,6 +26,7 @@ class Reason:
     NOT_DETERMINISTIC = "not_deterministic"
     TOPIC_MISMATCH = "topic_mismatch"
     DEVICE_KEY_MISMATCH = "device_key_mismatch"
+    HIGH_S = "high_s"
     REVOKED_KEY = "revoked_key"
     CLOCK_SKEW = "clock_skew"
     EQUIVOCATION = "equivocation"
@@ -34,7 +37,7 @@ class Reason:
 
 REASONS: dict[str, str] = {
     Reason.OVERSIZED: "larger than ingest.max_message_bytes; stored truncated, never decoded",
-    Reason.BAD_TOPIC: "topic is not sensorledger/v1/<valid device id>/reading",
+    Reason.BAD_TOPIC: f"topic is not {reading_topic('<valid device id>')}",
     Reason.NOT_CBOR: "not one well-formed CBOR item",
     Reason.NOT_COSE: "CBOR, but not a tagged COSE_Sign1 in the SensorLedger profile",
     Reason.BAD_KID: "protected header lacks a 32-byte key id",
@@ -46,6 +49,8 @@ REASONS: dict[str, str] = {
     Reason.NOT_DETERMINISTIC: "signed payload is not deterministically encoded CBOR",
     Reason.TOPIC_MISMATCH: "device id in the topic differs from the signed device id",
     Reason.DEVICE_KEY_MISMATCH: "signing key is enrolled for another device",
+    Reason.HIGH_S: "signature verifies but in its high-S form (s > n/2), which anyone can "
+                   "make from a genuine one; every signer must emit low-S",
     Reason.REVOKED_KEY: "key was revoked at or before the reading's device time",
     Reason.CLOCK_SKEW: "device time is further ahead of the collector clock than allowed",
     Reason.EQUIVOCATION: "same device and seq as a stored reading, different bytes (evidence)",

@@ -1,10 +1,20 @@
-"""Stateless checks of one message: the part of ingest that runs in parallel on every core.
+"""The reading verifier: the stateless checks every reading meets, on ingest and in the audit.
 
-``verify_message`` needs only the message, the registry and the collector clock: decode the
-envelope, look the key up by key id, check the ES256 signature, parse the reading, bind topic
-device = signed device = key's device, apply revocation and the future-clock bound. Everything
-that depends on other readings (duplicates, sequence, hash chain) runs afterwards, in arrival
-order, in :mod:`collector.admission.checks`.
+A :class:`ReadingVerifier` is built once from a registry snapshot and verifies a batch. It
+needs only the message, the registry and, on ingest, the collector clock: decode the envelope,
+look the key up by key id, check the ES256 signature (``Envelope.verify``), parse the reading
+with every rule of wire format v1 (``read_head``, as strict as ``Reading.from_payload``:
+fields, determinism, no repeated map key), bind topic device = signed device = key's device.
+Ingest and audit run these same checks, with the same strictness, in the same code.
+
+Then come the rules that judge a message *as it arrives* (:meth:`ReadingVerifier.admit`): a
+high-S signature, a revoked key (:func:`revocation`, the one place that rule is written) and
+the future-clock bound. The audit reports the first two as warnings about stored readings,
+since a reading stored before a revocation or before the collector refused high-S was
+admitted rightly; it has no arrival time to judge the clock by.
+
+Everything that depends on other readings (duplicates, sequence, hash chain) runs afterwards,
+in arrival order, in :mod:`collector.admission.checks`.
 
 ``verify_batch`` is the unit of work a verification process receives; results are small tuples
 because they cross a process boundary.
@@ -13,12 +23,12 @@ because they cross a process boundary.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, ParamSpec, TypeVar
 
 from collector.admission.reasons import Reason
 from collector.admission.registry import DeviceKey, Registry, RegistryFile, RegistrySource
-from provenance.envelope import Envelope, to_be_signed
+from provenance.envelope import Envelope
 from provenance.errors import (
     MalformedError,
     ProvenanceError,
@@ -28,17 +38,21 @@ from provenance.errors import (
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256
 from provenance.reading import check_device_id
+from provenance.reading_head import ReadingHead, read_head
+from provenance.wire import reading_topic, reading_topic_device
 
 __all__ = [
+    "Checked",
+    "ReadingVerifier",
     "Rejected",
     "Verified",
+    "registry_for",
+    "revocation",
     "topic_device",
     "verify_batch",
     "verify_message",
 ]
 
-TOPIC_PREFIX = "sensorledger/v1/"
-TOPIC_SUFFIX = "/reading"
 _DECODE_CODES = frozenset({Reason.NOT_CBOR, Reason.NOT_COSE, Reason.BAD_KID})
 _PAYLOAD_CODES = frozenset({Reason.BAD_VERSION, Reason.NOT_DETERMINISTIC})
 P = ParamSpec("P")
@@ -72,33 +86,55 @@ class Rejected(NamedTuple):
 Outcome = Verified | Rejected
 
 
+class Checked(NamedTuple):
+    """An envelope whose signature, reading and key binding hold: what ingest admits from
+    and the audit compares with the stored row."""
+
+    reading: ReadingHead
+    key: DeviceKey
+    envelope: Envelope
+
+
 def topic_device(topic: str) -> str | None:
     """The device id in ``sensorledger/v1/<device>/reading``, or None if the topic is not one."""
-    if not (topic.startswith(TOPIC_PREFIX) and topic.endswith(TOPIC_SUFFIX)):
+    device = reading_topic_device(topic)
+    if device is None:
         return None
-    device = topic[len(TOPIC_PREFIX):-len(TOPIC_SUFFIX)]
     try:
         return check_device_id(device)
     except ProvenanceError:
         return None
 
 
-class _Opened(NamedTuple):
-    """A message whose envelope decoded and whose key is enrolled: ready for the signature."""
+def revocation(key: DeviceKey, reading: ReadingHead | Verified) -> Rejected | None:
+    """The revocation rule: a reading signed at or after its key's revocation is refused."""
+    if not key.revoked_at(reading.time_ms):
+        return None
+    return Rejected(Reason.REVOKED_KEY,
+                    f"key {key.kid.hex()[:16]}… revoked at {key.revoked_ms} ms; reading "
+                    f"signed at device time {reading.time_ms} ms", reading.device_id,
+                    reading.seq)
 
-    device: str
+
+class _Opened(NamedTuple):
+    """A message whose envelope decoded and whose key is enrolled: ready for the signature.
+    ``device`` is the device its topic names (None for a stored reading, which has none)."""
+
+    device: str | None
     payload: bytes
     envelope: Envelope
     key: DeviceKey
     public: PublicKey
 
 
-def _open(registry: Registry, topic: str, payload: bytes) -> _Opened | Rejected:
+def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Rejected:
     """Topic, envelope and key lookup: everything before the signature."""
-    device = topic_device(topic)
-    if device is None:
-        return Rejected(Reason.BAD_TOPIC,
-                        f"topic {topic!r} is not sensorledger/v1/<device>/reading")
+    device = None
+    if topic is not None:
+        device = topic_device(topic)
+        if device is None:
+            return Rejected(Reason.BAD_TOPIC,
+                            f"topic {topic!r} is not {reading_topic('<device>')}")
     try:
         envelope = Envelope.decode(payload)
     except UnsupportedAlgorithmError as exc:
@@ -109,123 +145,187 @@ def _open(registry: Registry, topic: str, payload: bytes) -> _Opened | Rejected:
     except Exception as exc:  # hostile bytes must never stop ingest
         return Rejected(Reason.NOT_CBOR, f"decoder failed: {exc!r}")
 
-    entry = registry.lookup(envelope.kid)
+    kid = envelope.kid
+    entry = registry.lookup(kid)
     if entry is None:
-        return Rejected(Reason.UNKNOWN_KEY, f"key id {envelope.kid.hex()} is not enrolled")
+        return Rejected(Reason.UNKNOWN_KEY, f"key id {kid.hex()} is not enrolled")
     return _Opened(device, payload, envelope, *entry)
 
 
 def _check_signature(opened: _Opened) -> Rejected | None:
-    # Envelope.verify() minus what decode and the lookup by kid already established (alg is
-    # ES256, kid names this key).
-    message = opened.envelope.message
     try:
-        opened.public.verify(message.signature, to_be_signed(message.protected, message.payload))
+        opened.envelope.verify(opened.public)
     except SignatureError as exc:
         return Rejected(Reason.BAD_SIGNATURE, exc.diagnostics())
     return None
 
 
-def _check_reading(opened: _Opened, received_ms: int, max_future_ms: int) -> Outcome:
-    """The signed payload, and the checks that need what it says."""
-    device, payload, envelope, key = opened.device, opened.payload, opened.envelope, opened.key
+def _check_reading(opened: _Opened) -> Checked | Rejected:
+    """The signed payload, and the bindings that need what it says."""
+    device, envelope, key = opened.device, opened.envelope, opened.key
     try:
-        reading = envelope.reading()
+        reading = read_head(envelope.payload)
     except ProvenanceError as exc:
         code = exc.code if exc.code in _PAYLOAD_CODES else Reason.BAD_PAYLOAD
         return Rejected(code, exc.diagnostics())
     except Exception as exc:  # a signed but hostile payload is still just input
         return Rejected(Reason.BAD_PAYLOAD, f"payload parser failed: {exc!r}")
 
-    dev, seq = reading.device_id, reading.seq
-    if dev != device:
+    dev = reading.device_id
+    if device is not None and dev != device:
         return Rejected(Reason.TOPIC_MISMATCH,
-                        f"topic names device {device!r}, the signed reading {dev!r}", dev, seq)
+                        f"topic names device {device!r}, the signed reading {dev!r}", dev,
+                        reading.seq)
     if key.device_id != dev:
         return Rejected(Reason.DEVICE_KEY_MISMATCH,
                         f"key {key.kid.hex()[:16]}… is enrolled for {key.device_id!r}, "
-                        f"not {dev!r}", dev, seq)
-    if key.revoked_at(reading.time_ms):
-        return Rejected(Reason.REVOKED_KEY,
-                        f"key {key.kid.hex()[:16]}… revoked at {key.revoked_ms} ms; reading "
-                        f"signed at device time {reading.time_ms} ms", dev, seq)
-    if reading.time_ms > received_ms + max_future_ms:
-        return Rejected(Reason.CLOCK_SKEW,
-                        f"device time {reading.time_ms} ms is "
-                        f"{(reading.time_ms - received_ms) / 1000:.1f} s ahead of the collector "
-                        f"(limit {max_future_ms / 1000:.1f} s)", dev, seq)
-    gap = (reading.gap.first, reading.gap.last) if reading.gap is not None else None
-    return Verified(
-        device_id=dev,
-        seq=seq,
-        boot=reading.boot,
-        time_ms=reading.time_ms,
-        prev=reading.prev,
-        kind=reading.kind,
-        gap=gap,
-        envelope_hash=hashlib.sha256(payload).digest(),
-        leaf_hash=RFC9162_SHA256.hash_leaf(payload),
-        kid=key.kid,
-    )
+                        f"envelope signs {dev!r}", dev, reading.seq)
+    return Checked(reading, key, envelope)
+
+
+class ReadingVerifier:
+    """The stateless checks of readings against one registry snapshot.
+
+    :meth:`check_batch` runs the checks every reading meets wherever it is read (ingest and
+    audit); :meth:`admit` adds the rules for a message arriving now; :meth:`verify_batch`
+    is the two together, as ingest runs them.
+    """
+
+    __slots__ = ("registry",)
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    @property
+    def version(self) -> int:
+        return self.registry.version
+
+    def check_batch(self, items: Sequence[tuple[str | None, bytes]]) -> list[Checked | Rejected]:
+        """Check ``(topic, envelope)`` items (topic None: a stored reading, no topic to bind);
+        one result per item, in order.
+
+        Three passes over the batch (open every envelope, check every signature, read every
+        payload): the signatures then run back to back with OpenSSL's code and tables in the
+        CPU caches, which costs measurably less than interleaving them with the decoding.
+        Any exception in a check becomes that message's ``unverifiable`` result, never the
+        batch's failure.
+        """
+        # (``_guarded`` written out inline: three calls fewer per reading.)
+        registry = self.registry
+        out: list[Checked | Rejected] = [_UNSET] * len(items)
+        opened: list[tuple[int, _Opened]] = []
+        for index, (topic, payload) in enumerate(items):
+            try:
+                step = _open(registry, topic, payload)
+            except Exception as exc:
+                step = _unverifiable(exc)
+            if isinstance(step, Rejected):
+                out[index] = step
+            else:
+                opened.append((index, step))
+        signed: list[tuple[int, _Opened]] = []
+        for index, step in opened:
+            try:
+                failed = _check_signature(step)
+            except Exception as exc:
+                failed = _unverifiable(exc)
+            if failed is None:
+                signed.append((index, step))
+            else:
+                out[index] = failed
+        for index, step in signed:
+            try:
+                out[index] = _check_reading(step)
+            except Exception as exc:
+                out[index] = _unverifiable(exc)
+        return out
+
+    @staticmethod
+    def admit(checked: Checked, payload: bytes, received_ms: int,
+              max_future_ms: int) -> Outcome:
+        """The rules for a message arriving now, in :data:`REASONS` order, and what the
+        writer needs of one that passes."""
+        reading = checked.reading
+        if not checked.envelope.low_s:
+            return Rejected(Reason.HIGH_S,
+                            "the signature verifies but is in its high-S form (s > n/2); "
+                            "anyone can make it from the low-S signature a device sends, "
+                            "so it is refused and cannot displace the genuine reading",
+                            reading.device_id, reading.seq)
+        refused = revocation(checked.key, reading)
+        if refused is not None:
+            return refused
+        if reading.time_ms > received_ms + max_future_ms:
+            return Rejected(Reason.CLOCK_SKEW,
+                            f"device time {reading.time_ms} ms is "
+                            f"{(reading.time_ms - received_ms) / 1000:.1f} s ahead of the "
+                            f"collector (limit {max_future_ms / 1000:.1f} s)",
+                            reading.device_id, reading.seq)
+        gap = (reading.gap.first, reading.gap.last) if reading.gap is not None else None
+        return Verified(
+            device_id=reading.device_id,
+            seq=reading.seq,
+            boot=reading.boot,
+            time_ms=reading.time_ms,
+            prev=reading.prev,
+            kind=reading.kind,
+            gap=gap,
+            envelope_hash=hashlib.sha256(payload).digest(),
+            leaf_hash=RFC9162_SHA256.hash_leaf(payload),
+            kid=checked.key.kid,
+        )
+
+    def verify_batch(self, items: Sequence[tuple[str, bytes, int]],
+                     max_future_ms: int) -> list[Outcome]:
+        """Verify ``(topic, payload, received_ms)`` items as ingest does; one outcome per item,
+        in order."""
+        checked = self.check_batch([(topic, payload) for topic, payload, _ in items])
+        out: list[Outcome] = []
+        for (_, payload, received_ms), result in zip(items, checked, strict=True):
+            if isinstance(result, Rejected):
+                out.append(result)
+            else:
+                out.append(_guarded(self.admit, result, payload, received_ms, max_future_ms))
+        return out
 
 
 def verify_message(
     registry: Registry, topic: str, payload: bytes, received_ms: int, max_future_ms: int
 ) -> Outcome:
-    """Run the stateless checks in :data:`collector.admission.reasons.REASONS` order."""
-    opened = _open(registry, topic, payload)
-    if isinstance(opened, Rejected):
-        return opened
-    return _check_signature(opened) or _check_reading(opened, received_ms, max_future_ms)
+    """Run the stateless checks on one message, in :data:`collector.admission.reasons.REASONS`
+    order."""
+    return ReadingVerifier(registry).verify_batch([(topic, payload, received_ms)],
+                                                  max_future_ms)[0]
 
 
-# A verification process keeps the registry it last built; snapshots carry a version so a
+# A verification process keeps the verifier it last built; snapshots carry a version so a
 # process rebuilds it (parsing every public key) only when the registry changed.
-_registry: Registry | None = None
+_verifier: ReadingVerifier | None = None
+
+
+def verifier_for(source: RegistrySource) -> ReadingVerifier:
+    """The verifier for ``source``, built once per registry version in each process."""
+    global _verifier
+    if _verifier is None or _verifier.version != source.version:
+        snapshot = source.load() if isinstance(source, RegistryFile) else source
+        _verifier = ReadingVerifier(Registry.from_snapshot(snapshot))
+    return _verifier
 
 
 def registry_for(source: RegistrySource) -> Registry:
-    global _registry
-    if _registry is None or _registry.version != source.version:
-        snapshot = source.load() if isinstance(source, RegistryFile) else source
-        _registry = Registry.from_snapshot(snapshot)
-    return _registry
+    return verifier_for(source).registry
 
 
-# Placeholder for a batch's outcomes; every slot is overwritten before verify_batch returns.
+# Placeholder for a batch's outcomes; every slot is overwritten before check_batch returns.
 _UNSET = Rejected(Reason.UNVERIFIABLE, "not verified")
 
 
 def verify_batch(
     registry_source: RegistrySource, items: list[tuple[str, bytes, int]], max_future_ms: int
 ) -> list[Outcome]:
-    """Verify ``(topic, payload, received_ms)`` items; one outcome per item, in order.
-
-    The same checks as :func:`verify_message`, in three passes over the batch (open every
-    envelope, check every signature, read every payload): the signatures then run back to back
-    with OpenSSL's code and tables in the CPU caches, which costs measurably less than
-    interleaving them with the decoding.
-    """
-    registry = registry_for(registry_source)
-    out: list[Outcome] = [_UNSET] * len(items)
-    opened: list[tuple[int, _Opened]] = []
-    for index, (topic, payload, _) in enumerate(items):
-        step = _guarded(_open, registry, topic, payload)
-        if isinstance(step, Rejected):
-            out[index] = step
-        else:
-            opened.append((index, step))
-    signed: list[tuple[int, _Opened]] = []
-    for index, step in opened:
-        failed = _guarded(_check_signature, step)
-        if failed is None:
-            signed.append((index, step))
-        else:
-            out[index] = failed
-    for index, step in signed:
-        out[index] = _guarded(_check_reading, step, items[index][2], max_future_ms)
-    return out
-
+    """Ingest's work item: :meth:`ReadingVerifier.verify_batch` with the process's verifier
+    for ``registry_source``."""
+    return verifier_for(registry_source).verify_batch(items, max_future_ms)
 
 
 def _guarded(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Rejected:
@@ -235,4 +335,8 @@ def _guarded(check: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | Re
     try:
         return check(*args, **kwargs)
     except Exception as exc:
-        return Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}")
+        return _unverifiable(exc)
+
+
+def _unverifiable(exc: Exception) -> Rejected:
+    return Rejected(Reason.UNVERIFIABLE, f"verifier failed: {exc!r}")

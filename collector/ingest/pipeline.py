@@ -45,6 +45,7 @@ from collector.admission.verify import (
     Outcome,
     Rejected,
     Verified,
+    revocation,
     topic_device,
     verify_batch,
     verify_message,
@@ -368,11 +369,8 @@ class Pipeline:
     def _revocation_recheck(self, v: Verified) -> Outcome:
         """Apply a revocation that arrived after the batch was handed to a worker."""
         entry = self._registry.lookup(v.kid)
-        if entry is not None and entry[0].revoked_at(v.time_ms):
-            return Rejected(Reason.REVOKED_KEY,
-                            f"key {v.kid.hex()[:16]}… revoked at {entry[0].revoked_ms} ms; "
-                            f"reading signed at device time {v.time_ms} ms", v.device_id, v.seq)
-        return v
+        refused = revocation(entry[0], v) if entry is not None else None
+        return refused or v
 
     # observability ----------------------------------------------------------------------------
 

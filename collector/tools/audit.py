@@ -4,9 +4,10 @@ For every block, in height order: heights contiguous from 0; the stored header d
 collector signature verifies under the trusted key; its height, previous-hash link, leaf count
 and hash match the row and the chain; it covers exactly the next reading ids; the RFC 9162 root
 over those envelopes equals the signed root; the signed time range matches the readings. For
-every reading (sealed or pending): the envelope decodes, its key is enrolled for the signed
-device, the ES256 signature verifies, the row's columns equal the signed values, and the
-device's hash chain links where consecutive seqs follow each other.
+every reading (sealed or pending): the reading verifier that ingest uses passes it (envelope,
+enrolled key, ES256 signature, every wire-format rule of the payload, key bound to the signed
+device), the row's columns equal the signed values, and the device's hash chain links where
+consecutive seqs follow each other.
 
 Signature checks run on the worker pool (every core); Merkle roots and chain checks run here,
 overlapping with them. The whole audit reads one database snapshot, so it may run beside a
@@ -24,80 +25,57 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import cbor2
-
-from collector.admission.registry import DeviceKey, RegistrySnapshot, RegistrySource
-from collector.admission.verify import registry_for
+from collector.admission.reasons import Reason
+from collector.admission.registry import RegistrySnapshot, RegistrySource
+from collector.admission.verify import Rejected, verifier_for
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
-from provenance.envelope import Envelope, to_be_signed
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
 
-__all__ = ["AuditReport", "Finding", "audit_envelopes", "run_audit"]
+__all__ = ["AUDIT_CHECKS", "AuditReport", "Finding", "audit_envelopes", "run_audit"]
 
-# Payload labels (wire format v1) the audit compares with the row's columns.
-_DEV, _SEQ, _BOOT, _TIME, _PREV, _KIND = 2, 3, 4, 5, 7, 8
-
+#: The audit check under which each reason the reading verifier gives is reported. The
+#: verifier is ingest's own (:class:`collector.admission.verify.ReadingVerifier`), so a stored
+#: reading is held to exactly the rules it was admitted by.
+AUDIT_CHECKS: dict[str, str] = {
+    Reason.NOT_CBOR: "envelope",
+    Reason.NOT_COSE: "envelope",
+    Reason.BAD_KID: "envelope",
+    Reason.WRONG_ALGORITHM: "envelope",
+    Reason.UNKNOWN_KEY: "device key",
+    Reason.BAD_SIGNATURE: "device signature",
+    Reason.BAD_PAYLOAD: "payload",
+    Reason.BAD_VERSION: "payload",
+    Reason.NOT_DETERMINISTIC: "payload",
+    Reason.DEVICE_KEY_MISMATCH: "device key binding",
+    Reason.UNVERIFIABLE: "verifier",
+}
+_HIGH_S = "high_s"
 
 # What a worker sends back for each envelope, as a plain tuple (a NamedTuple pickles about six
 # times slower): what it signs, (device_id, seq, boot, time_ms, kind, prev, revoked by then),
-# or why it failed, (check, detail).
+# with "high_s" appended when its signature is in the high-S form; or why it failed,
+# (check, detail).
 Result = tuple[Any, ...]
 
 
 def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> list[Result]:
-    """Worker side: decode and verify each envelope; return the signed fields or the failure.
-
-    Three passes over the batch (decode all, verify all, read all payloads) rather than one
-    pass doing all three per envelope: the verifications then run back to back with OpenSSL's
-    code and tables in the CPU caches, which measured 13 µs a reading cheaper than interleaving
-    them with the decoding.
-    """
-    registry = registry_for(registry_source)
-    out: list[Result] = [()] * len(envelopes)
-    decoded: list[tuple[int, DeviceKey, PublicKey, bytes, bytes, bytes]] = []
-    for index, raw in enumerate(envelopes):
-        try:
-            envelope = Envelope.decode(raw)
-        except ProvenanceError as exc:
-            out[index] = ("envelope", exc.diagnostics())
+    """Worker side: the reading verifier's checks on each stored envelope; the signed fields,
+    or the failure under its audit check name."""
+    verifier = verifier_for(registry_source)
+    out: list[Result] = []
+    append = out.append
+    for result in verifier.check_batch([(None, raw) for raw in envelopes]):
+        if isinstance(result, Rejected):
+            append((AUDIT_CHECKS.get(result.reason, result.reason), result.detail))
             continue
-        except Exception as exc:  # hostile bytes are a finding, never a failed audit
-            out[index] = ("envelope", f"decoder failed: {exc!r}")
-            continue
-        kid, message = envelope.kid, envelope.message
-        entry = registry.lookup(kid)
-        if entry is None:
-            out[index] = ("device key", f"key id {kid.hex()} is not enrolled")
-            continue
-        key, public = entry
-        decoded.append((index, key, public, message.signature,
-                        to_be_signed(message.protected, message.payload), message.payload))
-    verified: list[tuple[int, DeviceKey, bytes]] = []
-    for index, key, public, signature, tbs, payload in decoded:
-        try:
-            public.verify(signature, tbs)
-        except ProvenanceError as exc:
-            out[index] = ("device signature", exc.diagnostics())
-            continue
-        verified.append((index, key, payload))
-    for index, key, payload in verified:
-        try:
-            body = cbor2.loads(payload)
-            device_id, time_ms = body[_DEV], body[_TIME]
-            signed = (device_id, body[_SEQ], body[_BOOT], time_ms, body[_KIND], body[_PREV],
-                      key.revoked_at(time_ms))
-        except (cbor2.CBORDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
-            out[index] = ("payload", f"signed payload is not a reading: {exc!r}")
-            continue
-        if key.device_id != device_id:
-            out[index] = ("device key binding", f"key is enrolled for {key.device_id!r}, "
-                          f"envelope signs {device_id!r}")
-            continue
-        out[index] = signed
+        r = result.reading
+        signed = (r.device_id, r.seq, r.boot, r.time_ms, r.kind, r.prev,
+                  result.key.revoked_at(r.time_ms))
+        append(signed if result.envelope.low_s else (*signed, _HIGH_S))
     return out
 
 
@@ -213,6 +191,7 @@ class _Auditor:
         self.progress = progress
         self.chain: dict[str, tuple[int, bytes]] = {}  # device -> (max seq, its envelope hash)
         self.revoked = 0
+        self.high_s = 0
 
     def fail(self, check: str, detail: str, block: BlockRecord | None,
              reading: ReadingRecord | None = None, leaf: int | None = None) -> None:
@@ -278,7 +257,8 @@ class _Auditor:
 
     def check_root(self, block: BlockRecord, header: SignedBlock,
                    readings: Sequence[ReadingRecord]) -> None:
-        computed = root([RFC9162_SHA256.hash_leaf(r.envelope) for r in readings])
+        hash_leaf = RFC9162_SHA256.hash_leaf
+        computed = root([hash_leaf(r.envelope) for r in readings])
         if computed != header.header.merkle_root:
             self.fail("merkle root", f"root over the {len(readings)} stored envelopes is "
                       f"{computed.hex()}, the signed root is "
@@ -292,27 +272,32 @@ class _Auditor:
         block, readings = segment.block, segment.readings
         first = block.first_reading_id if block else 0
         times: list[int] = []
+        add_time = times.append
+        chain, sha256 = self.chain, hashlib.sha256
+        # One pass per stored reading: kept lean, the main process's share of the audit.
         for r, res in zip(readings, results, strict=True):
-            leaf = r.id - first if block else None
-            if len(res) == 2:
-                self.fail(res[0], res[1], block, r, leaf)
-                continue
-            device_id, seq, _, time_ms, _, prev, revoked = res
-            times.append(time_ms)
+            if len(res) != 7:
+                if len(res) == 2:
+                    self.fail(res[0], res[1], block, r, r.id - first if block else None)
+                    continue
+                self.high_s += 1
+            device_id, seq, _, time_ms, kind, prev, revoked = res[:7]
+            add_time(time_ms)
             if revoked:
                 self.revoked += 1
-            columns = (r.device_id, r.seq, r.boot, r.time_ms, r.kind)
-            if columns != res[:5]:
+            # (id, device_id, seq, boot, time_ms, received_ms, kind, envelope)
+            if r[1:5] != res[:4] or r[6] != kind:
+                columns = (r.device_id, r.seq, r.boot, r.time_ms, r.kind)
                 self.fail("stored columns", f"row says {columns}, the envelope signs {res[:5]}",
-                          block, r, leaf)
+                          block, r, r.id - first if block else None)
                 continue
-            digest = hashlib.sha256(r.envelope).digest()
-            last = self.chain.get(device_id)
+            last = chain.get(device_id)
+            if last is None or seq > last[0]:
+                chain[device_id] = (seq, sha256(r[7]).digest())
             if last is not None and seq == last[0] + 1 and prev != last[1]:
                 self.fail("device chain", f"prev {prev.hex()} is not the hash of seq "
-                          f"{last[0]} ({last[1].hex()})", block, r, leaf)
-            if last is None or seq > last[0]:
-                self.chain[device_id] = (seq, digest)
+                          f"{last[0]} ({last[1].hex()})", block, r,
+                          r.id - first if block else None)
         if block is not None and segment.header is not None and times:
             h = segment.header.header
             if (h.first_time_ms, h.last_time_ms) != (min(times), max(times)):
@@ -345,16 +330,20 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     report = AuditReport(collector_kid=collector_key.kid_hex)
     share = RegistryShare(pool)
     try:
-        revoked = await _audit(store, report, collector_key, pool, share, progress, window,
+        auditor = await _audit(store, report, collector_key, pool, share, progress, window,
                                anchors)
         await ledger_findings(store, report, block_age_ms=block_age_ms)
     finally:
         share.close()
     report.findings.sort(key=_finding_order)
-    if revoked:
+    if auditor.revoked:
         report.warnings.append(
-            f"{revoked} stored reading(s) carry a device time at or after their key's "
+            f"{auditor.revoked} stored reading(s) carry a device time at or after their key's "
             "revocation (the key was revoked with an effective time in the past)")
+    if auditor.high_s:
+        report.warnings.append(
+            f"{auditor.high_s} stored reading(s) carry a high-S signature, which the collector "
+            "now refuses on arrival (stored before it did; see docs/wire-format.md)")
     report.seconds = time.monotonic() - started
     return report
 
@@ -362,8 +351,8 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
 async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicKey,
                  pool: WorkerPool, share: RegistryShare,
                  progress: Callable[[int], None] | None, window: int | None,
-                 anchors: Sequence[tuple[int, bytes]]) -> int:
-    """The audit proper; returns how many stored readings fall under a later revocation."""
+                 anchors: Sequence[tuple[int, bytes]]) -> _Auditor:
+    """The audit proper; the auditor holds what it counted for the warnings."""
     async with store.snapshot():
         keys = await store.device_keys()
         auditor = _Auditor(report, collector_key, pool,
@@ -416,4 +405,4 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             submit(None, None, chunk)
             await settle(depth)
         await settle(0)
-    return auditor.revoked
+    return auditor

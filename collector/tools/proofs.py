@@ -1,8 +1,10 @@
 """Proof files for single readings, built from the store.
 
-The audit path is computed from the envelopes of the reading's block (one indexed range read
+The audit path is built from node positions (``inclusion_nodes``: which subtrees the path
+needs), each subtree hashed from the envelopes of the reading's block (one indexed range read
 and one hash per leaf): with 1,000-reading blocks that is about a millisecond, whatever the
-size of the ledger, so no per-node hashes need to be stored.
+size of the ledger, so no per-node hashes need to be stored. A store that keeps node hashes
+would fetch the same positions instead.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collector.errors import NotFoundError, StoreError
 from collector.ledger.store import LedgerStore
 from provenance.block import SignedBlock
 from provenance.envelope import Envelope
-from provenance.merkle import RFC9162_SHA256, inclusion_proof
+from provenance.merkle import RFC9162_SHA256, inclusion_nodes, subtree_hash
 from provenance.prooffile import ProofFile
 
 __all__ = ["build_proof"]
@@ -32,7 +34,8 @@ async def build_proof(store: LedgerStore, device_id: str, seq: int) -> ProofFile
         raise StoreError(f"block {block.height} has {len(envelopes)} of its "
                          f"{block.leaf_count} readings; run `ledger-collector audit`")
     index = reading.id - block.first_reading_id
-    path = inclusion_proof([RFC9162_SHA256.hash_leaf(e) for e in envelopes], index)
+    leaves = [RFC9162_SHA256.hash_leaf(e) for e in envelopes]
+    path = [subtree_hash(leaves, begin, end) for begin, end in inclusion_nodes(index, len(leaves))]
     kid = Envelope.decode(reading.envelope).kid
     key = await store.device_key(kid)
     if key is None:

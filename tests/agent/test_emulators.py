@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from provenance.envelope import SignedReading
 from provenance.keyfile import load_public_key
 from tests.support.agent_harness import (
     REPO,
@@ -24,6 +23,7 @@ from tests.support.agent_harness import (
     write_config,
 )
 from tests.support.broker import Broker
+from tests.support.signed import SignedReading
 
 StartAgent = Callable[..., AgentProcess]
 

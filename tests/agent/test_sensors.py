@@ -23,7 +23,6 @@ from firmware_stubs.water_quality import WaterProbeEmulator
 from hardware.base import Measurement, Sample
 from hardware.registry import create
 from hardware.water_profiles import BUILTIN_PROFILES
-from provenance.envelope import SignedReading
 from provenance.errors import MalformedError
 from provenance.reading import GENESIS_PREV
 from tests.support.agent_harness import (
@@ -35,6 +34,7 @@ from tests.support.agent_harness import (
     write_config,
 )
 from tests.support.broker import Broker
+from tests.support.signed import SignedReading
 
 StartAgent = Callable[..., AgentProcess]
 

@@ -19,10 +19,11 @@ from agent.intake.sign_and_spool import sign_and_spool
 from agent.outbox.interface import Row
 from agent.signer import ChainSigner, Draft, Relay
 from agent.spool import Spool, read_report
-from provenance.envelope import Envelope, SignedReading
+from provenance.envelope import Envelope
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
+from tests.support.signed import SignedReading
 
 KEY = PrivateKey.generate()
 _OPEN: list[Spool] = []

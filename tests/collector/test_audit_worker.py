@@ -22,8 +22,9 @@ def test_one_batch_gives_each_envelope_its_own_outcome_in_order() -> None:
     forged[-1] ^= 0x01  # last byte of the signature
     unenrolled = stranger.next()
     not_a_reading = sign(cbor2.dumps({"hello": "world"}), good.key)
-    # a-02's key, enrolled for a-02, signing a reading that claims to be a-01's
-    impostor = sign(cbor2.dumps(cbor2.loads(Envelope.decode(first).payload)), other.key)
+    # a-02's key, enrolled for a-02, signing a reading that claims to be a-01's (the payload
+    # as it is: re-encoded by cbor2.dumps it would not be deterministic, a payload finding)
+    impostor = sign(Envelope.decode(first).payload, other.key)
     late = revoked.next(time_ms=t)
     snapshot = RegistrySnapshot.of(7, [
         DeviceKey(good.key.kid, "a-01", good.key.public.der, 0),
@@ -62,18 +63,16 @@ def test_a_decoder_crash_is_an_envelope_finding_not_a_failed_batch(
 ) -> None:
     """An exception the decoder was never meant to raise is a finding about that envelope,
     as it is a quarantine on ingest, and the rest of the batch is audited."""
-    import collector.tools.audit as audit_module
-
     d = Device("a-05")
     good, poison = d.next(), d.next()
-    real = audit_module.Envelope.decode
+    real = Envelope.decode
 
     def decode(raw: bytes) -> Envelope:
         if raw == poison:
             raise RecursionError("deeply nested")
         return real(raw)
 
-    monkeypatch.setattr(audit_module.Envelope, "decode", staticmethod(decode))
+    monkeypatch.setattr(Envelope, "decode", staticmethod(decode))
     snapshot = RegistrySnapshot.of(8, [DeviceKey(d.key.kid, "a-05", d.key.public.der, 0)])
     out = audit_envelopes(snapshot, [poison, good])
     assert out[0][0] == "envelope" and "RecursionError" in out[0][1]

@@ -1,5 +1,6 @@
 """Must-show 2: table-driven bad input. Each message lands in quarantine with the right reason
-(or in the duplicate counter), and good readings keep being accepted in between."""
+(or in the duplicate counter), and good readings keep being accepted in between. The audit
+holds a stored reading to the same verdict as ingest, on the same table."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from dataclasses import dataclass, replace
 import cbor2
 import pytest
 
+from collector.admission.registry import DeviceKey, RegistrySnapshot
+from collector.admission.verify import Rejected, Verified, verify_batch
+from collector.tools.audit import AUDIT_CHECKS, audit_envelopes
 from provenance import cbor
 from provenance.envelope import Envelope, sign, sign_reading, to_be_signed
+from provenance.keys import P256_ORDER
+from provenance.wire import reading_topic
 from tests.support.broker import Broker
 from tests.support.collector import (
     CollectorProcess,
@@ -70,6 +76,44 @@ def not_a_reading(f: Fleet) -> tuple[str, bytes]:
     return f.victim.topic, sign(cbor.encode({1: 1, 2: f.victim.device_id}), f.victim.key)
 
 
+def high_s_twin(envelope: bytes) -> bytes:
+    """The envelope with its signature (r, s) replaced by (r, n - s): no key needed, and it
+    verifies just as well (issue 13, defect 4)."""
+    s = int.from_bytes(envelope[-32:], "big")
+    return envelope[:-32] + (P256_ORDER - s).to_bytes(32, "big")
+
+
+def high_s(f: Fleet) -> tuple[str, bytes]:
+    # The twin of the victim's next genuine reading, sent before it (the genuine one follows
+    # at the end of the table and must still be accepted).
+    return f.victim.topic, high_s_twin(sign_reading(f.victim.reading(), f.victim.key))
+
+
+def signed_with_protected(f: Fleet, protected: bytes) -> tuple[str, bytes]:
+    """A reading the victim's own key signs, under the protected header bytes given."""
+    payload = f.victim.reading(seq=20_000).to_payload()
+    sig = f.victim.key.sign(to_be_signed(protected, payload))
+    return f.victim.topic, cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, sig]))
+
+
+def protected_repeats_kid(f: Fleet) -> tuple[str, bytes]:
+    # Issue 13, defect 3: a3 01 26 04 5820 <32 bytes> 04 5820 <kid>
+    kid = f.victim.key.kid
+    return signed_with_protected(
+        f, bytes.fromhex("a30126045820") + bytes(32) + bytes.fromhex("045820") + kid)
+
+
+def protected_repeats_alg(f: Fleet) -> tuple[str, bytes]:
+    # Issue 13, defect 3: a3 01 3822 01 26 04 5820 <kid> (ES384, then ES256)
+    return signed_with_protected(f, bytes.fromhex("a30138220126045820") + f.victim.key.kid)
+
+
+def protected_unsorted(f: Fleet) -> tuple[str, bytes]:
+    # {4: kid, 1: -7}: the right labels, not in deterministic order
+    return signed_with_protected(f, bytes.fromhex("a2045820") + f.victim.key.kid
+                                 + bytes.fromhex("0126"))
+
+
 CASES: list[tuple[str, Callable[[Fleet], tuple[str, bytes]], str]] = [
     ("random bytes",
      lambda f: (f.victim.topic, random.Random(7).randbytes(300)), "not_cbor"),
@@ -100,7 +144,11 @@ CASES: list[tuple[str, Callable[[Fleet], tuple[str, bytes]], str]] = [
     ("non-deterministic payload", non_deterministic, "not_deterministic"),
     ("signed CBOR that is not a reading", not_a_reading, "bad_payload"),
     ("device id not allowed in a topic",
-     lambda f: ("sensorledger/v1/bad id!/reading", f.victim.sent[-1]), "bad_topic"),
+     lambda f: (reading_topic("bad id!"), f.victim.sent[-1]), "bad_topic"),
+    ("protected header repeats the kid", protected_repeats_kid, "not_cose"),
+    ("protected header repeats the alg", protected_repeats_alg, "not_cose"),
+    ("protected header not in deterministic order", protected_unsorted, "not_cose"),
+    ("high-S twin of a genuine reading", high_s, "high_s"),
 ]
 
 
@@ -225,3 +273,79 @@ def test_gaps_are_reported_and_gap_records_explain_them(
     assert col.stop() == 0
     assert run_cli("audit", "--db", ledger.db).exit_code == 0
 
+
+
+# Verdicts that only ingest can give, with why the audit of a stored reading cannot:
+_INGEST_ONLY = {
+    "oversized": "size is judged before decoding, as the message arrives",
+    "bad_topic": "a stored reading has no topic",
+    "topic_mismatch": "a stored reading has no topic (its row's device is compared instead)",
+    "clock_skew": "judged against the collector clock on arrival",
+    "duplicate": "per-device state (the audit checks chains and seqs itself)",
+    "equivocation": "per-device state (the audit checks chains and seqs itself)",
+    "chain_break": "per-device state (the audit checks chains and seqs itself)",
+}
+
+
+def test_audit_and_ingest_give_the_same_verdict_on_the_bad_input_table() -> None:
+    """One reading verifier: every stateless rule ingest quarantines by, the audit reports as
+    a finding about a stored reading with the same words; the arrival rules that a stored
+    reading may rightly have passed (revocation, high-S) are the audit's warnings."""
+    fleet = Fleet(Device("good-01"), Device("victim-01"), Device("stranger-01"),
+                  Device("retired-01"), Device("other-01"))
+    for _ in range(3):
+        fleet.victim.next()
+    snapshot = RegistrySnapshot.of(900, [
+        DeviceKey(d.key.kid, d.device_id, d.key.public.der, 0,
+                  revoked_ms=1 if d is fleet.retired else None)  # revoked from the start
+        for d in (fleet.good, fleet.victim, fleet.retired, fleet.other)])
+    compared = 0
+    for name, build, expected in CASES:
+        topic, message = build(fleet)
+        audited = audit_envelopes(snapshot, [message])[0]
+        if expected in _INGEST_ONLY:
+            if expected != "oversized":  # the envelope itself is sound: no finding
+                assert len(audited) == 7, (name, audited)
+            continue
+        ingested = verify_batch(snapshot, [(topic, message, now_ms())], 60_000)[0]
+        assert isinstance(ingested, Rejected) and ingested.reason == expected, name
+        if expected == "revoked_key":
+            assert len(audited) >= 7 and audited[6] is True, name  # the revocation warning
+        elif expected == "high_s":
+            assert len(audited) == 8 and audited[7] == "high_s", name  # the high-S warning
+        else:
+            assert audited == (AUDIT_CHECKS[expected], ingested.detail), name
+            compared += 1
+    assert compared >= 10
+    # ... and a good reading passes both.
+    message = fleet.good.next()
+    assert isinstance(verify_batch(snapshot, [(fleet.good.topic, message, now_ms())], 60_000)[0],
+                      Verified)
+    assert audit_envelopes(snapshot, [message])[0][:2] == ("good-01", 0)
+
+
+def test_a_high_s_twin_sent_first_neither_displaces_nor_hides_the_genuine_reading(
+    ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess]
+) -> None:
+    """Issue 13, defect 4: E' = (r, n - s) of a genuine seq 0, published before it, used to be
+    stored as seq 0, get the genuine one quarantined as equivocation and seq 1 as chain_break."""
+    dev = Device("framed-01")
+    ledger.enrol([dev])
+    genuine = [dev.next() for _ in range(3)]
+    forged = high_s_twin(genuine[0])
+    assert Envelope.decode(forged).low_s is False and Envelope.decode(genuine[0]).low_s
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, forged)])
+        pub.publish([(dev.topic, env) for env in genuine])
+        wait_until(lambda: ledger.count("readings") == 3, 20, 0.02, "genuine readings stored")
+    assert col.stop() == 0
+    stored = ledger.sql("SELECT seq, envelope FROM readings ORDER BY seq")
+    assert [(seq, bytes(env)) for seq, env in stored] == list(enumerate(genuine))
+    assert ledger.quarantine() == [("high_s", dev.device_id, 0, 1)]
+    assert not any(e.get("event") == "equivocation" for e in col.events)
+    row = ledger.stats()["devices"][dev.device_id]
+    assert (row["accepted"], row["equivocations"], row["chain_breaks"], row["missing"]) == (
+        3, 0, 0, 0)
+    audit = run_cli("audit", "--db", ledger.db)
+    assert audit.exit_code == 0 and "high-S" not in audit.output, audit.output

@@ -30,8 +30,8 @@ from firmware_stubs.water_model import WaterModel
 from firmware_stubs.water_quality import WaterProbeEmulator
 from hardware import contec_protocol, jbd_protocol, modbus_rtu
 from hardware.water_profiles import BUILTIN_PROFILES
-from provenance.envelope import SignedReading
 from provenance.keys import PublicKey
+from tests.support.signed import SignedReading
 
 from .conftest import MakeDriver, as_dict, measured, poll_until
 

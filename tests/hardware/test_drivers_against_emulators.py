@@ -18,9 +18,9 @@ from firmware_stubs.self_signing import SelfSigningSensor
 from firmware_stubs.transcript import Report
 from firmware_stubs.water_quality import WaterProbeEmulator
 from hardware.water_profiles import BUILTIN_PROFILES
-from provenance.envelope import SignedReading
 from provenance.keys import PublicKey
 from provenance.reading import GENESIS_PREV
+from tests.support.signed import SignedReading
 
 from .conftest import MakeDriver, as_dict, measured, poll_until
 

@@ -17,9 +17,10 @@ from pycose.keys.ec2 import EC2Key
 from pycose.messages import Sign1Message
 
 from provenance import cbor
-from provenance.envelope import ALG_ES256, COSE_SIGN1_TAG, SignedReading, sign_reading, to_be_signed
+from provenance.envelope import ALG_ES256, COSE_SIGN1_TAG, sign_reading, to_be_signed
 from provenance.errors import SignatureError
 from provenance.keys import PrivateKey, PublicKey
+from tests.support.signed import SignedReading
 
 from .samples import example_reading, reading
 

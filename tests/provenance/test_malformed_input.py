@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 from provenance import cbor
 from provenance.block import BlockHeader, SignedBlock
-from provenance.envelope import CoseSign1, Envelope, SignedReading, sign, sign_reading
+from provenance.envelope import CoseSign1, Envelope, sign, sign_reading
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey, PublicKey
 from provenance.prooffile import ProofFile, verify_proof
 from provenance.reading import Reading
+from tests.support.signed import SignedReading
 
 from .samples import EXAMPLE_COLLECTOR_KEY, example_reading
 

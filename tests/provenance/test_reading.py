@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provenance import cbor
-from provenance.envelope import Envelope, SignedReading, sign_reading
+from provenance.envelope import Envelope, sign_reading
 from provenance.errors import MalformedError, ProvenanceError, SignatureError
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Gap, Reading, check_device_id
 from provenance.senml import Measurement
+from tests.support.signed import SignedReading
 
 from .samples import example_reading, reading
 

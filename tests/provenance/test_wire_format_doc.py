@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from provenance.envelope import SignedReading, sign_reading
+from provenance.envelope import sign_reading
 from provenance.keys import PublicKey
+from tests.support.signed import SignedReading
 
 from .samples import EXAMPLE_DEVICE_KEY, example_reading
 

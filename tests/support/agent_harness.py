@@ -42,11 +42,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hardware.base import DriverStats, Measurement, Sample
 from hardware.registry import register
 from hardware.settings import Settings
-from provenance.envelope import SignedReading, sign_reading
+from provenance.envelope import sign_reading
 from provenance.keyfile import load_private_key, save_private_key
 from provenance.keys import PrivateKey, PublicKey
 from provenance.reading import GENESIS_PREV, Reading
+from provenance.wire import TOPIC_ROOT
 from tests.support.polling import wait_until
+from tests.support.signed import SignedReading
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -247,7 +249,7 @@ class Subscriber:
     """Collects every message under ``sensorledger/v1/#`` with a persistent session, so it
     keeps what the broker queued for it across a broker restart (the broker persists)."""
 
-    def __init__(self, host: str, port: int, topic: str = "sensorledger/v1/#") -> None:
+    def __init__(self, host: str, port: int, topic: str = f"{TOPIC_ROOT}/#") -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._topic = topic

@@ -26,6 +26,7 @@ from provenance.envelope import Envelope, sign_reading
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Gap, Reading
 from provenance.senml import Measurement
+from provenance.wire import READING_FILTER, reading_topic
 from tests.support.broker import Broker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def now_ms() -> int:
 
 
 def topic_of(device_id: str) -> str:
-    return f"sensorledger/v1/{device_id}/reading"
+    return reading_topic(device_id)
 
 
 @dataclass
@@ -292,7 +293,7 @@ def create_session(broker: Broker, client_id: str = "sensorledger-collector") ->
     props.SessionExpiryInterval = 3600
     c.connect(broker.host, broker.port, clean_start=False, properties=props)
     c.loop_start()
-    c.subscribe("sensorledger/v1/+/reading", qos=1)
+    c.subscribe(READING_FILTER, qos=1)
     assert done.wait(10), "subscription not acknowledged"
     c.disconnect()
     c.loop_stop()

@@ -1,0 +1,129 @@
+"""The wire contract in one place: MQTT topics, format versions and CBOR labels.
+
+Everything a device, the collector, a proof verifier or a test spells on the wire comes from
+here (docs/wire-format.md is the prose and CDDL of the same). Changing a value here changes
+the wire format.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ALG_ES256",
+    "BLOCK_FORMAT_VERSION",
+    "COSE_SIGN1_TAG",
+    "FORMAT_VERSION",
+    "HDR_ALG",
+    "HDR_KID",
+    "PROOF_FORMAT_VERSION",
+    "READING_FILTER",
+    "TOPIC_ROOT",
+    "BlockLabel",
+    "PayloadLabel",
+    "ProofLabel",
+    "device_filter",
+    "reading_topic",
+    "reading_topic_device",
+    "status_topic",
+]
+
+# --- MQTT topics --------------------------------------------------------------------------
+
+#: Every topic of wire format v1 lies under this root.
+TOPIC_ROOT: Final = "sensorledger/v1"
+_READING: Final = "reading"
+_STATUS: Final = "status"
+_PREFIX: Final = TOPIC_ROOT + "/"
+_READING_SUFFIX: Final = "/" + _READING
+
+#: The collector's subscription: every device's readings.
+READING_FILTER: Final = f"{TOPIC_ROOT}/+/{_READING}"
+
+
+def reading_topic(device_id: str) -> str:
+    """Where a device publishes its signed readings (QoS 1, not retained)."""
+    return f"{_PREFIX}{device_id}{_READING_SUFFIX}"
+
+
+def status_topic(device_id: str) -> str:
+    """Where an agent publishes its retained status (birth, Last Will, heartbeats)."""
+    return f"{_PREFIX}{device_id}/{_STATUS}"
+
+
+def device_filter(device_id: str) -> str:
+    """Every topic of one device: what a broker ACL lets that device publish to."""
+    return f"{_PREFIX}{device_id}/#"
+
+
+def reading_topic_device(topic: str) -> str | None:
+    """The ``<device_id>`` part of a reading topic, unchecked; None when ``topic`` is not
+    ``sensorledger/v1/<something>/reading``. Whether it is a valid device id is
+    :func:`provenance.reading.check_device_id`'s business."""
+    if not (topic.startswith(_PREFIX) and topic.endswith(_READING_SUFFIX)):
+        return None
+    return topic[len(_PREFIX):-len(_READING_SUFFIX)]
+
+
+# --- Format versions ----------------------------------------------------------------------
+
+#: Payload label 1 of every reading.
+FORMAT_VERSION: Final = 1
+#: Label 1 of every block header.
+BLOCK_FORMAT_VERSION: Final = 1
+#: Label 1 of every proof file.
+PROOF_FORMAT_VERSION: Final = 1
+
+# --- COSE_Sign1 (RFC 9052 / RFC 9053) -----------------------------------------------------
+
+COSE_SIGN1_TAG: Final = 18
+#: ES256: ECDSA on P-256 with SHA-256.
+ALG_ES256: Final = -7
+#: Protected header labels; the header is exactly {alg, kid} in deterministic form.
+HDR_ALG: Final = 1
+HDR_KID: Final = 4
+
+
+# --- CBOR map labels ----------------------------------------------------------------------
+
+
+class PayloadLabel:
+    """Keys of the reading payload map (the CDDL ``reading`` in docs/wire-format.md)."""
+
+    VERSION: Final = 1
+    DEVICE: Final = 2
+    SEQ: Final = 3
+    BOOT: Final = 4
+    TIME: Final = 5
+    SYNC: Final = 6
+    PREV: Final = 7
+    KIND: Final = 8
+    MEASUREMENTS: Final = 9
+    EVENT: Final = 10
+    GAP: Final = 11
+
+
+class BlockLabel:
+    """Keys of the block header map."""
+
+    VERSION: Final = 1
+    HEIGHT: Final = 2
+    PREV: Final = 3
+    ROOT: Final = 4
+    COUNT: Final = 5
+    FIRST: Final = 6
+    LAST: Final = 7
+    SEALED: Final = 8
+    KID: Final = 9
+
+
+class ProofLabel:
+    """Keys of the proof file map."""
+
+    VERSION: Final = 1
+    ENVELOPE: Final = 2
+    DEVICE_KEY: Final = 3
+    INDEX: Final = 4
+    PATH: Final = 5
+    BLOCK: Final = 6
+    COLLECTOR_KID: Final = 7
