@@ -285,7 +285,7 @@ class Ed25519NoteSigner(NoteSigner):
     @classmethod
     def from_skey(cls, skey: str) -> Ed25519NoteSigner:
         """From ``PRIVATE+KEY+name+hex(key id)+base64(0x01 || seed)``; the key id is checked."""
-        parts = skey.strip().split("+")
+        parts = skey.strip().split("+", 4)  # base64 may itself hold '+'
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise NoteKeyError("a note signer key reads PRIVATE+KEY+<name>+<key id>+<base64 key>")
         _, _, name, id_hex, key_b64 = parts
@@ -352,7 +352,7 @@ def parse_verifier_key(vkey: str) -> NoteVerifier:
     Types 0x01 (Ed25519) and 0x02 (ECDSA P-256) are understood; the key id must match the key
     (else :class:`NoteKeyError`).
     """
-    parts = vkey.strip().split("+")
+    parts = vkey.strip().split("+", 2)  # base64 may itself hold '+'
     if len(parts) != 3:
         raise NoteKeyError(
             "a note verifier key reads <name>+<8 hex digit key id>+<base64 key>, "
