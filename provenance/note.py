@@ -193,7 +193,10 @@ class Ed25519NoteVerifier(NoteVerifier):
             )
         self.name = name
         self._raw = bytes(public_key)
-        self._key = Ed25519PublicKey.from_public_bytes(self._raw)
+        try:
+            self._key = Ed25519PublicKey.from_public_bytes(self._raw)
+        except ValueError as exc:
+            raise NoteKeyError(f"not an Ed25519 public key: {exc}") from None
         self.key_id = ed25519_key_id(name, self._raw)
 
     @property
