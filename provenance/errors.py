@@ -10,13 +10,20 @@ only wants to print the sentence can catch :class:`SensorLedgerError` once.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointFormatError",
+    "CheckpointOriginError",
     "KeyBindingError",
     "KeyFormatError",
     "MalformedError",
+    "NoteFormatError",
+    "NoteKeyError",
+    "NoteSignatureError",
     "ProvenanceError",
     "SensorLedgerError",
     "SignatureError",
+    "TlogProofFormatError",
     "UnsupportedAlgorithmError",
+    "UnverifiedNoteError",
 ]
 
 
@@ -69,3 +76,50 @@ class KeyFormatError(ProvenanceError):
     """A key is not a P-256 key in the expected encoding."""
 
     code = "bad_key"
+
+
+class NoteFormatError(MalformedError):
+    """Text that is not a well-formed C2SP signed note (c2sp.org/signed-note)."""
+
+    code = "malformed_note"
+
+
+class NoteKeyError(KeyFormatError):
+    """A signed-note verifier or signer key string that does not parse or does not match."""
+
+    code = "bad_note_key"
+
+
+class NoteSignatureError(SignatureError):
+    """A signature by a trusted note key does not verify, so the whole note is rejected."""
+
+    code = "bad_note_signature"
+
+    def __init__(self, message: str = "", *, name: str = "", key_id: int = 0) -> None:
+        super().__init__(message)
+        self.name = name
+        self.key_id = key_id
+
+
+class UnverifiedNoteError(SignatureError):
+    """No signature on a note comes from a trusted key."""
+
+    code = "unverified_note"
+
+
+class CheckpointFormatError(MalformedError):
+    """A note text that is not a C2SP tlog checkpoint (origin, tree size, root hash)."""
+
+    code = "malformed_checkpoint"
+
+
+class CheckpointOriginError(ProvenanceError):
+    """A checkpoint comes from another log than the one expected (its origin line differs)."""
+
+    code = "wrong_origin"
+
+
+class TlogProofFormatError(MalformedError):
+    """Text that is not a C2SP tlog-proof (c2sp.org/tlog-proof@v1)."""
+
+    code = "malformed_tlog_proof"
