@@ -100,4 +100,26 @@ CREATE TABLE gaps (
 
 INSERT INTO meta(key, value) VALUES ('registry_version', 0);
 """),
+    (2, "one log tree and checkpoints", """
+-- Perfect subtrees of the one RFC 9162 tree over every sealed reading (leaf index = reading id
+-- - 1): the node over leaves [idx * 2^level, (idx + 1) * 2^level). Level 0 holds leaf hashes.
+-- Written by the sealer in the transaction of the block that completes them.
+CREATE TABLE tree_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+-- One signed C2SP checkpoint (a signed note) per tree size, never replaced.
+CREATE TABLE checkpoints (
+    size         INTEGER PRIMARY KEY,
+    root         BLOB NOT NULL,
+    note         BLOB NOT NULL,
+    block_height INTEGER,                   -- the block that grew the tree to this size
+    signed_ms    INTEGER NOT NULL
+);
+
+INSERT INTO meta(key, value) VALUES ('tree_size', 0);
+"""),
 ]

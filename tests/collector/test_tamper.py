@@ -186,6 +186,13 @@ def test_audit_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 
+def cut_off_log(ledger: Ledger, size: int) -> None:
+    """The log tree and checkpoints as they were at ``size`` leaves."""
+    ledger.execute("DELETE FROM checkpoints WHERE size > ?", (size,))
+    ledger.execute("DELETE FROM tree_nodes WHERE ((idx + 1) << level) > ?", (size,))
+    ledger.execute("UPDATE meta SET value = ? WHERE key = 'tree_size'", (size,))
+
+
 def test_a_cut_off_chain_head_is_caught_by_an_anchor(copy: Ledger) -> None:
     """Deleting the newest block and its readings leaves a consistent shorter chain; only a
     block hash recorded elsewhere (an anchor) reveals it."""
@@ -197,6 +204,7 @@ def test_a_cut_off_chain_head_is_caught_by_an_anchor(copy: Ledger) -> None:
     copy.execute("DELETE FROM readings WHERE id > ?", (last * BLOCK,))
     copy.execute("DELETE FROM device_state")  # a careful forger rewrites the bookkeeping too
     copy.execute("DELETE FROM gaps")
+    cut_off_log(copy, last * BLOCK)
     assert run_cli("audit", "--db", copy.db).exit_code == 0  # consistent on its own
     result = run_cli("audit", "--db", copy.db, "--anchor", anchor)
     assert result.exit_code == 1
