@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import MalformedError
+from .errors import MalformedError, ProvenanceError
 from .keys import PublicKey
 from .note import EcdsaNoteVerifier, NoteVerifier, parse_verifier_key
 
@@ -67,6 +67,13 @@ class TrustPolicy:
         return ", ".join(parts) or "no key"
 
 
+def _vkey(text: str, number: int) -> NoteVerifier:
+    try:
+        return parse_verifier_key(text)
+    except ProvenanceError as exc:
+        raise MalformedError(f"trust policy line {number}: {exc.diagnostics()}") from None
+
+
 def parse_policy(text: str) -> TrustPolicy:
     """A policy from its text form; MalformedError names the line that is wrong."""
     verifiers: list[NoteVerifier] = []
@@ -78,7 +85,11 @@ def parse_policy(text: str) -> TrustPolicy:
         if pem is not None:
             pem.append(line)
             if line == _END:
-                keys.append(PublicKey.from_pem("\n".join(pem).encode() + b"\n"))
+                try:
+                    keys.append(PublicKey.from_pem("\n".join(pem).encode() + b"\n"))
+                except (ProvenanceError, ValueError) as exc:
+                    raise MalformedError(f"trust policy line {number}: not a P-256 public key: "
+                                         f"{exc}") from None
                 pem = None
             continue
         if not line or line.startswith("#"):
@@ -87,11 +98,11 @@ def parse_policy(text: str) -> TrustPolicy:
         if line == _BEGIN:
             pem = [line]
         elif word == "vkey" and rest:
-            verifiers.append(parse_verifier_key(rest.strip()))
+            verifiers.append(_vkey(rest.strip(), number))
         elif word == "log" and rest:
             origin = rest.strip()
         elif not rest and line.count("+") >= 2:
-            verifiers.append(parse_verifier_key(line))
+            verifiers.append(_vkey(line, number))
         else:
             raise MalformedError(f"trust policy line {number}: expected 'log ORIGIN', "
                                  f"'vkey KEY' or a PEM public key, got {line[:60]!r}")

@@ -20,9 +20,11 @@ Example:
 @click.option("--log-name", metavar="ORIGIN",
               help="The log's name, if the ledger has none yet "
                    "[default: sensorledger.invalid/DB-NAME].")
+@click.option("--chunk", type=click.IntRange(min=1), default=65_536, show_default=True,
+              metavar="N", help="Readings added to the tree per transaction.")
 @handle_errors
 def migrate(config_path: str | None, db: str | None, key_file: str | None,
-            log_name: str | None) -> None:
+            log_name: str | None, chunk: int) -> None:
     """Upgrade a format 1 ledger in place: build the one log tree over the stored readings in
     ledger order and sign a checkpoint for the head.
 
@@ -41,10 +43,11 @@ def migrate(config_path: str | None, db: str | None, key_file: str | None,
 
     async def go() -> object:
         async with open_ledger(cfg) as store:
-            with LedgerLock(cfg.database).acquire():
+            with LedgerLock(cfg.database):
                 key = await load_collector_key(store, cfg.key_file)
                 name = log_name or f"sensorledger.invalid/{Path(cfg.database).stem}"
-                return await migrate_ledger(store, key, cfg.key_file, log_name=name)
+                return await migrate_ledger(store, key, cfg.key_file, log_name=name,
+                                            chunk=chunk)
 
     from collector.ledger.migrate import MigrationResult
 
