@@ -1,7 +1,8 @@
 """The SQLite store's log tables: the one tree's perfect nodes, its size, the checkpoints and the
 log's identity (origin line and verifier keys).
 
-Proofs read O(log n) node rows by position (:mod:`provenance.compact`), never the leaves.
+The tree is stored in tiles (:mod:`provenance.compact`): proofs read O(log n) tile rows by
+node position, never the leaves; a block writes a handful of rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from collector import faults
 from collector.errors import StoreError
 from collector.ledger.records import BlockRecord, CheckpointRecord
 from collector.ledger.sqlite_base import SQLiteConnection
-from provenance.compact import CompactRange, Node, fold, frontier_nodes, range_nodes
+from provenance.compact import (
+    CompactRange,
+    Node,
+    fold,
+    frontier_nodes,
+    node_from_tile,
+    range_nodes,
+    tile_entries,
+    tile_span,
+)
+from provenance.merkle import HASH_SIZE
 
 __all__ = ["LogTables"]
 
@@ -49,26 +60,42 @@ class LogTables(SQLiteConnection):
         row = await self._one("SELECT value FROM meta WHERE key = 'tree_size'")
         return int(row[0]) if row else 0
 
+    async def _tile(self, level: int, index: int) -> bytes:
+        row = await self._one("SELECT hashes FROM tree_tiles WHERE level = ? AND idx = ?",
+                              (level, index))
+        return bytes(row[0]) if row else b""
+
     async def tree_nodes(self, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int],
                                                                              bytes]:
         """Stored hashes of the perfect nodes at ``positions``; a missing one is a StoreError."""
         out: dict[tuple[int, int], bytes] = {}
+        tiles: dict[tuple[int, int], bytes] = {}
         for level, index in positions:
             if (level, index) in out:
                 continue
-            row = await self._one("SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?",
-                                  (level, index))
-            if row is None:
+            tile_level, tile_index, first, count = tile_span(level, index)
+            key = (tile_level, tile_index)
+            if key not in tiles:
+                tiles[key] = await self._tile(*key)
+            node = node_from_tile(tiles[key], first, count)
+            if node is None:
                 raise StoreError(f"the log tree has no node at level {level} index {index}; "
                                  "run `ledger-collector audit`")
-            out[(level, index)] = row[0]
+            out[(level, index)] = node
         return out
 
     async def leaf_hashes(self, begin: int, end: int) -> dict[int, bytes]:
         """The leaf hashes recorded at sealing for leaf indexes ``[begin, end)``."""
-        rows = await self._all("SELECT idx, hash FROM tree_nodes WHERE level = 0 AND idx >= ? "
-                               "AND idx < ?", (begin, end))
-        return {int(i): h for i, h in rows}
+        out: dict[int, bytes] = {}
+        if end <= begin:
+            return out
+        for tile_index in range(begin >> 8, ((end - 1) >> 8) + 1):
+            tile = await self._tile(0, tile_index)
+            for entry in range(len(tile) // HASH_SIZE):
+                index = (tile_index << 8) + entry
+                if begin <= index < end:
+                    out[index] = tile[entry * HASH_SIZE:(entry + 1) * HASH_SIZE]
+        return out
 
     async def subtree_hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The hash of each RFC 9162 subtree ``[begin, end)`` from the stored perfect nodes."""
@@ -121,7 +148,19 @@ class LogTables(SQLiteConnection):
 
     async def _write_nodes(self, db: aiosqlite.Connection, nodes: Sequence[Node],
                            size: int) -> None:
-        await db.executemany("INSERT INTO tree_nodes(level, idx, hash) VALUES (?, ?, ?)", nodes)
+        """Add the stored entries among ``nodes`` to their tiles (growing a partial one)."""
+        rows = []
+        for (level, index), entries in tile_entries(nodes).items():
+            tile = await self._tile(level, index) if entries[0][0] else b""
+            if len(tile) != entries[0][0] * HASH_SIZE or any(
+                entry != entries[0][0] + k for k, (entry, _) in enumerate(entries)
+            ):
+                raise StoreError(f"tile {level}/{index} of the log tree holds "
+                                 f"{len(tile) // HASH_SIZE} hashes, the next to add is entry "
+                                 f"{entries[0][0]}; run `ledger-collector audit`")
+            rows.append((level, index, tile + b"".join(h for _, h in entries)))
+        await db.executemany("INSERT OR REPLACE INTO tree_tiles(level, idx, hashes) "
+                             "VALUES (?, ?, ?)", rows)
         await db.execute("UPDATE meta SET value = ? WHERE key = 'tree_size'", (size,))
 
     async def _write_checkpoint(self, db: aiosqlite.Connection, cp: CheckpointRecord) -> None:

@@ -101,13 +101,15 @@ CREATE TABLE gaps (
 INSERT INTO meta(key, value) VALUES ('registry_version', 0);
 """),
     (2, "one log tree and checkpoints", """
--- Perfect subtrees of the one RFC 9162 tree over every sealed reading (leaf index = reading id
--- - 1): the node over leaves [idx * 2^level, (idx + 1) * 2^level). Level 0 holds leaf hashes.
--- Written by the sealer in the transaction of the block that completes them.
-CREATE TABLE tree_nodes (
-    level INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
+-- The one RFC 9162 tree over every sealed reading (leaf index = reading id - 1), in tiles as
+-- C2SP tlog-tiles lays them out: tile (level L, idx I) holds the hashes of the tree nodes of
+-- level 8L numbered 256I .. 256I+255 (level 0: the leaf hashes), concatenated; the right-edge
+-- tile of a level is partial and grows. Every other perfect node is hashed from one tile.
+-- Written by the sealer in the transaction of the block that adds to them.
+CREATE TABLE tree_tiles (
+    level  INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    hashes BLOB NOT NULL,
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
 

@@ -189,7 +189,13 @@ def test_audit_usage_errors_exit_2(tmp_path: Path) -> None:
 def cut_off_log(ledger: Ledger, size: int) -> None:
     """The log tree and checkpoints as they were at ``size`` leaves."""
     ledger.execute("DELETE FROM checkpoints WHERE size > ?", (size,))
-    ledger.execute("DELETE FROM tree_nodes WHERE ((idx + 1) << level) > ?", (size,))
+    for level, index, hashes in ledger.sql("SELECT level, idx, hashes FROM tree_tiles"):
+        keep = max(0, min(256, (size >> (8 * level)) - index * 256))
+        if keep == 0:
+            ledger.execute("DELETE FROM tree_tiles WHERE level = ? AND idx = ?", (level, index))
+        else:
+            ledger.execute("UPDATE tree_tiles SET hashes = ? WHERE level = ? AND idx = ?",
+                           (hashes[:32 * keep], level, index))
     ledger.execute("UPDATE meta SET value = ? WHERE key = 'tree_size'", (size,))
 
 

@@ -10,7 +10,15 @@ import pytest
 from provenance import cbor, merkle
 from provenance.block import GENESIS_BLOCK_HASH, BlockHeader, SignedBlock
 from provenance.checkpoint import Checkpoint, sign_checkpoint
-from provenance.compact import CompactRange, range_nodes, subtree_from_nodes
+from provenance.compact import (
+    TILE_WIDTH,
+    CompactRange,
+    node_from_tile,
+    range_nodes,
+    subtree_from_nodes,
+    tile_entries,
+    tile_span,
+)
 from provenance.envelope import Envelope, sign_reading
 from provenance.errors import MalformedError
 from provenance.keys import PrivateKey
@@ -80,6 +88,27 @@ def test_a_compact_range_rebuilt_from_stored_nodes_continues_the_same_tree() -> 
     assert again.root() == tree.root() == merkle.root(_leaves(70))
     with pytest.raises(ValueError):
         CompactRange(45, [nodes[p] for p in positions][:-1])
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 700, 65_537])
+def test_tiles_hold_every_perfect_node(n: int) -> None:
+    _, nodes = _grown_fast(n)
+    tiles: dict[tuple[int, int], bytes] = {}
+    for key, entries in tile_entries((lv, i, h) for (lv, i), h in nodes.items()).items():
+        assert [e for e, _ in entries] == list(range(len(entries)))
+        tiles[key] = b"".join(h for _, h in entries)
+    assert all(len(t) <= 32 * TILE_WIDTH for t in tiles.values())
+    rng = random.Random(n)
+    for (level, index), digest in rng.sample(sorted(nodes.items()), min(len(nodes), 400)):
+        tile_level, tile_index, first, count = tile_span(level, index)
+        assert node_from_tile(tiles[(tile_level, tile_index)], first, count) == digest
+    assert node_from_tile(tiles[(0, (n - 1) >> 8)], (n - 1) % 256, 2) is None  # not there yet
+
+
+def _grown_fast(n: int) -> tuple[CompactRange, dict[tuple[int, int], bytes]]:
+    tree = CompactRange()
+    nodes = {(lv, i): h for lv, i, h in tree.append(_leaves(n))}
+    return tree, nodes
 
 
 def test_ranges_that_are_not_tree_nodes_are_refused() -> None:
