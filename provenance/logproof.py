@@ -30,8 +30,8 @@ from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
 from .wire import ProofLabel as L
 
-__all__ = ["LOG_PROOF_CHECKS", "LogProof", "decode_log_proof", "verify_any_proof",
-           "verify_log_proof"]
+__all__ = ["LOG_PROOF_CHECKS", "LogProof", "check_checkpoint", "decode_log_proof",
+           "verify_any_proof", "verify_log_proof"]
 
 #: Every check ``verify_log_proof`` can make, in its order.
 LOG_PROOF_CHECKS = ("proof file format", "checkpoint signature", "device key binding",
@@ -138,6 +138,22 @@ def verify_any_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
     return verify_log_proof(data, policy)
 
 
+def check_checkpoint(note: bytes, policy: TrustPolicy) -> SignedCheckpoint:
+    """The checkpoint note, verified: of the policy's log, signed by every trusted key named
+    for its log (and by at least one)."""
+    origin = parse_checkpoint(parse_note(note).text).origin
+    if policy.origin is not None and origin != policy.origin:
+        raise MalformedError(f"checkpoint is from log {origin!r}, the policy trusts log "
+                             f"{policy.origin!r}")
+    signed = open_checkpoint(note, policy.note_verifiers(origin))
+    have = {(s.name, s.key_id) for s in signed.note.verified}
+    missing = [v for v in policy.required(origin) if (v.name, v.key_id) not in have]
+    if missing:
+        raise SignatureError("trusted key(s) " + ", ".join(
+            f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint")
+    return signed
+
+
 def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
     """Check a format 2 or tlog-proof file offline; never raises for bad input."""
     report = ProofReport(expected=LOG_PROOF_CHECKS)
@@ -162,16 +178,8 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
     pf: LogProof = state["proof"]
 
     def checkpoint() -> str:
-        origin = parse_checkpoint(parse_note(pf.checkpoint).text).origin
-        if policy.origin is not None and origin != policy.origin:
-            raise MalformedError(f"checkpoint is from log {origin!r}, the policy trusts log "
-                                 f"{policy.origin!r}")
-        signed = open_checkpoint(pf.checkpoint, policy.note_verifiers(origin))
-        have = {(s.name, s.key_id) for s in signed.note.verified}
-        missing = [v for v in policy.required(origin) if (v.name, v.key_id) not in have]
-        if missing:
-            raise SignatureError("trusted key(s) " + ", ".join(
-                f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint")
+        signed = check_checkpoint(pf.checkpoint, policy)
+        origin = signed.checkpoint.origin
         state["cp"] = report.checkpoint = signed
         names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified)
         return (f"log {origin} tree size {signed.checkpoint.size} signed by trusted "

@@ -18,7 +18,14 @@ from collector.cli.devices import devices
 from collector.cli.inspect import blocks, quarantine, readings, stats
 from collector.cli.ledger import check, init, run_command
 from collector.cli.migrate import migrate
-from collector.cli.proofs import checkpoint_cmd, consistency_cmd, proof, verify_proof_cmd
+from collector.cli.proofs import (
+    checkpoint_cmd,
+    consistency_cmd,
+    history_cmd,
+    proof,
+    verify_history_cmd,
+    verify_proof_cmd,
+)
 
 __all__ = ["cli", "main"]
 
@@ -40,7 +47,8 @@ def cli() -> None:
 
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
-                 checkpoint_cmd, consistency_cmd, migrate, audit, stats, quarantine):
+                 checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
+                 stats, quarantine):
     cli.add_command(_command)
 
 

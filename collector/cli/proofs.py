@@ -13,7 +13,8 @@ import click
 from collector.cli.common import config, handle_errors, ledger_options, on_ledger
 from collector.errors import UsageError
 
-__all__ = ["checkpoint_cmd", "consistency_cmd", "proof", "verify_proof_cmd"]
+__all__ = ["checkpoint_cmd", "consistency_cmd", "history_cmd", "proof", "verify_history_cmd",
+           "verify_proof_cmd"]
 
 
 @click.command(epilog="""\b
@@ -141,3 +142,62 @@ def consistency_cmd(config_path: str | None, db: str | None, old_size: int,
     cfg = config(config_path, database=db)
     cp, path = on_ledger(cfg, lambda store: build_consistency(store, old_size, new_size))
     click.echo(consistency_text(old_size, path) + "\n" + cp.note.decode("utf-8"), nl=False)
+
+
+@click.command("history", epilog="""\b
+Example:
+  ledger-collector history ess-rack-1 --from 0 --to 99999 -o ess-rack-1.history
+  ledger-collector verify-history ess-rack-1.history --policy collector-key.vkey""")
+@ledger_options
+@click.argument("device_id")
+@click.option("--from", "first", type=int, metavar="SEQ", help="First seq [default: the first].")
+@click.option("--to", "last", type=int, metavar="SEQ", help="Last seq [default: the last].")
+@click.option("--size", type=int, metavar="N",
+              help="Prove against the checkpoint of tree size N [default: the latest].")
+@click.option("-o", "--output", required=True, metavar="FILE", help="History file to write.")
+@handle_errors
+def history_cmd(config_path: str | None, db: str | None, device_id: str, first: int | None,
+                last: int | None, size: int | None, output: str) -> None:
+    """Write one file with every reading of DEVICE_ID in a seq range, the device key and the
+    inclusion of each reading under one signed checkpoint: its complete history, checkable
+    offline with `verify-history`."""
+    from collector.tools.history import build_history
+
+    cfg = config(config_path, database=db)
+    hf = on_ledger(cfg, lambda store: build_history(store, device_id, first, last, size=size))
+    data = hf.encode()
+    Path(output).write_bytes(data)
+    click.echo(f"wrote {output} ({len(data):,} bytes): {device_id} seqs "
+               f"{hf.first_seq}..{hf.last_seq}, {len(hf.entries):,} readings", err=True)
+
+
+@click.command("verify-history", epilog="""\b
+Example (offline: no database needed):
+  ledger-collector verify-history ess-rack-1.history --policy collector-key.vkey""")
+@click.argument("history_file", type=click.Path(dir_okay=False))
+@click.option("--collector-key", "collector_keys", multiple=True, metavar="PEM",
+              help="A trusted collector public key (PEM).")
+@click.option("--vkey", "vkeys", multiple=True, metavar="KEY",
+              help="A trusted note verifier key of the log. Repeatable.")
+@click.option("--policy", "policy_file", metavar="FILE", help="A trust policy file.")
+@handle_errors
+def verify_history_cmd(history_file: str, collector_keys: tuple[str, ...],
+                       vkeys: tuple[str, ...], policy_file: str | None) -> None:
+    """Check a history file offline: every signature, that the seqs are complete except for
+    ranges signed gap records cover, that the hash chain is unbroken except at boots, and the
+    inclusion of every reading; then say what the history shows."""
+    from collector.tools.proof_check import KeyFileError, load_policy
+    from provenance.history import verify_history
+
+    try:
+        data = Path(history_file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {history_file}: {exc.strerror}") from None
+    try:
+        policy = load_policy(collector_keys, vkeys, policy_file)
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
+    report = verify_history(data, policy)
+    click.echo(report.render())
+    if not report.ok:
+        sys.exit(1)
