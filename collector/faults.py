@@ -15,6 +15,10 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
     a block row is written in the open transaction, COMMIT not yet issued (the "mid-seal" crash).
 ``seal.after_commit``
     the block is durable; the collector has not yet moved on.
+``seal.nodes_written``
+    a format 2 block's row, tree nodes and tree size are written, its checkpoint not yet.
+``migrate.before_commit`` / ``checkpoint.before_commit``
+    ``migrate`` has written a chunk of tree nodes / the head checkpoint, COMMIT not yet issued.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ __all__ = ["ENV", "POINTS", "point"]
 ENV = "SENSORLEDGER_COLLECTOR_CRASH_AT"
 POINTS = frozenset({
     "batch.before_commit", "batch.after_commit", "acks.partial",
-    "seal.before_commit", "seal.after_commit",
+    "seal.before_commit", "seal.after_commit", "seal.nodes_written",
+    "migrate.before_commit", "checkpoint.before_commit",
 })
 
 

@@ -23,6 +23,7 @@ from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
 from collector.ledger.lock import LedgerLock
+from collector.ledger.logkeys import load_tree_log
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.store import LedgerStore
@@ -75,7 +76,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         version = await store.registry_version()
         keys = await store.device_keys()
         sealer = Sealer(key, await store.last_block(), await store.pending_leaves(),
-                        size=config.blocks.size, age_ms=int(config.blocks.age * 1000))
+                        size=config.blocks.size, age_ms=int(config.blocks.age * 1000),
+                        log=await load_tree_log(store, key, config.key_file))
 
         async def lookup(device_id: str, seq: int) -> KnownReading | None:
             record = await store.find_reading(device_id, seq)

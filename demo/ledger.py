@@ -14,6 +14,9 @@ from .processes import Processes
 COLLECTOR = "collector"
 
 
+LOG_NAME = "sensorledger.example/demo"
+
+
 @dataclass
 class LedgerCli:
     root: Path
@@ -31,6 +34,11 @@ class LedgerCli:
     def public_key(self) -> Path:
         return self.root / "collector-key.pub.pem"
 
+    @property
+    def vkey(self) -> Path:
+        """The log's note verifier keys (Ed25519 and P-256), written by `init`."""
+        return self.root / "collector-key.vkey"
+
     def _argv(self, *args: object) -> list[str]:
         return [str(self.bin_dir / "ledger-collector"), *map(str, args)]
 
@@ -47,7 +55,7 @@ class LedgerCli:
     # -- set-up and service ------------------------------------------------------------------
     def init(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self._run("init", "--db", self.db, "--key", self.key)
+        self._run("init", "--db", self.db, "--key", self.key, "--log-name", LOG_NAME)
 
     def add_device(self, device_id: str, pem: str) -> None:
         self._run("devices", "add", "--db", self.db, device_id, "-", stdin=pem)
@@ -103,9 +111,15 @@ class LedgerCli:
         return self._run("stats", "--db", self.db).stdout.rstrip()
 
     # -- the auditor's checks ------------------------------------------------------------------
-    def audit(self, out: IO[str]) -> bool:
+    def save_checkpoint(self, path: Path, out: IO[str]) -> None:
+        """The log's latest signed checkpoint, kept where an auditor can hold the log to it."""
+        note = self._run("checkpoint", "--db", self.db).stdout
+        path.write_text(note)
+        out.write(_indent(note))
+
+    def audit(self, out: IO[str], checkpoint: Path) -> bool:
         result = self._run("audit", "--db", self.db, "--collector-key", self.public_key,
-                           "--no-progress", check=False)
+                           "--checkpoint", checkpoint, "--no-progress", check=False)
         out.write(_indent(result.stdout + result.stderr))
         return result.returncode == 0
 
@@ -123,9 +137,8 @@ class LedgerCli:
         rendered = self._run("proof", "--db", self.db, device_id, event["seq"], "-o", path,
                              "--json").stdout
         path.with_name(path.name + ".json").write_text(rendered)
-        # The auditor's check needs no database: only the file and the collector's public key.
-        result = self._run("verify-proof", path, "--collector-key", self.public_key,
-                           check=False)
+        # The auditor's check needs no database: only the file and the log's verifier keys.
+        result = self._run("verify-proof", path, "--policy", self.vkey, check=False)
         out.write(_indent(result.stdout + result.stderr))
         return result.returncode == 0
 

@@ -155,8 +155,10 @@ class Demo:
     def check(self) -> bool:
         self.step("report")
         self.say(self.ledger.report())
-        self.step("auditing the whole ledger: ledger-collector audit")
-        audit_ok = self.ledger.audit(self.out)
+        self.step("the log's signed checkpoint: ledger-collector checkpoint")
+        self.ledger.save_checkpoint(self.root / "head.checkpoint", self.out)
+        self.step("auditing the whole ledger against it: ledger-collector audit --checkpoint")
+        audit_ok = self.ledger.audit(self.out, self.root / "head.checkpoint")
         self.step("writing and checking a proof file for one arc event")
         proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
                                                    self.out)
@@ -165,6 +167,8 @@ class Demo:
         self.say(f"    proof file  {self.root / 'arc-event.proof'} "
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
+        self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
         ok = audit_ok and proof_ok

@@ -162,6 +162,8 @@ class ProofReport:
     checks: list[Check] = field(default_factory=list)
     reading: Reading | None = None
     block: SignedBlock | None = None
+    expected: tuple[str, ...] = ()  # the checks this kind of proof makes (empty: format 1)
+    checkpoint: Any = None  # the SignedCheckpoint a format 2 proof was checked against
 
     @property
     def ok(self) -> bool:

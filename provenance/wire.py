@@ -69,10 +69,12 @@ def reading_topic_device(topic: str) -> str | None:
 
 #: Payload label 1 of every reading.
 FORMAT_VERSION: Final = 1
-#: Label 1 of every block header.
+#: Label 1 of every block header: 1 a per-block tree, 2 a batch of the one log tree.
 BLOCK_FORMAT_VERSION: Final = 1
-#: Label 1 of every proof file.
+BLOCK_FORMAT_VERSION_2: Final = 2
+#: Label 1 of every proof file: 1 against a block header, 2 against a checkpoint.
 PROOF_FORMAT_VERSION: Final = 1
+PROOF_FORMAT_VERSION_2: Final = 2
 
 # --- COSE_Sign1 (RFC 9052 / RFC 9053) -----------------------------------------------------
 
@@ -115,6 +117,8 @@ class BlockLabel:
     LAST: Final = 7
     SEALED: Final = 8
     KID: Final = 9
+    TREE_SIZE_BEFORE: Final = 10  # v2
+    TREE_SIZE_AFTER: Final = 11  # v2
 
 
 class ProofLabel:
@@ -127,3 +131,4 @@ class ProofLabel:
     PATH: Final = 5
     BLOCK: Final = 6
     COLLECTOR_KID: Final = 7
+    CHECKPOINT: Final = 8  # v2

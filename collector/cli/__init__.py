@@ -2,10 +2,11 @@
 
 Thin click commands over the library, one module per group: :mod:`.ledger` (init, run),
 :mod:`.devices`, :mod:`.inspect` (blocks, readings, stats, quarantine), :mod:`.proofs`
-(proof, verify-proof) and :mod:`.audit`; :mod:`.common` holds what they share, among it the one
-way a command opens the ledger. Exit codes: 0 success; 1 verification failure (``audit``,
-``verify-proof``) or a collector that stopped on an error (``run``); 2 the command could not be
-carried out as asked (usage, configuration, missing ledger, device or reading).
+(proof, verify-proof, checkpoint, consistency), :mod:`.migrate`, :mod:`.audit`; :mod:`.common`
+holds what they share, among it the one way a command opens the ledger. Exit codes: 0 success;
+1 verification failure (``audit``, ``verify-proof``) or a collector that stopped on an error
+(``run``); 2 the command could not be carried out as asked (usage, configuration, missing
+ledger, device or reading).
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from collector.cli.audit import audit
 from collector.cli.devices import devices
 from collector.cli.inspect import blocks, quarantine, readings, stats
 from collector.cli.ledger import check, init, run_command
-from collector.cli.proofs import proof, verify_proof_cmd
+from collector.cli.migrate import migrate
+from collector.cli.proofs import (
+    checkpoint_cmd,
+    consistency_cmd,
+    history_cmd,
+    proof,
+    verify_history_cmd,
+    verify_proof_cmd,
+)
 
 __all__ = ["cli", "main"]
 
@@ -41,7 +50,8 @@ def cli() -> None:
 
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
-                 audit, stats, quarantine):
+                 checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
+                 stats, quarantine):
     cli.add_command(_command)
 
 

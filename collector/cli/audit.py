@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +26,7 @@ __all__ = ["audit", "parse_anchor"]
 Examples:
   ledger-collector audit --db ledger.db --collector-key collector-key.pub.pem
   ledger-collector audit --json > audit.json
+  ledger-collector audit --checkpoint saved.checkpoint  # printed by `checkpoint` last month
   ledger-collector audit --anchor 1234:9f86d081884c7d65…  # a head recorded last month""")
 @ledger_options
 @click.option("--collector-key", metavar="PEM",
@@ -34,12 +36,16 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="JSON report on stdout.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="FILE",
+              help="A checkpoint saved earlier (`ledger-collector checkpoint` output); fail "
+                   "unless today's ledger extends it (consistency proof). Repeatable.")
 @click.option("--anchor", "anchors", multiple=True, metavar="HEIGHT:HASH",
               help="A block hash recorded earlier elsewhere; fail unless the ledger still "
                    "has it (catches a cut-off or re-sealed chain). Repeatable.")
 @handle_errors
 def audit(config_path: str | None, db: str | None, collector_key: str | None, workers: int,
-          as_json: bool, progress: bool | None, anchors: tuple[str, ...]) -> None:
+          as_json: bool, progress: bool | None, checkpoints: tuple[str, ...],
+          anchors: tuple[str, ...]) -> None:
     """Re-verify the whole ledger; name the first broken block and reading.
 
     Checks every device signature, every block signature, Merkle root and chain link, that
@@ -53,6 +59,12 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
     trusted = load_public_key(collector_key) if collector_key else None
     show = sys.stderr.isatty() if progress is None else progress
     pinned = [parse_anchor(a) for a in anchors]
+    saved: list[bytes] = []
+    for path in checkpoints:
+        try:
+            saved.append(Path(path).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read checkpoint {path}: {exc.strerror}") from None
 
     async def go() -> Any:
         async with open_ledger(cfg) as store:
@@ -65,11 +77,13 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
                 await pool.start()
                 age_ms = int(cfg.blocks.age * 1000)
                 if not show:
-                    return await run_audit(store, key, pool, anchors=pinned, block_age_ms=age_ms)
+                    return await run_audit(store, key, pool, anchors=pinned, block_age_ms=age_ms,
+                                           saved_checkpoints=saved)
                 with click.progressbar(length=total, label="auditing", file=sys.stderr,
                                        show_pos=True, show_eta=True) as bar:
                     return await run_audit(store, key, pool, progress=bar.update,
-                                           anchors=pinned, block_age_ms=age_ms)
+                                           anchors=pinned, block_age_ms=age_ms,
+                                           saved_checkpoints=saved)
             finally:
                 await pool.close()
 

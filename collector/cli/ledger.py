@@ -9,6 +9,7 @@ import click
 
 from collector.cli.common import config, handle_errors, ledger_options, open_ledger, run
 from collector.errors import CollectorError, ConfigError, UsageError
+from collector.ledger.logkeys import check_log_name, ensure_log_keys, note_key_path
 from collector.logs import setup_logging
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key, save_private_key
@@ -24,21 +25,32 @@ Example:
 @ledger_options
 @click.option("--key", "key_file", metavar="PEM",
               help="Collector private key; created (mode 0600) if absent.")
+@click.option("--log-name", metavar="ORIGIN",
+              help="The log's name, the first line of its checkpoints, e.g. "
+                   "sensorledger.example/water-busan [default: sensorledger.invalid/DB-NAME].")
 @handle_errors
-def init(config_path: str | None, db: str | None, key_file: str | None) -> None:
-    """Create the ledger database and the collector signing key.
+def init(config_path: str | None, db: str | None, key_file: str | None,
+         log_name: str | None) -> None:
+    """Create the ledger database, the collector signing key and the log's note key.
 
-    Safe to run again: an existing key is reused and pending schema migrations are applied.
-    Writes the public key next to the private one (KEY.pub.pem): auditors need it for
-    `verify-proof` and `audit --collector-key`.
+    Safe to run again: existing keys are reused and pending schema migrations are applied.
+    Writes the public key next to the private one (KEY.pub.pem) and the note verifier key
+    (KEY.vkey, `name+hash+base64`): auditors need them for `verify-proof` and `audit`.
+    A ledger made by an older collector is upgraded with `ledger-collector migrate`.
     """
     cfg = config(config_path, database=db, key_file=key_file)
+    vkeys: list[str] = []
 
     async def go() -> tuple[PublicKey, Path]:
         path = Path(cfg.key_file)
         fresh = not path.exists()
         key = PrivateKey.generate() if fresh else load_private_key(path)
         async with open_ledger(cfg, create=True) as store:
+            if log_name is not None:
+                check_log_name(log_name)
+            origin = await store.log_origin()
+            if origin is not None and log_name is not None and log_name != origin:
+                raise ConfigError(f"{cfg.database} is log {origin!r}; its name does not change")
             stored = await store.collector_public_key()
             if stored is not None and stored.kid != key.kid:
                 # Refused before anything is written: no stray key file is left behind.
@@ -50,6 +62,10 @@ def init(config_path: str | None, db: str | None, key_file: str | None) -> None:
                 save_private_key(key, path)
             if stored is None:
                 await store.set_collector_public_key(key.public)
+            if origin is None and await store.last_block() is None:
+                origin = log_name or f"sensorledger.invalid/{Path(cfg.database).stem}"
+                await store.set_log_identity(origin, ensure_log_keys(origin, key, path))
+            vkeys.extend(await store.log_vkeys())
         pub = path.with_name(path.name.removesuffix(".pem") + ".pub.pem")
         pub.write_text(key.public.to_pem())
         return key.public, pub
@@ -59,6 +75,13 @@ def init(config_path: str | None, db: str | None, key_file: str | None) -> None:
     click.echo(f"collector key:  {cfg.key_file}")
     click.echo(f"public key:     {pub_path}")
     click.echo(f"collector kid:  {public.kid_hex}")
+    if vkeys:
+        click.echo(f"log name:       {vkeys[0].split('+')[0]}")
+        click.echo(f"note key:       {note_key_path(cfg.key_file)}")
+        for vkey in vkeys:
+            click.echo(f"verifier key:   {vkey}")
+    else:
+        click.echo("this ledger predates the one log tree: run `ledger-collector migrate`")
 
 
 @click.command("run", epilog="""\b

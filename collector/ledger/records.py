@@ -17,6 +17,7 @@ from collector.admission.gaps import SeqGap
 __all__ = [
     "BatchWrite",
     "BlockRecord",
+    "CheckpointRecord",
     "DeviceState",
     "PendingLeaf",
     "QuarantineEntry",
@@ -63,6 +64,17 @@ class QuarantineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """A signed checkpoint of the log tree: its size, root and the signed note."""
+
+    size: int
+    root: bytes
+    note: bytes
+    block_height: int | None
+    signed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRecord:
     height: int
     hash: bytes
@@ -70,6 +82,10 @@ class BlockRecord:
     first_reading_id: int
     leaf_count: int
     sealed_ms: int
+    # What a format 2 block adds to the log, committed with it (not read back with the row):
+    # the perfect tree nodes (level, index, hash) its leaves complete, and the checkpoint.
+    nodes: tuple[tuple[int, int, bytes], ...] = field(default=(), compare=False, repr=False)
+    checkpoint: CheckpointRecord | None = field(default=None, compare=False, repr=False)
 
     @property
     def end_reading_id(self) -> int:

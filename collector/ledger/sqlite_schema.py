@@ -100,4 +100,28 @@ CREATE TABLE gaps (
 
 INSERT INTO meta(key, value) VALUES ('registry_version', 0);
 """),
+    (2, "one log tree and checkpoints", """
+-- The one RFC 9162 tree over every sealed reading (leaf index = reading id - 1), in tiles as
+-- C2SP tlog-tiles lays them out: tile (level L, idx I) holds the hashes of the tree nodes of
+-- level 8L numbered 256I .. 256I+255 (level 0: the leaf hashes), concatenated; the right-edge
+-- tile of a level is partial and grows. Every other perfect node is hashed from one tile.
+-- Written by the sealer in the transaction of the block that adds to them.
+CREATE TABLE tree_tiles (
+    level  INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    hashes BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+-- One signed C2SP checkpoint (a signed note) per tree size, never replaced.
+CREATE TABLE checkpoints (
+    size         INTEGER PRIMARY KEY,
+    root         BLOB NOT NULL,
+    note         BLOB NOT NULL,
+    block_height INTEGER,                   -- the block that grew the tree to this size
+    signed_ms    INTEGER NOT NULL
+);
+
+INSERT INTO meta(key, value) VALUES ('tree_size', 0);
+"""),
 ]

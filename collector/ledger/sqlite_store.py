@@ -32,6 +32,7 @@ from collector.ledger.records import (
     QuarantineRecord,
     ReadingRecord,
 )
+from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
 from provenance.merkle import RFC9162_SHA256
@@ -52,10 +53,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SQLiteStore(RegistryTables):
+class SQLiteStore(LogTables, RegistryTables):
     """:class:`collector.ledger.store.LedgerStore` on one SQLite file.
 
-    The registry and quarantine tables are in :mod:`collector.ledger.sqlite_registry`; the
+    The registry and quarantine tables are in :mod:`collector.ledger.sqlite_registry`, the log
+    tree and checkpoints in :mod:`collector.ledger.sqlite_log`; the
     connection, transactions and snapshots in :mod:`collector.ledger.sqlite_base`.
     """
 
@@ -223,6 +225,7 @@ class SQLiteStore(RegistryTables):
                     (block.height, block.hash, block.header, block.first_reading_id,
                      block.leaf_count, block.sealed_ms),
                 )
+                await self._write_log(db, block)
                 faults.point("seal.before_commit")
         except sqlite3.Error as exc:
             raise StoreError(f"sealing block {block.height} failed: {exc}") from None

@@ -10,6 +10,10 @@ multi-collector deployments implements the same methods. The contract that matte
   ``first_reading_id .. first_reading_id + leaf_count - 1``, which were committed earlier.
   Reading ids are dense and assigned in arrival order, so block leaves are in arrival order.
 * Reading rows are never updated or deleted; quarantine rows only count repeats.
+* The log: one RFC 9162 tree over every sealed reading, leaf index = reading id - 1. A format 2
+  block's record carries the perfect tree nodes its leaves complete and the checkpoint signed
+  for the new tree size; ``commit_block`` stores them with the block, atomically. There is at
+  most one checkpoint per tree size, never replaced.
 """
 
 from __future__ import annotations
@@ -23,18 +27,21 @@ from collector.admission.registry import DeviceKey
 from collector.ledger.records import (
     BatchWrite,
     BlockRecord,
+    CheckpointRecord,
     DeviceState,
     PendingLeaf,
     QuarantineEntry,
     QuarantineRecord,
     ReadingRecord,
 )
+from provenance.compact import CompactRange, Node
 from provenance.keys import PublicKey
 
 # The records are defined in collector.ledger.records and named here too, with the protocol.
 __all__ = [
     "BatchWrite",
     "BlockRecord",
+    "CheckpointRecord",
     "DeviceState",
     "LedgerStore",
     "PendingLeaf",
@@ -61,6 +68,20 @@ class LedgerStore(Protocol):
         ...
     async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
                      reason: str | None) -> list[DeviceKey]: ...
+
+    # the log ---------------------------------------------------------------------------------
+    async def log_origin(self) -> str | None: ...
+    async def log_vkeys(self) -> list[str]: ...
+    async def set_log_identity(self, origin: str, vkeys: Sequence[str]) -> None: ...
+    async def tree_size(self) -> int: ...
+    async def leaf_hashes(self, begin: int, end: int) -> dict[int, bytes]: ...
+    async def subtree_hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]: ...
+    async def compact_range(self, size: int | None = None) -> CompactRange: ...
+    async def tree_root(self, size: int) -> bytes: ...
+    async def checkpoint(self, size: int | None = None) -> CheckpointRecord | None: ...
+    async def checkpoints(self) -> list[CheckpointRecord]: ...
+    async def commit_tree(self, nodes: Sequence[Node], size: int) -> None: ...
+    async def commit_checkpoint(self, cp: CheckpointRecord) -> None: ...
 
     # ingest ----------------------------------------------------------------------------------
     async def device_states(self) -> dict[str, DeviceState]: ...

@@ -118,7 +118,9 @@ class AuditReport:
     head: str = GENESIS_BLOCK_HASH.hex()
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what else was shown (a saved checkpoint)
     seconds: float = 0.0
+    tree_size: int = 0
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,9 @@ class AuditReport:
                      f"({rate:,.0f} readings/s)",
                      f"chain head {self.blocks - 1}:{self.head}" if self.blocks
                      else "chain head: no block sealed yet",
+                     f"log tree of {self.tree_size} readings" if self.tree_size
+                     else "log tree: none (a format 1 ledger: run `ledger-collector migrate`)"
+                     if self.blocks else "log tree: empty",
                      f"collector key {self.collector_kid}"]
         else:
             first = self.first
@@ -156,6 +161,7 @@ class AuditReport:
             if len(self.findings) > limit:
                 lines.append(f"  … and {len(self.findings) - limit} more")
         lines += [f"warning: {w}" for w in self.warnings]
+        lines += self.notes
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -166,6 +172,8 @@ class AuditReport:
             "readings": self.readings,
             "pending": self.pending,
             "head": self.head,
+            "tree_size": self.tree_size,
+            "notes": self.notes,
             "collector_kid": self.collector_kid,
             "seconds": round(self.seconds, 3),
             "first_broken": first.to_json() if first else None,
@@ -257,6 +265,8 @@ class _Auditor:
 
     def check_root(self, block: BlockRecord, header: SignedBlock,
                    readings: Sequence[ReadingRecord]) -> None:
+        if header.header.tree_size_before is not None:
+            return  # format 2: the log tree's root, checked by TreeAudit
         hash_leaf = RFC9162_SHA256.hash_leaf
         computed = root([hash_leaf(r.envelope) for r in readings])
         if computed != header.header.merkle_root:
@@ -316,13 +326,17 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
                     progress: Callable[[int], None] | None = None,
                     window: int | None = None,
                     anchors: Sequence[tuple[int, bytes]] = (),
-                    block_age_ms: int | None = None) -> AuditReport:
+                    block_age_ms: int | None = None,
+                    saved_checkpoints: Sequence[bytes] = ()) -> AuditReport:
     """Audit everything in ``store`` against ``collector_key``.
 
     ``anchors`` are (height, block hash) pairs recorded earlier outside this database (a
     printed chain head, a witness). A hash chain alone cannot show that its newest blocks were
     cut off or the whole ledger re-sealed by someone holding the collector key; an anchor can.
     ``block_age_ms`` (the collector's block age) makes readings left unsealed longer a finding.
+    ``saved_checkpoints`` are signed checkpoint notes saved earlier: the ledger must extend each
+    (an RFC 9162 consistency proof, no block header in between), which also catches a cut-off
+    or re-sealed log.
     """
     from collector.tools.findings import ledger_findings
 
@@ -331,7 +345,7 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     share = RegistryShare(pool)
     try:
         auditor = await _audit(store, report, collector_key, pool, share, progress, window,
-                               anchors)
+                               anchors, saved_checkpoints)
         await ledger_findings(store, report, block_age_ms=block_age_ms)
     finally:
         share.close()
@@ -351,7 +365,7 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
 async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicKey,
                  pool: WorkerPool, share: RegistryShare,
                  progress: Callable[[int], None] | None, window: int | None,
-                 anchors: Sequence[tuple[int, bytes]]) -> _Auditor:
+                 anchors: Sequence[tuple[int, bytes]], saved: Sequence[bytes]) -> _Auditor:
     """The audit proper; the auditor holds what it counted for the warnings."""
     async with store.snapshot():
         keys = await store.device_keys()
@@ -372,6 +386,9 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             inflight.append(_Segment(block, header, readings, results))
             report.readings += len(readings)
 
+        from collector.tools.logaudit import TreeAudit, check_log, check_saved_checkpoint
+
+        tree = TreeAudit(report, store, await store.checkpoints())
         prev_hash, next_first = GENESIS_BLOCK_HASH, 1
         blocks = await store.blocks()
         for index, block in enumerate(blocks):
@@ -381,6 +398,7 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             auditor.check_rows(block, block.first_reading_id, readings, block.leaf_count)
             if header is not None:
                 auditor.check_root(block, header, readings)
+            await tree.grow(block, header, readings)
             submit(block, header, readings)
             await settle(depth)
             prev_hash = block.hash
@@ -395,6 +413,11 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
                     "anchor", f"expected block {height} with hash {digest.hex()}, the ledger "
                     + ("has none" if anchored is None else f"has {anchored.hash.hex()}"),
                     block=height))
+        await check_log(store, report, collector_key, tree)
+        report.tree_size = await store.tree_size()
+        for data in saved:
+            await check_saved_checkpoint(store, report, collector_key, data,
+                                         roots=tree.roots.get)
 
         # Readings committed after the last block: not sealed yet, but accepted and durable.
         expected = next_first

@@ -1,6 +1,8 @@
 """Check a proof file offline, with nothing but the core: cbor2 and cryptography.
 
     python -m collector.tools.proof_check READING.proof --collector-key collector-key.pub.pem
+    python -m collector.tools.proof_check READING.proof --vkey 'sensorledger.example/x+1a2b…'
+    python -m collector.tools.proof_check READING.proof --policy log.policy
 
 does what ``ledger-collector verify-proof`` does (which uses this module), without the collector's
 dependencies (MQTT, SQLite, click): an auditor needs only this checkout's ``provenance`` and
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
-from provenance.prooffile import ProofReport, reading_to_json, verify_proof
+from provenance.logproof import verify_any_proof
+from provenance.note import parse_verifier_key
+from provenance.prooffile import ProofReport, reading_to_json
+from provenance.trust import TrustPolicy, parse_policy
 
-__all__ = ["PROOF_CHECKS", "KeyFileError", "load_collector_key", "main", "proven", "render",
-           "to_json"]
+__all__ = ["PROOF_CHECKS", "KeyFileError", "load_collector_key", "load_policy", "main", "proven",
+           "render", "to_json"]
 
 #: Every check ``verify_proof`` can make, in its order.
 PROOF_CHECKS = ("proof file format", "collector key", "block signature", "device key binding",
@@ -56,6 +62,30 @@ def load_collector_key(path: str) -> PublicKey:
         raise KeyFileError(f"{path}: not a P-256 public key: {detail}") from None
 
 
+def load_policy(collector_keys: Sequence[str] = (), vkeys: Sequence[str] = (),
+                policy_file: str | None = None) -> TrustPolicy:
+    """The trust policy from PEM files, note verifier keys and a policy file, merged."""
+    try:
+        policy = TrustPolicy(tuple(parse_verifier_key(v) for v in vkeys),
+                             tuple(load_collector_key(p) for p in collector_keys))
+    except ProvenanceError as exc:
+        raise KeyFileError(f"--vkey: {exc.diagnostics()}") from None
+    if policy_file is not None:
+        try:
+            text = Path(policy_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"cannot read trust policy {policy_file}: {exc}") from None
+        try:
+            policy = policy.merge(parse_policy(text))
+        except (ProvenanceError, UnsupportedAlgorithm) as exc:
+            detail = exc.diagnostics() if isinstance(exc, ProvenanceError) else str(exc)
+            raise KeyFileError(f"{policy_file}: {detail}") from None
+    if not policy.verifiers and not policy.collector_keys:
+        raise KeyFileError("no trusted key: pass --collector-key PEM, --vkey KEY or "
+                           "--policy FILE (from the log's operator)")
+    return policy
+
+
 def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
@@ -63,7 +93,8 @@ def _utc(ms: int) -> str:
 def _statuses(report: ProofReport) -> list[dict[str, Any]]:
     done = {c.name: c for c in report.checks}
     out: list[dict[str, Any]] = []
-    for name in (*PROOF_CHECKS, *(n for n in done if n not in PROOF_CHECKS)):
+    expected = report.expected or PROOF_CHECKS
+    for name in (*expected, *(n for n in done if n not in expected)):
         c = done.get(name)
         if c is None:
             out.append({"name": name, "ok": False, "status": "SKIP",
@@ -85,6 +116,9 @@ def proven(report: ProofReport) -> dict[str, Any] | None:
         out["block"] = {"height": report.block.header.height,
                         "hash": report.block.hash.hex(),
                         "sealed_utc": _utc(report.block.header.sealed_at_ms)}
+    if report.checkpoint is not None:
+        cp = report.checkpoint.checkpoint
+        out["checkpoint"] = {"origin": cp.origin, "size": cp.size, "root": cp.root.hex()}
     return out
 
 
@@ -108,6 +142,9 @@ def render(report: ProofReport) -> str:
         if "block" in what:
             b = what["block"]
             lines.append(f"  in block {b['height']} (sealed {b['sealed_utc']}, hash {b['hash']})")
+        if "checkpoint" in what:
+            c = what["checkpoint"]
+            lines.append(f"  in log {c['origin']} at tree size {c['size']} (root {c['root']})")
     lines.append("proof VERIFIED" if report.ok else "proof FAILED")
     return "\n".join(lines)
 
@@ -122,11 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m collector.tools.proof_check",
                                      description="Check a SensorLedger proof file offline.")
     parser.add_argument("proof_file")
-    parser.add_argument("--collector-key", required=True, metavar="PEM")
+    parser.add_argument("--collector-key", action="append", default=[], metavar="PEM")
+    parser.add_argument("--vkey", action="append", default=[], metavar="KEY")
+    parser.add_argument("--policy", metavar="FILE")
     parser.add_argument("--json", action="store_true", help="JSON report")
     args = parser.parse_args(argv)
     try:
-        key = load_collector_key(args.collector_key)
+        policy = load_policy(args.collector_key, args.vkey, args.policy)
         data = Path(args.proof_file).read_bytes()
     except KeyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -134,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.proof_file}: {exc.strerror}", file=sys.stderr)
         return 2
-    report = verify_proof(data, key)
+    report = verify_any_proof(data, policy)
     print(to_json(report) if args.json else render(report))
     return 0 if report.ok else 1
 

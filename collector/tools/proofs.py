@@ -1,28 +1,45 @@
-"""Proof files for single readings, built from the store.
+"""Proofs built from the store: one reading's inclusion, and consistency between tree sizes.
 
-The audit path is built from node positions (``inclusion_nodes``: which subtrees the path
-needs), each subtree hashed from the envelopes of the reading's block (one indexed range read
-and one hash per leaf): with 1,000-reading blocks that is about a millisecond, whatever the
-size of the ledger, so no per-node hashes need to be stored. A store that keeps node hashes
-would fetch the same positions instead.
+Format 2 (a reading in the log tree): the audit path is read from the stored perfect-subtree
+nodes at the positions :func:`provenance.merkle.inclusion_nodes` names, O(log n) rows whatever
+the size of the ledger, against a stored signed checkpoint (the latest by default). Format 1
+(a ledger not migrated yet): the path inside the reading's block, hashed from its envelopes.
 """
 
 from __future__ import annotations
 
+import base64
+
 from collector.errors import NotFoundError, StoreError
+from collector.ledger.records import CheckpointRecord
 from collector.ledger.store import LedgerStore
 from provenance.block import SignedBlock
 from provenance.envelope import Envelope
-from provenance.merkle import RFC9162_SHA256, inclusion_nodes, subtree_hash
+from provenance.logproof import LogProof
+from provenance.merkle import RFC9162_SHA256, consistency_nodes, inclusion_nodes, subtree_hash
 from provenance.prooffile import ProofFile
 
-__all__ = ["build_proof"]
+__all__ = ["build_consistency", "build_log_proof", "build_proof", "consistency_text",
+           "pick_checkpoint"]
 
 
-async def build_proof(store: LedgerStore, device_id: str, seq: int) -> ProofFile:
+async def pick_checkpoint(store: LedgerStore, size: int | None) -> CheckpointRecord:
+    cp = await store.checkpoint(size)
+    if cp is None:
+        raise NotFoundError("the ledger has no checkpoint yet (none sealed, or run "
+                            "`ledger-collector migrate`)" if size is None
+                            else f"the ledger has no checkpoint of tree size {size}")
+    return cp
+
+
+async def build_proof(store: LedgerStore, device_id: str, seq: int, *,
+                      size: int | None = None) -> ProofFile | LogProof:
+    """Format 2 once the reading is in the log tree; format 1 for an unmigrated ledger."""
     reading = await store.find_reading(device_id, seq)
     if reading is None:
         raise NotFoundError(f"the ledger holds no reading {device_id} seq {seq}")
+    if reading.id <= await store.tree_size():
+        return await build_log_proof(store, device_id, seq, size=size)
     block = await store.block_of_reading(reading.id)
     if block is None:
         raise NotFoundError(
@@ -36,16 +53,54 @@ async def build_proof(store: LedgerStore, device_id: str, seq: int) -> ProofFile
     index = reading.id - block.first_reading_id
     leaves = [RFC9162_SHA256.hash_leaf(e) for e in envelopes]
     path = [subtree_hash(leaves, begin, end) for begin, end in inclusion_nodes(index, len(leaves))]
-    kid = Envelope.decode(reading.envelope).kid
-    key = await store.device_key(kid)
-    if key is None:
-        raise StoreError(f"the key {kid.hex()} that signed {device_id} seq {seq} is missing "
-                         "from the registry")
     return ProofFile(
         envelope=reading.envelope,
-        device_public_key=key.public_key_der,
+        device_public_key=await _device_key(store, reading.envelope, device_id, seq),
         leaf_index=index,
         audit_path=tuple(path),
         block=block.header,
         collector_kid=SignedBlock.decode(block.header).header.collector_kid,
     )
+
+
+async def build_log_proof(store: LedgerStore, device_id: str, seq: int, *,
+                          size: int | None = None) -> LogProof:
+    async with store.snapshot():
+        reading = await store.find_reading(device_id, seq)
+        if reading is None:
+            raise NotFoundError(f"the ledger holds no reading {device_id} seq {seq}")
+        index = reading.id - 1
+        cp = await pick_checkpoint(store, size)
+        if index >= cp.size:
+            raise NotFoundError(f"reading {device_id} seq {seq} is leaf {index}, not in the "
+                                f"checkpoint of tree size {cp.size}")
+        path = await store.subtree_hashes(inclusion_nodes(index, cp.size))
+        key = await _device_key(store, reading.envelope, device_id, seq)
+    return LogProof(reading.envelope, key, index, tuple(path), cp.note)
+
+
+async def _device_key(store: LedgerStore, envelope: bytes, device_id: str, seq: int) -> bytes:
+    kid = Envelope.decode(envelope).kid
+    key = await store.device_key(kid)
+    if key is None:
+        raise StoreError(f"the key {kid.hex()} that signed {device_id} seq {seq} is missing "
+                         "from the registry")
+    return key.public_key_der
+
+
+async def build_consistency(store: LedgerStore, old_size: int,
+                            new_size: int | None) -> tuple[CheckpointRecord, list[bytes]]:
+    """The RFC 9162 consistency proof from ``old_size`` to the checkpoint at ``new_size``
+    (default: the latest), with that checkpoint."""
+    async with store.snapshot():
+        cp = await pick_checkpoint(store, new_size)
+        if not 0 < old_size <= cp.size:
+            raise NotFoundError(f"a consistency proof runs from a size in 1..{cp.size}, "
+                                f"not {old_size}")
+        return cp, await store.subtree_hashes(consistency_nodes(old_size, cp.size))
+
+
+def consistency_text(old_size: int, proof: list[bytes]) -> str:
+    """``old N`` and one base64 hash a line: the head of a tlog-witness add-checkpoint body."""
+    return "".join(f"{line}\n" for line in [f"old {old_size}",
+                                            *(base64.b64encode(h).decode() for h in proof)])

@@ -39,6 +39,7 @@ CRASH_POINTS = [
     "acks.partial:2",  # half of a batch's acks sent
     "seal.before_commit:2",  # block row written, COMMIT not issued
     "seal.after_commit:2",  # block committed
+    "seal.nodes_written:3",  # block row, tree nodes and tree size written, checkpoint not yet
 ]
 PER_CYCLE = 600
 ARGS = ("--block-size", "200", "--block-age", "0.2")
@@ -135,3 +136,20 @@ def test_sigkill_at_any_point_loses_nothing_and_stores_nothing_twice(
 
     audit = run_cli("audit", "--db", ledger.db, "--collector-key", ledger.public_key)
     assert audit.exit_code == 0, audit.output
+    assert_log_agrees(ledger, envelopes)
+
+
+def assert_log_agrees(ledger: Ledger, envelopes: list[bytes]) -> None:
+    """The tree covers exactly the sealed readings, one checkpoint per block end and no other,
+    each with the root of the readings up to its size."""
+    from provenance.merkle import RFC9162_SHA256, root
+
+    leaves = [RFC9162_SHA256.hash_leaf(e) for e in envelopes]
+    tree_size = int(ledger.sql("SELECT value FROM meta WHERE key = 'tree_size'")[0][0])
+    assert tree_size == ledger.sealed() == len(leaves)
+    ends = [r[0] - 1 + r[1] for r in ledger.sql(
+        "SELECT first_reading_id, leaf_count FROM blocks ORDER BY height")]
+    checkpoints = ledger.sql("SELECT size, root FROM checkpoints ORDER BY size")
+    assert [size for size, _ in checkpoints] == ends
+    for size, digest in checkpoints:
+        assert digest == root(leaves[:size]), f"checkpoint {size}"

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from provenance.keys import PrivateKey, PublicKey
-from provenance.prooffile import verify_proof
+from provenance.logproof import verify_any_proof
+from provenance.trust import TrustPolicy, parse_policy
 from tests.support.broker import Broker
 from tests.support.collector import (
     BASE_TIME_MS,
@@ -66,28 +67,35 @@ def test_proof_verifies_offline_and_any_altered_byte_fails(
     away.mkdir()
     shutil.copy(out, away / "reading.proof")
     shutil.copy(ledger.public_key, away / "collector.pub.pem")
+    shutil.copy(ledger.vkey, away / "log.vkey")
     os.rename(ledger.db, ledger.db + ".moved")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORLEDGER")}
     env["PYTHONPATH"] = str(REPO)
     cmd = [sys.executable, "-m", "collector", "verify-proof", "reading.proof",
-           "--collector-key", "collector.pub.pem"]
+           "--policy", "log.vkey"]
     ok = subprocess.run(cmd, cwd=away, env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    for check in ("collector key", "block signature", "device key binding", "device signature",
-                  "inclusion in block", "time within block"):
+    # Format 2: against the signed checkpoint of the one log tree.
+    for check in ("proof file format", "checkpoint signature", "device key binding",
+                  "device signature", "inclusion in log"):
         assert f"[PASS] {check}:" in ok.stdout
     assert ok.stdout.rstrip().endswith("proof VERIFIED")
     assert f"device {device_id} seq {seq}" in ok.stdout
+    pem_only = subprocess.run([*cmd[:5], "--collector-key", "collector.pub.pem"], cwd=away,
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert pem_only.returncode == 0, pem_only.stdout
 
     # Every single-byte change is caught, and the report says which check failed.
     data = (away / "reading.proof").read_bytes()
-    key = PublicKey.from_pem((away / "collector.pub.pem").read_bytes())
-    assert verify_proof(data, key).ok
+    policy = parse_policy((away / "log.vkey").read_text()).merge(
+        TrustPolicy(collector_keys=(PublicKey.from_pem((away / "collector.pub.pem")
+                                                       .read_bytes()),)))
+    assert verify_any_proof(data, policy).ok
     for i in range(len(data)):
         for bit in (0x01, 0x80):
             altered = bytearray(data)
             altered[i] ^= bit
-            report = verify_proof(bytes(altered), key)
+            report = verify_any_proof(bytes(altered), policy)
             assert not report.ok, f"byte {i} ^ {bit:#x} went unnoticed"
             assert any(not c.ok for c in report.checks)
 
@@ -183,14 +191,15 @@ def test_verify_proof_shows_what_was_proven_and_skips_what_it_could_not_check(
             "device clock NOT synced") in ok.output
     assert "  ph = 7.1 pH" in ok.output and "  temp = 21.5 Cel" in ok.output
     assert '  event: {"channel": 3, "type": "arc"}' in ok.output
-    assert re.search(r"^  in block 0 \(sealed .*\+00:00, hash [0-9a-f]{64}\)$", ok.output, re.M)
+    assert re.search(r"^  in log sensorledger.invalid/ledger at tree size 3 \(root [0-9a-f]{64}\)$",
+                     ok.output, re.M)
     report = json.loads(run_cli("verify-proof", str(proof_file), "--collector-key",
                                 ledger.public_key, "--json").output)
-    assert report["ok"] and [c["status"] for c in report["checks"]] == ["PASS"] * 7
+    assert report["ok"] and [c["status"] for c in report["checks"]] == ["PASS"] * 5
     shown = report["proven"]
     assert (shown["device_id"], shown["seq"], shown["clock_synced"]) == ("arc-07", 1, False)
     assert shown["time_utc"] == "2026-01-01T00:00:01.500+00:00"
-    assert shown["event"] == {"type": "arc", "channel": 3} and shown["block"]["height"] == 0
+    assert shown["event"] == {"type": "arc", "channel": 3} and shown["checkpoint"]["size"] == 3
 
     # A wrong collector key: which key the proof names, and SKIP for what could not be checked.
     other = PrivateKey.generate()
@@ -198,10 +207,8 @@ def test_verify_proof_shows_what_was_proven_and_skips_what_it_could_not_check(
     wrong_key.write_text(other.public.to_pem())
     wrong = run_cli("verify-proof", str(proof_file), "--collector-key", str(wrong_key))
     assert wrong.exit_code == 1
-    named = PublicKey.from_pem(Path(ledger.public_key).read_bytes()).kid_hex
-    assert f"[FAIL] collector key: the proof names collector key {named}" in wrong.output
-    assert "[SKIP] inclusion in block: not checked" in wrong.output
-    assert "[SKIP] time within block: not checked" in wrong.output
+    assert "[FAIL] checkpoint signature: " in wrong.output
+    assert "[SKIP] inclusion in log: not checked" in wrong.output
     assert "proven:" not in wrong.output and wrong.output.rstrip().endswith("proof FAILED")
 
     # A private key or a certificate where the public key belongs: a plain message, exit 2.

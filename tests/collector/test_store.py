@@ -55,7 +55,7 @@ def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
         assert run(lambda s: s.schema_version(), db, create=False) == SCHEMA_VERSION
     con = sqlite3.connect(db)
     rows = con.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "initial ledger")]
+    assert rows == [(1, "initial ledger"), (2, "one log tree and checkpoints")]
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

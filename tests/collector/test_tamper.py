@@ -186,6 +186,19 @@ def test_audit_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 
+def cut_off_log(ledger: Ledger, size: int) -> None:
+    """The log tree and checkpoints as they were at ``size`` leaves."""
+    ledger.execute("DELETE FROM checkpoints WHERE size > ?", (size,))
+    for level, index, hashes in ledger.sql("SELECT level, idx, hashes FROM tree_tiles"):
+        keep = max(0, min(256, (size >> (8 * level)) - index * 256))
+        if keep == 0:
+            ledger.execute("DELETE FROM tree_tiles WHERE level = ? AND idx = ?", (level, index))
+        else:
+            ledger.execute("UPDATE tree_tiles SET hashes = ? WHERE level = ? AND idx = ?",
+                           (hashes[:32 * keep], level, index))
+    ledger.execute("UPDATE meta SET value = ? WHERE key = 'tree_size'", (size,))
+
+
 def test_a_cut_off_chain_head_is_caught_by_an_anchor(copy: Ledger) -> None:
     """Deleting the newest block and its readings leaves a consistent shorter chain; only a
     block hash recorded elsewhere (an anchor) reveals it."""
@@ -197,6 +210,7 @@ def test_a_cut_off_chain_head_is_caught_by_an_anchor(copy: Ledger) -> None:
     copy.execute("DELETE FROM readings WHERE id > ?", (last * BLOCK,))
     copy.execute("DELETE FROM device_state")  # a careful forger rewrites the bookkeeping too
     copy.execute("DELETE FROM gaps")
+    cut_off_log(copy, last * BLOCK)
     assert run_cli("audit", "--db", copy.db).exit_code == 0  # consistent on its own
     result = run_cli("audit", "--db", copy.db, "--anchor", anchor)
     assert result.exit_code == 1

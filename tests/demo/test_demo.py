@@ -32,7 +32,9 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "demo PASSED" in out
     assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
     assert "proof VERIFIED" in out
-    assert out.count("[PASS]") == 7 and "[FAIL]" not in out
+    assert out.count("[PASS]") == 5 and "[FAIL]" not in out
+    assert out.count("— sensorledger.example/demo ") == 2  # the checkpoint's two signatures
+    assert "extends the saved checkpoint of tree size" in out
 
     report = out[out.index("==> report"):out.index("==> auditing")]
     assert re.search(r"; 0 quarantined", report)

@@ -111,6 +111,11 @@ class Ledger:
     def public_key(self) -> str:
         return str(self.root / "collector-key.pub.pem")
 
+    @property
+    def vkey(self) -> str:
+        """The log's note verifier keys, one a line (a trust policy file)."""
+        return str(self.root / "collector-key.vkey")
+
     def init(self) -> Ledger:
         result = run_cli("init", "--db", self.db, "--key", self.key)
         assert result.exit_code == 0, result.output

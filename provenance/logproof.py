@@ -1,0 +1,217 @@
+"""Proof files, format 2: one reading's inclusion in the log tree, against a signed checkpoint.
+
+A format 2 proof carries the envelope exactly as the device signed it, the device public key,
+the reading's leaf index in the one log tree, the audit path, and the checkpoint note (C2SP
+signed note: origin, tree size, root; the log's signatures and any cosignatures) it proves
+against. The same content travels in the C2SP ``tlog-proof`` text form, the envelope and the
+device key then riding in its ``extra`` line as CBOR ``{2: envelope, 3: device key}``.
+
+``verify_log_proof`` needs the file and a :class:`~provenance.trust.TrustPolicy`: no database,
+no network, and no block header in between. Format 1 files go to
+:func:`provenance.prooffile.verify_proof`; :func:`verify_any_proof` picks the right one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import cbor
+from .checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from .envelope import Envelope
+from .errors import MalformedError, ProvenanceError, SignatureError
+from .keys import PublicKey
+from .merkle import HASH_SIZE, RFC9162_SHA256, verify_inclusion
+from .note import parse_note
+from .prooffile import Check, ProofReport, verify_proof
+from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
+from .trust import TrustPolicy
+from .wire import PROOF_FORMAT_VERSION_2
+from .wire import ProofLabel as L
+
+__all__ = ["LOG_PROOF_CHECKS", "LogProof", "check_checkpoint", "decode_log_proof",
+           "verify_any_proof", "verify_log_proof"]
+
+#: Every check ``verify_log_proof`` can make, in its order.
+LOG_PROOF_CHECKS = ("proof file format", "checkpoint signature", "device key binding",
+                    "device signature", "inclusion in log")
+
+_MAX_PATH = 63
+_KEYS = frozenset({L.VERSION, L.ENVELOPE, L.DEVICE_KEY, L.INDEX, L.PATH, L.CHECKPOINT})
+_EXTRA_KEYS = frozenset({L.ENVELOPE, L.DEVICE_KEY})
+
+
+@dataclass(frozen=True, slots=True)
+class LogProof:
+    envelope: bytes = field(repr=False)
+    device_public_key: bytes = field(repr=False)  # DER SubjectPublicKeyInfo
+    leaf_index: int
+    audit_path: tuple[bytes, ...] = field(repr=False)
+    checkpoint: bytes = field(repr=False)  # the signed checkpoint note, verbatim
+
+    def __post_init__(self) -> None:
+        for name in ("envelope", "device_public_key", "checkpoint"):
+            if not isinstance(getattr(self, name), bytes):
+                raise MalformedError(f"proof file {name} must be bytes")
+        if isinstance(self.leaf_index, bool) or not isinstance(self.leaf_index, int) or (
+            self.leaf_index < 0
+        ):
+            raise MalformedError("proof file leaf index must be a non-negative integer")
+        if not isinstance(self.audit_path, tuple) or len(self.audit_path) > _MAX_PATH or not all(
+            isinstance(h, bytes) and len(h) == HASH_SIZE for h in self.audit_path
+        ):
+            raise MalformedError(f"audit path must be at most {_MAX_PATH} hashes of {HASH_SIZE} B")
+
+    def encode(self) -> bytes:
+        return cbor.encode({
+            L.VERSION: PROOF_FORMAT_VERSION_2,
+            L.ENVELOPE: self.envelope,
+            L.DEVICE_KEY: self.device_public_key,
+            L.INDEX: self.leaf_index,
+            L.PATH: list(self.audit_path),
+            L.CHECKPOINT: self.checkpoint,
+        })
+
+    def to_tlog_proof(self) -> bytes:
+        extra = cbor.encode({L.ENVELOPE: self.envelope, L.DEVICE_KEY: self.device_public_key})
+        return TlogProof(self.leaf_index, self.audit_path, self.checkpoint, extra).to_bytes()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format_version": PROOF_FORMAT_VERSION_2,
+            "leaf_index": self.leaf_index,
+            "audit_path": [h.hex() for h in self.audit_path],
+            "checkpoint": self.checkpoint.decode("utf-8", "replace"),
+            "envelope": self.envelope.hex(),
+            "device_public_key_der": self.device_public_key.hex(),
+        }
+        return out
+
+
+def decode_log_proof(data: bytes) -> LogProof:
+    """A format 2 proof from its CBOR or its tlog-proof text form (format only, nothing
+    verified)."""
+    if data.startswith(TLOG_PROOF_HEADER.encode() + b"\n"):
+        tp = parse_tlog_proof(data)
+        if tp.extra is None:
+            raise MalformedError("this tlog-proof has no 'extra' line with the envelope and "
+                                 "device key", code="bad_proof")
+        extra: Any = cbor.decode(tp.extra, what="tlog-proof extra data")
+        if not isinstance(extra, dict) or set(extra) != _EXTRA_KEYS:
+            raise MalformedError("tlog-proof extra data must be a CBOR map with keys 2 and 3",
+                                 code="bad_proof")
+        return LogProof(extra[L.ENVELOPE], extra[L.DEVICE_KEY], tp.index, tp.path,
+                        tp.checkpoint)
+    body: Any = cbor.decode(data, what="proof file")
+    if not isinstance(body, dict) or body.get(L.VERSION) != PROOF_FORMAT_VERSION_2 or (
+        set(body) != _KEYS
+    ):
+        raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5 and 8",
+                             code="bad_proof")
+    path = body[L.PATH]
+    if not isinstance(path, list):
+        raise MalformedError("audit path must be an array", code="bad_proof")
+    return LogProof(body[L.ENVELOPE], body[L.DEVICE_KEY], body[L.INDEX], tuple(path),
+                    body[L.CHECKPOINT])
+
+
+def _is_v1(data: bytes) -> bool:
+    try:
+        body: Any = cbor.decode(data, what="proof file")
+    except ProvenanceError:
+        return False
+    return isinstance(body, dict) and body.get(L.VERSION) == 1
+
+
+def verify_any_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
+    """Format 1 (against a block header), format 2 or tlog-proof (against a checkpoint)."""
+    if _is_v1(data):
+        keys = policy.block_keys()
+        if not keys:
+            report = ProofReport()
+            report.checks.append(Check("collector key", False, "a format 1 proof is checked "
+                                       "with the collector's P-256 key (PEM or ECDSA vkey)"))
+            return report
+        reports = [verify_proof(data, key) for key in keys]
+        return next((r for r in reports if r.ok), reports[0])
+    return verify_log_proof(data, policy)
+
+
+def check_checkpoint(note: bytes, policy: TrustPolicy) -> SignedCheckpoint:
+    """The checkpoint note, verified: of the policy's log, signed by every trusted key named
+    for its log (and by at least one)."""
+    origin = parse_checkpoint(parse_note(note).text).origin
+    if policy.origin is not None and origin != policy.origin:
+        raise MalformedError(f"checkpoint is from log {origin!r}, the policy trusts log "
+                             f"{policy.origin!r}")
+    signed = open_checkpoint(note, policy.note_verifiers(origin))
+    have = {(s.name, s.key_id) for s in signed.note.verified}
+    missing = [v for v in policy.required(origin) if (v.name, v.key_id) not in have]
+    if missing:
+        raise SignatureError("trusted key(s) " + ", ".join(
+            f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint")
+    return signed
+
+
+def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
+    """Check a format 2 or tlog-proof file offline; never raises for bad input."""
+    report = ProofReport(expected=LOG_PROOF_CHECKS)
+    state: dict[str, Any] = {}
+
+    def check(name: str, fn: Callable[[], str]) -> bool:
+        try:
+            detail = fn()
+        except ProvenanceError as exc:
+            report.checks.append(Check(name, False, exc.diagnostics()))
+            return False
+        report.checks.append(Check(name, True, detail))
+        return True
+
+    def parse() -> str:
+        state["proof"] = decode_log_proof(data)
+        form = "tlog-proof" if data.startswith(TLOG_PROOF_HEADER.encode()) else "format 2"
+        return f"{len(data)} bytes, {form}"
+
+    if not check("proof file format", parse):
+        return report
+    pf: LogProof = state["proof"]
+
+    def checkpoint() -> str:
+        signed = check_checkpoint(pf.checkpoint, policy)
+        origin = signed.checkpoint.origin
+        state["cp"] = report.checkpoint = signed
+        names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified)
+        return (f"log {origin} tree size {signed.checkpoint.size} signed by trusted "
+                f"{names}")
+
+    def device_key() -> str:
+        key = PublicKey.from_der(pf.device_public_key)
+        envelope = Envelope.decode(pf.envelope)
+        if envelope.kid != key.kid:
+            raise MalformedError(f"envelope names key id {envelope.kid.hex()}, the enclosed "
+                                 f"device key has key id {key.kid.hex()}")
+        state["key"], state["envelope"] = key, envelope
+        return f"envelope key id {key.kid_hex} = SHA-256 of the enclosed device public key"
+
+    def device_signature() -> str:
+        envelope: Envelope = state["envelope"]
+        envelope.verify(state["key"])
+        reading = report.reading = envelope.reading()
+        return (f"ES256 signature valid; device {reading.device_id} seq {reading.seq} "
+                f"time {reading.time_ms} ms")
+
+    def inclusion() -> str:
+        signed: SignedCheckpoint = state["cp"]
+        cp = signed.checkpoint
+        leaf = RFC9162_SHA256.hash_leaf(pf.envelope)
+        verify_inclusion(pf.leaf_index, cp.size, leaf, list(pf.audit_path), cp.root)
+        return (f"leaf {pf.leaf_index} of {cp.size} with a {len(pf.audit_path)}-node audit "
+                f"path reaches the checkpoint root {cp.root.hex()[:16]}…")
+
+    have_cp = check("checkpoint signature", checkpoint)
+    if check("device key binding", device_key):
+        check("device signature", device_signature)
+    if have_cp:
+        check("inclusion in log", inclusion)
+    return report
