@@ -66,9 +66,15 @@ class TreeAudit:
 
     async def grow(self, block: BlockRecord, header: SignedBlock | None,
                    readings: Sequence[ReadingRecord]) -> None:
+        h = header.header if header is not None else None
+        v1 = h is None or h.tree_size_before is None
+        if v1 and not self.checkpoints:
+            # A format 1 ledger never migrated: it has no log tree to hold to, and each block's
+            # own root is checked against its signed header. (A later format 2 block re-bases
+            # on the stored nodes, which its signed root commits to.)
+            return
         hash_leaf = RFC9162_SHA256.hash_leaf
         leaves = [hash_leaf(r.envelope) for r in readings]
-        h = header.header if header is not None else None
         if h is None or h.tree_size_before is None:
             self.tree.append(leaves)  # format 1 (or unreadable): the tree as migrate built it
             return
