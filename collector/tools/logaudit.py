@@ -101,7 +101,10 @@ class TreeAudit:
                 self.fail("tree nodes", f"the stored tree nodes give another root at size "
                           f"{size_after} than the block signs", block)
         cp = await self.store.checkpoint(block.end_reading_id - 1)
-        if cp is not None and cp.root != h.merkle_root:
+        if cp is None:
+            self.fail("checkpoint", f"no checkpoint of tree size {block.end_reading_id - 1}, "
+                      "though the collector signs one in the transaction of every block", block)
+        elif cp.root != h.merkle_root:
             self.fail("checkpoint", f"checkpoint of tree size {cp.size} has root "
                       f"{cp.root.hex()}, block {block.height} signs root {h.merkle_root.hex()} "
                       "for that size", block)
