@@ -11,6 +11,9 @@ ledger, device or reading).
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from collector.cli.audit import audit
@@ -53,4 +56,10 @@ for _command in (init, run_command, check, devices, blocks, readings, proof, ver
 
 
 def main() -> None:
-    cli(prog_name="ledger-collector")
+    try:
+        cli(prog_name="ledger-collector")
+    except BrokenPipeError:
+        # `ledger-collector readings | head`: the reader left; that is not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -360,11 +360,14 @@ class Pipeline:
             event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
 
     async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
-        # A device enrolled moments ago may have been verified against the older snapshot.
-        if await self._refresh_registry(force=True):
-            return verify_message(self._registry, m.topic, m.payload, m.received_ms,
-                                  self._max_future_ms)
-        return outcome
+        # A device enrolled moments ago may have been verified against an older snapshot: the
+        # registry may have changed since the batch went to a worker, whether this call or an
+        # earlier one reloaded it (that earlier reload's replay ran before this reading was
+        # quarantined, so nothing would replay it). Looking up an unknown key is cheap: the
+        # envelope is decoded and no signature is checked.
+        await self._refresh_registry(force=True)
+        return verify_message(self._registry, m.topic, m.payload, m.received_ms,
+                              self._max_future_ms)
 
     def _revocation_recheck(self, v: Verified) -> Outcome:
         """Apply a revocation that arrived after the batch was handed to a worker."""

@@ -80,6 +80,10 @@ class SQLiteStore(LogTables, RegistryTables):
         store = cls(db, p)
         try:
             await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if not create and await store.schema_version() == 0:
+                # An empty or foreign file (a mistyped backup path): never write to it, nor
+                # turn it into an empty ledger that then audits "OK".
+                raise NotFoundError(f"{p} holds no ledger; create one with `ledger-collector init`")
             await store._pragma("journal_mode = WAL")
             await db.execute("PRAGMA synchronous = FULL")
             await store._migrate()

@@ -70,8 +70,20 @@ async def export_readings(store: LedgerStore, out: TextIO, *, fmt: str,
     """Write matching readings to ``out`` as ``fmt`` ("csv" or "jsonl"); return the count of
     readings. ``per_measurement`` (CSV only): one row per measurement instead of per reading."""
     index = _BlockIndex(await store.blocks())
-    rows: AsyncIterator[ReadingRecord] = store.query_readings(
-        device_id=device_id, since_ms=since_ms, until_ms=until_ms)
+    query = store.query_readings(device_id=device_id, since_ms=since_ms, until_ms=until_ms)
+    # Closed here, whatever stops the writing (a reader that left: BrokenPipeError), so the
+    # query never outlives the store's connection.
+    try:
+        return await _write(query, out, index, fmt=fmt, with_envelope=with_envelope,
+                            per_measurement=per_measurement)
+    finally:
+        aclose = getattr(query, "aclose", None)  # an async generator's; a plain iterator has none
+        if aclose is not None:
+            await aclose()
+
+
+async def _write(rows: AsyncIterator[ReadingRecord], out: TextIO, index: _BlockIndex, *,
+                 fmt: str, with_envelope: bool, per_measurement: bool) -> int:
     count = 0
     if fmt == "jsonl":
         async for r in rows:

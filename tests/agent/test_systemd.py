@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from agent.notify import Notifier
 from tests.support.agent_harness import REPO, AgentProcess, write_config
 from tests.support.broker import Broker
+from tests.support.notify import notify_socket_at, receive
 
 UNIT = REPO / "deploy" / "sensor-agent.service"
 StartAgent = Callable[..., AgentProcess]
@@ -26,22 +25,8 @@ StartAgent = Callable[..., AgentProcess]
 
 @pytest.fixture
 def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, Path]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
-    sock.bind(str(path))
-    sock.settimeout(0.2)
-    yield sock, path
-    sock.close()
-
-
-def receive(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
-    """Datagrams (arrival time, text) received within ``seconds``."""
-    got: list[tuple[float, str]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(TimeoutError):
-            got.append((time.monotonic(), sock.recv(4096).decode()))
-    return got
+    with notify_socket_at(tmp_path / "notify.sock") as bound:
+        yield bound
 
 
 def test_agent_sends_ready_status_and_periodic_watchdog(

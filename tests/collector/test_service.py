@@ -4,7 +4,6 @@ A real collector process, a real Mosquitto, a real notify socket."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
@@ -12,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from tests.support.collector import (
     make_devices,
     run_cli,
 )
+from tests.support.notify import notify_socket_at, receive
 from tests.support.polling import wait_until
 
 UNIT = REPO / "deploy" / "ledger-collector.service"
@@ -37,21 +36,8 @@ ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
 
 @pytest.fixture
 def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, Path]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
-    sock.bind(str(path))
-    sock.settimeout(0.2)
-    yield sock, path
-    sock.close()
-
-
-def receive(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
-    got: list[tuple[float, str]] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(TimeoutError):
-            got.append((time.monotonic(), sock.recv(4096).decode()))
-    return got
+    with notify_socket_at(tmp_path / "notify.sock") as bound:
+        yield bound
 
 
 def test_collector_notifies_ready_watchdog_status_and_stopping(
