@@ -63,7 +63,11 @@ def blocks(config_path: str | None, db: str | None, height: int | None, start: i
             "last_time_ms": h.last_time_ms, "sealed_at_ms": h.sealed_at_ms,
             "first_time": iso(h.first_time_ms), "last_time": iso(h.last_time_ms),
             "sealed_at": iso(h.sealed_at_ms), "collector_kid": h.collector_kid.hex(),
+            "format": h.version,
         })
+        if h.tree_size_before is not None:  # format 2: the root is the log tree's after it
+            rows[-1].update(tree_size_before=h.tree_size_before,
+                            tree_size_after=h.tree_size_after)
     if as_json:
         click.echo(json.dumps(rows[0] if height is not None else rows, indent=2))
     elif height is not None:

@@ -8,7 +8,7 @@ node position, never the leaves; a block writes a handful of rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import aiosqlite
 
@@ -131,6 +131,17 @@ class LogTables(SQLiteConnection):
         row = await self._one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size >= ? "
                               "ORDER BY size LIMIT 1", (size,))
         return CheckpointRecord(*row) if row else None
+
+    async def iter_checkpoints(self, chunk: int = 1024) -> AsyncIterator[list[CheckpointRecord]]:
+        """Every checkpoint, by size, a chunk at a time (a year of 1 s blocks has 31 million)."""
+        after = -1
+        while True:
+            rows = await self._all(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size > ? "
+                                   "ORDER BY size LIMIT ?", (after, chunk))
+            if not rows:
+                return
+            yield [CheckpointRecord(*row) for row in rows]
+            after = rows[-1][0]
 
     async def checkpoints(self) -> list[CheckpointRecord]:
         rows = await self._all(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")

@@ -386,9 +386,14 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             inflight.append(_Segment(block, header, readings, results))
             report.readings += len(readings)
 
-        from collector.tools.logaudit import TreeAudit, check_log, check_saved_checkpoint
+        from collector.tools.logaudit import (
+            TreeAudit,
+            check_log,
+            check_saved_checkpoint,
+            saved_sizes,
+        )
 
-        tree = TreeAudit(report, store, await store.checkpoints())
+        tree = TreeAudit(report, store, saved_sizes(saved))
         prev_hash, next_first = GENESIS_BLOCK_HASH, 1
         blocks = await store.blocks()
         for index, block in enumerate(blocks):

@@ -19,7 +19,7 @@ reached, that its root is that root. After the walk:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from collector.ledger.records import BlockRecord, CheckpointRecord, ReadingRecord
 from collector.ledger.store import LedgerStore
@@ -32,7 +32,7 @@ from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, consistency_nodes, verify_consistency
 from provenance.note import EcdsaNoteVerifier, NoteVerifier, parse_note, parse_verifier_key
 
-__all__ = ["TreeAudit", "check_log", "check_saved_checkpoint"]
+__all__ = ["TreeAudit", "check_log", "check_saved_checkpoint", "saved_sizes"]
 
 _LIMIT = 20
 
@@ -47,12 +47,12 @@ class TreeAudit:
     """
 
     def __init__(self, report: AuditReport, store: LedgerStore,
-                 checkpoints: Sequence[CheckpointRecord]) -> None:
+                 wanted: Iterable[int] = ()) -> None:
         self.report = report
         self.store = store
         self.tree = CompactRange()
-        self.checkpoints = {cp.size: cp for cp in checkpoints}
-        self.roots: dict[int, bytes] = {}  # size -> recomputed root, at block ends that held
+        self.wanted = set(wanted)  # sizes whose recomputed root a saved checkpoint needs
+        self.roots: dict[int, bytes] = {}  # wanted size -> recomputed root
 
     def fail(self, check: str, detail: str, block: BlockRecord | None) -> None:
         self.report.findings.append(Finding(check, detail, block.height if block else None))
@@ -77,6 +77,12 @@ class TreeAudit:
         leaves = [hash_leaf(r.envelope) for r in readings]
         if h is None or h.tree_size_before is None:
             self.tree.append(leaves)  # format 1 (or unreadable): the tree as migrate built it
+            self._keep_root()
+            cp = await self.store.checkpoint(self.tree.size)
+            if cp is not None and h is not None and cp.root != self.tree.root():
+                self.fail("checkpoint", f"checkpoint of tree size {cp.size} has root "
+                          f"{cp.root.hex()}, the tree of the stored readings has "
+                          f"{self.tree.root().hex()}", block)
             return
         if h.tree_size_before != block.first_reading_id - 1:
             self.fail("tree size", f"header says the tree held {h.tree_size_before} readings "
@@ -89,7 +95,7 @@ class TreeAudit:
         self.tree.append(leaves)
         computed = self.tree.root()
         if computed == h.merkle_root and self.tree.size == h.tree_size_after:
-            self.roots[self.tree.size] = computed
+            self._keep_root()
         else:
             self.fail("merkle root", f"root of the log tree over the {self.tree.size} stored "
                       f"readings is {computed.hex()}, the signed tree root after the block is "
@@ -100,11 +106,18 @@ class TreeAudit:
             if await self._rebase(size_after) and self.tree.root() != h.merkle_root:
                 self.fail("tree nodes", f"the stored tree nodes give another root at size "
                           f"{size_after} than the block signs", block)
-        cp = self.checkpoints.get(block.end_reading_id - 1)
-        if cp is not None and cp.root != h.merkle_root:
+        cp = await self.store.checkpoint(block.end_reading_id - 1)
+        if cp is None:
+            self.fail("checkpoint", f"no checkpoint of tree size {block.end_reading_id - 1}, "
+                      "though the collector signs one in the transaction of every block", block)
+        elif cp.root != h.merkle_root:
             self.fail("checkpoint", f"checkpoint of tree size {cp.size} has root "
                       f"{cp.root.hex()}, block {block.height} signs root {h.merkle_root.hex()} "
                       "for that size", block)
+
+    def _keep_root(self) -> None:
+        if self.tree.size in self.wanted:
+            self.roots[self.tree.size] = self.tree.root()
 
     async def _blame(self, block: BlockRecord, before: CompactRange,
                      readings: Sequence[ReadingRecord], leaves: list[bytes],
@@ -152,20 +165,21 @@ async def check_log(store: LedgerStore, report: AuditReport, key: PublicKey,
     origin = await store.log_origin()
     vkeys = await store.log_vkeys()
     tree_size = await store.tree_size()
-    cps = sorted(audit.checkpoints.values(), key=lambda c: c.size)
+    latest = await store.checkpoint()
     if origin is None:
-        if cps or tree_size:
+        if latest or tree_size:
             report.findings.append(Finding("log", "the ledger has a log tree or checkpoints "
                                            "but no log name"))
         return
     verifiers = _verifiers(origin, key, vkeys)
     named = 0
-    for cp in cps:
-        problem = _checkpoint_problem(cp, origin, verifiers, tree_size, audit.roots)
-        if problem is not None and named < _LIMIT:
-            named += 1
-            report.findings.append(Finding("checkpoint", f"checkpoint of tree size {cp.size}: "
-                                           f"{problem}", cp.block_height))
+    async for chunk in store.iter_checkpoints():
+        for cp in chunk:
+            problem = _checkpoint_problem(cp, origin, verifiers, tree_size)
+            if problem is not None and named < _LIMIT:
+                named += 1
+                report.findings.append(Finding("checkpoint", f"checkpoint of tree size "
+                                               f"{cp.size}: {problem}", cp.block_height))
     if tree_size > audit.tree.size:
         report.findings.append(Finding("tree size", f"the ledger says its tree holds "
                                        f"{tree_size} readings, {audit.tree.size} are sealed"))
@@ -182,12 +196,12 @@ async def check_log(store: LedgerStore, report: AuditReport, key: PublicKey,
             report.findings.append(Finding(
                 "tree nodes", f"the stored tree nodes give root {stored.hex()} at size "
                 f"{tree_size}, the stored readings {audit.tree.root().hex()}"))
-    if audit.tree.size and tree_size and not cps:
+    if audit.tree.size and tree_size and latest is None:
         report.findings.append(Finding("checkpoint", "the log tree has no checkpoint"))
 
 
 def _checkpoint_problem(cp: CheckpointRecord, origin: str, verifiers: Sequence[NoteVerifier],
-                        tree_size: int, roots: dict[int, bytes]) -> str | None:
+                        tree_size: int) -> str | None:
     try:
         signed = open_checkpoint(cp.note, verifiers, origin=origin)
     except ProvenanceError as exc:
@@ -203,6 +217,17 @@ def _checkpoint_problem(cp: CheckpointRecord, origin: str, verifiers: Sequence[N
     if cp.size > tree_size:
         return f"it lies beyond the tree ({tree_size} readings)"
     return None
+
+
+def saved_sizes(notes: Iterable[bytes]) -> list[int]:
+    """The tree sizes of saved checkpoint notes that parse (the others fail later, named)."""
+    sizes = []
+    for data in notes:
+        try:
+            sizes.append(parse_checkpoint(parse_note(data).text).size)
+        except ProvenanceError:
+            continue
+    return sizes
 
 
 async def check_saved_checkpoint(store: LedgerStore, report: AuditReport, key: PublicKey,

@@ -146,6 +146,9 @@ def test_audit_names_a_checkpoint_that_does_not_match_its_size(
     assert result.exit_code == 1
     assert "checkpoint: checkpoint of tree size 80 has root" in result.output
     assert "not signed by" in result.output  # the note key did not sign the forgery
+    ledger.execute("DELETE FROM checkpoints WHERE size = 80")
+    gone = run_cli("audit", "--db", ledger.db)
+    assert gone.exit_code == 1 and "no checkpoint of tree size 80" in gone.output
 
 
 def _origin(ledger: Ledger) -> str:
