@@ -393,7 +393,8 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             saved_sizes,
         )
 
-        tree = TreeAudit(report, store, saved_sizes(saved))
+        tree = TreeAudit(report, store, saved_sizes(saved),
+                         has_log=await store.checkpoint() is not None)
         prev_hash, next_first = GENESIS_BLOCK_HASH, 1
         blocks = await store.blocks()
         for index, block in enumerate(blocks):

@@ -47,9 +47,10 @@ class TreeAudit:
     """
 
     def __init__(self, report: AuditReport, store: LedgerStore,
-                 wanted: Iterable[int] = ()) -> None:
+                 wanted: Iterable[int] = (), *, has_log: bool = True) -> None:
         self.report = report
         self.store = store
+        self.has_log = has_log  # False: a format 1 ledger never migrated (no checkpoint)
         self.tree = CompactRange()
         self.wanted = set(wanted)  # sizes whose recomputed root a saved checkpoint needs
         self.roots: dict[int, bytes] = {}  # wanted size -> recomputed root
@@ -68,7 +69,7 @@ class TreeAudit:
                    readings: Sequence[ReadingRecord]) -> None:
         h = header.header if header is not None else None
         v1 = h is None or h.tree_size_before is None
-        if v1 and not self.checkpoints:
+        if v1 and not self.has_log:
             # A format 1 ledger never migrated: it has no log tree to hold to, and each block's
             # own root is checked against its signed header. (A later format 2 block re-bases
             # on the stored nodes, which its signed root commits to.)
