@@ -19,6 +19,7 @@ demo: setup
 	$(BIN)/python -m demo $(DEMO_ARGS)
 
 test: setup
+	@./tests/interop/ensure-go.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
