@@ -22,9 +22,9 @@ from .checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
 from .envelope import Envelope
 from .errors import MalformedError, ProvenanceError, SignatureError
 from .keys import PublicKey
-from .merkle import HASH_SIZE, RFC9162_SHA256, verify_inclusion
+from .merkle import RFC9162_SHA256, verify_inclusion
 from .note import parse_note
-from .prooffile import Check, ProofReport, verify_proof
+from .prooffile import Check, ProofReport, check_proof_fields, verify_proof
 from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
 from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
@@ -51,17 +51,8 @@ class LogProof:
     checkpoint: bytes = field(repr=False)  # the signed checkpoint note, verbatim
 
     def __post_init__(self) -> None:
-        for name in ("envelope", "device_public_key", "checkpoint"):
-            if not isinstance(getattr(self, name), bytes):
-                raise MalformedError(f"proof file {name} must be bytes")
-        if isinstance(self.leaf_index, bool) or not isinstance(self.leaf_index, int) or (
-            self.leaf_index < 0
-        ):
-            raise MalformedError("proof file leaf index must be a non-negative integer")
-        if not isinstance(self.audit_path, tuple) or len(self.audit_path) > _MAX_PATH or not all(
-            isinstance(h, bytes) and len(h) == HASH_SIZE for h in self.audit_path
-        ):
-            raise MalformedError(f"audit path must be at most {_MAX_PATH} hashes of {HASH_SIZE} B")
+        check_proof_fields(self, ("envelope", "device_public_key", "checkpoint"),
+                           max_path=_MAX_PATH)
 
     def encode(self) -> bytes:
         return cbor.encode({

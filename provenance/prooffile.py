@@ -28,9 +28,31 @@ from .reading import Reading
 from .wire import PROOF_FORMAT_VERSION
 from .wire import ProofLabel as L
 
-__all__ = ["PROOF_FORMAT_VERSION", "Check", "ProofFile", "ProofReport", "verify_proof"]
+__all__ = [
+    "PROOF_FORMAT_VERSION",
+    "Check",
+    "ProofFile",
+    "ProofReport",
+    "check_proof_fields",
+    "verify_proof",
+]
 
 _MAX_PATH = 64
+
+
+def check_proof_fields(proof: Any, byte_fields: tuple[str, ...], *, max_path: int) -> None:
+    """The checks every proof file format makes when built: ``byte_fields`` are bytes, the leaf
+    index is a non-negative int, the audit path a tuple of at most ``max_path`` hashes."""
+    for name in byte_fields:
+        if not isinstance(getattr(proof, name), bytes):
+            raise MalformedError(f"proof file {name} must be bytes")
+    index, path = proof.leaf_index, proof.audit_path
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise MalformedError("proof file leaf index must be a non-negative integer")
+    if not isinstance(path, tuple) or len(path) > max_path or not all(
+        isinstance(h, bytes) and len(h) == HASH_SIZE for h in path
+    ):
+        raise MalformedError(f"audit path must be at most {max_path} hashes of {HASH_SIZE} B")
 K_VERSION, K_ENVELOPE, K_DEVICE_KEY, K_INDEX = L.VERSION, L.ENVELOPE, L.DEVICE_KEY, L.INDEX
 K_PATH, K_BLOCK, K_COLLECTOR_KID = L.PATH, L.BLOCK, L.COLLECTOR_KID
 _KEYS = frozenset({K_VERSION, K_ENVELOPE, K_DEVICE_KEY, K_INDEX, K_PATH, K_BLOCK,
@@ -50,17 +72,8 @@ class ProofFile:
     def __post_init__(self) -> None:
         if self.version != PROOF_FORMAT_VERSION:
             raise MalformedError(f"unsupported proof file version {self.version!r}")
-        for name in ("envelope", "device_public_key", "block", "collector_kid"):
-            if not isinstance(getattr(self, name), bytes):
-                raise MalformedError(f"proof file {name} must be bytes")
-        if isinstance(self.leaf_index, bool) or not isinstance(self.leaf_index, int) or (
-            self.leaf_index < 0
-        ):
-            raise MalformedError("proof file leaf index must be a non-negative integer")
-        if not isinstance(self.audit_path, tuple) or len(self.audit_path) > _MAX_PATH or not all(
-            isinstance(h, bytes) and len(h) == HASH_SIZE for h in self.audit_path
-        ):
-            raise MalformedError(f"audit path must be at most {_MAX_PATH} hashes of {HASH_SIZE} B")
+        check_proof_fields(self, ("envelope", "device_public_key", "block", "collector_kid"),
+                           max_path=_MAX_PATH)
 
     def encode(self) -> bytes:
         return cbor.encode(
