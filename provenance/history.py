@@ -30,11 +30,11 @@ from typing import Any
 from . import cbor
 from .checkpoint import SignedCheckpoint
 from .envelope import Envelope
-from .errors import MalformedError, ProvenanceError
+from .errors import MalformedError
 from .keys import PublicKey
 from .logproof import check_checkpoint
 from .merkle import RFC9162_SHA256, verify_inclusion
-from .prooffile import Check
+from .prooffile import Check, run_check
 from .reading import Reading
 from .trust import TrustPolicy
 
@@ -104,13 +104,7 @@ def verify_history(data: bytes, policy: TrustPolicy) -> HistoryReport:
     state: dict[str, Any] = {}
 
     def check(name: str, fn: Callable[[], str]) -> bool:
-        try:
-            detail = fn()
-        except ProvenanceError as exc:
-            report.checks.append(Check(name, False, exc.diagnostics()))
-            return False
-        report.checks.append(Check(name, True, detail))
-        return True
+        return run_check(report.checks, name, fn)
 
     def parse() -> str:
         hf = state["file"] = HistoryFile.decode(data)

@@ -19,12 +19,18 @@ from typing import Any
 
 from . import cbor
 from .checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
-from .envelope import Envelope
 from .errors import MalformedError, ProvenanceError, SignatureError
-from .keys import PublicKey
 from .merkle import RFC9162_SHA256, verify_inclusion
 from .note import parse_note
-from .prooffile import Check, ProofReport, check_proof_fields, verify_proof
+from .prooffile import (
+    Check,
+    ProofReport,
+    bind_device_key,
+    check_proof_fields,
+    run_check,
+    verify_device_signature,
+    verify_proof,
+)
 from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
 from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
@@ -151,13 +157,7 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
     state: dict[str, Any] = {}
 
     def check(name: str, fn: Callable[[], str]) -> bool:
-        try:
-            detail = fn()
-        except ProvenanceError as exc:
-            report.checks.append(Check(name, False, exc.diagnostics()))
-            return False
-        report.checks.append(Check(name, True, detail))
-        return True
+        return run_check(report.checks, name, fn)
 
     def parse() -> str:
         state["proof"] = decode_log_proof(data)
@@ -177,20 +177,13 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
                 f"{names}")
 
     def device_key() -> str:
-        key = PublicKey.from_der(pf.device_public_key)
-        envelope = Envelope.decode(pf.envelope)
-        if envelope.kid != key.kid:
-            raise MalformedError(f"envelope names key id {envelope.kid.hex()}, the enclosed "
-                                 f"device key has key id {key.kid.hex()}")
+        key, envelope = bind_device_key(pf.envelope, pf.device_public_key)
         state["key"], state["envelope"] = key, envelope
         return f"envelope key id {key.kid_hex} = SHA-256 of the enclosed device public key"
 
     def device_signature() -> str:
-        envelope: Envelope = state["envelope"]
-        envelope.verify(state["key"])
-        reading = report.reading = envelope.reading()
-        return (f"ES256 signature valid; device {reading.device_id} seq {reading.seq} "
-                f"time {reading.time_ms} ms")
+        report.reading, detail = verify_device_signature(state["envelope"], state["key"])
+        return detail
 
     def inclusion() -> str:
         signed: SignedCheckpoint = state["cp"]

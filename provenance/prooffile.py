@@ -33,11 +33,43 @@ __all__ = [
     "Check",
     "ProofFile",
     "ProofReport",
+    "bind_device_key",
     "check_proof_fields",
+    "run_check",
+    "verify_device_signature",
     "verify_proof",
 ]
 
 _MAX_PATH = 64
+
+
+def run_check(checks: list[Check], name: str, fn: Callable[[], str]) -> bool:
+    """Run one named check of a proof: its detail on success, the error's words on failure."""
+    try:
+        detail = fn()
+    except ProvenanceError as exc:
+        checks.append(Check(name, False, exc.diagnostics()))
+        return False
+    checks.append(Check(name, True, detail))
+    return True
+
+
+def bind_device_key(envelope_bytes: bytes, device_public_key: bytes) -> tuple[PublicKey, Envelope]:
+    """The enclosed device key and the envelope, when the envelope's key id names that key."""
+    key = PublicKey.from_der(device_public_key)
+    envelope = Envelope.decode(envelope_bytes)
+    if envelope.kid != key.kid:
+        raise MalformedError(f"envelope names key id {envelope.kid.hex()}, the enclosed "
+                             f"device key has key id {key.kid.hex()}")
+    return key, envelope
+
+
+def verify_device_signature(envelope: Envelope, key: PublicKey) -> tuple[Reading, str]:
+    """The reading an envelope carries, once its ES256 signature verifies under ``key``."""
+    envelope.verify(key)
+    reading = envelope.reading()
+    return reading, (f"ES256 signature valid; device {reading.device_id} seq {reading.seq} "
+                     f"time {reading.time_ms} ms")
 
 
 def check_proof_fields(proof: Any, byte_fields: tuple[str, ...], *, max_path: int) -> None:
@@ -203,13 +235,7 @@ def verify_proof(proof: ProofFile | bytes, collector_key: PublicKey) -> ProofRep
     report = ProofReport()
 
     def check(name: str, fn: Callable[[], str]) -> bool:
-        try:
-            detail = fn()
-        except ProvenanceError as exc:
-            report.checks.append(Check(name, False, exc.diagnostics()))
-            return False
-        report.checks.append(Check(name, True, detail))
-        return True
+        return run_check(report.checks, name, fn)
 
     if isinstance(proof, bytes | bytearray):
         data = bytes(proof)
@@ -242,22 +268,13 @@ def verify_proof(proof: ProofFile | bytes, collector_key: PublicKey) -> ProofRep
                 f"{collector_key.kid_hex[:16]}…, block hash {block.hash.hex()}")
 
     def device_key() -> str:
-        key = PublicKey.from_der(pf.device_public_key)
-        envelope = Envelope.decode(pf.envelope)
-        if envelope.kid != key.kid:
-            raise MalformedError(
-                f"envelope names key id {envelope.kid.hex()}, the enclosed device key has "
-                f"key id {key.kid.hex()}"
-            )
+        key, envelope = bind_device_key(pf.envelope, pf.device_public_key)
         state["key"], state["envelope"] = key, envelope
         return f"envelope key id {key.kid_hex} = SHA-256 of the enclosed device public key"
 
     def device_signature() -> str:
-        envelope: Envelope = state["envelope"]
-        envelope.verify(state["key"])
-        reading = report.reading = envelope.reading()
-        return (f"ES256 signature valid; device {reading.device_id} seq {reading.seq} "
-                f"time {reading.time_ms} ms")
+        report.reading, detail = verify_device_signature(state["envelope"], state["key"])
+        return detail
 
     def inclusion() -> str:
         block: SignedBlock = state["block"]
