@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from collector.faults import ENV
-from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.logkeys import load_note_key, note_key_path
+from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
 from provenance.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
