@@ -10,14 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from collector.ledger.logkeys import checkpoint_signers, load_note_key, note_key_path
+from provenance.checkpoint import Checkpoint, sign_checkpoint
+from provenance.keyfile import load_private_key
 from provenance.logproof import decode_log_proof
+from provenance.merkle import RFC9162_SHA256, consistency_proof, root
 from provenance.note import parse_note
 from provenance.tlogproof import parse_tlog_proof
+from provenance.witnessproto import AddCheckpoint
 from tests.support.broker import Broker
 from tests.support.collector import CollectorProcess, Device, Ledger, Publisher, run_cli
 from tests.support.polling import wait_until
 from tests.witness.cleanroom import cosignature_time
-from tests.witness.support import WitnessProcess
+from tests.witness.support import WitnessProcess, post, witness_cli
 
 pytestmark = pytest.mark.slow
 
@@ -162,8 +167,58 @@ def test_three_witnesses_quorum_two(tmp_path: Path, broker: Broker) -> None:
             and e.get("size") == 35)
         assert caught["old"] == 21
         assert collector.wait_event("witness_failed")  # the outage was reported
+
+        # A rewritten history: the operator re-seals other readings with the same keys and
+        # submits its checkpoints. Every witness refuses, and keeps the proof.
+        _rewrite_and_submit(ledger, witnesses, held=35, tmp_path=tmp_path)
     finally:
         publisher.close()
         collector.kill()
         for w in witnesses:
             w.kill()
+
+
+def _rewrite_and_submit(ledger: Ledger, witnesses: list[WitnessProcess], held: int,
+                        tmp_path: Path) -> None:
+    origin, log_vkeys = _log_identity(ledger)
+    signers = checkpoint_signers(origin, load_private_key(ledger.key),
+                                 load_note_key(note_key_path(ledger.key)))
+    leaves = [RFC9162_SHA256.hash_leaf(b"rewritten %d" % i) for i in range(held + 6)]
+
+    def note(size: int) -> bytes:
+        return sign_checkpoint(Checkpoint(origin, size, root(leaves[:size])), signers)
+
+    bigger = held + 6
+    for w in witnesses:
+        # From scratch: the witness names the size it holds.
+        status, kind, body = post(w.url, AddCheckpoint(0, (), note(held)).to_bytes())
+        assert (status, kind.split(";")[0], body) == (409, "text/x.tlog.size", b"%d\n" % held)
+        # Same size, another root: a split view.
+        status, _, body = post(w.url, AddCheckpoint(held, (), note(held)).to_bytes())
+        assert status == 422 and b"split view" in body
+        # A longer rewritten tree, with its own (valid for it) consistency proof.
+        proof = tuple(consistency_proof(leaves[:bigger], held))
+        status, _, _ = post(w.url, AddCheckpoint(held, proof, note(bigger)).to_bytes())
+        assert status == 422
+        out = tmp_path / f"evidence-{w.name.split('.')[0]}"
+        listed = witness_cli("misbehaviour", "-c", str(w.config), "-o", str(out)).stdout
+        assert "split-view" in listed and "inconsistent" in listed
+        for path in sorted(out.iterdir()):
+            checked = witness_cli("verify-misbehaviour", str(path), "--vkey", log_vkeys[0])
+            assert "misbehaviour PROVEN" in checked.stdout
+            # Offline, and tamper-evident: one changed byte in a checkpoint line fails it.
+            data = path.read_bytes()
+            at = data.index(b"\ncheckpoint ") + 30
+            tampered = tmp_path / "tampered.txt"
+            tampered.write_bytes(data[:at] + (b"B" if data[at:at + 1] == b"A" else b"A")
+                                 + data[at + 1:])
+            failed = witness_cli("verify-misbehaviour", str(tampered), check=False)
+            assert failed.returncode == 1 and "NOT proven" in failed.stdout
+    # Every witness still holds the honest log.
+    for w in witnesses:
+        assert f"size {held} root {root_hex(ledger, held)}" in witness_cli(
+            "status", "-c", str(w.config)).stdout
+
+
+def root_hex(ledger: Ledger, size: int) -> str:
+    return bytes(ledger.sql("SELECT root FROM checkpoints WHERE size = ?", (size,))[0][0]).hex()
