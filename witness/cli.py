@@ -81,7 +81,9 @@ def init(name: str, key_file: str) -> None:
     click.echo(signer.verifier.vkey)
 
 
-@cli.command()
+@cli.command(epilog="""\b
+Example:
+  ledger-witness vkey --key /var/lib/ledger-witness/witness.key""")
 @click.option("--key", "key_file", required=True, metavar="FILE", help="The witness key file.")
 def vkey(key_file: str) -> None:
     """Print the witness's verifier key."""
@@ -91,7 +93,9 @@ def vkey(key_file: str) -> None:
         _fail(exc)
 
 
-@cli.command()
+@cli.command(epilog="""\b
+Example:
+  ledger-witness serve -c /etc/ledger-witness/witness.toml""")
 @click.option("-c", "--config", "config_path", required=True, metavar="FILE")
 @click.option("--port", type=int, help="Listen on this port instead of the config's.")
 def serve(config_path: str, port: int | None) -> None:
@@ -118,7 +122,9 @@ def serve(config_path: str, port: int | None) -> None:
                 access_log=False)
 
 
-@cli.command()
+@cli.command(epilog="""\b
+Example:
+  ledger-witness status -c /etc/ledger-witness/witness.toml""")
 @click.option("-c", "--config", "config_path", required=True, metavar="FILE")
 def status(config_path: str) -> None:
     """Print the latest cosigned size and root of each log, and the misbehaviour kept."""
@@ -140,7 +146,9 @@ def status(config_path: str) -> None:
         click.echo(f"misbehaviour #{row[0]}: log {row[1]} {row[2]}")
 
 
-@cli.command()
+@cli.command(epilog="""\b
+Example:
+  ledger-witness misbehaviour -c /etc/ledger-witness/witness.toml -o evidence/""")
 @click.option("-c", "--config", "config_path", required=True, metavar="FILE")
 @click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
               help="Folder to write each proof into (misbehaviour-N.txt).")
