@@ -110,7 +110,9 @@ def test_checkpoints_consistency_and_proofs_from_the_command_line(
         assert made.exit_code == 0, made.output
         checked = run_cli("verify-proof", str(path), "--policy", ledger.vkey)
         assert checked.exit_code == 0, checked.output
-        assert "[PASS] inclusion in log: leaf" in checked.output and f"of {new.size}" in checked.output
+        assert "[PASS] inclusion in log: leaf" in checked.output
+        assert f"of {new.size}" in checked.output
+        assert "[PASS] device key enrolment: key enrolled for log-001" in checked.output
     assert Path(tmp_path / "r.tlog-proof").read_bytes().startswith(b"c2sp.org/tlog-proof@v1\n")
     earlier = run_cli("proof", "--db", ledger.db, "log-000", "1", "--size", str(old.size),
                       "-o", str(tmp_path / "early.proof"))
