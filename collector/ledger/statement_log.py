@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from collector.admission.registry import DeviceKey
 from collector.errors import StoreError
-from collector.ledger.records import ReadingRecord
+from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.store import LedgerStore
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey, PublicKey
@@ -108,6 +108,17 @@ class StatementLog:
                     self.next_seq, now_ms,
                     Revocation(k.device_id, k.kid, k.revoked_ms, k.revoke_reason))))
         return out
+
+    async def commit_due(self, store: LedgerStore, next_id: int, now_ms: int) -> int:
+        """Commit, in a batch of their own, the statements the registry in ``store`` needs
+        (what a command that appends readings while no collector runs does first); the next
+        reading id after them."""
+        due = self.due(await store.device_keys(), now_ms)
+        if due:
+            batch = BatchWrite(readings=[d.record(next_id + i, now_ms)
+                                         for i, d in enumerate(due)])
+            await store.commit_batch(batch)
+        return next_id + len(due)
 
     def _sign(self, statement: Statement) -> DueStatement:
         self._note(statement)
