@@ -28,7 +28,8 @@ DEVICES = 4
 PER_DEVICE = 400
 
 
-def _config(tmp_path: Path, block_age: float) -> str:
+def _config(tmp_path: Path, block_age: float, *, listen: bool = True) -> str:
+    """A config with a small block age; ``listen``: with ``metrics.listen`` on a free port."""
     path = tmp_path / "collector.toml"
     path.write_text(f"""
 [blocks]
@@ -38,9 +39,7 @@ age = {block_age}
 [log]
 stats_interval = 0.5
 
-[metrics]
-listen = "127.0.0.1:0"
-""")
+""" + ('[metrics]\nlisten = "127.0.0.1:0"\n' if listen else ""))
     return str(path)
 
 
@@ -143,7 +142,8 @@ def test_health_fails_while_sealing_is_stopped_and_recovers(
 ) -> None:
     devices = make_devices(2)
     ledger.enrol(devices)
-    col = collector("--config", _config(tmp_path, 0.25), "--workers", "1").start()
+    col = collector("--config", _config(tmp_path, 0.25, listen=False), "--workers", "1",
+                    "--metrics-listen", "127.0.0.1:0").start()
     base = _base(col)
     status, body = health(base)
     assert status == 200, body
