@@ -66,7 +66,7 @@ def queries(node: Any) -> Iterator[str]:
         for key, value in node.items():
             # A template variable's query is PromQL when it calls label_values(...); the data
             # source variable's query is a plugin name.
-            if isinstance(value, str) and (key == "expr" or key == "query" and "(" in value):
+            if isinstance(value, str) and (key == "expr" or (key == "query" and "(" in value)):
                 yield value
             else:
                 yield from queries(value)
