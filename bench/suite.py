@@ -10,6 +10,7 @@ from .audit import run_audit
 from .context import RunContext
 from .ingest import run_ingest
 from .live import run_live
+from .metrics_overhead import run_metrics_overhead
 from .proofs import run_proofs
 from .results import BenchResult
 from .storage import run_storage
@@ -44,6 +45,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
+    Benchmark("metrics", "ingest rate with /metrics scraped vs without (#17 part 4)",
+              run_metrics_overhead),
 )
 
 
