@@ -168,8 +168,7 @@ def test_health_fails_while_sealing_is_stopped_and_recovers(
         stuck = scrape(base)
         assert stuck.value("sensorledger_backlog", stage="commit") > 0
         assert stuck.value("sensorledger_oldest_waiting_seconds") > 0.5
-        assert stuck.value("sensorledger_readings_accepted_total") == 0 or \
-            stuck.value("sensorledger_tree_size") == 0
+        assert stuck.value("sensorledger_tree_size") == 0  # nothing sealed
     finally:
         holder.execute("ROLLBACK")
         holder.close()
