@@ -55,7 +55,8 @@ class LedgerExporter(Collector):
         yield _counter("sensorledger_readings_received_total",
                        "Messages taken from the broker's reading topics.", m.received)
         yield _counter("sensorledger_readings_accepted_total",
-                       "Readings verified and admitted to the ledger (committed or being committed).", m.accepted)
+                       "Readings verified and admitted to the ledger (committed or being "
+                       "committed).", m.accepted)
         yield _counter("sensorledger_readings_duplicate_total",
                        "Re-deliveries of a stored reading (same bytes), dropped.", m.duplicates)
         quarantined = CounterMetricFamily(
