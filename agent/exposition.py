@@ -1,21 +1,26 @@
-"""``/metrics`` (Prometheus text format) and ``/health`` over HTTP, served from a thread.
+"""``/metrics`` (Prometheus text format) and ``/health`` over HTTP, served by the event loop.
 
-Used by the agent and by the collector (``--metrics-listen``). The server runs on its own
-thread, so it keeps answering while the event loop is busy or stuck: a collector whose loop
-hangs still says so on ``/health`` rather than timing out. What it serves is computed at
-request time by the caller's :class:`prometheus_client.registry.Collector` objects, which read
-the live counters of the one process that owns them (no Prometheus multiprocess mode).
+Used by the agent and by the collector (``--metrics-listen``). The server is a small asyncio
+HTTP/1.1 responder on the process's own event loop, not a thread: what it serves is computed
+at request time by the caller's :class:`prometheus_client.registry.Collector` objects, which
+read the live counters of the one process that owns them (no Prometheus multiprocess mode),
+and a scrape costs the loop about a millisecond. A server thread would compete for the GIL
+with the threads that carry the readings (the MQTT thread, the database thread): each of its
+socket and file calls hands the GIL over and back, and on a busy machine every hand-over
+waits for the scheduler. Measured in docs/benchmarks.md. A loop that hangs leaves ``/health``
+unanswered, which every probe treats as failing (and systemd's watchdog restarts it).
+
+Requests are bounded: a request head of at most 8 KiB, read within 10 s; every answer closes
+the connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +29,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from provenance.listen import parse_listen
 
 __all__ = ["Health", "MetricsServer"]
+
+HEAD_LIMIT = 8192
+HEAD_TIMEOUT_S = 10.0
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,53 +44,6 @@ class Health:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
-                 health: Callable[[], Health] | None) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-        self.registry = registry
-        self.health = health
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "sensorledger"
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/metrics":
-            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
-        elif path == "/health" and self.server.health is not None:
-            try:
-                health = self.server.health()
-            except Exception as exc:  # an answer, not a dropped connection
-                health = Health(False, {"status": "error", "reason": repr(exc)})
-            body = json.dumps({"status": "ok" if health.ok else "failing", **health.detail},
-                              sort_keys=True).encode() + b"\n"
-            self._send(200 if health.ok else 503, body, "application/json")
-        else:
-            self._send(404, b"not found: try /metrics or /health\n", "text/plain")
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # a scrape every 15 s is not news
-
-
 class MetricsServer:
     """Serves ``registry`` on ``/metrics`` and, when given, ``health`` on ``/health``."""
 
@@ -89,24 +52,60 @@ class MetricsServer:
         self._address = parse_listen(listen)
         self._registry = registry
         self._health = health
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
 
-    def start(self) -> tuple[str, int]:
+    async def start(self) -> tuple[str, int]:
         """Bind and serve; returns the bound (host, port). OSError if it cannot bind."""
-        self._server = _Server(self._address, self._registry, self._health)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http",
-                                        kwargs={"poll_interval": 0.5}, daemon=True)
-        self._thread.start()
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        host, port = self._address
+        self._server = await asyncio.start_server(self._serve, host, port, limit=HEAD_LIMIT)
+        bound = self._server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
-        if self._thread is not None:
-            with contextlib.suppress(RuntimeError):
-                self._thread.join(5)
-            self._thread = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                return  # too slow, too long or cut short: no answer owed
+            status, body, content_type, method = self._answer(head)
+            lines = [f"HTTP/1.1 {status} {_REASONS[status]}",
+                     f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+                     "Cache-Control: no-store", "Connection: close", "", ""]
+            writer.write("\r\n".join(lines).encode("latin-1"))
+            if method != "HEAD":
+                writer.write(body)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+    def _answer(self, head: bytes) -> tuple[int, bytes, str, str]:
+        """(status, body, content type, method) for a request head."""
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return 400, b"bad request\n", "text/plain", "GET"
+        method, target = parts[0], parts[1]
+        if method not in ("GET", "HEAD"):
+            return 405, b"only GET and HEAD\n", "text/plain", method
+        path = urlsplit(target).path
+        if path == "/metrics":
+            return 200, generate_latest(self._registry), CONTENT_TYPE_LATEST, method
+        if path == "/health" and self._health is not None:
+            try:
+                health = self._health()
+            except Exception as exc:  # an answer, not a dropped connection
+                health = Health(False, {"reason": f"health check failed: {exc!r}"})
+            body = json.dumps({"status": "ok" if health.ok else "failing", **health.detail},
+                              sort_keys=True).encode() + b"\n"
+            return 200 if health.ok else 503, body, "application/json", method
+        return 404, b"not found: try /metrics or /health\n", "text/plain", method

@@ -133,7 +133,7 @@ class Agent:
         self.notifier.ready(status_line(self.snapshot()))
         log.info("running: %d sensor(s), broker %s", len(self.runners), self.config.broker.url)
         if self.config.metrics_listen is not None:
-            self._metrics = self._serve_metrics(self.config.metrics_listen)
+            self._metrics = await self._serve_metrics(self.config.metrics_listen)
         critical = [recorder, publisher, *pollers, *housekeeping]
         stop_wait = asyncio.create_task(self.stop_event.wait())
         done, _ = await asyncio.wait([stop_wait, *critical], return_when=asyncio.FIRST_COMPLETED)
@@ -151,14 +151,14 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             if self._metrics is not None:
-                self._metrics.close()
+                await self._metrics.close()
             # Always: an open spool keeps aiosqlite's worker thread, and so the process, alive.
             await self.spool.close()
         return exit_code
 
-    def _serve_metrics(self, listen: str) -> MetricsServer:
-        """``/metrics`` on ``listen`` (from a thread); a listener that cannot bind is logged
-        and left out: the agent's job is the readings, not its metrics."""
+    async def _serve_metrics(self, listen: str) -> MetricsServer | None:
+        """``/metrics`` on ``listen``, served by the event loop. A listener that cannot bind
+        is logged and left out: the agent's job is the readings, not its metrics."""
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
@@ -170,11 +170,11 @@ class Agent:
         ProcessCollector(registry=registry)
         server = MetricsServer(listen, registry)
         try:
-            host, port = server.start()
+            host, port = await server.start()
         except OSError as exc:
             log.error("metrics: cannot listen on %s: %s; running without /metrics", listen,
                       exc.strerror or exc)
-            return server
+            return None
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("metrics: serving http://%s/metrics", where)
         return server

@@ -108,7 +108,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             next_reading_id=next_id, metrics=Metrics(),
         )
         if config.metrics.listen is not None:
-            metrics_server = _metrics_server(config, pipeline, ingest)
+            metrics_server = await _metrics_server(config, pipeline, ingest)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -148,7 +148,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               unacked=ingest.unacked, connects=ingest.connects)
     finally:
         if metrics_server is not None:
-            metrics_server.close()
+            await metrics_server.close()
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
@@ -157,8 +157,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         notifier.close()
 
 
-def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
-                    ingest: MqttIngest) -> MetricsServer:
+async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
+                          ingest: MqttIngest) -> MetricsServer:
     """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
@@ -180,7 +180,7 @@ def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
 
     server = MetricsServer(config.metrics.listen, registry, health)
     try:
-        host, port = server.start()
+        host, port = await server.start()
     except OSError as exc:
         raise ConfigError(f"metrics.listen {config.metrics.listen}: cannot listen: "
                           f"{exc.strerror or exc}") from None

@@ -3,6 +3,7 @@ at zero, the witness hook), the listen address, the config keys and the HTTP ser
 
 from __future__ import annotations
 
+import asyncio
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -107,22 +108,43 @@ def test_config_keys(tmp_path: Path) -> None:
     assert [(p.key, p.line) for p in draft.problems] == [("metrics_listen", 3)]
 
 
-def test_server_routes() -> None:
+async def test_server_routes() -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerExporter(Metrics(received=3), lambda: _live()))
     state = {"ok": True}
     server = MetricsServer("127.0.0.1:0", registry,
                            lambda: Health(state["ok"], {"reason": "because"}))
-    host, port = server.start()
+    host, port = await server.start()
     base = f"http://{host}:{port}"
     try:
-        assert scrape(base).value("sensorledger_readings_received_total") == 3
-        assert health(base) == (200, {"status": "ok", "reason": "because"})
+        got = await asyncio.to_thread(scrape, base)
+        assert got.value("sensorledger_readings_received_total") == 3
+        assert await asyncio.to_thread(health, base) == (200, {"status": "ok",
+                                                               "reason": "because"})
         state["ok"] = False
-        assert health(base) == (503, {"status": "failing", "reason": "because"})
-        for path in ("/", "/metrics/../etc/passwd", "/healthz"):
-            with pytest.raises(urllib.error.HTTPError) as err:
-                urllib.request.urlopen(base + path, timeout=5)
-            assert err.value.code == 404
+        assert await asyncio.to_thread(health, base) == (503, {"status": "failing",
+                                                               "reason": "because"})
+        for path, code in (("/", 404), ("/metrics/../etc/passwd", 404), ("/healthz", 404)):
+            assert await asyncio.to_thread(_status, base + path) == code
+        assert await asyncio.to_thread(_status, base + "/metrics", "POST") == 405
+        # A request head that never ends, or is too long, gets no answer and no hold on us.
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 10_000)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"nonsense\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 400 ")
+        writer.close()
     finally:
-        server.close()
+        await server.close()
+
+
+def _status(url: str, method: str = "GET") -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method),
+                                    timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
