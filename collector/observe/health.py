@@ -11,7 +11,7 @@ the block age**:
 
 A collector that seals, however far behind it runs, signs a checkpoint at least every block
 age and stays healthy; one that is idle has nothing waiting and stays healthy. Sealing that
-stops (a stuck database, a full disk, a hung event loop) while readings wait fails.
+stops (a database another process holds locked, a full disk) while readings wait fails.
 """
 
 from __future__ import annotations
