@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .collector_proc import CollectorProcess
+from .collector_proc import CollectorProcess, cpu_seconds
 from .context import RunContext, sessions
 from .ledger import enrol, init_ledger, totals
 from .queued import broker_with_backlog
@@ -86,6 +86,7 @@ def _drain(ctx: RunContext, name: str, metrics: bool) -> dict[str, Any]:
             if metrics:
                 scraper = _Scraper(_listen_url(log_path))
             col.wait_until(lambda: totals(files.db).sealed >= count, timeout=900)
+            main_cpu, workers_cpu = cpu_seconds(col.pid)
             if scraper is not None:
                 scraper.stop()
             code = col.stop()
@@ -99,8 +100,13 @@ def _drain(ctx: RunContext, name: str, metrics: bool) -> dict[str, Any]:
                            f"of {count} sent; collector exit {code}")
     assert t.first_received_ms is not None and t.last_sealed_ms is not None
     drain_s = (t.last_sealed_ms - t.first_received_ms) / 1000
-    out: dict[str, Any] = {"metrics": metrics, "per_s": round(count / drain_s, 1),
-                           "drain_seconds": round(drain_s, 3)}
+    out: dict[str, Any] = {
+        "metrics": metrics, "per_s": round(count / drain_s, 1), "drain_seconds": round(drain_s, 3),
+        # CPU per reading is steadier than the rate on a shared machine: other guests' work
+        # stretches the wall clock, much less the CPU a drain needs.
+        "main_cpu_us_per_reading": round(main_cpu / count * 1e6, 1),
+        "cpu_us_per_reading": round((main_cpu + workers_cpu) / count * 1e6, 1),
+    }
     if scraper is not None:
         out.update(scrapes=scraper.scrapes,
                    scrape_ms_median=round(statistics.median(scraper.seconds) * 1000, 2)
@@ -122,6 +128,13 @@ def run_metrics_overhead(ctx: RunContext) -> BenchResult:
     result.add("on_per_s", f"readings/s with /metrics scraped every {SCRAPE_EVERY_S} s (median)",
                on, "/s")
     result.add("on_vs_off", "with ÷ without", on / off, "×")
+    cpu_off = statistics.median(d["main_cpu_us_per_reading"] for d in drains if not d["metrics"])
+    cpu_on = statistics.median(d["main_cpu_us_per_reading"] for d in drains if d["metrics"])
+    result.add("main_cpu_off", "collector main process CPU µs/reading without (median)",
+               cpu_off, "µs")
+    result.add("main_cpu_on", "collector main process CPU µs/reading with (median)", cpu_on,
+               "µs")
+    result.add("main_cpu_on_vs_off", "main process CPU with ÷ without", cpu_on / cpu_off, "×")
     scraped = [d for d in drains if d["metrics"]]
     result.params = {"readings": len(ctx.backlog()), "devices": len(ctx.backlog().devices),
                      "scrape_every_s": SCRAPE_EVERY_S, "drains": drains,
