@@ -124,4 +124,9 @@ CREATE TABLE checkpoints (
 
 INSERT INTO meta(key, value) VALUES ('tree_size', 0);
 """),
+    (3, "readings by device and time", """
+-- A device's readings over a time range, in time order, read through the index alone (the
+-- read-only view's plots and its paginated API: keyset on (time_ms, seq)).
+CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
+"""),
 ]
