@@ -25,7 +25,7 @@ from collector.ledger.records import ReadingRecord
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.store import LedgerStore
 
-__all__ = ["ReadOnlySQLiteStore", "StorePool", "ViewStore"]
+__all__ = ["ReadOnlySQLiteStore", "StorePool", "ViewStore", "device_readings_sql"]
 
 _READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
 _TIME_INDEX = "readings_by_device_time"
@@ -51,6 +51,14 @@ class ViewStore(LedgerStore, Protocol):
         ...
 
     async def reading_by_id(self, reading_id: int) -> ReadingRecord | None: ...
+
+
+def device_readings_sql(after: bool) -> str:
+    """The page query: a range scan of ``readings_by_device_time``, already in order."""
+    return (f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = ? "
+            "AND time_ms >= ? AND time_ms < ?"
+            + (" AND (time_ms, seq) > (?, ?)" if after else "")
+            + " ORDER BY time_ms, seq LIMIT ?")
 
 
 class ReadOnlySQLiteStore(SQLiteStore):
@@ -87,15 +95,12 @@ class ReadOnlySQLiteStore(SQLiteStore):
     async def device_readings(self, device_id: str, since_ms: int, until_ms: int, *,
                               after: tuple[int, int] | None, limit: int,
                               ) -> list[ReadingRecord]:
-        sql = (f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = ? "
-               "AND time_ms >= ? AND time_ms < ?")
         params: list[object] = [device_id, since_ms, until_ms]
         if after is not None:
-            sql += " AND (time_ms, seq) > (?, ?)"
             params += list(after)
-        sql += " ORDER BY time_ms, seq LIMIT ?"
         params.append(limit)
-        return [ReadingRecord(*row) for row in await self._all(sql, params)]
+        return [ReadingRecord(*row)
+                for row in await self._all(device_readings_sql(after is not None), params)]
 
     async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
         row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = ? "
