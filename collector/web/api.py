@@ -67,8 +67,13 @@ async def openapi(request: Request) -> Response:
 
 
 async def overview(request: Request) -> Response:
-    async with view_of(request).store() as store:
-        return _json(await facts.overview(store))
+    state = view_of(request)
+    async with state.store() as store:
+        data = await facts.overview(store)
+    # How far the plot cache has caught up (long-range plots show readings up to there).
+    data["plot_cache"] = {"upto_reading_id": state.cache.upto,
+                          "ledger_reading_id": state.ledger_max_id}
+    return _json(data)
 
 
 async def devices(request: Request) -> Response:

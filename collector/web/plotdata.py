@@ -29,7 +29,8 @@ MAX_MARKS = 500
 # kind -> panels: (title, measurement names drawn together)
 PROFILES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "water-quality": [("pH", ("ph",)), ("Turbidity", ("turbidity",)),
-                      ("Free chlorine", ("free_chlorine",)), ("Temperature", ("temperature",))],
+                      ("Free chlorine", ("free_chlorine", "chlorine")),
+                      ("Temperature", ("temperature",))],
     "battery": [("State of charge", ("state_of_charge",)), ("Pack current", ("pack_current",)),
                 ("Cell voltage min / max", ("cell_voltage_min", "cell_voltage_max"))],
     "pulse-oximeter": [("SpO2", ("spo2",)), ("Pulse rate", ("pulse_rate",))],
