@@ -65,6 +65,9 @@ def _templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+    # lists show 6 significant digits; the reading page shows the exact signed value
+    env.filters["short"] = lambda v: f"{v:.6g}" if isinstance(v, float) else v
     return env
 
 

@@ -85,10 +85,7 @@ async def overview(store: ViewStore) -> dict[str, Any]:
         names = await _log_names(store)
         origin = await store.log_origin()
     last_minute = sum(1 for b in recent if b.sealed_ms >= now - 60_000)
-    rate_hour = None
-    if len(recent) >= 2:
-        span = max(1, recent[-1].sealed_ms - recent[0].sealed_ms)
-        rate_hour = round((len(recent) - 1) / (span / 60_000), 2)
+    last_ten = sum(1 for b in recent if b.sealed_ms >= now - 600_000)
     return {
         "readings": stats.readings, "blocks": stats.blocks, "tree_size": tree_size,
         "unsealed": stats.unsealed, "duplicates": stats.duplicates,
@@ -96,7 +93,8 @@ async def overview(store: ViewStore) -> dict[str, Any]:
         "quarantined": sum(stats.quarantined.values()),
         "quarantined_by_reason": stats.quarantined,
         "blocks_last_minute": last_minute,
-        "blocks_per_minute_recent": rate_hour,
+        # over the last 10 minutes (of the last 2,000 blocks at most)
+        "blocks_per_minute_10min": round(last_ten / 10, 1),
         "last_block": None if last is None else {
             "height": last.height, "sealed_ms": last.sealed_ms, "sealed_at": iso(last.sealed_ms),
             "age_s": round((now - last.sealed_ms) / 1000, 1)},
