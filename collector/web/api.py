@@ -166,11 +166,12 @@ async def latest_checkpoint(request: Request) -> Response:
     async with view_of(request).store() as store:
         cp = await store.checkpoint()
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
+        cosigs = await store.cosignatures(cp.size) if cp is not None else []
     if cp is None:
         raise NotFoundError("the ledger has no checkpoint yet")
     if request.query_params.get("format") == "note":
         return Response(cp.note, media_type="text/plain; charset=utf-8")
-    return _json(facts.checkpoint_facts(cp, names))
+    return _json(facts.checkpoint_facts(cp, names, cosigs))
 
 
 async def checkpoint(request: Request) -> Response:
@@ -180,9 +181,10 @@ async def checkpoint(request: Request) -> Response:
     async with view_of(request).store() as store:
         cp = await store.checkpoint(size)
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
+        cosigs = await store.cosignatures(size)
     if cp is None:
         raise NotFoundError(f"no checkpoint of tree size {size}")
-    return _json(facts.checkpoint_facts(cp, names))
+    return _json(facts.checkpoint_facts(cp, names, cosigs))
 
 
 async def quarantine(request: Request) -> Response:

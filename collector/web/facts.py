@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def checkpoint_facts(cp: CheckpointRecord, log_names: set[str]) -> dict[str, Any]:
+def checkpoint_facts(cp: CheckpointRecord, log_names: set[str],
+                     cosignatures: Sequence[tuple[str, str, int]] = ()) -> dict[str, Any]:
     note = parse_note(cp.note)
     parsed = parse_checkpoint(note.text)
     return {
@@ -62,6 +64,11 @@ def checkpoint_facts(cp: CheckpointRecord, log_names: set[str]) -> dict[str, Any
         "signatures": [{"name": s.name, "key_id": f"{s.key_id:08x}",
                         "role": "log" if s.name in log_names else "witness"}
                        for s in note.signatures],
+        # C2SP cosignature/v1 lines witnesses returned for this checkpoint (the witness
+        # branch's table); appended to the note they make the cosigned checkpoint.
+        "cosignatures": [{"witness": w.split("+", 1)[0], "vkey": w, "line": line,
+                          "cosigned_s": t, "cosigned_at": iso(t * 1000)}
+                         for w, line, t in cosignatures],
     }
 
 
@@ -98,7 +105,8 @@ async def overview(store: ViewStore) -> dict[str, Any]:
         "last_block": None if last is None else {
             "height": last.height, "sealed_ms": last.sealed_ms, "sealed_at": iso(last.sealed_ms),
             "age_s": round((now - last.sealed_ms) / 1000, 1)},
-        "checkpoint": None if cp is None else checkpoint_facts(cp, names),
+        "checkpoint": None if cp is None else checkpoint_facts(
+            cp, names, await store.cosignatures(cp.size)),
         "log_origin": origin,
         "warnings": stats.warnings,
         "generated_at": iso(now),
@@ -147,7 +155,8 @@ async def reading_facts(store: ViewStore, device_id: str, seq: int) -> dict[str,
     row["block"] = None if block is None else {
         "height": block.height, "index_in_block": r.id - block.first_reading_id,
         "sealed_at": iso(block.sealed_ms)}
-    row["checkpoint"] = None if cp is None else checkpoint_facts(cp, names)
+    row["checkpoint"] = None if cp is None else checkpoint_facts(
+        cp, names, await store.cosignatures(cp.size))
     row["provable"] = latest is not None and latest.size >= r.id
     row["envelope_hex"] = r.envelope.hex()
     return row

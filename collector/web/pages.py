@@ -189,8 +189,9 @@ async def block(request: Request) -> Response:
         row = (await facts.block_facts(store, None, 1, height))[0]
         cp = await store.checkpoint(row["tree_size_after"]) if "tree_size_after" in row else None
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
-    return _page(request, "block.html", b=row,
-                 cp=facts.checkpoint_facts(cp, names) if cp else None)
+        cp_facts = None if cp is None else facts.checkpoint_facts(
+            cp, names, await store.cosignatures(cp.size))
+    return _page(request, "block.html", b=row, cp=cp_facts)
 
 
 async def checkpoints(request: Request) -> Response:
@@ -204,7 +205,8 @@ async def checkpoints(request: Request) -> Response:
             size = b.get("tree_size_after")
             cp = await store.checkpoint(size) if isinstance(size, int) else None
             if cp is not None:
-                cps.append(facts.checkpoint_facts(cp, names))
+                cosigs = await store.cosignatures(cp.size)
+                cps.append(facts.checkpoint_facts(cp, names, cosigs))
     return _page(request, "checkpoints.html", checkpoints=cps)
 
 
@@ -215,9 +217,10 @@ async def checkpoint(request: Request) -> Response:
     async with view_of(request).store() as store:
         cp = await store.checkpoint(size)
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
+        cosigs = await store.cosignatures(size)
     if cp is None:
         raise NotFoundError(f"no checkpoint of tree size {size}")
-    return _page(request, "checkpoint.html", cp=facts.checkpoint_facts(cp, names))
+    return _page(request, "checkpoint.html", cp=facts.checkpoint_facts(cp, names, cosigs))
 
 
 async def quarantine(request: Request) -> Response:

@@ -52,6 +52,11 @@ class ViewStore(LedgerStore, Protocol):
 
     async def reading_by_id(self, reading_id: int) -> ReadingRecord | None: ...
 
+    async def cosignatures(self, size: int) -> list[tuple[str, str, int]]:
+        """Witness cosignatures of the checkpoint of ``size``, as (witness verifier key,
+        signature line, cosignature time in seconds); none on a ledger without witnesses."""
+        ...
+
 
 def device_readings_sql(after: bool) -> str:
     """The page query: a range scan of ``readings_by_device_time``, already in order."""
@@ -65,6 +70,7 @@ class ReadOnlySQLiteStore(SQLiteStore):
     """A SQLite ledger opened ``mode=ro``: the store's reads and the view's."""
 
     has_time_index: bool = False
+    has_cosignatures: bool = False
 
     @classmethod
     async def open_readonly(cls, path: str | Path) -> ReadOnlySQLiteStore:
@@ -84,6 +90,9 @@ class ReadOnlySQLiteStore(SQLiteStore):
             row = await store._one("SELECT 1 FROM sqlite_master WHERE type = 'index' "
                                    "AND name = ?", (_TIME_INDEX,))
             store.has_time_index = row is not None
+            row = await store._one("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                   "AND name = 'cosignatures'")
+            store.has_cosignatures = row is not None
         except sqlite3.DatabaseError as exc:
             await db.close()
             raise StoreError(f"{p} is not a usable ledger database: {exc}") from None
@@ -125,6 +134,13 @@ class ReadOnlySQLiteStore(SQLiteStore):
         row = await self._one(f"SELECT {_READING_COLUMNS} FROM readings WHERE id = ?",
                               (reading_id,))
         return ReadingRecord(*row) if row else None
+
+    async def cosignatures(self, size: int) -> list[tuple[str, str, int]]:
+        if not self.has_cosignatures:
+            return []
+        rows = await self._all("SELECT witness, line, cosigned_s FROM cosignatures "
+                               "WHERE size = ? ORDER BY witness", (size,))
+        return [(str(w), str(line), int(t)) for w, line, t in rows]
 
     async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
         """SQLite's query plan of ``sql``, one line per step (for the index tests)."""

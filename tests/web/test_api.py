@@ -22,7 +22,7 @@ from collector.ledger.records import CheckpointRecord
 from collector.web import api
 from collector.web.viewstore import ReadOnlySQLiteStore, device_readings_sql
 from tests.support.collector import REPO, run_cli
-from tests.web.conftest import View
+from tests.web.conftest import View, start_view, stop_view
 from tests.web.fleet import HOSTILE_EVENT, HOSTILE_NAMES, Fleet
 
 
@@ -229,3 +229,39 @@ def test_serve_refuses_a_missing_ledger(tmp_path: Path) -> None:
                         str(tmp_path / "none.db"), "--listen", "127.0.0.1:0"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_witness_cosignatures_are_shown_when_the_ledger_has_them(fleet: Fleet,
+                                                                 tmp_path: Path) -> None:
+    """A ledger with the witnesses' cosignature table (as the witness migration makes it)."""
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "ledger.db"
+    for suffix in ("", "-wal"):
+        src = Path(fleet.ledger.db + suffix)
+        if src.exists():
+            shutil.copy(src, str(db) + suffix)
+    size = fleet.ledger.sql("SELECT MAX(size) FROM checkpoints")[0][0]
+    line = "— witness.example/w1 q7BkQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+    con = sqlite3.connect(db)
+    con.executescript("""CREATE TABLE cosignatures (size INTEGER NOT NULL, witness TEXT NOT NULL,
+        line TEXT NOT NULL, cosigned_s INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+        PRIMARY KEY (size, witness)) WITHOUT ROWID;""")
+    con.execute("INSERT INTO cosignatures VALUES (?, ?, ?, ?, ?)",
+                (size, "witness.example/w1+ab12cd34+AQID", line, 1_796_000_000, 0))
+    con.commit()
+    con.close()
+    view = start_view(str(db), tmp_path / "cache")
+    try:
+        cp = get(view, "/api/v1/checkpoint").json()
+        assert cp["cosignatures"] == [{
+            "witness": "witness.example/w1", "vkey": "witness.example/w1+ab12cd34+AQID",
+            "line": line, "cosigned_s": 1_796_000_000,
+            "cosigned_at": "2026-11-30T00:53:20.000+00:00"}]
+        page = httpx.get(f"{view.url}/checkpoints/{size}").text
+        assert "witness.example/w1" in page and line in page
+        assert get(view, "/api/v1/overview").json()["checkpoint"]["cosignatures"][0][
+            "witness"] == "witness.example/w1"
+    finally:
+        stop_view(view)
