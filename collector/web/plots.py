@@ -31,6 +31,10 @@ def _num(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _isolate(text: str) -> str:
+    return f"\u2068{text}\u2069"
+
+
 def render_panel(panel: Panel, data: PlotData) -> Markup:
     """One panel: its series, axes in UTC, and the range's marks."""
     t0, t1 = data.since_ms, data.until_ms
@@ -87,11 +91,14 @@ def render_panel(panel: Panel, data: PlotData) -> Markup:
                 d.append(f"L{bx:.1f},{y(b.vmin):.1f}")
             prev_t = b.start_ms
         label = f"{name} ({unit})" if unit else name
+        # Names and units are isolated (FSI ... PDI; SVG text has no <bdi>): a direction mark
+        # inside one cannot reorder the rest of the label.
+        shown = escape(f"{_isolate(name)} ({_isolate(unit)})" if unit else _isolate(name))
         parts.append(f'<path class="series" data-series="{escape(name)}" stroke="{colour}" '
                      f'fill="none" d="{" ".join(d) or "M0,0"}"><title>{escape(label)}</title>'
                      '</path>')
         parts.append(f'<text x="{legend_x}" y="14" class="legend" fill="{colour}">'
-                     f'{escape(label)}</text>')
+                     f'{shown}</text>')
         legend_x += 16 + 7 * len(label)
     parts.append("</svg>")
     return Markup("".join(parts))

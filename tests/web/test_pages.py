@@ -136,8 +136,9 @@ def test_hostile_text_renders_as_text(page: Any, view: View) -> None:
     assert page.locator("main script, main img").count() == 0
     load(page, view, "/devices/lab-7")
     legends = page.locator("svg.plot text.legend")
+    # SVG text isolates each name with FSI ... PDI (U+2068, U+2069)
     assert [legends.nth(i).text_content() for i in range(legends.count())] == [
-        f"{n} (V)" for n in HOSTILE_NAMES]
+        f"\u2068{n}\u2069 (\u2068V\u2069)" for n in HOSTILE_NAMES]
     captions = page.locator("figure.panel figcaption")
     assert [captions.nth(i).inner_text() for i in range(captions.count())] == list(
         HOSTILE_NAMES)
