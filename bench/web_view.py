@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import statistics
@@ -73,7 +74,7 @@ async def _load(base: str, device: str, first_ms: int, last_ms: int, last_seq: i
         "one reading": lambda rnd: f"/api/v1/devices/{device}/readings/{rnd.randint(0, last_seq)}",
         "proof (JSON)": lambda rnd: (f"/api/v1/devices/{device}/readings/"
                                      f"{rnd.randint(0, last_seq)}/proof?format=json"),
-        "latest checkpoint": lambda rnd: "/api/v1/checkpoint",
+        "device": lambda rnd: f"/api/v1/devices/{device}",
         "blocks (50)": lambda rnd: "/api/v1/blocks",
     }
     latencies: dict[str, list[float]] = {k: [] for k in kinds}
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             f.unlink()
     proc, base = _start_view(big.files.db, cache_dir)
     results: dict[str, Any] = {"readings": big.readings, "device": device,
-                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "load_average_before": os.getloadavg()[0]}
     try:
         with httpx.Client(base_url=base, timeout=120) as client:
             # The plot cache folds every reading in once, in the background.
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 client, f"/devices/{device}?from={last_ms - 18_000_000}&to={last_ms + 1}", 5)
         results["api_load"] = asyncio.run(_load(base, device, first_ms, last_ms, last_seq,
                                                 opts.clients, opts.seconds))
+        results["load_average_after"] = os.getloadavg()[0]
     finally:
         proc.terminate()
         proc.wait(15)
