@@ -31,6 +31,7 @@ from .prooffile import (
     verify_device_signature,
     verify_proof,
 )
+from .sealed_values import Opening
 from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
 from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
@@ -55,20 +56,27 @@ class LogProof:
     leaf_index: int
     audit_path: tuple[bytes, ...] = field(repr=False)
     checkpoint: bytes = field(repr=False)  # the signed checkpoint note, verbatim
+    #: A private reading's opening (salt and values), present only in a disclosed proof.
+    opening: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_proof_fields(self, ("envelope", "device_public_key", "checkpoint"),
                            max_path=_MAX_PATH)
+        if self.opening is not None and not isinstance(self.opening, bytes):
+            raise MalformedError("proof file opening must be bytes")
 
     def encode(self) -> bytes:
-        return cbor.encode({
+        body: dict[int, Any] = {
             L.VERSION: PROOF_FORMAT_VERSION_2,
             L.ENVELOPE: self.envelope,
             L.DEVICE_KEY: self.device_public_key,
             L.INDEX: self.leaf_index,
             L.PATH: list(self.audit_path),
             L.CHECKPOINT: self.checkpoint,
-        })
+        }
+        if self.opening is not None:
+            body[L.OPENING] = self.opening
+        return cbor.encode(body)
 
     def to_tlog_proof(self) -> bytes:
         extra = cbor.encode({L.ENVELOPE: self.envelope, L.DEVICE_KEY: self.device_public_key})
@@ -102,15 +110,15 @@ def decode_log_proof(data: bytes) -> LogProof:
                         tp.checkpoint)
     body: Any = cbor.decode(data, what="proof file")
     if not isinstance(body, dict) or body.get(L.VERSION) != PROOF_FORMAT_VERSION_2 or (
-        set(body) != _KEYS
+        set(body) not in (_KEYS, _KEYS | {L.OPENING})
     ):
-        raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5 and 8",
-                             code="bad_proof")
+        raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5, 8 and, "
+                             "disclosing a private reading, 9", code="bad_proof")
     path = body[L.PATH]
     if not isinstance(path, list):
         raise MalformedError("audit path must be an array", code="bad_proof")
     return LogProof(body[L.ENVELOPE], body[L.DEVICE_KEY], body[L.INDEX], tuple(path),
-                    body[L.CHECKPOINT])
+                    body[L.CHECKPOINT], body.get(L.OPENING))
 
 
 def _is_v1(data: bytes) -> bool:
@@ -185,6 +193,14 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         report.reading, detail = verify_device_signature(state["envelope"], state["key"])
         return detail
 
+    def disclosed_values() -> str:
+        assert report.reading is not None and pf.opening is not None
+        opening = Opening.decode(pf.opening)
+        opening.check(report.reading.commitment)
+        report.disclosed = opening.reveal()
+        return ("the disclosed salt and values hash to the commitment the device signed "
+                "(SHA-256)")
+
     def inclusion() -> str:
         signed: SignedCheckpoint = state["cp"]
         cp = signed.checkpoint
@@ -194,8 +210,10 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
                 f"path reaches the checkpoint root {cp.root.hex()[:16]}…")
 
     have_cp = check("checkpoint signature", checkpoint)
-    if check("device key binding", device_key):
-        check("device signature", device_signature)
+    signed = check("device key binding", device_key) and check("device signature",
+                                                                device_signature)
+    if signed and pf.opening is not None:
+        check("disclosed values", disclosed_values)
     if have_cp:
         check("inclusion in log", inclusion)
     return report

@@ -25,10 +25,16 @@ from .cose_encrypt import Grant, Sealed
 from .errors import MalformedError
 from .wire import PrivateLabel as P
 
-__all__ = ["MAX_GRANTS", "PrivateMessage", "check_subject"]
+__all__ = ["MAX_GRANTS", "PrivateMessage", "check_subject", "is_private_message"]
 
 MAX_GRANTS = 64
 _SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+
+
+def is_private_message(message: bytes) -> bool:
+    """True for a private message (a CBOR map), False for an envelope (tag 18): how a spooled
+    message tells the publisher its topic."""
+    return message[:1] == b"\xa4"
 
 
 def check_subject(subject: object) -> str:

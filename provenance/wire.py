@@ -26,6 +26,7 @@ __all__ = [
     "PrivateLabel",
     "ProofLabel",
     "device_filter",
+    "private_filter",
     "private_topic",
     "private_topic_device",
     "reading_topic",
@@ -78,6 +79,14 @@ def reading_topic_device(topic: str) -> str | None:
     if not (topic.startswith(_PREFIX) and topic.endswith(_READING_SUFFIX)):
         return None
     return topic[len(_PREFIX):-len(_READING_SUFFIX)]
+
+
+def private_filter(reading_filter: str) -> list[str]:
+    """The private-topic subscription that goes with a reading subscription (none for a filter
+    that does not end in ``/reading``)."""
+    if not reading_filter.endswith(_READING_SUFFIX):
+        return []
+    return [reading_filter[:-len(_READING_SUFFIX)] + _PRIVATE_SUFFIX]
 
 
 def private_topic_device(topic: str) -> str | None:
@@ -175,3 +184,4 @@ class ProofLabel:
     BLOCK: Final = 6
     COLLECTOR_KID: Final = 7
     CHECKPOINT: Final = 8  # v2
+    OPENING: Final = 9  # v2, optional: a private reading's disclosed salt and values

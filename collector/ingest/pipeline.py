@@ -32,7 +32,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -58,11 +58,16 @@ from collector.ledger.store import (
     BatchWrite,
     LedgerStore,
     PendingLeaf,
+    PrivateRecord,
     QuarantineRecord,
     ReadingRecord,
 )
 from collector.logs import event
 from collector.metrics import Metrics
+from provenance.errors import ProvenanceError
+from provenance.private_message import PrivateMessage
+from provenance.reading import check_device_id
+from provenance.wire import private_topic_device, reading_topic
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -82,6 +87,35 @@ class Job:
     messages: list[Message]
     early: dict[int, Outcome]  # outcomes decided before verification (oversized)
     outcomes: asyncio.Future[list[Outcome]]
+    private: dict[int, PrivateMessage] = field(default_factory=dict)  # by message index
+
+
+def open_private(m: Message) -> tuple[str, PrivateMessage] | Rejected | None:
+    """For a message on a private topic: the reading topic its envelope is checked against and
+    the private message (structure checked, nothing decrypted); None for any other topic."""
+    device = private_topic_device(m.topic)
+    if device is None:
+        return None
+    try:
+        check_device_id(device)
+        pm = PrivateMessage.decode(m.payload)
+        pm.check_parts()
+    except ProvenanceError as exc:
+        return Rejected(Reason.BAD_PRIVATE, exc.diagnostics())
+    except Exception as exc:  # hostile bytes must never stop ingest
+        return Rejected(Reason.BAD_PRIVATE, f"decoder failed: {exc!r}")
+    return reading_topic(device), pm
+
+
+def pm_device(topic: str) -> str:
+    return private_topic_device(topic) or ""
+
+
+def private_record(reading_id: int, pm: PrivateMessage) -> PrivateRecord:
+    sealed, grants = pm.check_parts()
+    return PrivateRecord(reading_id, pm.subject, sealed.kid, pm.sealed,
+                         tuple((g.reader_kid, g.raw) for g in grants
+                               if g.data_kid == sealed.kid))
 
 
 class Pipeline:
@@ -157,6 +191,7 @@ class Pipeline:
                     break
                 continue
             early: dict[int, Outcome] = {}
+            private: dict[int, PrivateMessage] = {}
             items: list[tuple[str, bytes, int]] = []
             for i, m in enumerate(messages):
                 if len(m.payload) > ingest.max_message_bytes:
@@ -165,13 +200,20 @@ class Pipeline:
                         f"{len(m.payload)} bytes exceed the {ingest.max_message_bytes}-byte "
                         f"limit; first {ingest.quarantine_keep_bytes} bytes kept",
                     )
-                else:
+                    continue
+                opened = open_private(m)
+                if opened is None:
                     items.append((m.topic, m.payload, m.received_ms))
+                elif isinstance(opened, Rejected):
+                    early[i] = opened
+                else:
+                    private[i] = opened[1]
+                    items.append((opened[0], opened[1].envelope, m.received_ms))
             self.metrics.received += len(messages)
             outcomes = self._pool.submit(verify_batch, self._shared, items,
                                          self._max_future_ms)
             self._verifying += len(messages)
-            await self._jobs.put(Job(messages, early, outcomes))
+            await self._jobs.put(Job(messages, early, outcomes, private))
         await self._jobs.put(None)
 
     # write: per-device checks, commit, ack, seal --------------------------------------------
@@ -231,17 +273,25 @@ class Pipeline:
         metrics = self.metrics
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
+            pm = job.private.get(i)
+            envelope = m.payload if pm is None else pm.envelope
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
-                outcome = await self._recheck_unknown(m, outcome)
+                outcome = await self._recheck_unknown(m, outcome, pm)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
+            if isinstance(outcome, Verified) and pm is not None and outcome.commitment is None:
+                outcome = Rejected(Reason.BAD_PRIVATE, "the envelope on the private topic is "
+                                   "a public reading: it signs its values, not a commitment",
+                                   outcome.device_id, outcome.seq)
             if isinstance(outcome, Verified):
                 decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
-                                                   m.payload)
+                                                   envelope)
                 if isinstance(decision, Accept):
                     batch.readings.append(ReadingRecord(
                         self._next_id, outcome.device_id, outcome.seq, outcome.boot,
-                        outcome.time_ms, m.received_ms, outcome.kind, m.payload))
+                        outcome.time_ms, m.received_ms, outcome.kind, envelope))
+                    if pm is not None:
+                        batch.private.append(private_record(self._next_id, pm))
                     leaves.append(PendingLeaf(self._next_id, outcome.leaf_hash,
                                               outcome.time_ms, m.received_ms))
                     self._next_id += 1
@@ -359,13 +409,17 @@ class Pipeline:
         if done.changed:
             event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
 
-    async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
+    async def _recheck_unknown(self, m: Message, outcome: Rejected,
+                               pm: PrivateMessage | None) -> Outcome:
         # A device enrolled moments ago may have been verified against an older snapshot: the
         # registry may have changed since the batch went to a worker, whether this call or an
         # earlier one reloaded it (that earlier reload's replay ran before this reading was
         # quarantined, so nothing would replay it). Looking up an unknown key is cheap: the
         # envelope is decoded and no signature is checked.
         await self._refresh_registry(force=True)
+        if pm is not None:
+            return verify_message(self._registry, reading_topic(pm_device(m.topic)),
+                                  pm.envelope, m.received_ms, self._max_future_ms)
         return verify_message(self._registry, m.topic, m.payload, m.received_ms,
                               self._max_future_ms)
 

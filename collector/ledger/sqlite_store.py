@@ -188,6 +188,16 @@ class SQLiteStore(LogTables, RegistryTables):
                         [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
                           r.envelope) for r in batch.readings],
                     )
+                if batch.private:
+                    await db.executemany(
+                        "INSERT OR IGNORE INTO private_values(reading_id, subject, data_kid, "
+                        "sealed) VALUES (?,?,?,?)",
+                        [(p.reading_id, p.subject, p.data_kid, p.sealed) for p in batch.private])
+                    await db.executemany(
+                        "INSERT OR IGNORE INTO private_grants(data_kid, reader_kid, subject, "
+                        "grant) VALUES (?,?,?,?)",
+                        [(p.data_kid, reader, p.subject, grant) for p in batch.private
+                         for reader, grant in p.grants])
                 if batch.quarantine:
                     await db.executemany(
                         f"INSERT INTO quarantine({QUARANTINE_COLUMNS}) "
