@@ -25,7 +25,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.clock import Clock
 from agent.data_keys import DataKeys, ValueSealer
 from agent.signer import ChainHead, ChainSigner, Draft
-from provenance.envelope import Envelope
 from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
 from provenance.private_message import PrivateMessage
@@ -136,7 +135,7 @@ def _ingest(root: Path, broker: Broker) -> World:
         entry, head = signer.sign(draft, signer.head)
         signer.advance(head)
         pm = PrivateMessage.decode(entry.envelope)
-        sealed, grants = pm.check_parts()
+        pm.check_parts()
         opening = Opening.decode(_decrypt_for_test(pm, data_keys))
         sent.openings[entry.seq] = (subject, opening)
         sent.sealed.setdefault(subject, []).extend([pm.sealed, *pm.grants])
