@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from collector.cli.common import config, handle_errors, iso, ledger_options, now_ms
+from collector.cli.common import config, handle_errors, ledger_options, now_ms
 
 __all__ = ["erase_cmd", "erasures_cmd", "reveal_cmd"]
 
@@ -76,12 +76,12 @@ def erase_cmd(config_path: str | None, db: str | None, subject: str, authority: 
                f"{result.db_bytes_before:,} -> {result.db_bytes_after:,} bytes, WAL emptied")
 
 
-@click.command("erasures")
+@click.command("erasures", epilog="""\b
+Example:
+  ledger-collector erasures --db ledger.db""")
 @ledger_options
-@click.option("--key", "key_file", metavar="PEM",
-              help="Collector public key to check the records with [default: the ledger's].")
 @handle_errors
-def erasures_cmd(config_path: str | None, db: str | None, key_file: str | None) -> None:
+def erasures_cmd(config_path: str | None, db: str | None) -> None:
     """List the erasures carried out (and any left unfinished), with their signed records."""
     from collector.tools.erasures import check_erasures
 
@@ -92,5 +92,3 @@ def erasures_cmd(config_path: str | None, db: str | None, key_file: str | None) 
     if not ok:
         sys.exit(1)
 
-
-_ = iso
