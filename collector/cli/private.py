@@ -10,7 +10,7 @@ import click
 
 from collector.cli.common import config, handle_errors, ledger_options, now_ms
 
-__all__ = ["erase_cmd", "erasures_cmd", "reveal_cmd"]
+__all__ = ["erase_cmd", "erasures_cmd", "readers", "reveal_cmd"]
 
 
 @click.command("reveal", epilog="""\b
@@ -92,3 +92,44 @@ def erasures_cmd(config_path: str | None, db: str | None) -> None:
     if not ok:
         sys.exit(1)
 
+
+
+@click.group("readers")
+def readers() -> None:
+    """Readers of private readings: who holds grants in this ledger, and revoking them."""
+
+
+@readers.command("list", epilog="""\b
+Example:
+  ledger-collector readers list --db ledger.db""")
+@ledger_options
+@handle_errors
+def readers_list(config_path: str | None, db: str | None) -> None:
+    """Every reader key id holding grants, with how many subjects and data keys."""
+    from collector.ledger.private_vault import PrivateVault
+
+    cfg = config(config_path, database=db)
+    with PrivateVault(cfg.database) as vault:
+        rows = vault.readers()
+    if not rows:
+        click.echo("no reader holds a grant")
+    for kid, subjects, keys in rows:
+        click.echo(f"{kid.hex()}  {subjects} subject(s), {keys} data key(s)")
+
+
+@readers.command("revoke", epilog="""\b
+Example (after removing the reader from the agents' [private] readers and rotating keys):
+  ledger-collector readers revoke 3f9a12c4""")
+@ledger_options
+@click.argument("reader_kid")
+@handle_errors
+def readers_revoke(config_path: str | None, db: str | None, reader_kid: str) -> None:
+    """Delete every grant READER_KID (a unique prefix of 8+ hex digits) holds here, so that
+    key opens nothing stored in this ledger any more."""
+    from collector.ledger.private_vault import drop_reader
+
+    cfg = config(config_path, database=db)
+    kid, count, emptied = drop_reader(cfg.database, reader_kid)
+    click.echo(f"reader {kid.hex()}: {count} grant(s) deleted"
+               + ("" if emptied else "; the WAL is still in use and is emptied at the "
+                  "collector's next checkpoint"))

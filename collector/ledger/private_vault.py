@@ -38,7 +38,8 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
 from provenance.private_message import PrivateMessage
 
-__all__ = ["ErasureResult", "ErasureRow", "PrivateVault", "SealedRow", "erase_subject"]
+__all__ = ["ErasureResult", "ErasureRow", "PrivateVault", "SealedRow", "drop_reader",
+           "erase_subject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,12 @@ class PrivateVault:
         """The grants of one data key, by reader key id."""
         return dict(self._con.execute(
             "SELECT reader_kid, grant FROM private_grants WHERE data_kid = ?", (data_kid,)))
+
+    def readers(self) -> list[tuple[bytes, int, int]]:
+        """(reader key id, subjects, data keys) for every reader holding a grant."""
+        return [(bytes(k), s, n) for k, s, n in self._con.execute(
+            "SELECT reader_kid, COUNT(DISTINCT subject), COUNT(*) FROM private_grants "
+            "GROUP BY reader_kid ORDER BY reader_kid")]
 
     def erasures(self) -> list[ErasureRow]:
         return [ErasureRow(*r) for r in self._con.execute(
@@ -200,6 +207,25 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
         con.execute("ROLLBACK")
         raise
     return erasure_id, len(readings), len(kids)
+
+
+def drop_reader(database: str | Path, kid_prefix: str) -> tuple[bytes, int, bool]:
+    """Delete every grant held by the reader whose key id starts with ``kid_prefix`` (hex):
+    it can no longer open anything stored here. Returns (reader kid, grants deleted, WAL
+    emptied). Safe while the collector runs; the WAL is emptied when no reader holds it."""
+    prefix = kid_prefix.lower().rstrip("…")
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        raise NotFoundError(f"{kid_prefix!r}: give at least 8 hex digits of the reader key id")
+    with _connection(database) as con:
+        kids = [bytes(k) for (k,) in con.execute(
+            "SELECT DISTINCT reader_kid FROM private_grants")]
+        matching = [k for k in kids if k.hex().startswith(prefix)]
+        if len(matching) != 1:
+            raise NotFoundError(f"{len(matching)} readers hold grants with a key id starting "
+                                f"{prefix}; give a unique prefix")
+        cur = con.execute("DELETE FROM private_grants WHERE reader_kid = ?", (matching[0],))
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return matching[0], cur.rowcount, not busy
 
 
 def _drop_quarantined(con: sqlite3.Connection, subject: str) -> None:

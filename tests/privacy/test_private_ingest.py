@@ -25,7 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.clock import Clock
 from agent.data_keys import DataKeys, ValueSealer
 from agent.signer import ChainHead, ChainSigner, Draft
-from provenance.keyfile import save_private_key
+from provenance.cose_encrypt import encrypt0, new_data_key
+from provenance.keyfile import load_private_key, save_private_key
 from provenance.keys import PrivateKey
 from provenance.private_message import PrivateMessage
 from provenance.sealed_values import Opening
@@ -142,16 +143,24 @@ def _ingest(root: Path, broker: Broker) -> World:
         messages.append((private_topic("ward3-bed12"), entry.envelope))
         messages.append((water.topic, water.next()))
 
+    # Two that the collector must refuse: junk on a private topic, and a public reading
+    # (values in the signed payload) dressed as a private message.
+    public_env = water.next()
+    bad = [(private_topic("ward3-bed12"), b"\xa4junk"),
+           (private_topic("water-1"), PrivateMessage(public_env, "patient-x", encrypt0(
+               *reversed(new_data_key()), b"nothing"), ()).encode())]
     subscriber = _Subscriber(broker)
     proc = CollectorProcess(ledger, broker)
     try:
         proc.start()
         with Publisher(broker) as pub:
-            pub.publish(messages)
+            pub.publish(messages + bad)
         deadline = time.monotonic() + 60
-        while ledger.sealed() < len(messages) and time.monotonic() < deadline:
+        while (ledger.sealed() < len(messages) or ledger.count("quarantine") < 2) and (
+                time.monotonic() < deadline):
             time.sleep(0.2)
         assert ledger.sealed() == len(messages), ledger.quarantine()
+        assert [q[0] for q in ledger.quarantine()] == ["bad_private", "bad_private"]
     finally:
         proc.stop()
         subscriber.close()
@@ -204,7 +213,7 @@ def _copy(world: World, name: str) -> Ledger:
 
 def test_no_plaintext_on_the_broker_in_the_ledger_or_in_proofs(world: World) -> None:
     private = [m for m in world.broker_seen if m[:1] == b"\xa4"]
-    assert len(private) == 30, "the eavesdropper saw the private messages"
+    assert len(private) == 32, "the eavesdropper saw the private messages"
     assert not _scan_bytes(world.broker_seen, _secrets(world.sent))
     assert not _scan(_ledger_files(world.ledger) + list(world.proofs.values()),
                      _secrets(world.sent))
@@ -330,3 +339,18 @@ def test_erase_killed_is_all_or_nothing_and_a_rerun_finishes(world: World, point
     assert ledger.count("private_values") == 10
     assert not _scan(_ledger_files(ledger), world.sent.sealed[PATIENT_A])
     assert run_cli("audit", "--db", ledger.db, "--no-progress").exit_code == 0
+
+
+def test_revoking_a_reader_at_the_collector_removes_its_grants(world: World) -> None:
+    ledger = _copy(world, "readers")
+    listed = run_cli("readers", "list", "--db", ledger.db)
+    late = load_private_key(world.readers["late"]).public.kid.hex()
+    clinic = load_private_key(world.readers["clinic"]).public.kid.hex()
+    assert f"{late}  1 subject(s), 1 data key(s)" in listed.output
+    assert f"{clinic}  2 subject(s), 3 data key(s)" in listed.output
+    result = run_cli("readers", "revoke", "--db", ledger.db, late[:12])
+    assert result.exit_code == 0 and "1 grant(s) deleted" in result.output
+    assert run_cli("reveal", "--db", ledger.db, world.oxi, "16", "--reader-key",
+                   str(world.readers["late"])).exit_code == 2
+    assert run_cli("reveal", "--db", ledger.db, world.oxi, "16", "--reader-key",
+                   str(world.readers["clinic"])).exit_code == 0
