@@ -1,6 +1,6 @@
 """The private vault: the sealed values and grants of private readings, kept beside the log.
 
-Tables ``private_values``, ``private_grants`` and ``erasures`` (migration 3). Ingest writes
+Tables ``private_values``, ``private_grants`` and ``erasures`` (migration 4). Ingest writes
 them in the transaction of the readings they belong to (``SQLiteStore.commit_batch``); the
 commands here read them and erase them. Nothing here can decrypt anything: that takes a
 reader's private key (collector/tools/private_readings.py).
