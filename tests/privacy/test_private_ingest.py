@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -354,3 +355,22 @@ def test_revoking_a_reader_at_the_collector_removes_its_grants(world: World) -> 
                    str(world.readers["late"])).exit_code == 2
     assert run_cli("reveal", "--db", ledger.db, world.oxi, "16", "--reader-key",
                    str(world.readers["clinic"])).exit_code == 0
+
+
+def test_why_erase_empties_the_wal_a_delete_alone_leaves_every_copy(world: World) -> None:
+    """The measurement behind docs/privacy.md "Erasure scan": deleted rows survive in the WAL
+    and in the main file until a checkpoint; the checkpoint (which `erase` runs, with VACUUM)
+    removes them."""
+    ledger = _copy(world, "scan")
+    needles = world.sent.sealed[PATIENT_A]
+    assert len(_scan(_ledger_files(ledger), needles)) == len(needles) == 50
+    con = sqlite3.connect(ledger.db, isolation_level=None)
+    try:
+        con.execute("PRAGMA secure_delete = ON")
+        con.execute("DELETE FROM private_values WHERE subject = ?", (PATIENT_A,))
+        con.execute("DELETE FROM private_grants WHERE subject = ?", (PATIENT_A,))
+        assert len(_scan(_ledger_files(ledger), needles)) == 50
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert _scan(_ledger_files(ledger), needles) == []
+    finally:
+        con.close()
