@@ -39,6 +39,7 @@ from typing import Protocol
 
 from collector import faults
 from collector.admission.checks import Accept, DeviceChecks, Duplicate
+from collector.admission.private_intake import open_private, private_record
 from collector.admission.reasons import Reason
 from collector.admission.registry import Registry, RegistrySnapshot
 from collector.admission.replay import replay_unknown_keys
@@ -59,16 +60,12 @@ from collector.ledger.store import (
     BatchWrite,
     LedgerStore,
     PendingLeaf,
-    PrivateRecord,
     QuarantineRecord,
     ReadingRecord,
 )
 from collector.logs import event
 from collector.metrics import Metrics
-from provenance.errors import ProvenanceError
 from provenance.private_message import PrivateMessage
-from provenance.reading import check_device_id
-from provenance.wire import private_topic_device, reading_topic
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -89,34 +86,6 @@ class Job:
     early: dict[int, Outcome]  # outcomes decided before verification (oversized)
     outcomes: asyncio.Future[list[Outcome]]
     private: dict[int, PrivateMessage] = field(default_factory=dict)  # by message index
-
-
-def open_private(m: Message) -> tuple[str, PrivateMessage] | Rejected | None:
-    """For a message on a private topic: the reading topic its envelope is checked against and
-    the private message (structure checked, nothing decrypted); None for any other topic."""
-    device = private_topic_device(m.topic)
-    if device is None:
-        return None
-    try:
-        check_device_id(device)
-        pm = PrivateMessage.decode(m.payload)
-        pm.check_parts()
-    except ProvenanceError as exc:
-        return Rejected(Reason.BAD_PRIVATE, exc.diagnostics())
-    except Exception as exc:  # hostile bytes must never stop ingest
-        return Rejected(Reason.BAD_PRIVATE, f"decoder failed: {exc!r}")
-    return reading_topic(device), pm
-
-
-def pm_device(topic: str) -> str:
-    return private_topic_device(topic) or ""
-
-
-def private_record(reading_id: int, pm: PrivateMessage) -> PrivateRecord:
-    sealed, grants = pm.check_parts()
-    return PrivateRecord(reading_id, pm.subject, sealed.kid, pm.sealed,
-                         tuple((g.reader_kid, g.raw) for g in grants
-                               if g.data_kid == sealed.kid))
 
 
 class Pipeline:
@@ -204,7 +173,7 @@ class Pipeline:
                         f"limit; first {ingest.quarantine_keep_bytes} bytes kept",
                     )
                     continue
-                opened = open_private(m)
+                opened = open_private(m.topic, m.payload)
                 if opened is None:
                     items.append((m.topic, m.payload, m.received_ms))
                 elif isinstance(opened, Rejected):
@@ -423,8 +392,10 @@ class Pipeline:
         # envelope is decoded and no signature is checked.
         await self._refresh_registry(force=True)
         if pm is not None:
-            return verify_message(self._registry, reading_topic(pm_device(m.topic)),
-                                  pm.envelope, m.received_ms, self._max_future_ms)
+            opened = open_private(m.topic, m.payload)
+            assert opened is not None and not isinstance(opened, Rejected)
+            return verify_message(self._registry, opened[0], pm.envelope, m.received_ms,
+                                  self._max_future_ms)
         return verify_message(self._registry, m.topic, m.payload, m.received_ms,
                               self._max_future_ms)
 

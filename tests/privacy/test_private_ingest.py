@@ -144,6 +144,19 @@ def _ingest(root: Path, broker: Broker) -> World:
         messages.append((private_topic("ward3-bed12"), entry.envelope))
         messages.append((water.topic, water.next()))
 
+    # A device not enrolled yet: its private readings wait in quarantine as unknown_key.
+    late_key = PrivateKey.generate()
+    late_signer = ChainSigner("ward-late", late_key, 1, ChainHead(), Clock("synced"),
+                              sealer=ValueSealer(DataKeys(root / "agent" / "late-keys.json"),
+                                                 [keys["clinic"].public]))
+    unknown = []
+    for i in range(3):
+        entry, head = late_signer.sign(Draft("oximeter", "pulse-oximeter", start + i, True,
+                                             _oximeter_values(i), None, subject="patient-c"),
+                                       late_signer.head)
+        late_signer.advance(head)
+        unknown.append((private_topic("ward-late"), entry.envelope))
+    (root / "ward-late.pub.pem").write_text(late_key.public.to_pem())
     # Two that the collector must refuse: junk on a private topic, and a public reading
     # (values in the signed payload) dressed as a private message.
     public_env = water.next()
@@ -155,13 +168,13 @@ def _ingest(root: Path, broker: Broker) -> World:
     try:
         proc.start()
         with Publisher(broker) as pub:
-            pub.publish(messages + bad)
+            pub.publish(messages + bad + unknown)
         deadline = time.monotonic() + 60
-        while (ledger.sealed() < len(messages) or ledger.count("quarantine") < 2) and (
+        while (ledger.sealed() < len(messages) or ledger.count("quarantine") < 5) and (
                 time.monotonic() < deadline):
             time.sleep(0.2)
         assert ledger.sealed() == len(messages), ledger.quarantine()
-        assert [q[0] for q in ledger.quarantine()] == ["bad_private", "bad_private"]
+        assert [q[0] for q in ledger.quarantine()] == ["bad_private"] * 2 + ["unknown_key"] * 3
     finally:
         proc.stop()
         subscriber.close()
@@ -214,7 +227,7 @@ def _copy(world: World, name: str) -> Ledger:
 
 def test_no_plaintext_on_the_broker_in_the_ledger_or_in_proofs(world: World) -> None:
     private = [m for m in world.broker_seen if m[:1] == b"\xa4"]
-    assert len(private) == 32, "the eavesdropper saw the private messages"
+    assert len(private) == 35, "the eavesdropper saw the private messages"
     assert not _scan_bytes(world.broker_seen, _secrets(world.sent))
     assert not _scan(_ledger_files(world.ledger) + list(world.proofs.values()),
                      _secrets(world.sent))
@@ -374,3 +387,16 @@ def test_why_erase_empties_the_wal_a_delete_alone_leaves_every_copy(world: World
         assert _scan(_ledger_files(ledger), needles) == []
     finally:
         con.close()
+
+
+def test_private_readings_of_a_device_enrolled_late_are_replayed_with_their_values(
+        world: World) -> None:
+    ledger = _copy(world, "replay")
+    result = run_cli("devices", "add", "--db", ledger.db, "ward-late",
+                     str(world.root / "ward-late.pub.pem"))
+    assert result.exit_code == 0, result.output
+    result = run_cli("quarantine", "replay", "--db", ledger.db)
+    assert result.exit_code == 0 and "3 accepted" in result.output, result.output
+    result = run_cli("reveal", "--db", ledger.db, "ward-late", "2", "--reader-key",
+                     str(world.readers["clinic"]))
+    assert result.exit_code == 0 and "spo2 = 92 %" in result.output, result.output
