@@ -92,3 +92,18 @@ def test_reader_keygen_and_rotate_from_the_command_line(tmp_path: Path) -> None:
                                  "--subject", "ward-1"])
     assert result.exit_code == 0, result.output
     assert DataKeys(tmp_path / "data-keys.json").subjects()["ward-1"].hex() in result.output
+
+
+def test_check_names_a_missing_reader_key_and_an_open_key_file(tmp_path: Path) -> None:
+    from agent.preflight import check_privacy
+
+    (tmp_path / "data-keys.json").write_text('{"subjects": {}}')
+    os.chmod(tmp_path / "data-keys.json", 0o644)
+    draft = parse_config(_config(tmp_path, '[[sensors]]\ndriver = "contec-oximeter"\n'
+                                           'port = "/dev/x"\n',
+                                 '[private]\nreaders = ["missing.pem.pub"]\n'),
+                         tmp_path / "agent.toml")
+    assert draft.config is not None
+    problems = {p.key: p.message for p in check_privacy(draft.config)}
+    assert "missing.pem.pub" in problems["private.readers"]
+    assert "chmod 600" in problems["private.keys_file"]
