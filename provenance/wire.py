@@ -184,4 +184,7 @@ class ProofLabel:
     BLOCK: Final = 6
     COLLECTOR_KID: Final = 7
     CHECKPOINT: Final = 8  # v2
-    OPENING: Final = 9  # v2, optional: a private reading's disclosed salt and values
+    #: v2, optional: [enrolment statement, its leaf index, its audit path] under the same
+    #: checkpoint, showing the device key was enrolled earlier in the log than the reading.
+    ENROLMENT: Final = 9
+    OPENING: Final = 10  # v2, optional: a private reading's disclosed salt and values
