@@ -395,7 +395,7 @@ def test_private_readings_of_a_device_enrolled_late_are_replayed_with_their_valu
     result = run_cli("devices", "add", "--db", ledger.db, "ward-late",
                      str(world.root / "ward-late.pub.pem"))
     assert result.exit_code == 0, result.output
-    result = run_cli("quarantine", "replay", "--db", ledger.db)
+    result = run_cli("quarantine", "replay", "--db", ledger.db, "--key", world.ledger.key)
     assert result.exit_code == 0 and "3 accepted" in result.output, result.output
     result = run_cli("reveal", "--db", ledger.db, "ward-late", "2", "--reader-key",
                      str(world.readers["clinic"]))
