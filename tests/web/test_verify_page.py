@@ -1,0 +1,345 @@
+"""The proof check in the visitor's own browser (collector/web/static/verify.html), in a real
+headless Chromium (Debian's, driven by Playwright), loaded from file:// as a saved page.
+
+Proof files come from the real ``ledger-collector proof`` over a ledger a real collector
+filled from a real broker. For the good file and each tampered variant, the page must show the
+same checks, in the same order, with the same PASS / FAIL / SKIP as ``ledger-collector
+verify-proof --json`` on the same bytes, and for the good one the same "proven" facts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provenance import cbor
+from provenance.envelope import Envelope
+from provenance.keys import P256_ORDER, PrivateKey
+from provenance.logproof import LogProof, decode_log_proof
+from tests.support.broker import Broker
+from tests.support.collector import (
+    BASE_TIME_MS,
+    CollectorProcess,
+    Device,
+    Ledger,
+    Publisher,
+)
+from tests.support.collector import run_cli as _run_cli
+from tests.support.polling import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = REPO / "collector" / "web" / "static" / "verify.html"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install '.[test]'")
+
+
+def run_cli(*args: str) -> Any:
+    """``ledger-collector`` in-process, on a thread of its own: Playwright's sync API keeps an
+    event loop running on this one, and the commands start their own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_run_cli, *args).result()
+
+
+# The ledger and its proofs ---------------------------------------------------------------------
+
+@dataclass
+class Proofs:
+    ledger: Ledger
+    dir: Path
+    cbor: bytes
+    tlog: bytes
+    device_id: str
+    seq: int
+
+    def policy(self) -> str:
+        return Path(self.ledger.vkey).read_text()
+
+    def pem(self) -> str:
+        return Path(self.ledger.public_key).read_text()
+
+
+def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess]) -> Proofs:
+    ledger = Ledger(root / "ledger").init()
+    water, arc = Device("water-01"), Device("arc-07")
+    ledger.enrol([water, arc])
+    col = CollectorProcess(ledger, broker, "--block-size", "5", "--block-age", "0.2")
+    collectors.append(col.start())
+    with Publisher(broker) as pub:
+        msgs = []
+        for i in range(6):
+            msgs.append((water.topic, water.next(time_ms=BASE_TIME_MS + 1000 * i)))
+            event = {"type": "arc", "channel": 3} if i == 2 else None
+            msgs.append((arc.topic, arc.next(time_ms=BASE_TIME_MS + 1000 * i + 500,
+                                             clock_synced=i != 2, event=event)))
+        pub.publish(msgs)
+    wait_until(lambda: ledger.sealed() == 12, 30, message="12 readings sealed")
+    assert col.stop() == 0
+    out = root / "proofs"
+    out.mkdir()
+    made = {}
+    for form in ("cbor", "tlog-proof"):
+        path = out / f"arc-07-2.{form}"
+        result = _run_cli("proof", "--db", ledger.db, "arc-07", "2", "--format", form,
+                          "-o", str(path))
+        assert result.exit_code == 0, result.output
+        made[form] = path.read_bytes()
+    return Proofs(ledger, out, made["cbor"], made["tlog-proof"], "arc-07", 2)
+
+
+@pytest.fixture(scope="module")
+def proofs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proofs]:
+    """A real ledger: a collector fed by a broker; its proofs written by the real CLI."""
+    root = tmp_path_factory.mktemp("verify-page")
+    broker = Broker(workdir=root / "broker").start()
+    collectors: list[CollectorProcess] = []
+    try:
+        with ThreadPoolExecutor(1) as pool:  # away from Playwright's event loop
+            yield pool.submit(_make_proofs, root, broker, collectors).result()
+    finally:
+        for col in collectors:
+            if col.proc is not None and col.proc.poll() is None:
+                col.kill()
+        broker.stop()
+
+
+# The browser -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is absent: run deploy/ensure-chromium.sh (make test does)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """The page as a visitor saves it: one file, opened from disk, with no network at all."""
+    saved = tmp_path / "verify.html"
+    shutil.copy(PAGE, saved)
+    context = browser.new_context()
+    requests: list[str] = []
+    context.on("request", lambda r: requests.append(r.url))
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(saved.as_uri())
+    yield pg
+    assert not errors, errors
+    assert [u for u in requests if not u.startswith("file://")] == [], requests
+    context.close()
+
+
+def pin(page: Any, policy: str) -> None:
+    page.fill("#policy", policy)
+    page.click("#pin")
+
+
+def check_in_page(page: Any, data: bytes, name: str = "reading.proof") -> dict[str, Any]:
+    """Drop ``data`` on the page as a file; what the page shows, read back from the DOM."""
+    before = int(page.evaluate("Number(document.body.dataset.checked || 0)"))
+    page.set_input_files("#file", files=[{"name": name, "mimeType": "application/octet-stream",
+                                           "buffer": data}])
+    page.wait_for_function("n => Number(document.body.dataset.checked || 0) > n", arg=before,
+                           timeout=15_000)
+    rows = page.eval_on_selector_all(
+        "#checks tr", "rows => rows.map(r => [r.dataset.check, r.dataset.status, "
+                      "r.querySelector('.detail').textContent])")
+    verdict = page.eval_on_selector("#verdict", "v => v.textContent")
+    report = page.evaluate("window.lastReport")
+    return {"checks": [(n, s) for n, s, _ in rows], "details": {n: d for n, _, d in rows},
+            "verdict": verdict, "proven": report["proven"], "ok": report["ok"]}
+
+
+def check_with_cli(tmp: Path, data: bytes, *key_args: str) -> dict[str, Any]:
+    path = tmp / "candidate.proof"
+    path.write_bytes(data)
+    result = run_cli("verify-proof", str(path), *key_args, "--json")
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.output)
+    return {"checks": [(c["name"], c["status"]) for c in report["checks"]], "ok": report["ok"],
+            "proven": report["proven"]}
+
+
+def failing(checks: list[tuple[str, str]]) -> list[str]:
+    return [name for name, status in checks if status == "FAIL"]
+
+
+# Tampering -------------------------------------------------------------------------------------
+
+def _flip(data: bytes, at: int) -> bytes:
+    out = bytearray(data)
+    out[at] ^= 0x01
+    return bytes(out)
+
+
+def _with(pf: LogProof, **changes: Any) -> bytes:
+    fields = {"envelope": pf.envelope, "device_public_key": pf.device_public_key,
+              "leaf_index": pf.leaf_index, "audit_path": pf.audit_path,
+              "checkpoint": pf.checkpoint, **changes}
+    return LogProof(**fields).encode()
+
+
+def _checkpoint_line(note: bytes, line: int, edit: Callable[[str], str]) -> bytes:
+    lines = note.decode().split("\n")
+    lines[line] = edit(lines[line])
+    return "\n".join(lines).encode()
+
+
+def _root_flipped(text: str) -> str:
+    root = bytearray(base64.b64decode(text))
+    root[5] ^= 0x01
+    return base64.b64encode(bytes(root)).decode()
+
+
+def _high_s(envelope: bytes) -> bytes:
+    sig = envelope[-64:]
+    s = int.from_bytes(sig[32:], "big")
+    return envelope[:-64] + sig[:32] + (P256_ORDER - s).to_bytes(32, "big")
+
+
+def variants(good: bytes) -> dict[str, tuple[bytes, str]]:
+    """Tampered copies of a format 2 proof, each with the check it must fail."""
+    pf = decode_log_proof(good)
+    env = pf.envelope
+    payload = Envelope.decode(env).payload
+    at = env.index(payload) + len(payload) // 2
+    return {
+        "payload byte": (_with(pf, envelope=_flip(env, at)), "device signature"),
+        "signature byte": (_with(pf, envelope=_flip(env, len(env) - 7)), "device signature"),
+        "path hash byte": (_with(pf, audit_path=(_flip(pf.audit_path[0], 3),
+                                                 *pf.audit_path[1:])), "inclusion in log"),
+        "leaf index": (_with(pf, leaf_index=pf.leaf_index + 1), "inclusion in log"),
+        "checkpoint root": (_with(pf, checkpoint=_checkpoint_line(pf.checkpoint, 2,
+                                                                  _root_flipped)),
+                            "checkpoint signature"),
+        "checkpoint size": (_with(pf, checkpoint=_checkpoint_line(
+            pf.checkpoint, 1, lambda s: str(int(s) + 1))), "checkpoint signature"),
+        "high-S signature": (_with(pf, envelope=_high_s(env)), "inclusion in log"),
+        "device key byte": (_with(pf, device_public_key=_flip(pf.device_public_key, 40)),
+                            "device key binding"),
+        "truncated CBOR": (good[:-9], "proof file format"),
+        "trailing byte": (good + b"\x00", "proof file format"),
+        "corrupt CBOR head": (b"\xbf" + good[1:], "proof file format"),
+        "repeated map key": (bytes([good[0] + 1]) + b"\x01\x02" + good[1:], "proof file format"),
+        "indefinite outer map": (b"\xbf" + good[1:] + b"\xff", ""),  # cbor2 reads it: verified
+    }
+
+
+# The tests -------------------------------------------------------------------------------------
+
+def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    pin(page, proofs.policy())
+    shown = check_in_page(page, proofs.cbor, "arc-07-2.proof")
+    cli = check_with_cli(tmp_path, proofs.cbor, "--policy", proofs.ledger.vkey)
+    assert cli["ok"] and shown["ok"], shown
+    assert shown["verdict"] == "proof VERIFIED"
+    assert shown["checks"] == cli["checks"] == [
+        ("proof file format", "PASS"), ("checkpoint signature", "PASS"),
+        ("device key binding", "PASS"), ("device signature", "PASS"),
+        ("inclusion in log", "PASS")]
+    # Both of the log's keys (Ed25519 and ECDSA) signed, and the page checked both.
+    assert shown["details"]["checkpoint signature"].count("+") == 2
+    proven = {k: v for k, v in shown["proven"].items() if k != "_display"}
+    assert proven == cli["proven"]
+    assert proven["device_id"] == "arc-07" and proven["time_utc"] == "2026-01-01T00:00:02.500+00:00"
+    assert proven["event"] == {"type": "arc", "channel": 3} and not proven["clock_synced"]
+    text = page.inner_text("#proven-section")
+    assert "arc-07" in text and "2026-01-01T00:00:02.500+00:00" in text and "NOT synced" in text
+    assert '"channel":3' in text.replace(" ", "") and "ph" in text and "21.5" in text
+
+    # The pinned keys are remembered: a reload still has them, and the tlog-proof form of the
+    # same proof verifies too.
+    page.reload()
+    assert page.input_value("#policy") == proofs.policy()
+    tlog = check_in_page(page, proofs.tlog, "arc-07-2.tlog-proof")
+    assert tlog["ok"], tlog
+    assert tlog["checks"] == check_with_cli(tmp_path, proofs.tlog, "--policy",
+                                            proofs.ledger.vkey)["checks"]
+
+    # The collector's PEM alone: the checkpoint's ECDSA note signature (type 0x02) is checked.
+    pin(page, proofs.pem())
+    pem = check_in_page(page, proofs.cbor)
+    assert pem["ok"] and pem["checks"] == check_with_cli(
+        tmp_path, proofs.cbor, "--collector-key", proofs.ledger.public_key)["checks"]
+
+
+def test_each_tampered_proof_fails_the_check_verify_proof_names(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    pin(page, proofs.policy())
+    for name, (data, must_fail) in variants(proofs.cbor).items():
+        shown = check_in_page(page, data)
+        cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"], name
+        if must_fail:
+            assert not shown["ok"] and shown["verdict"] == "proof FAILED", name
+            assert failing(shown["checks"])[0] == must_fail, (name, shown["checks"])
+        else:
+            assert shown["ok"] and cli["ok"], name
+
+
+def test_the_wrong_pinned_key_or_log_fails_the_checkpoint_signature(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pub.pem"
+    other.write_text(PrivateKey.generate().public.to_pem())
+    pin(page, other.read_text())
+    shown = check_in_page(page, proofs.cbor)
+    cli = check_with_cli(tmp_path, proofs.cbor, "--collector-key", str(other))
+    assert shown["checks"] == cli["checks"]
+    assert failing(shown["checks"]) == ["checkpoint signature"]
+    assert ("inclusion in log", "SKIP") in shown["checks"] and shown["proven"] is None
+
+    policy = tmp_path / "other-log.policy"
+    policy.write_text("log sensorledger.example/elsewhere\n" + proofs.policy())
+    pin(page, policy.read_text())
+    shown = check_in_page(page, proofs.cbor)
+    assert shown["checks"] == check_with_cli(tmp_path, proofs.cbor, "--policy",
+                                             str(policy))["checks"]
+    assert failing(shown["checks"]) == ["checkpoint signature"]
+    assert "elsewhere" in shown["details"]["checkpoint signature"]
+
+
+def test_single_byte_changes_get_the_verdicts_of_verify_proof(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """Byte flips across the whole file, format 2 and tlog-proof: the page and the command line
+    agree on every check of every one."""
+    pin(page, proofs.policy())
+    for good in (proofs.cbor, proofs.tlog):
+        step = max(1, len(good) // 40)
+        for at in range(0, len(good), step):
+            data = _flip(good, at)
+            shown = check_in_page(page, data)
+            cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+            assert shown["checks"] == cli["checks"], (at, shown["details"])
+            assert not shown["ok"], at
+
+
+def test_hostile_text_in_a_proof_is_shown_as_text(page: Any, proofs: Proofs) -> None:
+    """A file that is not a proof, full of markup: the page says why in plain text."""
+    pin(page, proofs.policy())
+    junk = cbor.encode({1: 2, 2: b"<script>alert(1)</script>", 3: b"\"'><img src=x>",
+                        4: 0, 5: [], 8: "<b>x</b>\n\n\u2014 <i>y</i> AAAA\n".encode()})
+    shown = check_in_page(page, junk)
+    assert not shown["ok"]
+    assert page.eval_on_selector_all("#checks script, #checks img, #checks b, #checks i",
+                                     "els => els.length") == 0
