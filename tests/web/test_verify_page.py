@@ -490,3 +490,92 @@ def test_readings_signed_in_odd_encodings_get_the_verdicts_of_verify_proof(
     # The cases reach both outcomes of both checks (the leaf is not in the log, of course).
     assert seen == {"device key binding": {"PASS", "FAIL"},
                     "device signature": {"PASS", "FAIL", "SKIP"}}
+
+
+# Format 1: against a block header ----------------------------------------------------------------
+
+def _format_1_proof(root: Path) -> tuple[Ledger, bytes]:
+    """A ledger as the collector wrote it before the one log tree (format 1 blocks, as
+    tests/collector/test_one_log.py builds one), and the CLI's proof of one of its readings."""
+    import asyncio
+    import time
+
+    from collector.ledger.records import BatchWrite, ReadingRecord
+    from collector.ledger.sealer import Sealer
+    from collector.ledger.sqlite_store import SQLiteStore
+    from provenance.keyfile import save_private_key
+
+    ledger = Ledger(root)
+    root.mkdir(parents=True)
+    key = PrivateKey.generate()
+    save_private_key(key, ledger.key)
+    Path(ledger.public_key).write_text(key.public.to_pem())
+    devices = [Device("old-000"), Device("old-001")]
+
+    async def go() -> None:
+        store = await SQLiteStore.open(ledger.db, create=True)
+        try:
+            await store.set_collector_public_key(key.public)
+            for d in devices:
+                await store.enrol(d.device_id, d.key.public, 0)
+            now = time.time_ns() // 1_000_000
+            rows = []
+            for i, env in enumerate((d.next(time_ms=BASE_TIME_MS + 1000 * n)
+                                     for n in range(5) for d in devices), 1):
+                r = Envelope.decode(env).reading()
+                rows.append(ReadingRecord(i, r.device_id, r.seq, r.boot, r.time_ms, now,
+                                          r.kind, env))
+            await store.commit_batch(BatchWrite(rows))
+            sealer = Sealer(key, None, await store.pending_leaves(), size=4, age_ms=1)
+            while sealer.pending:
+                sealed = sealer.seal(now_ms=now)
+                await store.commit_block(sealed)
+                sealer.sealed(sealed)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+    out = root / "old.proof"
+    made = _run_cli("proof", "--db", ledger.db, "old-001", "3", "-o", str(out))
+    assert made.exit_code == 0 and "format 1" in made.output, made.output
+    return ledger, out.read_bytes()
+
+
+def test_format_1_proofs_get_the_verdicts_of_verify_proof(page: Any, tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        ledger, good = pool.submit(_format_1_proof, tmp_path / "old").result()
+    pem = Path(ledger.public_key).read_text()
+    pin(page, pem)
+    shown = check_in_page(page, good, "old.proof")
+    cli = check_with_cli(tmp_path, good, "--collector-key", ledger.public_key)
+    assert shown["ok"] and cli["ok"], shown["details"]
+    assert shown["checks"] == cli["checks"] == [
+        ("proof file format", "PASS"), ("collector key", "PASS"), ("block signature", "PASS"),
+        ("device key binding", "PASS"), ("device signature", "PASS"),
+        ("inclusion in block", "PASS"), ("time within block", "PASS")]
+    proven = {k: v for k, v in shown["proven"].items() if k != "_display"}
+    assert proven == cli["proven"] and proven["block"]["height"] >= 0
+
+    step = max(1, len(good) // 40)
+    for at in range(0, len(good), step):
+        data = _flip(good, at)
+        shown = check_in_page(page, data)
+        assert shown["checks"] == check_with_cli(tmp_path, data, "--collector-key",
+                                                 ledger.public_key)["checks"], at
+        assert not shown["ok"], at
+
+    # Another collector's key, and a policy with no P-256 key at all (Ed25519 only).
+    other = tmp_path / "other.pub.pem"
+    other.write_text(PrivateKey.generate().public.to_pem())
+    pin(page, other.read_text())
+    shown = check_in_page(page, good)
+    assert shown["checks"] == check_with_cli(tmp_path, good, "--collector-key",
+                                             str(other))["checks"]
+    assert failing(shown["checks"]) == ["collector key", "block signature"]
+    from provenance.note import Ed25519NoteSigner
+
+    ed = Ed25519NoteSigner.generate("sensorledger.example/other").verifier.vkey
+    pin(page, ed)
+    shown = check_in_page(page, good)
+    assert shown["checks"] == check_with_cli(tmp_path, good, "--vkey", ed)["checks"]
+    assert failing(shown["checks"]) == ["collector key"]
