@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ import pytest
 
 from provenance import cbor
 from provenance.envelope import Envelope
-from provenance.keys import P256_ORDER, PrivateKey
+from provenance.keys import P256_ORDER, PrivateKey, PublicKey
 from provenance.logproof import LogProof, decode_log_proof
 from tests.support.broker import Broker
 from tests.support.collector import (
@@ -257,13 +261,19 @@ def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
         ("inclusion in log", "PASS")]
     # Both of the log's keys (Ed25519 and ECDSA) signed, and the page checked both.
     assert shown["details"]["checkpoint signature"].count("+") == 2
-    proven = {k: v for k, v in shown["proven"].items() if k != "_display"}
+    proven = {k: v for k, v in shown["proven"].items() if not k.startswith("_")}
     assert proven == cli["proven"]
     assert proven["device_id"] == "arc-07" and proven["time_utc"] == "2026-01-01T00:00:02.500+00:00"
     assert proven["event"] == {"type": "arc", "channel": 3} and not proven["clock_synced"]
     text = page.inner_text("#proven-section")
     assert "arc-07" in text and "2026-01-01T00:00:02.500+00:00" in text and "NOT synced" in text
     assert '"channel":3' in text.replace(" ", "") and "ph" in text and "21.5" in text
+    kid = PublicKey.from_der(decode_log_proof(proofs.cbor).device_public_key).kid_hex
+    assert page.inner_text("[data-field='device key id']") == kid
+    shots = os.environ.get("SENSORLEDGER_SCREENSHOT_DIR")  # docs/img/verify-page.png
+    if shots:
+        page.set_viewport_size({"width": 1100, "height": 900})
+        page.screenshot(path=str(Path(shots) / "verify-page.png"), full_page=True)
 
     # The pinned keys are remembered: a reload still has them, and the tlog-proof form of the
     # same proof verifies too.
@@ -553,7 +563,7 @@ def test_format_1_proofs_get_the_verdicts_of_verify_proof(page: Any, tmp_path: P
         ("proof file format", "PASS"), ("collector key", "PASS"), ("block signature", "PASS"),
         ("device key binding", "PASS"), ("device signature", "PASS"),
         ("inclusion in block", "PASS"), ("time within block", "PASS")]
-    proven = {k: v for k, v in shown["proven"].items() if k != "_display"}
+    proven = {k: v for k, v in shown["proven"].items() if not k.startswith("_")}
     assert proven == cli["proven"] and proven["block"]["height"] >= 0
 
     step = max(1, len(good) // 40)
@@ -579,3 +589,45 @@ def test_format_1_proofs_get_the_verdicts_of_verify_proof(page: Any, tmp_path: P
     shown = check_in_page(page, good)
     assert shown["checks"] == check_with_cli(tmp_path, good, "--vkey", ed)["checks"]
     assert failing(shown["checks"]) == ["collector key"]
+
+
+# Following a reading's link: ?proof=<url> on the page's own site ----------------------------------
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_proof_link_on_the_same_site_is_fetched_and_checked(
+    browser: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """Served over HTTP on loopback (a stand-in for `ledger-collector serve`: files only), the
+    page fetches ?proof=<url> from its own origin and checks it; another origin is refused."""
+    site = tmp_path / "site"
+    (site / "proofs").mkdir(parents=True)
+    shutil.copy(PAGE, site / "verify.html")
+    (site / "proofs" / "arc-07-2.proof").write_bytes(proofs.cbor)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    context = browser.new_context()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        page = context.new_page()
+        page.goto(f"{base}/verify.html")
+        pin(page, proofs.policy())  # remembered for this origin
+        page.goto(f"{base}/verify.html?proof=/proofs/arc-07-2.proof")
+        page.wait_for_function("() => Number(document.body.dataset.checked || 0) > 0",
+                               timeout=15_000)
+        assert page.eval_on_selector("#verdict", "v => v.textContent") == "proof VERIFIED"
+        assert "arc-07-2.proof" in page.inner_text("#file-name")
+
+        page.goto(f"{base}/verify.html?proof=http://localhost:{server.server_address[1]}"
+                  "/proofs/arc-07-2.proof")
+        page.wait_for_function("() => document.getElementById('load-status').textContent")
+        assert "only proofs from this page's own site" in page.inner_text("#load-status")
+        assert page.eval_on_selector("#result", "r => r.classList.contains('hidden')")
+    finally:
+        context.close()
+        server.shutdown()
+        server.server_close()
