@@ -10,8 +10,10 @@ verify-proof --json`` on the same bytes, and for the good one the same "proven" 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -137,6 +139,7 @@ def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     saved = tmp_path / "verify.html"
     shutil.copy(PAGE, saved)
     context = browser.new_context()
+    context.set_offline(True)
     requests: list[str] = []
     context.on("request", lambda r: requests.append(r.url))
     pg = context.new_page()
@@ -328,6 +331,7 @@ def test_the_wrong_pinned_key_or_log_fails_the_checkpoint_signature(
     assert "elsewhere" in shown["details"]["checkpoint signature"]
 
 
+@pytest.mark.slow
 def test_single_byte_changes_get_the_verdicts_of_verify_proof(
     page: Any, proofs: Proofs, tmp_path: Path
 ) -> None:
@@ -631,3 +635,21 @@ def test_a_proof_link_on_the_same_site_is_fetched_and_checked(
         context.close()
         server.shutdown()
         server.server_close()
+
+
+def test_the_page_allows_only_its_own_inline_script_and_style() -> None:
+    """Its Content-Security-Policy names the SHA-256 of its one script and one style: nothing
+    else runs or loads (an edit of either must update the hash; this says which)."""
+    html = PAGE.read_text()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    assert csp is not None
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    styles = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert len(scripts) == len(styles) == 1 and "<script " not in html and " style=" not in html
+
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    want = (f"default-src 'none'; script-src {digest(scripts[0])}; style-src {digest(styles[0])}; "
+            "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'")
+    assert csp.group(1) == want, f"set the page's CSP to: {want}"
