@@ -30,6 +30,7 @@ from provenance import cbor
 from provenance.envelope import Envelope
 from provenance.keys import P256_ORDER, PrivateKey, PublicKey
 from provenance.logproof import LogProof, decode_log_proof
+from provenance.senml import Measurement
 from tests.support.broker import Broker
 from tests.support.collector import (
     BASE_TIME_MS,
@@ -57,16 +58,19 @@ def run_cli(*args: str) -> Any:
         return pool.submit(_run_cli, *args).result()
 
 
+HOSTILE_EVENT = "<script>alert('x')</script>\u202e\"'&amp;"
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+
+
 # The ledger and its proofs ---------------------------------------------------------------------
 
 @dataclass
 class Proofs:
     ledger: Ledger
     dir: Path
-    cbor: bytes
-    tlog: bytes
-    device_id: str
-    seq: int
+    cbor: bytes  # arc-07 seq 2, format 2
+    tlog: bytes  # the same as a tlog-proof
+    hostile: bytes  # evil-01 seq 0: markup in its event and SenML name and unit
 
     def policy(self) -> str:
         return Path(self.ledger.vkey).read_text()
@@ -77,8 +81,8 @@ class Proofs:
 
 def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess]) -> Proofs:
     ledger = Ledger(root / "ledger").init()
-    water, arc = Device("water-01"), Device("arc-07")
-    ledger.enrol([water, arc])
+    water, arc, evil = Device("water-01"), Device("arc-07"), Device("evil-01")
+    ledger.enrol([water, arc, evil])
     col = CollectorProcess(ledger, broker, "--block-size", "5", "--block-age", "0.2")
     collectors.append(col.start())
     with Publisher(broker) as pub:
@@ -88,19 +92,24 @@ def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess])
             event = {"type": "arc", "channel": 3} if i == 2 else None
             msgs.append((arc.topic, arc.next(time_ms=BASE_TIME_MS + 1000 * i + 500,
                                              clock_synced=i != 2, event=event)))
+        msgs.append((evil.topic, evil.next(
+            time_ms=BASE_TIME_MS, event={"note": HOSTILE_EVENT},
+            measurements=(Measurement(name=HOSTILE_NAME, value=1, unit="<i>u</i>"),))))
         pub.publish(msgs)
-    wait_until(lambda: ledger.sealed() == 12, 30, message="12 readings sealed")
+    wait_until(lambda: ledger.sealed() == 13, 30, message="13 readings sealed")
     assert col.stop() == 0
     out = root / "proofs"
     out.mkdir()
     made = {}
-    for form in ("cbor", "tlog-proof"):
-        path = out / f"arc-07-2.{form}"
-        result = _run_cli("proof", "--db", ledger.db, "arc-07", "2", "--format", form,
+    for device, seq, form in (("arc-07", 2, "cbor"), ("arc-07", 2, "tlog-proof"),
+                              ("evil-01", 0, "cbor")):
+        path = out / f"{device}-{seq}.{form}"
+        result = _run_cli("proof", "--db", ledger.db, device, str(seq), "--format", form,
                           "-o", str(path))
         assert result.exit_code == 0, result.output
-        made[form] = path.read_bytes()
-    return Proofs(ledger, out, made["cbor"], made["tlog-proof"], "arc-07", 2)
+        made[device, form] = path.read_bytes()
+    return Proofs(ledger, out, made["arc-07", "cbor"], made["arc-07", "tlog-proof"],
+                  made["evil-01", "cbor"])
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +155,8 @@ def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.goto(saved.as_uri())
+    # Its script ran (a CSP hash that no longer matches the script would stop it silently).
+    assert pg.evaluate("typeof window.SensorLedgerVerify") == "object"
     yield pg
     assert not errors, errors
     assert [u for u in requests if not u.startswith("file://")] == [], requests
@@ -349,8 +360,19 @@ def test_single_byte_changes_get_the_verdicts_of_verify_proof(
 
 
 def test_hostile_text_in_a_proof_is_shown_as_text(page: Any, proofs: Proofs) -> None:
-    """A file that is not a proof, full of markup: the page says why in plain text."""
+    """A logged reading whose event and SenML name and unit are markup, and a file that is not
+    a proof, full of markup: the page shows them as text and runs none of it."""
     pin(page, proofs.policy())
+    shown = check_in_page(page, proofs.hostile)
+    assert shown["ok"], shown["details"]
+    assert shown["proven"]["event"] == {"note": HOSTILE_EVENT}
+    assert page.inner_text("[data-field='event']") == json.dumps({"note": HOSTILE_EVENT},
+                                                                 ensure_ascii=False,
+                                                                 separators=(",", ":"))
+    assert HOSTILE_NAME in page.inner_text("#values") and "<i>u</i>" in page.inner_text("#values")
+    assert page.eval_on_selector_all("main script, main img, main i, main b",
+                                     "els => els.length") == 0
+
     junk = cbor.encode({1: 2, 2: b"<script>alert(1)</script>", 3: b"\"'><img src=x>",
                         4: 0, 5: [], 8: "<b>x</b>\n\n\u2014 <i>y</i> AAAA\n".encode()})
     shown = check_in_page(page, junk)
@@ -637,12 +659,11 @@ def test_a_proof_link_on_the_same_site_is_fetched_and_checked(
         server.server_close()
 
 
-def test_the_page_allows_only_its_own_inline_script_and_style() -> None:
-    """Its Content-Security-Policy names the SHA-256 of its one script and one style: nothing
-    else runs or loads (an edit of either must update the hash; this says which)."""
-    html = PAGE.read_text()
-    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
-    assert csp is not None
+_CSP = re.compile(r'(http-equiv="Content-Security-Policy" content=")([^"]*)(")')
+
+
+def page_csp(html: str) -> str:
+    """The policy the page must carry: only its own one script and one style, by SHA-256."""
     scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
     styles = re.findall(r"<style>(.*?)</style>", html, re.S)
     assert len(scripts) == len(styles) == 1 and "<script " not in html and " style=" not in html
@@ -650,6 +671,20 @@ def test_the_page_allows_only_its_own_inline_script_and_style() -> None:
     def digest(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    want = (f"default-src 'none'; script-src {digest(scripts[0])}; style-src {digest(styles[0])}; "
+    return (f"default-src 'none'; script-src {digest(scripts[0])}; style-src {digest(styles[0])}; "
             "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'")
-    assert csp.group(1) == want, f"set the page's CSP to: {want}"
+
+
+def test_the_page_allows_only_its_own_inline_script_and_style() -> None:
+    """Its Content-Security-Policy names the SHA-256 of its one script and one style: nothing
+    else runs or loads. After editing either: `python -m tests.web.test_verify_page`."""
+    html = PAGE.read_text()
+    csp = _CSP.search(html)
+    assert csp is not None
+    assert csp.group(2) == page_csp(html), "run `python -m tests.web.test_verify_page`"
+
+
+if __name__ == "__main__":  # rewrite the page's CSP for its current script and style
+    text = PAGE.read_text()
+    PAGE.write_text(_CSP.sub(lambda m: m.group(1) + page_csp(text) + m.group(3), text))
+    print(page_csp(text))
