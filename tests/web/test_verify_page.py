@@ -298,6 +298,15 @@ def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
     assert tlog["checks"] == check_with_cli(tmp_path, proofs.tlog, "--policy",
                                             proofs.ledger.vkey)["checks"]
 
+    # With no key pinned, it cannot vouch for the checkpoint, and names the keys to look for.
+    page.click("#forget")
+    bare = check_in_page(page, proofs.cbor)
+    assert failing(bare["checks"]) == ["checkpoint signature"] and not bare["ok"]
+    origin = decode_log_proof(proofs.cbor).checkpoint.decode().split("\n")[0]
+    assert f"signers as {origin}+" in bare["details"]["checkpoint signature"]
+    page.reload()
+    assert page.input_value("#policy") == ""
+
     # The collector's PEM alone: the checkpoint's ECDSA note signature (type 0x02) is checked.
     pin(page, proofs.pem())
     pem = check_in_page(page, proofs.cbor)
