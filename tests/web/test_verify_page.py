@@ -191,7 +191,8 @@ def check_with_cli(tmp: Path, data: bytes, *key_args: str) -> dict[str, Any]:
     assert result.exit_code in (0, 1), result.output
     report = json.loads(result.output)
     return {"checks": [(c["name"], c["status"]) for c in report["checks"]], "ok": report["ok"],
-            "proven": report["proven"]}
+            "proven": report["proven"],
+            "details": {c["name"]: c["detail"] for c in report["checks"]}}
 
 
 def failing(checks: list[tuple[str, str]]) -> list[str]:
@@ -277,6 +278,7 @@ def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
     assert shown["details"]["checkpoint signature"].count("+") == 2
     proven = {k: v for k, v in shown["proven"].items() if not k.startswith("_")}
     assert proven == cli["proven"]
+    assert shown["details"] == cli["details"]  # word for word, when every check passes
     assert proven["device_id"] == "arc-07" and proven["time_utc"] == "2026-01-01T00:00:02.500+00:00"
     assert proven["event"] == {"type": "arc", "channel": 3} and not proven["clock_synced"]
     text = page.inner_text("#proven-section")
@@ -697,3 +699,66 @@ if __name__ == "__main__":  # rewrite the page's CSP for its current script and 
     text = PAGE.read_text()
     PAGE.write_text(_CSP.sub(lambda m: m.group(1) + page_csp(text) + m.group(3), text))
     print(page_csp(text))
+
+
+# Witnesses: cosigned checkpoints and a quorum in the trust policy --------------------------------
+
+def test_witness_cosignatures_and_quorum_get_the_verdicts_of_verify_proof(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """The real proof's checkpoint, cosigned (cosignature/v1, type 0x04) by witness keys with the
+    witnesses' own signing code; policies in the C2SP tlog-policy form with a quorum."""
+    from provenance.cosignature import CosignatureSigner
+    from provenance.note import Note, NoteSignature, parse_note
+
+    pf = decode_log_proof(proofs.cbor)
+    note = parse_note(pf.checkpoint)
+    w1, w2, w3 = (CosignatureSigner.generate(f"witness.example/w{i}") for i in (1, 2, 3))
+
+    def cosigned(*sigs: NoteSignature) -> bytes:
+        return _with(pf, checkpoint=Note(note.text, note.signatures + sigs).to_bytes())
+
+    def policy(quorum: str, *, log_lines: bool = False) -> str:
+        keys = proofs.policy().split()
+        head = "".join(f"log {k}\n" if log_lines else f"{k}\n" for k in keys)
+        return (head + f"witness w1 {w1.verifier.vkey} https://w1.example/\n"
+                f"witness w2 {w2.verifier.vkey}\ngroup both all w1 w2\n"
+                f"group one 1 w1 w2\nquorum {quorum}\n")
+
+    sig1, sig2 = w1.cosign(note.text), w2.cosign(note.text)
+    bad = NoteSignature(sig1.name, sig1.key_id, _flip(sig1.signature, 20))
+    at_zero = NoteSignature(sig1.name, sig1.key_id, bytes(8) + sig1.signature[8:])
+    cases = [
+        ("w1 cosigned, quorum w1", cosigned(sig1), policy("w1"), True),
+        ("w1 cosigned, quorum both", cosigned(sig1), policy("both"), False),
+        ("both cosigned, quorum both", cosigned(sig2, sig1), policy("both", log_lines=True), True),
+        ("w2 cosigned, quorum one", cosigned(sig2), policy("one"), True),
+        ("none cosigned, quorum one", proofs.cbor, policy("one"), False),
+        ("none cosigned, quorum none", proofs.cbor, policy("none"), True),
+        ("an unknown witness", cosigned(w3.cosign(note.text)), policy("w1"), False),
+        ("an altered cosignature", cosigned(bad, sig2), policy("one"), False),
+        ("timestamp zero", cosigned(at_zero), policy("w1"), False),
+        ("cosigned, no witness pinned", cosigned(sig1, sig2), proofs.policy(), True),
+    ]
+    for name, data, text, ok in cases:
+        (tmp_path / "w.policy").write_text(text)
+        pin(page, text)
+        shown = check_in_page(page, data)
+        cli = check_with_cli(tmp_path, data, "--policy", str(tmp_path / "w.policy"))
+        assert shown["checks"] == cli["checks"], (name, shown["details"])
+        assert shown["ok"] is cli["ok"] is ok, name
+        if ok:
+            assert shown["details"] == cli["details"], name
+        else:
+            assert failing(shown["checks"]) == ["checkpoint signature"], name
+
+    # A policy the command line refuses (witnesses but no quorum line): the page says why.
+    text = policy("w1").replace("quorum w1\n", "")
+    (tmp_path / "w.policy").write_text(text)
+    refused = run_cli("verify-proof", str(tmp_path / "w.policy"), "--policy",
+                              str(tmp_path / "w.policy"))
+    assert refused.exit_code == 2 and "no 'quorum' line" in refused.output
+    pin(page, text)
+    assert "no 'quorum' line" in page.inner_text("#policy-status")
+    shown = check_in_page(page, cosigned(sig1))
+    assert not shown["ok"] and "no 'quorum' line" in shown["details"]["checkpoint signature"]
