@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 
 from provenance import cbor
+from provenance.cbor import decode_key as cbor2_loads
 from provenance.envelope import Envelope
 from provenance.keys import P256_ORDER, PrivateKey, PublicKey
 from provenance.logproof import LogProof, decode_log_proof
@@ -71,6 +73,8 @@ class Proofs:
     cbor: bytes  # arc-07 seq 2, format 2
     tlog: bytes  # the same as a tlog-proof
     hostile: bytes  # evil-01 seq 0: markup in its event and SenML name and unit
+    history: bytes  # arc-07's history file (ledger-collector history)
+    gap_history: bytes  # gap-01's: seqs 0, 1, a signed gap record for 2..3, 5
 
     def policy(self) -> str:
         return Path(self.ledger.vkey).read_text()
@@ -82,7 +86,8 @@ class Proofs:
 def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess]) -> Proofs:
     ledger = Ledger(root / "ledger").init()
     water, arc, evil = Device("water-01"), Device("arc-07"), Device("evil-01")
-    ledger.enrol([water, arc, evil])
+    gappy = Device("gap-01")
+    ledger.enrol([water, arc, evil, gappy])
     col = CollectorProcess(ledger, broker, "--block-size", "5", "--block-age", "0.2")
     collectors.append(col.start())
     with Publisher(broker) as pub:
@@ -95,8 +100,13 @@ def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess])
         msgs.append((evil.topic, evil.next(
             time_ms=BASE_TIME_MS, event={"note": HOSTILE_EVENT},
             measurements=(Measurement(name=HOSTILE_NAME, value=1, unit="<i>u</i>"),))))
+        # gap-01: seqs 0, 1, then a signed gap record at seq 4 for the dropped 2..3, then 5.
+        msgs += [(gappy.topic, gappy.next(time_ms=BASE_TIME_MS + i)) for i in range(2)]
+        gappy.seq = 4
+        msgs += [(gappy.topic, gappy.gap_record(2, 3)),
+                 (gappy.topic, gappy.next(time_ms=BASE_TIME_MS + 5))]
         pub.publish(msgs)
-    wait_until(lambda: ledger.sealed() == 13, 30, message="13 readings sealed")
+    wait_until(lambda: ledger.sealed() == 17, 30, message="17 readings sealed")
     assert col.stop() == 0
     out = root / "proofs"
     out.mkdir()
@@ -108,8 +118,13 @@ def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess])
                           "-o", str(path))
         assert result.exit_code == 0, result.output
         made[device, form] = path.read_bytes()
+    for device in ("arc-07", "gap-01"):
+        path = out / f"{device}.history"
+        result = _run_cli("history", "--db", ledger.db, device, "-o", str(path))
+        assert result.exit_code == 0, result.output
+        made[device, "history"] = path.read_bytes()
     return Proofs(ledger, out, made["arc-07", "cbor"], made["arc-07", "tlog-proof"],
-                  made["evil-01", "cbor"])
+                  made["evil-01", "cbor"], made["arc-07", "history"], made["gap-01", "history"])
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +181,18 @@ def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
 def pin(page: Any, policy: str) -> None:
     page.fill("#policy", policy)
     page.click("#pin")
+
+
+def reload_until(page: Any, shown: Callable[[], bool], timeout: float = 10) -> None:
+    """Reload until ``shown()``: the browser writes localStorage to disk on its own schedule,
+    so a reload right after pinning may still read the old value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.reload()
+        if shown():
+            return
+        assert time.monotonic() < deadline, "the pinned keys were not remembered"
+        page.wait_for_timeout(200)
 
 
 def check_in_page(page: Any, data: bytes, name: str = "reading.proof") -> dict[str, Any]:
@@ -293,8 +320,7 @@ def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
 
     # The pinned keys are remembered: a reload still has them, and the tlog-proof form of the
     # same proof verifies too.
-    page.reload()
-    assert page.input_value("#policy") == proofs.policy()
+    reload_until(page, lambda: page.input_value("#policy") == proofs.policy())
     tlog = check_in_page(page, proofs.tlog, "arc-07-2.tlog-proof")
     assert tlog["ok"], tlog
     assert tlog["checks"] == check_with_cli(tmp_path, proofs.tlog, "--policy",
@@ -306,8 +332,7 @@ def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
     assert failing(bare["checks"]) == ["checkpoint signature"] and not bare["ok"]
     origin = decode_log_proof(proofs.cbor).checkpoint.decode().split("\n")[0]
     assert f"signers as {origin}+" in bare["details"]["checkpoint signature"]
-    page.reload()
-    assert page.input_value("#policy") == ""
+    reload_until(page, lambda: page.input_value("#policy") == "")
 
     # The collector's PEM alone: the checkpoint's ECDSA note signature (type 0x02) is checked.
     pin(page, proofs.pem())
@@ -762,3 +787,51 @@ def test_witness_cosignatures_and_quorum_get_the_verdicts_of_verify_proof(
     assert "no 'quorum' line" in page.inner_text("#policy-status")
     shown = check_in_page(page, cosigned(sig1))
     assert not shown["ok"] and "no 'quorum' line" in shown["details"]["checkpoint signature"]
+
+
+# History files: a device's complete history ------------------------------------------------------
+
+def history_with_cli(tmp: Path, data: bytes, *key_args: str) -> dict[str, Any]:
+    """``ledger-collector verify-history`` on ``data``: its checks and what it says."""
+    path = tmp / "candidate.history"
+    path.write_bytes(data)
+    result = run_cli("verify-history", str(path), *key_args)
+    assert result.exit_code in (0, 1), result.output
+    lines = result.output.rstrip("\n").split("\n")
+    checks = [re.fullmatch(r"\[(PASS|FAIL)\] ([^:]+): (.*)", line) for line in lines]
+    made = [m for m in checks if m]
+    summary = [line for line, m in zip(lines, checks, strict=True) if not m][:-1]
+    return {"checks": [(m[2], m[1]) for m in made], "details": {m[2]: m[3] for m in made},
+            "ok": result.exit_code == 0, "summary": summary[0] if summary else None,
+            "verdict": lines[-1]}
+
+
+def test_history_files_get_the_verdicts_of_verify_history(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    pin(page, proofs.policy())
+    for name, good in (("arc-07.history", proofs.history), ("gap-01.history", proofs.gap_history)):
+        shown = check_in_page(page, good, name)
+        cli = history_with_cli(tmp_path, good, "--policy", proofs.ledger.vkey)
+        assert cli["ok"] and shown["ok"], shown["details"]
+        assert shown["checks"] == cli["checks"] == [
+            ("history file format", "PASS"), ("checkpoint signature", "PASS"),
+            ("device signatures", "PASS"), ("complete sequence", "PASS"),
+            ("inclusion in log", "PASS")]
+        assert shown["details"] == cli["details"]
+        assert shown["verdict"] == cli["verdict"] == "history VERIFIED"
+        assert page.inner_text("#summary") == cli["summary"]
+    assert "except 1 signed gap(s) (2 readings dropped by the device)" in cli["summary"]
+
+    # Every 40th or so byte flipped, a reading left out, and another device's key.
+    step = max(1, len(proofs.gap_history) // 40)
+    variants = [_flip(proofs.gap_history, at) for at in range(0, len(proofs.gap_history), step)]
+    body = cbor2_loads(proofs.gap_history)
+    variants.append(cbor.encode({**body, 6: body[6][:1] + body[6][2:]}))  # seq 1 left out
+    variants.append(cbor.encode({**body, 2: PrivateKey.generate().public.der}))
+    variants.append(cbor.encode({**body, 6: body[6] + body[6][-1:]}))  # a reading twice
+    for data in variants:
+        shown = check_in_page(page, data, "gap-01.history")
+        cli = history_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"], shown["details"]
+        assert not shown["ok"] and shown["verdict"] == cli["verdict"] == "history FAILED"
