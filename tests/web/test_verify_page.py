@@ -490,6 +490,9 @@ PAYLOADS: dict[str, bytes] = {
     "double-only value": _enc(_reading(k9=[_m(k0="ph", k2=0.1)])),
     "float32-only value": _enc(_reading(k9=[_m(k0="ph", k2=1.100000023841858)])),
     "half subnormal": _enc(_reading(k9=[_m(k0="x", k2=Raw(b"\xf9\x00\x10"))])),
+    # cbor2 (the ledger's encoder) writes 65504.0 as a float32, not as the half it is.
+    "65504 as a half": _enc(_reading(k9=[_m(k0="x", k2=Raw(b"\xf9\x7b\xff"))])),
+    "65504 as a float32": _enc(_reading(k9=[_m(k0="x", k2=Raw(b"\xfa\x47\x7f\xe0\x00"))])),
     "negative zero": _enc(_reading(k9=[_m(k0="x", k2=Raw(b"\xf9\x80\x00"))])),
     "NaN value": _enc(_reading(k9=[_m(k0="x", k2=Raw(b"\xf9\x7e\x00"))])),
     "int value, time offset": _enc(_reading(k9=[_m(k0="n", k2=-3, k6=1.5)])),
@@ -835,3 +838,59 @@ def test_history_files_get_the_verdicts_of_verify_history(
         cli = history_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
         assert shown["checks"] == cli["checks"], shown["details"]
         assert not shown["ok"] and shown["verdict"] == cli["verdict"] == "history FAILED"
+
+
+# The page's CBOR against cbor2, and random damage ------------------------------------------------
+
+def test_the_pages_canonical_cbor_is_cbor2s(page: Any) -> None:
+    """Floats (every half-precision one among them) and integers of every size, as the page
+    re-encodes them for its deterministic checks: byte for byte what the ledger's encoder
+    (cbor2, canonical) writes."""
+    import random
+    import struct
+
+    rng = random.Random(17)
+    floats = [0.0, -0.0, 1.0, 1.5, 65504.0, 65505.0, 2.0 ** -24, 2.0 ** -25, 2.0 ** -14,
+              2.0 ** -149, 3.4028234663852886e38, 1e300, 5e-324, 0.1, 7.25, 1 / 3]
+    floats += [struct.unpack(">e", h.to_bytes(2, "big"))[0] for h in range(0x10000)]  # all
+    floats += [struct.unpack(">f", rng.randbytes(4))[0] for _ in range(300)]
+    floats += [struct.unpack(">d", rng.randbytes(8))[0] for _ in range(300)]
+    floats = [f for f in floats if f == f and abs(f) != float("inf")]  # finite (NaN: below)
+    ints = [0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1, 2**64, 2**70,
+            -1, -24, -25, -(2**64), -(2**64) - 1, -(2**80)]
+    ints += [rng.randrange(-(2**72), 2**72) >> rng.randrange(72) for _ in range(300)]
+    items = [struct.pack(">Bd", 0xFB, f) for f in floats] + [cbor.encode(i) for i in ints]
+    items += [b"\xfb\x7f\xf8\x00\x00\x00\x00\x00\x01", b"\xfa\x7f\x80\x00\x00", b"\xf9\xfc\x00"]
+    got = page.evaluate("""items => items.map(h => {
+        const bytes = Uint8Array.from(h.match(/../g).map(x => parseInt(x, 16)));
+        const out = SensorLedgerVerify.cborEncode(SensorLedgerVerify.cborDecode(bytes, "x"));
+        return Array.from(out, b => b.toString(16).padStart(2, "0")).join("");
+    })""", [i.hex() for i in items])
+    want = [cbor.encode(cbor2_loads(i)).hex() for i in items]
+    assert got == want
+
+
+def test_randomly_damaged_proofs_get_the_verdicts_of_verify_proof(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """Bytes inserted, deleted, replaced, cut, in both the CBOR and the tlog-proof form."""
+    import random
+
+    rng = random.Random(29)
+    pin(page, proofs.policy())
+    for good in (proofs.cbor, proofs.tlog):
+        for _ in range(15):
+            data = bytearray(good)
+            at = rng.randrange(len(data))
+            action = rng.choice(["insert", "delete", "replace", "cut"])
+            if action == "insert":
+                data[at:at] = rng.randbytes(rng.randint(1, 3))
+            elif action == "delete":
+                del data[at:at + rng.randint(1, 3)]
+            elif action == "replace":
+                data[at] = rng.randrange(256)
+            else:
+                del data[at:]
+            shown = check_in_page(page, bytes(data))
+            cli = check_with_cli(tmp_path, bytes(data), "--policy", proofs.ledger.vkey)
+            assert shown["checks"] == cli["checks"], (action, at, shown["details"])
