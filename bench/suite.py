@@ -11,6 +11,7 @@ from .context import RunContext
 from .ingest import run_ingest
 from .live import run_live
 from .log_proofs import run_log_proofs
+from .metrics_overhead import run_metrics_overhead
 from .proofs import run_proofs
 from .results import BenchResult
 from .storage import run_storage
@@ -47,6 +48,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "readings, against per-block proofs (one-log item)", run_log_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
+    Benchmark("metrics", "ingest rate with /metrics scraped vs without (#17 part 4)",
+              run_metrics_overhead),
 )
 
 
