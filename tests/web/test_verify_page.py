@@ -237,7 +237,7 @@ def _flip(data: bytes, at: int) -> bytes:
 def _with(pf: LogProof, **changes: Any) -> bytes:
     fields = {"envelope": pf.envelope, "device_public_key": pf.device_public_key,
               "leaf_index": pf.leaf_index, "audit_path": pf.audit_path,
-              "checkpoint": pf.checkpoint, **changes}
+              "checkpoint": pf.checkpoint, "enrolment": pf.enrolment, **changes}
     return LogProof(**fields).encode()
 
 
@@ -284,6 +284,33 @@ def variants(good: bytes) -> dict[str, tuple[bytes, str]]:
         "corrupt CBOR head": (b"\xbf" + good[1:], "proof file format"),
         "repeated map key": (bytes([good[0] + 1]) + b"\x01\x02" + good[1:], "proof file format"),
         "indefinite outer map": (b"\xbf" + good[1:] + b"\xff", ""),  # cbor2 reads it: verified
+        **enrolment_variants(pf),
+    }
+
+
+def enrolment_variants(pf: LogProof) -> dict[str, tuple[bytes, str]]:
+    """The device key's enrolment statement (key 9), tampered with."""
+    from provenance.logproof import EnrolmentProof
+
+    e = pf.enrolment
+    assert e is not None, "the CLI's proof carries the key's enrolment statement"
+
+    def enrol(**changes: Any) -> bytes:
+        fields = {"statement": e.statement, "leaf_index": e.leaf_index,
+                  "audit_path": e.audit_path, **changes}
+        return _with(pf, enrolment=EnrolmentProof(**fields))
+
+    return {
+        "statement byte": (enrol(statement=_flip(e.statement, len(e.statement) - 5)),
+                           "device key enrolment"),
+        "statement payload byte": (enrol(statement=_flip(e.statement, 60)),
+                                   "device key enrolment"),
+        "enrolment leaf index": (enrol(leaf_index=e.leaf_index + 1), "device key enrolment"),
+        "enrolment path hash": (enrol(audit_path=(_flip(e.audit_path[0], 1),
+                                                  *e.audit_path[1:])), "device key enrolment"),
+        "enrolment not a list": (cbor.encode({**cbor2_loads(_with(pf)), 9: {}}),
+                                 "proof file format"),
+        "no enrolment": (_with(pf, enrolment=None), ""),  # then that check is not made
     }
 
 
@@ -300,7 +327,7 @@ def test_the_page_passes_a_good_proof_and_shows_what_it_proves(
     assert shown["checks"] == cli["checks"] == [
         ("proof file format", "PASS"), ("checkpoint signature", "PASS"),
         ("device key binding", "PASS"), ("device signature", "PASS"),
-        ("inclusion in log", "PASS")]
+        ("inclusion in log", "PASS"), ("device key enrolment", "PASS")]
     # Both of the log's keys (Ed25519 and ECDSA) signed, and the page checked both.
     assert shown["details"]["checkpoint signature"].count("+") == 2
     proven = {k: v for k, v in shown["proven"].items() if not k.startswith("_")}
@@ -354,6 +381,15 @@ def test_each_tampered_proof_fails_the_check_verify_proof_names(
             assert failing(shown["checks"])[0] == must_fail, (name, shown["checks"])
         else:
             assert shown["ok"] and cli["ok"], name
+
+    # Another device's enrolment statement, a real one from the same log.
+    other = decode_log_proof(proofs.hostile).enrolment
+    data = _with(decode_log_proof(proofs.cbor), enrolment=other)
+    shown = check_in_page(page, data)
+    cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+    assert shown["checks"] == cli["checks"]
+    assert failing(shown["checks"]) == ["device key enrolment"]
+    assert "not the proof's device key" in shown["details"]["device key enrolment"]
 
 
 def test_the_wrong_pinned_key_or_log_fails_the_checkpoint_signature(
