@@ -62,6 +62,8 @@ DEFAULT_TOPIC = READING_FILTER
 DEFAULT_CONFIG_DIR = Path("/etc/sensorledger")
 #: Moves the folder of the default config file (tests, packaging into another prefix).
 CONFIG_DIR_ENV = "SENSORLEDGER_CONFIG_DIR"
+#: A ``database`` that starts so is a PostgreSQL URL, not a file path.
+_PG_SCHEMES = ("postgresql://", "postgres://")
 #: Where a value given by a flag comes from, in a problem's message.
 _FLAG = "given on the command line"
 
@@ -246,12 +248,17 @@ def _positive(r: Table, key: str, default: float, what: str = "number") -> float
 
 
 def _read(r: Table, base: Path, path: Path | None, source: Source) -> CollectorConfig:
-    database = r.path("database", base)
+    raw_database = r.get("database")
+    database: Path | str | None
+    if isinstance(raw_database, str) and raw_database.startswith(_PG_SCHEMES):
+        database = r.text("database")  # a PostgreSQL URL: not a path
+    else:
+        database = r.path("database", base)
     if database is None:
         looked = "" if path is not None else (
             f" (no config file: {default_config_path()} does not exist)")
-        r.problem("database", "is required: the ledger database file; give `database` in the "
-                              f"config file or --db PATH{looked}")
+        r.problem("database", "is required: the ledger database file (or postgresql:// URL); "
+                              f"give `database` in the config file or --db PATH{looked}")
     key_file = r.path("key_file", base)
     mqtt = _read_mqtt(r.child(r.table_at("mqtt") or {}, "mqtt"), base)
     b = r.child(r.table_at("blocks") or {}, "blocks")
@@ -366,7 +373,8 @@ def _file_problems(config: CollectorConfig, wrong: set[str]) -> list[Problem]:
         problem(("key_file",), message)
     except OSError as exc:
         problem(("key_file",), f"cannot read {config.key_file}: {exc.strerror or exc}")
-    if "database" not in wrong and not Path(config.database).exists():
+    if ("database" not in wrong and not config.database.startswith(_PG_SCHEMES)
+            and not Path(config.database).exists()):
         problem(("database",), f"{config.database} does not exist; create it with "
                                "`ledger-collector init -c FILE`")
     tls = config.mqtt.tls

@@ -17,9 +17,8 @@ from collector.cli.common import (
 )
 from collector.config import CollectorConfig
 from collector.errors import NotFoundError, UsageError
-from collector.ledger.lock import LedgerLock
+from collector.ledger.opening import Ledger, ledger_lock
 from collector.ledger.records import BlockRecord
-from collector.ledger.sqlite_store import SQLiteStore
 
 __all__ = ["blocks", "quarantine", "readings", "stats"]
 
@@ -41,7 +40,7 @@ def blocks(config_path: str | None, db: str | None, height: int | None, start: i
 
     cfg = config(config_path, database=db)
 
-    async def find(store: SQLiteStore) -> list[BlockRecord]:
+    async def find(store: Ledger) -> list[BlockRecord]:
         if height is not None:
             block = await store.block(height)
             if block is None:
@@ -198,14 +197,14 @@ def _quarantine_replay(cfg: CollectorConfig) -> None:
 
     skew_ms = int(cfg.ingest.max_clock_skew * 1000)
 
-    async def go(store: SQLiteStore) -> Any:
+    async def go(store: Ledger) -> Any:
         checks = DeviceChecks(await store.device_states(), store_lookup(store),
                               max_skew_ms=skew_ms)
         registry = Registry(await store.registry_version(), await store.device_keys())
         return await replay_unknown_keys(store, checks, registry,
                                          await store.next_reading_id(), skew_ms)
 
-    with LedgerLock(cfg.database):  # refused while a collector runs on this ledger
+    with ledger_lock(cfg.database):  # refused while a collector runs on this ledger
         done = on_ledger(cfg, go)
     click.echo(done.summary())
     if done.accepted:
