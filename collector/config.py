@@ -91,6 +91,9 @@ class MqttConfig:
     # the broker; both protocols: the collector stops reading beyond it).
     receive_maximum: int = 4000
     keepalive: int = 30
+    # Several collectors on one PostgreSQL ledger: the MQTT 5 shared subscription group
+    # (``$share/<group>/<topic>``); the broker gives each reading to one member.
+    share_group: str | None = None
     username: str | None = None
     password_file: str | None = None
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -296,7 +299,11 @@ def _read_mqtt(m: Table, base: Path) -> MqttConfig:
     client_id = m.text("client_id", "sensorledger-collector") or ""
     if "#" in client_id or "+" in client_id:
         m.problem("client_id", "must be a fixed, non-empty id (a persistent session needs it)")
-    protocol = m.get("protocol", "3.1.1")
+    share_group = m.text("share_group")
+    if share_group is not None and (not share_group or any(c in share_group for c in "/+#")):
+        m.problem("share_group", "must be a non-empty name without '/', '+' or '#'")
+        share_group = None
+    protocol = m.get("protocol", "5" if share_group else "3.1.1")
     if protocol not in ("5", "3.1.1"):
         m.problem("protocol", f'must be "5" or "3.1.1", got {protocol!r}')
         protocol = "3.1.1"
@@ -309,6 +316,7 @@ def _read_mqtt(m: Table, base: Path) -> MqttConfig:
         session_expiry=m.integer("session_expiry", 7 * 24 * 3600, low=0),
         receive_maximum=m.integer("receive_maximum", 4000, low=1, high=65535),
         keepalive=m.integer("keepalive", 30, low=5, high=65535),
+        share_group=share_group,
         username=m.text("username"),
         password_file=str(password_file) if password_file is not None else None,
         tls=read_tls(m.child(m.table_at("tls") or {}, "tls"), base, insecure=True),

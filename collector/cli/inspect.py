@@ -194,10 +194,15 @@ def _quarantine_replay(cfg: CollectorConfig) -> None:
     from collector.admission.checks import DeviceChecks
     from collector.admission.registry import Registry
     from collector.admission.replay import replay_unknown_keys, store_lookup
+    from collector.ledger.pg_cluster import ClusterLedger
+    from collector.ledger.pg_store import PostgresStore
 
     skew_ms = int(cfg.ingest.max_clock_skew * 1000)
 
     async def go(store: Ledger) -> Any:
+        if isinstance(store, PostgresStore):  # under the devices' row locks, ids at sealing
+            registry = Registry(await store.registry_version(), await store.device_keys())
+            return await ClusterLedger(store).replay(registry, skew_ms)
         checks = DeviceChecks(await store.device_states(), store_lookup(store),
                               max_skew_ms=skew_ms)
         registry = Registry(await store.registry_version(), await store.device_keys())

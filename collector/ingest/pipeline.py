@@ -53,6 +53,7 @@ from collector.admission.verify import (
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.config import CollectorConfig
 from collector.ingest.mqtt import Inbox, Message
+from collector.ledger.opening import is_postgres_url, local_path
 from collector.ledger.sealer import Sealer
 from collector.ledger.store import (
     BatchWrite,
@@ -108,8 +109,12 @@ class Pipeline:
         self.checks = checks
         self._snapshot = registry
         self._registry = Registry.from_snapshot(registry)
-        database = Path(config.database)
-        self._share = RegistryShare(pool, database.with_name(f".{database.name}.registry"))
+        if is_postgres_url(config.database):
+            share = local_path(config.database, ".registry", config.mqtt.client_id)
+        else:
+            database = Path(config.database)
+            share = database.with_name(f".{database.name}.registry")
+        self._share = RegistryShare(pool, share)
         self._shared = self._share.publish(registry)
         self._next_id = next_reading_id
         self.metrics = metrics or Metrics()
@@ -226,41 +231,58 @@ class Pipeline:
 
     async def _apply(self, job: Job, batch: BatchWrite, acks: dict[int, list[int]],
                      leaves: list[PendingLeaf]) -> None:
+        for m, outcome in await self._outcomes(job):
+            await self._decide(m, outcome, batch, acks, leaves)
+
+    async def _outcomes(self, job: Job) -> list[tuple[Message, Outcome]]:
+        """The job's messages with their verification outcomes, registry changes applied."""
         outcomes = iter(await job.outcomes)
         self._verifying -= len(job.messages)
-        metrics = self.metrics
+        out: list[tuple[Message, Outcome]] = []
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
                 outcome = await self._recheck_unknown(m, outcome)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
-            if isinstance(outcome, Verified):
-                decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
-                                                   m.payload)
-                if isinstance(decision, Accept):
-                    batch.readings.append(ReadingRecord(
-                        self._next_id, outcome.device_id, outcome.seq, outcome.boot,
-                        outcome.time_ms, m.received_ms, outcome.kind, m.payload))
-                    leaves.append(PendingLeaf(self._next_id, outcome.leaf_hash,
-                                              outcome.time_ms, m.received_ms))
+            out.append((m, outcome))
+        return out
+
+    #: Reading ids are given here, in admission order (one writer). A cluster's sealer gives
+    #: them instead (:mod:`collector.ingest.cluster`): readings are written with id 0.
+    assign_ids = True
+
+    async def _decide(self, m: Message, outcome: Outcome, batch: BatchWrite,
+                      acks: dict[int, list[int]], leaves: list[PendingLeaf]) -> None:
+        """The per-device checks on one message; its row, count or quarantine in ``batch``."""
+        metrics = self.metrics
+        if isinstance(outcome, Verified):
+            rid = self._next_id if self.assign_ids else 0
+            decision = await self.checks.admit(outcome, m.received_ms, rid, m.payload)
+            if isinstance(decision, Accept):
+                batch.readings.append(ReadingRecord(
+                    rid, outcome.device_id, outcome.seq, outcome.boot,
+                    outcome.time_ms, m.received_ms, outcome.kind, m.payload))
+                if self.assign_ids:
+                    leaves.append(PendingLeaf(rid, outcome.leaf_hash, outcome.time_ms,
+                                              m.received_ms))
                     self._next_id += 1
-                    metrics.accepted += 1
-                    if decision.flags:
-                        self._count_flags(outcome, decision.flags)
-                elif isinstance(decision, Duplicate):
-                    metrics.duplicates += 1
-                else:
-                    batch.quarantine.append(self._quarantine(
-                        m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
-                    if decision.reason == Reason.EQUIVOCATION:
-                        event(log, "equivocation", logging.ERROR, device_id=outcome.device_id,
-                              seq=outcome.seq, detail=decision.detail)
+                metrics.accepted += 1
+                if decision.flags:
+                    self._count_flags(outcome, decision.flags)
+            elif isinstance(decision, Duplicate):
+                metrics.duplicates += 1
             else:
                 batch.quarantine.append(self._quarantine(
-                    m, outcome.reason, outcome.detail, outcome.device_id, outcome.seq))
-            if m.qos:
-                acks[m.generation].append(m.mid)
+                    m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
+                if decision.reason == Reason.EQUIVOCATION:
+                    event(log, "equivocation", logging.ERROR, device_id=outcome.device_id,
+                          seq=outcome.seq, detail=decision.detail)
+        else:
+            batch.quarantine.append(self._quarantine(
+                m, outcome.reason, outcome.detail, outcome.device_id, outcome.seq))
+        if m.qos:
+            acks[m.generation].append(m.mid)
 
     def _count_flags(self, v: Verified, flags: tuple[str, ...]) -> None:
         m = self.metrics

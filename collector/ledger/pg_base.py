@@ -99,9 +99,12 @@ class PostgresConnection:
 
     @asynccontextmanager
     async def _write(self, what: str = "writing") -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """One write transaction (READ COMMITTED); rolled back on any error."""
-        if _current.get() is not None:
-            raise StoreError("a write transaction cannot start inside another one")
+        """One write transaction (READ COMMITTED); rolled back on any error. Inside another
+        transaction, that one (its commit or rollback covers this write too)."""
+        current = _current.get()
+        if current is not None:
+            yield current
+            return
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 token = _current.set(conn)

@@ -574,7 +574,8 @@ class PostgresStore(PostgresConnection):
         sql = f"SELECT id, {QUARANTINE_COLUMNS}, times_seen FROM quarantine"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = await self._all(f"{sql} ORDER BY id LIMIT %s", (*params, limit))
+        rows = await self._all(f"{sql} ORDER BY id LIMIT %s",
+                               (*params, limit if limit >= 0 else None))
         return [
             QuarantineEntry(
                 id=row[0],
