@@ -45,10 +45,11 @@ from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.slow
 
-#: Readings per device in the kill test (20 devices). SENSORLEDGER_CLUSTER_READINGS changes it.
-PER_DEVICE = int(os.environ.get("SENSORLEDGER_CLUSTER_READINGS", "1000"))
-HELD = (100, 400, 700)  # seqs published late (phase 2): gaps that get filled
-SKEWED = 850  # signed an hour ahead: quarantined clock_skew; its seq stays a gap
+#: Readings per device in the kill test (20 devices): 250 here (5,000 readings) to keep the
+#: suite short; SENSORLEDGER_CLUSTER_READINGS=1000 runs the full 20,000 (docs/scaling.md).
+PER_DEVICE = int(os.environ.get("SENSORLEDGER_CLUSTER_READINGS", "250"))
+HELD = tuple(PER_DEVICE * k // 10 for k in (1, 4, 7))  # published late: gaps then filled
+SKEWED = PER_DEVICE * 17 // 20  # signed an hour ahead: quarantined clock_skew, a gap stays
 
 
 def _stream(devices: list[Device]) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -61,7 +62,7 @@ def _stream(devices: list[Device]) -> tuple[list[tuple[str, bytes]], list[tuple[
     held: list[tuple[str, bytes]] = []
     for d in devices:
         for seq in range(PER_DEVICE):
-            skewed = seq == SKEWED % PER_DEVICE and seq > 0
+            skewed = seq == SKEWED
             env = d.next(time_ms=now_ms() + 3_600_000) if skewed else d.next()
             if seq in HELD:
                 held.append((d.topic, env))
@@ -92,9 +93,8 @@ def _envelope_hash(envelope: bytes) -> bytes:
 
 def _expected_accepted(devices: int) -> tuple[int, int]:
     """Readings stored after phase 1, and after phase 2."""
-    skipped = sum(1 for s in HELD if s < PER_DEVICE) + (1 if SKEWED % PER_DEVICE else 0)
-    first = devices * (PER_DEVICE - skipped)
-    return first, first + devices * sum(1 for s in HELD if s < PER_DEVICE)
+    first = devices * (PER_DEVICE - len(HELD) - 1)
+    return first, first + devices * len(HELD)
 
 
 def _outcomes(ledger: Ledger) -> dict[str, Any]:
