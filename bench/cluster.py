@@ -82,7 +82,7 @@ def _session(broker: Broker, client_id: str, topic: str) -> None:
     done = threading.Event()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.on_subscribe = lambda *a: done.set()
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     c.connect(broker.host, broker.port, clean_start=False, properties=props)
     c.loop_start()
@@ -137,13 +137,13 @@ def _totals(database: str) -> tuple[int, int | None, int | None]:
             row = con.execute("SELECT (SELECT size FROM log_head), (SELECT MIN(received_ms) "
                               "FROM readings), (SELECT MAX(sealed_ms) FROM blocks)").fetchone()
     else:
-        con = sqlite3.connect(database, timeout=30)
+        lite = sqlite3.connect(database, timeout=30)
         try:
-            row = con.execute("SELECT (SELECT COALESCE(SUM(leaf_count), 0) FROM blocks), "
+            row = lite.execute("SELECT (SELECT COALESCE(SUM(leaf_count), 0) FROM blocks), "
                               "(SELECT MIN(received_ms) FROM readings), "
                               "(SELECT MAX(sealed_ms) FROM blocks)").fetchone()
         finally:
-            con.close()
+            lite.close()
     assert row is not None
     return int(row[0] or 0), row[1], row[2]
 
