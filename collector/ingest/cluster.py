@@ -18,6 +18,7 @@ two differences (see :mod:`collector.ledger.pg_cluster` for the database side):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -53,20 +54,26 @@ class ClusterPipeline(Pipeline):
         self._origin = origin
         self._signers = list(signers)
         self._seal_poll = min(0.25, self._cfg.blocks.age / 4)
+        self._admitted = asyncio.Event()
         self.unsealed = 0
 
     async def run(self) -> None:
         dispatcher = asyncio.create_task(self._dispatch(), name="dispatch")
         writer = asyncio.create_task(self._write(), name="write")
+        sealer = asyncio.create_task(self._seal_loop(), name="seal")
         stats = asyncio.create_task(self._log_stats(), name="stats")
         try:
-            done, _ = await asyncio.wait({dispatcher, writer},
-                                         return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            # Until dispatch and write are done (a stop), or any of the three fails.
+            while not (dispatcher.done() and writer.done()):
+                done, _ = await asyncio.wait({dispatcher, writer, sealer},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+                if sealer.done():
+                    raise RuntimeError("the sealing task ended")
         finally:
             stats.cancel()
-            for task in (dispatcher, writer):
+            for task in (dispatcher, writer, sealer):
                 task.cancel()
             self._share.close()
         await self._seal_due(force=True)  # what this collector admitted, unless another seals
@@ -80,7 +87,6 @@ class ClusterPipeline(Pipeline):
                 try:
                     job = await asyncio.wait_for(self._jobs.get(), self._seal_poll)
                 except TimeoutError:
-                    await self._seal_due()
                     await self._refresh_registry()
                     await self._replay()
                     continue
@@ -105,9 +111,17 @@ class ClusterPipeline(Pipeline):
                 jobs.append(nxt)
                 count += len(nxt.messages)
             await self._admit(jobs)
-            await self._seal_due()
             if finished:
                 return
+
+    async def _seal_loop(self) -> None:
+        """Seal beside admission, on a connection of its own: after each commit (woken) and
+        every ``_seal_poll`` seconds (the age rule, and blocks other collectors admitted)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._admitted.wait(), self._seal_poll)
+            self._admitted.clear()
+            await self._seal_due()
 
     async def _admit(self, jobs: list[Job]) -> None:
         items: list[tuple[Message, Outcome]] = []
@@ -137,6 +151,7 @@ class ClusterPipeline(Pipeline):
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
         self.metrics.commits += 1
         self.unsealed += len(batch.readings)
+        self._admitted.set()
         faults.point("batch.after_commit")
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)
