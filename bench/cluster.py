@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil  # type: ignore[import-untyped]
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -148,6 +149,12 @@ def _totals(database: str) -> tuple[int, int | None, int | None]:
     return int(row[0] or 0), row[1], row[2]
 
 
+def _busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, everyone's processes)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
 def _pg_cpu(pg: LocalPostgres) -> float:
     pid = int((pg.data / "postmaster.pid").read_text().split()[0])
     main, children = cpu_seconds(pid)
@@ -193,6 +200,7 @@ def run_case(case: Case, root: Path, pg: LocalPostgres, keys: list[tuple[str, Pr
                     raise RuntimeError(f"{client_id} did not connect; see {log_file}")
                 time.sleep(0.01)
             base.append(cpu_seconds(p.pid))
+        machine_before, wall_before = _busy(), time.monotonic()
         while _totals(database)[0] < len(messages):
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a collector exited; see {work}")
@@ -203,6 +211,9 @@ def run_case(case: Case, root: Path, pg: LocalPostgres, keys: list[tuple[str, Pr
                zip((cpu_seconds(p.pid) for p in procs), base, strict=True)]
         pg_cpu = _pg_cpu(pg) - pg_before if case.postgres else 0.0
         broker_cpu = sum(cpu_seconds(broker.proc.pid)) - broker_before
+        wall = time.monotonic() - wall_before
+        machine = (_busy() - machine_before) / wall
+        ours = (sum(a + b for a, b in cpu) + pg_cpu + broker_cpu) / wall
         for p in procs:
             p.terminate()
         for p in procs:
@@ -216,6 +227,8 @@ def run_case(case: Case, root: Path, pg: LocalPostgres, keys: list[tuple[str, Pr
     return {
         "case": case.name, "readings": n, "collectors": case.collectors,
         "seconds": round(seconds, 2), "per_s": round(n / seconds, 1),
+        "cores_busy_whole_machine": round(machine, 2),
+        "cores_busy_other_work": round(max(0.0, machine - ours), 2),
         "cpu_us_per_reading": {
             "collector_main": round(sum(c[0] for c in cpu) / n * 1e6, 1),
             "collector_workers": round(sum(c[1] for c in cpu) / n * 1e6, 1),
