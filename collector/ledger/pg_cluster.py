@@ -30,7 +30,7 @@ transaction that writes the block.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +54,7 @@ from provenance.keys import PrivateKey
 from provenance.merkle import RFC9162_SHA256
 from provenance.note import NoteSigner
 
-__all__ = ["Admission", "ClusterLedger", "SealOutcome"]
+__all__ = ["Admission", "ClusterLedger", "SealConflict", "SealOutcome"]
 
 
 class SealConflict(StoreError):
@@ -93,6 +93,9 @@ class SealOutcome:
 
 class ClusterLedger:
     """The cluster operations on one :class:`PostgresStore`."""
+
+    #: How the sealer takes the log head: its row lock, skipped if another sealer holds it.
+    head_lock = "FOR UPDATE SKIP LOCKED"
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
@@ -154,15 +157,17 @@ class ClusterLedger:
 
     async def seal(self, key: PrivateKey, origin: str, signers: Sequence[NoteSigner], *,
                    size: int, age_ms: int, now_ms: Callable[[], int],
-                   force: bool = False) -> SealOutcome | None:
+                   force: bool = False,
+                   pause: Callable[[], Awaitable[None]] | None = None) -> SealOutcome | None:
         """Seal the next block if one is due (``size`` readings wait, or the oldest waited
         ``age_ms``; ``force``: whatever waits) and no other collector is sealing right now.
-        None when there was nothing to do or the head was locked."""
+        None when there was nothing to do or the head was locked. ``pause`` (tests) is awaited
+        once the block is signed, before anything is written."""
         store = self.store
         async with store._write("sealing a block in") as conn:
             cur = await conn.execute(
                 "SELECT size, root, height, block_hash, sealed_ms FROM log_head WHERE id = 1 "
-                "FOR UPDATE SKIP LOCKED")
+                + self.head_lock)
             head = await cur.fetchone()
             if head is None:
                 return None  # another collector is sealing
@@ -189,17 +194,10 @@ class ClusterLedger:
                             log=TreeLog(origin, signers, CompactRange(tree.size, tree.hashes)))
             block = sealer.seal(now_ms())
             assert block.checkpoint is not None and block.leaf_count == len(rows)
-            await conn.execute(
-                "UPDATE readings SET id = v.id FROM unnest(%s::bigint[], %s::bigint[]) "
-                "AS v(row_id, id) WHERE readings.row_id = v.row_id AND readings.id IS NULL",
-                ([r[0] for r in rows], [leaf.reading_id for leaf in leaves]))
-            faults.point("cluster.seal_ids_assigned")
-            await conn.execute(
-                "INSERT INTO blocks(height, hash, header, first_reading_id, leaf_count, "
-                "sealed_ms) VALUES (%s, %s, %s, %s, %s, %s)",
-                (block.height, block.hash, block.header, block.first_reading_id,
-                 block.leaf_count, block.sealed_ms))
-            # The second fence: the head must still be the checkpoint this block extends.
+            if pause is not None:
+                await pause()
+            # The second fence, first of the writes: the head must still be the checkpoint
+            # this block extends (a READ COMMITTED UPDATE re-checks its WHERE on the newest row).
             cur = await conn.execute(
                 "UPDATE log_head SET size = %s, root = %s, height = %s, block_hash = %s, "
                 "sealed_ms = %s WHERE id = 1 AND size = %s AND root = %s AND height = %s",
@@ -208,6 +206,19 @@ class ClusterLedger:
             if cur.rowcount != 1:
                 raise SealConflict(f"the log head moved while block {block.height} was sealed; "
                                    "nothing was written")
+            cur = await conn.execute(
+                "UPDATE readings SET id = v.id FROM unnest(%s::bigint[], %s::bigint[]) "
+                "AS v(row_id, id) WHERE readings.row_id = v.row_id AND readings.id IS NULL",
+                ([r[0] for r in rows], [leaf.reading_id for leaf in leaves]))
+            if cur.rowcount != len(rows):
+                raise SealConflict(f"readings of block {block.height} were sealed meanwhile; "
+                                   "nothing was written")
+            faults.point("cluster.seal_ids_assigned")
+            await conn.execute(
+                "INSERT INTO blocks(height, hash, header, first_reading_id, leaf_count, "
+                "sealed_ms) VALUES (%s, %s, %s, %s, %s, %s)",
+                (block.height, block.hash, block.header, block.first_reading_id,
+                 block.leaf_count, block.sealed_ms))
             await store.write_nodes(conn, block.nodes, block.checkpoint.size)
             await conn.execute(
                 "INSERT INTO checkpoints(size, root, note, block_height, signed_ms) "
