@@ -172,15 +172,20 @@ class ClusterLedger:
             if head is None:
                 return None  # another collector is sealing
             tree_size, tree_root, height, block_hash, sealed_ms = head
+            # Whether a block is due, from the small columns; then the envelopes of that block.
             cur = await conn.execute(
-                "SELECT row_id, envelope, time_ms, received_ms FROM readings WHERE id IS NULL "
+                "SELECT row_id, received_ms FROM readings WHERE id IS NULL "
                 "ORDER BY row_id LIMIT %s", (size,))
+            waiting = await cur.fetchall()
+            if not waiting:
+                return None
+            oldest = min(r[1] for r in waiting)
+            if not force and len(waiting) < size and now_ms() < oldest + age_ms:
+                return None
+            cur = await conn.execute(
+                "SELECT row_id, envelope, time_ms, received_ms FROM readings "
+                "WHERE row_id = ANY(%s) ORDER BY row_id", ([r[0] for r in waiting],))
             rows = await cur.fetchall()
-            if not rows:
-                return None
-            oldest = min(r[3] for r in rows)
-            if not force and len(rows) < size and now_ms() < oldest + age_ms:
-                return None
             tree = await store.compact_range(tree_size)
             if tree_size and tree.root() != bytes(tree_root):
                 raise StoreError(f"the log head says root {bytes(tree_root).hex()} at size "
