@@ -33,3 +33,23 @@ def test_share_group_defaults_to_mqtt_5_and_refuses_a_topic_in_its_name(tmp_path
     assert plain.mqtt.share_group is None and plain.mqtt.protocol == "3.1.1"
     _, bad = parse_config('database = "l.db"\n[mqtt]\nshare_group = "a/b"\n', None)
     assert [p.key for p in bad] == ["mqtt.share_group"]
+
+
+def test_commands_take_a_postgresql_url(pg_url: str, tmp_path: Path) -> None:
+    from tests.support.collector import make_devices, run_cli
+
+    key = str(tmp_path / "collector-key.pem")
+    for _ in range(2):  # init is safe to run again on a URL too
+        made = run_cli("init", "--db", pg_url, "--key", key)
+        assert made.exit_code == 0, made.output
+    device = make_devices(1, "url")[0]
+    added = run_cli("devices", "add", "--db", pg_url, device.device_id, "-", input=device.pem())
+    assert added.exit_code == 0, added.output
+    listed = run_cli("devices", "list", "--db", pg_url)
+    assert listed.exit_code == 0 and device.device_id in listed.output
+    config = tmp_path / "c.toml"
+    config.write_text(f'database = "{pg_url}"\nkey_file = "collector-key.pem"\n'
+                      '[mqtt]\nclient_id = "c1"\nshare_group = "g"\n')
+    checked = run_cli("check", "-c", str(config))
+    assert checked.exit_code == 0 and f"ledger   {pg_url}" in checked.output, checked.output
+    assert run_cli("audit", "--db", pg_url).exit_code == 0
