@@ -26,10 +26,11 @@ demo-cluster: setup
 test: setup
 	@./tests/interop/ensure-go.sh
 	@./deploy/ensure-postgresql.sh
+	@./deploy/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
-	$(BIN)/ruff check provenance hardware agent collector firmware_stubs demo bench tests
+	$(BIN)/ruff check provenance hardware agent collector firmware_stubs witness demo bench tests
 	$(BIN)/mypy
 
 bench: setup

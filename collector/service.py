@@ -15,7 +15,9 @@ import asyncio
 import hashlib
 import logging
 import signal
+import time
 
+from agent.exposition import Health, MetricsServer
 from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
@@ -31,8 +33,11 @@ from collector.ledger.opening import is_postgres_url, ledger_lock, local_path, o
 from collector.ledger.pg_cluster import ClusterLedger
 from collector.ledger.pg_store import PostgresStore
 from collector.ledger.sealer import Sealer
+from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
+from collector.metrics import Metrics
+from collector.witnessing.submitter import Witnessing
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
@@ -75,12 +80,15 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         raise
     pool = WorkerPool(config.worker_count)
     ingest: MqttIngest | None = None
+    witnessing = Witnessing(config.witnessing, config.database)
+    metrics_server: MetricsServer | None = None
     notifier = Notifier()
     try:
         key = await load_collector_key(store, config.key_file)
         version = await store.registry_version()
         keys = await store.device_keys()
-        tree_log = await load_tree_log(store, key, config.key_file)
+        async with store.snapshot():  # one view of head and blocks (others may be sealing)
+            tree_log = await load_tree_log(store, key, config.key_file)
         if cluster:
             # Device state is read under row locks per batch, ids are given when sealed.
             states, next_id = {}, 1
@@ -118,12 +126,19 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         pipeline = kind(
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
-            next_reading_id=next_id,
+            next_reading_id=next_id, on_sealed=witnessing.sealed,
+            # In a cluster, ids are given at sealing and statements are not logged (yet):
+            # docs/scaling.md.
+            statements=None if cluster else await StatementLog.load(store, key),
+            metrics=Metrics(),
         )
         if isinstance(pipeline, ClusterPipeline):
             assert isinstance(store, PostgresStore)
             pipeline.configure_cluster(ClusterLedger(store), key, tree_log.origin,
                                        tree_log.signers)
+        await witnessing.start()  # its own ledger connection; never in the ingest path
+        if config.metrics.listen is not None:
+            metrics_server = await _metrics_server(config, pipeline, ingest)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -162,12 +177,47 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               received=ingest.received, acked=ingest.acked, stale_acks=ingest.stale_acks,
               unacked=ingest.unacked, connects=ingest.connects)
     finally:
+        await witnessing.close()
+        if metrics_server is not None:
+            await metrics_server.close()
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
         await store.close()
         lock.__exit__(None, None, None)
         notifier.close()
+
+
+async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
+                          ingest: MqttIngest) -> MetricsServer:
+    """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.process_collector import ProcessCollector
+
+    from collector.observe.exporter import LedgerExporter, broker_source
+    from collector.observe.health import assess
+
+    assert config.metrics.listen is not None
+    registry = CollectorRegistry(auto_describe=False)
+    exporter = LedgerExporter(pipeline.metrics, pipeline.live)
+    exporter.add_source(broker_source(ingest))
+    registry.register(exporter)
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, fds
+    started_ms = time.time_ns() // 1_000_000
+
+    def health() -> Health:
+        return assess(pipeline.live(), now_ms=time.time_ns() // 1_000_000,
+                      started_ms=started_ms, block_age_s=config.blocks.age)
+
+    server = MetricsServer(config.metrics.listen, registry, health)
+    try:
+        host, port = await server.start()
+    except OSError as exc:
+        raise ConfigError(f"metrics.listen {config.metrics.listen}: cannot listen: "
+                          f"{exc.strerror or exc}") from None
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    event(log, "metrics_listening", address=where, url=f"http://{where}/metrics")
+    return server
 
 
 async def _housekeeping(notifier: Notifier, ingest: MqttIngest, presence: PresenceBoard,

@@ -29,6 +29,7 @@ from .devices import DEVICES, DemoDevice, agent_config
 from .ledger import ClusterLedgerCli, LedgerCli
 from .postgres import LocalPostgres
 from .processes import Processes
+from .view import start_view
 
 BIN = Path(sys.executable).parent
 
@@ -48,6 +49,9 @@ class Demo:
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
     ports: dict[str, str] = field(default_factory=dict)
+    view_listen: str = "127.0.0.1:0"
+    keep_serving: bool = False
+    view_url: str | None = None
 
     def __post_init__(self) -> None:
         self.procs = Processes(self.root / "logs")
@@ -70,11 +74,15 @@ class Demo:
             if self.postgres is not None:
                 self.start_postgres(self.postgres)
             self.start_collector()
+            if not self.cluster:  # the read-only view reads a SQLite ledger
+                self.start_view()
             self.enrol_agents()
             self.start_devices()
             self.watch()
             self.stop_services()
             ok = self.check()
+            if self.keep_serving:
+                self.serve_until_interrupted()
         finally:
             self.procs.close()
             self.broker.stop()
@@ -104,6 +112,24 @@ class Demo:
                      f"{self.ledger.url}, blocks of up to 1,000 readings or 1 s")
         else:
             self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+
+    def start_view(self) -> None:
+        self.step("starting the read-only view: ledger-collector serve")
+        try:
+            _, self.view_url = start_view(self.procs, BIN, self.ledger.db,
+                                          self.root / "view-cache", self.view_listen)
+        except (RuntimeError, OSError) as exc:
+            raise DemoError(str(exc)) from None
+        self.say(f"    view: {self.view_url}  (pages, plots, proofs; JSON API under "
+                 f"{self.view_url}api/v1/)")
+
+    def serve_until_interrupted(self) -> None:
+        self.step(f"the view stays up at {self.view_url} (--keep-serving); Ctrl-C to stop")
+        try:
+            while self.procs.children.get("view") and self.procs.children["view"].running():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            self.say("    stopping the view")
 
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
@@ -195,6 +221,10 @@ class Demo:
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.location}")
+        if self.view_url:
+            self.say(f"    view        {self.view_url}"
+                     + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
+                        "keeps it up)"))
         ok = audit_ok and proof_ok
         self.say("demo PASSED: audit clean, proof verified offline" if ok else "demo FAILED")
         return ok
@@ -239,12 +269,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", action="store_true",
                         help="the ledger in a private PostgreSQL, two collectors sharing the "
                              "readings (make demo-cluster)")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="keep the read-only view up after the demo, until Ctrl-C")
+    parser.add_argument("--view-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="where the view listens (default: a free port on 127.0.0.1)")
     args = parser.parse_args(argv)
     # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so every child is stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     root = new_root(args.workdir.resolve())
     print(f"SensorLedger demo in {root}", flush=True)
-    demo = Demo(root, args.seconds, cluster=args.cluster)
+    demo = Demo(root, args.seconds, cluster=args.cluster, view_listen=args.view_listen,
+                keep_serving=args.keep_serving)
     try:
         return 0 if demo.run() else 1
     except DemoError as exc:

@@ -30,6 +30,7 @@ from provenance.checkpoint import open_checkpoint
 from provenance.compact import CompactRange, Node
 from provenance.errors import ProvenanceError
 from provenance.merkle import RFC9162_SHA256, root
+from provenance.statement import STATEMENT_DEVICE, SignedStatement
 
 __all__ = ["CopyResult", "copy_ledger"]
 
@@ -120,8 +121,22 @@ class _Copier:
                           self.tree.size, self.tree.root() if self.tree.size else b"")
 
     def _check_readings(self, rows: list[ReadingRecord]) -> None:
-        for row, result in zip(rows, self.verifier.check_batch([(None, r.envelope)
-                                                               for r in rows]), strict=True):
+        readings = []
+        for row in rows:
+            if row.device_id != STATEMENT_DEVICE:
+                readings.append(row)
+                continue
+            try:  # a collector statement (enrolment, revocation, ...): the collector signs it
+                statement = SignedStatement.decode(row.envelope).verify(self.key)
+            except ProvenanceError as exc:
+                raise VerificationFailed(f"reading {row.id} (collector statement {row.seq}): "
+                                         f"{exc.diagnostics()}") from None
+            if statement.seq != row.seq:
+                raise VerificationFailed(f"reading {row.id}: the row says statement {row.seq}, "
+                                         f"its envelope {statement.seq}")
+        for row, result in zip(readings, self.verifier.check_batch([(None, r.envelope)
+                                                                   for r in readings]),
+                               strict=True):
             if isinstance(result, Rejected):
                 raise VerificationFailed(f"reading {row.id} ({row.device_id} seq {row.seq}): "
                                          f"{result.reason}: {result.detail}")

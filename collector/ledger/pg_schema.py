@@ -140,4 +140,17 @@ INSERT INTO log_head VALUES (1, 0, ''::bytea, -1, ''::bytea, 0);
 
 INSERT INTO meta(key, value) VALUES ('registry_version', '0');
 """),
+    (2, "witness cosignatures; readings by device and time", """
+-- SQLite migrations 3 and 4.
+CREATE TABLE cosignatures (
+    size        BIGINT NOT NULL,
+    witness     TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    cosigned_s  BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    PRIMARY KEY (size, witness)
+);
+CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
+CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
+"""),
 ]

@@ -274,6 +274,37 @@ class PostgresStore(PostgresConnection):
                               (level, index))
         return bytes(row[0]) if row else b""
 
+    async def tree_tile(self, level: int, index: int) -> bytes:
+        """The stored tile (tlog-tiles level ``level``, index ``index``): its hashes so far."""
+        return await self._tile(level, index)
+
+    # witness cosignatures --------------------------------------------------------------------
+
+    async def add_cosignature(self, size: int, witness: str, line: str, cosigned_s: int) -> None:
+        async with self._write("storing a cosignature in") as conn:
+            await conn.execute(
+                "INSERT INTO cosignatures(size, witness, line, cosigned_s, received_ms) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (size, witness) DO UPDATE SET "
+                "line = excluded.line, cosigned_s = excluded.cosigned_s, "
+                "received_ms = excluded.received_ms",
+                (size, witness, line, cosigned_s, _now_ms()))
+
+    async def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        rows = await self._all("SELECT witness, line FROM cosignatures WHERE size = %s "
+                               "ORDER BY witness", (size,))
+        return [(str(w), str(line)) for w, line in rows]
+
+    async def witness_size(self, witness: str) -> int | None:
+        row = await self._one("SELECT MAX(size) FROM cosignatures WHERE witness = %s",
+                              (witness,))
+        return int(row[0]) if row and row[0] is not None else None
+
+    async def freshest_cosigned(self, quorum: int, at_least: int = 0) -> int | None:
+        row = await self._one(
+            "SELECT size FROM cosignatures WHERE size >= %s GROUP BY size "
+            "HAVING COUNT(*) >= %s ORDER BY size DESC LIMIT 1", (at_least, max(quorum, 1)))
+        return int(row[0]) if row else None
+
     async def tree_nodes(self, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int],
                                                                              bytes]:
         """Stored hashes of the perfect nodes at ``positions``; a missing one is a StoreError."""

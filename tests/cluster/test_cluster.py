@@ -104,7 +104,7 @@ def _outcomes(ledger: Ledger) -> dict[str, Any]:
     as duplicates, readings counted as arriving out of order across collectors), and times.
     """
     accepted = sorted((d, s, hashlib.sha256(bytes(e)).hexdigest()) for d, s, e in ledger.sql(
-        "SELECT device_id, seq, envelope FROM readings"))
+        "SELECT device_id, seq, envelope FROM readings WHERE device_id != '@collector'"))
     quarantine = sorted((r, d, s, hashlib.sha256(bytes(raw)).hexdigest())
                         for r, d, s, raw in ledger.sql(
         "SELECT reason, COALESCE(device_id, topic_device), seq, raw FROM quarantine"))
@@ -265,22 +265,26 @@ def test_two_collectors_racing_to_seal_make_one_chain_and_one_tree(
     ledger = _pg_ledger(tmp_path, postgres_server, "race")
     ledger.enrol(devices)
     args = ("--block-size", "3", "--block-age", "0.02")
-    # One of them dies while it holds the log-head lock, its leaf indices given, on its 40th
+    # One of them dies while it holds the log-head lock, its leaf indices given, on its 15th
     # block; the other must take over sealing.
     doomed = cluster_collector(ledger, broker, "race-0", *args)
-    doomed.env[ENV] = "cluster.seal_ids_assigned:40"
+    doomed.env[ENV] = "cluster.seal_ids_assigned:15"
     cols = [doomed.start(), cluster_collector(ledger, broker, "race-1", *args).start()]
     total = 0
-    deadline = time.monotonic() + 6
-    sealed_by_other_at_death = -1
+    deadline = time.monotonic() + 30
+    sealed_by_other_at_death, died_at = -1, 0.0
     with Publisher(broker, "race-publisher") as pub:
+        # Until the doomed one has died and 3 s more, or 30 s.
         while time.monotonic() < deadline:
+            if sealed_by_other_at_death >= 0:
+                deadline = min(deadline, died_at + 3)
             pub.publish([(d.topic, d.next()) for d in devices])
             total += len(devices)
             time.sleep(0.01)
             if sealed_by_other_at_death < 0 and doomed.proc is not None \
                     and doomed.proc.poll() is not None:
                 sealed_by_other_at_death = _sealed_by(cols[1])
+                died_at = time.monotonic()
     assert doomed.proc is not None and doomed.proc.poll() == -9, "killed mid-seal"
     assert sealed_by_other_at_death >= 0
     # The other collector goes on sealing: the dead one's lock went with its connection.

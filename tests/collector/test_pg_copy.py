@@ -21,10 +21,13 @@ def test_copy_into_postgres_verifies_and_keeps_every_proof(
     col = collector("--block-size", "25", "--block-age", "0.2").start()
     with Publisher(broker) as pub:
         pub.publish((d.topic, d.next()) for _ in range(40) for d in devices)
+    # The readings, and the collector's statements (each device's enrolment) before them.
     wait_until(lambda: ledger.sealed() == 120, 30, message="everything sealed")
     assert col.stop() == 0
-    # Two more readings committed but not sealed: copied without an id, sealed later.
-    ledger.execute("DELETE FROM checkpoints WHERE size = 120")
+    total = int(ledger.sql("SELECT COUNT(*) FROM readings")[0][0])
+    assert total == 123  # with the three enrolment statements
+    # The last block's readings committed but not sealed: copied without an id, sealed later.
+    ledger.execute("DELETE FROM checkpoints WHERE size = ?", (total,))
     ledger.execute("DELETE FROM blocks WHERE height = (SELECT MAX(height) FROM blocks)")
     head = ledger.sql("SELECT MAX(size) FROM checkpoints")[0][0]
     ledger.execute("UPDATE meta SET value = ? WHERE key = 'tree_size'", (head,))
@@ -33,7 +36,7 @@ def test_copy_into_postgres_verifies_and_keeps_every_proof(
     url = postgres_server.create_db()
     done = run_cli("copy", ledger.db, url)
     assert done.exit_code == 0, done.output
-    assert f"{120} readings ({120 - head} not yet sealed)" in done.output, done.output
+    assert f"{total} readings ({total - head} not yet sealed)" in done.output, done.output
     audit = run_cli("audit", "--db", url)
     assert audit.exit_code == 0, audit.output
     for size in (25, head):

@@ -25,6 +25,7 @@ from collector.ledger.records import (
     ReadingRecord,
 )
 from collector.ledger.sealer import Sealer
+from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
@@ -70,7 +71,8 @@ def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
         assert run(lambda s: s.schema_version(), db, create=False) == SCHEMA_VERSION
     con = sqlite3.connect(db)
     rows = con.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "initial ledger"), (2, "one log tree and checkpoints")]
+    assert rows[:2] == [(1, "initial ledger"), (2, "one log tree and checkpoints")]
+    assert rows == [(version, name) for version, name, _ in MIGRATIONS]
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -107,8 +109,9 @@ def test_postgres_migrations_are_recorded_and_applied_once(pg_url: str) -> None:
     run(lambda s: s.close(), pg_url)  # create
     for _ in range(2):
         assert run(lambda s: s.schema_version(), pg_url, create=False) == PG_SCHEMA_VERSION
-    assert _pg(pg_url, "SELECT version, name FROM schema_migrations") == [
-        (1, "initial ledger, one log tree, checkpoints and the log head")]
+    assert _pg(pg_url, "SELECT version, name FROM schema_migrations ORDER BY version") == [
+        (1, "initial ledger, one log tree, checkpoints and the log head"),
+        (2, "witness cosignatures; readings by device and time")]
     assert _pg(pg_url, "SELECT id, size, height FROM log_head") == [(1, 0, -1)]
 
 
