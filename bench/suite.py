@@ -13,6 +13,7 @@ from .live import run_live
 from .proofs import run_proofs
 from .results import BenchResult
 from .storage import run_storage
+from .witnessing import run_witnessing
 from .yardsticks import run_baseline, run_mosquitto_sub, run_verify
 
 __all__ = ["BENCHMARKS", "Benchmark", "select"]
@@ -44,6 +45,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
+    Benchmark("witness", "three witnesses, quorum 2: seal → quorum latency, witness CPU",
+              run_witnessing),
 )
 
 
