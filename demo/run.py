@@ -24,6 +24,7 @@ from .broker import Broker
 from .devices import DEVICES, DemoDevice, agent_config
 from .ledger import LedgerCli
 from .processes import Processes
+from .witnesses import DemoWitnesses
 
 BIN = Path(sys.executable).parent
 
@@ -40,12 +41,14 @@ class Demo:
     procs: Processes = field(init=False)
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
+    witnesses: DemoWitnesses = field(init=False)
     ports: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.procs = Processes(self.root / "logs")
         self.broker = Broker(workdir=self.root / "broker")
         self.ledger = LedgerCli(self.root / "collector", BIN)
+        self.witnesses = DemoWitnesses(self.root / "witnesses", BIN)
 
     # -- output ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -78,8 +81,14 @@ class Demo:
         # First, so that its persistent session exists before any device publishes.
         self.step("creating the collector key and ledger; starting the collector")
         self.ledger.init()
-        self.ledger.start(self.procs, self.broker.url)
-        self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+        self.step("starting two witnesses (each its own key and state), as two other parties "
+                  "would: ledger-witness init, ledger-witness serve")
+        self.witnesses.start(self.procs, self.ledger.vkey)
+        for url, vkey in zip(self.witnesses.urls, self.witnesses.vkeys, strict=True):
+            self.say(f"    {url}  {vkey[:60]}…")
+        self.ledger.start(self.procs, self.broker.url, config=self.witnesses.collector_config)
+        self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s; every "
+                 "checkpoint goes to both witnesses (quorum 2)")
 
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
@@ -159,15 +168,20 @@ class Demo:
         self.ledger.save_checkpoint(self.root / "head.checkpoint", self.out)
         self.step("auditing the whole ledger against it: ledger-collector audit --checkpoint")
         audit_ok = self.ledger.audit(self.out, self.root / "head.checkpoint")
-        self.step("writing and checking a proof file for one arc event")
+        self.step("the checkpoint both witnesses cosigned: ledger-collector checkpoint --cosigned")
+        self.ledger.show_cosigned(self.witnesses.collector_config, self.out)
+        self.step("writing and checking a proof file for one arc event (it carries the "
+                  "cosignatures; the policy asks for both witnesses)")
         proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
-                                                   self.out)
+                                                   self.out, self.witnesses.collector_config,
+                                                   self.witnesses.policy)
         self.step("where to look")
         self.say(f"    ledger      {self.ledger.db}")
         self.say(f"    proof file  {self.root / 'arc-event.proof'} "
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    witness policy        {self.witnesses.policy}")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")

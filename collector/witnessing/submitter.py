@@ -90,6 +90,21 @@ class Witnessing:
                 p.size = await self._store.witness_size(p.endpoint.vkey)
             self._tasks.append(asyncio.get_running_loop().create_task(self._run(p)))
 
+    async def drain(self, timeout: float) -> None:
+        """On the way out: give the witnesses up to ``timeout`` seconds to cosign the last
+        checkpoint sealed (a witness that is down is not waited for beyond that)."""
+        if self._store is None or not self.progress:
+            return
+        self.sealed()
+        async with self._db:
+            latest = await self._store.checkpoint()
+        if latest is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any((p.size or 0) < latest.size and
+                                                  not p.failures for p in self.progress):
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -33,7 +33,11 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
     assert "proof VERIFIED" in out
     assert out.count("[PASS]") == 5 and "[FAIL]" not in out
-    assert out.count("— sensorledger.example/demo ") == 2  # the checkpoint's two signatures
+    # The checkpoint's two signatures, printed twice: as saved, and as the witnesses cosigned it.
+    assert out.count("— sensorledger.example/demo ") == 4
+    assert out.count("— witness.agency.example/demo ") == 2
+    assert out.count("— witness.owner.example/demo ") == 2
+    assert "cosigned by 2 of 2 policy witnesses (agency, owner); quorum both met" in out
     assert "extends the saved checkpoint of tree size" in out
 
     report = out[out.index("==> report"):out.index("==> auditing")]
