@@ -33,7 +33,7 @@ from .broker import bench_broker
 from .collector_proc import CollectorProcess
 from .context import RunContext
 from .ledger import enrol, init_ledger, installed_cli
-from .mqtt import wait_connected
+from .mqtt import create_session, wait_connected
 from .results import BenchResult, Target
 
 __all__ = ["run_witnessing"]
@@ -112,6 +112,45 @@ def _latencies(db: Path, quorum: int) -> tuple[list[float], int, int]:
     return sorted(out), len(signed), sum(len(r) for r in got.values())
 
 
+def _drive(col: CollectorProcess, host: str, port: int, db: Path, device_key: PrivateKey,
+           count: int, procs: list[subprocess.Popen[bytes]]) -> float:
+    """Publish ``count`` readings a pace apart; wait until the witnesses are done; return the
+    witnesses' CPU seconds meanwhile."""
+    # Readings one at a time, each its own block: first the collector is up and connected.
+    col.wait_until(lambda: '"event":"broker_connected"' in col.log_path.read_text(
+        errors="replace"), timeout=60)
+    time.sleep(0.5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    wait_connected(client, host, port)
+    cpu0 = _cpu(procs)
+    prev, start = GENESIS_PREV, time.monotonic()
+    try:
+        for seq in range(count):
+            time.sleep(max(0.0, start + seq * _INTERVAL_S - time.monotonic()))
+            envelope = sign_reading(water_reading("witnessed-01", seq, prev,
+                                                  time.time_ns() // 1_000_000), device_key)
+            prev = hashlib.sha256(envelope).digest()
+            client.publish(topic_for("witnessed-01"), envelope, qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+    def done() -> bool:
+        # Every reading sealed, and the newest checkpoint cosigned by every witness.
+        con = sqlite3.connect(db)
+        try:
+            size = con.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0] or 0
+            row = con.execute("SELECT COUNT(*) FROM cosignatures WHERE size = ?",
+                              (size,)).fetchone()
+        finally:
+            con.close()
+        return size >= count and bool(row and row[0] >= _WITNESSES)
+
+    col.wait_until(done, timeout=120)
+    time.sleep(0.5)
+    return _cpu(procs) - cpu0
+
+
 def run_witnessing(ctx: RunContext) -> BenchResult:
     result = BenchResult("witness", "Witness cosigning: seal → quorum latency, witness CPU")
     count = _CHECKPOINTS.get(ctx.sizes.name, 40)
@@ -127,43 +166,21 @@ def run_witnessing(ctx: RunContext) -> BenchResult:
     config.write_text(f"[witnessing]\nquorum = {_QUORUM}\n" + "".join(
         f'[[witnessing.witness]]\nurl = "{url}"\nvkey = "{vkey}"\n' for url, vkey in endpoints))
     try:
-        with bench_broker(workdir / "broker") as broker, CollectorProcess(
-                files, broker.url, _CLIENT_ID, workdir / "collector.log",
-                ["--config", str(config), "--block-age", str(_BLOCK_AGE_S),
-                 "--workers", "1"]) as col:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-            wait_connected(client, broker.host, broker.port)
-            time.sleep(1.0)  # the collector subscribes
-            cpu0 = _cpu(procs)
-            prev, start = GENESIS_PREV, time.monotonic()
+        with bench_broker(workdir / "broker") as broker:
+            # The session exists before the first publish, so nothing is lost while the
+            # collector starts.
+            create_session(broker.host, broker.port, _CLIENT_ID)
+            col = CollectorProcess(files, broker.url, _CLIENT_ID, workdir / "collector.log",
+                                   ["--config", str(config), "--block-age", str(_BLOCK_AGE_S),
+                                    "--workers", "1"]).start()
             try:
-                for seq in range(count):
-                    time.sleep(max(0.0, start + seq * _INTERVAL_S - time.monotonic()))
-                    envelope = sign_reading(water_reading("witnessed-01", seq, prev,
-                                                          time.time_ns() // 1_000_000),
-                                            device_key)
-                    prev = hashlib.sha256(envelope).digest()
-                    client.publish(topic_for("witnessed-01"), envelope, qos=1).wait_for_publish(10)
+                cpu = _drive(col, broker.host, broker.port, files.db, device_key, count, procs)
             finally:
-                client.disconnect()
-                client.loop_stop()
-
-            def done() -> bool:
-                # The newest checkpoint cosigned by every witness: nothing more is on the way.
-                con = sqlite3.connect(files.db)
-                try:
-                    row = con.execute("SELECT COUNT(*) FROM cosignatures WHERE size = (SELECT "
-                                      "MAX(size) FROM checkpoints)").fetchone()
-                finally:
-                    con.close()
-                return bool(row and row[0] >= _WITNESSES)
-
-            col.wait_until(done, timeout=120)
-            time.sleep(0.5)
-            cpu = _cpu(procs) - cpu0
+                col.stop()
     finally:
         for p in procs:
             terminate(p, 10)
+    lat, checkpoints, cosignatures = _latencies(files.db, _QUORUM)
     lat, checkpoints, cosignatures = _latencies(files.db, _QUORUM)
     if not lat:
         raise RuntimeError("no checkpoint reached the quorum")
