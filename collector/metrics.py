@@ -28,6 +28,7 @@ class Metrics:
     blocks_sealed: int = 0
     commits: int = 0
     acks_requested: int = 0
+    statements: int = 0  # collector statements logged (enrolments, revocations)
     # gauges, set by the pipeline
     inbox: int = 0
     verifying: int = 0
@@ -51,6 +52,7 @@ class Metrics:
             "late": self.late,
             "blocks_sealed": self.blocks_sealed,
             "commits": self.commits,
+            "statements": self.statements,
             "backlog": self.backlog,
             "backlog_inbox": self.inbox,
             "backlog_verifying": self.verifying,

@@ -26,6 +26,7 @@ from collector.ledger.lock import LedgerLock
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
 from collector.witnessing.submitter import Witnessing
@@ -104,6 +105,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id, on_sealed=witnessing.sealed,
+            statements=await StatementLog.load(store, key),
         )
         await witnessing.start()  # its own ledger connection; never in the ingest path
 

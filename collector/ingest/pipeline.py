@@ -55,6 +55,7 @@ from collector.admission.workers import RegistryShare, WorkerPool
 from collector.config import CollectorConfig
 from collector.ingest.mqtt import Inbox, Message
 from collector.ledger.sealer import Sealer
+from collector.ledger.statement_log import DueStatement, StatementLog
 from collector.ledger.store import (
     BatchWrite,
     LedgerStore,
@@ -64,6 +65,7 @@ from collector.ledger.store import (
 )
 from collector.logs import event
 from collector.metrics import Metrics
+from provenance.merkle import RFC9162_SHA256
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -100,6 +102,7 @@ class Pipeline:
         next_reading_id: int,
         metrics: Metrics | None = None,
         on_sealed: Callable[[], None] | None = None,
+        statements: StatementLog | None = None,
     ) -> None:
         self._cfg = config
         self._store = store
@@ -124,11 +127,21 @@ class Pipeline:
         self._registry_checked = 0.0
         self._verifying = 0  # messages handed to workers and not yet written
         self._replay_due = True  # unknown_key readings to re-check: at start, on enrolment
+        # Enrolments and revocations the log lacks (at start: keys enrolled before the log
+        # held statements); logged ahead of every reading admitted after them.
+        self._statement_log = statements
+        self._due: list[DueStatement] = []
 
     # lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`stop`; then drain what was received, commit, ack and seal it."""
+        if self._statement_log is not None:
+            # Keys enrolled (or revoked) while no collector ran, or before the log held
+            # statements: logged before anything else.
+            keys = await self._store.device_keys()
+            self._due += self._statement_log.due(keys, now_ms())
+            await self._commit_statements()
         dispatcher = asyncio.create_task(self._dispatch(), name="dispatch")
         writer = asyncio.create_task(self._write(), name="write")
         stats = asyncio.create_task(self._log_stats(), name="stats")
@@ -217,6 +230,28 @@ class Pipeline:
             if finished:
                 return
 
+    def _log_statements(self, batch: BatchWrite, leaves: list[PendingLeaf]) -> None:
+        """Put the statements due into ``batch``, ahead of whatever it admits next."""
+        received = now_ms()
+        for due in self._due:
+            record = due.record(self._next_id, received)
+            batch.readings.append(record)
+            leaves.append(PendingLeaf(self._next_id, RFC9162_SHA256.hash_leaf(due.envelope),
+                                      record.time_ms, received))
+            self._next_id += 1
+            self.metrics.statements += 1
+            event(log, "statement_logged", seq=due.seq, reading_id=record.id)
+        self._due = []
+
+    async def _commit_statements(self) -> None:
+        """Commit the statements due in a batch of their own (nothing else is waiting)."""
+        if not self._due:
+            return
+        batch = BatchWrite()
+        leaves: list[PendingLeaf] = []
+        self._log_statements(batch, leaves)
+        await self._commit(batch, {}, leaves)
+
     def _idle_timeout(self) -> float:
         due = self.sealer.due_ms()
         wait = 0.25 if due is None else max(0.0, (due - now_ms()) / 1000)
@@ -225,6 +260,7 @@ class Pipeline:
     async def _idle(self) -> None:
         await self._seal_due()
         await self._refresh_registry()
+        await self._commit_statements()
         await self._replay()
 
     async def _apply(self, job: Job, batch: BatchWrite, acks: dict[int, list[int]],
@@ -236,6 +272,8 @@ class Pipeline:
             outcome = job.early.get(i) or next(outcomes)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
                 outcome = await self._recheck_unknown(m, outcome)
+            if self._due:  # the registry changed: its statements precede what it admits
+                self._log_statements(batch, leaves)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
             if isinstance(outcome, Verified):
@@ -344,6 +382,8 @@ class Pipeline:
         if version == self._snapshot.version:
             return False
         keys = await self._store.device_keys()
+        if self._statement_log is not None:
+            self._due += self._statement_log.due(keys, now_ms())
         self._snapshot = RegistrySnapshot.of(version, keys)
         self._shared = self._share.publish(self._snapshot)
         self._registry = Registry(version, keys)
@@ -355,6 +395,7 @@ class Pipeline:
         """Between batches: quarantined unknown_key readings whose key is now enrolled."""
         if not self._replay_due:
             return
+        await self._commit_statements()  # replayed readings follow their key's enrolment
         self._replay_due = False
         done = await replay_unknown_keys(self._store, self.checks, self._registry,
                                          self._next_id, self._max_future_ms)

@@ -15,10 +15,12 @@ from collector.ledger.records import CheckpointRecord
 from collector.ledger.store import LedgerStore
 from provenance.block import SignedBlock
 from provenance.envelope import Envelope
-from provenance.logproof import LogProof
+from provenance.errors import ProvenanceError
+from provenance.logproof import EnrolmentProof, LogProof
 from provenance.merkle import RFC9162_SHA256, consistency_nodes, inclusion_nodes, subtree_hash
 from provenance.note import Note, parse_note
 from provenance.prooffile import ProofFile
+from provenance.statement import ENROL, STATEMENT_DEVICE, SignedStatement
 
 __all__ = ["build_consistency", "build_log_proof", "build_proof", "consistency_text",
            "cosigned_note", "pick_checkpoint", "pick_cosigned"]
@@ -101,7 +103,26 @@ async def build_log_proof(store: LedgerStore, device_id: str, seq: int, *,
         path = await store.subtree_hashes(inclusion_nodes(index, cp.size))
         key = await _device_key(store, reading.envelope, device_id, seq)
         note = await cosigned_note(store, cp)
-    return LogProof(reading.envelope, key, index, tuple(path), note)
+        enrolment = await _enrolment_proof(store, key, index, cp.size)
+    return LogProof(reading.envelope, key, index, tuple(path), note, enrolment)
+
+
+async def _enrolment_proof(store: LedgerStore, key_der: bytes, index: int,
+                           size: int) -> EnrolmentProof | None:
+    """The statement that enrolled ``key_der`` at a leaf before ``index``, with its audit path
+    under the same tree size; None in a ledger from before enrolments were logged."""
+    statements = [r async for r in store.query_readings(device_id=STATEMENT_DEVICE)]
+    for row in statements:
+        if row.id - 1 >= index:
+            break
+        try:
+            statement = SignedStatement.decode(row.envelope).statement
+            if statement.type == ENROL and statement.enrolment().key.der == key_der:
+                path = await store.subtree_hashes(inclusion_nodes(row.id - 1, size))
+                return EnrolmentProof(row.envelope, row.id - 1, tuple(path))
+        except ProvenanceError:
+            continue  # a damaged statement proves nothing; `audit` names it
+    return None
 
 
 async def _device_key(store: LedgerStore, envelope: bytes, device_id: str, seq: int) -> bytes:
