@@ -137,4 +137,9 @@ CREATE TABLE cosignatures (
 ) WITHOUT ROWID;
 CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 """),
+    (4, "readings by device and time", """
+-- A device's readings over a time range, in time order, read through the index alone (the
+-- read-only view's plots and its paginated API: keyset on (time_ms, seq)).
+CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
+"""),
 ]

@@ -54,7 +54,7 @@ def test_the_documented_commands_exist() -> None:
     assert sorted(" ".join(p) for p in all_commands()) == sorted([
         "audit", "blocks", "check", "checkpoint", "consistency", "devices add", "devices list",
         "devices revoke", "history", "init", "migrate", "proof", "verify-history",
-        "quarantine", "readings", "run", "stats", "verify-proof"])
+        "quarantine", "readings", "run", "serve", "stats", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for path in all_commands():
         assert f"ledger-collector {' '.join(path)}" in docs, f"{path} is not in the docs"
