@@ -32,7 +32,10 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "demo PASSED" in out
     assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
     assert "proof VERIFIED" in out
-    assert out.count("[PASS]") == 5 and "[FAIL]" not in out
+    # Format, checkpoint (with the witness quorum), key binding, signature, inclusion, and the
+    # device key's enrolment statement in the log.
+    assert out.count("[PASS]") == 6 and "[FAIL]" not in out
+    assert "[PASS] device key enrolment" in out
     # The checkpoint's two signatures, printed twice: as saved, and as the witnesses cosigned it.
     assert out.count("— sensorledger.example/demo ") == 4
     assert out.count("— witness.agency.example/demo ") == 2
