@@ -167,6 +167,9 @@ def test_hostile_text_stays_text_in_the_api(view: View, fleet: Fleet) -> None:
     lab = get(view, "/api/v1/devices/lab-7/readings/4").json()
     assert [m["n"] for m in lab["measurements"]] == list(HOSTILE_NAMES)
     assert b"<script>" not in get(view, "/api/v1/devices/lab-7/readings/4").content
+    refused = get(view, "/api/v1/devices/lab-7/readings", since="<script>x</script>")
+    assert refused.status_code == 400 and b"<script>" not in refused.content
+    assert "<script>" in refused.json()["error"]  # named, as text
     q = get(view, "/api/v1/quarantine")
     assert b"<script>" not in q.content
     assert len(q.json()["entries"]) == fleet.quarantined
