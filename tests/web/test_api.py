@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 import subprocess
 import sys
@@ -234,7 +235,7 @@ def test_serve_refuses_a_missing_ledger(tmp_path: Path) -> None:
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
-def test_witness_cosignatures_are_shown_when_the_ledger_has_them(fleet: Fleet,
+def test_witness_cosignatures_and_presence_are_shown_when_recorded(fleet: Fleet,
                                                                  tmp_path: Path) -> None:
     """A ledger with the witnesses' cosignature table (as the witness migration makes it)."""
     import shutil
@@ -255,8 +256,20 @@ def test_witness_cosignatures_are_shown_when_the_ledger_has_them(fleet: Fleet,
                 (size, "witness.example/w1+ab12cd34+AQID", line, 1_796_000_000, 0))
     con.commit()
     con.close()
+    # The presence board a running collector writes beside the ledger (agents' status topic).
+    (tmp_path / "ledger.db.presence.json").write_text(json.dumps({"devices": {
+        "water-01": {"online": True, "changed_ms": 1_796_000_000_000,
+                     "last_seen_ms": 1_796_000_001_000},
+        "bms-01": {"online": False, "changed_ms": 1_796_000_000_000, "last_seen_ms": None}}}))
     view = start_view(str(db), tmp_path / "cache")
     try:
+        devices = {d["device_id"]: d for d in get(view, "/api/v1/devices").json()["devices"]}
+        assert (devices["water-01"]["online"], devices["bms-01"]["online"],
+                devices["oxi-01"]["online"]) == (True, False, None)
+        assert devices["water-01"]["last_heartbeat"] == "2026-11-30T00:53:21.000+00:00"
+        listing = httpx.get(f"{view.url}/devices").text
+        assert listing.count('class="ok">online<') == 1
+        assert listing.count('class="bad">offline<') == 1
         cp = get(view, "/api/v1/checkpoint").json()
         assert cp["cosignatures"] == [{
             "witness": "witness.example/w1", "vkey": "witness.example/w1+ab12cd34+AQID",
