@@ -112,6 +112,28 @@ def test_pagination_query_uses_the_index(fleet: Fleet) -> None:
         assert not any(s.startswith("SCAN") or "TEMP B-TREE" in s for s in steps), steps
 
 
+def test_the_other_view_queries_are_index_searches(fleet: Fleet) -> None:
+    """A device's time span, its kind and a reading by id: a search each, never a scan."""
+    queries = [
+        ("SELECT time_ms FROM readings WHERE device_id = ? ORDER BY time_ms LIMIT 1", ("w",)),
+        ("SELECT time_ms FROM readings WHERE device_id = ? ORDER BY time_ms DESC LIMIT 1",
+         ("w",)),
+        ("SELECT kind FROM readings WHERE device_id = ? AND kind != 'gap' "
+         "ORDER BY seq DESC LIMIT 1", ("w",)),
+        ("SELECT id FROM readings WHERE id = ?", (1,)),
+    ]
+
+    async def plans() -> list[list[str]]:
+        store = await ReadOnlySQLiteStore.open_readonly(fleet.ledger.db)
+        try:
+            return [await store.explain(sql, params) for sql, params in queries]
+        finally:
+            await store.close()
+
+    for steps in asyncio.run(plans()):
+        assert all(s.startswith("SEARCH readings") for s in steps), steps
+
+
 @pytest.mark.parametrize(("path", "params", "words"), [
     ("/api/v1/devices/water-01/readings", {"limit": 1001}, "at most 1000"),
     ("/api/v1/devices/water-01/readings", {"since": 0, "until": 40 * 86_400_000}, "31 days"),
