@@ -74,8 +74,7 @@ async def device(request: Request) -> Response:
     state = view_of(request)
     device_id = device_id_param(request.path_params["device_id"])
     async with state.store() as store:
-        rows = [r for r in await facts.device_list(store, state.database)
-                if r["device_id"] == device_id]
+        rows = await facts.device_list(store, state.database, device_id)
     if not rows:
         raise NotFoundError(f"no device {device_id} in this ledger")
     return _json(rows[0])

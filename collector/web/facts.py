@@ -113,9 +113,11 @@ async def overview(store: ViewStore) -> dict[str, Any]:
     }
 
 
-async def device_list(store: ViewStore, database: Path) -> list[dict[str, Any]]:
-    """Every device with its health, as ``stats`` counts it, plus kind and presence."""
-    stats = await collect_stats(store)
+async def device_list(store: ViewStore, database: Path,
+                      only: str | None = None) -> list[dict[str, Any]]:
+    """Every device (or ``only`` that one) with its health, as ``stats`` counts it, plus kind
+    and presence."""
+    stats = await collect_stats(store, only)
     presence = load_presence(presence_path(database))
     out = []
     for dev, row in stats.devices.items():
