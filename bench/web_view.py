@@ -69,7 +69,8 @@ async def _load(base: str, device: str, first_ms: int, last_ms: int, last_seq: i
     """``clients`` concurrent loops of mixed API requests for ``seconds``."""
     kinds: dict[str, Callable[[random.Random], str]] = {
         "readings page (100)": lambda rnd: (
-            f"/api/v1/devices/{device}/readings?since={rnd.randint(first_ms, last_ms - 3_600_000)}"
+            f"/api/v1/devices/{device}/readings?since="
+            f"{rnd.randint(first_ms, max(first_ms, last_ms - 3_600_000))}"
             f"&until={last_ms}&limit=100"),
         "one reading": lambda rnd: f"/api/v1/devices/{device}/readings/{rnd.randint(0, last_seq)}",
         "proof (JSON)": lambda rnd: (f"/api/v1/devices/{device}/readings/"
