@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -22,6 +22,7 @@ from provenance.configfile import KeyPath
 from provenance.errors import ProvenanceError
 from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
+from provenance.listen import parse_listen
 
 from .config import DEFAULT_CONFIG, AgentConfig, ConfigDraft, load_config, read_config
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, AgentError, ConfigError
@@ -166,12 +167,20 @@ def _summary(config: AgentConfig, draft: ConfigDraft) -> str:
 
 @cli.command()
 @_config_option
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Serve Prometheus /metrics here (config: metrics_listen; default: off).")
 @_errors_to_exit
-def run(config_path: Path) -> None:
+def run(config_path: Path, metrics_listen: str | None) -> None:
     """Run the agent (under systemd: Type=notify, watchdog, SIGTERM stops it cleanly)."""
     from .runtime import run_agent
 
     config = load_config(config_path)
+    if metrics_listen is not None:
+        try:
+            parse_listen(metrics_listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics-listen") from None
+        config = replace(config, metrics_listen=metrics_listen)
     code = asyncio.run(run_agent(config))
     sys.exit(code)
 

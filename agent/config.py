@@ -30,6 +30,7 @@ from provenance.configfile import (
     parse_toml,
 )
 from provenance.errors import MalformedError
+from provenance.listen import parse_listen
 from provenance.reading import check_device_id
 from provenance.toml_lines import TomlLines
 
@@ -113,6 +114,8 @@ class AgentConfig:
     status_interval_s: float = 5.0
     clock: ClockMode = "auto"
     shutdown_timeout_s: float = 5.0
+    #: HOST:PORT serving Prometheus /metrics; None (the default): no listener.
+    metrics_listen: str | None = None
     lines: TomlLines | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -189,6 +192,13 @@ def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
     status_interval_s = r.number("status_interval_s", 5.0, low=0.1, high=3_600)
     shutdown_timeout_s = r.number("shutdown_timeout_s", 5.0, low=0, high=600)
     clock = _read_clock(r)
+    metrics_listen = r.text("metrics_listen")
+    if metrics_listen is not None:
+        try:
+            parse_listen(metrics_listen)
+        except ValueError as exc:
+            r.problem("metrics_listen", str(exc))
+            metrics_listen = None
 
     broker_table = r.table_at("broker")
     broker, tls, password_file = None, None, None
@@ -209,7 +219,7 @@ def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
             path=path, device_id=device_id, key_file=key_file, state_dir=state_dir,
             broker=broker, spool=spool, sensors=sensors, heartbeat_s=heartbeat_s, clock=clock,
             shutdown_timeout_s=shutdown_timeout_s, status_interval_s=status_interval_s,
-            lines=lines,
+            metrics_listen=metrics_listen, lines=lines,
         )
     return ConfigDraft(
         path=path, problems=tuple(sorted(r.problems, key=lambda q: q.line or 0)),

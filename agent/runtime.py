@@ -27,6 +27,7 @@ from hardware.base import Driver
 from .clock import Clock
 from .config import AgentConfig, SensorConfig
 from .errors import ConfigError, Problem
+from .exposition import MetricsServer
 from .intake.recorder import Recorder
 from .notify import Notifier
 from .outbox.link import LinkState
@@ -75,6 +76,7 @@ class Agent:
         self.stop_event = asyncio.Event()
         self._poll_stop = asyncio.Event()
         self._faults = FaultReport()
+        self._metrics: MetricsServer | None = None
 
     @classmethod
     async def start(cls, config: AgentConfig, notifier: Notifier) -> Agent:
@@ -130,6 +132,8 @@ class Agent:
             housekeeping.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
         self.notifier.ready(status_line(self.snapshot()))
         log.info("running: %d sensor(s), broker %s", len(self.runners), self.config.broker.url)
+        if self.config.metrics_listen is not None:
+            self._metrics = await self._serve_metrics(self.config.metrics_listen)
         critical = [recorder, publisher, *pollers, *housekeeping]
         stop_wait = asyncio.create_task(self.stop_event.wait())
         done, _ = await asyncio.wait([stop_wait, *critical], return_when=asyncio.FIRST_COMPLETED)
@@ -146,9 +150,34 @@ class Agent:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if self._metrics is not None:
+                await self._metrics.close()
             # Always: an open spool keeps aiosqlite's worker thread, and so the process, alive.
             await self.spool.close()
         return exit_code
+
+    async def _serve_metrics(self, listen: str) -> MetricsServer | None:
+        """``/metrics`` on ``listen``, served by the event loop. A listener that cannot bind
+        is logged and left out: the agent's job is the readings, not its metrics."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.process_collector import ProcessCollector
+
+        from .observe import AgentExporter
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(AgentExporter(self.spool, self.publisher.link, self.runners,
+                                        self.recorder, self.publisher))
+        ProcessCollector(registry=registry)
+        server = MetricsServer(listen, registry)
+        try:
+            host, port = await server.start()
+        except OSError as exc:
+            log.error("metrics: cannot listen on %s: %s; running without /metrics", listen,
+                      exc.strerror or exc)
+            return None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("metrics: serving http://%s/metrics", where)
+        return server
 
     async def _shutdown(
         self, recorder: asyncio.Task[None], publisher: asyncio.Task[None],

@@ -110,6 +110,8 @@ class Publisher:
         self._stopping = asyncio.Event()
         self._deadline = float("inf")
         self._refused: str | None = None
+        #: Readings handed to the broker by this process, re-sends after a reconnect included.
+        self.sent = 0
         self._paho_errors = _PahoErrors()
         self._mqtt_log = logging.getLogger("agent.mqtt")
         self._mqtt_log.setLevel(logging.WARNING)  # paho logs every packet at DEBUG
@@ -275,6 +277,7 @@ class Publisher:
                         task.add_done_callback(self._on_done)
                         inflight.append((row, task))
                         after = row.pos
+                    self.sent += len(rows)
                     if rows:
                         continue
                 if self._stopping.is_set() and (

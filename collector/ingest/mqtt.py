@@ -103,6 +103,11 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    def oldest_ms(self) -> int | None:
+        """Arrival time of the oldest message waiting here (None when empty)."""
+        with self._lock:
+            return self._items[0].received_ms if self._items else None
+
 
 class MqttIngest:
     """The MQTT side of the collector, running on its own thread."""

@@ -153,7 +153,7 @@ async def latest_checkpoint(request: Request) -> Response:
     async with view_of(request).store() as store:
         cp = await store.checkpoint()
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
-        cosigs = await store.cosignatures(cp.size) if cp is not None else []
+        cosigs = await store.cosignature_times(cp.size) if cp is not None else []
     if cp is None:
         raise NotFoundError("the ledger has no checkpoint yet")
     if request.query_params.get("format") == "note":
@@ -168,7 +168,7 @@ async def checkpoint(request: Request) -> Response:
     async with view_of(request).store() as store:
         cp = await store.checkpoint(size)
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
-        cosigs = await store.cosignatures(size)
+        cosigs = await store.cosignature_times(size)
     if cp is None:
         raise NotFoundError(f"no checkpoint of tree size {size}")
     return _json(facts.checkpoint_facts(cp, names, cosigs))

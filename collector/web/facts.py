@@ -106,7 +106,7 @@ async def overview(store: ViewStore) -> dict[str, Any]:
             "height": last.height, "sealed_ms": last.sealed_ms, "sealed_at": iso(last.sealed_ms),
             "age_s": round((now - last.sealed_ms) / 1000, 1)},
         "checkpoint": None if cp is None else checkpoint_facts(
-            cp, names, await store.cosignatures(cp.size)),
+            cp, names, await store.cosignature_times(cp.size)),
         "log_origin": origin,
         "warnings": stats.warnings,
         "generated_at": iso(now),
@@ -158,7 +158,7 @@ async def reading_facts(store: ViewStore, device_id: str, seq: int) -> dict[str,
         "height": block.height, "index_in_block": r.id - block.first_reading_id,
         "sealed_at": iso(block.sealed_ms)}
     row["checkpoint"] = None if cp is None else checkpoint_facts(
-        cp, names, await store.cosignatures(cp.size))
+        cp, names, await store.cosignature_times(cp.size))
     row["provable"] = latest is not None and latest.size >= r.id
     row["envelope_hex"] = r.envelope.hex()
     return row

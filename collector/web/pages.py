@@ -189,7 +189,7 @@ async def block(request: Request) -> Response:
         cp = await store.checkpoint(row["tree_size_after"]) if "tree_size_after" in row else None
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
         cp_facts = None if cp is None else facts.checkpoint_facts(
-            cp, names, await store.cosignatures(cp.size))
+            cp, names, await store.cosignature_times(cp.size))
     return _page(request, "block.html", b=row, cp=cp_facts)
 
 
@@ -204,7 +204,7 @@ async def checkpoints(request: Request) -> Response:
             size = b.get("tree_size_after")
             cp = await store.checkpoint(size) if isinstance(size, int) else None
             if cp is not None:
-                cosigs = await store.cosignatures(cp.size)
+                cosigs = await store.cosignature_times(cp.size)
                 cps.append(facts.checkpoint_facts(cp, names, cosigs))
     return _page(request, "checkpoints.html", checkpoints=cps)
 
@@ -216,7 +216,7 @@ async def checkpoint(request: Request) -> Response:
     async with view_of(request).store() as store:
         cp = await store.checkpoint(size)
         names = {v.split("+", 1)[0] for v in await store.log_vkeys()}
-        cosigs = await store.cosignatures(size)
+        cosigs = await store.cosignature_times(size)
     if cp is None:
         raise NotFoundError(f"no checkpoint of tree size {size}")
     return _page(request, "checkpoint.html", cp=facts.checkpoint_facts(cp, names, cosigs))

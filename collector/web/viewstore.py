@@ -52,7 +52,7 @@ class ViewStore(LedgerStore, Protocol):
 
     async def reading_by_id(self, reading_id: int) -> ReadingRecord | None: ...
 
-    async def cosignatures(self, size: int) -> list[tuple[str, str, int]]:
+    async def cosignature_times(self, size: int) -> list[tuple[str, str, int]]:
         """Witness cosignatures of the checkpoint of ``size``, as (witness verifier key,
         signature line, cosignature time in seconds); none on a ledger without witnesses."""
         ...
@@ -135,7 +135,7 @@ class ReadOnlySQLiteStore(SQLiteStore):
                               (reading_id,))
         return ReadingRecord(*row) if row else None
 
-    async def cosignatures(self, size: int) -> list[tuple[str, str, int]]:
+    async def cosignature_times(self, size: int) -> list[tuple[str, str, int]]:
         if not self.has_cosignatures:
             return []
         rows = await self._all("SELECT witness, line, cosigned_s FROM cosignatures "

@@ -51,8 +51,9 @@ def test_numbers_agree_with_stats(view: View, fleet: Fleet) -> None:
     assert overview["unsealed"] == stats["unsealed"] == 0
     assert overview["quarantined"] == stats["quarantined"] == fleet.quarantined
     assert overview["quarantined_by_reason"] == stats["quarantined_by_reason"]
-    assert overview["tree_size"] == stats["readings"]
-    assert overview["checkpoint"]["size"] == stats["readings"]
+    # The tree also holds the collector's statements (the devices' enrolments).
+    assert overview["tree_size"] == stats["readings"] + stats["statements"]
+    assert overview["checkpoint"]["size"] == overview["tree_size"]
     vkeys = Path(fleet.ledger.vkey).read_text().split()
     assert [s["role"] for s in overview["checkpoint"]["signatures"]] == ["log"] * len(vkeys)
     devices = {d["device_id"]: d for d in get(view, "/api/v1/devices").json()["devices"]}
@@ -271,9 +272,6 @@ def test_witness_cosignatures_and_presence_are_shown_when_recorded(fleet: Fleet,
     size = fleet.ledger.sql("SELECT MAX(size) FROM checkpoints")[0][0]
     line = "— witness.example/w1 q7BkQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
     con = sqlite3.connect(db)
-    con.executescript("""CREATE TABLE cosignatures (size INTEGER NOT NULL, witness TEXT NOT NULL,
-        line TEXT NOT NULL, cosigned_s INTEGER NOT NULL, received_ms INTEGER NOT NULL,
-        PRIMARY KEY (size, witness)) WITHOUT ROWID;""")
     con.execute("INSERT INTO cosignatures VALUES (?, ?, ?, ?, ?)",
                 (size, "witness.example/w1+ab12cd34+AQID", line, 1_796_000_000, 0))
     con.commit()
