@@ -157,7 +157,7 @@ async def _on_store(request: Request, exc: Exception) -> Response:
 def build_app(database: str | Path, *, cache_path: Path | None = None,
               pool_size: int = 4, index: bool = True) -> Starlette:
     """The view of the ledger at ``database``; opened when the app starts."""
-    from collector.web import api, pages  # routes import the app's helpers
+    from collector.web import api, pages, tiles  # routes import the app's helpers
 
     db = Path(database)
 
@@ -189,6 +189,7 @@ def build_app(database: str | Path, *, cache_path: Path | None = None,
 
     routes: list[BaseRoute] = [
         *pages.ROUTES,
+        *tiles.ROUTES,
         Mount("/api/v1", routes=api.ROUTES),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -301,3 +301,27 @@ def test_witness_cosignatures_and_presence_are_shown_when_recorded(fleet: Fleet,
             "witness"] == "witness.example/w1"
     finally:
         stop_view(view)
+
+
+def test_the_log_is_served_as_tlog_tiles(view: View, fleet: Fleet) -> None:
+    """/log/checkpoint and /log/tile/...: checked here against the ledger's rows, hashed and
+    split independently of the code that serves them."""
+    rows = fleet.ledger.sql("SELECT envelope FROM readings WHERE id <= 256 ORDER BY id")
+    assert len(rows) == 256
+    note = fleet.ledger.sql("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")[0][0]
+    r = httpx.get(view.url + "/log/checkpoint")
+    assert r.status_code == 200 and r.content == note
+    assert r.headers["cache-control"] == "no-cache"
+    tile = httpx.get(view.url + "/log/tile/0/000")
+    assert tile.status_code == 200 and "immutable" in tile.headers["cache-control"]
+    assert tile.content == b"".join(hashlib.sha256(b"\x00" + e).digest() for (e,) in rows)
+    entries = httpx.get(view.url + "/log/tile/entries/000").content
+    split, at = [], 0
+    while at < len(entries):
+        n = int.from_bytes(entries[at:at + 2], "big")
+        split.append(entries[at + 2:at + 2 + n])
+        at += 2 + n
+    assert split == [e for (e,) in rows]
+    for bad in ("/log/tile/0/0", "/log/tile/0/../000", "/log/nope", "/log/tile/5/000",
+                "/log/tile/0/x001/000", "/log/", "/log/tile/entries/999"):
+        assert httpx.get(view.url + bad).status_code == 404, bad
