@@ -142,6 +142,10 @@ def test_the_other_view_queries_are_index_searches(fleet: Fleet) -> None:
     ("/api/v1/devices/water-01/readings", {"cursor": "bm90OmEgY3Vyc29y"}, "cursor"),
     ("/api/v1/devices/water-01/readings", {"since": "yesterday-ish"}, "ISO 8601"),
     ("/api/v1/blocks", {"limit": 100_000}, "at most 500"),
+    ("/api/v1/blocks", {"from": 9_999_999_999_999_999_999}, "2^63"),
+    ("/api/v1/devices/water-01/readings", {"since": 10**17}, "future"),
+    ("/devices/water-01", {"to": 10**15}, "future"),
+    ("/api/v1/devices/water-01/readings", {"since": "0001-01-01T00:00:00+01:00"}, "range"),
     ("/api/v1/quarantine", {"limit": "-1"}, "whole number"),
     ("/api/v1/devices/water-01/readings/3/proof", {"format": "pdf"}, "format"),
 ])
@@ -150,7 +154,7 @@ def test_oversized_and_malformed_requests_are_refused(view: View, path: str,
                                                       words: str) -> None:
     r = get(view, path, **params)
     assert r.status_code == 400, r.text
-    assert words in r.json()["error"]
+    assert words in (r.json()["error"] if path.startswith("/api/") else r.text)
 
 
 @pytest.mark.parametrize("path", [
