@@ -62,7 +62,7 @@ def int_param(query: Mapping[str, str], name: str, default: int | None, *, minim
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise BadParameter(f"{name} must be a whole number, not {raw[:40]!r}")
     value = int(raw)
     if value > _MAX_INT:
@@ -80,7 +80,7 @@ def time_param(query: Mapping[str, str], name: str) -> int | None:
     if raw is None or raw == "":
         return None
     raw = raw.strip()
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         if len(raw) > 16 or int(raw) > _MAX_TIME_MS:
             raise BadParameter(f"{name} is too far in the future (9999 at most)")
         return int(raw)

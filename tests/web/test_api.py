@@ -329,3 +329,25 @@ def test_the_log_is_served_as_tlog_tiles(view: View, fleet: Fleet) -> None:
     for bad in ("/log/tile/0/0", "/log/tile/0/../000", "/log/nope", "/log/tile/5/000",
                 "/log/tile/0/x001/000", "/log/", "/log/tile/entries/999"):
         assert httpx.get(view.url + bad).status_code == 404, bad
+
+
+def test_serve_refuses_a_ledger_of_another_schema(fleet: Fleet, tmp_path: Path) -> None:
+    """Read-only, the view cannot migrate: an older ledger is named, not half served."""
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "ledger.db"
+    for suffix in ("", "-wal"):
+        if Path(fleet.ledger.db + suffix).exists():
+            shutil.copy(fleet.ledger.db + suffix, str(db) + suffix)
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM schema_migrations WHERE version = "
+                "(SELECT MAX(version) FROM schema_migrations)")
+    con.commit()
+    con.close()
+    r = subprocess.run([sys.executable, "-m", "collector", "serve", "--db", str(db), "--listen",
+                        "127.0.0.1:0", "--cache-dir", str(tmp_path / "cache")],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and "schema version" in r.stderr
+    assert "migrations" in r.stderr and "Traceback" not in r.stderr
