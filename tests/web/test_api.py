@@ -55,6 +55,7 @@ def test_numbers_agree_with_stats(view: View, fleet: Fleet) -> None:
     assert overview["tree_size"] == stats["readings"] + stats["statements"]
     assert overview["checkpoint"]["size"] == overview["tree_size"]
     vkeys = Path(fleet.ledger.vkey).read_text().split()
+    assert overview["log_vkeys"] == vkeys
     assert [s["role"] for s in overview["checkpoint"]["signatures"]] == ["log"] * len(vkeys)
     devices = {d["device_id"]: d for d in get(view, "/api/v1/devices").json()["devices"]}
     assert set(devices) == set(fleet.devices)
