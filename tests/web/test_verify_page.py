@@ -977,7 +977,7 @@ def test_randomly_damaged_proofs_get_the_verdicts_of_verify_proof(
             assert shown["checks"] == cli["checks"], (action, at, shown["details"])
 
 
-# Private readings: a commitment in the signed payload, values only in a disclosed proof ------------
+# Private readings: a commitment in the signed payload, values only in a disclosed proof ----------
 
 def _cli_text(tmp: Path, data: bytes, *key_args: str) -> str:
     path = tmp / "candidate.proof"
