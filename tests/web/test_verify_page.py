@@ -1067,3 +1067,59 @@ def test_a_disclosed_opening_is_checked_against_the_commitment_and_shown(
         cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
         assert shown["checks"] == cli["checks"] and failing(shown["checks"]) == [must_fail]
         assert shown["details"][must_fail] == cli["details"][must_fail]
+
+
+# End to end through `ledger-collector serve`: a reading's page, its link, the check -------------
+
+def test_a_reading_pages_link_checks_its_proof_in_the_browser_through_serve(
+    browser: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """The view serves the page at /verify and each reading's proof; following a reading page's
+    "check in your browser" link fetches the proof from the view, and with the collector's
+    keys pinned it verifies: a public reading with its values, a private one without."""
+    import urllib.parse
+    import urllib.request
+
+    from tests.web.conftest import start_view, stop_view
+
+    view = start_view(proofs.ledger.db, tmp_path / "view-cache")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for n, (device, seq) in enumerate((("arc-07", 2), ("oxi-09", 1))):
+            page.goto(f"{view.url}/devices/{device}/readings/{seq}")
+            proof_path = f"/devices/{device}/readings/{seq}/proof"
+            link = "/verify?" + urllib.parse.urlencode({"proof": proof_path})
+            assert page.get_attribute("#verify-link", "href") == link
+            page.click("#verify-link")
+            page.wait_for_function("() => Number(document.body.dataset.checked || 0) > 0",
+                                   timeout=15_000)
+            assert urllib.parse.urlsplit(page.url).path == "/verify"
+            if n == 0:  # nothing pinned yet: it cannot vouch for the checkpoint
+                assert page.inner_text("#verdict") == "proof FAILED"
+                assert page.get_attribute("tr[data-check='checkpoint signature']",
+                                          "data-status") == "FAIL"
+                pin(page, proofs.policy())  # the collector's vkey file; re-checks the proof
+                page.wait_for_function("() => Number(document.body.dataset.checked) > 1",
+                                       timeout=15_000)
+            assert page.inner_text("#verdict") == "proof VERIFIED", page.inner_text("#checks")
+            assert f"{device}-{seq}.proof" in page.inner_text("#file-name")
+            served = page.evaluate("window.lastReport")
+            with urllib.request.urlopen(view.url + proof_path, timeout=15) as resp:
+                data = resp.read()  # the same bytes the page fetched, to verify-proof
+            cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+            assert cli["ok"]
+            assert [(c["name"], c["status"]) for c in served["checks"]] == cli["checks"]
+            assert served["proven"]["device_id"] == device and served["proven"]["seq"] == seq
+            if device == "oxi-09":
+                assert page.inner_text("[data-field='values']").startswith(
+                    "private reading: values not disclosed")
+                assert page.eval_on_selector_all("#values tr", "rows => rows.length") == 0
+            else:
+                assert "21.5" in page.inner_text("#values")
+        assert not errors, errors
+    finally:
+        context.close()
+        stop_view(view)
