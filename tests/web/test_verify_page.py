@@ -78,6 +78,7 @@ class Proofs:
     private: bytes  # oxi-09 seq 1: a private reading (a commitment, no values), not disclosed
     disclosed: bytes  # the same with its opening (proof --disclose --reader-key)
     other_opening: bytes  # oxi-09 seq 2's opening: real, but another reading's
+    private_history: bytes  # oxi-09's history file: three private readings
 
     def policy(self) -> str:
         return Path(self.ledger.vkey).read_text()
@@ -128,14 +129,15 @@ def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess])
         result = _run_cli("proof", "--db", ledger.db, "oxi-09", "1", "-o", str(path), *extra)
         assert result.exit_code == 0, result.output
         made["oxi-09", name] = path.read_bytes()
-    for device in ("arc-07", "gap-01"):
+    for device in ("arc-07", "gap-01", "oxi-09"):
         path = out / f"{device}.history"
         result = _run_cli("history", "--db", ledger.db, device, "-o", str(path))
         assert result.exit_code == 0, result.output
         made[device, "history"] = path.read_bytes()
     return Proofs(ledger, out, made["arc-07", "cbor"], made["arc-07", "tlog-proof"],
                   made["evil-01", "cbor"], made["arc-07", "history"], made["gap-01", "history"],
-                  made["oxi-09", "private"], made["oxi-09", "disclosed"], openings[2].encode())
+                  made["oxi-09", "private"], made["oxi-09", "disclosed"], openings[2].encode(),
+                  made["oxi-09", "history"])
 
 
 def _private_readings(root: Path, oxi: Device) -> tuple[list[tuple[str, bytes]], list[Any]]:
@@ -1123,3 +1125,29 @@ def test_a_reading_pages_link_checks_its_proof_in_the_browser_through_serve(
     finally:
         context.close()
         stop_view(view)
+
+
+def test_private_readings_history_and_damaged_openings_get_the_verdicts_of_the_cli(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """A history of private readings (commitments only) as verify-history sees it, and one
+    flipped bit at every third byte of a disclosed proof's opening, as verify-proof sees it."""
+    pin(page, proofs.policy())
+    shown = check_in_page(page, proofs.private_history, "oxi-09.history")
+    cli = history_with_cli(tmp_path, proofs.private_history, "--policy", proofs.ledger.vkey)
+    assert cli["ok"] and shown["ok"], shown["details"]
+    assert shown["checks"] == cli["checks"] and shown["details"] == cli["details"]
+    assert page.inner_text("#summary") == cli["summary"]
+
+    opening = decode_log_proof(proofs.disclosed).opening
+    assert opening is not None and proofs.disclosed.endswith(opening)
+    start = len(proofs.disclosed) - len(opening) - 3  # key 10, the byte string's 2-byte head
+    outcomes = set()
+    for at in range(start, len(proofs.disclosed), 3):
+        data = _flip(proofs.disclosed, at)
+        shown = check_in_page(page, data)
+        cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"], (at, shown["details"], cli["details"])
+        assert shown["ok"] == cli["ok"], at
+        outcomes.add(tuple(failing(shown["checks"])))
+    assert ("disclosed values",) in outcomes and ("proof file format",) in outcomes, outcomes
