@@ -22,6 +22,7 @@ from collector.errors import ConfigError, UsageError
 from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
+from collector.ingest.receipts import ReceiptDesk
 from collector.ledger.lock import LedgerLock
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.sealer import Sealer
@@ -102,6 +103,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id,
+            receipts=(ReceiptDesk(store, key, ingest.publish) if config.mqtt.receipts
+                      else None),
         )
 
         stopping: list[asyncio.Task[None]] = []

@@ -12,6 +12,7 @@ than failing half-way. Readers (audit, export) use WAL snapshots and never block
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -229,6 +230,41 @@ class SQLiteStore(LogTables, RegistryTables):
                 faults.point("seal.before_commit")
         except sqlite3.Error as exc:
             raise StoreError(f"sealing block {block.height} failed: {exc}") from None
+
+    # receipts ------------------------------------------------------------------------------
+
+    async def reading_seqs(self, first_id: int, end_id: int) -> dict[str, list[int]]:
+        """Each device's seqs among readings ``first_id .. end_id - 1`` (a block's), ascending."""
+        out: dict[str, list[int]] = {}
+        for device_id, seq in await self._all(
+                "SELECT device_id, seq FROM readings WHERE id >= ? AND id < ? "
+                "ORDER BY device_id, seq", (first_id, end_id)):
+            out.setdefault(device_id, []).append(seq)
+        return out
+
+    async def sealed_marks(self, device_ids: Sequence[str]) -> dict[str, int | None]:
+        """Per device, the highest seq S such that every seq 0..S is sealed or stated dropped
+        by a gap record the ledger holds (None: seq 0 is not). Devices without readings are
+        left out. Cost: the unsealed readings plus, per device, its gap rows."""
+        rows = await self._all(
+            """
+            WITH ids(device_id) AS (SELECT DISTINCT value FROM json_each(?)),
+                 head(end_id) AS (SELECT COALESCE((SELECT first_reading_id + leaf_count
+                                                   FROM blocks ORDER BY height DESC LIMIT 1), 1)),
+                 unsealed AS (SELECT device_id, MIN(seq) AS seq FROM readings
+                              WHERE id >= (SELECT end_id FROM head) GROUP BY device_id)
+            SELECT s.device_id, s.last_seq,
+                   (SELECT MIN(g.first_seq) FROM gaps g
+                    WHERE g.device_id = s.device_id AND g.explained_by IS NULL),
+                   (SELECT u.seq FROM unsealed u WHERE u.device_id = s.device_id)
+            FROM ids JOIN device_state s ON s.device_id = ids.device_id
+            """, (json.dumps(list(device_ids)),))
+        marks: dict[str, int | None] = {}
+        for device_id, last_seq, gap_first, unsealed_first in rows:
+            holes = [h for h in (gap_first, unsealed_first) if h is not None]
+            through = min(holes) - 1 if holes else last_seq
+            marks[device_id] = through if through >= 0 else None
+        return marks
 
     # queries ---------------------------------------------------------------------------------
 
