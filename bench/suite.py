@@ -11,6 +11,7 @@ from .context import RunContext
 from .ingest import run_ingest
 from .live import run_live
 from .proofs import run_proofs
+from .receipts import run_receipts
 from .results import BenchResult
 from .storage import run_storage
 from .yardsticks import run_baseline, run_mosquitto_sub, run_verify
@@ -44,6 +45,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
+    Benchmark("receipts", "agents in receipts mode: sign → sealed/receipt latency, spool depth",
+              run_receipts),
 )
 
 

@@ -229,8 +229,10 @@ class SignedReceipt:
         protected = _protected(key.kid)
         payload = receipt.to_payload()
         signature = key.sign(to_be_signed(protected, payload))
-        return cls.decode(cbor.encode(cbor2.CBORTag(COSE_SIGN1_TAG,
-                                                    [protected, {}, payload, signature])))
+        raw = cbor.encode(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]))
+        header = {HDR_ALG: ALG_ES256, HDR_CONTENT_TYPE: RECEIPT_CONTENT_TYPE, HDR_KID: key.kid}
+        return cls(raw, receipt, key.kid,
+                   CoseSign1(raw, protected, header, {}, payload, signature, True))
 
     @classmethod
     def decode(cls, raw: bytes) -> SignedReceipt:
