@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -48,7 +49,7 @@ _SAMPLE_S = 0.25
 
 def _plan(size: str) -> tuple[int, int, float]:
     """(agents, readings per poll per agent, seconds) for a size."""
-    return {"full": (4, 25, 60.0), "quick": (2, 10, 15.0)}.get(size, (1, 2, 4.0))
+    return {"full": (4, 25, 60.0), "quick": (2, 10, 15.0)}.get(size, (1, 2, 3.0))
 
 
 class _ReceiptLog:
@@ -75,14 +76,16 @@ class _ReceiptLog:
         self._client.disconnect()
 
 
-def _agent_config(workdir: Path, device_id: str, broker_url: str, batch: int) -> Path:
+def _agent_config(workdir: Path, device_id: str, broker_url: str, batch: int,
+                  delivery: str) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     key = workdir / "device-key.pem"
     save_private_key(PrivateKey.generate(), key)
     path = workdir / "agent.toml"
     path.write_text(
         f'device_id = "{device_id}"\nkey_file = "{key}"\nstate_dir = "{workdir / "state"}"\n'
-        f"status_interval_s = 1\n\n[broker]\nurl = \"{broker_url}\"\n\n"
+        f'delivery = "{delivery}"\nstatus_interval_s = 1\n\n[broker]\n'
+        f'url = "{broker_url}"\n\n'
         f'[[sensors]]\nname = "synthetic"\ndriver = "bench-synthetic"\n'
         f"interval_s = {_POLL_S}\nbatch = {batch}\n")
     return path
@@ -132,24 +135,32 @@ def _pct(ordered: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))])
 
 
-def run_receipts(ctx: RunContext) -> BenchResult:
-    result = BenchResult("receipts", "Receipts on: sign → sealed latency and spool depth")
+@dataclass(slots=True)
+class _Run:
+    sealed: list[int]  # ms, sign → sealed block, sorted
+    to_receipt: list[int]  # ms, sign → receipt, sorted (empty without receipts)
+    depths: list[int]  # spool depth samples, sorted
+    waiting: list[int]
+    params: dict[str, object]
+
+
+def _run(ctx: RunContext, workdir: Path, delivery: str) -> _Run:
     agents_n, batch, seconds = _plan(ctx.sizes.name)
     warmup = min(10.0, seconds / 4)
-    workdir = ctx.scratch("receipts")
     depths: list[int] = []
     waiting: list[int] = []
     with bench_broker(workdir / "broker") as broker, ExitStack() as stack:
         files = init_ledger(workdir)
-        configs = [_agent_config(workdir / f"agent-{i}", f"receipt-{i:02d}", broker.url, batch)
-                   for i in range(agents_n)]
+        configs = [_agent_config(workdir / f"agent-{i}", f"receipt-{i:02d}", broker.url, batch,
+                                 delivery) for i in range(agents_n)]
         enrol(files.db, [(f"receipt-{i:02d}", _public(configs[i]))
                          for i in range(agents_n)])
         create_session(broker.host, broker.port, _CLIENT_ID, mqtt5=True)
         log = _ReceiptLog(broker.host, broker.port)
         stack.callback(log.close)
+        extra = () if delivery == "receipts" else ("--no-receipts",)
         col = stack.enter_context(CollectorProcess(files, broker.url, _CLIENT_ID,
-                                                   workdir / "collector.log"))
+                                                   workdir / "collector.log", extra))
         procs = []
         for conf in configs:
             out = (conf.parent / "agent.log").open("wb")
@@ -173,38 +184,55 @@ def run_receipts(ctx: RunContext) -> BenchResult:
                 terminate(proc, 30)
         statuses = [json.loads((c.parent / "state" / "status.json").read_text())
                     for c in configs]
-        signed = sum(s["next_seq"] for s in statuses)
         col.wait_until(lambda: totals(files.db).sealed >= totals(files.db).readings, timeout=60)
         time.sleep(1.5)  # the last receipts
         col.stop()
     sealed = sorted(latencies_ms(files.db))
-    to_receipt = sorted(_receipt_latencies(files.db, log.by_device))
-    depths.sort()
-    waiting.sort()
-    if not sealed or not to_receipt or not depths:
+    if not sealed or not depths:
         raise RuntimeError(f"nothing measured; see {workdir}")
-    rate = agents_n * batch / _POLL_S
-    result.add("sealed_p50_s", "latency sign → sealed block, p50", _pct(sealed, 50) / 1000, "s")
-    result.add("sealed_p99_s", "latency sign → sealed block, p99", _pct(sealed, 99) / 1000, "s")
-    result.add("receipt_p50_s", "latency sign → receipt at the agent, p50",
-               _pct(to_receipt, 50) / 1000, "s")
-    result.add("receipt_p99_s", "latency sign → receipt at the agent, p99",
-               _pct(to_receipt, 99) / 1000, "s")
-    result.add("spool_depth_mean", "spool depth per agent in steady state, mean",
-               sum(depths) / len(depths), "readings")
-    result.add("spool_depth_p99", "spool depth per agent in steady state, p99",
-               _pct(depths, 99), "readings")
-    result.add("spool_depth_max", "spool depth per agent in steady state, max",
-               float(depths[-1]), "readings")
-    result.params = {
-        "agents": agents_n, "offered_per_s": rate, "per_agent_per_s": rate / agents_n,
-        "seconds": seconds, "warmup_s": warmup, "depth_samples": len(depths),
+    signed = sum(s["next_seq"] for s in statuses)
+    return _Run(sealed, sorted(_receipt_latencies(files.db, log.by_device)), sorted(depths),
+                sorted(waiting), {
+        "agents": agents_n, "offered_per_s": agents_n * batch / _POLL_S,
+        "achieved_per_s": round(signed / seconds, 1), "seconds": seconds, "warmup_s": warmup,
+        "depth_samples": len(depths), "signed": signed, "sealed": len(sealed),
         "waiting_for_receipt_mean": round(sum(waiting) / len(waiting), 1),
-        "signed": signed, "sealed": len(sealed), "covered_by_receipt": len(to_receipt),
         "republished": sum(s.get("receipts", {}).get("republished", 0) for s in statuses),
         "receipts_received": sum(s.get("receipts", {}).get("received", 0) for s in statuses),
         "quarantined": totals(files.db).quarantined,
-    }
+        "latency_percentiles_ms": {str(q): _pct(sealed, q) for q in (50, 90, 99, 100)},
+    })
+
+
+def run_receipts(ctx: RunContext) -> BenchResult:
+    """Receipts on, then the same load PUBACK-only (agents ``delivery = "puback"``, collector
+    ``--no-receipts``) in the same run, so the two can be compared."""
+    result = BenchResult("receipts", "Receipts on: sign → sealed latency and spool depth")
+    on = _run(ctx, ctx.scratch("receipts-on"), "receipts")
+    off = _run(ctx, ctx.scratch("receipts-off"), "puback")
+    if not on.to_receipt:
+        raise RuntimeError("no receipt covered any reading")
+    result.add("sealed_p50_s", "receipts on: latency sign → sealed block, p50",
+               _pct(on.sealed, 50) / 1000, "s")
+    result.add("sealed_p99_s", "receipts on: latency sign → sealed block, p99",
+               _pct(on.sealed, 99) / 1000, "s")
+    result.add("receipt_p50_s", "receipts on: latency sign → receipt at the agent, p50",
+               _pct(on.to_receipt, 50) / 1000, "s")
+    result.add("receipt_p99_s", "receipts on: latency sign → receipt at the agent, p99",
+               _pct(on.to_receipt, 99) / 1000, "s")
+    result.add("spool_depth_mean", "receipts on: spool depth per agent, steady state, mean",
+               sum(on.depths) / len(on.depths), "readings")
+    result.add("spool_depth_p99", "receipts on: spool depth per agent, steady state, p99",
+               _pct(on.depths, 99), "readings")
+    result.add("spool_depth_max", "receipts on: spool depth per agent, steady state, max",
+               float(on.depths[-1]), "readings")
+    result.add("puback_sealed_p50_s", "PUBACK only: latency sign → sealed block, p50",
+               _pct(off.sealed, 50) / 1000, "s")
+    result.add("puback_sealed_p99_s", "PUBACK only: latency sign → sealed block, p99",
+               _pct(off.sealed, 99) / 1000, "s")
+    result.add("puback_spool_depth_mean", "PUBACK only: spool depth per agent, mean",
+               sum(off.depths) / len(off.depths), "readings")
+    result.params = {"receipts": on.params, "puback": off.params}
     return result
 
 

@@ -237,7 +237,7 @@ class SQLiteStore(LogTables, RegistryTables):
         """Each device's seqs among readings ``first_id .. end_id - 1`` (a block's), ascending."""
         out: dict[str, list[int]] = {}
         for device_id, seq in await self._all(
-                "SELECT device_id, seq FROM readings WHERE id >= ? AND id < ? "
+                "SELECT device_id, seq FROM readings NOT INDEXED WHERE id >= ? AND id < ? "
                 "ORDER BY device_id, seq", (first_id, end_id)):
             out.setdefault(device_id, []).append(seq)
         return out
@@ -246,19 +246,22 @@ class SQLiteStore(LogTables, RegistryTables):
         """Per device, the highest seq S such that every seq 0..S is sealed or stated dropped
         by a gap record the ledger holds (None: seq 0 is not). Devices without readings are
         left out. Cost: the unsealed readings plus, per device, its gap rows."""
+        last = await self.last_block()
+        end_id = last.end_reading_id if last else 1
+        # NOT INDEXED: the unsealed readings are a range of ids at the end of the table; the
+        # (device_id, seq) index would make this a scan of every reading.
         rows = await self._all(
             """
-            WITH ids(device_id) AS (SELECT DISTINCT value FROM json_each(?)),
-                 head(end_id) AS (SELECT COALESCE((SELECT first_reading_id + leaf_count
-                                                   FROM blocks ORDER BY height DESC LIMIT 1), 1)),
-                 unsealed AS (SELECT device_id, MIN(seq) AS seq FROM readings
-                              WHERE id >= (SELECT end_id FROM head) GROUP BY device_id)
+            WITH ids(device_id) AS (SELECT DISTINCT value FROM json_each(?))
             SELECT s.device_id, s.last_seq,
                    (SELECT MIN(g.first_seq) FROM gaps g
                     WHERE g.device_id = s.device_id AND g.explained_by IS NULL),
-                   (SELECT u.seq FROM unsealed u WHERE u.device_id = s.device_id)
+                   u.seq
             FROM ids JOIN device_state s ON s.device_id = ids.device_id
-            """, (json.dumps(list(device_ids)),))
+            LEFT JOIN (SELECT device_id, MIN(seq) AS seq FROM readings NOT INDEXED
+                       WHERE id >= ? GROUP BY device_id) u
+                   ON u.device_id = s.device_id
+            """, (json.dumps(list(device_ids)), end_id))
         marks: dict[str, int | None] = {}
         for device_id, last_seq, gap_first, unsealed_first in rows:
             holes = [h for h in (gap_first, unsealed_first) if h is not None]
