@@ -134,8 +134,9 @@ def test_agent_started_before_enrolment_loses_nothing(
     collector: Callable[..., CollectorProcess], agents: Callable[[Path], AgentProcess],
 ) -> None:
     work = tmp_path / "agent"
+    # The agent checks every receipt against the collector's public key.
     config = write_config(work, broker.url, device_id="rk-late", delivery="receipts",
-                          extra=RECEIPTS)
+                          extra=RECEIPTS + f'receipt_key_file = "{ledger.public_key}"\n')
     collector("--block-age", "0.3").start()
     agent = agents(config)
 
@@ -163,6 +164,7 @@ def test_agent_started_before_enrolment_loses_nothing(
     next_seq, spooled = spool_rows(work)
     assert sealed_seqs(ledger, "rk-late") | spooled >= set(range(next_seq))
     assert not spooled & set(range(max(held_before) + 1))  # released from the spool
+    assert runtime_status(work)["receipts"]["bad"] == 0
 
 
 @pytest.mark.parametrize("collector_receipts", [True, False])
