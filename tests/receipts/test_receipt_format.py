@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import cbor2
 import pytest
 
@@ -84,6 +87,20 @@ def test_receipts_readings_and_blocks_never_pass_for_each_other() -> None:
     plain = sign(sample().to_payload(), key)  # same payload, reading-style header
     with pytest.raises(MalformedError):
         SignedReceipt.decode(plain)
+
+
+def test_documented_receipt_payload_is_ours() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "wire-format.md").read_text()
+    match = re.search(r"```hex receipt-payload\n(.*?)```", doc, re.S)
+    assert match, "no receipt example in docs/wire-format.md"
+    documented = bytes.fromhex("".join(match.group(1).split()))
+    ours = Receipt(device_id="wq-1", time_ms=1_795_240_000_000, tree_size=912_345,
+                   sealed_through=48209, sealed=(SeqRange(48211, 48230),),
+                   refused=(Refusal(48210, 48210, "bad_signature", bytes([0x5D]) * 32),
+                            Refusal(48231, 48240, "unknown_key"))).to_payload()
+    assert documented == ours
+    assert f"Receipt payload, {len(ours)} bytes" in doc
+    assert Receipt.from_payload(documented).covers(48220)
 
 
 def test_receipt_topic() -> None:
