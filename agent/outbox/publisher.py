@@ -115,6 +115,7 @@ class Publisher:
         self._receipt_timeout_ms = int(receipt_timeout_s * 1000)
         self._due_every_s = max(0.1, min(receipt_timeout_s / 4, 5.0))
         self._receipt_key = receipt_key
+        self._silence_explained = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._deadline = float("inf")
@@ -327,6 +328,14 @@ class Publisher:
             self.link.receipts.republished += len(rows)
             log.info("published %d reading(s) again: no receipt within %.0f s (seq %d..%d)",
                      len(rows), self._receipt_timeout_ms / 1000, rows[0].seq, rows[-1].seq)
+            if self.link.receipts.received == 0 and not self._silence_explained:
+                self._silence_explained = True
+                log.warning(
+                    "no receipt has come from the collector yet; readings stay in the spool "
+                    "until one does. Check that the collector sends receipts (not run with "
+                    "--no-receipts) and that the broker ACL lets this device read %s; with a "
+                    "collector that sends none, set delivery = \"puback\"",
+                    receipt_topic(self.device_id))
         return bool(rows)
 
     async def _listen(self, client: aiomqtt.Client) -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.clock import Clock
@@ -41,7 +42,7 @@ async def until(predicate: object, timeout: float = 15) -> None:
 
 
 async def test_keeps_republishes_and_checks_the_receipt_signature(
-    broker: Broker, tmp_path: Path,
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     key, collector, stranger = PrivateKey.generate(), PrivateKey.generate(), PrivateKey.generate()
     spool = await Spool.open(tmp_path / "spool.sqlite", "dev-rp", 1000, "receipts")
@@ -64,6 +65,7 @@ async def test_keeps_republishes_and_checks_the_receipt_signature(
         await until(lambda: len(subscriber.payloads()) >= 40)
         assert set(subscriber.payloads()[20:40]) <= set(subscriber.payloads()[:20])
         assert publisher.link.receipts.republished >= 20
+        assert "no receipt has come from the collector yet" in caplog.text  # says what to check
 
         forged = SignedReceipt.sign(Receipt("dev-rp", 1, 20, sealed_through=19), stranger)
         await asyncio.to_thread(send_receipt, broker, forged.raw)
