@@ -267,7 +267,11 @@ class Spool:
         if self._lock_fd < 0:
             return
         if self._flusher is not None:
-            self._flusher.cancel()
+            # Cancel it only between flushes (it flushes holding the write lock): cancelled
+            # mid-flush, it would drop the acknowledgements it had taken, and those readings
+            # would be sent once more at the next start.
+            async with self._write:
+                self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         try:
             with contextlib.suppress(SpoolError):
