@@ -105,6 +105,14 @@ def _spool_depth(spool: Path) -> tuple[int, int] | None:
     return int(row[0]), int(row[1])
 
 
+def _devices_with_readings(db: Path) -> int:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM device_state").fetchone()[0])
+    finally:
+        con.close()
+
+
 def _receipt_latencies(db: Path, log: dict[str, list[tuple[int, int]]]) -> list[int]:
     """Per reading: arrival of the first receipt covering it minus its signed time."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -168,8 +176,11 @@ def _run(ctx: RunContext, workdir: Path, delivery: str) -> _Run:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bench.agent_synthetic", "run", "-c", str(conf)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        started = time.monotonic()
         try:
+            # The window opens once every agent has a reading in the ledger (a loaded machine
+            # can take seconds to start a Python process).
+            col.wait_until(lambda: _devices_with_readings(files.db) >= agents_n, timeout=120)
+            started = time.monotonic()
             while time.monotonic() - started < seconds:
                 time.sleep(_SAMPLE_S)
                 if time.monotonic() - started < warmup:
