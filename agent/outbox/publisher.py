@@ -40,8 +40,15 @@ import aiomqtt
 
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
+from provenance.private_message import is_private_message
 from provenance.receipt import SignedReceipt
-from provenance.wire import device_filter, reading_topic, receipt_topic, status_topic
+from provenance.wire import (
+    device_filter,
+    private_topic,
+    reading_topic,
+    receipt_topic,
+    status_topic,
+)
 
 from ..config import BrokerConfig
 from ..errors import AgentError, BrokerError, SpoolError
@@ -120,6 +127,8 @@ class Publisher:
         self._stopping = asyncio.Event()
         self._deadline = float("inf")
         self._refused: str | None = None
+        #: Readings handed to the broker by this process, re-sends after a reconnect included.
+        self.sent = 0
         self._paho_errors = _PahoErrors()
         self._mqtt_log = logging.getLogger("agent.mqtt")
         self._mqtt_log.setLevel(logging.WARNING)  # paho logs every packet at DEBUG
@@ -284,6 +293,7 @@ class Publisher:
                     for row in rows:
                         self._send(client, row, inflight, ack_timeout)
                         after = row.pos
+                    self.sent += len(rows)
                     if rows:
                         continue
                     if self._receipts and time.monotonic() >= due_check:
@@ -307,8 +317,10 @@ class Publisher:
 
     def _send(self, client: aiomqtt.Client, row: Row,
               inflight: deque[tuple[Row, asyncio.Task[None]]], ack_timeout: float) -> None:
+        topic = (private_topic(row.device_id) if is_private_message(row.envelope)
+                 else reading_topic(row.device_id))
         task = asyncio.create_task(client.publish(
-            reading_topic(row.device_id), row.envelope, qos=1, timeout=ack_timeout))
+            topic, row.envelope, qos=1, timeout=ack_timeout))
         task.add_done_callback(self._on_done)
         inflight.append((row, task))
 
@@ -324,6 +336,7 @@ class Publisher:
                 if r.pos not in flying][:window - len(inflight)]
         for row in rows:
             self._send(client, row, inflight, ack_timeout)
+        self.sent += len(rows)
         if rows:
             self.link.receipts.republished += len(rows)
             log.info("published %d reading(s) again: no receipt within %.0f s (seq %d..%d)",

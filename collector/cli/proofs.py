@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from collector.cli.common import config, handle_errors, ledger_options, on_ledger
-from collector.errors import UsageError
+from collector.errors import NotFoundError, UsageError
 
 __all__ = ["checkpoint_cmd", "consistency_cmd", "history_cmd", "proof", "verify_history_cmd",
            "verify_proof_cmd"]
@@ -31,9 +31,14 @@ Example:
 @click.option("--size", type=int, metavar="N",
               help="Prove against the checkpoint of tree size N [default: the latest].")
 @click.option("--json", "as_json", is_flag=True, help="Also print the readable JSON rendering.")
+@click.option("--disclose", is_flag=True,
+              help="A private reading: put its opening (salt and values) in the proof, for a "
+                   "recipient who may see them (needs --reader-key).")
+@click.option("--reader-key", metavar="PEM", help="Reader key that opens the sealed values.")
 @handle_errors
 def proof(config_path: str | None, db: str | None, device_id: str, seq: int, output: str,
-          form: str, size: int | None, as_json: bool) -> None:
+          form: str, size: int | None, as_json: bool, disclose: bool,
+          reader_key: str | None) -> None:
     """Write a self-contained proof file for reading DEVICE_ID SEQ.
 
     In a ledger of one log tree: the envelope, the device key, the leaf index and audit path,
@@ -44,9 +49,23 @@ def proof(config_path: str | None, db: str | None, device_id: str, seq: int, out
     from provenance.logproof import LogProof
 
     cfg = config(config_path, database=db)
-    pf = on_ledger(cfg, lambda store: build_proof(store, device_id, seq, size=size))
+    if disclose and reader_key is None:
+        raise UsageError("--disclose needs --reader-key: the key of a reader who may open the "
+                         "sealed values")
+    pf = on_ledger(cfg, lambda store: build_proof(store, device_id, seq, size=size,
+                                                  quorum=cfg.witnessing.quorum))
     if form == "tlog-proof" and not isinstance(pf, LogProof):
         raise UsageError("a tlog-proof needs the log tree: run `ledger-collector migrate`")
+    if disclose:
+        from dataclasses import replace
+
+        from collector.tools.private_readings import load_reader_key, reveal
+
+        if not isinstance(pf, LogProof) or form != "cbor":
+            raise UsageError("--disclose writes a format 2 CBOR proof")
+        assert reader_key is not None
+        revealed = reveal(cfg.database, device_id, seq, load_reader_key(reader_key))
+        pf = replace(pf, opening=revealed.opening.encode())
     data = pf.to_tlog_proof() if isinstance(pf, LogProof) and form == "tlog-proof" else (
         pf.encode())
     Path(output).write_bytes(data)
@@ -110,19 +129,42 @@ def verify_proof_cmd(proof_file: str, collector_keys: tuple[str, ...], vkeys: tu
 @click.command("checkpoint", epilog="""\b
 Examples:
   ledger-collector checkpoint > head.checkpoint
-  ledger-collector checkpoint --size 1000""")
+  ledger-collector checkpoint --size 1000
+  ledger-collector checkpoint --cosigned -c collector.toml""")
 @ledger_options
 @click.option("--size", type=int, metavar="N", help="The checkpoint of tree size N "
               "[default: the latest].")
+@click.option("--cosigned", is_flag=True, help="The freshest checkpoint that the witness "
+              "quorum of the config cosigned, with the cosignatures.")
+@click.option("--quorum", type=int, metavar="K", help="With --cosigned: needs K cosignatures "
+              "[default: the config's witnessing.quorum].")
 @handle_errors
-def checkpoint_cmd(config_path: str | None, db: str | None, size: int | None) -> None:
+def checkpoint_cmd(config_path: str | None, db: str | None, size: int | None, cosigned: bool,
+                   quorum: int | None) -> None:
     """Print a signed checkpoint of the log (a C2SP signed note): origin, tree size, root,
-    and the note key's and the collector key's signatures."""
-    from collector.tools.proofs import pick_checkpoint
+    the note key's and the collector key's signatures, and the witnesses' cosignatures kept
+    for it."""
+    from collector.ledger.records import CheckpointRecord
+    from collector.ledger.store import LedgerStore
+    from collector.tools.proofs import cosigned_note, pick_checkpoint
 
     cfg = config(config_path, database=db)
-    cp = on_ledger(cfg, lambda store: pick_checkpoint(store, size))
-    click.echo(cp.note.decode("utf-8"), nl=False)
+    need = quorum if quorum is not None else cfg.witnessing.quorum
+
+    async def pick(store: LedgerStore) -> bytes:
+        cp: CheckpointRecord | None
+        if cosigned:
+            found = await store.freshest_cosigned(need)
+            if found is None:
+                raise NotFoundError(f"no checkpoint has {max(need, 1)} witness cosignature(s) "
+                                    "yet; is the collector running with its witnesses "
+                                    "reachable?")
+            cp = await pick_checkpoint(store, found)
+        else:
+            cp = await pick_checkpoint(store, size)
+        return await cosigned_note(store, cp)
+
+    click.echo(on_ledger(cfg, pick).decode("utf-8"), nl=False)
 
 
 @click.command("consistency", epilog="""\b
@@ -155,20 +197,36 @@ Example:
 @click.option("--size", type=int, metavar="N",
               help="Prove against the checkpoint of tree size N [default: the latest].")
 @click.option("-o", "--output", required=True, metavar="FILE", help="History file to write.")
+@click.option("--reader-key", metavar="PEM",
+              help="Also print the values of the range's private readings, opened with this "
+                   "reader key and checked against their commitments (the file discloses "
+                   "nothing).")
 @handle_errors
 def history_cmd(config_path: str | None, db: str | None, device_id: str, first: int | None,
-                last: int | None, size: int | None, output: str) -> None:
+                last: int | None, size: int | None, output: str,
+                reader_key: str | None) -> None:
     """Write one file with every reading of DEVICE_ID in a seq range, the device key and the
     inclusion of each reading under one signed checkpoint: its complete history, checkable
     offline with `verify-history`."""
     from collector.tools.history import build_history
 
     cfg = config(config_path, database=db)
-    hf = on_ledger(cfg, lambda store: build_history(store, device_id, first, last, size=size))
+    hf = on_ledger(cfg, lambda store: build_history(store, device_id, first, last, size=size,
+                                                    quorum=cfg.witnessing.quorum))
     data = hf.encode()
     Path(output).write_bytes(data)
     click.echo(f"wrote {output} ({len(data):,} bytes): {device_id} seqs "
                f"{hf.first_seq}..{hf.last_seq}, {len(hf.entries):,} readings", err=True)
+    if reader_key is not None:
+        from collector.tools.private_readings import load_reader_key, reveal_range
+
+        shown, problems = reveal_range(cfg.database, device_id, hf.first_seq, hf.last_seq,
+                                       load_reader_key(reader_key))
+        for revealed in shown:
+            click.echo(revealed.render())
+        for problem in problems:
+            click.echo(f"not revealed: {problem}", err=True)
+        click.echo(f"{len(shown)} private reading(s) revealed, {len(problems)} not", err=True)
 
 
 @click.command("verify-history", epilog="""\b

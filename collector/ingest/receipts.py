@@ -25,6 +25,7 @@ from collector.logs import event
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
 from provenance.receipt import RETRY_REASONS, Receipt, Refusal, SignedReceipt, seq_ranges
+from provenance.statement import STATEMENT_DEVICE
 from provenance.wire import receipt_topic
 
 __all__ = ["ReceiptDesk"]
@@ -73,6 +74,7 @@ class ReceiptDesk:
 
     async def after_block(self, block: BlockRecord, tree_size: int, now_ms: int) -> None:
         seqs = await self._store.reading_seqs(block.first_reading_id, block.end_reading_id)
+        seqs.pop(STATEMENT_DEVICE, None)  # the collector's own statements: no agent to tell
         await self._issue(set(seqs) | set(self._waiting), seqs, tree_size, now_ms)
 
     async def after_batch(self, tree_size: int, now_ms: int) -> None:
