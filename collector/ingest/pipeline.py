@@ -71,7 +71,9 @@ from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.merkle import RFC9162_SHA256
 from provenance.private_message import PrivateMessage
+from provenance.reading import check_device_id
 from provenance.statement import STATEMENT_DEVICE
+from provenance.wire import private_topic_device
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -393,12 +395,17 @@ class Pipeline:
         """Tell the publishing device (the one the broker let publish on this topic) which of
         its seqs was refused; the seq is as the message claims, before any signature held."""
         assert self.receipts is not None
-        device = topic_device(m.topic)
-        if device is None:
+        reading_device = topic_device(m.topic)
+        private = reading_device is None
+        try:
+            device = (check_device_id(private_topic_device(m.topic)) if private
+                      else str(reading_device))
+        except ProvenanceError:
             return
         if seq is None:
             try:
-                seq = Envelope.decode(m.payload).reading().seq
+                envelope = PrivateMessage.decode(m.payload).envelope if private else m.payload
+                seq = Envelope.decode(envelope).reading().seq
             except ProvenanceError:
                 return
         self.receipts.refused(device, seq, reason, digest)
