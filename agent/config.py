@@ -46,6 +46,7 @@ __all__ = [
     "BrokerConfig",
     "ClockMode",
     "ConfigDraft",
+    "Delivery",
     "Located",
     "PrivacyConfig",
     "SensorConfig",
@@ -71,6 +72,9 @@ KEY_FILE_ENV = "SENSOR_AGENT_KEY_FILE"
 TLS_KEY_FILE_ENV = "SENSOR_AGENT_TLS_KEY_FILE"
 
 ClockMode = Literal["auto", "synced", "unsynced"]
+#: "receipts" (the default): a reading leaves the spool when a collector receipt covers it;
+#: "puback": when the broker acknowledges it (collectors that send no receipts).
+Delivery = Literal["receipts", "puback"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,9 @@ class AgentConfig:
     status_interval_s: float = 5.0
     clock: ClockMode = "auto"
     shutdown_timeout_s: float = 5.0
+    delivery: Delivery = "receipts"
+    receipt_timeout_s: float = 30.0
+    receipt_key_file: Path | None = None
     #: HOST:PORT serving Prometheus /metrics; None (the default): no listener.
     metrics_listen: str | None = None
     lines: TomlLines | None = field(default=None, compare=False, repr=False)
@@ -214,6 +221,12 @@ def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
     status_interval_s = r.number("status_interval_s", 5.0, low=0.1, high=3_600)
     shutdown_timeout_s = r.number("shutdown_timeout_s", 5.0, low=0, high=600)
     clock = _read_clock(r)
+    delivery = r.get("delivery", "receipts")
+    if delivery not in ("receipts", "puback"):
+        r.problem("delivery", f'must be "receipts" or "puback", got {delivery!r}')
+        delivery = "receipts"
+    receipt_timeout_s = r.number("receipt_timeout_s", 30.0, low=0.1, high=86_400)
+    receipt_key_file = r.path("receipt_key_file", base)
     metrics_listen = r.text("metrics_listen")
     if metrics_listen is not None:
         try:
@@ -242,7 +255,9 @@ def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
             path=path, device_id=device_id, key_file=key_file, state_dir=state_dir,
             broker=broker, spool=spool, sensors=sensors, heartbeat_s=heartbeat_s, clock=clock,
             shutdown_timeout_s=shutdown_timeout_s, status_interval_s=status_interval_s,
-            metrics_listen=metrics_listen, lines=lines, privacy=privacy,
+            delivery=delivery, receipt_timeout_s=receipt_timeout_s,
+            receipt_key_file=receipt_key_file, metrics_listen=metrics_listen, lines=lines,
+            privacy=privacy,
         )
     return ConfigDraft(
         path=path, problems=tuple(sorted(r.problems, key=lambda q: q.line or 0)),

@@ -20,7 +20,7 @@ from hardware.errors import HardwareConfigError
 from provenance.configfile import ConfigFileError, KeyPath
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
-from provenance.keys import PrivateKey
+from provenance.keys import PrivateKey, PublicKey
 from provenance.tlsfiles import tls_context as load_tls_context
 
 from .config import AgentConfig, ConfigDraft, Located, SensorConfig, TlsConfig
@@ -34,6 +34,7 @@ __all__ = [
     "check_tls_identity",
     "driver_problems",
     "load_device_key",
+    "load_receipt_key",
     "preflight",
     "read_password",
     "sensor_problem",
@@ -169,6 +170,20 @@ def read_password(config: AgentConfig) -> str | None:
     if config.broker.password_file is None:
         return config.broker.password
     return _read_password_file(config.broker.password_file, config)
+
+
+def load_receipt_key(config: AgentConfig) -> PublicKey | None:
+    """The collector's public key that receipts must verify under, when one is configured."""
+    path = config.receipt_key_file
+    if path is None:
+        return None
+    try:
+        return PublicKey.from_pem(path.read_bytes())
+    except (OSError, ProvenanceError) as exc:
+        raise ConfigError(str(config.path), [Problem(
+            "receipt_key_file", f"cannot load the collector's public key {path}: {exc}",
+            config.line_of(("receipt_key_file",)),
+        )]) from None
 
 
 def _read_password_file(path: Path, where: Located) -> str:

@@ -38,6 +38,7 @@ from .preflight import (
     build_driver,
     driver_problems,
     load_device_key,
+    load_receipt_key,
     read_password,
     tls_context,
 )
@@ -84,11 +85,12 @@ class Agent:
         key = load_device_key(config.key_file, config)
         tls = tls_context(config.broker.tls, config) if config.broker.tls is not None else None
         password = read_password(config)
+        receipt_key = load_receipt_key(config)
         drivers = _build_drivers(config)
         spool = None
         try:
             spool = await Spool.open(config.spool.path, config.device_id,
-                                     config.spool.max_readings)
+                                     config.spool.max_readings, config.delivery)
             clock = Clock(config.clock)
             # The flow, built in order: intake (pollers -> recorder -> signer + spool), then
             # the outbox's publisher, which reports the link the recorder paces by.
@@ -110,7 +112,10 @@ class Agent:
             heartbeat = Heartbeat(spool, link, runners, recorder)
             publisher = Publisher(config.device_id, config.broker, spool, tls=tls,
                                   password=password, heartbeat_s=config.heartbeat_s,
-                                  heartbeat=heartbeat, link=link)
+                                  heartbeat=heartbeat, link=link,
+                                  receipts=config.delivery == "receipts",
+                                  receipt_timeout_s=config.receipt_timeout_s,
+                                  receipt_key=receipt_key)
         except BaseException:
             for driver in drivers.values():
                 driver.close()
@@ -118,9 +123,9 @@ class Agent:
                 await spool.close()
             raise
         agent = cls(config, spool, recorder, publisher, runners, heartbeat, executor, notifier)
-        log.info("device %s, key %s, boot %d, next seq %d, %d reading(s) spooled",
+        log.info("device %s, key %s, boot %d, next seq %d, %d reading(s) spooled; delivery: %s",
                  config.device_id, key.public.kid_hex[:16], spool.boot, spool.head.next_seq,
-                 spool.depth)
+                 spool.depth, config.delivery)
         return agent
 
     def snapshot(self) -> dict[str, Any]:

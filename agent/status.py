@@ -63,6 +63,12 @@ def snapshot(
         "open_gap": list(spool.gap) if spool.gap else None,
         "spool_depth": spool.depth,
         "spool_limit": spool.max_readings,
+        "delivery": spool.delivery,
+        "awaiting_receipt": spool.awaiting,
+        "sealed_through": spool.sealed_through,
+        "sealed": c.sealed,
+        "refused_final": c.refused_final,
+        "receipts": link.receipts.as_dict(),
         "last_puback_age_s": (None if c.last_puback_ms is None
                               else round((now_ms - c.last_puback_ms) / 1000, 1)),
         "broker": {"connected": link.connected, "connects": link.connects,
@@ -77,8 +83,15 @@ def status_line(snap: dict[str, Any]) -> str:
     broker = "broker connected" if snap["broker"]["connected"] else (
         f"broker down: {snap['broker']['last_error'] or 'connecting'}")
     errors = sum(s["errors"] for s in snap["sensors"].values())
+    sealed = ""
+    if snap.get("delivery") == "receipts":
+        through = snap.get("sealed_through")
+        refused = snap.get("receipts", {}).get("refused") or {}
+        sealed = (f", sealed through {'-' if through is None else through}"
+                  + (", refused " + " ".join(f"{k}={v}" for k, v in refused.items())
+                     if refused else ""))
     return (f"seq {snap['next_seq']}, spool {snap['spool_depth']}/{snap['spool_limit']}, "
-            f"published {snap['published']}, dropped {snap['dropped']}, "
+            f"published {snap['published']}{sealed}, dropped {snap['dropped']}, "
             f"sensor errors {errors}; {broker}")
 
 
@@ -121,6 +134,21 @@ def render_status(report: SpoolReport, runtime: dict[str, Any] | None) -> str:
         lines.append(f"last PUBACK   {age:.1f} s ago")
     else:
         lines.append("last PUBACK   never")
+    if report.receipt_ms is None:
+        sealed = "no receipt yet"
+    else:
+        through = "-" if report.sealed_through is None else str(report.sealed_through)
+        sealed = (f"through seq {through} (tree size {report.receipt_tree}, receipt "
+                  f"{time.time() - report.receipt_ms / 1000:.1f} s ago)")
+    lines.append(f"sealed        {sealed}; {report.awaiting_receipt} reading(s) wait for a "
+                 f"receipt; released by receipts {t.sealed}, refused for good "
+                 f"{t.refused_final}")
+    if report.refusals:
+        held = report.held_refused or {}
+        lines.append("refused       " + ", ".join(
+            f"{reason} {count}" + (f" ({held[reason]} kept, sent again)" if reason in held
+                                   else "")
+            for reason, count in report.refusals.items()))
     if runtime is None:
         lines.append("runtime       no status file (the agent has not run here yet)")
         return "\n".join(lines)

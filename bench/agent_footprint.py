@@ -68,8 +68,10 @@ def _config(workdir: Path, broker_url: str, sensors: Sequence[dict[str, object]]
     key = workdir / "device-key.pem"
     if not key.exists():
         save_private_key(PrivateKey.generate(), key)
+    # No collector runs here, so no receipts come: the agent alone, PUBACK-only delivery.
     lines = [f'device_id = "{_DEVICE}"', f'key_file = "{key}"',
-             f'state_dir = "{workdir / "state"}"', "", "[broker]", f'url = "{broker_url}"']
+             f'state_dir = "{workdir / "state"}"', 'delivery = "puback"', "", "[broker]",
+             f'url = "{broker_url}"']
     for sensor in sensors:
         lines += ["", "[[sensors]]", *(f"{k} = {_toml(v)}" for k, v in sensor.items())]
     path = workdir / "agent.toml"

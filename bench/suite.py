@@ -13,6 +13,7 @@ from .live import run_live
 from .log_proofs import run_log_proofs
 from .metrics_overhead import run_metrics_overhead
 from .proofs import run_proofs
+from .receipts import run_receipts
 from .results import BenchResult
 from .storage import run_storage
 from .witnessing import run_witnessing
@@ -53,6 +54,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_witnessing),
     Benchmark("metrics", "ingest rate with /metrics scraped vs without (#17 part 4)",
               run_metrics_overhead),
+    Benchmark("receipts", "agents in receipts mode: sign → sealed/receipt latency, spool depth",
+              run_receipts),
 )
 
 

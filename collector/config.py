@@ -101,6 +101,9 @@ class MqttConfig:
     username: str | None = None
     password_file: str | None = None
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # Signed receipts to the agents on sensorledger/v1/<device>/receipt after every sealed
+    # block and for refusals (docs/wire-format.md, "Receipts").
+    receipts: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +396,7 @@ def _read_mqtt(m: Table, base: Path) -> MqttConfig:
         receive_maximum=m.integer("receive_maximum", 4000, low=1, high=65535),
         keepalive=m.integer("keepalive", 30, low=5, high=65535),
         share_group=share_group,
+        receipts=m.boolean("receipts", True),
         username=m.text("username"),
         password_file=str(password_file) if password_file is not None else None,
         tls=read_tls(m.child(m.table_at("tls") or {}, "tls"), base, insecure=True),

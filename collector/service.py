@@ -28,6 +28,7 @@ from collector.ingest.cluster import ClusterPipeline
 from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
+from collector.ingest.receipts import ReceiptDesk
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.opening import is_postgres_url, ledger_lock, local_path, open_store
 from collector.ledger.pg_cluster import ClusterLedger
@@ -131,6 +132,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             # docs/scaling.md.
             statements=None if cluster else await StatementLog.load(store, key),
             metrics=Metrics(),
+            receipts=(ReceiptDesk(store, key, ingest.publish) if config.mqtt.receipts
+                      else None),
         )
         if isinstance(pipeline, ClusterPipeline):
             assert isinstance(store, PostgresStore)

@@ -15,22 +15,29 @@ __all__ = [
     "COSE_SIGN1_TAG",
     "FORMAT_VERSION",
     "HDR_ALG",
+    "HDR_CONTENT_TYPE",
     "HDR_KID",
     "PRIVATE_FILTER",
     "PROOF_FORMAT_VERSION",
     "READING_FILTER",
+    "RECEIPT_CONTENT_TYPE",
+    "RECEIPT_FILTER",
+    "RECEIPT_FORMAT_VERSION",
     "TOPIC_ROOT",
     "BlockLabel",
     "OpeningLabel",
     "PayloadLabel",
     "PrivateLabel",
     "ProofLabel",
+    "ReceiptLabel",
     "device_filter",
     "private_filter",
     "private_topic",
     "private_topic_device",
     "reading_topic",
     "reading_topic_device",
+    "receipt_topic",
+    "receipt_topic_device",
     "status_topic",
 ]
 
@@ -40,10 +47,12 @@ __all__ = [
 TOPIC_ROOT: Final = "sensorledger/v1"
 _READING: Final = "reading"
 _STATUS: Final = "status"
+_RECEIPT: Final = "receipt"
 _PRIVATE: Final = "private"
 _PREFIX: Final = TOPIC_ROOT + "/"
 _READING_SUFFIX: Final = "/" + _READING
 _PRIVATE_SUFFIX: Final = "/" + _PRIVATE
+_RECEIPT_SUFFIX: Final = "/" + _RECEIPT
 
 #: The collector's subscription: every device's readings.
 READING_FILTER: Final = f"{TOPIC_ROOT}/+/{_READING}"
@@ -65,6 +74,23 @@ def private_topic(device_id: str) -> str:
 def status_topic(device_id: str) -> str:
     """Where an agent publishes its retained status (birth, Last Will, heartbeats)."""
     return f"{_PREFIX}{device_id}/{_STATUS}"
+
+
+#: Every device's receipts: what the collector publishes to (its broker ACL grants it).
+RECEIPT_FILTER: Final = f"{TOPIC_ROOT}/+/{_RECEIPT}"
+
+
+def receipt_topic(device_id: str) -> str:
+    """Where the collector publishes a device's signed receipts (QoS 1, retained); the
+    device's agent subscribes to it (docs/wire-format.md, "Receipts")."""
+    return f"{_PREFIX}{device_id}{_RECEIPT_SUFFIX}"
+
+
+def receipt_topic_device(topic: str) -> str | None:
+    """The ``<device_id>`` part of a receipt topic, unchecked; None for any other topic."""
+    if not (topic.startswith(_PREFIX) and topic.endswith(_RECEIPT_SUFFIX)):
+        return None
+    return topic[len(_PREFIX):-len(_RECEIPT_SUFFIX)]
 
 
 def device_filter(device_id: str) -> str:
@@ -107,6 +133,9 @@ BLOCK_FORMAT_VERSION_2: Final = 2
 PROOF_FORMAT_VERSION: Final = 1
 PROOF_FORMAT_VERSION_2: Final = 2
 
+#: Label 1 of every receipt.
+RECEIPT_FORMAT_VERSION: Final = 1
+
 # --- COSE_Sign1 (RFC 9052 / RFC 9053) -----------------------------------------------------
 
 COSE_SIGN1_TAG: Final = 18
@@ -115,6 +144,10 @@ ALG_ES256: Final = -7
 #: Protected header labels; the header is exactly {alg, kid} in deterministic form.
 HDR_ALG: Final = 1
 HDR_KID: Final = 4
+#: COSE header label 3, content type: set in a receipt's protected header (and in nothing a
+#: device or block signs), so a receipt can never pass for a reading or a block header.
+HDR_CONTENT_TYPE: Final = 3
+RECEIPT_CONTENT_TYPE: Final = "application/vnd.sensorledger.receipt+cbor"
 
 
 # --- CBOR map labels ----------------------------------------------------------------------
@@ -188,3 +221,15 @@ class ProofLabel:
     #: checkpoint, showing the device key was enrolled earlier in the log than the reading.
     ENROLMENT: Final = 9
     OPENING: Final = 10  # v2, optional: a private reading's disclosed salt and values
+
+
+class ReceiptLabel:
+    """Keys of the receipt payload map (the CDDL ``receipt`` in docs/wire-format.md)."""
+
+    VERSION: Final = 1
+    DEVICE: Final = 2
+    TIME: Final = 3
+    TREE_SIZE: Final = 4
+    SEALED_THROUGH: Final = 5
+    SEALED: Final = 6
+    REFUSED: Final = 7

@@ -62,7 +62,7 @@ class Recorder:
                 self._idle.set()
             first = await self.queue.get()
             self._idle.clear()
-            if self._link.connected and self.spool.depth > self._pace_backlog:
+            if self._link.connected and self.spool.unsent > self._pace_backlog:
                 await self.spool.drained_to(self._pace_backlog, PACE_MAX_WAIT_S)
             await self._record([first, *self._drain()])
 

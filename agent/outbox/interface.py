@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from provenance.receipt import SignedReceipt
+
 __all__ = ["Outbox", "Row"]
 
 
@@ -41,4 +43,13 @@ class Outbox(Protocol):
 
     async def wait_for_new(self) -> None:
         """Return at the next commit that adds rows."""
+        ...
+
+    async def due(self, acked_before_ms: int, limit: int) -> list[Row]:
+        """Rows acknowledged by the broker before ``acked_before_ms`` and still not covered by
+        a receipt: to be published again (always empty in puback mode)."""
+        ...
+
+    async def settle(self, signed: SignedReceipt, now_ms: int) -> object:
+        """Apply a collector receipt: rows it states sealed (or refused for good) leave."""
         ...

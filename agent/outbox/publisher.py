@@ -38,11 +38,20 @@ from typing import Any
 
 import aiomqtt
 
+from provenance.errors import ProvenanceError
+from provenance.keys import PublicKey
 from provenance.private_message import is_private_message
-from provenance.wire import device_filter, private_topic, reading_topic, status_topic
+from provenance.receipt import SignedReceipt
+from provenance.wire import (
+    device_filter,
+    private_topic,
+    reading_topic,
+    receipt_topic,
+    status_topic,
+)
 
 from ..config import BrokerConfig
-from ..errors import AgentError, BrokerError
+from ..errors import AgentError, BrokerError, SpoolError
 from .interface import Outbox, Row
 from .link import LinkState
 from .mqtt_adapter import allow_pending_calls, connect_refusal, settle, watch_puback_reasons
@@ -96,7 +105,8 @@ class Publisher:
         self, device_id: str, broker: BrokerConfig, outbox: Outbox, *,
         tls: ssl.SSLContext | None, password: str | None, heartbeat_s: float,
         heartbeat: Callable[[], dict[str, Any]] = dict, link: LinkState | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, receipts: bool = False,
+        receipt_timeout_s: float = 30.0, receipt_key: PublicKey | None = None,
     ) -> None:
         self.device_id = device_id
         self.broker = broker
@@ -107,6 +117,12 @@ class Publisher:
         self._heartbeat = heartbeat
         self._heartbeat_s = heartbeat_s
         self._rng = rng or random.Random()
+        # Receipts mode: hear the collector's receipts, publish again what none covers in time.
+        self._receipts = receipts
+        self._receipt_timeout_ms = int(receipt_timeout_s * 1000)
+        self._due_every_s = max(0.1, min(receipt_timeout_s / 4, 5.0))
+        self._receipt_key = receipt_key
+        self._silence_explained = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._deadline = float("inf")
@@ -208,6 +224,8 @@ class Publisher:
             if self.link.connects == 1:
                 log.info("broker %s: connected", self.broker.url)
             await client.publish(status_topic(self.device_id), ONLINE, qos=1, retain=True)
+            if self._receipts:
+                await client.subscribe(receipt_topic(self.device_id), qos=1)
             self._check_refused()
             self._healthy()
             heartbeat = asyncio.create_task(self._heartbeats(client))
@@ -246,9 +264,10 @@ class Publisher:
         inflight: deque[tuple[Row, asyncio.Task[None]]] = deque()
         after = 0  # re-send everything still spooled: we cannot know what the broker kept
         await self.outbox.flush_acks()  # ...except what it acknowledged before
-        watcher = asyncio.create_task(_until_disconnected(client))
+        watcher = asyncio.create_task(self._listen(client))
         watcher.add_done_callback(lambda _: self._wake.set())
         exhausted = False
+        due_check = 0.0
         try:
             while True:
                 # Clear first, then look at everything: whatever happens after this line
@@ -272,46 +291,115 @@ class Publisher:
                     rows = await self.outbox.fetch(after, window - len(inflight))
                     exhausted = len(rows) < window - len(inflight)
                     for row in rows:
-                        topic = (private_topic(row.device_id)
-                                 if is_private_message(row.envelope)
-                                 else reading_topic(row.device_id))
-                        task = asyncio.create_task(client.publish(
-                            topic, row.envelope, qos=1,
-                            timeout=ack_timeout))
-                        task.add_done_callback(self._on_done)
-                        inflight.append((row, task))
+                        self._send(client, row, inflight, ack_timeout)
                         after = row.pos
                     self.sent += len(rows)
                     if rows:
                         continue
+                    if self._receipts and time.monotonic() >= due_check:
+                        due_check = time.monotonic() + self._due_every_s
+                        if await self._resend_due(client, inflight, window, ack_timeout):
+                            continue
                 if self._stopping.is_set() and (
                     (not inflight and exhausted) or self._past_deadline()
                 ):
                     return
-                await self._wake.wait()
+                if self._receipts:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._due_every_s)
+                else:
+                    await self._wake.wait()
         finally:
             watcher.cancel()
             for _, task in inflight:
                 task.cancel()
             await asyncio.gather(watcher, *(t for _, t in inflight), return_exceptions=True)
 
+    def _send(self, client: aiomqtt.Client, row: Row,
+              inflight: deque[tuple[Row, asyncio.Task[None]]], ack_timeout: float) -> None:
+        topic = (private_topic(row.device_id) if is_private_message(row.envelope)
+                 else reading_topic(row.device_id))
+        task = asyncio.create_task(client.publish(
+            topic, row.envelope, qos=1, timeout=ack_timeout))
+        task.add_done_callback(self._on_done)
+        inflight.append((row, task))
+
+    async def _resend_due(self, client: aiomqtt.Client,
+                          inflight: deque[tuple[Row, asyncio.Task[None]]], window: int,
+                          ack_timeout: float) -> bool:
+        """Publish again what the broker took long ago and no receipt has covered since (a
+        collector that lost it, mosquitto#2662, or a key not enrolled yet). True if any."""
+        now_ms = time.time_ns() // 1_000_000
+        flying = {row.pos for row, _ in inflight}
+        rows = [r for r in await self.outbox.due(now_ms - self._receipt_timeout_ms,
+                                                 window - len(inflight) + len(flying))
+                if r.pos not in flying][:window - len(inflight)]
+        for row in rows:
+            self._send(client, row, inflight, ack_timeout)
+        self.sent += len(rows)
+        if rows:
+            self.link.receipts.republished += len(rows)
+            log.info("published %d reading(s) again: no receipt within %.0f s (seq %d..%d)",
+                     len(rows), self._receipt_timeout_ms / 1000, rows[0].seq, rows[-1].seq)
+            if self.link.receipts.received == 0 and not self._silence_explained:
+                self._silence_explained = True
+                log.warning(
+                    "no receipt has come from the collector yet; readings stay in the spool "
+                    "until one does. Check that the collector sends receipts (not run with "
+                    "--no-receipts) and that the broker ACL lets this device read %s; with a "
+                    "collector that sends none, set delivery = \"puback\"",
+                    receipt_topic(self.device_id))
+        return bool(rows)
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        """Take the collector's receipts until the connection drops, then raise MqttError.
+
+        aiomqtt ends its message iterator with MqttError on disconnect, which is the public
+        way to notice a dead connection while publishes are waiting for acks that will never
+        come (in puback mode nothing is subscribed and nothing arrives).
+        """
+        async for message in client.messages:
+            if isinstance(message.payload, bytes | bytearray):
+                await self._on_receipt(bytes(message.payload))
+        raise aiomqtt.MqttError("disconnected")
+
+    async def _on_receipt(self, raw: bytes) -> None:
+        state = self.link.receipts
+        try:
+            signed = SignedReceipt.decode(raw)
+            if self._receipt_key is not None:
+                signed.verify(self._receipt_key)
+            if signed.receipt.device_id != self.device_id:
+                raise BrokerError(f"receipt for {signed.receipt.device_id!r} on our topic")
+            settled = await self.outbox.settle(signed, time.time_ns() // 1_000_000)
+        except (ProvenanceError, BrokerError) as exc:
+            state.bad += 1
+            state.last_bad = str(exc)
+            log.warning("ignored a receipt: %s", exc)
+            return
+        except SpoolError as exc:
+            log.error("%s; the receipt is ignored (the next one covers it)", exc)
+            return
+        r = signed.receipt
+        state.received += 1
+        state.last_ms = r.time_ms
+        state.tree_size = r.tree_size
+        if r.sealed_through is not None:
+            state.sealed_through = max(state.sealed_through or -1, r.sealed_through)
+        for refusal in r.refused:
+            state.refused[refusal.reason] += refusal.last - refusal.first + 1
+            state.last_refusal = (f"seq {refusal.first}"
+                                  + (f"..{refusal.last}" if refusal.last > refusal.first else "")
+                                  + f": {refusal.reason}")
+        if r.refused:
+            log.warning("collector refused %s (%s)", state.last_refusal, settled)
+        self._wake.set()
+
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self._wake.set()
 
     def _past_deadline(self) -> bool:
         return self._stopping.is_set() and time.monotonic() >= self._deadline
-
-
-async def _until_disconnected(client: aiomqtt.Client) -> None:
-    """Raise MqttError when the connection drops.
-
-    The agent subscribes to nothing, so the message iterator yields nothing; aiomqtt ends it
-    with MqttError on disconnect, which is the public way to notice a dead connection while
-    publishes are waiting for acks that will never come.
-    """
-    async for _ in client.messages:
-        pass
-    raise aiomqtt.MqttError("disconnected")
 
 
 def explain(exc: BaseException, broker: BrokerConfig, paho_error: str | None = None) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -30,19 +31,32 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
+
+from provenance.receipt import RETRY_REASONS, SignedReceipt
 
 from ..errors import SpoolError, SpoolLockedError, SpoolMismatchError
 from ..outbox.interface import Row
 from ..signer import ChainHead, Entry
 from .overflow import Held
-from .schema import COUNTERS, SCHEMA, SCHEMA_VERSION, SpoolCounters, counters_from
+from .schema import (
+    COUNTERS,
+    MIGRATE_1_TO_2,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SpoolCounters,
+    counters_from,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BatchTotals", "Spool", "SpoolTransaction"]
+__all__ = ["BatchTotals", "Delivery", "Settled", "Spool", "SpoolTransaction"]
+
+#: "receipts": a row leaves when a collector receipt covers it (or refuses it for good);
+#: "puback": a row leaves at the broker's PUBACK (for collectors that send no receipts).
+Delivery = Literal["receipts", "puback"]
 
 #: How long acknowledged rows wait to be deleted together.
 ACK_FLUSH_S = 0.05
@@ -52,6 +66,18 @@ MAX_BOOT = 2**32 - 1
 # "?, ?, ..." would be a new prepared statement for every length, and the sqlite3 module
 # caches up to 128 of them, each the size of its list, which showed as MBs of resident memory.
 _DELETE_POSITIONS = "DELETE FROM spool WHERE pos IN (SELECT value FROM json_each(?))"
+_IN_POSITIONS = "pos IN (SELECT value FROM json_each(?))"
+#: What a deleted row counted for: a reading (not a gap record), and one awaiting a receipt.
+_RETURNING = " RETURNING is_gap = 0, is_gap = 0 AND sent_ms IS NOT NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What one receipt did to the spool."""
+
+    released: int  # rows a receipt stated sealed
+    refused_final: int  # rows let go after a final refusal (the collector holds their bytes)
+    refused_kept: int  # rows marked with a refusal that may pass later, kept and re-sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +104,7 @@ class SpoolTransaction:
 
     def __init__(self, db: aiosqlite.Connection, depth: int, gap: tuple[int, int] | None) -> None:
         self._db = db
+        self.awaiting_removed = 0
         #: Readings in the spool now, and the open overflow episode.
         self.depth = depth
         self.gap = gap
@@ -99,7 +126,8 @@ class SpoolTransaction:
         """Delete the pushed-out positions, insert the entries, store the new head and state."""
         db = self._db
         if delete:
-            await db.execute(_DELETE_POSITIONS, (json.dumps(list(delete)),))
+            cursor = await db.execute(_DELETE_POSITIONS + _RETURNING, (json.dumps(list(delete)),))
+            self.awaiting_removed += sum(int(w) for _, w in await cursor.fetchall())
         await db.executemany(
             "INSERT INTO spool (device_id, seq, is_gap, relayed, envelope) VALUES (?, ?, ?, ?, ?)",
             [(e.device_id, e.seq, int(e.is_gap), int(e.relayed), e.envelope) for e in entries])
@@ -123,9 +151,14 @@ class Spool:
     def __init__(
         self, db: aiosqlite.Connection, lock_fd: int, path: Path, max_readings: int,
         device_id: str, boot: int, head: ChainHead, gap: tuple[int, int] | None,
-        counters: SpoolCounters, depth: int,
+        counters: SpoolCounters, depth: int, *, delivery: Delivery = "puback",
+        awaiting: int = 0, sealed_through: int | None = None,
     ) -> None:
         self._db = db
+        self.delivery = delivery
+        # Readings the broker acknowledged that wait for a receipt (receipts mode).
+        self.awaiting = awaiting
+        self.sealed_through = sealed_through
         self._lock_fd = lock_fd
         self.path = path
         self.max_readings = max_readings
@@ -144,8 +177,14 @@ class Spool:
         self._flush_wanted = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
+    @property
+    def unsent(self) -> int:
+        """Readings the broker has not acknowledged yet (what the recorder paces by)."""
+        return self.depth - self.awaiting
+
     @classmethod
-    async def open(cls, path: Path, device_id: str, max_readings: int) -> Spool:
+    async def open(cls, path: Path, device_id: str, max_readings: int,
+                   delivery: Delivery = "puback") -> Spool:
         """Open (or create) the spool, take its lock, and count this start as a new boot."""
         path.parent.mkdir(parents=True, exist_ok=True)
         lock_fd = _lock(path)
@@ -155,7 +194,7 @@ class Spool:
             os.close(lock_fd)
             raise SpoolError(f"cannot open spool {path}: {exc}") from exc
         try:
-            return await cls._init(db, lock_fd, path, device_id, max_readings)
+            return await cls._init(db, lock_fd, path, device_id, max_readings, delivery)
         except BaseException:
             await db.close()
             os.close(lock_fd)
@@ -164,7 +203,7 @@ class Spool:
     @classmethod
     async def _init(
         cls, db: aiosqlite.Connection, lock_fd: int, path: Path, device_id: str,
-        max_readings: int,
+        max_readings: int, delivery: Delivery,
     ) -> Spool:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
@@ -176,12 +215,15 @@ class Spool:
             # does (SQLite's default of 2 MB would only show up as resident memory).
             await db.execute("PRAGMA cache_size=-512")
             version = (await _one(db, "PRAGMA user_version"))[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise SpoolError(f"spool {path} has schema version {version}; this agent "
                                  f"understands version {SCHEMA_VERSION}")
             await db.execute("BEGIN IMMEDIATE")
             for statement in filter(None, (s.strip() for s in SCHEMA.split(";"))):
                 await db.execute(statement)
+            if version == 1:
+                for statement in filter(None, (s.strip() for s in MIGRATE_1_TO_2.split(";"))):
+                    await db.execute(statement)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             state = await _maybe_one(db, "SELECT device_id, boot FROM state WHERE id = 1")
             if state is None:
@@ -204,22 +246,32 @@ class Spool:
             await db.execute("UPDATE state SET boot = boot + 1 WHERE id = 1")
             await db.execute("COMMIT")
             row = await _one(db, "SELECT boot, next_seq, head, gap_first, gap_last, "
-                                 + ", ".join(COUNTERS) + ", last_puback_ms FROM state")
-            (depth,) = await _one(db, "SELECT COUNT(*) FROM spool WHERE is_gap = 0")
+                                 + ", ".join(COUNTERS) + ", last_puback_ms, sealed_through "
+                                 "FROM state")
+            depth, awaiting = await _one(
+                db, "SELECT COUNT(*), COALESCE(SUM(sent_ms IS NOT NULL), 0) FROM spool "
+                    "WHERE is_gap = 0")
         except sqlite3.Error as exc:
             raise SpoolError(f"spool {path} is unusable: {exc}") from exc
         boot, next_seq, head, gap_first, gap_last = row[:5]
-        counters = counters_from(row[5:])
+        counters = counters_from(row[5:-1])
         gap = (gap_first, gap_last) if gap_first is not None else None
+        if delivery == "puback":
+            awaiting = 0  # rows left from receipts mode are sent again and leave at PUBACK
         return cls(db, lock_fd, path, max_readings, device_id, boot,
-                   ChainHead(next_seq, bytes(head)), gap, counters, depth)
+                   ChainHead(next_seq, bytes(head)), gap, counters, depth, delivery=delivery,
+                   awaiting=awaiting, sealed_through=row[-1])
 
     async def close(self) -> None:
         """Delete what was acknowledged, close the database, release the lock; idempotent."""
         if self._lock_fd < 0:
             return
         if self._flusher is not None:
-            self._flusher.cancel()
+            # Cancel it only between flushes (it flushes holding the write lock): cancelled
+            # mid-flush, it would drop the acknowledgements it had taken, and those readings
+            # would be sent once more at the next start.
+            async with self._write:
+                self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         try:
             with contextlib.suppress(SpoolError):
@@ -242,7 +294,9 @@ class Spool:
             acks, published = self._take_acks()
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                txn = SpoolTransaction(db, await self._delete_acked(acks, published), self.gap)
+                depth, newly_awaiting = await self._delete_acked(acks, published)
+                txn = SpoolTransaction(db, depth, self.gap)
+                txn.awaiting_removed = -newly_awaiting
                 yield txn
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -254,6 +308,7 @@ class Spool:
                 self._untake_acks(acks, published)
                 raise
             self.depth = txn.depth
+            self.awaiting -= txn.awaiting_removed
             if acks:
                 self._acked.set()
             if txn.written is not None:
@@ -275,12 +330,93 @@ class Spool:
         await self._new_rows.wait()
 
     async def fetch(self, after_pos: int, limit: int) -> list[Row]:
-        """Up to ``limit`` rows after ``after_pos``, oldest first."""
+        """Up to ``limit`` rows after ``after_pos``, oldest first; in receipts mode only rows
+        the broker has not acknowledged yet (the others wait for :meth:`due`)."""
+        unsent = " AND sent_ms IS NULL" if self.delivery == "receipts" else ""
         rows = await self._db.execute_fetchall(
-            "SELECT pos, device_id, seq, envelope FROM spool WHERE pos > ? ORDER BY pos LIMIT ?",
+            f"SELECT pos, device_id, seq, envelope FROM spool WHERE pos > ?{unsent} "
+            "ORDER BY pos LIMIT ?",
             (after_pos, limit),
         )
         return [Row(pos, dev, seq, bytes(env)) for pos, dev, seq, env in rows]
+
+    async def due(self, acked_before_ms: int, limit: int) -> list[Row]:
+        """Receipts mode: up to ``limit`` rows the broker acknowledged before
+        ``acked_before_ms`` that no receipt has covered since: to be published again."""
+        if self.delivery != "receipts" or self.awaiting <= 0:
+            return []
+        rows = await self._db.execute_fetchall(
+            "SELECT pos, device_id, seq, envelope FROM spool WHERE sent_ms < ? "
+            "ORDER BY pos LIMIT ?", (acked_before_ms, limit))
+        return [Row(pos, dev, seq, bytes(env)) for pos, dev, seq, env in rows]
+
+    async def settle(self, signed: SignedReceipt, now_ms: int) -> Settled:
+        """Apply a collector receipt for this device: release the rows it states sealed,
+        release rows refused for good (only the very bytes it refused), mark the rows it
+        refused for a reason that may pass later, and keep the receipt."""
+        r = signed.receipt
+        if r.device_id != self.device_id:
+            raise SpoolError(f"receipt for {r.device_id!r} given to the spool of "
+                             f"{self.device_id!r}")
+        own = "device_id = ? AND relayed = 0"
+        async with self._write:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                removed: list[Any] = []
+                ranges = ([(0, r.sealed_through)] if r.sealed_through is not None else [])
+                ranges += [(x.first, x.last) for x in r.sealed]
+                for first, last in ranges:
+                    cursor = await db.execute(
+                        f"DELETE FROM spool WHERE {own} AND seq BETWEEN ? AND ?" + _RETURNING,
+                        (self.device_id, first, last))
+                    removed += await cursor.fetchall()
+                released = sum(int(reading) for reading, _ in removed)
+                final = kept = 0
+                for refusal in r.refused:
+                    if refusal.reason in RETRY_REASONS:
+                        cursor = await db.execute(
+                            f"UPDATE spool SET refused = ? WHERE {own} AND seq BETWEEN ? AND ?",
+                            (refusal.reason, self.device_id, refusal.first, refusal.last))
+                        kept += cursor.rowcount
+                    elif refusal.digest is not None:
+                        for pos, envelope in await db.execute_fetchall(
+                                f"SELECT pos, envelope FROM spool WHERE {own} AND seq = ?",
+                                (self.device_id, refusal.first)):
+                            if hashlib.sha256(envelope).digest() == refusal.digest:
+                                cursor = await db.execute(
+                                    "DELETE FROM spool WHERE pos = ?" + _RETURNING, (pos,))
+                                gone = list(await cursor.fetchall())
+                                removed += gone
+                                final += sum(int(reading) for reading, _ in gone)
+                    await db.execute(
+                        "INSERT INTO refusals(reason, count, last_seq, last_ms) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT(reason) DO UPDATE SET "
+                        "count = count + excluded.count, last_seq = excluded.last_seq, "
+                        "last_ms = excluded.last_ms",
+                        (refusal.reason, refusal.last - refusal.first + 1, refusal.last,
+                         now_ms))
+                await db.execute(
+                    "UPDATE state SET sealed = sealed + :released, "
+                    "refused_final = refused_final + :final, "
+                    "sealed_through = CASE WHEN :through IS NULL THEN sealed_through "
+                    "ELSE MAX(COALESCE(sealed_through, -1), :through) END, "
+                    "receipt_tree = :tree, receipt_ms = :now, receipt = :raw WHERE id = 1",
+                    {"released": released, "final": final, "through": r.sealed_through,
+                     "tree": r.tree_size, "now": now_ms, "raw": signed.raw})
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
+        self.depth -= sum(int(reading) for reading, _ in removed)
+        self.awaiting -= sum(int(waiting) for _, waiting in removed)
+        self.counters.sealed += released
+        self.counters.refused_final += final
+        if r.sealed_through is not None:
+            self.sealed_through = max(self.sealed_through or -1, r.sealed_through)
+        if removed:
+            self._acked.set()
+        return Settled(released, final, kept)
 
     def ack(self, positions: Sequence[int], now_ms: int) -> None:
         """Note rows the broker acknowledged (PUBACK); they are deleted shortly after.
@@ -321,19 +457,21 @@ class Spool:
             db = self._db
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                depth = await self._delete_acked(acks, published)
+                depth, newly_awaiting = await self._delete_acked(acks, published)
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 await _rollback(db)
                 self._untake_acks(acks, published)
                 raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
             self.depth = depth
+            self.awaiting += newly_awaiting
             self._acked.set()
 
     async def drained_to(self, depth: int, timeout: float) -> None:
-        """Return once acks bring the depth to ``depth`` or below, or after ``timeout`` s."""
+        """Return once acks bring the readings not yet acknowledged by the broker to ``depth``
+        or below, or after ``timeout`` s."""
         deadline = time.monotonic() + timeout
-        while self.depth > depth:
+        while self.unsent > depth:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -350,20 +488,36 @@ class Spool:
         self._pending_acks[:0] = acks
         self._pending_published += published
 
-    async def _delete_acked(self, acks: list[int], published: int) -> int:
-        """Inside a transaction: delete acknowledged rows (already-dropped ones are skipped)
-        and count the PUBACKs; returns the depth afterwards."""
+    async def _delete_acked(self, acks: list[int], published: int) -> tuple[int, int]:
+        """Inside a transaction: settle acknowledged rows (already-dropped ones are skipped)
+        and count the PUBACKs; returns the depth afterwards and how many readings began to
+        wait for a receipt.
+
+        puback mode deletes the rows. receipts mode stamps them with the PUBACK time and keeps
+        them for a receipt; relayed rows still leave here (their receipts go to the sensor's
+        own topic, which this agent does not read)."""
         db = self._db
         removed: list[Any] = []
+        newly_awaiting = 0
         if acks:
-            cursor = await db.execute(_DELETE_POSITIONS + " RETURNING is_gap",
-                                      (json.dumps(acks),))
+            positions = json.dumps(acks)
+            if self.delivery == "puback":
+                cursor = await db.execute(_DELETE_POSITIONS + " RETURNING is_gap", (positions,))
+            else:
+                cursor = await db.execute(
+                    _DELETE_POSITIONS + " AND relayed = 1 RETURNING is_gap", (positions,))
             removed = list(await cursor.fetchall())
+            if self.delivery == "receipts":
+                (newly_awaiting,) = await _one(
+                    db, f"SELECT COUNT(*) FROM spool WHERE {_IN_POSITIONS} AND is_gap = 0 "
+                        "AND sent_ms IS NULL", (positions,))
+                await db.execute(f"UPDATE spool SET sent_ms = ? WHERE {_IN_POSITIONS}",
+                                 (self.counters.last_puback_ms, positions))
         if published:
             await db.execute(
                 "UPDATE state SET published = published + ?, last_puback_ms = ? WHERE id = 1",
                 (published, self.counters.last_puback_ms))
-        return self.depth - sum(1 for (is_gap,) in removed if not is_gap)
+        return self.depth - sum(1 for (is_gap,) in removed if not is_gap), newly_awaiting
 
 
 def _lock(path: Path) -> int:
@@ -381,14 +535,14 @@ def _lock(path: Path) -> int:
     return fd
 
 
-async def _one(db: aiosqlite.Connection, sql: str) -> Any:
-    row = await _maybe_one(db, sql)
+async def _one(db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    row = await _maybe_one(db, sql, params)
     assert row is not None
     return row
 
 
-async def _maybe_one(db: aiosqlite.Connection, sql: str) -> Any:
-    cursor = await db.execute(sql)
+async def _maybe_one(db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    cursor = await db.execute(sql, params)
     return await cursor.fetchone()
 
 

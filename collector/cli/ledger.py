@@ -111,11 +111,14 @@ Examples:
               help="Subscribe with the MQTT 5 shared subscription $share/GROUP/...: the "
                    "broker spreads readings over the collectors of the group (PostgreSQL "
                    "ledger; each collector needs its own --client-id).")
+@click.option("--receipts/--no-receipts", default=None,
+              help="Publish signed receipts to the agents (default: on).")
 @click.option("--metrics-listen", metavar="HOST:PORT",
               help="Serve Prometheus /metrics and /health here (config: metrics.listen).")
 @handle_errors
 def run_command(config_path: str | None, db: str | None, key_file: str | None,
-                broker: str | None, protocol: str | None, client_id: str | None,
+                broker: str | None, protocol: str | None, receipts: bool | None,
+                client_id: str | None,
                 tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
                 block_size: int | None, block_age: float | None, workers: int | None,
                 max_clock_skew: float | None, log_format: str | None,
@@ -131,7 +134,7 @@ def run_command(config_path: str | None, db: str | None, key_file: str | None,
 
     cfg = config(
         config_path, database=db, key_file=key_file, mqtt__url=broker, mqtt__protocol=protocol,
-        mqtt__client_id=client_id, mqtt__share_group=share_group,
+        mqtt__client_id=client_id, mqtt__share_group=share_group, mqtt__receipts=receipts,
         mqtt__tls__ca_file=tls_ca, mqtt__tls__cert_file=tls_cert, mqtt__tls__key_file=tls_key,
         blocks__size=block_size, blocks__age=block_age, ingest__verify_workers=workers,
         ingest__max_clock_skew=max_clock_skew, log__format=log_format, log__level=log_level,

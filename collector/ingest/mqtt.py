@@ -51,6 +51,9 @@ __all__ = ["Inbox", "Message", "MqttIngest"]
 
 log = logging.getLogger("collector.ingest.mqtt")
 
+#: Receipts waiting for the MQTT thread, and paho's own queue of QoS 1 publishes.
+OUTGOING_MAX = 10_000
+
 
 @dataclass(slots=True)
 class Message:
@@ -125,6 +128,12 @@ class MqttIngest:
         self._address = parse_broker_url(config.url)
         self._window = config.receive_maximum
         self._acks: collections.deque[tuple[int, list[int]]] = collections.deque()
+        # Receipts to publish (topic, payload), bounded: a receipt is advice, and an agent
+        # that misses one publishes again and hears again.
+        self._outgoing: collections.deque[tuple[str, bytes]] = collections.deque(
+            maxlen=OUTGOING_MAX)
+        self.published = 0
+        self.publish_dropped = 0
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._receiving = True
@@ -159,6 +168,9 @@ class MqttIngest:
             manual_ack=True,
             reconnect_on_failure=False,  # this thread reconnects, with backoff and generations
         )
+        # Receipts are the only messages the collector publishes; bound paho's queue of them.
+        client.max_queued_messages_set(OUTGOING_MAX)
+        client.max_inflight_messages = 100
         client.enable_logger(logging.getLogger("collector.paho"))
         logging.getLogger("collector.paho").setLevel(logging.WARNING)
         username = addr.username or cfg.username
@@ -190,6 +202,13 @@ class MqttIngest:
         """Acknowledge ``mids`` (received in ``generation``): their batch is committed."""
         if mids:
             self._acks.append((generation, mids))
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``topic`` (QoS 1, retained) from the MQTT thread; dropped
+        when the connection is down or the queue is full."""
+        if len(self._outgoing) == OUTGOING_MAX:
+            self.publish_dropped += 1
+        self._outgoing.append((topic, payload))
 
     def stop_receiving(self) -> None:
         """Stop reading new messages; acknowledgements keep flowing (for a clean drain)."""
@@ -233,7 +252,9 @@ class MqttIngest:
             if self.connected.is_set():
                 backoff = 0.5
             self._flush_acks()
+            self._flush_outgoing()
         self._flush_acks()
+        self._flush_outgoing()
         if self._socket_open:
             try:
                 client.disconnect()
@@ -325,6 +346,19 @@ class MqttIngest:
                     faults.point("acks.partial")
                 client.ack(mid, 1)
             self.acked += len(mids)
+
+    def _flush_outgoing(self) -> None:
+        client = self._client
+        while self._outgoing:
+            topic, payload = self._outgoing.popleft()
+            if not self.connected.is_set():
+                self.publish_dropped += 1
+                continue
+            info = client.publish(topic, payload, qos=1, retain=True)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self.published += 1
+            else:
+                self.publish_dropped += 1
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason_code: Any, properties: Any) -> None:

@@ -55,6 +55,7 @@ from collector.admission.verify import (
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.config import CollectorConfig
 from collector.ingest.mqtt import Inbox, Message
+from collector.ingest.receipts import ReceiptDesk
 from collector.ledger.opening import is_postgres_url, local_path
 from collector.ledger.sealer import Sealer
 from collector.ledger.statement_log import DueStatement, StatementLog
@@ -67,9 +68,13 @@ from collector.ledger.store import (
 )
 from collector.logs import event
 from collector.metrics import LiveState, Metrics
+from provenance.envelope import Envelope
+from provenance.errors import ProvenanceError
 from provenance.merkle import RFC9162_SHA256
 from provenance.private_message import PrivateMessage
+from provenance.reading import check_device_id
 from provenance.statement import STATEMENT_DEVICE
+from provenance.wire import private_topic_device
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -106,6 +111,7 @@ class Pipeline:
         registry: RegistrySnapshot,
         next_reading_id: int,
         metrics: Metrics | None = None,
+        receipts: ReceiptDesk | None = None,
         on_sealed: Callable[[], None] | None = None,
         statements: StatementLog | None = None,
     ) -> None:
@@ -128,6 +134,7 @@ class Pipeline:
         self._next_id = next_reading_id
         self._on_sealed = on_sealed  # e.g. wake the witness submitter
         self.metrics = metrics or Metrics()
+        self.receipts = receipts
         depth = max(2, pool.workers * 2)
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=depth)
         self._held: Job | None = None
@@ -287,6 +294,8 @@ class Pipeline:
 
     async def _idle(self) -> None:
         await self._seal_due()
+        if self.receipts is not None:  # refusals held back by the rate limit
+            await self.receipts.after_batch(self._sealed_end() - 1, now_ms())
         await self._refresh_registry()
         await self._commit_statements()
         await self._replay()
@@ -369,6 +378,8 @@ class Pipeline:
                     self._count_flags(outcome, decision.flags)
             elif isinstance(decision, Duplicate):
                 metrics.duplicates += 1
+                if self.receipts is not None and decision.reading_id < self._sealed_end():
+                    self.receipts.resent(outcome.device_id, outcome.seq)
             else:
                 batch.quarantine.append(self._quarantine(
                     m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
@@ -405,10 +416,13 @@ class Pipeline:
         keep = (m.payload if reason != Reason.OVERSIZED
                 else m.payload[: self._cfg.ingest.quarantine_keep_bytes])
         self.metrics.quarantined[reason] += 1
+        raw_sha256 = hashlib.sha256(m.payload).digest()
+        if self.receipts is not None and reason != Reason.OVERSIZED:
+            self._refusal(m, reason, seq, raw_sha256)
         event(log, "quarantined", logging.WARNING, reason=reason, topic=m.topic,
               device_id=device_id, seq=seq, size=len(m.payload), detail=detail[:300])
         return QuarantineRecord(
-            raw_sha256=hashlib.sha256(m.payload).digest(),
+            raw_sha256=raw_sha256,
             reason=reason,
             detail=detail,
             topic=m.topic,
@@ -419,6 +433,29 @@ class Pipeline:
             raw=keep,
             received_ms=m.received_ms,
         )
+
+    def _refusal(self, m: Message, reason: str, seq: int | None, digest: bytes) -> None:
+        """Tell the publishing device (the one the broker let publish on this topic) which of
+        its seqs was refused; the seq is as the message claims, before any signature held."""
+        assert self.receipts is not None
+        reading_device = topic_device(m.topic)
+        private = reading_device is None
+        try:
+            device = (check_device_id(private_topic_device(m.topic)) if private
+                      else str(reading_device))
+        except ProvenanceError:
+            return
+        if seq is None:
+            try:
+                envelope = PrivateMessage.decode(m.payload).envelope if private else m.payload
+                seq = Envelope.decode(envelope).reading().seq
+            except ProvenanceError:
+                return
+        self.receipts.refused(device, seq, reason, digest)
+
+    def _sealed_end(self) -> int:
+        """One past the last sealed reading id (the log tree's size + 1)."""
+        return self.sealer.pending[0].reading_id if self.sealer.pending else self._next_id
 
     async def _commit(self, batch: BatchWrite, acks: dict[int, list[int]],
                       leaves: list[PendingLeaf]) -> None:
@@ -440,6 +477,8 @@ class Pipeline:
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)
             self.metrics.acks_requested += len(mids)
+        if self.receipts is not None:
+            await self.receipts.after_batch(self._sealed_end() - 1, now_ms())
 
     async def _seal_due(self) -> None:
         while self.sealer.is_due(now_ms()):
@@ -451,6 +490,8 @@ class Pipeline:
         faults.point("seal.after_commit")
         self.sealer.sealed(block)
         self.metrics.blocks_sealed += 1
+        if self.receipts is not None:
+            await self.receipts.after_block(block, block.end_reading_id - 1, now_ms())
         if self._on_sealed is not None:
             self._on_sealed()
         self._observe_sealed(block.leaf_count, block.sealed_ms)

@@ -626,6 +626,41 @@ class PostgresStore(PostgresConnection):
             "FROM quarantine GROUP BY 1, 2")
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
+    async def reading_seqs(self, first_id: int, end_id: int) -> dict[str, list[int]]:
+        """Each device's seqs among readings ``first_id .. end_id - 1`` (a block's), ascending."""
+        out: dict[str, list[int]] = {}
+        for device_id, seq in await self._all(
+                "SELECT device_id, seq FROM readings WHERE id >= %s AND id < %s "
+                "ORDER BY device_id, seq", (first_id, end_id)):
+            out.setdefault(device_id, []).append(seq)
+        return out
+
+    async def sealed_marks(self, device_ids: Sequence[str]) -> dict[str, int | None]:
+        """As :meth:`SQLiteStore.sealed_marks`: per device, the highest seq S such that every
+        seq 0..S is sealed or stated dropped by a held gap record (None: seq 0 is not). The
+        unsealed readings are found by index: ids past the last block, or none yet (a
+        cluster gives ids when it seals)."""
+        last = await self.last_block()
+        end_id = last.end_reading_id if last else 1
+        rows = await self._all(
+            """
+            SELECT s.device_id, s.last_seq,
+                   (SELECT MIN(g.first_seq) FROM gaps g
+                    WHERE g.device_id = s.device_id AND g.explained_by IS NULL),
+                   u.seq
+            FROM device_state s
+            LEFT JOIN (SELECT device_id, MIN(seq) AS seq FROM readings
+                       WHERE id >= %s OR id IS NULL GROUP BY device_id) u
+                   ON u.device_id = s.device_id
+            WHERE s.device_id = ANY(%s)
+            """, (end_id, list(dict.fromkeys(device_ids))))
+        marks: dict[str, int | None] = {}
+        for device_id, last_seq, gap_first, unsealed_first in rows:
+            holes = [int(h) for h in (gap_first, unsealed_first) if h is not None]
+            through = min(holes) - 1 if holes else int(last_seq)
+            marks[str(device_id)] = through if through >= 0 else None
+        return marks
+
     async def gaps(self, device_id: str) -> list[SeqGap]:
         rows = await self._all("SELECT first_seq, last_seq, detected_ms, explained_by FROM gaps "
                                "WHERE device_id = %s ORDER BY first_seq", (device_id,))

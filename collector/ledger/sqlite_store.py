@@ -12,6 +12,7 @@ than failing half-way. Readers (audit, export) use WAL snapshots and never block
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -232,6 +233,44 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
                 faults.point("seal.before_commit")
         except sqlite3.Error as exc:
             raise StoreError(f"sealing block {block.height} failed: {exc}") from None
+
+    # receipts ------------------------------------------------------------------------------
+
+    async def reading_seqs(self, first_id: int, end_id: int) -> dict[str, list[int]]:
+        """Each device's seqs among readings ``first_id .. end_id - 1`` (a block's), ascending."""
+        out: dict[str, list[int]] = {}
+        for device_id, seq in await self._all(
+                "SELECT device_id, seq FROM readings NOT INDEXED WHERE id >= ? AND id < ? "
+                "ORDER BY device_id, seq", (first_id, end_id)):
+            out.setdefault(device_id, []).append(seq)
+        return out
+
+    async def sealed_marks(self, device_ids: Sequence[str]) -> dict[str, int | None]:
+        """Per device, the highest seq S such that every seq 0..S is sealed or stated dropped
+        by a gap record the ledger holds (None: seq 0 is not). Devices without readings are
+        left out. Cost: the unsealed readings plus, per device, its gap rows."""
+        last = await self.last_block()
+        end_id = last.end_reading_id if last else 1
+        # NOT INDEXED: the unsealed readings are a range of ids at the end of the table; the
+        # (device_id, seq) index would make this a scan of every reading.
+        rows = await self._all(
+            """
+            WITH ids(device_id) AS (SELECT DISTINCT value FROM json_each(?))
+            SELECT s.device_id, s.last_seq,
+                   (SELECT MIN(g.first_seq) FROM gaps g
+                    WHERE g.device_id = s.device_id AND g.explained_by IS NULL),
+                   u.seq
+            FROM ids JOIN device_state s ON s.device_id = ids.device_id
+            LEFT JOIN (SELECT device_id, MIN(seq) AS seq FROM readings NOT INDEXED
+                       WHERE id >= ? GROUP BY device_id) u
+                   ON u.device_id = s.device_id
+            """, (json.dumps(list(device_ids)), end_id))
+        marks: dict[str, int | None] = {}
+        for device_id, last_seq, gap_first, unsealed_first in rows:
+            holes = [h for h in (gap_first, unsealed_first) if h is not None]
+            through = min(holes) - 1 if holes else last_seq
+            marks[device_id] = through if through >= 0 else None
+        return marks
 
     # queries ---------------------------------------------------------------------------------
 

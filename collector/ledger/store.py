@@ -124,6 +124,14 @@ class LedgerStore(Protocol):
     def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
         """Every device's stored (seq, reading id) pairs, seq ascending."""
         ...
+    # receipts (docs/wire-format.md, "Receipts") -------------------------------------------
+    async def reading_seqs(self, first_id: int, end_id: int) -> dict[str, list[int]]:
+        """Each device's seqs among readings ``first_id .. end_id - 1``, ascending."""
+        ...
+    async def sealed_marks(self, device_ids: Sequence[str]) -> dict[str, int | None]:
+        """Per device (with readings), the highest seq S such that every seq 0..S is in a
+        committed block or in a gap a held gap record explains; None when seq 0 is not."""
+        ...
     async def commit_replay(self, batch: BatchWrite,
                             quarantine: Sequence[tuple[int, QuarantineRecord | None]]) -> None:
         """Replayed readings, device state, and each replayed quarantine row removed (None)

@@ -176,6 +176,35 @@ def test_a_device_cannot_read_other_devices(tls_broker: tuple[Broker, Path]) -> 
             c.close()
 
 
+def test_receipts_go_from_the_collector_to_their_own_device_only(
+    tls_broker: tuple[Broker, Path],
+) -> None:
+    broker, certs = tls_broker
+    collector = Client(broker, certs, "collector").connect()
+    dev_a = Client(broker, certs, "dev-a").connect()
+    dev_b = Client(broker, certs, "dev-b").connect()
+    try:
+        dev_a.client.subscribe("sensorledger/v1/dev-a/receipt", qos=1)
+        dev_b.client.subscribe("sensorledger/v1/+/receipt", qos=1)  # tries to read them all
+        for _ in range(100):
+            if dev_a.subacks and dev_b.subacks:
+                break
+            threading.Event().wait(0.05)
+        assert dev_a.subacks == [1]
+        assert collector.publish("sensorledger/v1/dev-a/receipt", b"sealed") == 0
+        assert dev_a.messages.get(timeout=10) == ("sensorledger/v1/dev-a/receipt", b"sealed")
+        with pytest.raises(queue.Empty):
+            dev_b.messages.get(timeout=1)  # another device's receipt is not delivered
+        # Nobody but the collector writes receipts: a device cannot forge one for itself.
+        assert dev_a.publish("sensorledger/v1/dev-a/receipt", b"forged") == NOT_AUTHORIZED
+        assert dev_b.publish("sensorledger/v1/dev-a/receipt", b"forged") == NOT_AUTHORIZED
+        with pytest.raises(queue.Empty):
+            dev_a.messages.get(timeout=1)
+    finally:
+        for c in (dev_a, dev_b, collector):
+            c.close()
+
+
 def test_a_client_without_a_certificate_is_refused(tls_broker: tuple[Broker, Path]) -> None:
     broker, certs = tls_broker
     anon = Client(broker, certs, None)

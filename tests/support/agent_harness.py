@@ -142,9 +142,12 @@ def new_key(path: Path) -> PrivateKey:
 def write_config(
     workdir: Path, url: str, *, device_id: str = "dev-test", sensors: str | None = None,
     broker_extra: str = "", spool_limit: int = 100_000, heartbeat_s: float = 1.0,
-    extra: str = "",
+    extra: str = "", delivery: str = "puback",
 ) -> Path:
-    """An agent config in ``workdir`` (key created on first use); returns its path."""
+    """An agent config in ``workdir`` (key created on first use); returns its path.
+
+    ``delivery`` defaults to "puback" here: most agent tests run a broker and no collector,
+    so nothing would ever send a receipt."""
     workdir.mkdir(parents=True, exist_ok=True)
     key_path = workdir / "device.key"
     if not key_path.exists():
@@ -159,6 +162,7 @@ def write_config(
         f"heartbeat_s = {heartbeat_s}\n"
         f"status_interval_s = 0.2\n"
         f"shutdown_timeout_s = 3\n"
+        f'delivery = "{delivery}"\n'
         f"{extra}\n"
         f"[broker]\n"
         f'url = "{url}"\n'
