@@ -20,14 +20,13 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hardware.base import Driver
 
 from .clock import Clock
 from .config import AgentConfig, SensorConfig
 from .errors import ConfigError, Problem
-from .exposition import MetricsServer
 from .intake.recorder import Recorder
 from .notify import Notifier
 from .outbox.link import LinkState
@@ -44,6 +43,9 @@ from .sensor_faults import FaultReport
 from .signer import ChainSigner
 from .spool import Spool
 from .status import Heartbeat, status_line, write_status_file
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
+    from .exposition import MetricsServer
 
 __all__ = ["Agent", "run_agent"]
 
@@ -162,6 +164,7 @@ class Agent:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
+        from .exposition import MetricsServer
         from .observe import AgentExporter
 
         registry = CollectorRegistry(auto_describe=False)

@@ -13,8 +13,8 @@ import hashlib
 import logging
 import signal
 import time
+from typing import TYPE_CHECKING
 
-from agent.exposition import Health, MetricsServer
 from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
@@ -35,6 +35,9 @@ from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
 from provenance.keys import PrivateKey
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
+    from agent.exposition import Health, MetricsServer
 
 __all__ = ["load_collector_key", "run_collector"]
 
@@ -163,6 +166,7 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
 
+    from agent.exposition import MetricsServer
     from collector.observe.exporter import LedgerExporter, broker_source
     from collector.observe.health import assess
 
