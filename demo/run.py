@@ -80,6 +80,9 @@ class Demo:
         self.ledger.init()
         self.ledger.start(self.procs, self.broker.url)
         self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+        if self.ledger.metrics_url:
+            base = self.ledger.metrics_url.removesuffix("/metrics")
+            self.say(f"    Prometheus metrics {base}/metrics, health {base}/health")
 
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
