@@ -20,10 +20,11 @@ demo: setup
 
 test: setup
 	@./tests/interop/ensure-go.sh
+	@./deploy/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
-	$(BIN)/ruff check provenance hardware agent collector firmware_stubs demo bench tests
+	$(BIN)/ruff check provenance hardware agent collector firmware_stubs witness demo bench tests
 	$(BIN)/mypy
 
 bench: setup

@@ -97,6 +97,7 @@ class Metrics:
     blocks_sealed: int = 0
     commits: int = 0
     acks_requested: int = 0
+    statements: int = 0  # collector statements logged (enrolments, revocations)
     receive_to_commit: LatencyHistogram = field(default_factory=LatencyHistogram)
     commit_to_seal: LatencyHistogram = field(default_factory=LatencyHistogram)
 
@@ -116,6 +117,7 @@ class Metrics:
             "late": self.late,
             "blocks_sealed": self.blocks_sealed,
             "commits": self.commits,
+            "statements": self.statements,
         }
         if live is not None:
             out.update({

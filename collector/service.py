@@ -28,9 +28,11 @@ from collector.ledger.lock import LedgerLock
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
 from collector.metrics import Metrics
+from collector.witnessing.submitter import Witnessing
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
@@ -74,6 +76,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         raise
     pool = WorkerPool(config.worker_count)
     ingest: MqttIngest | None = None
+    witnessing = Witnessing(config.witnessing, config.database)
     metrics_server: MetricsServer | None = None
     notifier = Notifier()
     try:
@@ -108,8 +111,10 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         pipeline = Pipeline(
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
-            next_reading_id=next_id, metrics=Metrics(),
+            next_reading_id=next_id, on_sealed=witnessing.sealed,
+            statements=await StatementLog.load(store, key), metrics=Metrics(),
         )
+        await witnessing.start()  # its own ledger connection; never in the ingest path
         if config.metrics.listen is not None:
             metrics_server = await _metrics_server(config, pipeline, ingest)
 
@@ -150,6 +155,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               received=ingest.received, acked=ingest.acked, stale_acks=ingest.stale_acks,
               unacked=ingest.unacked, connects=ingest.connects)
     finally:
+        await witnessing.close()
         if metrics_server is not None:
             await metrics_server.close()
         if ingest is not None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cbor
-from .checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from .checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
+from .envelope import Envelope
 from .errors import MalformedError, ProvenanceError, SignatureError
 from .merkle import RFC9162_SHA256, verify_inclusion
 from .note import parse_note
@@ -31,21 +32,47 @@ from .prooffile import (
     verify_device_signature,
     verify_proof,
 )
+from .statement import SignedStatement
 from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
 from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
 from .wire import ProofLabel as L
 
-__all__ = ["LOG_PROOF_CHECKS", "LogProof", "check_checkpoint", "decode_log_proof",
-           "verify_any_proof", "verify_log_proof"]
+__all__ = ["LOG_PROOF_CHECKS", "EnrolmentProof", "LogProof", "check_checkpoint",
+           "check_enrolment", "decode_log_proof", "describe_signers", "verify_any_proof",
+           "verify_log_proof"]
 
-#: Every check ``verify_log_proof`` can make, in its order.
+#: Every check ``verify_log_proof`` can make, in its order ("device key enrolment" only for
+#: a file that carries the key's enrolment statement).
 LOG_PROOF_CHECKS = ("proof file format", "checkpoint signature", "device key binding",
-                    "device signature", "inclusion in log")
+                    "device signature", "inclusion in log", "device key enrolment")
 
 _MAX_PATH = 63
 _KEYS = frozenset({L.VERSION, L.ENVELOPE, L.DEVICE_KEY, L.INDEX, L.PATH, L.CHECKPOINT})
+_OPTIONAL_KEYS = frozenset({L.ENROLMENT})
 _EXTRA_KEYS = frozenset({L.ENVELOPE, L.DEVICE_KEY})
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentProof:
+    """The device key's enrolment statement and its inclusion under the proof's checkpoint."""
+
+    statement: bytes = field(repr=False)  # the collector statement envelope, verbatim
+    leaf_index: int
+    audit_path: tuple[bytes, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_proof_fields(self, ("statement",), max_path=_MAX_PATH)
+
+    def to_cbor(self) -> list[Any]:
+        return [self.statement, self.leaf_index, list(self.audit_path)]
+
+    @classmethod
+    def from_cbor(cls, value: Any) -> EnrolmentProof:
+        if not isinstance(value, list) or len(value) != 3 or not isinstance(value[2], list):
+            raise MalformedError("the enrolment field is [statement, leaf index, audit path]",
+                                 code="bad_proof")
+        return cls(value[0], value[1], tuple(value[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +82,14 @@ class LogProof:
     leaf_index: int
     audit_path: tuple[bytes, ...] = field(repr=False)
     checkpoint: bytes = field(repr=False)  # the signed checkpoint note, verbatim
+    enrolment: EnrolmentProof | None = None
 
     def __post_init__(self) -> None:
         check_proof_fields(self, ("envelope", "device_public_key", "checkpoint"),
                            max_path=_MAX_PATH)
+
+    def _extra_fields(self) -> dict[int, Any]:
+        return {} if self.enrolment is None else {L.ENROLMENT: self.enrolment.to_cbor()}
 
     def encode(self) -> bytes:
         return cbor.encode({
@@ -68,10 +99,12 @@ class LogProof:
             L.INDEX: self.leaf_index,
             L.PATH: list(self.audit_path),
             L.CHECKPOINT: self.checkpoint,
+            **self._extra_fields(),
         })
 
     def to_tlog_proof(self) -> bytes:
-        extra = cbor.encode({L.ENVELOPE: self.envelope, L.DEVICE_KEY: self.device_public_key})
+        extra = cbor.encode({L.ENVELOPE: self.envelope, L.DEVICE_KEY: self.device_public_key,
+                             **self._extra_fields()})
         return TlogProof(self.leaf_index, self.audit_path, self.checkpoint, extra).to_bytes()
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +116,10 @@ class LogProof:
             "envelope": self.envelope.hex(),
             "device_public_key_der": self.device_public_key.hex(),
         }
+        if self.enrolment is not None:
+            out["enrolment"] = {"statement": self.enrolment.statement.hex(),
+                                "leaf_index": self.enrolment.leaf_index,
+                                "audit_path": [h.hex() for h in self.enrolment.audit_path]}
         return out
 
 
@@ -95,22 +132,28 @@ def decode_log_proof(data: bytes) -> LogProof:
             raise MalformedError("this tlog-proof has no 'extra' line with the envelope and "
                                  "device key", code="bad_proof")
         extra: Any = cbor.decode(tp.extra, what="tlog-proof extra data")
-        if not isinstance(extra, dict) or set(extra) != _EXTRA_KEYS:
-            raise MalformedError("tlog-proof extra data must be a CBOR map with keys 2 and 3",
-                                 code="bad_proof")
+        if not isinstance(extra, dict) or not _EXTRA_KEYS <= set(extra) <= (
+                _EXTRA_KEYS | _OPTIONAL_KEYS):
+            raise MalformedError("tlog-proof extra data must be a CBOR map with keys 2 and 3 "
+                                 "(and maybe 9)", code="bad_proof")
         return LogProof(extra[L.ENVELOPE], extra[L.DEVICE_KEY], tp.index, tp.path,
-                        tp.checkpoint)
+                        tp.checkpoint, _enrolment(extra))
     body: Any = cbor.decode(data, what="proof file")
-    if not isinstance(body, dict) or body.get(L.VERSION) != PROOF_FORMAT_VERSION_2 or (
-        set(body) != _KEYS
+    if not isinstance(body, dict) or body.get(L.VERSION) != PROOF_FORMAT_VERSION_2 or not (
+        _KEYS <= set(body) <= _KEYS | _OPTIONAL_KEYS
     ):
-        raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5 and 8",
-                             code="bad_proof")
+        raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5 and 8 (and "
+                             "maybe 9)", code="bad_proof")
     path = body[L.PATH]
     if not isinstance(path, list):
         raise MalformedError("audit path must be an array", code="bad_proof")
     return LogProof(body[L.ENVELOPE], body[L.DEVICE_KEY], body[L.INDEX], tuple(path),
-                    body[L.CHECKPOINT])
+                    body[L.CHECKPOINT], _enrolment(body))
+
+
+def _enrolment(fields: dict[Any, Any]) -> EnrolmentProof | None:
+    value = fields.get(L.ENROLMENT)
+    return None if value is None else EnrolmentProof.from_cbor(value)
 
 
 def _is_v1(data: bytes) -> bool:
@@ -148,7 +191,23 @@ def check_checkpoint(note: bytes, policy: TrustPolicy) -> SignedCheckpoint:
     if missing:
         raise SignatureError("trusted key(s) " + ", ".join(
             f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint")
+    if policy.quorum is not None:
+        result = policy.witnessed(signed.note.verified)
+        if not result.met:
+            raise SignatureError(f"witness quorum not met: {result.describe()}",
+                                 code="witness_quorum")
     return signed
+
+
+def describe_signers(signed: SignedCheckpoint, policy: TrustPolicy) -> str:
+    """Who signed a verified checkpoint: the log's keys, then the policy's witnesses."""
+    witness_keys = {(v.name, v.key_id) for _, v in policy.witnesses}
+    names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified
+                      if (s.name, s.key_id) not in witness_keys)
+    text = f"signed by trusted {names}"
+    if policy.quorum is not None:
+        text += "; " + policy.witnessed(signed.note.verified).describe()
+    return text
 
 
 def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
@@ -172,9 +231,8 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         signed = check_checkpoint(pf.checkpoint, policy)
         origin = signed.checkpoint.origin
         state["cp"] = report.checkpoint = signed
-        names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified)
-        return (f"log {origin} tree size {signed.checkpoint.size} signed by trusted "
-                f"{names}")
+        return (f"log {origin} tree size {signed.checkpoint.size} "
+                f"{describe_signers(signed, policy)}")
 
     def device_key() -> str:
         key, envelope = bind_device_key(pf.envelope, pf.device_public_key)
@@ -198,4 +256,40 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         check("device signature", device_signature)
     if have_cp:
         check("inclusion in log", inclusion)
+    if have_cp and pf.enrolment is not None:
+        check("device key enrolment",
+              lambda: check_enrolment(pf, state["cp"].checkpoint, policy))
     return report
+
+
+def check_enrolment(pf: LogProof, cp: Checkpoint, policy: TrustPolicy) -> str:
+    """The proof's enrolment statement: signed by a collector key the policy trusts, enrolling
+    the proof's device key for the reading's device, in the log under the same checkpoint at a
+    leaf before the reading's."""
+    assert pf.enrolment is not None
+    proof = pf.enrolment
+    keys = policy.block_keys()
+    if not keys:
+        raise SignatureError("the enrolment statement is checked with the collector's P-256 "
+                             "key (PEM or ECDSA vkey), which the policy does not name")
+    signed = SignedStatement.decode(proof.statement)
+    key = next((k for k in keys if k.kid == signed.kid), None)
+    if key is None:
+        raise SignatureError(f"the enrolment statement is signed by key "
+                             f"{signed.kid.hex()[:16]}…, not a collector key the policy trusts")
+    enrolment = signed.verify(key).enrolment()
+    if enrolment.key.der != pf.device_public_key:
+        raise MalformedError(f"the statement enrols key {enrolment.kid.hex()[:16]}…, not the "
+                             "proof's device key")
+    device = Envelope.decode(pf.envelope).reading().device_id
+    if enrolment.device_id != device:
+        raise MalformedError(f"the statement enrols the key for {enrolment.device_id}, the "
+                             f"reading is of {device}")
+    verify_inclusion(proof.leaf_index, cp.size, RFC9162_SHA256.hash_leaf(proof.statement),
+                     list(proof.audit_path), cp.root)
+    if proof.leaf_index >= pf.leaf_index:
+        raise MalformedError(f"the enrolment is leaf {proof.leaf_index}, not before the "
+                             f"reading (leaf {pf.leaf_index})")
+    return (f"key enrolled for {enrolment.device_id} by collector statement "
+            f"{signed.statement.seq} at leaf {proof.leaf_index} < leaf {pf.leaf_index}, "
+            "in the same checkpoint")

@@ -132,3 +132,6 @@ class ProofLabel:
     BLOCK: Final = 6
     COLLECTOR_KID: Final = 7
     CHECKPOINT: Final = 8  # v2
+    #: v2, optional: [enrolment statement, its leaf index, its audit path] under the same
+    #: checkpoint, showing the device key was enrolled earlier in the log than the reading.
+    ENROLMENT: Final = 9

@@ -29,6 +29,8 @@ from collector.cli.proofs import (
     verify_history_cmd,
     verify_proof_cmd,
 )
+from collector.cli.serve import serve
+from collector.cli.tiles import tiles
 
 __all__ = ["cli", "main"]
 
@@ -51,7 +53,7 @@ def cli() -> None:
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
                  checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
-                 stats, quarantine):
+                 stats, quarantine, tiles, serve):
     cli.add_command(_command)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
@@ -153,16 +154,20 @@ Examples:
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
 @click.option("--raw", is_flag=True, help="Include the stored bytes (hex) in JSON output.")
+@click.option("--key", "key_file", metavar="PEM",
+              help="replay: the collector key, which signs the enrolment statements the log "
+                   "records first (overrides the config's `key_file`).")
 @handle_errors
 def quarantine(config_path: str | None, db: str | None, action: str, reason: str | None,
-               device: str | None, limit: int, as_json: bool, raw: bool) -> None:
+               device: str | None, limit: int, as_json: bool, raw: bool,
+               key_file: str | None) -> None:
     """List quarantined messages with their reason codes (see docs/collector.md).
 
     `quarantine replay` admits the unknown_key readings whose key has been enrolled since, in
     seq order and through every check they met on arrival. A running collector does this
     itself at every enrolment; the command refuses while a collector runs on the ledger.
     """
-    cfg = config(config_path, database=db)
+    cfg = config(config_path, database=db, key_file=key_file)
     if action == "replay":
         _quarantine_replay(cfg)
         return
@@ -195,15 +200,21 @@ def _quarantine_replay(cfg: CollectorConfig) -> None:
     from collector.admission.checks import DeviceChecks
     from collector.admission.registry import Registry
     from collector.admission.replay import replay_unknown_keys, store_lookup
+    from collector.ledger.statement_log import StatementLog
+    from collector.service import load_collector_key
 
     skew_ms = int(cfg.ingest.max_clock_skew * 1000)
 
     async def go(store: SQLiteStore) -> Any:
+        # The log enrols a key (a collector statement) before any reading it signed.
+        statements = await StatementLog.load(store, await load_collector_key(store,
+                                                                             cfg.key_file))
+        next_id = await statements.commit_due(store, await store.next_reading_id(),
+                                              time.time_ns() // 1_000_000)
         checks = DeviceChecks(await store.device_states(), store_lookup(store),
                               max_skew_ms=skew_ms)
         registry = Registry(await store.registry_version(), await store.device_keys())
-        return await replay_unknown_keys(store, checks, registry,
-                                         await store.next_reading_id(), skew_ms)
+        return await replay_unknown_keys(store, checks, registry, next_id, skew_ms)
 
     with LedgerLock(cfg.database):  # refused while a collector runs on this ledger
         done = on_ledger(cfg, go)

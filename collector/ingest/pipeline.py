@@ -32,6 +32,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +55,7 @@ from collector.admission.workers import RegistryShare, WorkerPool
 from collector.config import CollectorConfig
 from collector.ingest.mqtt import Inbox, Message
 from collector.ledger.sealer import Sealer
+from collector.ledger.statement_log import DueStatement, StatementLog
 from collector.ledger.store import (
     BatchWrite,
     LedgerStore,
@@ -63,6 +65,8 @@ from collector.ledger.store import (
 )
 from collector.logs import event
 from collector.metrics import LiveState, Metrics
+from provenance.merkle import RFC9162_SHA256
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -98,6 +102,8 @@ class Pipeline:
         registry: RegistrySnapshot,
         next_reading_id: int,
         metrics: Metrics | None = None,
+        on_sealed: Callable[[], None] | None = None,
+        statements: StatementLog | None = None,
     ) -> None:
         self._cfg = config
         self._store = store
@@ -112,6 +118,7 @@ class Pipeline:
         self._share = RegistryShare(pool, database.with_name(f".{database.name}.registry"))
         self._shared = self._share.publish(registry)
         self._next_id = next_reading_id
+        self._on_sealed = on_sealed  # e.g. wake the witness submitter
         self.metrics = metrics or Metrics()
         depth = max(2, pool.workers * 2)
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=depth)
@@ -131,11 +138,21 @@ class Pipeline:
         if sealer.pending:
             self._commit_marks.append([len(sealer.pending), None])
         self._replay_due = True  # unknown_key readings to re-check: at start, on enrolment
+        # Enrolments and revocations the log lacks (at start: keys enrolled before the log
+        # held statements); logged ahead of every reading admitted after them.
+        self._statement_log = statements
+        self._due: list[DueStatement] = []
 
     # lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`stop`; then drain what was received, commit, ack and seal it."""
+        if self._statement_log is not None:
+            # Keys enrolled (or revoked) while no collector ran, or before the log held
+            # statements: logged before anything else.
+            keys = await self._store.device_keys()
+            self._due += self._statement_log.due(keys, now_ms())
+            await self._commit_statements()
         dispatcher = asyncio.create_task(self._dispatch(), name="dispatch")
         writer = asyncio.create_task(self._write(), name="write")
         stats = asyncio.create_task(self._log_stats(), name="stats")
@@ -225,6 +242,28 @@ class Pipeline:
             if finished:
                 return
 
+    def _log_statements(self, batch: BatchWrite, leaves: list[PendingLeaf]) -> None:
+        """Put the statements due into ``batch``, ahead of whatever it admits next."""
+        received = now_ms()
+        for due in self._due:
+            record = due.record(self._next_id, received)
+            batch.readings.append(record)
+            leaves.append(PendingLeaf(self._next_id, RFC9162_SHA256.hash_leaf(due.envelope),
+                                      record.time_ms, received))
+            self._next_id += 1
+            self.metrics.statements += 1
+            event(log, "statement_logged", seq=due.seq, reading_id=record.id)
+        self._due = []
+
+    async def _commit_statements(self) -> None:
+        """Commit the statements due in a batch of their own (nothing else is waiting)."""
+        if not self._due:
+            return
+        batch = BatchWrite()
+        leaves: list[PendingLeaf] = []
+        self._log_statements(batch, leaves)
+        await self._commit(batch, {}, leaves)
+
     def _idle_timeout(self) -> float:
         due = self.sealer.due_ms()
         wait = 0.25 if due is None else max(0.0, (due - now_ms()) / 1000)
@@ -233,6 +272,7 @@ class Pipeline:
     async def _idle(self) -> None:
         await self._seal_due()
         await self._refresh_registry()
+        await self._commit_statements()
         await self._replay()
 
     async def _apply(self, job: Job, batch: BatchWrite, acks: dict[int, list[int]],
@@ -248,6 +288,8 @@ class Pipeline:
             outcome = job.early.get(i) or next(outcomes)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
                 outcome = await self._recheck_unknown(m, outcome)
+            if self._due:  # the registry changed: its statements precede what it admits
+                self._log_statements(batch, leaves)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
             if isinstance(outcome, Verified):
@@ -327,8 +369,9 @@ class Pipeline:
         if leaves:
             committed_ms = now_ms()
             observe = self.metrics.receive_to_commit.observe
-            for leaf in leaves:
-                observe((committed_ms - leaf.received_ms) / 1000)
+            for r in batch.readings:  # readings that arrived (not the collector's statements)
+                if r.device_id != STATEMENT_DEVICE:
+                    observe((committed_ms - r.received_ms) / 1000)
             self._commit_marks.append([len(leaves), committed_ms])
         self.sealer.add(leaves)
         self._committing, self._committing_since = 0, None
@@ -346,6 +389,8 @@ class Pipeline:
         faults.point("seal.after_commit")
         self.sealer.sealed(block)
         self.metrics.blocks_sealed += 1
+        if self._on_sealed is not None:
+            self._on_sealed()
         self._observe_sealed(block.leaf_count, block.sealed_ms)
         event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
               first_reading_id=block.first_reading_id, hash=block.hash.hex())
@@ -378,6 +423,8 @@ class Pipeline:
         if version == self._snapshot.version:
             return False
         keys = await self._store.device_keys()
+        if self._statement_log is not None:
+            self._due += self._statement_log.due(keys, now_ms())
         self._snapshot = RegistrySnapshot.of(version, keys)
         self._shared = self._share.publish(self._snapshot)
         self._registry = Registry(version, keys)
@@ -389,6 +436,7 @@ class Pipeline:
         """Between batches: quarantined unknown_key readings whose key is now enrolled."""
         if not self._replay_due:
             return
+        await self._commit_statements()  # replayed readings follow their key's enrolment
         self._replay_due = False
         done = await replay_unknown_keys(self._store, self.checks, self._registry,
                                          self._next_id, self._max_future_ms)

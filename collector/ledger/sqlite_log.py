@@ -65,6 +65,10 @@ class LogTables(SQLiteConnection):
                               (level, index))
         return bytes(row[0]) if row else b""
 
+    async def tree_tile(self, level: int, index: int) -> bytes:
+        """The stored tile (tlog-tiles level ``level``, index ``index``): its hashes so far."""
+        return await self._tile(level, index)
+
     async def tree_nodes(self, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int],
                                                                              bytes]:
         """Stored hashes of the perfect nodes at ``positions``; a missing one is a StoreError."""

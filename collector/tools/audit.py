@@ -30,10 +30,12 @@ from collector.admission.registry import RegistrySnapshot, RegistrySource
 from collector.admission.verify import Rejected, verifier_for
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
+from collector.tools.statement_audit import StatementAudit
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
+from provenance.statement import is_statement
 
 __all__ = ["AUDIT_CHECKS", "AuditReport", "Finding", "audit_envelopes", "run_audit"]
 
@@ -68,6 +70,10 @@ def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> 
     verifier = verifier_for(registry_source)
     out: list[Result] = []
     append = out.append
+    # Collector statements are checked in the main process, with the collector key.
+    statements = [i for i, raw in enumerate(envelopes) if is_statement(raw)]
+    if statements:
+        envelopes = [raw for raw in envelopes if not is_statement(raw)]
     for result in verifier.check_batch([(None, raw) for raw in envelopes]):
         if isinstance(result, Rejected):
             append((AUDIT_CHECKS.get(result.reason, result.reason), result.detail))
@@ -76,7 +82,12 @@ def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> 
         signed = (r.device_id, r.seq, r.boot, r.time_ms, r.kind, r.prev,
                   result.key.revoked_at(r.time_ms))
         append(signed if result.envelope.low_s else (*signed, _HIGH_S))
+    for i in statements:
+        out.insert(i, _STATEMENT)
     return out
+
+
+_STATEMENT: Result = ("statement",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +211,7 @@ class _Auditor:
         self.chain: dict[str, tuple[int, bytes]] = {}  # device -> (max seq, its envelope hash)
         self.revoked = 0
         self.high_s = 0
+        self.statements = StatementAudit(key)
 
     def fail(self, check: str, detail: str, block: BlockRecord | None,
              reading: ReadingRecord | None = None, leaf: int | None = None) -> None:
@@ -207,6 +219,12 @@ class _Auditor:
             check, detail, block.height if block else None, leaf,
             reading.id if reading else None, reading.device_id if reading else None,
             reading.seq if reading else None))
+
+    def _failer(self, block: BlockRecord | None, r: ReadingRecord,
+                first: int) -> Callable[[str, str], None]:
+        def fail(check: str, detail: str) -> None:
+            self.fail(check, detail, block, r, r.id - first if block else None)
+        return fail
 
     def check_block(self, index: int, block: BlockRecord, prev_hash: bytes,
                     expected_first: int) -> SignedBlock | None:
@@ -285,10 +303,17 @@ class _Auditor:
         add_time = times.append
         chain, sha256 = self.chain, hashlib.sha256
         # One pass per stored reading: kept lean, the main process's share of the audit.
+        statements = self.statements
         for r, res in zip(readings, results, strict=True):
             if len(res) != 7:
+                if len(res) == 1:
+                    signed_ms = statements.statement(r, self._failer(block, r, first))
+                    if signed_ms is not None:
+                        add_time(signed_ms)
+                    continue
                 if len(res) == 2:
-                    self.fail(res[0], res[1], block, r, r.id - first if block else None)
+                    if not statements.not_a_statement(r, self._failer(block, r, first)):
+                        self.fail(res[0], res[1], block, r, r.id - first if block else None)
                     continue
                 self.high_s += 1
             device_id, seq, _, time_ms, kind, prev, revoked = res[:7]
@@ -301,6 +326,7 @@ class _Auditor:
                 self.fail("stored columns", f"row says {columns}, the envelope signs {res[:5]}",
                           block, r, r.id - first if block else None)
                 continue
+            statements.reading(r, time_ms, self._failer(block, r, first))
             last = chain.get(device_id)
             if last is None or seq > last[0]:
                 chain[device_id] = (seq, sha256(r[7]).digest())
@@ -343,10 +369,12 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     started = time.monotonic()
     report = AuditReport(collector_kid=collector_key.kid_hex)
     share = RegistryShare(pool)
+    # The ledger-wide pass needs no worker: it runs first, while the workers (when the caller
+    # only launched them) are still starting.
+    await ledger_findings(store, report, block_age_ms=block_age_ms)
     try:
         auditor = await _audit(store, report, collector_key, pool, share, progress, window,
                                anchors, saved_checkpoints)
-        await ledger_findings(store, report, block_age_ms=block_age_ms)
     finally:
         share.close()
     report.findings.sort(key=_finding_order)
@@ -354,6 +382,7 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
         report.warnings.append(
             f"{auditor.revoked} stored reading(s) carry a device time at or after their key's "
             "revocation (the key was revoked with an effective time in the past)")
+    report.warnings.extend(auditor.statements.warnings(report.readings))
     if auditor.high_s:
         report.warnings.append(
             f"{auditor.high_s} stored reading(s) carry a high-S signature, which the collector "

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
 from provenance.envelope import Envelope
 from provenance.prooffile import reading_to_json
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["CSV_COLUMNS", "MEASUREMENT_COLUMNS", "export_readings"]
 
@@ -70,7 +71,8 @@ async def export_readings(store: LedgerStore, out: TextIO, *, fmt: str,
     """Write matching readings to ``out`` as ``fmt`` ("csv" or "jsonl"); return the count of
     readings. ``per_measurement`` (CSV only): one row per measurement instead of per reading."""
     index = _BlockIndex(await store.blocks())
-    query = store.query_readings(device_id=device_id, since_ms=since_ms, until_ms=until_ms)
+    query = _device_readings(
+        store.query_readings(device_id=device_id, since_ms=since_ms, until_ms=until_ms))
     # Closed here, whatever stops the writing (a reader that left: BrokenPipeError), so the
     # query never outlives the store's connection.
     try:
@@ -78,6 +80,19 @@ async def export_readings(store: LedgerStore, out: TextIO, *, fmt: str,
                             per_measurement=per_measurement)
     finally:
         aclose = getattr(query, "aclose", None)  # an async generator's; a plain iterator has none
+        if aclose is not None:
+            await aclose()
+
+
+async def _device_readings(rows: AsyncIterator[ReadingRecord]
+                           ) -> AsyncIterator[ReadingRecord]:
+    """The device readings among ``rows``: collector statements are not readings of a device."""
+    try:
+        async for r in rows:
+            if r.device_id != STATEMENT_DEVICE:
+                yield r
+    finally:
+        aclose = getattr(rows, "aclose", None)
         if aclose is not None:
             await aclose()
 

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from collector.admission.checks import MAX_SEQ_JUMP, DeviceState
 from collector.ledger.store import LedgerStore, ReadingRecord
 from collector.tools.audit import AuditReport, Finding
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["UNSEALED_GRACE_MS", "gap_warnings", "ledger_findings", "misplaced_leaves"]
 
@@ -53,6 +54,8 @@ async def ledger_findings(store: LedgerStore, report: AuditReport, *,
         seen: set[str] = set()
         out = _Capped(report, limit)
         async for device_id, rows in store.device_seq_ids():
+            if device_id == STATEMENT_DEVICE:
+                continue  # collector statements: checked by the audit's statement pass
             seen.add(device_id)
             state = states.get(device_id)
             _sequence_findings(out, device_id, rows, state)

@@ -12,6 +12,7 @@ from typing import Any
 
 from collector.ledger.store import LedgerStore
 from collector.tools.findings import gap_warnings
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["TABLE_COLUMNS", "LedgerStats", "collect_stats"]
 
@@ -40,10 +41,12 @@ class LedgerStats:
     quarantined: dict[str, int]
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # devices with unexplained gaps
+    statements: int = 0  # collector statements in the log (enrolments, revocations, ...)
 
     def to_json(self) -> str:
         return json.dumps({
-            "readings": self.readings, "blocks": self.blocks, "unsealed": self.unsealed,
+            "readings": self.readings, "statements": self.statements, "blocks": self.blocks,
+            "unsealed": self.unsealed,
             "duplicates": self.duplicates, "quarantined": sum(self.quarantined.values()),
             "quarantined_by_reason": self.quarantined, "devices": self.devices,
             "warnings": self.warnings,
@@ -63,7 +66,8 @@ class LedgerStats:
         lines = [
             f"ledger: {self.readings} readings in {self.blocks} blocks "
             f"({self.unsealed} not yet sealed); {self.duplicates} duplicates dropped; "
-            f"{sum(self.quarantined.values())} quarantined",
+            f"{sum(self.quarantined.values())} quarantined; {self.statements} collector "
+            "statements",
         ]
         if self.quarantined:
             lines.append("quarantine: " + ", ".join(f"{k}={v}" for k, v in
@@ -83,7 +87,8 @@ class LedgerStats:
 
 async def collect_stats(store: LedgerStore, device_id: str | None = None) -> LedgerStats:
     async with store.snapshot():
-        readings = await store.reading_count()
+        statements = len([r async for r in store.query_readings(device_id=STATEMENT_DEVICE)])
+        readings = await store.reading_count() - statements
         last = await store.last_block()
         blocks = last.height + 1 if last else 0
         sealed_upto = last.end_reading_id if last else 1
@@ -126,4 +131,5 @@ async def collect_stats(store: LedgerStore, device_id: str | None = None) -> Led
         quarantined=dict(sorted(by_reason.items())),
         devices=devices,
         warnings=gap_warnings({dev: st for dev, st in states.items() if dev in devices}),
+        statements=statements,
     )

@@ -340,7 +340,8 @@ def test_a_high_s_twin_sent_first_neither_displaces_nor_hides_the_genuine_readin
         pub.publish([(dev.topic, env) for env in genuine])
         wait_until(lambda: ledger.count("readings") == 3, 20, 0.02, "genuine readings stored")
     assert col.stop() == 0
-    stored = ledger.sql("SELECT seq, envelope FROM readings ORDER BY seq")
+    stored = ledger.sql("SELECT seq, envelope FROM readings WHERE device_id = ? ORDER BY seq",
+                        (dev.device_id,))
     assert [(seq, bytes(env)) for seq, env in stored] == list(enumerate(genuine))
     assert ledger.quarantine() == [("high_s", dev.device_id, 0, 1)]
     assert not any(e.get("event") == "equivocation" for e in col.events)

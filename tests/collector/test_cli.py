@@ -54,7 +54,7 @@ def test_the_documented_commands_exist() -> None:
     assert sorted(" ".join(p) for p in all_commands()) == sorted([
         "audit", "blocks", "check", "checkpoint", "consistency", "devices add", "devices list",
         "devices revoke", "history", "init", "migrate", "proof", "verify-history",
-        "quarantine", "readings", "run", "stats", "verify-proof"])
+        "quarantine", "readings", "run", "serve", "stats", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for path in all_commands():
         assert f"ledger-collector {' '.join(path)}" in docs, f"{path} is not in the docs"
@@ -172,8 +172,9 @@ def test_blocks_readings_quarantine_and_stats_outputs(
 
     jl = run_cli("readings", "--db", ledger.db, "--format", "jsonl", "--with-envelope")
     lines = [json.loads(line) for line in jl.output.splitlines() if line.startswith("{")]
-    assert len(lines) == 24 and lines[0]["reading_id"] == 1 and "envelope" in lines[0]
-    assert lines[10]["block"] == 1 and lines[10]["leaf_index"] == 0
+    # Reading ids 1 and 2 are the devices' enrolment statements, which are no device's readings.
+    assert len(lines) == 24 and lines[0]["reading_id"] == 3 and "envelope" in lines[0]
+    assert lines[8]["block"] == 1 and lines[8]["leaf_index"] == 0
     window = run_cli("readings", "--db", ledger.db, "--format", "jsonl", "--device", "out-000",
                      "--since", str(BASE_TIME_MS + 5000), "--until", "2026-01-01T00:00:09Z")
     assert [json.loads(x)["seq"] for x in window.output.splitlines()
@@ -285,7 +286,8 @@ def test_listings_show_utc_times_full_headers_and_csv(
     audited = run_cli("audit", "--db", ledger.db, "--workers", "1", "--no-progress")
     assert audited.exit_code == 0, audited.output
     head = re.search(r"^chain head (\d+:[0-9a-f]{64})$", audited.output, re.M)
-    assert head and head.group(1).startswith("1:"), audited.output
+    # 2 enrolment statements and 8 readings in blocks of 4: blocks 0, 1 and 2
+    assert head and head.group(1).startswith("2:"), audited.output
     anchored = run_cli("audit", "--db", ledger.db, "--workers", "1", "--no-progress",
                        "--anchor", head.group(1))
     assert anchored.exit_code == 0, anchored.output

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from collector.faults import ENV
+from collector.ledger.logkeys import load_note_key, note_key_path
 from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
@@ -74,7 +75,9 @@ def test_checkpoints_consistency_and_proofs_from_the_command_line(
     sizes = [r[0] for r in ledger.sql("SELECT size FROM checkpoints ORDER BY size")]
     ends = [r[0] + r[1] - 1 for r in ledger.sql(
         "SELECT first_reading_id, leaf_count FROM blocks ORDER BY height")]
-    assert sizes == ends and sizes[-1] == 90
+    enrolments = ledger.statements()  # the collector logs each key's enrolment first
+    assert enrolments == 3
+    assert sizes == ends and sizes[-1] == 90 + enrolments
     saved = run_cli("checkpoint", "--db", ledger.db, "--size", str(sizes[0])).output.encode()
     old = open_checkpoint(saved, verifiers).checkpoint
     assert old.size == sizes[0] and old.root == root(_leaves(ledger)[:sizes[0]])
@@ -86,7 +89,7 @@ def test_checkpoints_consistency_and_proofs_from_the_command_line(
     head = run_cli("checkpoint", "--db", ledger.db)
     assert head.exit_code == 0
     new = open_checkpoint(head.output.encode(), verifiers).checkpoint
-    assert (new.size, new.root) == (150, root(leaves))
+    assert (new.size, new.root) == (150 + enrolments, root(leaves))
     assert run_cli("checkpoint", "--db", ledger.db, "--size", "7").exit_code == 2
 
     out = run_cli("consistency", "--db", ledger.db, str(old.size))
@@ -98,7 +101,7 @@ def test_checkpoints_consistency_and_proofs_from_the_command_line(
     proof = [base64.b64decode(line) for line in lines[1:]]
     verify_consistency(old.size, new.size, old.root, new.root, proof)
     assert run_cli("consistency", "--db", ledger.db, "0").exit_code == 2
-    assert run_cli("consistency", "--db", ledger.db, "151").exit_code == 2
+    assert run_cli("consistency", "--db", ledger.db, str(new.size + 1)).exit_code == 2
 
     # Proofs in both forms, checked offline against the vkey file (a trust policy).
     for form in ("cbor", "tlog-proof"):
@@ -108,7 +111,9 @@ def test_checkpoints_consistency_and_proofs_from_the_command_line(
         assert made.exit_code == 0, made.output
         checked = run_cli("verify-proof", str(path), "--policy", ledger.vkey)
         assert checked.exit_code == 0, checked.output
-        assert "[PASS] inclusion in log: leaf" in checked.output and "of 150" in checked.output
+        assert "[PASS] inclusion in log: leaf" in checked.output
+        assert f"of {new.size}" in checked.output
+        assert "[PASS] device key enrolment: key enrolled for log-001" in checked.output
     assert Path(tmp_path / "r.tlog-proof").read_bytes().startswith(b"c2sp.org/tlog-proof@v1\n")
     earlier = run_cli("proof", "--db", ledger.db, "log-000", "1", "--size", str(old.size),
                       "-o", str(tmp_path / "early.proof"))
@@ -149,6 +154,19 @@ def test_audit_names_a_checkpoint_that_does_not_match_its_size(
     ledger.execute("DELETE FROM checkpoints WHERE size = 80")
     gone = run_cli("audit", "--db", ledger.db)
     assert gone.exit_code == 1 and "no checkpoint of tree size 80" in gone.output
+    # A checkpoint, properly signed by both log keys with the true root, at a size where no
+    # block ends: the collector never signs one, so it is named.
+    ledger.execute("DELETE FROM checkpoints WHERE size != 40")
+    assert run_cli("audit", "--db", ledger.db).exit_code == 1
+    signers = [load_note_key(note_key_path(ledger.key)), EcdsaNoteSigner(origin, key)]
+    odd = sign_checkpoint(Checkpoint(origin, 60, root(leaves[:60])), signers)
+    ledger.execute("INSERT INTO checkpoints(size, root, note, block_height, signed_ms) "
+                   "VALUES (60, ?, ?, NULL, 0)", (root(leaves[:60]), odd))
+    stray = run_cli("audit", "--db", ledger.db)
+    assert stray.exit_code == 1
+    assert ("checkpoint: checkpoint of tree size 60: no block ends at this tree size"
+            in stray.output), stray.output
+    assert "its root matches the stored tree" in stray.output
 
 
 def _origin(ledger: Ledger) -> str:
@@ -162,7 +180,9 @@ def test_audit_names_the_reading_in_the_log_tree(
     devices = make_devices(2, "tl")
     ledger.enrol(devices)
     _fill(ledger, broker, collector, devices, 50)
-    target = 57  # in block 1 (readings 41..80)
+    target = 57  # in block 1 (readings 41..80) unless a block was sealed early by age
+    (height,) = ledger.sql("SELECT height FROM blocks WHERE first_reading_id <= ? AND "
+                           "first_reading_id + leaf_count > ?", (target, target + 3))[0]
     if what == "changed byte":
         env = bytearray(ledger.sql("SELECT envelope FROM readings WHERE id = ?", (target,))[0][0])
         env[-3] ^= 1
@@ -180,15 +200,15 @@ def test_audit_names_the_reading_in_the_log_tree(
 
     report = json.loads(result.output)
     named = {(f["check"], f.get("reading_id"), f.get("block")) for f in report["findings"]}
-    assert ("merkle root", None, 1) in named
-    assert report["first_broken"]["block"] == 1
-    assert all(f.get("block") in (1, None) for f in report["findings"]), report["findings"]
+    assert ("merkle root", None, height) in named
+    assert report["first_broken"]["block"] == height
+    assert all(f.get("block") in (height, None) for f in report["findings"]), report["findings"]
     if what == "changed byte":
-        assert ("leaf hash", target, 1) in named
+        assert ("leaf hash", target, height) in named
     elif what == "deleted reading":
-        assert ("missing reading", target, 1) in named
+        assert ("missing reading", target, height) in named
     else:
-        assert {("reading order", target, 1), ("reading order", target + 3, 1)} <= named
+        assert {("reading order", target, height), ("reading order", target + 3, height)} <= named
 
 
 # migrate ---------------------------------------------------------------------------------------
@@ -278,8 +298,10 @@ def test_migrate_a_format_1_ledger_killed_and_resumed(tmp_path: Path, broker: Br
     col = CollectorProcess(ledger, broker, *ARGS).start()
     wait_until(lambda: ledger.sealed() == 150, 30, message="the pending readings sealed")
     assert col.stop() == 0
-    assert ledger.sql("SELECT size FROM checkpoints ORDER BY size") == [(145,), (150,)]
-    assert ledger.sql("SELECT root FROM checkpoints WHERE size = 150")[0][0] == root(
+    # The keys enrolled before the log held statements are enrolled in the log now, once.
+    assert ledger.statements() == 3
+    assert ledger.sql("SELECT size FROM checkpoints ORDER BY size") == [(145,), (153,)]
+    assert ledger.sql("SELECT root FROM checkpoints WHERE size = 153")[0][0] == root(
         _leaves(ledger))
     assert run_cli("audit", "--db", ledger.db).exit_code == 0
     out = run_cli("consistency", "--db", ledger.db, "145")

@@ -44,7 +44,8 @@ def test_proof_verifies_offline_and_any_altered_byte_fails(
     col = collector("--block-size", "100", "--block-age", "30").start()
     with Publisher(broker) as pub:
         pub.publish((d.topic, d.next()) for _ in range(70) for d in devices)  # 210 readings
-    wait_until(lambda: ledger.sealed() >= 200 and ledger.count("readings") == 210, 30)
+    # The log: 3 enrolment statements, then the readings; blocks of 100 leaves.
+    wait_until(lambda: ledger.sealed() >= 197 and ledger.count("readings") == 210, 30)
 
     # Reading 205 is stored but no block holds it yet.
     pending = ledger.sql("SELECT device_id, seq FROM readings WHERE id = 205")[0]
@@ -191,15 +192,16 @@ def test_verify_proof_shows_what_was_proven_and_skips_what_it_could_not_check(
             "device clock NOT synced") in ok.output
     assert "  ph = 7.1 pH" in ok.output and "  temp = 21.5 Cel" in ok.output
     assert '  event: {"channel": 3, "type": "arc"}' in ok.output
-    assert re.search(r"^  in log sensorledger.invalid/ledger at tree size 3 \(root [0-9a-f]{64}\)$",
+    # The log: the key's enrolment statement, then the 3 readings.
+    assert re.search(r"^  in log sensorledger.invalid/ledger at tree size 4 \(root [0-9a-f]{64}\)$",
                      ok.output, re.M)
     report = json.loads(run_cli("verify-proof", str(proof_file), "--collector-key",
                                 ledger.public_key, "--json").output)
-    assert report["ok"] and [c["status"] for c in report["checks"]] == ["PASS"] * 5
+    assert report["ok"] and [c["status"] for c in report["checks"]] == ["PASS"] * 6
     shown = report["proven"]
     assert (shown["device_id"], shown["seq"], shown["clock_synced"]) == ("arc-07", 1, False)
     assert shown["time_utc"] == "2026-01-01T00:00:01.500+00:00"
-    assert shown["event"] == {"type": "arc", "channel": 3} and shown["checkpoint"]["size"] == 3
+    assert shown["event"] == {"type": "arc", "channel": 3} and shown["checkpoint"]["size"] == 4
 
     # A wrong collector key: which key the proof names, and SKIP for what could not be checked.
     other = PrivateKey.generate()

@@ -37,8 +37,9 @@ def test_enrolment_brings_the_early_readings_into_the_ledger_in_seq_order(
     wait_until(lambda: ledger.sealed() >= 7, 30, 0.05)
     assert col.stop() == 0
     assert ledger.quarantine() == []
-    rows = ledger.sql("SELECT id, seq FROM readings ORDER BY id")
-    assert [seq for _, seq in rows] == list(range(7))  # ids follow seq: replayed in order
+    # The key's enrolment statement first, then the readings: ids follow seq, replayed in order
+    rows = ledger.sql("SELECT device_id, seq FROM readings ORDER BY id")
+    assert rows == [("@collector", 1)] + [("early-01", seq) for seq in range(7)]
     assert ledger.sql("SELECT received_ms FROM readings WHERE seq = 0")[0][0] < now_ms() - 500
     stats = ledger.stats()["devices"]["early-01"]
     assert (stats["accepted"], stats["missing"], stats["last_seq"]) == (7, 0, 6)
@@ -68,7 +69,8 @@ def test_replay_applies_every_check_as_on_arrival(
                                                                ("clock_skew", 3)]
     assert "(on replay after enrolment)" in ledger.sql(
         "SELECT detail FROM quarantine WHERE reason = 'clock_skew'")[0][0]
-    assert ledger.sql("SELECT seq FROM readings ORDER BY id") == [(0,), (1,)]
+    assert ledger.sql("SELECT seq FROM readings WHERE device_id = 'early-02' "
+                      "ORDER BY id") == [(0,), (1,)]
 
 
 def test_quarantine_replay_offline_then_the_next_run_seals(
@@ -80,13 +82,15 @@ def test_quarantine_replay_offline_then_the_next_run_seals(
     wait_until(lambda: ledger.count("quarantine") == 6, 30, 0.05)
     assert col.stop() == 0
     ledger.enrol([dev])
-    result = run_cli("quarantine", "replay", "--db", ledger.db)
+    result = run_cli("quarantine", "replay", "--db", ledger.db, "--key", ledger.key)
     assert result.exit_code == 0, result.output
     assert "replayed: 3 accepted, 0 already stored, 0 quarantined again, 3 still unknown_key" \
         in result.output
-    again = run_cli("quarantine", "replay", "--db", ledger.db)
+    again = run_cli("quarantine", "replay", "--db", ledger.db, "--key", ledger.key)
     assert "replayed: 0 accepted" in again.output  # nothing twice
-    assert ledger.sql("SELECT seq FROM readings ORDER BY id") == [(0,), (1,), (2,)]
+    # The key's enrolment statement, logged by the replay itself, then the readings.
+    assert ledger.sql("SELECT device_id, seq FROM readings ORDER BY id") == [
+        ("@collector", 1), ("early-03", 0), ("early-03", 1), ("early-03", 2)]
     assert {r for r, _ in reasons(ledger)} == {"unknown_key"}
     col = collector("--block-age", "0.2").start()
     wait_until(lambda: ledger.sealed() == 3, 30, 0.05)

@@ -142,10 +142,19 @@ class Ledger:
             con.close()
 
     def count(self, table: str) -> int:
-        return int(self.sql(f"SELECT COUNT(*) FROM {table}")[0][0])
+        """Rows of ``table``; for ``readings``, the device readings (not the collector's
+        statements, which share the table: see provenance/statement.py)."""
+        where = " WHERE device_id != '@collector'" if table == "readings" else ""
+        return int(self.sql(f"SELECT COUNT(*) FROM {table}{where}")[0][0])
+
+    def statements(self) -> int:
+        return int(self.sql("SELECT COUNT(*) FROM readings WHERE device_id = '@collector'")[0][0])
 
     def sealed(self) -> int:
-        return int(self.sql("SELECT COALESCE(SUM(leaf_count), 0) FROM blocks")[0][0])
+        """Device readings sealed into blocks (statements not counted)."""
+        return int(self.sql(
+            "SELECT COUNT(*) FROM readings WHERE device_id != '@collector' AND id < "
+            "(SELECT COALESCE(MAX(first_reading_id + leaf_count), 1) FROM blocks)")[0][0])
 
     def stats(self) -> dict[str, Any]:
         result = run_cli("stats", "--db", self.db, "--json")
