@@ -153,12 +153,14 @@ def test_health_fails_while_sealing_is_stopped_and_recovers(
     col = collector("--config", _config(tmp_path, 0.25, listen=False), "--workers", "1",
                     "--metrics-listen", "127.0.0.1:0").start()
     base = _base(col)
-    # (The devices' enrolment statements are logged and sealed when the collector starts.)
-    wait_until(lambda: health(base)[1].get("reason") == "no readings waiting", timeout=10,
-               message="/health: nothing waiting")
+    # The devices' enrolment statements are logged and sealed when the collector starts
+    # (the listener may answer before that: wait for them to be in the tree).
+    statements = len(devices)
+    wait_until(lambda: scrape(base).value("sensorledger_tree_size") == statements
+               and health(base)[1].get("reason") == "no readings waiting", timeout=10,
+               message="statements sealed, nothing waiting")
     status, body = health(base)
     assert status == 200, body
-    statements = len(devices)
 
     # Another process takes the ledger's write lock (as a stray `sqlite3 ledger.db` shell
     # in a transaction would): the collector can neither commit nor seal, and waits.
