@@ -116,7 +116,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         )
         await witnessing.start()  # its own ledger connection; never in the ingest path
         if config.metrics.listen is not None:
-            metrics_server = await _metrics_server(config, pipeline, ingest)
+            metrics_server = await _metrics_server(config, pipeline, ingest, witnessing)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -166,20 +166,21 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         notifier.close()
 
 
-async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
-                          ingest: MqttIngest) -> MetricsServer:
+async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: MqttIngest,
+                          witnessing: Witnessing) -> MetricsServer:
     """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
 
     from agent.exposition import MetricsServer
-    from collector.observe.exporter import LedgerExporter, broker_source
+    from collector.observe.exporter import LedgerExporter, broker_source, witness_source
     from collector.observe.health import assess
 
     assert config.metrics.listen is not None
     registry = CollectorRegistry(auto_describe=False)
     exporter = LedgerExporter(pipeline.metrics, pipeline.live)
     exporter.add_source(broker_source(ingest))
+    exporter.add_source(witness_source(witnessing.progress))
     registry.register(exporter)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, fds
     started_ms = time.time_ns() // 1_000_000
