@@ -33,12 +33,13 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from collector import faults
 from collector.admission.checks import Accept, DeviceChecks, Duplicate
+from collector.admission.private_intake import open_private, private_record
 from collector.admission.reasons import Reason
 from collector.admission.registry import Registry, RegistrySnapshot
 from collector.admission.replay import replay_unknown_keys
@@ -66,6 +67,7 @@ from collector.ledger.store import (
 from collector.logs import event
 from collector.metrics import LiveState, Metrics
 from provenance.merkle import RFC9162_SHA256
+from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["Acker", "Pipeline"]
@@ -86,6 +88,7 @@ class Job:
     messages: list[Message]
     early: dict[int, Outcome]  # outcomes decided before verification (oversized)
     outcomes: asyncio.Future[list[Outcome]]
+    private: dict[int, PrivateMessage] = field(default_factory=dict)  # by message index
 
 
 class Pipeline:
@@ -184,6 +187,7 @@ class Pipeline:
                     break
                 continue
             early: dict[int, Outcome] = {}
+            private: dict[int, PrivateMessage] = {}
             items: list[tuple[str, bytes, int]] = []
             for i, m in enumerate(messages):
                 if len(m.payload) > ingest.max_message_bytes:
@@ -192,14 +196,21 @@ class Pipeline:
                         f"{len(m.payload)} bytes exceed the {ingest.max_message_bytes}-byte "
                         f"limit; first {ingest.quarantine_keep_bytes} bytes kept",
                     )
-                else:
+                    continue
+                opened = open_private(m.topic, m.payload)
+                if opened is None:
                     items.append((m.topic, m.payload, m.received_ms))
+                elif isinstance(opened, Rejected):
+                    early[i] = opened
+                else:
+                    private[i] = opened[1]
+                    items.append((opened[0], opened[1].envelope, m.received_ms))
             self.metrics.received += len(messages)
             outcomes = self._pool.submit(verify_batch, self._shared, items,
                                          self._max_future_ms)
             self._verifying += len(messages)
             self._job_arrivals.append(messages[0].received_ms)
-            await self._jobs.put(Job(messages, early, outcomes))
+            await self._jobs.put(Job(messages, early, outcomes, private))
         await self._jobs.put(None)
 
     # write: per-device checks, commit, ack, seal --------------------------------------------
@@ -286,19 +297,27 @@ class Pipeline:
         metrics = self.metrics
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
+            pm = job.private.get(i)
+            envelope = m.payload if pm is None else pm.envelope
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
-                outcome = await self._recheck_unknown(m, outcome)
+                outcome = await self._recheck_unknown(m, outcome, pm)
             if self._due:  # the registry changed: its statements precede what it admits
                 self._log_statements(batch, leaves)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
+            if isinstance(outcome, Verified) and pm is not None and outcome.commitment is None:
+                outcome = Rejected(Reason.BAD_PRIVATE, "the envelope on the private topic is "
+                                   "a public reading: it signs its values, not a commitment",
+                                   outcome.device_id, outcome.seq)
             if isinstance(outcome, Verified):
                 decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
-                                                   m.payload)
+                                                   envelope)
                 if isinstance(decision, Accept):
                     batch.readings.append(ReadingRecord(
                         self._next_id, outcome.device_id, outcome.seq, outcome.boot,
-                        outcome.time_ms, m.received_ms, outcome.kind, m.payload))
+                        outcome.time_ms, m.received_ms, outcome.kind, envelope))
+                    if pm is not None:
+                        batch.private.append(private_record(self._next_id, pm))
                     leaves.append(PendingLeaf(self._next_id, outcome.leaf_hash,
                                               outcome.time_ms, m.received_ms))
                     self._next_id += 1
@@ -448,13 +467,19 @@ class Pipeline:
         if done.changed:
             event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
 
-    async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
+    async def _recheck_unknown(self, m: Message, outcome: Rejected,
+                               pm: PrivateMessage | None) -> Outcome:
         # A device enrolled moments ago may have been verified against an older snapshot: the
         # registry may have changed since the batch went to a worker, whether this call or an
         # earlier one reloaded it (that earlier reload's replay ran before this reading was
         # quarantined, so nothing would replay it). Looking up an unknown key is cheap: the
         # envelope is decoded and no signature is checked.
         await self._refresh_registry(force=True)
+        if pm is not None:
+            opened = open_private(m.topic, m.payload)
+            assert opened is not None and not isinstance(opened, Rejected)
+            return verify_message(self._registry, opened[0], pm.envelope, m.received_ms,
+                                  self._max_future_ms)
         return verify_message(self._registry, m.topic, m.payload, m.received_ms,
                               self._max_future_ms)
 
