@@ -75,6 +75,9 @@ class LedgerExporter(Collector):
                             ("late", m.late)):
             events.add_metric([name], value)
         yield events
+        yield _counter("sensorledger_statements_logged_total",
+                       "Collector statements (enrolments, revocations, ...) logged as leaves.",
+                       m.statements)
         yield _counter("sensorledger_blocks_sealed_total", "Blocks sealed and committed.",
                        m.blocks_sealed)
         yield _counter("sensorledger_commits_total",

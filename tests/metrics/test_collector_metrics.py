@@ -119,6 +119,7 @@ def test_scrape_during_ingest_agrees_with_stats(
     assert after.value("sensorledger_blocks_sealed_total") == stats["blocks"]
     # The tree also holds the collector's statements (the devices' enrolments).
     assert after.value("sensorledger_tree_size") == stats["readings"] + stats["statements"]
+    assert after.value("sensorledger_statements_logged_total") == stats["statements"] == DEVICES
     assert stats["unsealed"] == 0
     # Every accepted reading was timed from arrival to commit and from commit to seal.
     # (Commit->seal also times the collector's statements, which are leaves too.)
