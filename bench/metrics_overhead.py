@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import statistics
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from provenance.statement import STATEMENT_DEVICE
 
 from .collector_proc import CollectorProcess, cpu_seconds
 from .context import RunContext, sessions
@@ -33,29 +29,6 @@ from .results import BenchResult
 __all__ = ["run_metrics_overhead"]
 
 SCRAPE_EVERY_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class _Drained:
-    readings: int  # device readings (the collector's statements are leaves too, counted apart)
-    first_received_ms: int | None
-    all_sealed: bool
-    last_sealed_ms: int | None
-
-
-def _drained(db: Path) -> _Drained:
-    """The ledger's device readings and whether every leaf is sealed (read-only, WAL)."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        readings, first = con.execute(
-            "SELECT COUNT(*), MIN(received_ms) FROM readings WHERE device_id != ?",
-            (STATEMENT_DEVICE,)).fetchone()
-        (leaves,) = con.execute("SELECT COUNT(*) FROM readings").fetchone()
-        sealed, last = con.execute(
-            "SELECT COALESCE(SUM(leaf_count), 0), MAX(sealed_ms) FROM blocks").fetchone()
-    finally:
-        con.close()
-    return _Drained(readings, first, sealed >= leaves, last)
 
 
 def _listen_url(log_path: Path, timeout: float = 30) -> str:
@@ -112,8 +85,7 @@ def _drain(ctx: RunContext, name: str, metrics: bool) -> dict[str, Any]:
         with CollectorProcess(files, broker.url, client_id, log_path, extra) as col:
             if metrics:
                 scraper = _Scraper(_listen_url(log_path))
-            col.wait_until(lambda: (d := _drained(files.db)).readings >= count and d.all_sealed,
-                           timeout=900)
+            col.wait_until(lambda: totals(files.db).sealed >= count, timeout=900)
             main_cpu, workers_cpu = cpu_seconds(col.pid)
             if scraper is not None:
                 scraper.stop()
@@ -122,9 +94,9 @@ def _drain(ctx: RunContext, name: str, metrics: bool) -> dict[str, Any]:
         if scraper is not None:
             scraper.stop()
         broker.stop()
-    t, quarantined = _drained(files.db), totals(files.db).quarantined
-    if t.readings != count or quarantined or code != 0:
-        raise RuntimeError(f"ledger holds {t.readings} readings, {quarantined} quarantined, "
+    t = totals(files.db)
+    if t.readings != count or t.quarantined or code != 0:
+        raise RuntimeError(f"ledger holds {t.readings} readings, {t.quarantined} quarantined, "
                            f"of {count} sent; collector exit {code}")
     assert t.first_received_ms is not None and t.last_sealed_ms is not None
     drain_s = (t.last_sealed_ms - t.first_received_ms) / 1000
