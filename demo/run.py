@@ -27,6 +27,8 @@ from .processes import Processes
 from .view import start_view
 
 BIN = Path(sys.executable).parent
+#: The proof check that runs in a browser (docs/verify-in-browser.md).
+VERIFY_PAGE = Path(__file__).resolve().parents[1] / "collector" / "web" / "static" / "verify.html"
 
 
 class DemoError(Exception):
@@ -216,6 +218,8 @@ class Demo:
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    in a browser: open {VERIFY_PAGE.as_uri()}, pin the log verifier "
+                 "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
