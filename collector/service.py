@@ -214,7 +214,9 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: M
         return assess(pipeline.live(), now_ms=time.time_ns() // 1_000_000,
                       started_ms=started_ms, block_age_s=config.blocks.age)
 
-    server = MetricsServer(config.metrics.listen, registry, health)
+    # A cluster member does not know when the shared log head last moved: no health rule.
+    shared_head = is_postgres_url(config.database)
+    server = MetricsServer(config.metrics.listen, registry, None if shared_head else health)
     try:
         host, port = await server.start()
     except OSError as exc:

@@ -83,9 +83,10 @@ class LedgerExporter(Collector):
         yield _counter("sensorledger_commits_total",
                        "Commit transactions (each one fsync) of ingest batches.", m.commits)
         live = self._live()
-        yield GaugeMetricFamily("sensorledger_tree_size",
-                                "Leaves in the sealed log tree (the latest checkpoint's size).",
-                                value=live.tree_size)
+        if live.tree_size is not None:
+            yield GaugeMetricFamily("sensorledger_tree_size",
+                                    "Leaves in the sealed log tree (the latest checkpoint's "
+                                    "size).", value=live.tree_size)
         if live.last_checkpoint_ms is not None:
             age = max(0.0, self._clock() - live.last_checkpoint_ms / 1000)
             yield GaugeMetricFamily("sensorledger_checkpoint_age_seconds",
