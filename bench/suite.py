@@ -15,6 +15,7 @@ from .metrics_overhead import run_metrics_overhead
 from .proofs import run_proofs
 from .results import BenchResult
 from .storage import run_storage
+from .witnessing import run_witnessing
 from .yardsticks import run_baseline, run_mosquitto_sub, run_verify
 
 __all__ = ["BENCHMARKS", "Benchmark", "select"]
@@ -48,6 +49,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "readings, against per-block proofs (one-log item)", run_log_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
+    Benchmark("witness", "three witnesses, quorum 2: seal → quorum latency, witness CPU",
+              run_witnessing),
     Benchmark("metrics", "ingest rate with /metrics scraped vs without (#17 part 4)",
               run_metrics_overhead),
 )

@@ -1,7 +1,7 @@
 """The read-only view under load: a device page over a million readings, and the JSON API's
 latency percentiles with concurrent clients on loopback.
 
-    python -m bench.web_view [--readings 1000000] [--clients 16] [--seconds 20]
+    python -m bench.web_view [--readings 1000000] [--clients 1,16] [--seconds 20]
 
 The ledger is the benchmarks' cached one-device ledger (:mod:`bench.big_ledger`: real signed
 water-quality readings, one a second, sealed by the collector's own ``Sealer``). The view is
@@ -69,7 +69,8 @@ async def _load(base: str, device: str, first_ms: int, last_ms: int, last_seq: i
     """``clients`` concurrent loops of mixed API requests for ``seconds``."""
     kinds: dict[str, Callable[[random.Random], str]] = {
         "readings page (100)": lambda rnd: (
-            f"/api/v1/devices/{device}/readings?since={rnd.randint(first_ms, last_ms - 3_600_000)}"
+            f"/api/v1/devices/{device}/readings?since="
+            f"{rnd.randint(first_ms, max(first_ms, last_ms - 3_600_000))}"
             f"&until={last_ms}&limit=100"),
         "one reading": lambda rnd: f"/api/v1/devices/{device}/readings/{rnd.randint(0, last_seq)}",
         "proof (JSON)": lambda rnd: (f"/api/v1/devices/{device}/readings/"
@@ -119,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.web_view", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--readings", type=int, default=1_000_000)
-    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--clients", default="1,16",
+                   help="concurrent clients of each load run, comma-separated")
+    p.add_argument("--reuse-cache", action="store_true",
+                   help="keep the plot cache of an earlier run (skips its build)")
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--workdir", type=Path, default=Path("bench-results"))
     p.add_argument("--out", type=Path, help="results JSON")
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     big = cached_ledger(opts.workdir / "cache", 1, opts.readings)
     device = big.devices[0]
     cache_dir = opts.workdir / "run" / "web-view-cache"
-    if cache_dir.exists():
+    if cache_dir.exists() and not opts.reuse_cache:
         for f in cache_dir.iterdir():
             f.unlink()
     proc, base = _start_view(big.files.db, cache_dir)
@@ -154,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                 client, f"/devices/{device}?from={last_ms - 3_600_000}&to={last_ms + 1}", 10)
             results["device_page_5h"] = _page_times(
                 client, f"/devices/{device}?from={last_ms - 18_000_000}&to={last_ms + 1}", 5)
-        results["api_load"] = asyncio.run(_load(base, device, first_ms, last_ms, last_seq,
-                                                opts.clients, opts.seconds))
+        results["api_load"] = [
+            asyncio.run(_load(base, device, first_ms, last_ms, last_seq, int(n), opts.seconds))
+            for n in opts.clients.split(",")]
         results["load_average_after"] = os.getloadavg()[0]
     finally:
         proc.terminate()

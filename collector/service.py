@@ -173,6 +173,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         finally:
             housekeeping.cancel()
             presence.save()
+        await witnessing.drain(timeout=5.0)  # the last block's checkpoint, if they are up
         await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         # Every message received was acknowledged or is known to come back (stale: received
         # on a connection that has since ended), so `unacked` ends at 0.

@@ -67,11 +67,13 @@ class LedgerCli:
     def add_device(self, device_id: str, pem: str) -> None:
         self._run("devices", "add", "--db", self.db, device_id, "-", stdin=pem)
 
-    def start(self, procs: Processes, broker_url: str, timeout: float = 15.0) -> None:
+    def start(self, procs: Processes, broker_url: str, timeout: float = 15.0,
+              config: Path | None = None) -> None:
+        with_config = ("--config", config) if config is not None else ()
         child = procs.start(COLLECTOR, self._argv(
             "run", "--db", self.db, "--key", self.key, "--broker", broker_url,
             "--client-id", "sensorledger-demo-collector", "--block-age", "1",
-            "--metrics-listen", "127.0.0.1:0"))
+            "--metrics-listen", "127.0.0.1:0", *with_config))
         deadline = time.monotonic() + timeout
         while '"event":"broker_connected"' not in child.tail(50):
             if not child.running() or time.monotonic() > deadline:
@@ -133,7 +135,13 @@ class LedgerCli:
         out.write(_indent(result.stdout + result.stderr))
         return result.returncode == 0
 
-    def prove_one_arc_event(self, device_id: str, path: Path, out: IO[str]) -> bool:
+    def show_cosigned(self, config: Path, out: IO[str]) -> None:
+        """The freshest checkpoint the witness quorum cosigned, with their cosignatures."""
+        note = self._run("checkpoint", "--db", self.db, "-c", config, "--cosigned").stdout
+        out.write(_indent(note))
+
+    def prove_one_arc_event(self, device_id: str, path: Path, out: IO[str],
+                            config: Path | None = None, policy: Path | None = None) -> bool:
         rows = self._run("readings", "--db", self.db, "--device", device_id,
                          "--format", "jsonl").stdout.splitlines()
         events = [r for r in map(json.loads, rows)
@@ -144,11 +152,13 @@ class LedgerCli:
         event = events[-1]
         out.write(f"    arc on channel {event['event'].get('channel')} at {event['time_utc']}: "
                   f"device {device_id} seq {event['seq']}, block {event['block']}\n")
-        rendered = self._run("proof", "--db", self.db, device_id, event["seq"], "-o", path,
-                             "--json").stdout
+        with_config = ("-c", config) if config is not None else ()
+        rendered = self._run("proof", "--db", self.db, *with_config, device_id, event["seq"],
+                             "-o", path, "--json").stdout
         path.with_name(path.name + ".json").write_text(rendered)
-        # The auditor's check needs no database: only the file and the log's verifier keys.
-        result = self._run("verify-proof", path, "--policy", self.vkey, check=False)
+        # The auditor's check needs no database: only the file and the log's verifier keys
+        # (and, with witnesses, their keys and the quorum).
+        result = self._run("verify-proof", path, "--policy", policy or self.vkey, check=False)
         out.write(_indent(result.stdout + result.stderr))
         return result.returncode == 0
 
@@ -203,13 +213,15 @@ class ClusterLedgerCli(LedgerCli):
         return [str(self.bin_dir / "ledger-collector"),
                 *(self.url if isinstance(a, Path) and a == self.db else str(a) for a in args)]
 
-    def start(self, procs: Processes, broker_url: str, timeout: float = 15.0) -> None:
+    def start(self, procs: Processes, broker_url: str, timeout: float = 15.0,
+              config: Path | None = None) -> None:
+        with_config = ("--config", config) if config is not None else ()
         for n in range(1, self.collectors + 1):
             name = f"{COLLECTOR}-{n}"
             child = procs.start(name, self._argv(
                 "run", "--db", self.url, "--key", self.key, "--broker", broker_url,
                 "--client-id", f"sensorledger-demo-collector-{n}", "--share-group",
-                "collectors", "--block-age", "1"),
+                "collectors", "--block-age", "1", *with_config),
                 env={"SENSORLEDGER_STATE_DIR": str(self.root)})
             deadline = time.monotonic() + timeout
             while '"event":"broker_connected"' not in child.tail(50):

@@ -30,6 +30,7 @@ from .ledger import ClusterLedgerCli, LedgerCli
 from .postgres import LocalPostgres
 from .processes import Processes
 from .view import start_view
+from .witnesses import DemoWitnesses
 
 BIN = Path(sys.executable).parent
 #: The proof check that runs in a browser (docs/verify-in-browser.md).
@@ -50,6 +51,7 @@ class Demo:
     procs: Processes = field(init=False)
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
+    witnesses: DemoWitnesses = field(init=False)
     ports: dict[str, str] = field(default_factory=dict)
     view_listen: str = "127.0.0.1:0"
     keep_serving: bool = False
@@ -61,6 +63,7 @@ class Demo:
         self.ledger = LedgerCli(self.root / "collector", BIN)
         if self.cluster:
             self.postgres = LocalPostgres()
+        self.witnesses = DemoWitnesses(self.root / "witnesses", BIN)
 
     # -- output ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -109,12 +112,17 @@ class Demo:
         # First, so that its persistent session exists before any device publishes.
         self.step("creating the collector key and ledger; starting the collector")
         self.ledger.init()
-        self.ledger.start(self.procs, self.broker.url)
-        if isinstance(self.ledger, ClusterLedgerCli):
-            self.say(f"    two collectors, shared subscription $share/collectors/..., ledger "
-                     f"{self.ledger.url}, blocks of up to 1,000 readings or 1 s")
-        else:
-            self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+        self.step("starting two witnesses (each its own key and state), as two other parties "
+                  "would: ledger-witness init, ledger-witness serve")
+        self.witnesses.start(self.procs, self.ledger.vkey)
+        for url, vkey in zip(self.witnesses.urls, self.witnesses.vkeys, strict=True):
+            self.say(f"    {url}  {vkey[:60]}…")
+        self.ledger.start(self.procs, self.broker.url, config=self.witnesses.collector_config)
+        where = (f"two collectors, shared subscription $share/collectors/..., ledger "
+                 f"{self.ledger.url}" if isinstance(self.ledger, ClusterLedgerCli)
+                 else f"ledger {self.ledger.db}")
+        self.say(f"    {where}, blocks of up to 1,000 readings or 1 s; every checkpoint goes to "
+                 "both witnesses (quorum 2)")
         if self.ledger.metrics_url:
             base = self.ledger.metrics_url.removesuffix("/metrics")
             self.say(f"    Prometheus metrics {base}/metrics, health {base}/health")
@@ -230,9 +238,13 @@ class Demo:
         self.ledger.save_checkpoint(self.root / "head.checkpoint", self.out)
         self.step("auditing the whole ledger against it: ledger-collector audit --checkpoint")
         audit_ok = self.ledger.audit(self.out, self.root / "head.checkpoint")
-        self.step("writing and checking a proof file for one arc event")
+        self.step("the checkpoint both witnesses cosigned: ledger-collector checkpoint --cosigned")
+        self.ledger.show_cosigned(self.witnesses.collector_config, self.out)
+        self.step("writing and checking a proof file for one arc event (it carries the "
+                  "cosignatures; the policy asks for both witnesses)")
         proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
-                                                   self.out)
+                                                   self.out, self.witnesses.collector_config,
+                                                   self.witnesses.policy)
         self.step("a private reading: the oximeter signed a salted commitment, its values "
                   "are sealed for the clinic's reader key")
         private_ok = self.ledger.show_private_reading(
@@ -243,6 +255,7 @@ class Demo:
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    witness policy        {self.witnesses.policy}")
         self.say(f"    in a browser: open {VERIFY_PAGE.as_uri()}, pin the log verifier "
                  "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")

@@ -97,7 +97,8 @@ Examples (offline: no database needed):
 @click.option("--vkey", "vkeys", multiple=True, metavar="KEY",
               help="A trusted note verifier key of the log (name+hash+base64). Repeatable.")
 @click.option("--policy", "policy_file", metavar="FILE",
-              help="A trust policy file: `log ORIGIN`, `vkey KEY` lines and PEM keys.")
+              help="A trust policy file: log keys (`log VKEY`, `vkey KEY`, PEM), and C2SP "
+                   "tlog-policy `witness`, `group` and `quorum` lines.")
 @click.option("--json", "as_json", is_flag=True, help="JSON report.")
 @handle_errors
 def verify_proof_cmd(proof_file: str, collector_keys: tuple[str, ...], vkeys: tuple[str, ...],

@@ -50,6 +50,13 @@ def serve(config_path: str | None, db: str | None, listen: str, cache_dir: str |
     if not database.is_file():
         raise UsageError(f"ledger database {database} does not exist")
     host, port = _listen(listen)
+
+    async def readable() -> None:  # a clear error (exit 2) before any server starts
+        from collector.web.viewstore import ReadOnlySQLiteStore
+
+        await (await ReadOnlySQLiteStore.open_readonly(database)).close()
+
+    asyncio.run(readable())
     cache = (Path(cache_dir) / default_cache_path(database).name) if cache_dir else None
     app = build_app(database, cache_path=cache, pool_size=connections)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",

@@ -9,7 +9,6 @@ one returned (keyset pagination on the ``readings(device_id, time_ms, seq)`` ind
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from collector.errors import NotFoundError
 from collector.tools.proofs import build_proof
 from collector.web import facts
 from collector.web.app import view_of
+from collector.web.jsonresp import SafeJSONResponse
 from collector.web.openapi import openapi_document
 from collector.web.params import (
     DEFAULT_PAGE,
@@ -37,18 +37,6 @@ from provenance.logproof import LogProof
 from provenance.reading import MAX_SEQ
 
 __all__ = ["ROUTES"]
-
-
-class SafeJSONResponse(JSONResponse):
-    """JSON with ``<``, ``>`` and ``&`` written as escapes: text from devices stays text even
-    where a client pastes the JSON into HTML."""
-
-    def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-        for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                              ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-            text = text.replace(char, escaped)
-        return text.encode("utf-8")
 
 
 def _json(data: Any) -> JSONResponse:
@@ -86,8 +74,7 @@ async def device(request: Request) -> Response:
     state = view_of(request)
     device_id = device_id_param(request.path_params["device_id"])
     async with state.store() as store:
-        rows = [r for r in await facts.device_list(store, state.database)
-                if r["device_id"] == device_id]
+        rows = await facts.device_list(store, state.database, device_id)
     if not rows:
         raise NotFoundError(f"no device {device_id} in this ledger")
     return _json(rows[0])

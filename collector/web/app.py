@@ -23,12 +23,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.errors import NotFoundError, StoreError
+from collector.web.jsonresp import SafeJSONResponse
 from collector.web.params import BadParameter, UnknownDevice
 from collector.web.series import SeriesCache
 from collector.web.viewstore import ReadOnlySQLiteStore, StorePool, ViewStore
@@ -127,7 +128,7 @@ def _is_api(request: Request) -> bool:
 
 def _error(request: Request, status: int, message: str) -> Response:
     if _is_api(request):
-        return JSONResponse({"error": message, "status": status}, status_code=status)
+        return SafeJSONResponse({"error": message, "status": status}, status_code=status)
     state: ViewState = request.app.state.view
     html = state.templates.get_template("error.html").render(status=status, message=message,
                                                                request_path=request.url.path)
@@ -156,7 +157,7 @@ async def _on_store(request: Request, exc: Exception) -> Response:
 def build_app(database: str | Path, *, cache_path: Path | None = None,
               pool_size: int = 4, index: bool = True) -> Starlette:
     """The view of the ledger at ``database``; opened when the app starts."""
-    from collector.web import api, pages  # routes import the app's helpers
+    from collector.web import api, pages, tiles  # routes import the app's helpers
 
     db = Path(database)
 
@@ -188,6 +189,7 @@ def build_app(database: str | Path, *, cache_path: Path | None = None,
 
     routes: list[BaseRoute] = [
         *pages.ROUTES,
+        *tiles.ROUTES,
         Mount("/api/v1", routes=api.ROUTES),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

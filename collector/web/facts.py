@@ -89,7 +89,8 @@ async def overview(store: ViewStore) -> dict[str, Any]:
         if last is not None:
             recent = await store.blocks(max(0, last.height - _RATE_WINDOW_BLOCKS + 1),
                                         _RATE_WINDOW_BLOCKS)
-        names = await _log_names(store)
+        vkeys = await store.log_vkeys()
+        names = {v.split("+", 1)[0] for v in vkeys}
         origin = await store.log_origin()
     last_minute = sum(1 for b in recent if b.sealed_ms >= now - 60_000)
     last_ten = sum(1 for b in recent if b.sealed_ms >= now - 600_000)
@@ -108,14 +109,17 @@ async def overview(store: ViewStore) -> dict[str, Any]:
         "checkpoint": None if cp is None else checkpoint_facts(
             cp, names, await store.cosignature_times(cp.size)),
         "log_origin": origin,
+        "log_vkeys": vkeys,
         "warnings": stats.warnings,
         "generated_at": iso(now),
     }
 
 
-async def device_list(store: ViewStore, database: Path) -> list[dict[str, Any]]:
-    """Every device with its health, as ``stats`` counts it, plus kind and presence."""
-    stats = await collect_stats(store)
+async def device_list(store: ViewStore, database: Path,
+                      only: str | None = None) -> list[dict[str, Any]]:
+    """Every device (or ``only`` that one) with its health, as ``stats`` counts it, plus kind
+    and presence."""
+    stats = await collect_stats(store, only)
     presence = load_presence(presence_path(database))
     out = []
     for dev, row in stats.devices.items():

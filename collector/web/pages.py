@@ -71,8 +71,7 @@ async def device(request: Request) -> Response:
     device_id = device_id_param(request.path_params["device_id"])
     q = request.query_params
     async with state.store() as store:
-        rows = [r for r in await facts.device_list(store, state.database)
-                if r["device_id"] == device_id]
+        rows = await facts.device_list(store, state.database, device_id)
         span = await store.device_time_span(device_id)
         if not rows and span is None:
             raise NotFoundError(f"no device {device_id} in this ledger")

@@ -34,6 +34,8 @@ MAX_PAGE = 1000
 MAX_LIST = 500
 MAX_RANGE_MS = 31 * 86_400_000
 MAX_HISTORY = 10_000
+_MAX_INT = 2**63 - 1
+_MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 class BadParameter(CollectorError):
@@ -60,9 +62,11 @@ def int_param(query: Mapping[str, str], name: str, default: int | None, *, minim
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise BadParameter(f"{name} must be a whole number, not {raw[:40]!r}")
     value = int(raw)
+    if value > _MAX_INT:
+        raise BadParameter(f"{name} must be below 2^63")
     if value < minimum:
         raise BadParameter(f"{name} must be at least {minimum}")
     if maximum is not None and value > maximum:
@@ -76,7 +80,9 @@ def time_param(query: Mapping[str, str], name: str) -> int | None:
     if raw is None or raw == "":
         return None
     raw = raw.strip()
-    if raw.isdigit() and len(raw) <= 16:
+    if raw.isascii() and raw.isdigit():
+        if len(raw) > 16 or int(raw) > _MAX_TIME_MS:
+            raise BadParameter(f"{name} is too far in the future (9999 at most)")
         return int(raw)
     try:
         when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -85,7 +91,13 @@ def time_param(query: Mapping[str, str], name: str) -> int | None:
                            f"not {raw[:40]!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
+    try:
+        ms = int(when.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        ms = -1
+    if ms < 0:
+        raise BadParameter(f"{name} is out of range (1970 onwards)")
+    return ms
 
 
 def encode_cursor(time_ms: int, seq: int) -> str:

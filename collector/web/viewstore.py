@@ -22,7 +22,7 @@ import aiosqlite
 
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.records import ReadingRecord
-from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
 
 __all__ = ["ReadOnlySQLiteStore", "StorePool", "ViewStore", "device_readings_sql"]
@@ -85,8 +85,17 @@ class ReadOnlySQLiteStore(SQLiteStore):
         store = cls(db, p)
         try:
             await db.execute("PRAGMA busy_timeout = 15000")
-            if await store.schema_version() == 0:
+            version = await store.schema_version()
+            if version == 0:
                 raise NotFoundError(f"{p} holds no ledger")
+            if version != SCHEMA_VERSION:
+                # Read-only, the view cannot migrate; every query assumes this schema.
+                raise StoreError(
+                    f"{p} has schema version {version}, this view reads version "
+                    f"{SCHEMA_VERSION}: " + ("upgrade sensorledger" if version > SCHEMA_VERSION
+                                             else "let the collector open it once (`ledger-"
+                                             "collector run`, or any ledger-collector command "
+                                             "on it) to apply the migrations"))
             row = await store._one("SELECT 1 FROM sqlite_master WHERE type = 'index' "
                                    "AND name = ?", (_TIME_INDEX,))
             store.has_time_index = row is not None

@@ -75,7 +75,9 @@ class Witnessing:
         self.progress = [WitnessProgress(w, _verifier(w.vkey)) for w in config.witnesses]
         self._tasks: list[asyncio.Task[None]] = []
         self._store: Ledger | None = None
-        self._writing = asyncio.Lock()  # the tasks share one connection: one write at a time
+        # The tasks share one connection: one statement or transaction at a time (a read left
+        # open by one task would turn another's write into SQLITE_BUSY at once).
+        self._db = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(config.witnesses)),
                                         thread_name_prefix="witness")
 
@@ -89,8 +91,24 @@ class Witnessing:
             return
         self._store = await open_store(self.database)
         for p in self.progress:
-            p.size = await self._store.witness_size(p.endpoint.vkey)
+            async with self._db:
+                p.size = await self._store.witness_size(p.endpoint.vkey)
             self._tasks.append(asyncio.get_running_loop().create_task(self._run(p)))
+
+    async def drain(self, timeout: float) -> None:
+        """On the way out: give the witnesses up to ``timeout`` seconds to cosign the last
+        checkpoint sealed (a witness that is down is not waited for beyond that)."""
+        if self._store is None or not self.progress:
+            return
+        self.sealed()
+        async with self._db:
+            latest = await self._store.checkpoint()
+        if latest is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any((p.size or 0) < latest.size and
+                                                  not p.failures for p in self.progress):
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -138,7 +156,8 @@ class Witnessing:
 
     async def _round(self, p: WitnessProgress, client: WitnessClient) -> str:
         assert self._store is not None
-        latest = await self._store.checkpoint()
+        async with self._db:
+            latest = await self._store.checkpoint()
         if latest is None:
             return "idle"
         old = p.size or 0
@@ -148,8 +167,10 @@ class Witnessing:
             self._failed(p, f"the witness has cosigned size {old}, beyond our newest checkpoint "
                             f"{latest.size}: was this ledger restored from an old backup?")
             return "retry"
-        proof = await self._store.subtree_hashes(consistency_nodes(old, latest.size)) if (
-            0 < old < latest.size) else []
+        proof: list[bytes] = []
+        if 0 < old < latest.size:
+            async with self._db:
+                proof = await self._store.subtree_hashes(consistency_nodes(old, latest.size))
         body = AddCheckpoint(old, tuple(proof), latest.note).to_bytes()
         started = time.monotonic()
         try:
@@ -170,7 +191,7 @@ class Witnessing:
                 self._failed(p, f"returned a cosignature that does not verify: "
                                 f"{exc.diagnostics()}")
                 return "retry"
-            async with self._writing:
+            async with self._db:
                 await self._store.add_cosignature(latest.size, p.endpoint.vkey, line, when)
             p.size, p.cosigned, p.failures, p.last_error = latest.size, p.cosigned + 1, 0, ""
             p.last_ok_s = time.time()
@@ -193,7 +214,9 @@ class Witnessing:
 
     async def _has_cosignature(self, p: WitnessProgress, size: int) -> bool:
         assert self._store is not None
-        return any(w == p.endpoint.vkey for w, _ in await self._store.cosignatures(size))
+        async with self._db:
+            rows = await self._store.cosignatures(size)
+        return any(w == p.endpoint.vkey for w, _ in rows)
 
     def _check_cosignature(self, p: WitnessProgress, latest: CheckpointRecord,
                            body: bytes) -> tuple[str, int]:

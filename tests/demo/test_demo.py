@@ -33,13 +33,19 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert re.search(r"audit OK: \d+ blocks, \d+ readings and \d+ collector statement\(s\) "
                      r"verified", out)
     assert "proof VERIFIED" in out
-    # Six checks each (with the device key's enrolment): an arc's proof and a private one.
+    # Six checks each (format, checkpoint with the witness quorum, key binding, signature,
+    # inclusion, the device key's enrolment statement): an arc's proof and a private one.
     assert out.count("[PASS]") == 12 and "[FAIL]" not in out
+    assert "[PASS] device key enrolment" in out
     # The oximeter's values: revealed with the reader key, absent from the private proof.
     private = out[out.index("==> a private reading"):out.index("==> where to look")]
     assert "values match the signed commitment" in private and "spo2 = " in private
     assert "values not disclosed" in private
-    assert out.count("— sensorledger.example/demo ") == 2  # the checkpoint's two signatures
+    # The checkpoint's two signatures, printed twice: as saved, and as the witnesses cosigned it.
+    assert out.count("— sensorledger.example/demo ") == 4
+    assert out.count("— witness.agency.example/demo ") == 2
+    assert out.count("— witness.owner.example/demo ") == 2
+    assert "cosigned by 2 of 2 policy witnesses (agency, owner); quorum both met" in out
     assert "extends the saved checkpoint of tree size" in out
     assert re.search(r"view: http://127\.0\.0\.1:\d+/", out)  # the read-only view was up
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_numbers_agree_with_stats(view: View, fleet: Fleet) -> None:
     assert overview["tree_size"] == stats["readings"] + stats["statements"]
     assert overview["checkpoint"]["size"] == overview["tree_size"]
     vkeys = Path(fleet.ledger.vkey).read_text().split()
+    assert overview["log_vkeys"] == vkeys
     assert [s["role"] for s in overview["checkpoint"]["signatures"]] == ["log"] * len(vkeys)
     devices = {d["device_id"]: d for d in get(view, "/api/v1/devices").json()["devices"]}
     assert set(devices) == set(fleet.devices)
@@ -112,6 +114,28 @@ def test_pagination_query_uses_the_index(fleet: Fleet) -> None:
         assert not any(s.startswith("SCAN") or "TEMP B-TREE" in s for s in steps), steps
 
 
+def test_the_other_view_queries_are_index_searches(fleet: Fleet) -> None:
+    """A device's time span, its kind and a reading by id: a search each, never a scan."""
+    queries = [
+        ("SELECT time_ms FROM readings WHERE device_id = ? ORDER BY time_ms LIMIT 1", ("w",)),
+        ("SELECT time_ms FROM readings WHERE device_id = ? ORDER BY time_ms DESC LIMIT 1",
+         ("w",)),
+        ("SELECT kind FROM readings WHERE device_id = ? AND kind != 'gap' "
+         "ORDER BY seq DESC LIMIT 1", ("w",)),
+        ("SELECT id FROM readings WHERE id = ?", (1,)),
+    ]
+
+    async def plans() -> list[list[str]]:
+        store = await ReadOnlySQLiteStore.open_readonly(fleet.ledger.db)
+        try:
+            return [await store.explain(sql, params) for sql, params in queries]
+        finally:
+            await store.close()
+
+    for steps in asyncio.run(plans()):
+        assert all(s.startswith("SEARCH readings") for s in steps), steps
+
+
 @pytest.mark.parametrize(("path", "params", "words"), [
     ("/api/v1/devices/water-01/readings", {"limit": 1001}, "at most 1000"),
     ("/api/v1/devices/water-01/readings", {"since": 0, "until": 40 * 86_400_000}, "31 days"),
@@ -119,6 +143,10 @@ def test_pagination_query_uses_the_index(fleet: Fleet) -> None:
     ("/api/v1/devices/water-01/readings", {"cursor": "bm90OmEgY3Vyc29y"}, "cursor"),
     ("/api/v1/devices/water-01/readings", {"since": "yesterday-ish"}, "ISO 8601"),
     ("/api/v1/blocks", {"limit": 100_000}, "at most 500"),
+    ("/api/v1/blocks", {"from": 9_999_999_999_999_999_999}, "2^63"),
+    ("/api/v1/devices/water-01/readings", {"since": 10**17}, "future"),
+    ("/devices/water-01", {"to": 10**15}, "future"),
+    ("/api/v1/devices/water-01/readings", {"since": "0001-01-01T00:00:00+01:00"}, "range"),
     ("/api/v1/quarantine", {"limit": "-1"}, "whole number"),
     ("/api/v1/devices/water-01/readings/3/proof", {"format": "pdf"}, "format"),
 ])
@@ -127,7 +155,7 @@ def test_oversized_and_malformed_requests_are_refused(view: View, path: str,
                                                       words: str) -> None:
     r = get(view, path, **params)
     assert r.status_code == 400, r.text
-    assert words in r.json()["error"]
+    assert words in (r.json()["error"] if path.startswith("/api/") else r.text)
 
 
 @pytest.mark.parametrize("path", [
@@ -168,6 +196,9 @@ def test_hostile_text_stays_text_in_the_api(view: View, fleet: Fleet) -> None:
     lab = get(view, "/api/v1/devices/lab-7/readings/4").json()
     assert [m["n"] for m in lab["measurements"]] == list(HOSTILE_NAMES)
     assert b"<script>" not in get(view, "/api/v1/devices/lab-7/readings/4").content
+    refused = get(view, "/api/v1/devices/lab-7/readings", since="<script>x</script>")
+    assert refused.status_code == 400 and b"<script>" not in refused.content
+    assert "<script>" in refused.json()["error"]  # named, as text
     q = get(view, "/api/v1/quarantine")
     assert b"<script>" not in q.content
     assert len(q.json()["entries"]) == fleet.quarantined
@@ -232,7 +263,7 @@ def test_serve_refuses_a_missing_ledger(tmp_path: Path) -> None:
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
-def test_witness_cosignatures_are_shown_when_the_ledger_has_them(fleet: Fleet,
+def test_witness_cosignatures_and_presence_are_shown_when_recorded(fleet: Fleet,
                                                                  tmp_path: Path) -> None:
     """A ledger with the witnesses' cosignature table (as the witness migration makes it)."""
     import shutil
@@ -250,8 +281,20 @@ def test_witness_cosignatures_are_shown_when_the_ledger_has_them(fleet: Fleet,
                 (size, "witness.example/w1+ab12cd34+AQID", line, 1_796_000_000, 0))
     con.commit()
     con.close()
+    # The presence board a running collector writes beside the ledger (agents' status topic).
+    (tmp_path / "ledger.db.presence.json").write_text(json.dumps({"devices": {
+        "water-01": {"online": True, "changed_ms": 1_796_000_000_000,
+                     "last_seen_ms": 1_796_000_001_000},
+        "bms-01": {"online": False, "changed_ms": 1_796_000_000_000, "last_seen_ms": None}}}))
     view = start_view(str(db), tmp_path / "cache")
     try:
+        devices = {d["device_id"]: d for d in get(view, "/api/v1/devices").json()["devices"]}
+        assert (devices["water-01"]["online"], devices["bms-01"]["online"],
+                devices["oxi-01"]["online"]) == (True, False, None)
+        assert devices["water-01"]["last_heartbeat"] == "2026-11-30T00:53:21.000+00:00"
+        listing = httpx.get(f"{view.url}/devices").text
+        assert listing.count('class="ok">online<') == 1
+        assert listing.count('class="bad">offline<') == 1
         cp = get(view, "/api/v1/checkpoint").json()
         assert cp["cosignatures"] == [{
             "witness": "witness.example/w1", "vkey": "witness.example/w1+ab12cd34+AQID",
@@ -263,3 +306,49 @@ def test_witness_cosignatures_are_shown_when_the_ledger_has_them(fleet: Fleet,
             "witness"] == "witness.example/w1"
     finally:
         stop_view(view)
+
+
+def test_the_log_is_served_as_tlog_tiles(view: View, fleet: Fleet) -> None:
+    """/log/checkpoint and /log/tile/...: checked here against the ledger's rows, hashed and
+    split independently of the code that serves them."""
+    rows = fleet.ledger.sql("SELECT envelope FROM readings WHERE id <= 256 ORDER BY id")
+    assert len(rows) == 256
+    note = fleet.ledger.sql("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")[0][0]
+    r = httpx.get(view.url + "/log/checkpoint")
+    assert r.status_code == 200 and r.content == note
+    assert r.headers["cache-control"] == "no-cache"
+    tile = httpx.get(view.url + "/log/tile/0/000")
+    assert tile.status_code == 200 and "immutable" in tile.headers["cache-control"]
+    assert tile.content == b"".join(hashlib.sha256(b"\x00" + e).digest() for (e,) in rows)
+    entries = httpx.get(view.url + "/log/tile/entries/000").content
+    split, at = [], 0
+    while at < len(entries):
+        n = int.from_bytes(entries[at:at + 2], "big")
+        split.append(entries[at + 2:at + 2 + n])
+        at += 2 + n
+    assert split == [e for (e,) in rows]
+    for bad in ("/log/tile/0/0", "/log/tile/0/../000", "/log/nope", "/log/tile/5/000",
+                "/log/tile/0/x001/000", "/log/", "/log/tile/entries/999"):
+        assert httpx.get(view.url + bad).status_code == 404, bad
+
+
+def test_serve_refuses_a_ledger_of_another_schema(fleet: Fleet, tmp_path: Path) -> None:
+    """Read-only, the view cannot migrate: an older ledger is named, not half served."""
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "ledger.db"
+    for suffix in ("", "-wal"):
+        if Path(fleet.ledger.db + suffix).exists():
+            shutil.copy(fleet.ledger.db + suffix, str(db) + suffix)
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM schema_migrations WHERE version = "
+                "(SELECT MAX(version) FROM schema_migrations)")
+    con.commit()
+    con.close()
+    r = subprocess.run([sys.executable, "-m", "collector", "serve", "--db", str(db), "--listen",
+                        "127.0.0.1:0", "--cache-dir", str(tmp_path / "cache")],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and "schema version" in r.stderr
+    assert "migrations" in r.stderr and "Traceback" not in r.stderr

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.collector import REPO
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, View
 from tests.web.fleet import HOSTILE_EVENT, HOSTILE_NAMES, Fleet
 
@@ -189,3 +190,20 @@ def test_screenshots(page: Any, view: View, tmp_path: Path) -> None:
         load(page, view, path)
         page.screenshot(path=str(out / name), full_page=path == "/")
         assert (out / name).stat().st_size > 20_000
+
+
+def test_a_reading_links_to_the_in_browser_check_and_it_passes(page: Any, view: View,
+                                                               fleet: Fleet) -> None:
+    """Reading page -> /verify?proof=... served by the view: the visitor's browser fetches the
+    proof from the view and checks it against the log key it pinned."""
+    if not (REPO / "collector" / "web" / "static" / "verify.html").exists():
+        pytest.fail("collector/web/static/verify.html is missing")
+    load(page, view, "/verify")
+    page.fill("#policy", Path(fleet.ledger.vkey).read_text())
+    page.click("#pin")
+    load(page, view, "/devices/arc-01/readings/31")
+    page.click("#verify-link")
+    page.wait_for_function("() => Number(document.body.dataset.checked || 0) > 0",
+                           timeout=15_000)
+    assert page.eval_on_selector("#verdict", "v => v.textContent") == "proof VERIFIED"
+    assert "arc-01-31.proof" in page.inner_text("#file-name")

@@ -75,6 +75,10 @@ class Proofs:
     hostile: bytes  # evil-01 seq 0: markup in its event and SenML name and unit
     history: bytes  # arc-07's history file (ledger-collector history)
     gap_history: bytes  # gap-01's: seqs 0, 1, a signed gap record for 2..3, 5
+    private: bytes  # oxi-09 seq 1: a private reading (a commitment, no values), not disclosed
+    disclosed: bytes  # the same with its opening (proof --disclose --reader-key)
+    other_opening: bytes  # oxi-09 seq 2's opening: real, but another reading's
+    private_history: bytes  # oxi-09's history file: three private readings
 
     def policy(self) -> str:
         return Path(self.ledger.vkey).read_text()
@@ -86,8 +90,8 @@ class Proofs:
 def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess]) -> Proofs:
     ledger = Ledger(root / "ledger").init()
     water, arc, evil = Device("water-01"), Device("arc-07"), Device("evil-01")
-    gappy = Device("gap-01")
-    ledger.enrol([water, arc, evil, gappy])
+    gappy, oxi = Device("gap-01"), Device("oxi-09")
+    ledger.enrol([water, arc, evil, gappy, oxi])
     col = CollectorProcess(ledger, broker, "--block-size", "5", "--block-age", "0.2")
     collectors.append(col.start())
     with Publisher(broker) as pub:
@@ -105,8 +109,9 @@ def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess])
         gappy.seq = 4
         msgs += [(gappy.topic, gappy.gap_record(2, 3)),
                  (gappy.topic, gappy.next(time_ms=BASE_TIME_MS + 5))]
-        pub.publish(msgs)
-    wait_until(lambda: ledger.sealed() == 17, 30, message="17 readings sealed")
+        private, openings = _private_readings(root, oxi)
+        pub.publish(msgs + private)
+    wait_until(lambda: ledger.sealed() == 20, 30, message="20 readings sealed")
     assert col.stop() == 0
     out = root / "proofs"
     out.mkdir()
@@ -118,13 +123,53 @@ def _make_proofs(root: Path, broker: Broker, collectors: list[CollectorProcess])
                           "-o", str(path))
         assert result.exit_code == 0, result.output
         made[device, form] = path.read_bytes()
-    for device in ("arc-07", "gap-01"):
+    reader = ["--reader-key", str(root / "clinic.pem")]
+    for name, extra in (("private", []), ("disclosed", ["--disclose", *reader])):
+        path = out / f"oxi-09-1.{name}.proof"
+        result = _run_cli("proof", "--db", ledger.db, "oxi-09", "1", "-o", str(path), *extra)
+        assert result.exit_code == 0, result.output
+        made["oxi-09", name] = path.read_bytes()
+    for device in ("arc-07", "gap-01", "oxi-09"):
         path = out / f"{device}.history"
         result = _run_cli("history", "--db", ledger.db, device, "-o", str(path))
         assert result.exit_code == 0, result.output
         made[device, "history"] = path.read_bytes()
     return Proofs(ledger, out, made["arc-07", "cbor"], made["arc-07", "tlog-proof"],
-                  made["evil-01", "cbor"], made["arc-07", "history"], made["gap-01", "history"])
+                  made["evil-01", "cbor"], made["arc-07", "history"], made["gap-01", "history"],
+                  made["oxi-09", "private"], made["oxi-09", "disclosed"], openings[2].encode(),
+                  made["oxi-09", "history"])
+
+
+def _private_readings(root: Path, oxi: Device) -> tuple[list[tuple[str, bytes]], list[Any]]:
+    """Three private readings of oxi-09 as its agent signs and seals them (a salted commitment
+    in the signed payload, the values sealed for the reader key in clinic.pem), and each
+    reading's opening, which only the test keeps."""
+    from agent.clock import Clock
+    from agent.data_keys import DataKeys, ValueSealer
+    from agent.signer import ChainHead, ChainSigner, Draft
+    from provenance.cose_encrypt import decrypt0
+    from provenance.keyfile import save_private_key
+    from provenance.private_message import PrivateMessage
+    from provenance.sealed_values import Opening
+    from provenance.wire import private_topic
+
+    reader = PrivateKey.generate()
+    save_private_key(reader, root / "clinic.pem")
+    data_keys = DataKeys(root / "agent" / "data-keys.json")
+    signer = ChainSigner("oxi-09", oxi.key, 1, ChainHead(), Clock("synced"),
+                         sealer=ValueSealer(data_keys, [reader.public]))
+    messages, openings = [], []
+    for i in range(3):
+        draft = Draft("oximeter", "pulse-oximeter", BASE_TIME_MS + 100 * i, True,
+                      (Measurement(name="spo2", value=94 + i, unit="%"),
+                       Measurement(name="pulse", value=61.5 + i, unit="1/min")),
+                      {"finger_out": False}, subject="patient-a")
+        entry, head = signer.sign(draft, signer.head)
+        signer.advance(head)
+        pm = PrivateMessage.decode(entry.envelope)
+        openings.append(Opening.decode(decrypt0(data_keys.current("patient-a")[1], pm.sealed)))
+        messages.append((private_topic("oxi-09"), entry.envelope))
+    return messages, openings
 
 
 @pytest.fixture(scope="module")
@@ -932,3 +977,177 @@ def test_randomly_damaged_proofs_get_the_verdicts_of_verify_proof(
             shown = check_in_page(page, bytes(data))
             cli = check_with_cli(tmp_path, bytes(data), "--policy", proofs.ledger.vkey)
             assert shown["checks"] == cli["checks"], (action, at, shown["details"])
+
+
+# Private readings: a commitment in the signed payload, values only in a disclosed proof ----------
+
+def _cli_text(tmp: Path, data: bytes, *key_args: str) -> str:
+    path = tmp / "candidate.proof"
+    path.write_bytes(data)
+    return str(run_cli("verify-proof", str(path), *key_args).output)
+
+
+def test_a_private_readings_proof_verifies_without_its_values(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    pin(page, proofs.policy())
+    shown = check_in_page(page, proofs.private, "oxi-09-1.proof")
+    cli = check_with_cli(tmp_path, proofs.private, "--policy", proofs.ledger.vkey)
+    assert cli["ok"] and shown["ok"], shown["details"]
+    assert shown["checks"] == cli["checks"] and "disclosed values" not in shown["details"]
+    assert shown["details"] == cli["details"]
+    proven = {k: v for k, v in shown["proven"].items() if not k.startswith("_")}
+    assert proven == cli["proven"] and proven["measurements"] == [] and "commitment" in proven
+    line = page.inner_text("[data-field='values']")
+    assert line.startswith("private reading: values not disclosed (the device signed")
+    assert f"  {line}\n" in _cli_text(tmp_path, proofs.private, "--policy", proofs.ledger.vkey)
+    text = page.inner_text("#proven-section")
+    assert "spo2" not in text and "finger_out" not in text
+    assert page.eval_on_selector_all("#values tr", "rows => rows.length") == 0
+
+
+def test_a_disclosed_opening_is_checked_against_the_commitment_and_shown(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    pin(page, proofs.policy())
+    shown = check_in_page(page, proofs.disclosed, "oxi-09-1.proof")
+    cli = check_with_cli(tmp_path, proofs.disclosed, "--policy", proofs.ledger.vkey)
+    assert cli["ok"] and shown["ok"], shown["details"]
+    assert shown["checks"] == cli["checks"] and ("disclosed values", "PASS") in shown["checks"]
+    assert shown["details"] == cli["details"]
+    proven = {k: v for k, v in shown["proven"].items() if not k.startswith("_")}
+    assert proven == cli["proven"]
+    assert proven["disclosed"] == {"measurements": [{"n": "spo2", "u": "%", "v": 95},
+                                                    {"n": "pulse", "u": "1/min", "v": 62.5}],
+                                   "event": {"finger_out": False}}
+    line = page.inner_text("[data-field='values']")
+    assert f"  {line}:\n" in _cli_text(tmp_path, proofs.disclosed, "--policy", proofs.ledger.vkey)
+    rows = page.eval_on_selector_all(
+        "#values tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))")
+    assert rows == [["spo2", "95", "%", ""], ["pulse", "62.5", "1/min", ""]]
+    assert '"finger_out":false' in page.inner_text("[data-field='event']").replace(" ", "")
+
+    # Tampered openings: each fails "disclosed values", as verify-proof says.
+    from dataclasses import replace
+
+    from provenance.sealed_values import Opening, encode_values, open_values
+
+    pf = decode_log_proof(proofs.disclosed)
+    assert pf.opening is not None
+    opening = Opening.decode(pf.opening)
+    measurements, event = open_values(opening.values)
+    changed = (replace(measurements[0], value=96), *measurements[1:])
+    salt = bytearray(opening.salt)
+    salt[7] ^= 0x01
+    public = decode_log_proof(proofs.cbor)
+    tampered = {
+        "changed value": (Opening(opening.salt, encode_values(changed, event)).encode(),
+                          "disclosed values"),
+        "changed salt": (Opening(bytes(salt), opening.values).encode(), "disclosed values"),
+        "event left out": (Opening(opening.salt, encode_values(measurements, None)).encode(),
+                           "disclosed values"),
+        "another reading's opening": (proofs.other_opening, "disclosed values"),
+        "not an opening": (cbor.encode({1: opening.salt}), "disclosed values"),
+        "values not CBOR": (cbor.encode({1: opening.salt, 2: b"\xff"}), "disclosed values"),
+    }
+    for name, (data, must_fail) in tampered.items():
+        proof = replace(pf, opening=data).encode()
+        shown = check_in_page(page, proof)
+        cli = check_with_cli(tmp_path, proof, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"], (name, shown["details"], cli["details"])
+        assert failing(shown["checks"]) == [must_fail], (name, shown["checks"])
+        assert not shown["ok"] and shown["proven"] is None, name
+        assert shown["details"][must_fail] == cli["details"][must_fail], name
+        if name.startswith("changed"):
+            assert "do not hash to the commitment" in shown["details"][must_fail], name
+
+    # An opening put in a public reading's proof; an opening that is not a byte string.
+    for data, must_fail in ((replace(public, opening=pf.opening).encode(), "disclosed values"),
+                            (cbor.encode({**cbor2_loads(proofs.disclosed), 10: 7}),
+                             "proof file format")):
+        shown = check_in_page(page, data)
+        cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"] and failing(shown["checks"]) == [must_fail]
+        assert shown["details"][must_fail] == cli["details"][must_fail]
+
+
+# End to end through `ledger-collector serve`: a reading's page, its link, the check -------------
+
+def test_a_reading_pages_link_checks_its_proof_in_the_browser_through_serve(
+    browser: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """The view serves the page at /verify and each reading's proof; following a reading page's
+    "check in your browser" link fetches the proof from the view, and with the collector's
+    keys pinned it verifies: a public reading with its values, a private one without."""
+    import urllib.parse
+    import urllib.request
+
+    from tests.web.conftest import start_view, stop_view
+
+    view = start_view(proofs.ledger.db, tmp_path / "view-cache")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for n, (device, seq) in enumerate((("arc-07", 2), ("oxi-09", 1))):
+            page.goto(f"{view.url}/devices/{device}/readings/{seq}")
+            proof_path = f"/devices/{device}/readings/{seq}/proof"
+            link = "/verify?" + urllib.parse.urlencode({"proof": proof_path})
+            assert page.get_attribute("#verify-link", "href") == link
+            page.click("#verify-link")
+            page.wait_for_function("() => Number(document.body.dataset.checked || 0) > 0",
+                                   timeout=15_000)
+            assert urllib.parse.urlsplit(page.url).path == "/verify"
+            if n == 0:  # nothing pinned yet: it cannot vouch for the checkpoint
+                assert page.inner_text("#verdict") == "proof FAILED"
+                assert page.get_attribute("tr[data-check='checkpoint signature']",
+                                          "data-status") == "FAIL"
+                pin(page, proofs.policy())  # the collector's vkey file; re-checks the proof
+                page.wait_for_function("() => Number(document.body.dataset.checked) > 1",
+                                       timeout=15_000)
+            assert page.inner_text("#verdict") == "proof VERIFIED", page.inner_text("#checks")
+            assert f"{device}-{seq}.proof" in page.inner_text("#file-name")
+            served = page.evaluate("window.lastReport")
+            with urllib.request.urlopen(view.url + proof_path, timeout=15) as resp:
+                data = resp.read()  # the same bytes the page fetched, to verify-proof
+            cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+            assert cli["ok"]
+            assert [(c["name"], c["status"]) for c in served["checks"]] == cli["checks"]
+            assert served["proven"]["device_id"] == device and served["proven"]["seq"] == seq
+            if device == "oxi-09":
+                assert page.inner_text("[data-field='values']").startswith(
+                    "private reading: values not disclosed")
+                assert page.eval_on_selector_all("#values tr", "rows => rows.length") == 0
+            else:
+                assert "21.5" in page.inner_text("#values")
+        assert not errors, errors
+    finally:
+        context.close()
+        stop_view(view)
+
+
+def test_private_readings_history_and_damaged_openings_get_the_verdicts_of_the_cli(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """A history of private readings (commitments only) as verify-history sees it, and one
+    flipped bit at every third byte of a disclosed proof's opening, as verify-proof sees it."""
+    pin(page, proofs.policy())
+    shown = check_in_page(page, proofs.private_history, "oxi-09.history")
+    cli = history_with_cli(tmp_path, proofs.private_history, "--policy", proofs.ledger.vkey)
+    assert cli["ok"] and shown["ok"], shown["details"]
+    assert shown["checks"] == cli["checks"] and shown["details"] == cli["details"]
+    assert page.inner_text("#summary") == cli["summary"]
+
+    opening = decode_log_proof(proofs.disclosed).opening
+    assert opening is not None and proofs.disclosed.endswith(opening)
+    start = len(proofs.disclosed) - len(opening) - 3  # key 10, the byte string's 2-byte head
+    outcomes = set()
+    for at in range(start, len(proofs.disclosed), 3):
+        data = _flip(proofs.disclosed, at)
+        shown = check_in_page(page, data)
+        cli = check_with_cli(tmp_path, data, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"], (at, shown["details"], cli["details"])
+        assert shown["ok"] == cli["ok"], at
+        outcomes.add(tuple(failing(shown["checks"])))
+    assert ("disclosed values",) in outcomes and ("proof file format",) in outcomes, outcomes

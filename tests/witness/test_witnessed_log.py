@@ -171,9 +171,21 @@ def test_three_witnesses_quorum_two(tmp_path: Path, broker: Broker) -> None:
         assert caught["old"] == 21 + st
         assert collector.wait_event("witness_failed")  # the outage was reported
 
+        # A collector that lost what the witnesses hold (its cosignatures table emptied) sends
+        # from size 0, gets 409 with each witness's size, and resends from there.
+        collector.kill()
+        ledger.execute("DELETE FROM cosignatures")
+        collector = CollectorProcess(ledger, broker, "--config", str(config), "--block-age",
+                                     "0.2", "--workers", "1").start()
+        _publish(publisher, device, 3)
+        assert _wait_cosigned(ledger, 38, witnesses) == 38 + st
+        for w in witnesses:
+            collector.wait_event("witness_size", where=lambda e, w=w: e.get("witness") == w.name
+                                 and e.get("size") == 35 + st and e.get("we_sent") == 0)
+
         # A rewritten history: the operator re-seals other readings with the same keys and
         # submits its checkpoints. Every witness refuses, and keeps the proof.
-        _rewrite_and_submit(ledger, witnesses, held=35 + st, tmp_path=tmp_path)
+        _rewrite_and_submit(ledger, witnesses, held=38 + st, tmp_path=tmp_path)
     finally:
         publisher.close()
         collector.kill()
