@@ -4,11 +4,12 @@ Used by the agent and by the collector (``--metrics-listen``). The server is a s
 HTTP/1.1 responder on the process's own event loop, not a thread: what it serves is computed
 at request time by the caller's :class:`prometheus_client.registry.Collector` objects, which
 read the live counters of the one process that owns them (no Prometheus multiprocess mode),
-and a scrape costs the loop about a millisecond. A server thread would compete for the GIL
-with the threads that carry the readings (the MQTT thread, the database thread): each of its
-socket and file calls hands the GIL over and back, and on a busy machine every hand-over
-waits for the scheduler. Measured in docs/benchmarks.md. A loop that hangs leaves ``/health``
-unanswered, which every probe treats as failing (and systemd's watchdog restarts it).
+and a scrape builds its text in under a millisecond of CPU. A server thread would compete for
+the GIL with the threads that carry the readings (the MQTT thread, the database thread): each
+of its socket and file calls hands the GIL over and back, and on a busy machine every
+hand-over waits for the scheduler (docs/benchmarks.md, "metrics on vs off"). A loop that
+hangs leaves ``/health`` unanswered, which every probe treats as failing (and systemd's
+watchdog restarts it).
 
 Requests are bounded: a request head of at most 8 KiB, read within 10 s; every answer closes
 the connection.

@@ -82,13 +82,14 @@ def families(view: AgentView, now_s: float) -> Iterator[Metric]:
             family.add_metric([h.name], getattr(h, attr))
         yield family
     yield CounterMetricFamily("sensorledger_agent_readings_signed_total",
-                              "Readings signed by this device and spooled (gap records "
-                              "included).", value=c.signed)
+                              "Readings signed by this device for the spool (gap records "
+                              "counted apart).", value=c.signed)
     yield CounterMetricFamily("sensorledger_agent_readings_relayed_total",
                               "Envelopes signed by a self-signing sensor, spooled as they "
                               "came.", value=c.relayed)
     yield CounterMetricFamily("sensorledger_agent_readings_spooled_total",
-                              "Readings written to the spool: signed plus relayed.",
+                              "Readings put in the spool: signed plus relayed (overflow may "
+                              "drop them later).",
                               value=c.signed + c.relayed)
     dropped = CounterMetricFamily(
         "sensorledger_agent_readings_dropped_total",

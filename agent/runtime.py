@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hardware.base import Driver
 
@@ -28,7 +28,6 @@ from .clock import Clock
 from .config import AgentConfig, SensorConfig
 from .data_keys import DataKeys, ValueSealer, load_readers
 from .errors import ConfigError, Problem
-from .exposition import MetricsServer
 from .intake.recorder import Recorder
 from .notify import Notifier
 from .outbox.link import LinkState
@@ -46,6 +45,9 @@ from .sensor_faults import FaultReport
 from .signer import ChainSigner
 from .spool import Spool
 from .status import Heartbeat, status_line, write_status_file
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
+    from .exposition import MetricsServer
 
 __all__ = ["Agent", "run_agent"]
 
@@ -174,6 +176,7 @@ class Agent:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
+        from .exposition import MetricsServer
         from .observe import AgentExporter
 
         registry = CollectorRegistry(auto_describe=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from collector.ledger.sqlite_store import SQLiteStore
 from provenance.keys import PublicKey
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["LedgerFiles", "LedgerTotals", "collector_cli", "enrol", "init_ledger", "installed_cli",
            "totals"]
@@ -71,8 +72,10 @@ def enrol(db: Path, devices: Iterable[tuple[str, PublicKey]]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class LedgerTotals:
+    # Device readings only: the collector's statements (one per enrolment, logged when the
+    # collector starts) are leaves of the tree too, but no benchmark sent them.
     readings: int
-    sealed: int  # readings inside sealed blocks
+    sealed: int  # device readings inside sealed blocks
     blocks: int
     quarantined: int
     first_received_ms: int | None
@@ -84,10 +87,14 @@ def totals(db: Path) -> LedgerTotals:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         readings, first = con.execute(
-            "SELECT COUNT(*), MIN(received_ms) FROM readings").fetchone()
-        sealed, blocks, last = con.execute(
+            "SELECT COUNT(*), MIN(received_ms) FROM readings WHERE device_id != ?",
+            (STATEMENT_DEVICE,)).fetchone()
+        leaves, blocks, last = con.execute(
             "SELECT COALESCE(SUM(leaf_count), 0), COUNT(*), MAX(sealed_ms) FROM blocks"
         ).fetchone()
+        # Blocks tile reading ids 1..leaves, in order.
+        (sealed,) = con.execute("SELECT COUNT(*) FROM readings WHERE id <= ? AND device_id != ?",
+                                (leaves, STATEMENT_DEVICE)).fetchone()
         (quarantined,) = con.execute("SELECT COUNT(*) FROM quarantine").fetchone()
     finally:
         con.close()

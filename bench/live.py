@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from provenance.keys import PrivateKey
+from provenance.statement import STATEMENT_DEVICE
 
 from .backlog import BacklogDevice
 from .broker import bench_broker
@@ -36,7 +37,8 @@ _PERCENTILES = (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 
 
 def latencies_ms(db: Path) -> list[int]:
-    """Seal time of its block minus signed device time, for every sealed reading."""
+    """Seal time of its block minus signed device time, for every sealed device reading (the
+    collector's statements are leaves too, but no device sent them)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         blocks = con.execute("SELECT first_reading_id, leaf_count, sealed_ms FROM blocks "
@@ -44,7 +46,8 @@ def latencies_ms(db: Path) -> list[int]:
         out: list[int] = []
         for first, count, sealed in blocks:
             out.extend(sealed - t for (t,) in con.execute(
-                "SELECT time_ms FROM readings WHERE id >= ? AND id < ?", (first, first + count)))
+                "SELECT time_ms FROM readings WHERE id >= ? AND id < ? AND device_id != ?",
+                (first, first + count, STATEMENT_DEVICE)))
     finally:
         con.close()
     return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from provenance.statement import STATEMENT_DEVICE
+
 from .context import RunContext
 from .results import BenchResult, Target
 
@@ -40,8 +42,11 @@ def run_storage(ctx: RunContext) -> BenchResult:
     db = Path(ctx.results["ingest"].params["ledger_db"])
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
+        # Device readings: the collector's enrolment statements are leaves too (one per
+        # device), carried in the ledger's bytes but not readings anyone sent.
         readings, envelope_total = con.execute(
-            "SELECT COUNT(*), SUM(LENGTH(envelope)) FROM readings").fetchone()
+            "SELECT COUNT(*), SUM(LENGTH(envelope)) FROM readings WHERE device_id != ?",
+            (STATEMENT_DEVICE,)).fetchone()
     finally:
         con.close()
     size = ledger_bytes(db)

@@ -74,7 +74,7 @@ class LiveState:
     verifying: int  # handed to a worker, or verified and waiting for the writer
     committing: int  # decided by the writer, in the commit batch not yet durable
     unsealed: int  # committed, waiting for a block
-    tree_size: int  # leaves in the sealed log tree
+    tree_size: int | None  # leaves in the sealed log tree; None: not known here (cluster)
     last_checkpoint_ms: int | None  # when the newest checkpoint was signed; None: never
     oldest_waiting_ms: int | None  # arrival of the oldest reading received and not yet sealed
 

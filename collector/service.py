@@ -16,8 +16,8 @@ import hashlib
 import logging
 import signal
 import time
+from typing import TYPE_CHECKING
 
-from agent.exposition import Health, MetricsServer
 from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
@@ -43,6 +43,9 @@ from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
 from provenance.keys import PrivateKey
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
+    from agent.exposition import Health, MetricsServer
 
 __all__ = ["load_collector_key", "run_collector"]
 
@@ -141,7 +144,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
                                        tree_log.signers)
         await witnessing.start()  # its own ledger connection; never in the ingest path
         if config.metrics.listen is not None:
-            metrics_server = await _metrics_server(config, pipeline, ingest)
+            metrics_server = await _metrics_server(config, pipeline, ingest, witnessing)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -192,19 +195,21 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         notifier.close()
 
 
-async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
-                          ingest: MqttIngest) -> MetricsServer:
+async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: MqttIngest,
+                          witnessing: Witnessing) -> MetricsServer:
     """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
 
-    from collector.observe.exporter import LedgerExporter, broker_source
+    from agent.exposition import MetricsServer
+    from collector.observe.exporter import LedgerExporter, broker_source, witness_source
     from collector.observe.health import assess
 
     assert config.metrics.listen is not None
     registry = CollectorRegistry(auto_describe=False)
     exporter = LedgerExporter(pipeline.metrics, pipeline.live)
     exporter.add_source(broker_source(ingest))
+    exporter.add_source(witness_source(witnessing.progress))
     registry.register(exporter)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, fds
     started_ms = time.time_ns() // 1_000_000
@@ -213,7 +218,9 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
         return assess(pipeline.live(), now_ms=time.time_ns() // 1_000_000,
                       started_ms=started_ms, block_age_s=config.blocks.age)
 
-    server = MetricsServer(config.metrics.listen, registry, health)
+    # A cluster member does not know when the shared log head last moved: no health rule.
+    shared_head = is_postgres_url(config.database)
+    server = MetricsServer(config.metrics.listen, registry, None if shared_head else health)
     try:
         host, port = await server.start()
     except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ LOG_NAME = "sensorledger.example/demo"
 class LedgerCli:
     root: Path
     bin_dir: Path
+    metrics_url: str | None = None  # the running collector's /metrics
 
     @property
     def db(self) -> Path:
@@ -70,7 +72,8 @@ class LedgerCli:
         with_config = ("--config", config) if config is not None else ()
         child = procs.start(COLLECTOR, self._argv(
             "run", "--db", self.db, "--key", self.key, "--broker", broker_url,
-            "--client-id", "sensorledger-demo-collector", "--block-age", "1", *with_config))
+            "--client-id", "sensorledger-demo-collector", "--block-age", "1",
+            "--metrics-listen", "127.0.0.1:0", *with_config))
         deadline = time.monotonic() + timeout
         while '"event":"broker_connected"' not in child.tail(50):
             if not child.running() or time.monotonic() > deadline:
@@ -79,6 +82,8 @@ class LedgerCli:
                 raise DemoError(f"the collector did not connect to the broker:\n{child.tail()}")
             time.sleep(0.1)
         time.sleep(0.3)  # its QoS 1 subscription follows the connection
+        found = re.search(r'"event":"metrics_listening".*?"url":"([^"]+)"', child.tail(50))
+        self.metrics_url = found.group(1) if found else None
 
     def stop(self, procs: Processes) -> None:
         procs.stop(COLLECTOR, timeout=20)

@@ -123,6 +123,9 @@ class Demo:
                  else f"ledger {self.ledger.db}")
         self.say(f"    {where}, blocks of up to 1,000 readings or 1 s; every checkpoint goes to "
                  "both witnesses (quorum 2)")
+        if self.ledger.metrics_url:
+            base = self.ledger.metrics_url.removesuffix("/metrics")
+            self.say(f"    Prometheus metrics {base}/metrics, health {base}/health")
 
     def start_view(self) -> None:
         self.step("starting the read-only view: ledger-collector serve")

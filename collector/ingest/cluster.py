@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from collector import faults
 from collector.admission.checks import DeviceChecks
@@ -32,6 +33,7 @@ from collector.ledger.pg_base import StoreRetry
 from collector.ledger.pg_cluster import ClusterLedger, SealConflict
 from collector.ledger.records import BatchWrite
 from collector.logs import event
+from collector.metrics import LiveState
 from provenance.keys import PrivateKey
 from provenance.note import NoteSigner
 
@@ -113,6 +115,11 @@ class ClusterPipeline(Pipeline):
             await self._admit(jobs)
             if finished:
                 return
+
+    def live(self) -> LiveState:
+        """What this collector holds. The log head is shared by the cluster, so its tree size
+        and checkpoint time are not known here (not exported; no ``/health`` rule either)."""
+        return replace(super().live(), unsealed=0, tree_size=None, last_checkpoint_ms=None)
 
     async def _seal_loop(self) -> None:
         """Seal beside admission, on a connection of its own: after each commit (woken) and

@@ -7,15 +7,16 @@ and a log line can never disagree, and ingest pays nothing for metrics nobody sc
 counting happens in the main process; verification workers only return outcomes.
 
 Other parts of the collector add their own families with :meth:`LedgerExporter.add_source`
-(for example witness cosignature counts, once the collector gathers them): a source is a
-function returning the families it has *now*, and exports nothing for what does not exist.
+(the broker link, the witnesses): a source is a function returning the families it has
+*now*, and exports nothing for what does not exist (no witness configured: no witness
+metrics).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.metrics_core import (
@@ -29,7 +30,8 @@ from prometheus_client.registry import Collector
 from collector.admission.reasons import REASONS
 from collector.metrics import LatencyHistogram, LiveState, Metrics
 
-__all__ = ["STAGES", "BrokerLink", "LedgerExporter", "MetricSource", "broker_source"]
+__all__ = ["STAGES", "BrokerLink", "LedgerExporter", "MetricSource", "WitnessState",
+           "broker_source", "witness_source"]
 
 #: A function giving metric families at scrape time.
 MetricSource = Callable[[], Iterable[Metric]]
@@ -73,14 +75,18 @@ class LedgerExporter(Collector):
                             ("late", m.late)):
             events.add_metric([name], value)
         yield events
+        yield _counter("sensorledger_statements_logged_total",
+                       "Collector statements (enrolments, revocations, ...) logged as leaves.",
+                       m.statements)
         yield _counter("sensorledger_blocks_sealed_total", "Blocks sealed and committed.",
                        m.blocks_sealed)
         yield _counter("sensorledger_commits_total",
                        "Commit transactions (each one fsync) of ingest batches.", m.commits)
         live = self._live()
-        yield GaugeMetricFamily("sensorledger_tree_size",
-                                "Leaves in the sealed log tree (the latest checkpoint's size).",
-                                value=live.tree_size)
+        if live.tree_size is not None:
+            yield GaugeMetricFamily("sensorledger_tree_size",
+                                    "Leaves in the sealed log tree (the latest checkpoint's "
+                                    "size).", value=live.tree_size)
         if live.last_checkpoint_ms is not None:
             age = max(0.0, self._clock() - live.last_checkpoint_ms / 1000)
             yield GaugeMetricFamily("sensorledger_checkpoint_age_seconds",
@@ -149,3 +155,48 @@ def broker_source(link: BrokerLink) -> MetricSource:
 def _le(bound: float) -> str:
     """A bucket bound as Prometheus writes it: ``0.005``, ``1.0``, ``+Inf``."""
     return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class WitnessState(Protocol):
+    """What the collector knows of one witness
+    (:class:`collector.witnessing.submitter.WitnessProgress`)."""
+
+    size: int | None
+    cosigned: int
+    failures: int
+    last_ok_s: float
+
+    @property
+    def name(self) -> str: ...
+
+
+def witness_source(witnesses: Sequence[WitnessState]) -> MetricSource:
+    """Families for the witnesses the log submits its checkpoints to (none configured: none)."""
+
+    def families() -> Iterator[Metric]:
+        if not witnesses:
+            return
+        cosigned = CounterMetricFamily(
+            "sensorledger_witness_cosignatures_total",
+            "Cosignatures received from a witness and stored (since the collector started).",
+            labels=["witness"])
+        size = GaugeMetricFamily(
+            "sensorledger_witness_cosigned_size",
+            "Tree size of the newest checkpoint the witness has cosigned for this log.",
+            labels=["witness"])
+        failures = GaugeMetricFamily(
+            "sensorledger_witness_failures",
+            "Failed submissions to the witness since its last cosignature.", labels=["witness"])
+        last = GaugeMetricFamily(
+            "sensorledger_witness_last_cosignature_timestamp_seconds",
+            "When the witness last returned a cosignature (Unix time).", labels=["witness"])
+        for w in witnesses:
+            cosigned.add_metric([w.name], w.cosigned)
+            failures.add_metric([w.name], w.failures)
+            if w.size is not None:
+                size.add_metric([w.name], w.size)
+            if w.last_ok_s:
+                last.add_metric([w.name], w.last_ok_s)
+        yield from (cosigned, size, failures, last)
+
+    return families

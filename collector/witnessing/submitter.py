@@ -58,6 +58,11 @@ class WitnessProgress:
     last_ok_s: float = field(default=0.0)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def name(self) -> str:
+        """The witness's name, as its verifier key and cosignatures give it."""
+        return self.verifier.name
+
 
 class Witnessing:
     """The background submitter for every configured witness."""

@@ -88,16 +88,20 @@ def test_scrape_during_ingest_agrees_with_stats(
 
     publisher = threading.Thread(target=publish)
     publisher.start()
+    # Scrape while the stream runs and the collector works through it, until all is accepted.
     during: list[Scrape] = []
-    while not done.is_set():
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
         during.append(scrape(base))
+        if done.is_set() and during[-1].value("sensorledger_readings_accepted_total") >= accepted:
+            break
         time.sleep(0.05)
     publisher.join(60)
     assert not errors, errors
-    # Scraped while the stream ran: counters moved, never backwards, never past the end.
+    # Counters moved while scraped, never backwards, never past the end.
     mid = [s.value("sensorledger_readings_accepted_total") for s in during]
     assert any(0 < v < accepted for v in mid), mid
-    assert mid == sorted(mid)
+    assert mid == sorted(mid) and mid[-1] == accepted
 
     wait_until(lambda: ledger.sealed() >= accepted, timeout=60, message="all sealed")
     total = accepted + len(junk) + len(strangers) + len(replays)
@@ -115,6 +119,7 @@ def test_scrape_during_ingest_agrees_with_stats(
     assert after.value("sensorledger_blocks_sealed_total") == stats["blocks"]
     # The tree also holds the collector's statements (the devices' enrolments).
     assert after.value("sensorledger_tree_size") == stats["readings"] + stats["statements"]
+    assert after.value("sensorledger_statements_logged_total") == stats["statements"] == DEVICES
     assert stats["unsealed"] == 0
     # Every accepted reading was timed from arrival to commit and from commit to seal.
     # (Commit->seal also times the collector's statements, which are leaves too.)
@@ -149,12 +154,14 @@ def test_health_fails_while_sealing_is_stopped_and_recovers(
     col = collector("--config", _config(tmp_path, 0.25, listen=False), "--workers", "1",
                     "--metrics-listen", "127.0.0.1:0").start()
     base = _base(col)
-    # (The devices' enrolment statements are logged and sealed when the collector starts.)
-    wait_until(lambda: health(base)[1].get("reason") == "no readings waiting", timeout=10,
-               message="/health: nothing waiting")
+    # The devices' enrolment statements are logged and sealed when the collector starts
+    # (the listener may answer before that: wait for them to be in the tree).
+    statements = len(devices)
+    wait_until(lambda: scrape(base).value("sensorledger_tree_size") == statements
+               and health(base)[1].get("reason") == "no readings waiting", timeout=10,
+               message="statements sealed, nothing waiting")
     status, body = health(base)
     assert status == 200, body
-    statements = len(devices)
 
     # Another process takes the ledger's write lock (as a stray `sqlite3 ledger.db` shell
     # in a transaction would): the collector can neither commit nor seal, and waits.

@@ -16,7 +16,7 @@ from prometheus_client.process_collector import ProcessCollector
 from agent.observe import AgentView, families
 from agent.spool.schema import SpoolCounters
 from collector.metrics import LiveState, Metrics
-from collector.observe.exporter import LedgerExporter, broker_source
+from collector.observe.exporter import LedgerExporter, broker_source, witness_source
 from hardware.running import SensorHealth
 from tests.support.collector import REPO
 
@@ -25,6 +25,15 @@ NAME = re.compile(r"\b((?:sensorledger|process)_[a-z0-9_]+)\b")
 BY = re.compile(r"\bby\s*\(([^)]*)\)")
 #: Labels Prometheus adds to every series it scrapes, and the histogram bucket label.
 TARGET_LABELS = {"instance", "job", "le"}
+
+
+@dataclass
+class _Witness:
+    name: str = "witness.example/w"
+    size: int | None = 3
+    cosigned: int = 1
+    failures: int = 0
+    last_ok_s: float = 1.0
 
 
 @dataclass
@@ -40,6 +49,7 @@ def _every_family() -> Iterator[Metric]:
                      last_checkpoint_ms=1, oldest_waiting_ms=1)
     exporter = LedgerExporter(Metrics(), lambda: live)
     exporter.add_source(broker_source(_Link()))
+    exporter.add_source(witness_source([_Witness()]))
     yield from exporter.collect()
     yield from ProcessCollector(registry=None).collect()
     view = AgentView(SpoolCounters(last_puback_ms=1), [SensorHealth("probe", "driver")], sent=0,
@@ -103,7 +113,8 @@ def test_every_dashboard_query_uses_exported_metrics() -> None:
                  "sensorledger_checkpoint_age_seconds", "sensorledger_backlog",
                  "sensorledger_receive_to_commit_seconds_bucket",
                  "sensorledger_commit_to_seal_seconds_bucket",
-                 "sensorledger_readings_quarantined_total", "sensorledger_agent_spool_depth"):
+                 "sensorledger_readings_quarantined_total", "sensorledger_agent_spool_depth",
+                 "sensorledger_witness_cosigned_size"):
         assert name in used, name
 
 
