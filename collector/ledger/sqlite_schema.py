@@ -160,8 +160,9 @@ CREATE TABLE private_grants (
 ) WITHOUT ROWID;
 CREATE INDEX private_grants_by_subject ON private_grants(subject);
 
--- Erasures: requested (erased_ms NULL) and carried out, each with its record signed by the
--- collector key. The record names the erased readings and data keys, never the subject.
+-- Erasures: requested (erased_ms NULL until the files are scrubbed) and carried out. The
+-- record is the `erase` collector statement logged as reading `statement_id` (the log holds
+-- the same bytes); it names the erased readings and data keys, never the subject.
 CREATE TABLE erasures (
     id           INTEGER PRIMARY KEY,
     subject      TEXT,                      -- cleared once the erasure is done
@@ -169,7 +170,8 @@ CREATE TABLE erasures (
     requested_ms INTEGER NOT NULL,
     erased_ms    INTEGER,
     readings     INTEGER,
-    record       BLOB                       -- COSE_Sign1 by the collector key
+    statement_id INTEGER NOT NULL,          -- readings.id of the erase statement
+    record       BLOB NOT NULL              -- the erase statement (COSE_Sign1)
 );
 """),
 ]
