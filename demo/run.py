@@ -24,6 +24,7 @@ from .broker import Broker
 from .devices import DEVICES, DemoDevice, agent_config
 from .ledger import LedgerCli
 from .processes import Processes
+from .view import start_view
 
 BIN = Path(sys.executable).parent
 
@@ -41,6 +42,9 @@ class Demo:
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
     ports: dict[str, str] = field(default_factory=dict)
+    view_listen: str = "127.0.0.1:0"
+    keep_serving: bool = False
+    view_url: str | None = None
 
     def __post_init__(self) -> None:
         self.procs = Processes(self.root / "logs")
@@ -59,12 +63,15 @@ class Demo:
         try:
             self.start_broker()
             self.start_collector()
+            self.start_view()
             self.enrol_agents()
             self.make_reader()
             self.start_devices()
             self.watch()
             self.stop_services()
             ok = self.check()
+            if self.keep_serving:
+                self.serve_until_interrupted()
         finally:
             self.procs.close()
             self.broker.stop()
@@ -96,6 +103,24 @@ class Demo:
         self._cmd([BIN / "sensor-agent", "reader-keygen", self.reader_key])
         self.say(f"    {self.reader_key} (public half {self.reader_pub.name} goes in the "
                  "oximeter agent's [private] readers)")
+
+    def start_view(self) -> None:
+        self.step("starting the read-only view: ledger-collector serve")
+        try:
+            _, self.view_url = start_view(self.procs, BIN, self.ledger.db,
+                                          self.root / "view-cache", self.view_listen)
+        except (RuntimeError, OSError) as exc:
+            raise DemoError(str(exc)) from None
+        self.say(f"    view: {self.view_url}  (pages, plots, proofs; JSON API under "
+                 f"{self.view_url}api/v1/)")
+
+    def serve_until_interrupted(self) -> None:
+        self.step(f"the view stays up at {self.view_url} (--keep-serving); Ctrl-C to stop")
+        try:
+            while self.procs.children.get("view") and self.procs.children["view"].running():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            self.say("    stopping the view")
 
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
@@ -191,6 +216,10 @@ class Demo:
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
+        if self.view_url:
+            self.say(f"    view        {self.view_url}"
+                     + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
+                        "keeps it up)"))
         ok = audit_ok and proof_ok and private_ok
         self.say("demo PASSED: audit clean, proofs verified offline, private values revealed "
                  "only with the reader key" if ok else "demo FAILED")
@@ -233,12 +262,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long the devices run (default 20, or $DEMO_SECONDS)")
     parser.add_argument("--workdir", type=Path, default=Path("demo-run"),
                         help="a fresh folder is made under it for this run (default demo-run/)")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="keep the read-only view up after the demo, until Ctrl-C")
+    parser.add_argument("--view-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="where the view listens (default: a free port on 127.0.0.1)")
     args = parser.parse_args(argv)
     # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so every child is stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     root = new_root(args.workdir.resolve())
     print(f"SensorLedger demo in {root}", flush=True)
-    demo = Demo(root, args.seconds)
+    demo = Demo(root, args.seconds, view_listen=args.view_listen,
+                keep_serving=args.keep_serving)
     try:
         return 0 if demo.run() else 1
     except DemoError as exc:

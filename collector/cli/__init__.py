@@ -30,6 +30,7 @@ from collector.cli.proofs import (
     verify_history_cmd,
     verify_proof_cmd,
 )
+from collector.cli.serve import serve
 from collector.cli.tiles import tiles
 
 __all__ = ["cli", "main"]
@@ -53,7 +54,8 @@ def cli() -> None:
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
                  checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
-                 stats, quarantine, tiles, reveal_cmd, erase_cmd, erasures_cmd, readers):
+                 stats, quarantine, tiles, serve, reveal_cmd, erase_cmd, erasures_cmd,
+                 readers):
     cli.add_command(_command)
 
 

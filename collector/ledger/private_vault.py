@@ -1,6 +1,6 @@
 """The private vault: the sealed values and grants of private readings, kept beside the log.
 
-Tables ``private_values``, ``private_grants`` and ``erasures`` (migration 4). Ingest writes
+Tables ``private_values``, ``private_grants`` and ``erasures`` (migrations 5 and 6). Ingest writes
 them in the transaction of the readings they belong to (``SQLiteStore.commit_batch``); the
 commands here read them and erase them. Nothing here can decrypt anything: that takes a
 reader's private key (collector/tools/private_readings.py).
@@ -63,14 +63,14 @@ class ErasureRow:
     requested_ms: int
     erased_ms: int | None
     readings: int
-    statement_id: int
+    statement_id: int | None  # None: recorded before erasures were logged as statements
     record: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class ErasureResult:
     erasure_id: int
-    statement_id: int  # the log row of its erase statement
+    statement_id: int | None  # the log row of its erase statement
     readings: int
     keys: int
     resumed: bool
@@ -123,7 +123,7 @@ class PrivateVault:
     def erasures(self) -> list[ErasureRow]:
         return [ErasureRow(*r) for r in self._con.execute(
             "SELECT id, subject, authority, requested_ms, erased_ms, COALESCE(readings, 0), "
-            "statement_id, record FROM erasures ORDER BY id")]
+            "statement_id, COALESCE(record, x'') FROM erasures ORDER BY id")]
 
     def erase_statements(self) -> list[tuple[int, bytes]]:
         """(reading id, envelope) of every erase statement in the log, in log order."""

@@ -137,7 +137,12 @@ CREATE TABLE cosignatures (
 ) WITHOUT ROWID;
 CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 """),
-    (4, "private readings: sealed values, grants and erasures outside the log", """
+    (4, "readings by device and time", """
+-- A device's readings over a time range, in time order, read through the index alone (the
+-- read-only view's plots and its paginated API: keyset on (time_ms, seq)).
+CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
+"""),
+    (5, "private readings: sealed values, grants and erasures outside the log", """
 -- The sealed values of private readings (COSE_Encrypt0 under the subject's data key), kept
 -- beside the log, never in it: the log commits to the signed envelope only, whose payload
 -- holds a salted commitment. `erase` deletes a subject's rows here (secure_delete).
@@ -160,9 +165,8 @@ CREATE TABLE private_grants (
 ) WITHOUT ROWID;
 CREATE INDEX private_grants_by_subject ON private_grants(subject);
 
--- Erasures: requested (erased_ms NULL until the files are scrubbed) and carried out. The
--- record is the `erase` collector statement logged as reading `statement_id` (the log holds
--- the same bytes); it names the erased readings and data keys, never the subject.
+-- Erasures: requested (erased_ms NULL) and carried out, each with its record signed by the
+-- collector key. The record names the erased readings and data keys, never the subject.
 CREATE TABLE erasures (
     id           INTEGER PRIMARY KEY,
     subject      TEXT,                      -- cleared once the erasure is done
@@ -170,8 +174,12 @@ CREATE TABLE erasures (
     requested_ms INTEGER NOT NULL,
     erased_ms    INTEGER,
     readings     INTEGER,
-    statement_id INTEGER NOT NULL,          -- readings.id of the erase statement
-    record       BLOB NOT NULL              -- the erase statement (COSE_Sign1)
+    record       BLOB                       -- COSE_Sign1 by the collector key
 );
+"""),
+    (6, "erasure records logged as collector statements", """
+-- An erasure's record is the `erase` collector statement it logged: the log row that holds it
+-- (the same bytes are kept in `record`). NULL for an erasure recorded before statements were.
+ALTER TABLE erasures ADD COLUMN statement_id INTEGER;
 """),
 ]

@@ -35,7 +35,13 @@ def audit_erasures(database: str | Path, collector_key: PublicKey
     notes: list[str] = []
     findings: list[ErasureFinding] = []
     with PrivateVault(database) as vault:
-        requests = {row.statement_id: row for row in vault.erasures()}
+        rows = vault.erasures()
+        requests = {row.statement_id: row for row in rows if row.statement_id is not None}
+        for row in rows:
+            if row.statement_id is None:
+                notes.append(f"erasure #{row.id} at {_utc(row.requested_ms)} (authority: "
+                             f"{row.authority}): recorded beside the log, before erasures were "
+                             "logged as statements")
         logged = vault.erase_statements()
         for statement_id in requests.keys() - {rid for rid, _ in logged}:
             findings.append(("erasure record", f"erasure #{requests[statement_id].id} names "

@@ -55,7 +55,7 @@ def test_the_documented_commands_exist() -> None:
         "audit", "blocks", "check", "checkpoint", "consistency", "devices add", "devices list",
         "devices revoke", "erase", "erasures", "history", "init", "migrate", "proof",
         "readers list", "readers revoke", "reveal", "verify-history", "quarantine", "readings",
-        "run", "stats", "verify-proof"])
+        "run", "serve", "stats", "tiles export", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for path in all_commands():
         assert f"ledger-collector {' '.join(path)}" in docs, f"{path} is not in the docs"

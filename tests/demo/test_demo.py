@@ -39,6 +39,7 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "values not disclosed" in private
     assert out.count("— sensorledger.example/demo ") == 2  # the checkpoint's two signatures
     assert "extends the saved checkpoint of tree size" in out
+    assert re.search(r"view: http://127\.0\.0\.1:\d+/", out)  # the read-only view was up
 
     report = out[out.index("==> report"):out.index("==> auditing")]
     assert re.search(r"; 0 quarantined", report)
