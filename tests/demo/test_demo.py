@@ -32,7 +32,8 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "demo PASSED" in out
     assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
     assert "proof VERIFIED" in out
-    assert out.count("[PASS]") == 10 and "[FAIL]" not in out  # an arc's proof, a private one
+    # Six checks each (with the device key's enrolment): an arc's proof and a private one.
+    assert out.count("[PASS]") == 12 and "[FAIL]" not in out
     # The oximeter's values: revealed with the reader key, absent from the private proof.
     private = out[out.index("==> a private reading"):out.index("==> where to look")]
     assert "values match the signed commitment" in private and "spo2 = " in private
