@@ -27,6 +27,8 @@ from .processes import Processes
 from .view import start_view
 
 BIN = Path(sys.executable).parent
+#: The proof check that runs in a browser (docs/verify-in-browser.md).
+VERIFY_PAGE = Path(__file__).resolve().parents[1] / "collector" / "web" / "static" / "verify.html"
 
 
 class DemoError(Exception):
@@ -89,21 +91,6 @@ class Demo:
         self.ledger.start(self.procs, self.broker.url)
         self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
 
-    @property
-    def reader_key(self) -> Path:
-        return self.root / "readers" / "clinic.pem"
-
-    @property
-    def reader_pub(self) -> Path:
-        return self.reader_key.with_name(self.reader_key.name + ".pub")
-
-    def make_reader(self) -> None:
-        self.step("making the clinic's reader key for the oximeter's private readings: "
-                  "sensor-agent reader-keygen")
-        self._cmd([BIN / "sensor-agent", "reader-keygen", self.reader_key])
-        self.say(f"    {self.reader_key} (public half {self.reader_pub.name} goes in the "
-                 "oximeter agent's [private] readers)")
-
     def start_view(self) -> None:
         self.step("starting the read-only view: ledger-collector serve")
         try:
@@ -121,6 +108,21 @@ class Demo:
                 time.sleep(1)
         except KeyboardInterrupt:
             self.say("    stopping the view")
+
+    @property
+    def reader_key(self) -> Path:
+        return self.root / "readers" / "clinic.pem"
+
+    @property
+    def reader_pub(self) -> Path:
+        return self.reader_key.with_name(self.reader_key.name + ".pub")
+
+    def make_reader(self) -> None:
+        self.step("making the clinic's reader key for the oximeter's private readings: "
+                  "sensor-agent reader-keygen")
+        self._cmd([BIN / "sensor-agent", "reader-keygen", self.reader_key])
+        self.say(f"    {self.reader_key} (public half {self.reader_pub.name} goes in the "
+                 "oximeter agent's [private] readers)")
 
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
@@ -213,6 +215,8 @@ class Demo:
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    in a browser: open {VERIFY_PAGE.as_uri()}, pin the log verifier "
+                 "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
