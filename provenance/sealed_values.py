@@ -131,7 +131,7 @@ def open_values(values: bytes) -> tuple[tuple[Measurement, ...], dict[str, Value
 
 def _deterministic(data: bytes, body: object, what: str) -> None:
     if not cbor.is_deterministic(data, body):
-        raise MalformedError(f"{what} are not deterministically encoded CBOR",
+        raise MalformedError(f"{what}: not deterministically encoded CBOR",
                              code="bad_opening")
 
 

@@ -74,6 +74,9 @@ def erase_cmd(config_path: str | None, db: str | None, subject: str, authority: 
     click.echo(f"{what} #{result.erasure_id}: subject {subject}, sealed values of "
                f"{result.readings} reading(s), {result.keys} data key(s); database "
                f"{result.db_bytes_before:,} -> {result.db_bytes_after:,} bytes, WAL emptied")
+    if result.statement_id is not None:
+        click.echo(f"the erase statement is log row {result.statement_id}; the next "
+                   "`ledger-collector run` seals it into a block")
 
 
 @click.command("erasures", epilog="""\b

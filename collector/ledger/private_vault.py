@@ -1,16 +1,18 @@
 """The private vault: the sealed values and grants of private readings, kept beside the log.
 
-Tables ``private_values``, ``private_grants`` and ``erasures`` (migration 4). Ingest writes
+Tables ``private_values``, ``private_grants`` and ``erasures`` (migrations 5 and 6). Ingest writes
 them in the transaction of the readings they belong to (``SQLiteStore.commit_batch``); the
 commands here read them and erase them. Nothing here can decrypt anything: that takes a
 reader's private key (collector/tools/private_readings.py).
 
 **Erasure** (:func:`erase_subject`) is crash-safe and leaves no copy in the database files:
 
-1. One transaction signs and stores the erasure record and deletes the subject's sealed values,
+1. One transaction appends the erasure record to the log — an ``erase`` collector statement
+   (provenance/erasure.py) as the next ``@collector`` row, sealed by the collector's next run
+   like any pending reading — notes the request, and deletes the subject's sealed values,
    grants and quarantined private messages, on a connection with ``secure_delete = ON`` (the
-   freed bytes are overwritten with zeros). Killed before COMMIT, nothing is erased; after it,
-   everything is, and the record says so.
+   freed bytes are overwritten with zeros). Killed before COMMIT, nothing is erased and nothing
+   logged; after it, everything is, and the log says so.
 2. Scrub: ``wal_checkpoint(TRUNCATE)``, ``VACUUM`` (rebuilds every page, so no stale copy left
    in a free page or a page's unused space by earlier B-tree moves survives), and
    ``wal_checkpoint(TRUNCATE)`` again (the WAL that held the old and the rebuilt pages is
@@ -33,10 +35,11 @@ from pathlib import Path
 from collector import faults
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.lock import LedgerLock
-from provenance.erasure import ErasureRecord, sign_erasure
+from provenance.erasure import Erasure, sign_erasure, verify_erasure
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
 from provenance.private_message import PrivateMessage
+from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND, SignedStatement
 
 __all__ = ["ErasureResult", "ErasureRow", "PrivateVault", "SealedRow", "drop_reader",
            "erase_subject"]
@@ -60,12 +63,14 @@ class ErasureRow:
     requested_ms: int
     erased_ms: int | None
     readings: int
+    statement_id: int | None  # None: recorded before erasures were logged as statements
     record: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class ErasureResult:
     erasure_id: int
+    statement_id: int | None  # the log row of its erase statement
     readings: int
     keys: int
     resumed: bool
@@ -118,19 +123,30 @@ class PrivateVault:
     def erasures(self) -> list[ErasureRow]:
         return [ErasureRow(*r) for r in self._con.execute(
             "SELECT id, subject, authority, requested_ms, erased_ms, COALESCE(readings, 0), "
-            "COALESCE(record, x'') FROM erasures ORDER BY id")]
+            "statement_id, COALESCE(record, x'') FROM erasures ORDER BY id")]
+
+    def erase_statements(self) -> list[tuple[int, bytes]]:
+        """(reading id, envelope) of every erase statement in the log, in log order."""
+        out = []
+        for rid, envelope in self._con.execute(
+                "SELECT id, envelope FROM readings WHERE device_id = ? ORDER BY id",
+                (STATEMENT_DEVICE,)):
+            try:
+                if SignedStatement.decode(bytes(envelope)).statement.type == "erase":
+                    out.append((int(rid), bytes(envelope)))
+            except ProvenanceError:
+                continue  # the audit names broken statements
+        return out
 
     def erased(self, device_id: str, seq: int) -> ErasureRow | None:
         """The erasure that destroyed the values of ``device_id`` ``seq``, if any."""
-        from provenance.envelope import Envelope
-        from provenance.erasure import ErasureRecord as Record
-
         for row in self.erasures():
             try:
-                record = Record.from_payload(Envelope.decode(row.record).payload)
+                erasure = Erasure.from_fields(
+                    SignedStatement.decode(row.record).statement.fields)
             except ProvenanceError:
                 continue
-            if (device_id, seq) in record.readings:
+            if (device_id, seq) in erasure.readings:
                 return row
         return None
 
@@ -157,13 +173,14 @@ def erase_subject(database: str | Path, subject: str, *, authority: str, key: Pr
     with LedgerLock(database), _connection(database) as con:
         try:
             pending = con.execute(
-                "SELECT id, COALESCE(readings, 0) FROM erasures "
+                "SELECT id, statement_id, COALESCE(readings, 0) FROM erasures "
                 "WHERE subject = ? AND erased_ms IS NULL", (subject,)).fetchone()
             resumed = pending is not None
             if pending is None:
-                erasure_id, readings, keys = _destroy(con, subject, authority, key, now_ms)
+                erasure_id, statement_id, readings, keys = _destroy(con, subject, authority,
+                                                                    key, now_ms)
             else:
-                erasure_id, readings = pending
+                erasure_id, statement_id, readings = pending
                 keys = 0
             faults.point("erase.after_commit")
             _scrub(con)
@@ -173,11 +190,12 @@ def erase_subject(database: str | Path, subject: str, *, authority: str, key: Pr
         except sqlite3.Error as exc:
             raise StoreError(f"erasing subject {subject!r} in {database} failed: {exc}; "
                              "run the same command again to finish it") from None
-    return ErasureResult(erasure_id, readings, keys, resumed, before, _file_bytes(database))
+    return ErasureResult(erasure_id, statement_id, readings, keys, resumed, before,
+                         _file_bytes(database))
 
 
 def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: PrivateKey,
-             now_ms: int) -> tuple[int, int, int]:
+             now_ms: int) -> tuple[int, int, int, int]:
     con.execute("BEGIN IMMEDIATE")
     try:
         readings = con.execute(
@@ -190,12 +208,22 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
         if not readings and not kids:
             raise NotFoundError(f"no sealed values or grants of subject {subject!r} are "
                                 "stored (already erased, or never seen)")
-        record = ErasureRecord(now_ms, authority, tuple((d, s) for d, s in readings),
-                               tuple(kids))
+        erasure = Erasure(authority, tuple((d, s) for d, s in readings), tuple(kids))
+        # The next collector statement, as the next row of the log (the one writer holds the
+        # lock): sealed into a block by the collector's next run, like any pending reading.
+        (next_id,) = con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM readings").fetchone()
+        (seq,) = con.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM readings "
+                             "WHERE device_id = ?", (STATEMENT_DEVICE,)).fetchone()
+        envelope = sign_erasure(seq, now_ms, erasure, key)
+        verify_erasure(envelope, key.public)
+        con.execute("INSERT INTO readings(id, device_id, seq, boot, time_ms, received_ms, kind, "
+                    "envelope) VALUES (?,?,?,?,?,?,?,?)",
+                    (next_id, STATEMENT_DEVICE, seq, 0, now_ms, now_ms, STATEMENT_KIND,
+                     envelope))
         cur = con.execute(
-            "INSERT INTO erasures(subject, authority, requested_ms, readings, record) "
-            "VALUES (?,?,?,?,?)", (subject, authority, now_ms, len(readings),
-                                   sign_erasure(record, key)))
+            "INSERT INTO erasures(subject, authority, requested_ms, readings, statement_id, "
+            "record) VALUES (?,?,?,?,?,?)",
+            (subject, authority, now_ms, len(readings), next_id, envelope))
         erasure_id = cur.lastrowid
         assert erasure_id is not None
         con.execute("DELETE FROM private_values WHERE subject = ?", (subject,))
@@ -206,7 +234,7 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return erasure_id, len(readings), len(kids)
+    return erasure_id, next_id, len(readings), len(kids)
 
 
 def drop_reader(database: str | Path, kid_prefix: str) -> tuple[bytes, int, bool]:

@@ -150,9 +150,10 @@ class PrivateRecord(NamedTuple):
 @dataclass(slots=True)
 class BatchWrite:
     readings: list[ReadingRecord] = field(default_factory=list)
-    private: list[PrivateRecord] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     devices: list[DeviceState] = field(default_factory=list)
+    #: Private readings' sealed values, stored beside ``readings`` in the same transaction.
+    private: list[PrivateRecord] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.readings) + len(self.quarantine)

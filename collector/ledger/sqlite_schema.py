@@ -177,4 +177,9 @@ CREATE TABLE erasures (
     record       BLOB                       -- COSE_Sign1 by the collector key
 );
 """),
+    (6, "erasure records logged as collector statements", """
+-- An erasure's record is the `erase` collector statement it logged: the log row that holds it
+-- (the same bytes are kept in `record`). NULL for an erasure recorded before statements were.
+ALTER TABLE erasures ADD COLUMN statement_id INTEGER;
+"""),
 ]

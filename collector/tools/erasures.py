@@ -1,13 +1,16 @@
-"""The audit's view of erasures: every signed erasure record checked and listed.
+"""The audit's view of erasures: every ``erase`` statement in the log checked and listed.
 
 An erasure destroys sealed values, never a reading: the log, every proof and every history
-still verify. What the audit adds is that each record is signed by the collector key, that
-each reading it names is in the ledger and private, and that no sealed value of those readings
-is left; an erasure left half-way (killed before its scrub) is a finding until rerun.
+still verify. The erase statements are leaves of the log (their signatures and counters are
+checked with every other collector statement); what this adds is that each names readings the
+ledger holds as private readings, that none of them still has sealed values, that each request
+in the ``erasures`` table is the statement the log holds, and that no erasure was left half-way
+(killed before its scrub: a finding until the command is run again).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,44 +35,58 @@ def audit_erasures(database: str | Path, collector_key: PublicKey
     notes: list[str] = []
     findings: list[ErasureFinding] = []
     with PrivateVault(database) as vault:
-        for row in vault.erasures():
+        rows = vault.erasures()
+        requests = {row.statement_id: row for row in rows if row.statement_id is not None}
+        for row in rows:
+            if row.statement_id is None:
+                notes.append(f"erasure #{row.id} at {_utc(row.requested_ms)} (authority: "
+                             f"{row.authority}): recorded beside the log, before erasures were "
+                             "logged as statements")
+        logged = vault.erase_statements()
+        for statement_id in requests.keys() - {rid for rid, _ in logged}:
+            findings.append(("erasure record", f"erasure #{requests[statement_id].id} names "
+                             f"log row {statement_id}, which holds no erase statement"))
+        for rid, envelope in logged:
             try:
-                record = verify_erasure(row.record, collector_key)
+                statement, erasure = verify_erasure(envelope, collector_key)
             except ProvenanceError as exc:
-                findings.append(("erasure record", f"erasure #{row.id}: {exc.diagnostics()}"))
+                findings.append(("erasure record", f"erase statement in row {rid}: "
+                                 f"{exc.diagnostics()}"))
                 continue
-            if row.erased_ms is None:
+            request = requests.get(rid)
+            if request is not None and request.record != envelope:
+                findings.append(("erasure record", f"erasure #{request.id} keeps a record "
+                                 f"other than the statement the log holds in row {rid}"))
+            if request is not None and request.erased_ms is None:
                 findings.append(("erasure unfinished",
-                                 f"erasure #{row.id} requested {_utc(row.requested_ms)} has "
+                                 f"erasure #{request.id} ({_utc(request.requested_ms)}) has "
                                  "deleted the sealed values but not yet scrubbed the database "
                                  "files: run `ledger-collector erase` for its subject again"))
             left = 0
-            for device_id, seq in record.readings:
-                envelope = vault.envelope(device_id, seq)
-                if envelope is None:
-                    findings.append(("erasure record", f"erasure #{row.id} names {device_id} "
-                                     f"seq {seq}, which the ledger does not hold"))
-                elif Envelope.decode(envelope).reading().commitment is None:
-                    findings.append(("erasure record", f"erasure #{row.id} names {device_id} "
-                                     f"seq {seq}, a public reading"))
+            for device_id, seq in erasure.readings:
+                stored = vault.envelope(device_id, seq)
+                if stored is None:
+                    findings.append(("erasure record", f"statement {statement.seq} names "
+                                     f"{device_id} seq {seq}, which the ledger does not hold"))
+                elif Envelope.decode(stored).reading().commitment is None:
+                    findings.append(("erasure record", f"statement {statement.seq} names "
+                                     f"{device_id} seq {seq}, a public reading"))
                 left += len(vault.sealed(device_id, seq))
             if left:
-                findings.append(("erasure incomplete", f"erasure #{row.id}: {left} sealed "
-                                 "value(s) of the readings it names are still stored"))
-            devices = sorted({d for d, _ in record.readings})
+                findings.append(("erasure incomplete", f"statement {statement.seq}: {left} "
+                                 "sealed value(s) of the readings it names are still stored"))
+            devices = sorted({d for d, _ in erasure.readings})
             notes.append(
-                f"erasure #{row.id} at {_utc(record.time_ms)} (authority: {record.authority}): "
-                f"sealed values of {len(record.readings)} reading(s) of "
-                f"{', '.join(devices) or 'no device'} and {len(record.keys)} data key(s) "
-                "destroyed; record signed by the collector key; the readings and their "
-                "proofs stand")
+                f"erasure (collector statement {statement.seq}, log row {rid}) at "
+                f"{_utc(statement.time_ms)}, authority: {erasure.authority}: sealed values of "
+                f"{len(erasure.readings)} reading(s) of {', '.join(devices) or 'no device'} "
+                f"and {len(erasure.keys)} data key(s) destroyed; the readings and their proofs "
+                "stand")
     return notes, findings
 
 
 def check_erasures(database: str | Path) -> tuple[list[str], bool]:
     """Lines for `ledger-collector erasures`, checked with the ledger's collector key."""
-    import sqlite3
-
     con = sqlite3.connect(database)
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'collector_public_key'"

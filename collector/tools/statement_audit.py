@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from collector.ledger.records import ReadingRecord
 from provenance.envelope import Envelope
+from provenance.erasure import ERASE, erasure_of
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.statement import (
@@ -91,6 +92,8 @@ class StatementAudit:
                     fail("statement", f"revokes key {revocation.kid.hex()[:16]}… of "
                          f"{revocation.device_id}, which no earlier statement enrolled for it")
                 self.revoked[revocation.kid] = revocation.revoked_ms
+            elif statement.type == ERASE:
+                erasure_of(statement)  # well formed; collector/tools/erasures.py checks more
         except ProvenanceError as exc:
             fail("statement", exc.diagnostics())
 

@@ -65,6 +65,7 @@ class World:
     sent: Sent
     broker_seen: list[bytes]
     proofs: dict[str, Path]
+    broker: Broker
 
 
 def _oximeter_values(i: int) -> tuple[Measurement, ...]:
@@ -186,7 +187,8 @@ def _ingest(root: Path, broker: Broker) -> World:
         result = run_cli("proof", "--db", ledger.db, device, str(seq), "-o", str(path))
         assert result.exit_code == 0, result.output
         proofs[name] = path
-    return World(root, ledger, "ward3-bed12", water, readers, sent, subscriber.seen, proofs)
+    return World(root, ledger, "ward3-bed12", water, readers, sent, subscriber.seen, proofs,
+                 broker)
 
 
 def _decrypt_for_test(pm: PrivateMessage, data_keys: DataKeys) -> bytes:
@@ -221,7 +223,8 @@ def _ledger_files(ledger: Ledger) -> list[Path]:
 
 def _copy(world: World, name: str) -> Ledger:
     dest = world.root / name
-    shutil.copytree(world.ledger.root, dest)
+    # Not the -shm: a copied WAL index can describe another moment than the copied WAL.
+    shutil.copytree(world.ledger.root, dest, ignore=shutil.ignore_patterns("*-shm"))
     return Ledger(dest)
 
 
@@ -322,10 +325,31 @@ def test_erase_destroys_a_subject_and_every_proof_still_verifies(world: World) -
     assert run_cli("verify-proof", str(fresh), "--policy", ledger.vkey).exit_code == 0
     result = run_cli("audit", "--db", ledger.db, "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "erasure #1" in result.output and "20 reading(s) of ward3-bed12" in result.output
+    assert "erasure (collector statement" in result.output
+    assert "authority: request 2026-113" in result.output
+    assert "20 reading(s) of ward3-bed12" in result.output
     result = run_cli("erase", "--db", ledger.db, "--key", world.ledger.key,
                      "--subject", PATIENT_A)
     assert result.exit_code == 2 and "already erased" in result.output
+    # The erase statement is a leaf of the log: the collector's next run seals it.
+    statement_rows = ledger.sql("SELECT id FROM readings WHERE device_id = '@collector' "
+                                "AND id = (SELECT MAX(id) FROM readings)")
+    assert statement_rows, "the erase statement is the newest row of the log"
+    total = ledger.count("readings") + ledger.statements()
+
+    def leaves_sealed() -> int:
+        return int(ledger.sql("SELECT COALESCE(MAX(first_reading_id + leaf_count), 1) - 1 "
+                              "FROM blocks")[0][0])
+
+    assert leaves_sealed() == total - 1
+    with CollectorProcess(ledger, world.broker, "--client-id", "erase-sealer") as proc:
+        deadline = time.monotonic() + 30
+        while leaves_sealed() < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.stop()
+    assert leaves_sealed() == total
+    result = run_cli("audit", "--db", ledger.db, "--no-progress")
+    assert result.exit_code == 0 and "erasure (collector statement" in result.output
 
 
 @pytest.mark.parametrize("point", ["erase.before_commit", "erase.after_commit",
@@ -338,12 +362,15 @@ def test_erase_killed_is_all_or_nothing_and_a_rerun_finishes(world: World, point
     proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     left = ledger.count("private_values")
+    statements = world.ledger.statements()
     if point == "erase.before_commit":
-        assert left == 30 and ledger.count("erasures") == 0  # nothing erased
+        assert left == 30 and ledger.count("erasures") == 0  # nothing erased, nothing logged
+        assert ledger.statements() == statements
         assert run_cli("reveal", "--db", ledger.db, world.oxi, "4", "--reader-key",
                        str(world.readers["clinic"])).exit_code == 0
     else:
-        assert left == 10  # everything of patient A is gone, logically
+        assert left == 10  # everything of patient A is gone, logically, and logged
+        assert ledger.statements() == statements + 1  # the erase statement
         audit = run_cli("audit", "--db", ledger.db, "--no-progress")
         assert audit.exit_code == 1 and "erasure unfinished" in audit.output
     rerun = subprocess.run(args, env={**env, "SENSORLEDGER_COLLECTOR_CRASH_AT": ""}, cwd=REPO,

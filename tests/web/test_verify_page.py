@@ -600,7 +600,11 @@ PAYLOADS: dict[str, bytes] = {
     "seq too large": _enc(_reading(k3=1 << 63)),
     "time too large": _enc(_reading(k5=1 << 53)),
     "missing key": _enc(_reading(k6=None)),
-    "unknown key": _enc(_reading(k12=1)),
+    "unknown key": _enc(_reading(k13=1)),
+    "commitment not bytes": _enc(_reading(k12=1)),
+    "private reading": _enc(_reading(k9=[], k12=bytes(range(32)))),
+    "private reading with values": _enc(_reading(k12=bytes(32))),
+    "private reading, short commitment": _enc(_reading(k9=[], k12=bytes(31))),
     "keys reversed": _enc(dict(reversed(list(_reading().items()))), canonical=False),
     "long head": b"\xa9\x01\x18\x01" + _enc(_reading())[3:],
     "repeated key": b"\xaa\x01\x01" + _enc(_reading())[1:],
@@ -646,6 +650,46 @@ def test_readings_signed_in_odd_encodings_get_the_verdicts_of_verify_proof(
     # The cases reach both outcomes of both checks (the leaf is not in the log, of course).
     assert seen == {"device key binding": {"PASS", "FAIL"},
                     "device signature": {"PASS", "FAIL", "SKIP"}}
+
+
+def test_private_readings_and_disclosed_values_get_the_verdicts_of_verify_proof(
+    page: Any, proofs: Proofs, tmp_path: Path
+) -> None:
+    """A private reading (payload key 12, docs/privacy.md) really signed by a key of the
+    test's own: without its opening, with the right one (proof key 10), with another reading's,
+    and with a malformed one; the page says what verify-proof says."""
+    from provenance.envelope import sign_reading
+    from provenance.reading import Reading
+    from provenance.sealed_values import Opening, seal
+    from provenance.senml import Measurement
+
+    pin(page, proofs.policy())
+    pf = decode_log_proof(proofs.cbor)
+    key = PrivateKey.generate()
+    values = (Measurement(name="spo2", value=97, unit="%"),)
+    opening = seal(values, {"finger_out": False})
+    reading = Reading(device_id="ward-01", seq=3, boot=1, time_ms=BASE_TIME_MS,
+                      clock_synced=True, prev=bytes(32), kind="pulse-oximeter",
+                      commitment=opening.commitment)
+    envelope = sign_reading(reading, key)
+    other = seal(values, None)
+    cases = {
+        "not disclosed": None,
+        "disclosed": opening.encode(),
+        "another reading's opening": other.encode(),
+        "salt of 31 bytes": b"\xa2\x01\x58\x1f" + bytes(31) + b"\x02\x41\xa0",
+        "not CBOR": b"\xff",
+    }
+    seen = set()
+    for name, data in cases.items():
+        proof = _with(pf, envelope=envelope, device_public_key=key.public.der,
+                      opening=data)
+        shown = check_in_page(page, proof)
+        cli = check_with_cli(tmp_path, proof, "--policy", proofs.ledger.vkey)
+        assert shown["checks"] == cli["checks"], (name, shown["details"])
+        seen.add(dict(shown["checks"]).get("disclosed values"))
+    assert seen == {None, "PASS", "FAIL"}
+    assert Opening.decode(opening.encode()).reveal()[0] == values
 
 
 # Format 1: against a block header ----------------------------------------------------------------
