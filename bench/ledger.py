@@ -83,11 +83,15 @@ def totals(db: Path) -> LedgerTotals:
     """Counts read through a separate read-only connection (WAL: never blocks the writer)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
+        # Device readings only: the log also holds the collector's statements (enrolments).
         readings, first = con.execute(
-            "SELECT COUNT(*), MIN(received_ms) FROM readings").fetchone()
-        sealed, blocks, last = con.execute(
-            "SELECT COALESCE(SUM(leaf_count), 0), COUNT(*), MAX(sealed_ms) FROM blocks"
+            "SELECT COUNT(*), MIN(received_ms) FROM readings WHERE device_id != '@collector'"
         ).fetchone()
+        end, blocks, last = con.execute(
+            "SELECT COALESCE(MAX(first_reading_id + leaf_count), 1), COUNT(*), MAX(sealed_ms) "
+            "FROM blocks").fetchone()
+        (sealed,) = con.execute("SELECT COUNT(*) FROM readings WHERE id < ? AND device_id != "
+                                "'@collector'", (end,)).fetchone()
         (quarantined,) = con.execute("SELECT COUNT(*) FROM quarantine").fetchone()
     finally:
         con.close()

@@ -44,7 +44,8 @@ def latencies_ms(db: Path) -> list[int]:
         out: list[int] = []
         for first, count, sealed in blocks:
             out.extend(sealed - t for (t,) in con.execute(
-                "SELECT time_ms FROM readings WHERE id >= ? AND id < ?", (first, first + count)))
+                "SELECT time_ms FROM readings WHERE id >= ? AND id < ? AND "
+                "device_id != '@collector'", (first, first + count)))
     finally:
         con.close()
     return out
