@@ -41,7 +41,8 @@ def run_storage(ctx: RunContext) -> BenchResult:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         readings, envelope_total = con.execute(
-            "SELECT COUNT(*), SUM(LENGTH(envelope)) FROM readings").fetchone()
+            "SELECT COUNT(*), SUM(LENGTH(envelope)) FROM readings "
+            "WHERE device_id != '@collector'").fetchone()
     finally:
         con.close()
     size = ledger_bytes(db)

@@ -30,6 +30,7 @@ from collector.cli.proofs import (
     verify_proof_cmd,
 )
 from collector.cli.tiles import tiles
+from collector.mirror.cli import mirror_command
 
 __all__ = ["cli", "main"]
 
@@ -52,7 +53,7 @@ def cli() -> None:
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
                  checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
-                 stats, quarantine, tiles):
+                 stats, quarantine, tiles, mirror_command):
     cli.add_command(_command)
 
 
