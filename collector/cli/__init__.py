@@ -21,6 +21,7 @@ from collector.cli.devices import devices
 from collector.cli.inspect import blocks, quarantine, readings, stats
 from collector.cli.ledger import check, init, run_command
 from collector.cli.migrate import migrate
+from collector.cli.mirror import mirror_command
 from collector.cli.proofs import (
     checkpoint_cmd,
     consistency_cmd,
@@ -30,7 +31,6 @@ from collector.cli.proofs import (
     verify_proof_cmd,
 )
 from collector.cli.tiles import tiles
-from collector.mirror.cli import mirror_command
 
 __all__ = ["cli", "main"]
 

@@ -1,0 +1,81 @@
+"""``ledger-mirror DB --url URL --policy FILE`` (also ``ledger-collector mirror``): keep a
+verified copy of a published log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import click
+
+from collector.cli.common import handle_errors, run
+from collector.errors import UsageError
+from collector.mirror.errors import FetchError
+
+__all__ = ["main", "mirror_command"]
+
+
+@click.command("mirror", epilog="""\b
+Examples:
+  ledger-mirror mirror.db --url https://log.example/busan --policy busan.vkey
+  ledger-mirror mirror.db --url https://log.example/busan --policy busan.vkey --follow 10
+  ledger-collector proof --db mirror.db water-01 17 -o r.proof   # answers from the copy""")
+@click.argument("database", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--url", required=True, metavar="URL",
+              help="The log's tlog-tiles prefix (what `tiles export` wrote, served over HTTP).")
+@click.option("--policy", "policy_file", required=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trust policy: the log's verifier keys, among them the collector's ECDSA "
+                   "key (the `.vkey` file `ledger-collector init` writes), or its PEM.")
+@click.option("--follow", "interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="Keep following the log, fetching its checkpoint every SECONDS.")
+@click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Where a fork's two signed checkpoints are kept [default: DB.fork.json].")
+@handle_errors
+def mirror_command(database: Path, url: str, policy_file: Path, interval: float | None,
+                   evidence: Path | None) -> None:
+    """Fetch the log at URL (checkpoint, tiles, entries), verify all of it and append it to the
+    ledger DATABASE (created when absent), a normal ledger that `proof`, `history`, `audit` and
+    `readings` read. Exit 1 when the log does not verify (a fork keeps its evidence)."""
+    from collector.ledger.lock import LedgerLock
+    from collector.ledger.sqlite_store import SQLiteStore
+    from collector.mirror.fetch import HttpTiles
+    from collector.mirror.follow import Mirror
+    from provenance.errors import ProvenanceError
+    from provenance.trust import parse_policy
+
+    try:
+        policy = parse_policy(policy_file.read_text())
+    except (OSError, ProvenanceError) as exc:
+        raise UsageError(f"policy {policy_file}: {exc}") from None
+    source = HttpTiles(url)
+    evidence_file = evidence or database.with_name(database.name + ".fork.json")
+
+    async def go() -> None:
+        store = await SQLiteStore.open(database, create=True)
+        try:
+            with LedgerLock(str(database)):
+                mirror = Mirror(store, policy, source, evidence=evidence_file)
+                while True:
+                    try:
+                        report = await mirror.sync()
+                        click.echo(report.render())
+                    except FetchError as exc:
+                        if interval is None:
+                            raise
+                        click.echo(f"warning: {exc.diagnostics()}; trying again", err=True)
+                    if interval is None:
+                        return
+                    await asyncio.sleep(interval)
+        finally:
+            await store.close()
+
+    started = time.monotonic()
+    run(go())
+    click.echo(f"fetched {source.fetched} resources, {source.bytes:,} bytes in "
+               f"{time.monotonic() - started:.1f} s")
+
+
+def main() -> None:
+    mirror_command(prog_name="ledger-mirror")
