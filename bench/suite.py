@@ -10,6 +10,7 @@ from .audit import run_audit
 from .context import RunContext
 from .ingest import run_ingest
 from .live import run_live
+from .mirror import run_mirror
 from .proofs import run_proofs
 from .results import BenchResult
 from .storage import run_storage
@@ -44,6 +45,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
+    Benchmark("mirror", "ledger-mirror catching up from tiles over HTTP (issue 15)",
+              run_mirror, requires=("verify",)),
 )
 
 

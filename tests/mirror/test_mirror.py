@@ -295,3 +295,53 @@ def test_tiles_of_a_fixture_log_are_whole() -> None:
     assert {t.path() for t in tiles_of(603)} == {"tile/0/000", "tile/0/001", "tile/0/002.p/91",
                                                  "tile/1/000.p/2"}
     assert Tile(-1, 2, 91).path() == "tile/entries/002.p/91"
+
+
+def test_the_http_handler_serves_the_same_log_and_nothing_else(
+        published: Published, tmp_path: Path) -> None:
+    """The read-only Starlette handler, under uvicorn, is a log a mirror follows; paths that
+    are not tlog-tiles paths get 404, whatever they try."""
+    import http.client
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SENSORLEDGER_DB": published.ledger.db}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "collector.publish.http:app_from_env",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def get(path: str) -> tuple[int, bytes, str]:
+            con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                con.request("GET", path)
+                response = con.getresponse()
+                return response.status, response.read(), response.getheader("Cache-Control", "")
+            finally:
+                con.close()
+
+        def up() -> bool:
+            try:
+                return get("/checkpoint")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, 30, 0.1, "uvicorn up")
+        export = published.root / "log"
+        for path in ("checkpoint", "tile/0/001", "tile/1/000.p/2", "tile/entries/002.p/91"):
+            status, body, cache = get("/" + path)
+            assert (status, body) == (200, (export / path).read_bytes()), path
+            assert ("max-age=2" in cache) == (path == "checkpoint")
+        for bad in ("/../ledger.db", "/tile/0/../../ledger.db", "/%2e%2e/ledger.db",
+                    "/tile/0/003", "/tile/0/002.p/90", "/ledger.db", "/tile//0/000"):
+            assert get(bad)[0] == 404, bad
+        copy = tmp_path / "served.db"
+        env_mirror = {**os.environ, "PYTHONPATH": str(REPO)}
+        result = subprocess.run(
+            [sys.executable, "-m", "collector.mirror", str(copy), "--url",
+             f"http://127.0.0.1:{port}", "--policy", published.ledger.vkey],
+            capture_output=True, text=True, timeout=120, env=env_mirror)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "tree size 0 -> 603" in result.stdout
+    finally:
+        server.terminate()
+        server.wait(10)
