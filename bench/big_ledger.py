@@ -3,7 +3,8 @@
 Draining a million readings through MQTT would cost minutes and measure nothing new (the ingest
 benchmark does that). So the readings are signed as real device chains (bench.backlog), then
 written through the collector's own store interface and sealed by its own ``Sealer`` into
-1,000-reading blocks, as ``ledger-collector run`` would with its default settings. The result
+1,000-reading format 2 blocks of the one log tree, each with its signed checkpoint, as
+``ledger-collector run`` would with its default settings. The result
 is a ledger ``ledger-collector audit`` accepts; the audit benchmark checks that it does.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import cbor2
 
+from collector.ledger.logkeys import load_tree_log
 from collector.ledger.records import BatchWrite, DeviceState, PendingLeaf, ReadingRecord
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_schema import MIGRATIONS
@@ -54,7 +56,7 @@ def _marker(directory: Path) -> Path:
 def cached_ledger(cache_dir: Path, devices: int, readings: int) -> BigLedger:
     """The cached ledger of this size, or a new one (about 1.5 minutes for a million)."""
     schema = MIGRATIONS[-1][0]
-    directory = cache_dir / f"ledger-d{devices}-n{readings}-schema{schema}-sig{CACHE_FORMAT}"
+    directory = cache_dir / f"ledger-d{devices}-n{readings}-schema{schema}-sig{CACHE_FORMAT}-log"
     marker = _marker(directory)
     if marker.exists():
         info = cbor2.loads(marker.read_bytes())
@@ -81,7 +83,10 @@ async def _write(files: LedgerFiles, backlog: Backlog) -> None:
     key = load_private_key(files.key)
     store = await SQLiteStore.open(files.db)
     try:
-        sealer = Sealer(key, await store.last_block(), [], size=_BLOCK_SIZE, age_ms=1000)
+        # Format 2 blocks growing the one log tree, each with its checkpoint, as the collector
+        # seals them.
+        sealer = Sealer(key, await store.last_block(), [], size=_BLOCK_SIZE, age_ms=1000,
+                        log=await load_tree_log(store, key, str(files.key)))
         next_id = await store.next_reading_id()
         states: dict[str, DeviceState] = {}
         device_ids = [d.device_id for d in backlog.devices]

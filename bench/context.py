@@ -51,6 +51,7 @@ class Sizes:
     live_seconds: float
     audit_readings: int
     proof_samples: int
+    log_proof_sizes: tuple[int, ...]  # one-log proofs: log tree sizes
     agent_idle_seconds: float
     agent_readings: int
 
@@ -60,6 +61,7 @@ class Sizes:
                    drain_repeats=3,
                    live_devices=100, live_rate=5000, live_seconds=60.0,
                    audit_readings=1_000_000, proof_samples=200,
+                   log_proof_sizes=(1_000_000, 10_000_000),
                    agent_idle_seconds=60.0, agent_readings=100_000)
 
     @classmethod
@@ -68,6 +70,7 @@ class Sizes:
                    drain_repeats=2,
                    live_devices=20, live_rate=1000, live_seconds=10.0,
                    audit_readings=50_000, proof_samples=50,
+                   log_proof_sizes=(100_000, 1_000_000),
                    agent_idle_seconds=10.0, agent_readings=10_000)
 
     @classmethod
@@ -77,6 +80,7 @@ class Sizes:
                    drain_repeats=1,
                    live_devices=4, live_rate=100, live_seconds=2.0,
                    audit_readings=500, proof_samples=5,
+                   log_proof_sizes=(3_000,),
                    agent_idle_seconds=2.0, agent_readings=300)
 
 

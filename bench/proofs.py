@@ -1,4 +1,5 @@
-"""Issue item 4: proof files at 1,000,000 readings, in-process and as whole processes.
+"""Issue item 4: proof files at 1,000,000 readings (format 2, against the latest checkpoint of
+the one log tree), in-process and as whole processes.
 
 Generation is timed in-process (``collector.tools.proofs.build_proof`` on an open store, then the
 file's CBOR encoding), over readings drawn at random (fixed seed) across the ledger. Checking is
@@ -18,7 +19,8 @@ from pathlib import Path
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.tools.proofs import build_proof
 from provenance.keyfile import load_public_key
-from provenance.prooffile import verify_proof
+from provenance.logproof import verify_any_proof
+from provenance.trust import TrustPolicy
 
 from .big_ledger import BigLedger, cached_ledger
 from .context import RunContext
@@ -60,7 +62,8 @@ def run_proofs(ctx: RunContext) -> BenchResult:
              for _ in range(ctx.sizes.proof_samples)]
     workdir = ctx.scratch("proofs")
     times, proof_file = asyncio.run(_build(ledger, picks, workdir / "reading.proof"))
-    report = verify_proof(proof_file.read_bytes(), load_public_key(ledger.files.public_key))
+    policy = TrustPolicy(collector_keys=(load_public_key(ledger.files.public_key),))
+    report = verify_any_proof(proof_file.read_bytes(), policy)
     if not report.ok:
         raise RuntimeError(f"a generated proof does not verify:\n{report.render()}")
 

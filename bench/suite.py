@@ -10,6 +10,7 @@ from .audit import run_audit
 from .context import RunContext
 from .ingest import run_ingest
 from .live import run_live
+from .log_proofs import run_log_proofs
 from .mirror import run_mirror
 from .proofs import run_proofs
 from .results import BenchResult
@@ -43,6 +44,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_audit, requires=("verify",)),
     Benchmark("proofs", "proof generation and verify-proof at 1M readings (issue item 4)",
               run_proofs),
+    Benchmark("log-proofs", "one-log inclusion and consistency proofs at 10^6 and 10^7 "
+              "readings, against per-block proofs (one-log item)", run_log_proofs),
     Benchmark("agent", "sensor-agent at 1 Hz on four emulators, and at maximum rate (item 5)",
               run_agent),
     Benchmark("mirror", "ledger-mirror catching up from tiles over HTTP (issue 15)",

@@ -50,6 +50,8 @@ __all__ = [
     "LogConfig",
     "MqttConfig",
     "TlsConfig",
+    "WitnessEndpoint",
+    "WitnessingConfig",
     "broker_tls_context",
     "check_config",
     "default_config_path",
@@ -119,6 +121,22 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessEndpoint:
+    """A witness the log submits its checkpoints to: its submission prefix and verifier key."""
+
+    url: str
+    vkey: str
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessingConfig:
+    witnesses: tuple[WitnessEndpoint, ...] = ()
+    quorum: int = 0  # cosignatures a checkpoint needs to count as cosigned
+    timeout: float = 10.0  # seconds for one add-checkpoint request
+    backoff_max: float = 30.0  # longest wait between retries to a witness that is down
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorConfig:
     database: str = "ledger.db"
     key_file: str = "collector-key.pem"
@@ -126,6 +144,7 @@ class CollectorConfig:
     blocks: BlockConfig = field(default_factory=BlockConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    witnessing: WitnessingConfig = field(default_factory=WitnessingConfig)
     #: The file the values came from (None: defaults and flags only), and its key lines.
     path: Path | None = field(default=None, compare=False)
     source: Source = field(default_factory=Source, compare=False, repr=False)
@@ -276,12 +295,51 @@ def _read(r: Table, base: Path, path: Path | None, source: Source) -> CollectorC
         stats_interval=_positive(lg, "stats_interval", 10.0),
     )
     lg.finish()
+    witnessing = _read_witnessing(r.child(r.table_at("witnessing") or {}, "witnessing"))
     r.finish()
     return CollectorConfig(
         database=str(database) if database is not None else "ledger.db",
         key_file=str(key_file) if key_file is not None else "collector-key.pem",
-        mqtt=mqtt, blocks=blocks, ingest=ingest, log=log, path=path, source=source,
+        mqtt=mqtt, blocks=blocks, ingest=ingest, log=log, witnessing=witnessing, path=path,
+        source=source,
     )
+
+
+def _read_witnessing(w: Table) -> WitnessingConfig:
+    """``[witnessing]`` quorum, timeout, backoff_max and ``[[witnessing.witness]]`` url, vkey."""
+    from provenance.cosignature import CosignatureVerifier, parse_any_verifier_key
+
+    entries = w.get("witness", [])
+    if not isinstance(entries, list):
+        w.problem("witness", "must be an array of tables: [[witnessing.witness]]")
+        entries = []
+    witnesses: list[WitnessEndpoint] = []
+    for n, entry in enumerate(entries):
+        e = w.child(entry if isinstance(entry, dict) else {}, "witness", n)
+        url = e.text("url", required=True) or ""
+        if url and not url.startswith(("http://", "https://")):
+            e.problem("url", f"must be an http:// or https:// submission prefix, got {url!r}")
+        vkey = e.text("vkey", required=True) or ""
+        if vkey:
+            try:
+                if not isinstance(parse_any_verifier_key(vkey), CosignatureVerifier):
+                    e.problem("vkey", "must be a witness's cosignature/v1 key (type 0x04), as "
+                                      "`ledger-witness init` prints it")
+            except ProvenanceError as exc:
+                e.problem("vkey", exc.diagnostics())
+        if any(x.vkey == vkey for x in witnesses):
+            e.problem("vkey", "the same witness is listed twice")
+        witnesses.append(WitnessEndpoint(url.rstrip("/"), vkey))
+        e.finish()
+    quorum = w.integer("quorum", min(len(witnesses), 1), low=0)
+    if quorum > len(witnesses):
+        w.problem("quorum", f"is {quorum}, but only {len(witnesses)} witness(es) are listed")
+    config = WitnessingConfig(tuple(witnesses), quorum,
+                              timeout=_positive(w, "timeout", 10.0, "number of seconds"),
+                              backoff_max=_positive(w, "backoff_max", 30.0,
+                                                    "number of seconds"))
+    w.finish()
+    return config
 
 
 def _read_mqtt(m: Table, base: Path) -> MqttConfig:

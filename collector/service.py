@@ -29,6 +29,7 @@ from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
+from collector.witnessing.submitter import Witnessing
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
@@ -69,6 +70,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         raise
     pool = WorkerPool(config.worker_count)
     ingest: MqttIngest | None = None
+    witnessing = Witnessing(config.witnessing, config.database)
     notifier = Notifier()
     try:
         key = await load_collector_key(store, config.key_file)
@@ -102,8 +104,10 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         pipeline = Pipeline(
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
-            next_reading_id=next_id, statements=await StatementLog.load(store, key),
+            next_reading_id=next_id, on_sealed=witnessing.sealed,
+            statements=await StatementLog.load(store, key),
         )
+        await witnessing.start()  # its own ledger connection; never in the ingest path
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -142,6 +146,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               received=ingest.received, acked=ingest.acked, stale_acks=ingest.stale_acks,
               unacked=ingest.unacked, connects=ingest.connects)
     finally:
+        await witnessing.close()
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()

@@ -32,7 +32,7 @@ from .checkpoint import SignedCheckpoint
 from .envelope import Envelope
 from .errors import MalformedError
 from .keys import PublicKey
-from .logproof import check_checkpoint
+from .logproof import check_checkpoint, describe_signers
 from .merkle import RFC9162_SHA256, verify_inclusion
 from .prooffile import Check, run_check
 from .reading import Reading
@@ -117,8 +117,8 @@ def verify_history(data: bytes, policy: TrustPolicy) -> HistoryReport:
 
     def checkpoint() -> str:
         signed = state["cp"] = check_checkpoint(hf.checkpoint, policy)
-        return (f"log {signed.checkpoint.origin} tree size {signed.checkpoint.size}, signed by "
-                + ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified))
+        return (f"log {signed.checkpoint.origin} tree size {signed.checkpoint.size}, "
+                + describe_signers(signed, policy))
 
     def signatures() -> str:
         key = PublicKey.from_der(hf.device_public_key)

@@ -39,7 +39,8 @@ from .wire import PROOF_FORMAT_VERSION_2
 from .wire import ProofLabel as L
 
 __all__ = ["LOG_PROOF_CHECKS", "EnrolmentProof", "LogProof", "check_checkpoint",
-           "check_enrolment", "decode_log_proof", "verify_any_proof", "verify_log_proof"]
+           "check_enrolment", "decode_log_proof", "describe_signers", "verify_any_proof",
+           "verify_log_proof"]
 
 #: Every check ``verify_log_proof`` can make, in its order ("device key enrolment" only for
 #: a file that carries the key's enrolment statement).
@@ -190,7 +191,23 @@ def check_checkpoint(note: bytes, policy: TrustPolicy) -> SignedCheckpoint:
     if missing:
         raise SignatureError("trusted key(s) " + ", ".join(
             f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint")
+    if policy.quorum is not None:
+        result = policy.witnessed(signed.note.verified)
+        if not result.met:
+            raise SignatureError(f"witness quorum not met: {result.describe()}",
+                                 code="witness_quorum")
     return signed
+
+
+def describe_signers(signed: SignedCheckpoint, policy: TrustPolicy) -> str:
+    """Who signed a verified checkpoint: the log's keys, then the policy's witnesses."""
+    witness_keys = {(v.name, v.key_id) for _, v in policy.witnesses}
+    names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified
+                      if (s.name, s.key_id) not in witness_keys)
+    text = f"signed by trusted {names}"
+    if policy.quorum is not None:
+        text += "; " + policy.witnessed(signed.note.verified).describe()
+    return text
 
 
 def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
@@ -214,9 +231,8 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         signed = check_checkpoint(pf.checkpoint, policy)
         origin = signed.checkpoint.origin
         state["cp"] = report.checkpoint = signed
-        names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signed.note.verified)
-        return (f"log {origin} tree size {signed.checkpoint.size} signed by trusted "
-                f"{names}")
+        return (f"log {origin} tree size {signed.checkpoint.size} "
+                f"{describe_signers(signed, policy)}")
 
     def device_key() -> str:
         key, envelope = bind_device_key(pf.envelope, pf.device_public_key)

@@ -73,6 +73,7 @@ __all__ = [
     "consistency_proof",
     "inclusion_nodes",
     "inclusion_proof",
+    "old_root_from_consistency",
     "root",
     "root_from_inclusion_proof",
     "subtree_hash",
@@ -472,6 +473,38 @@ def verify_consistency(
     hash2 = _chain_border_right(hasher, hash2, path[inner:])
     if hash2 != root2:
         raise RootMismatchError(root2, hash2, what="root2 (newer tree)")
+
+
+def old_root_from_consistency(
+    size1: int, size2: int, root2: bytes, proof: Sequence[bytes], *,
+    hasher: Hasher = RFC9162_SHA256,
+) -> bytes | None:
+    """The root of the first ``size1`` leaves of the tree ``(size2, root2)`` that ``proof``
+    shows, or ``None`` when it shows none.
+
+    A consistency proof rebuilds both roots from the same nodes; when it rebuilds ``root2`` its
+    nodes are (short of a SHA-256 collision) nodes of that tree, so the older root it rebuilds
+    is the true root of that tree's first ``size1`` leaves. This is the evidence that a log
+    signed two checkpoints that do not extend each other. ``None`` when ``size1`` is a power of
+    two (the proof then leaves the older root out), the proof has the wrong length or does not
+    rebuild ``root2``.
+    """
+    _check_consistency_sizes(size1, size2)
+    if size1 == size2:
+        return None
+    inner, border = _decompose_inclusion(size1 - 1, size2)
+    shift = (size1 & -size1).bit_length() - 1
+    inner -= shift
+    if size1 == 1 << shift or len(proof) != 1 + inner + border:
+        return None
+    _check_proof_hashes(proof, hasher)
+    path = proof[1:]
+    mask = (size1 - 1) >> shift
+    old = _chain_border_right(hasher, _chain_inner_right(hasher, proof[0], path[:inner], mask),
+                              path[inner:])
+    new = _chain_border_right(hasher, _chain_inner(hasher, proof[0], path[:inner], mask),
+                              path[inner:])
+    return old if new == root2 else None
 
 
 def _consistency_length(size1: int, size2: int) -> int:

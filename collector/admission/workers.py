@@ -80,8 +80,14 @@ class WorkerPool:
 
     async def start(self) -> None:
         """Start the processes now (spawn: no fork of a threaded parent) and wait until ready."""
+        await asyncio.gather(*self.launch())
+
+    def launch(self) -> list[asyncio.Future[bool]]:
+        """Start spawning the processes and return at once; the futures complete as they are
+        ready. Work submitted meanwhile waits for them, so a caller can do its own work (read,
+        check) while the workers import."""
         if self.in_process or self._pool is not None:
-            return
+            return []
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_exit_with_parent,
@@ -91,8 +97,7 @@ class WorkerPool:
         # start with it ignored (an ignored signal stays ignored across exec, and Python keeps
         # it so): a Ctrl-C while a worker is still importing cannot kill it with a traceback.
         with _sigint_ignored():
-            started = [loop.run_in_executor(self._pool, _ready) for _ in range(self.workers * 2)]
-        await asyncio.gather(*started)
+            return [loop.run_in_executor(self._pool, _ready) for _ in range(self.workers * 2)]
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
         """Run ``fn(*args)`` on a worker; the result arrives through the returned future."""

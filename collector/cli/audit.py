@@ -67,25 +67,26 @@ def audit(config_path: str | None, db: str | None, collector_key: str | None, wo
             raise UsageError(f"cannot read checkpoint {path}: {exc.strerror}") from None
 
     async def go() -> Any:
-        async with open_ledger(cfg) as store:
-            pool = WorkerPool(workers or (os.cpu_count() or 1))
-            try:
+        pool = WorkerPool(workers or (os.cpu_count() or 1))
+        # The workers import while the ledger is opened and its ledger-wide pass runs.
+        pool.launch()
+        try:
+            async with open_ledger(cfg) as store:
                 key = trusted or await store.collector_public_key()
                 if key is None:
                     raise UsageError("the ledger records no collector key; pass --collector-key")
-                total = await store.reading_count()
-                await pool.start()
                 age_ms = int(cfg.blocks.age * 1000)
                 if not show:
                     return await run_audit(store, key, pool, anchors=pinned, block_age_ms=age_ms,
                                            saved_checkpoints=saved)
+                total = await store.reading_count()
                 with click.progressbar(length=total, label="auditing", file=sys.stderr,
                                        show_pos=True, show_eta=True) as bar:
                     return await run_audit(store, key, pool, progress=bar.update,
                                            anchors=pinned, block_age_ms=age_ms,
                                            saved_checkpoints=saved)
-            finally:
-                await pool.close()
+        finally:
+            await pool.close()
 
     report = run(go())
     click.echo(report.to_json() if as_json else report.render())

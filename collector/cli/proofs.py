@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from collector.cli.common import config, handle_errors, ledger_options, on_ledger
-from collector.errors import UsageError
+from collector.errors import NotFoundError, UsageError
 
 __all__ = ["checkpoint_cmd", "consistency_cmd", "history_cmd", "proof", "verify_history_cmd",
            "verify_proof_cmd"]
@@ -44,7 +44,8 @@ def proof(config_path: str | None, db: str | None, device_id: str, seq: int, out
     from provenance.logproof import LogProof
 
     cfg = config(config_path, database=db)
-    pf = on_ledger(cfg, lambda store: build_proof(store, device_id, seq, size=size))
+    pf = on_ledger(cfg, lambda store: build_proof(store, device_id, seq, size=size,
+                                                  quorum=cfg.witnessing.quorum))
     if form == "tlog-proof" and not isinstance(pf, LogProof):
         raise UsageError("a tlog-proof needs the log tree: run `ledger-collector migrate`")
     data = pf.to_tlog_proof() if isinstance(pf, LogProof) and form == "tlog-proof" else (
@@ -110,19 +111,42 @@ def verify_proof_cmd(proof_file: str, collector_keys: tuple[str, ...], vkeys: tu
 @click.command("checkpoint", epilog="""\b
 Examples:
   ledger-collector checkpoint > head.checkpoint
-  ledger-collector checkpoint --size 1000""")
+  ledger-collector checkpoint --size 1000
+  ledger-collector checkpoint --cosigned -c collector.toml""")
 @ledger_options
 @click.option("--size", type=int, metavar="N", help="The checkpoint of tree size N "
               "[default: the latest].")
+@click.option("--cosigned", is_flag=True, help="The freshest checkpoint that the witness "
+              "quorum of the config cosigned, with the cosignatures.")
+@click.option("--quorum", type=int, metavar="K", help="With --cosigned: needs K cosignatures "
+              "[default: the config's witnessing.quorum].")
 @handle_errors
-def checkpoint_cmd(config_path: str | None, db: str | None, size: int | None) -> None:
+def checkpoint_cmd(config_path: str | None, db: str | None, size: int | None, cosigned: bool,
+                   quorum: int | None) -> None:
     """Print a signed checkpoint of the log (a C2SP signed note): origin, tree size, root,
-    and the note key's and the collector key's signatures."""
-    from collector.tools.proofs import pick_checkpoint
+    the note key's and the collector key's signatures, and the witnesses' cosignatures kept
+    for it."""
+    from collector.ledger.records import CheckpointRecord
+    from collector.ledger.store import LedgerStore
+    from collector.tools.proofs import cosigned_note, pick_checkpoint
 
     cfg = config(config_path, database=db)
-    cp = on_ledger(cfg, lambda store: pick_checkpoint(store, size))
-    click.echo(cp.note.decode("utf-8"), nl=False)
+    need = quorum if quorum is not None else cfg.witnessing.quorum
+
+    async def pick(store: LedgerStore) -> bytes:
+        cp: CheckpointRecord | None
+        if cosigned:
+            found = await store.freshest_cosigned(need)
+            if found is None:
+                raise NotFoundError(f"no checkpoint has {max(need, 1)} witness cosignature(s) "
+                                    "yet; is the collector running with its witnesses "
+                                    "reachable?")
+            cp = await pick_checkpoint(store, found)
+        else:
+            cp = await pick_checkpoint(store, size)
+        return await cosigned_note(store, cp)
+
+    click.echo(on_ledger(cfg, pick).decode("utf-8"), nl=False)
 
 
 @click.command("consistency", epilog="""\b
@@ -164,7 +188,8 @@ def history_cmd(config_path: str | None, db: str | None, device_id: str, first: 
     from collector.tools.history import build_history
 
     cfg = config(config_path, database=db)
-    hf = on_ledger(cfg, lambda store: build_history(store, device_id, first, last, size=size))
+    hf = on_ledger(cfg, lambda store: build_history(store, device_id, first, last, size=size,
+                                                    quorum=cfg.witnessing.quorum))
     data = hf.encode()
     Path(output).write_bytes(data)
     click.echo(f"wrote {output} ({len(data):,} bytes): {device_id} seqs "

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -101,6 +102,7 @@ class Pipeline:
         next_reading_id: int,
         metrics: Metrics | None = None,
         statements: StatementLog | None = None,
+        on_sealed: Callable[[], None] | None = None,
     ) -> None:
         self._cfg = config
         self._store = store
@@ -115,6 +117,7 @@ class Pipeline:
         self._share = RegistryShare(pool, database.with_name(f".{database.name}.registry"))
         self._shared = self._share.publish(registry)
         self._next_id = next_reading_id
+        self._on_sealed = on_sealed  # e.g. wake the witness submitter
         self.metrics = metrics or Metrics()
         depth = max(2, pool.workers * 2)
         self._jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=depth)
@@ -362,6 +365,8 @@ class Pipeline:
         faults.point("seal.after_commit")
         self.sealer.sealed(block)
         self.metrics.blocks_sealed += 1
+        if self._on_sealed is not None:
+            self._on_sealed()
         event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
               first_reading_id=block.first_reading_id, hash=block.hash.hex())
 

@@ -124,4 +124,17 @@ CREATE TABLE checkpoints (
 
 INSERT INTO meta(key, value) VALUES ('tree_size', 0);
 """),
+    (3, "witness cosignatures", """
+-- Cosignatures (C2SP cosignature/v1) of the log's checkpoints by its witnesses, as the witness
+-- returned them; a checkpoint plus the lines of its size is the cosigned checkpoint.
+CREATE TABLE cosignatures (
+    size        INTEGER NOT NULL,           -- tree size of the checkpoint cosigned
+    witness     TEXT NOT NULL,              -- the witness's verifier key (name+id+key)
+    line        TEXT NOT NULL,              -- the note signature line, without its newline
+    cosigned_s  INTEGER NOT NULL,           -- the timestamp inside the cosignature
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (size, witness)
+) WITHOUT ROWID;
+CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
+"""),
 ]

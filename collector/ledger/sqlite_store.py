@@ -37,6 +37,7 @@ from collector.ledger.records import (
 from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
+from collector.ledger.sqlite_witness import CosignatureTables
 from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 
@@ -56,7 +57,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SQLiteStore(LogTables, RegistryTables):
+class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
     """:class:`collector.ledger.store.LedgerStore` on one SQLite file.
 
     The registry and quarantine tables are in :mod:`collector.ledger.sqlite_registry`, the log

@@ -369,10 +369,12 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     started = time.monotonic()
     report = AuditReport(collector_kid=collector_key.kid_hex)
     share = RegistryShare(pool)
+    # The ledger-wide pass needs no worker: it runs first, while the workers (when the caller
+    # only launched them) are still starting.
+    await ledger_findings(store, report, block_age_ms=block_age_ms)
     try:
         auditor = await _audit(store, report, collector_key, pool, share, progress, window,
                                anchors, saved_checkpoints)
-        await ledger_findings(store, report, block_age_ms=block_age_ms)
     finally:
         share.close()
     report.findings.sort(key=_finding_order)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collector.errors import NotFoundError
 from collector.ledger.store import LedgerStore
-from collector.tools.proofs import pick_checkpoint
+from collector.tools.proofs import cosigned_note, pick_cosigned
 from provenance.envelope import Envelope
 from provenance.history import HistoryFile
 from provenance.merkle import inclusion_nodes
@@ -15,11 +15,12 @@ __all__ = ["build_history"]
 
 
 async def build_history(store: LedgerStore, device_id: str, first: int | None,
-                        last: int | None, *, size: int | None = None) -> HistoryFile:
+                        last: int | None, *, size: int | None = None,
+                        quorum: int = 0) -> HistoryFile:
     async with store.snapshot():
-        cp = await pick_checkpoint(store, size)
         rows = [r async for r in store.query_readings(device_id=device_id)
                 if (first is None or r.seq >= first) and (last is None or r.seq <= last)]
+        cp = await pick_cosigned(store, quorum, size, max((r.id for r in rows), default=0))
         if not rows:
             raise NotFoundError(f"the ledger holds no reading of {device_id} in that range")
         outside = [r for r in rows if r.id > cp.size]
@@ -33,8 +34,9 @@ async def build_history(store: LedgerStore, device_id: str, first: int | None,
         ranges = [inclusion_nodes(r.id - 1, cp.size) for r in rows]
         flat = sorted({rng for per in ranges for rng in per})
         hashes = dict(zip(flat, await store.subtree_hashes(flat), strict=True))
+        note = await cosigned_note(store, cp)
     return HistoryFile(
-        key.public_key_der, cp.note,
+        key.public_key_der, note,
         first if first is not None else rows[0].seq,
         last if last is not None else rows[-1].seq,
         tuple((r.id - 1, r.envelope, tuple(hashes[rng] for rng in per))

@@ -18,11 +18,12 @@ from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.logproof import EnrolmentProof, LogProof
 from provenance.merkle import RFC9162_SHA256, consistency_nodes, inclusion_nodes, subtree_hash
+from provenance.note import Note, parse_note
 from provenance.prooffile import ProofFile
 from provenance.statement import ENROL, STATEMENT_DEVICE, SignedStatement
 
 __all__ = ["build_consistency", "build_log_proof", "build_proof", "consistency_text",
-           "pick_checkpoint"]
+           "cosigned_note", "pick_checkpoint", "pick_cosigned"]
 
 
 async def pick_checkpoint(store: LedgerStore, size: int | None) -> CheckpointRecord:
@@ -34,14 +35,37 @@ async def pick_checkpoint(store: LedgerStore, size: int | None) -> CheckpointRec
     return cp
 
 
+async def cosigned_note(store: LedgerStore, cp: CheckpointRecord) -> bytes:
+    """The checkpoint's signed note with every witness cosignature kept for its size."""
+    lines = [line for _, line in await store.cosignatures(cp.size)]
+    if not lines:
+        return cp.note
+    note = parse_note(cp.note)
+    extra = tuple(parse_note(note.text.encode() + b"\n" + line.encode() + b"\n").signatures[0]
+                  for line in lines)
+    return Note(note.text, note.signatures + extra).to_bytes()
+
+
+async def pick_cosigned(store: LedgerStore, quorum: int, size: int | None = None,
+                        at_least: int = 0) -> CheckpointRecord:
+    """The checkpoint a proof should use: of ``size`` when given; else the freshest one that
+    ``quorum`` witnesses cosigned and that covers ``at_least`` leaves; else (none cosigned
+    yet, or no witnesses: ``quorum`` 0) the latest."""
+    if size is None and quorum > 0:
+        found = await store.freshest_cosigned(quorum, at_least)
+        if found is not None:
+            return await pick_checkpoint(store, found)
+    return await pick_checkpoint(store, size)
+
+
 async def build_proof(store: LedgerStore, device_id: str, seq: int, *,
-                      size: int | None = None) -> ProofFile | LogProof:
+                      size: int | None = None, quorum: int = 0) -> ProofFile | LogProof:
     """Format 2 once the reading is in the log tree; format 1 for an unmigrated ledger."""
     reading = await store.find_reading(device_id, seq)
     if reading is None:
         raise NotFoundError(f"the ledger holds no reading {device_id} seq {seq}")
     if reading.id <= await store.tree_size():
-        return await build_log_proof(store, device_id, seq, size=size)
+        return await build_log_proof(store, device_id, seq, size=size, quorum=quorum)
     block = await store.block_of_reading(reading.id)
     if block is None:
         raise NotFoundError(
@@ -66,20 +90,21 @@ async def build_proof(store: LedgerStore, device_id: str, seq: int, *,
 
 
 async def build_log_proof(store: LedgerStore, device_id: str, seq: int, *,
-                          size: int | None = None) -> LogProof:
+                          size: int | None = None, quorum: int = 0) -> LogProof:
     async with store.snapshot():
         reading = await store.find_reading(device_id, seq)
         if reading is None:
             raise NotFoundError(f"the ledger holds no reading {device_id} seq {seq}")
         index = reading.id - 1
-        cp = await pick_checkpoint(store, size)
+        cp = await pick_cosigned(store, quorum, size, index + 1)
         if index >= cp.size:
             raise NotFoundError(f"reading {device_id} seq {seq} is leaf {index}, not in the "
                                 f"checkpoint of tree size {cp.size}")
         path = await store.subtree_hashes(inclusion_nodes(index, cp.size))
         key = await _device_key(store, reading.envelope, device_id, seq)
         enrolment = await _enrolment_proof(store, key, index, cp.size)
-    return LogProof(reading.envelope, key, index, tuple(path), cp.note, enrolment)
+        note = await cosigned_note(store, cp)
+    return LogProof(reading.envelope, key, index, tuple(path), note, enrolment)
 
 
 async def _enrolment_proof(store: LedgerStore, key_der: bytes, index: int,

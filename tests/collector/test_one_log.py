@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from collector.faults import ENV
+from collector.ledger.logkeys import load_note_key, note_key_path
 from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_store import SQLiteStore
@@ -153,6 +154,19 @@ def test_audit_names_a_checkpoint_that_does_not_match_its_size(
     ledger.execute("DELETE FROM checkpoints WHERE size = 80")
     gone = run_cli("audit", "--db", ledger.db)
     assert gone.exit_code == 1 and "no checkpoint of tree size 80" in gone.output
+    # A checkpoint, properly signed by both log keys with the true root, at a size where no
+    # block ends: the collector never signs one, so it is named.
+    ledger.execute("DELETE FROM checkpoints WHERE size != 40")
+    assert run_cli("audit", "--db", ledger.db).exit_code == 1
+    signers = [load_note_key(note_key_path(ledger.key)), EcdsaNoteSigner(origin, key)]
+    odd = sign_checkpoint(Checkpoint(origin, 60, root(leaves[:60])), signers)
+    ledger.execute("INSERT INTO checkpoints(size, root, note, block_height, signed_ms) "
+                   "VALUES (60, ?, ?, NULL, 0)", (root(leaves[:60]), odd))
+    stray = run_cli("audit", "--db", ledger.db)
+    assert stray.exit_code == 1
+    assert ("checkpoint: checkpoint of tree size 60: no block ends at this tree size"
+            in stray.output), stray.output
+    assert "its root matches the stored tree" in stray.output
 
 
 def _origin(ledger: Ledger) -> str:
