@@ -12,6 +12,7 @@ import click
 from collector.cli.common import handle_errors, run
 from collector.errors import UsageError
 from collector.mirror.errors import FetchError
+from provenance.note import Ed25519NoteSigner
 
 __all__ = ["main", "mirror_command"]
 
@@ -31,10 +32,15 @@ Examples:
 @click.option("--follow", "interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
               help="Keep following the log, fetching its checkpoint every SECONDS.")
 @click.option("--evidence", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Where a fork's two signed checkpoints are kept [default: DB.fork.json].")
+              help="Where a fork's proof of misbehaviour is kept [default: DB.misbehaviour].")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE", help="The mirror's own Ed25519 note key, which signs proofs of "
+              "misbehaviour; created when absent [default: DB.note].")
+@click.option("--name", metavar="NAME", help="The mirror's key name, for a new key "
+              "[default: mirror.invalid/DB-NAME].")
 @handle_errors
 def mirror_command(database: Path, url: str, policy_file: Path, interval: float | None,
-                   evidence: Path | None) -> None:
+                   evidence: Path | None, key_file: Path | None, name: str | None) -> None:
     """Fetch the log at URL (checkpoint, tiles, entries), verify all of it and append it to the
     ledger DATABASE (created when absent), a normal ledger that `proof`, `history`, `audit` and
     `readings` read. Exit 1 when the log does not verify (a fork keeps its evidence)."""
@@ -50,13 +56,16 @@ def mirror_command(database: Path, url: str, policy_file: Path, interval: float 
     except (OSError, ProvenanceError) as exc:
         raise UsageError(f"policy {policy_file}: {exc}") from None
     source = HttpTiles(url)
-    evidence_file = evidence or database.with_name(database.name + ".fork.json")
+    evidence_file = evidence or database.with_name(database.name + ".misbehaviour")
+    reporter = _reporter_key(key_file or database.with_name(database.name + ".note"),
+                             name or f"mirror.invalid/{database.stem}")
 
     async def go() -> None:
         store = await SQLiteStore.open(database, create=True)
         try:
             with LedgerLock(str(database)):
-                mirror = Mirror(store, policy, source, evidence=evidence_file)
+                mirror = Mirror(store, policy, source, evidence=evidence_file,
+                                reporter=reporter)
                 while True:
                     try:
                         report = await mirror.sync()
@@ -75,6 +84,20 @@ def mirror_command(database: Path, url: str, policy_file: Path, interval: float 
     run(go())
     click.echo(f"fetched {source.fetched} resources, {source.bytes:,} bytes in "
                f"{time.monotonic() - started:.1f} s")
+
+
+def _reporter_key(path: Path, name: str) -> Ed25519NoteSigner:
+    """The mirror's note key at ``path``, made (owner-only) when there is none; its verifier
+    key is printed once, for whoever checks the mirror's proofs of misbehaviour."""
+    from collector.ledger.logkeys import load_note_key, save_note_key
+
+    if not path.exists():
+        signer = Ed25519NoteSigner.generate(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_note_key(signer, path)
+        click.echo(f"mirror key {path}: {signer.verifier.vkey}")
+        return signer
+    return load_note_key(path)
 
 
 def main() -> None:

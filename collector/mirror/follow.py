@@ -29,7 +29,6 @@ were all verified against the checkpoint's root in 2). Memory: the leaf hashes o
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,12 +40,14 @@ from collector.ledger.records import CheckpointRecord, ReadingRecord
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.mirror.errors import ForkError, MirrorError
 from collector.mirror.fetch import TileSource
-from provenance.checkpoint import Checkpoint
-from provenance.compact import CompactRange, fold, frontier_nodes, node_from_tile, tile_entries
+from provenance.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
+from provenance.compact import CompactRange, fold, node_from_tile, range_nodes, tile_entries
 from provenance.compact import tile_span as node_tile_span
 from provenance.errors import ProvenanceError
 from provenance.logproof import check_checkpoint
-from provenance.merkle import HASH_SIZE, RFC9162_SHA256
+from provenance.merkle import HASH_SIZE, RFC9162_SHA256, consistency_nodes
+from provenance.misbehaviour import detect, sign_misbehaviour
+from provenance.note import NoteSigner
 from provenance.statement import (
     ENROL,
     REVOKE,
@@ -87,11 +88,13 @@ class SyncReport:
 
 class Mirror:
     def __init__(self, store: SQLiteStore, policy: TrustPolicy, source: TileSource, *,
-                 evidence: Path, chunk_bundles: int = _CHUNK_BUNDLES) -> None:
+                 evidence: Path, reporter: NoteSigner,
+                 chunk_bundles: int = _CHUNK_BUNDLES) -> None:
         self.store = store
         self.policy = policy
         self.source = source
         self.evidence = evidence
+        self.reporter = reporter
         self.chunk_bundles = chunk_bundles
         self.collector_keys = {k.kid: k for k in policy.block_keys()}
         if not self.collector_keys:
@@ -119,15 +122,19 @@ class Mirror:
         if cp.size <= old:
             ours = await self.store.tree_root(cp.size)
             if ours != cp.root:
-                raise await self._fork(note, cp, f"the log's checkpoint of tree size {cp.size} "
-                                       "has another root than the mirror's copy at that size")
+                held = await self.store.checkpoint()
+                proof = (await self.store.subtree_hashes(consistency_nodes(cp.size, held.size))
+                         if held is not None and held.size > cp.size else [])
+                raise await self._fork(signed, proof, f"the log's checkpoint of tree size "
+                                       f"{cp.size} has another root than the mirror's copy at "
+                                       "that size", served_first=True)
             report.size = old
             return report
         leaves = await self._leaf_hashes(old, cp.size)
         tree = await self.store.compact_range(old)
         nodes = tree.append(leaves)
         if tree.root() != cp.root:
-            await self._diagnose(note, cp, old)
+            await self._diagnose(signed, old)
         await self._check_upper_tiles(old, cp.size, nodes)
         await self._entries(old, cp, note, leaves, report)
         report.seconds = time.monotonic() - started
@@ -170,9 +177,16 @@ class Mirror:
 
     async def _server_root(self, size: int, width_at: int) -> bytes:
         """The root at ``size`` from the log's own tiles (those of the tree at ``width_at``)."""
+        if size == 0:
+            return RFC9162_SHA256.empty_root()
+        return await self._server_subtree(0, size, width_at)
+
+    async def _server_subtree(self, begin: int, end: int, width_at: int) -> bytes:
+        """The hash of leaves ``[begin, end)`` from the log's tiles of the tree at
+        ``width_at``."""
         hashes: list[bytes] = []
         tiles: dict[tuple[int, int], bytes] = {}
-        for level, index in frontier_nodes(size):
+        for level, index in range_nodes(begin, end):
             tile_level, tile_index, first, count = node_tile_span(level, index)
             key = (tile_level, tile_index)
             if key not in tiles:
@@ -183,11 +197,12 @@ class Mirror:
             if node is None:
                 raise MirrorError(f"the log's tile {tile_level}/{tile_index} is too short")
             hashes.append(node)
-        return fold(hashes) if hashes else RFC9162_SHA256.empty_root()
+        return fold(hashes)
 
-    async def _diagnose(self, note: bytes, cp: Checkpoint, old: int) -> None:
+    async def _diagnose(self, signed: SignedCheckpoint, old: int) -> None:
         """The new leaves do not extend the mirror's tree to the checkpoint's root: a fork or a
         changed tile. Always raises."""
+        cp = signed.checkpoint
         served_new: bytes | None
         served_old: bytes | None
         try:
@@ -197,29 +212,38 @@ class Mirror:
             served_new = served_old = None
         ours_old = await self.store.tree_root(old) if old else None
         if served_new == cp.root and served_old != ours_old:
-            raise await self._fork(note, cp, f"the log's checkpoint of tree size {cp.size} does "
-                                   f"not extend the checkpoint of tree size {old} the mirror "
-                                   "holds: its tiles give another root at that size")
+            proof = [await self._server_subtree(b, e, cp.size)
+                     for b, e in consistency_nodes(old, cp.size)]
+            raise await self._fork(signed, proof, f"the log's checkpoint of tree size {cp.size} "
+                                   f"does not extend the checkpoint of tree size {old} the "
+                                   "mirror holds: its tiles give another root at that size")
         raise MirrorError(f"the log's level-0 tiles over leaves {old}..{cp.size - 1} do not give "
                           f"the root the checkpoint of tree size {cp.size} signs: a changed "
                           "tile")
 
-    async def _fork(self, note: bytes, cp: Checkpoint, detail: str) -> ForkError:
-        held = await self.store.checkpoint()
-        record = {
-            "what": "two checkpoints of one log that are not consistent",
-            "origin": cp.origin,
-            "detail": detail,
-            "detected_ms": _now_ms(),
-            "held": held.note.decode() if held else None,
-            "served": note.decode("utf-8", "replace"),
-        }
+    async def _fork(self, served: SignedCheckpoint, proof: Sequence[bytes], detail: str, *,
+                    served_first: bool = False) -> ForkError:
+        """Keep the two contradicting checkpoints as a signed proof of misbehaviour
+        (:mod:`provenance.misbehaviour`) and say so. ``proof`` is the consistency proof from
+        the smaller size to the larger, from the tree that has the larger (``served_first``:
+        the served checkpoint is the smaller one, the mirror's own tree gave the proof)."""
+        record = await self.store.checkpoint()
+        origin = served.checkpoint.origin
+        log_keys = self.policy.note_verifiers(origin)
+        found = None
+        if record is not None:
+            held = open_checkpoint(record.note, log_keys, origin=origin)
+            first, second = (served, held) if served_first else (held, served)
+            found = detect(first, second, proof, log_keys, int(time.time()))
+        if found is None:
+            return ForkError(f"FORK: {detail}; no proof of misbehaviour could be built")
+        data = sign_misbehaviour(found, self.reporter)
         self.evidence.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.evidence.with_name(self.evidence.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.write_bytes(data)
         tmp.replace(self.evidence)
-        return ForkError(f"FORK: {detail}; both signed checkpoints kept in {self.evidence}",
-                         str(self.evidence))
+        return ForkError(f"FORK: {detail}; proof of misbehaviour ({found.kind}) kept in "
+                         f"{self.evidence}", str(self.evidence))
 
     async def _entries(self, old: int, cp: Checkpoint, note: bytes, leaves: list[bytes],
                        report: SyncReport) -> None:

@@ -5,7 +5,7 @@ enrolled, and a rewritten history (a fork, whose two signed checkpoints it keeps
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import shutil
 import subprocess
@@ -20,6 +20,7 @@ from collector.ledger.logkeys import checkpoint_signers, load_note_key, note_key
 from provenance.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
 from provenance.keys import PrivateKey
 from provenance.merkle import RFC9162_SHA256, root
+from provenance.misbehaviour import verify_misbehaviour
 from provenance.note import parse_note, parse_verifier_key
 from provenance.tiles import Tile, bundle, entry_bundles_of, tiles_of, unbundle
 from tests.support.broker import Broker
@@ -272,11 +273,18 @@ def test_a_rewritten_history_is_reported_as_a_fork_with_its_evidence(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FORK: the log's checkpoint of tree size 612 does not extend the checkpoint of " \
            "tree size 603" in result.stderr
-    evidence = json.loads(Path(str(db) + ".fork.json").read_text())
+    # The evidence: a signed proof of misbehaviour anyone checks offline with the log's keys.
+    evidence = Path(str(db) + ".misbehaviour").read_bytes()
     verifiers = [parse_verifier_key(v) for v in Path(published.ledger.vkey).read_text().split()]
-    held = open_checkpoint(evidence["held"].encode(), verifiers).checkpoint
-    served = open_checkpoint(evidence["served"].encode(), verifiers).checkpoint
+    checked = verify_misbehaviour(evidence, verifiers)
+    assert checked.ok, checked.render()
+    assert b"kind inconsistent" in evidence
+    lines = evidence.decode().split("\n")
+    held, served = (open_checkpoint(base64.b64decode(line.split(" ", 1)[1]), verifiers).checkpoint
+                    for line in lines if line.startswith("checkpoint "))
     assert (held.origin, held.size, served.size) == (served.origin, 603, 612)
+    tampered = evidence.replace(b"kind inconsistent", b"kind split-view")
+    assert not verify_misbehaviour(tampered, verifiers).ok
     # The two roots cannot both be right: the served tree's first 603 leaves have another root.
     assert root([RFC9162_SHA256.hash_leaf(e) for e in rewritten[:603]]) != held.root
     assert root([RFC9162_SHA256.hash_leaf(e) for e in genuine]) == held.root
@@ -288,6 +296,8 @@ def test_a_rewritten_history_is_reported_as_a_fork_with_its_evidence(
     _write_log(same, genuine[:400] + genuine[401:] + genuine[:1], published.ledger)
     again = published.mirror(db, "same-size")
     assert again.returncode == 1 and "FORK" in again.stderr
+    assert "(split-view)" in again.stderr
+    assert verify_misbehaviour(Path(str(db) + ".misbehaviour").read_bytes(), verifiers).ok
 
 
 def test_tiles_of_a_fixture_log_are_whole() -> None:
