@@ -135,6 +135,8 @@ class TreeAudit:
                 self.fail("checkpoint", f"checkpoint of tree size {cp.size} has root "
                           f"{cp.root.hex()}, the tree of the stored readings has "
                           f"{self.tree.root().hex()}", None)
+            else:  # held to the recomputed tree, as a block's end is
+                self.block_ends.add(cp.size)
         self.tree.append(leaves[pos:])
         self._keep_root()
 
