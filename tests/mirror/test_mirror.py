@@ -35,6 +35,8 @@ from tests.support.collector import (
 )
 from tests.support.polling import wait_until
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Published:
