@@ -251,27 +251,17 @@ class Mirror:
         next_statement = len([r async for r in self.store.query_readings(
             device_id=STATEMENT_DEVICE)]) + 1
         tree: CompactRange = await self.store.compact_range(old)
+        # A log from before enrolments were logged: its first readings precede the statements
+        # that enrol their keys (logged once, at the collector's first start after).
+        early = (await self._first_enrolments(old, cp.size, leaves)
+                 if next_statement == 1 else {})
         first_bundle, last_bundle = old // TILE_WIDTH, (cp.size - 1) // TILE_WIDTH
         for chunk_start in range(first_bundle, last_bundle + 1, self.chunk_bundles):
             chunk_end = min(last_bundle + 1, chunk_start + self.chunk_bundles)
             entries: list[tuple[int, bytes]] = []  # (leaf index, entry)
             for index in range(chunk_start, chunk_end):
-                bundle = Tile(-1, index, min(TILE_WIDTH, cp.size - index * TILE_WIDTH))
-                try:
-                    got = unbundle(await self._get(bundle.path()), bundle.width)
-                except ProvenanceError as exc:
-                    raise MirrorError(f"entry bundle {bundle.path()}: {exc.diagnostics()}"
-                                      ) from None
-                for offset, entry in enumerate(got):
-                    leaf = bundle.start + offset
-                    if leaf < old:
-                        continue
-                    if RFC9162_SHA256.hash_leaf(entry) != leaves[leaf - old]:
-                        raise MirrorError(f"entry {leaf} in {bundle.path()} does not hash to its "
-                                          "leaf in the tile the checkpoint signs: a changed "
-                                          "entry")
-                    entries.append((leaf, entry))
-            rows, changed, next_statement = self._verify(entries, keys, next_statement)
+                entries += await self._bundle(index, cp.size, old, leaves)
+            rows, changed, next_statement = self._verify(entries, keys, next_statement, early)
             end = entries[-1][0] + 1
             nodes = tree.append([leaves[i - old] for i, _ in entries])
             last = end == cp.size
@@ -280,10 +270,55 @@ class Mirror:
             report.statements += sum(1 for r in rows if r.device_id == STATEMENT_DEVICE)
             report.readings += sum(1 for r in rows if r.device_id != STATEMENT_DEVICE)
 
+    async def _bundle(self, index: int, size: int, old: int,
+                      leaves: list[bytes]) -> list[tuple[int, bytes]]:
+        """The entries (leaf index, bytes) at or after ``old`` of entry bundle ``index`` in the
+        tree of ``size`` leaves, each checked against its authenticated leaf hash."""
+        bundle = Tile(-1, index, min(TILE_WIDTH, size - index * TILE_WIDTH))
+        try:
+            got = unbundle(await self._get(bundle.path()), bundle.width)
+        except ProvenanceError as exc:
+            raise MirrorError(f"entry bundle {bundle.path()}: {exc.diagnostics()}") from None
+        out: list[tuple[int, bytes]] = []
+        for offset, entry in enumerate(got):
+            leaf = bundle.start + offset
+            if leaf < old:
+                continue
+            if RFC9162_SHA256.hash_leaf(entry) != leaves[leaf - old]:
+                raise MirrorError(f"entry {leaf} in {bundle.path()} does not hash to its leaf "
+                                  "in the tile the checkpoint signs: a changed entry")
+            out.append((leaf, entry))
+        return out
+
+    async def _first_enrolments(self, old: int, size: int,
+                                leaves: list[bytes]) -> dict[bytes, DeviceKey]:
+        """The keys the log's first run of statements enrols, for the readings ahead of it
+        (empty when the log starts with statements, as every log since they exist does)."""
+        keys: dict[bytes, DeviceKey] = {}
+        seen = 0
+        for index in range(old // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1):
+            for leaf, entry in await self._bundle(index, size, old, leaves):
+                if not is_statement(entry):
+                    if seen:
+                        return keys
+                    continue
+                if leaf == 0:
+                    return keys  # statements first: nothing ahead of them
+                seen += 1
+                key = self._statement(leaf, entry, seen, keys)
+                if key is not None:
+                    keys[key.kid] = key
+        if not seen and size > old:
+            raise MirrorError("the log holds readings but no enrolment statement: a collector "
+                              "of this version logs them at its next start; mirror it then")
+        return keys
+
     def _verify(self, entries: list[tuple[int, bytes]], keys: dict[bytes, DeviceKey],
-                next_statement: int) -> tuple[list[ReadingRecord], list[DeviceKey], int]:
+                next_statement: int, early: dict[bytes, DeviceKey]
+                ) -> tuple[list[ReadingRecord], list[DeviceKey], int]:
         """Every entry of a chunk, in leaf order: statements change the registry the readings
-        after them are checked against."""
+        after them are checked against. Readings ahead of the log's first statement are
+        checked against the keys its first statements enrol (``early``)."""
         rows: list[ReadingRecord] = []
         changed: dict[bytes, DeviceKey] = {}
         pending: list[tuple[int, bytes]] = []
@@ -292,7 +327,8 @@ class Mirror:
         def flush() -> None:
             if not pending:
                 return
-            verifier = ReadingVerifier(Registry(0, keys.values()))
+            registry = early if next_statement == 1 else keys
+            verifier = ReadingVerifier(Registry(0, registry.values()))
             results = verifier.check_batch([(None, e) for _, e in pending])
             for (leaf, entry), result in zip(pending, results, strict=True):
                 rows.append(self._reading(leaf, entry, result, received))

@@ -357,3 +357,31 @@ def test_the_http_handler_serves_the_same_log_and_nothing_else(
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_log_from_before_statements_is_mirrored_against_its_first_enrolments(
+        published: Published, tmp_path: Path) -> None:
+    """A ledger that predates statements holds readings first; the collector's next start
+    logs their keys' enrolments after them. The mirror checks those readings against the keys
+    of that first run of statements (and its audit says so); a log with no statement at all
+    cannot be mirrored yet."""
+    genuine = _entries(published.ledger)
+    statements, readings = genuine[:3], genuine[3:]
+    _write_log(published.root / "legacy", readings + statements, published.ledger)
+    db = tmp_path / "legacy.db"
+    result = published.mirror(db, "legacy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "600 readings and 3 collector statements verified" in result.stdout
+    audit = run_cli("audit", "--db", str(db))
+    assert audit.exit_code == 0, audit.output
+    assert "600 reading(s) precede the log's first statement" in audit.output
+    # Another key's readings in that prefix are still refused.
+    stranger = Device("mir-008")
+    _write_log(published.root / "legacy-stranger",
+               [stranger.next(), *readings, *statements], published.ledger)
+    refused = published.mirror(tmp_path / "legacy-stranger.db", "legacy-stranger")
+    assert refused.returncode == 1 and "leaf 0: signed by a device key that no collector " \
+        "statement" in refused.stderr
+    _write_log(published.root / "no-statements", readings, published.ledger)
+    none = published.mirror(tmp_path / "none.db", "no-statements")
+    assert none.returncode == 1 and "no enrolment statement" in none.stderr
