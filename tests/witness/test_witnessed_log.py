@@ -171,7 +171,7 @@ def test_three_witnesses_quorum_two(tmp_path: Path, broker: Broker) -> None:
 
         # A rewritten history: the operator re-seals other readings with the same keys and
         # submits its checkpoints. Every witness refuses, and keeps the proof.
-        _rewrite_and_submit(ledger, witnesses, held=35, tmp_path=tmp_path)
+        _rewrite_and_submit(ledger, witnesses, held=35 + 1, tmp_path=tmp_path)
     finally:
         publisher.close()
         collector.kill()
