@@ -4,15 +4,21 @@ verified copy of a published log."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from collector.admission.workers import WorkerPool
 from collector.cli.common import handle_errors, run
 from collector.errors import UsageError
 from collector.mirror.errors import FetchError
 from provenance.note import Ed25519NoteSigner
+
+if TYPE_CHECKING:
+    from collector.mirror.follow import Mirror
 
 __all__ = ["main", "mirror_command"]
 
@@ -38,9 +44,12 @@ Examples:
               "misbehaviour; created when absent [default: DB.note].")
 @click.option("--name", metavar="NAME", help="The mirror's key name, for a new key "
               "[default: mirror.invalid/DB-NAME].")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Processes that verify signatures [default: one per core].")
 @handle_errors
 def mirror_command(database: Path, url: str, policy_file: Path, interval: float | None,
-                   evidence: Path | None, key_file: Path | None, name: str | None) -> None:
+                   evidence: Path | None, key_file: Path | None, name: str | None,
+                   workers: int | None) -> None:
     """Fetch the log at URL (checkpoint, tiles, entries), verify all of it and append it to the
     ledger DATABASE (created when absent), a normal ledger that `proof`, `history`, `audit` and
     `readings` read. Exit 1 when the log does not verify (a fork keeps its evidence)."""
@@ -62,28 +71,39 @@ def mirror_command(database: Path, url: str, policy_file: Path, interval: float 
 
     async def go() -> None:
         store = await SQLiteStore.open(database, create=True)
+        pool = WorkerPool(workers or os.cpu_count() or 1)
         try:
             with LedgerLock(str(database)):
+                await pool.start()
                 mirror = Mirror(store, policy, source, evidence=evidence_file,
-                                reporter=reporter)
-                while True:
-                    try:
-                        report = await mirror.sync()
-                        click.echo(report.render())
-                    except FetchError as exc:
-                        if interval is None:
-                            raise
-                        click.echo(f"warning: {exc.diagnostics()}; trying again", err=True)
-                    if interval is None:
-                        return
-                    await asyncio.sleep(interval)
+                                reporter=reporter, pool=pool)
+                try:
+                    await _follow(mirror, interval)
+                finally:
+                    mirror.close()
         finally:
+            await pool.close()
             await store.close()
 
     started = time.monotonic()
     run(go())
     click.echo(f"fetched {source.fetched} resources, {source.bytes:,} bytes in "
                f"{time.monotonic() - started:.1f} s")
+
+
+async def _follow(mirror: Mirror, interval: float | None) -> None:
+    """Catch up once, or (``interval``) every ``interval`` seconds until stopped."""
+    while True:
+        try:
+            report = await mirror.sync()
+            click.echo(report.render())
+        except FetchError as exc:
+            if interval is None:
+                raise
+            click.echo(f"warning: {exc.diagnostics()}; trying again", err=True)
+        if interval is None:
+            return
+        await asyncio.sleep(interval)
 
 
 def _reporter_key(path: Path, name: str) -> Ed25519NoteSigner:

@@ -33,13 +33,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from collector.admission.registry import DeviceKey, Registry
-from collector.admission.verify import Checked, ReadingVerifier, Rejected, revocation
+from collector.admission.reasons import Reason
+from collector.admission.registry import DeviceKey, RegistrySnapshot
+from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.records import CheckpointRecord, ReadingRecord
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.mirror.errors import ForkError, MirrorError
 from collector.mirror.fetch import TileSource
+from collector.tools.audit import AUDIT_CHECKS, audit_envelopes
 from provenance.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from provenance.compact import CompactRange, fold, node_from_tile, range_nodes, tile_entries
 from provenance.compact import tile_span as node_tile_span
@@ -88,8 +91,11 @@ class SyncReport:
 
 class Mirror:
     def __init__(self, store: SQLiteStore, policy: TrustPolicy, source: TileSource, *,
-                 evidence: Path, reporter: NoteSigner,
+                 evidence: Path, reporter: NoteSigner, pool: WorkerPool | None = None,
                  chunk_bundles: int = _CHUNK_BUNDLES) -> None:
+        self.pool = pool or WorkerPool(1)
+        self.share = RegistryShare(self.pool)
+        self._registry_version = 0
         self.store = store
         self.policy = policy
         self.source = source
@@ -100,6 +106,9 @@ class Mirror:
         if not self.collector_keys:
             raise MirrorError("the trust policy names no collector P-256 key (its PEM or ECDSA "
                               "vkey): a mirror checks the log's statements with it")
+
+    def close(self) -> None:
+        self.share.close()
 
     async def _get(self, path: str) -> bytes:
         data = await asyncio.to_thread(self.source.get, path)
@@ -261,7 +270,8 @@ class Mirror:
             entries: list[tuple[int, bytes]] = []  # (leaf index, entry)
             for index in range(chunk_start, chunk_end):
                 entries += await self._bundle(index, cp.size, old, leaves)
-            rows, changed, next_statement = self._verify(entries, keys, next_statement, early)
+            rows, changed, next_statement = await self._verify(entries, keys, next_statement,
+                                                               early)
             end = entries[-1][0] + 1
             nodes = tree.append([leaves[i - old] for i, _ in entries])
             last = end == cp.size
@@ -313,9 +323,9 @@ class Mirror:
                               "of this version logs them at its next start; mirror it then")
         return keys
 
-    def _verify(self, entries: list[tuple[int, bytes]], keys: dict[bytes, DeviceKey],
-                next_statement: int, early: dict[bytes, DeviceKey]
-                ) -> tuple[list[ReadingRecord], list[DeviceKey], int]:
+    async def _verify(self, entries: list[tuple[int, bytes]], keys: dict[bytes, DeviceKey],
+                      next_statement: int, early: dict[bytes, DeviceKey]
+                      ) -> tuple[list[ReadingRecord], list[DeviceKey], int]:
         """Every entry of a chunk, in leaf order: statements change the registry the readings
         after them are checked against. Readings ahead of the log's first statement are
         checked against the keys its first statements enrol (``early``)."""
@@ -324,12 +334,20 @@ class Mirror:
         pending: list[tuple[int, bytes]] = []
         received = _now_ms()
 
-        def flush() -> None:
+        async def flush() -> None:
+            # The audit's own check of stored envelopes (the reading verifier), spread over
+            # the pool's processes a slice each.
             if not pending:
                 return
             registry = early if next_statement == 1 else keys
-            verifier = ReadingVerifier(Registry(0, registry.values()))
-            results = verifier.check_batch([(None, e) for _, e in pending])
+            self._registry_version += 1
+            source = self.share.publish(RegistrySnapshot.of(self._registry_version,
+                                                            registry.values()))
+            step = max(256, -(-len(pending) // (self.pool.workers * 2)))
+            futures = [self.pool.submit(audit_envelopes, source,
+                                        [e for _, e in pending[i:i + step]])
+                       for i in range(0, len(pending), step)]
+            results = [r for f in futures for r in await f]
             for (leaf, entry), result in zip(pending, results, strict=True):
                 rows.append(self._reading(leaf, entry, result, received))
             pending.clear()
@@ -338,7 +356,7 @@ class Mirror:
             if not is_statement(entry):
                 pending.append((leaf, entry))
                 continue
-            flush()
+            await flush()
             key = self._statement(leaf, entry, next_statement, keys)
             if key is not None:
                 keys[key.kid] = changed[key.kid] = key
@@ -346,7 +364,7 @@ class Mirror:
             rows.append(ReadingRecord(leaf + 1, STATEMENT_DEVICE, statement.seq, 0,
                                       statement.time_ms, received, STATEMENT_KIND, entry))
             next_statement += 1
-        flush()
+        await flush()
         return rows, list(changed.values()), next_statement
 
     def _statement(self, leaf: int, entry: bytes, expected: int,
@@ -381,16 +399,20 @@ class Mirror:
             raise MirrorError(f"leaf {leaf}: collector statement: {exc.diagnostics()}") from None
 
     @staticmethod
-    def _reading(leaf: int, entry: bytes, result: Checked | Rejected,
+    def _reading(leaf: int, entry: bytes, result: tuple[Any, ...],
                  received: int) -> ReadingRecord:
-        if isinstance(result, Rejected):
-            if result.reason == "unknown_key":
+        """The row of a reading from its check (:func:`collector.tools.audit.audit_envelopes`:
+        the signed fields, or the failed check and why)."""
+        if len(result) == 2:
+            check, detail = result
+            if check == AUDIT_CHECKS[Reason.UNKNOWN_KEY]:
                 raise MirrorError(f"leaf {leaf}: signed by a device key that no collector "
-                                  f"statement earlier in the log enrols ({result.detail})")
-            raise MirrorError(f"leaf {leaf}: {result.reason}: {result.detail}")
-        refused = revocation(result.key, result.reading)
-        if refused is not None:
-            raise MirrorError(f"leaf {leaf}: {refused.reason}: {refused.detail}")
-        r = result.reading
-        return ReadingRecord(leaf + 1, r.device_id, r.seq, r.boot, r.time_ms, received,
-                             r.kind, entry)
+                                  f"statement earlier in the log enrols ({detail})")
+            raise MirrorError(f"leaf {leaf}: {check}: {detail}")
+        if len(result) < 7:
+            raise MirrorError(f"leaf {leaf}: not a reading")
+        device_id, seq, boot, time_ms, kind, _, revoked = result[:7]
+        if revoked:
+            raise MirrorError(f"leaf {leaf}: signed at device time {time_ms} ms, when an "
+                              "earlier statement in the log had revoked its key")
+        return ReadingRecord(leaf + 1, device_id, seq, boot, time_ms, received, kind, entry)
