@@ -32,7 +32,9 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "demo PASSED" in out
     assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
     assert "proof VERIFIED" in out
-    assert out.count("[PASS]") == 5 and "[FAIL]" not in out
+    # format, checkpoint, key binding, signature, inclusion, and the key's enrolment in the log
+    assert out.count("[PASS]") == 6 and "[FAIL]" not in out
+    assert "[PASS] device key enrolment" in out
     assert out.count("— sensorledger.example/demo ") == 2  # the checkpoint's two signatures
     assert "extends the saved checkpoint of tree size" in out
 
