@@ -210,21 +210,24 @@ class Mirror:
 
     async def _diagnose(self, signed: SignedCheckpoint, old: int) -> None:
         """The new leaves do not extend the mirror's tree to the checkpoint's root: a fork or a
-        changed tile. Always raises."""
+        changed tile. Always raises. The fork is judged at the size of the last checkpoint the
+        mirror holds (below ``old`` after a catch-up cut short)."""
         cp = signed.checkpoint
+        held = await self.store.checkpoint()
+        base = held.size if held is not None else old
         served_new: bytes | None
-        served_old: bytes | None
+        served_base: bytes | None
         try:
             served_new = await self._server_root(cp.size, cp.size)
-            served_old = await self._server_root(old, cp.size) if old else None
+            served_base = await self._server_root(base, cp.size) if base else None
         except MirrorError:
-            served_new = served_old = None
-        ours_old = await self.store.tree_root(old) if old else None
-        if served_new == cp.root and served_old != ours_old:
+            served_new = served_base = None
+        ours_base = await self.store.tree_root(base) if base else None
+        if served_new == cp.root and served_base != ours_base:
             proof = [await self._server_subtree(b, e, cp.size)
-                     for b, e in consistency_nodes(old, cp.size)]
+                     for b, e in consistency_nodes(base, cp.size)]
             raise await self._fork(signed, proof, f"the log's checkpoint of tree size {cp.size} "
-                                   f"does not extend the checkpoint of tree size {old} the "
+                                   f"does not extend the checkpoint of tree size {base} the "
                                    "mirror holds: its tiles give another root at that size")
         raise MirrorError(f"the log's level-0 tiles over leaves {old}..{cp.size - 1} do not give "
                           f"the root the checkpoint of tree size {cp.size} signs: a changed "

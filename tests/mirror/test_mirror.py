@@ -49,7 +49,7 @@ class Published:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         return subprocess.run(
             [sys.executable, "-m", "collector.mirror", str(db), "--url", self.url + site,
-             "--policy", self.ledger.vkey, *extra],
+             "--policy", self.ledger.vkey, "--workers", "1", *extra],
             capture_output=True, text=True, timeout=120, env=env)
 
     def copy_site(self, name: str) -> Path:
