@@ -20,6 +20,7 @@ demo: setup
 
 test: setup
 	@./tests/interop/ensure-go.sh
+	@./deploy/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)

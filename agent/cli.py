@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -22,6 +22,7 @@ from provenance.configfile import KeyPath
 from provenance.errors import ProvenanceError
 from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
+from provenance.listen import parse_listen
 
 from .config import DEFAULT_CONFIG, AgentConfig, ConfigDraft, load_config, read_config
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, AgentError, ConfigError
@@ -166,12 +167,20 @@ def _summary(config: AgentConfig, draft: ConfigDraft) -> str:
 
 @cli.command()
 @_config_option
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Serve Prometheus /metrics here (config: metrics_listen; default: off).")
 @_errors_to_exit
-def run(config_path: Path) -> None:
+def run(config_path: Path, metrics_listen: str | None) -> None:
     """Run the agent (under systemd: Type=notify, watchdog, SIGTERM stops it cleanly)."""
     from .runtime import run_agent
 
     config = load_config(config_path)
+    if metrics_listen is not None:
+        try:
+            parse_listen(metrics_listen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics-listen") from None
+        config = replace(config, metrics_listen=metrics_listen)
     code = asyncio.run(run_agent(config))
     sys.exit(code)
 
@@ -217,3 +226,37 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@cli.group("data-key")
+def data_key() -> None:
+    """Private readings: the subjects' data keys (see docs/privacy.md)."""
+
+
+@data_key.command("rotate")
+@_config_option
+@click.option("--subject", required=True, help="The subject whose data key to replace.")
+@_errors_to_exit
+def data_key_rotate(config_path: Path, subject: str) -> None:
+    """Replace a subject's data key: new readings are sealed under the new key and granted to
+    the readers configured now; older readings stay readable with the old grants only."""
+    from .data_keys import DataKeys
+
+    config = load_config(config_path)
+    kid = DataKeys(config.data_keys_file).rotate(subject)
+    click.echo(f"subject {subject}: new data key {kid.hex()} in {config.data_keys_file}")
+    click.echo("the running agent uses it from its next private reading")
+
+
+@cli.command("reader-keygen")
+@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+@_errors_to_exit
+def reader_keygen(key: Path) -> None:
+    """Create a reader's key pair: KEY (private, owner-only) and KEY.pub (for [private]
+    readers in the agent config)."""
+    private = PrivateKey.generate()
+    save_private_key(private, key)
+    pub = key.with_name(key.name + ".pub")
+    pub.write_text(private.public.to_pem(), encoding="ascii")
+    click.echo(f"wrote {key} (mode 0600) and {pub}")
+    click.echo(f"reader key id: {private.public.kid_hex}")

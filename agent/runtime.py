@@ -26,7 +26,9 @@ from hardware.base import Driver
 
 from .clock import Clock
 from .config import AgentConfig, SensorConfig
+from .data_keys import DataKeys, ValueSealer, load_readers
 from .errors import ConfigError, Problem
+from .exposition import MetricsServer
 from .intake.recorder import Recorder
 from .notify import Notifier
 from .outbox.link import LinkState
@@ -75,6 +77,7 @@ class Agent:
         self.stop_event = asyncio.Event()
         self._poll_stop = asyncio.Event()
         self._faults = FaultReport()
+        self._metrics: MetricsServer | None = None
 
     @classmethod
     async def start(cls, config: AgentConfig, notifier: Notifier) -> Agent:
@@ -89,7 +92,13 @@ class Agent:
             clock = Clock(config.clock)
             # The flow, built in order: intake (pollers -> recorder -> signer + spool), then
             # the outbox's publisher, which reports the link the recorder paces by.
-            signer = ChainSigner(config.device_id, key, spool.boot, spool.head, clock)
+            sealer = ValueSealer(DataKeys(config.data_keys_file),
+                                 load_readers(config.privacy.readers))
+            for sensor in config.sensors:  # a key-file problem shows at start, not mid-batch
+                if sensor.private and sensor.enabled:
+                    sealer.keys.current(sensor.subject or config.device_id)
+            signer = ChainSigner(config.device_id, key, spool.boot, spool.head, clock,
+                                 sealer=sealer)
             link = LinkState()
             recorder = Recorder(spool, signer, link,
                                 pace_backlog=max(1_000, 4 * config.broker.in_flight))
@@ -130,6 +139,8 @@ class Agent:
             housekeeping.append(asyncio.create_task(self._watchdog_loop(), name="watchdog"))
         self.notifier.ready(status_line(self.snapshot()))
         log.info("running: %d sensor(s), broker %s", len(self.runners), self.config.broker.url)
+        if self.config.metrics_listen is not None:
+            self._metrics = await self._serve_metrics(self.config.metrics_listen)
         critical = [recorder, publisher, *pollers, *housekeeping]
         stop_wait = asyncio.create_task(self.stop_event.wait())
         done, _ = await asyncio.wait([stop_wait, *critical], return_when=asyncio.FIRST_COMPLETED)
@@ -146,9 +157,34 @@ class Agent:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if self._metrics is not None:
+                await self._metrics.close()
             # Always: an open spool keeps aiosqlite's worker thread, and so the process, alive.
             await self.spool.close()
         return exit_code
+
+    async def _serve_metrics(self, listen: str) -> MetricsServer | None:
+        """``/metrics`` on ``listen``, served by the event loop. A listener that cannot bind
+        is logged and left out: the agent's job is the readings, not its metrics."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.process_collector import ProcessCollector
+
+        from .observe import AgentExporter
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(AgentExporter(self.spool, self.publisher.link, self.runners,
+                                        self.recorder, self.publisher))
+        ProcessCollector(registry=registry)
+        server = MetricsServer(listen, registry)
+        try:
+            host, port = await server.start()
+        except OSError as exc:
+            log.error("metrics: cannot listen on %s: %s; running without /metrics", listen,
+                      exc.strerror or exc)
+            return None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("metrics: serving http://%s/metrics", where)
+        return server
 
     async def _shutdown(
         self, recorder: asyncio.Task[None], publisher: asyncio.Task[None],

@@ -11,6 +11,7 @@ from .context import RunContext
 from .ingest import run_ingest
 from .live import run_live
 from .log_proofs import run_log_proofs
+from .metrics_overhead import run_metrics_overhead
 from .mirror import run_mirror
 from .proofs import run_proofs
 from .results import BenchResult
@@ -50,6 +51,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_agent),
     Benchmark("mirror", "ledger-mirror catching up from tiles over HTTP (issue 15)",
               run_mirror, requires=("verify",)),
+    Benchmark("metrics", "ingest rate with /metrics scraped vs without (#17 part 4)",
+              run_metrics_overhead),
 )
 
 

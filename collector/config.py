@@ -37,6 +37,7 @@ from provenance.configfile import (
 )
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
+from provenance.listen import parse_listen
 from provenance.tlsfiles import tls_context
 from provenance.wire import READING_FILTER
 
@@ -48,6 +49,7 @@ __all__ = [
     "CollectorConfig",
     "IngestConfig",
     "LogConfig",
+    "MetricsConfig",
     "MqttConfig",
     "TlsConfig",
     "WitnessEndpoint",
@@ -137,6 +139,12 @@ class WitnessingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    # HOST:PORT serving /metrics and /health; None: no metrics listener (the default).
+    listen: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorConfig:
     database: str = "ledger.db"
     key_file: str = "collector-key.pem"
@@ -145,6 +153,7 @@ class CollectorConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     log: LogConfig = field(default_factory=LogConfig)
     witnessing: WitnessingConfig = field(default_factory=WitnessingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     #: The file the values came from (None: defaults and flags only), and its key lines.
     path: Path | None = field(default=None, compare=False)
     source: Source = field(default_factory=Source, compare=False, repr=False)
@@ -296,12 +305,21 @@ def _read(r: Table, base: Path, path: Path | None, source: Source) -> CollectorC
     )
     lg.finish()
     witnessing = _read_witnessing(r.child(r.table_at("witnessing") or {}, "witnessing"))
+    mt = r.child(r.table_at("metrics") or {}, "metrics")
+    listen = mt.text("listen")
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            mt.problem("listen", str(exc))
+            listen = None
+    mt.finish()
     r.finish()
     return CollectorConfig(
         database=str(database) if database is not None else "ledger.db",
         key_file=str(key_file) if key_file is not None else "collector-key.pem",
-        mqtt=mqtt, blocks=blocks, ingest=ingest, log=log, witnessing=witnessing, path=path,
-        source=source,
+        mqtt=mqtt, blocks=blocks, ingest=ingest, log=log, witnessing=witnessing,
+        metrics=MetricsConfig(listen), path=path, source=source,
     )
 
 

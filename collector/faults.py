@@ -19,6 +19,9 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
     a format 2 block's row, tree nodes and tree size are written, its checkpoint not yet.
 ``migrate.before_commit`` / ``checkpoint.before_commit``
     ``migrate`` has written a chunk of tree nodes / the head checkpoint, COMMIT not yet issued.
+``erase.before_commit`` / ``erase.after_commit`` / ``erase.after_vacuum``
+    ``erase`` has deleted a subject's rows, COMMIT not yet issued / committed, not yet
+    scrubbed / vacuumed, WAL not yet emptied.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ POINTS = frozenset({
     "batch.before_commit", "batch.after_commit", "acks.partial",
     "seal.before_commit", "seal.after_commit", "seal.nodes_written",
     "migrate.before_commit", "checkpoint.before_commit",
+    "erase.before_commit", "erase.after_commit", "erase.after_vacuum",
 })
 
 

@@ -12,7 +12,9 @@ import asyncio
 import hashlib
 import logging
 import signal
+import time
 
+from agent.exposition import Health, MetricsServer
 from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
@@ -29,6 +31,7 @@ from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
+from collector.metrics import Metrics
 from collector.witnessing.submitter import Witnessing
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
@@ -71,6 +74,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     pool = WorkerPool(config.worker_count)
     ingest: MqttIngest | None = None
     witnessing = Witnessing(config.witnessing, config.database)
+    metrics_server: MetricsServer | None = None
     notifier = Notifier()
     try:
         key = await load_collector_key(store, config.key_file)
@@ -105,9 +109,11 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id, on_sealed=witnessing.sealed,
-            statements=await StatementLog.load(store, key),
+            statements=await StatementLog.load(store, key), metrics=Metrics(),
         )
         await witnessing.start()  # its own ledger connection; never in the ingest path
+        if config.metrics.listen is not None:
+            metrics_server = await _metrics_server(config, pipeline, ingest)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -147,12 +153,46 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
               unacked=ingest.unacked, connects=ingest.connects)
     finally:
         await witnessing.close()
+        if metrics_server is not None:
+            await metrics_server.close()
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
         await store.close()
         lock.release()
         notifier.close()
+
+
+async def _metrics_server(config: CollectorConfig, pipeline: Pipeline,
+                          ingest: MqttIngest) -> MetricsServer:
+    """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.process_collector import ProcessCollector
+
+    from collector.observe.exporter import LedgerExporter, broker_source
+    from collector.observe.health import assess
+
+    assert config.metrics.listen is not None
+    registry = CollectorRegistry(auto_describe=False)
+    exporter = LedgerExporter(pipeline.metrics, pipeline.live)
+    exporter.add_source(broker_source(ingest))
+    registry.register(exporter)
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, resident memory, fds
+    started_ms = time.time_ns() // 1_000_000
+
+    def health() -> Health:
+        return assess(pipeline.live(), now_ms=time.time_ns() // 1_000_000,
+                      started_ms=started_ms, block_age_s=config.blocks.age)
+
+    server = MetricsServer(config.metrics.listen, registry, health)
+    try:
+        host, port = await server.start()
+    except OSError as exc:
+        raise ConfigError(f"metrics.listen {config.metrics.listen}: cannot listen: "
+                          f"{exc.strerror or exc}") from None
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    event(log, "metrics_listening", address=where, url=f"http://{where}/metrics")
+    return server
 
 
 async def _housekeeping(notifier: Notifier, ingest: MqttIngest, presence: PresenceBoard,

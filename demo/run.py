@@ -24,8 +24,11 @@ from .broker import Broker
 from .devices import DEVICES, DemoDevice, agent_config
 from .ledger import LedgerCli
 from .processes import Processes
+from .view import start_view
 
 BIN = Path(sys.executable).parent
+#: The proof check that runs in a browser (docs/verify-in-browser.md).
+VERIFY_PAGE = Path(__file__).resolve().parents[1] / "collector" / "web" / "static" / "verify.html"
 
 
 class DemoError(Exception):
@@ -41,6 +44,9 @@ class Demo:
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
     ports: dict[str, str] = field(default_factory=dict)
+    view_listen: str = "127.0.0.1:0"
+    keep_serving: bool = False
+    view_url: str | None = None
 
     def __post_init__(self) -> None:
         self.procs = Processes(self.root / "logs")
@@ -59,11 +65,15 @@ class Demo:
         try:
             self.start_broker()
             self.start_collector()
+            self.start_view()
             self.enrol_agents()
+            self.make_reader()
             self.start_devices()
             self.watch()
             self.stop_services()
             ok = self.check()
+            if self.keep_serving:
+                self.serve_until_interrupted()
         finally:
             self.procs.close()
             self.broker.stop()
@@ -80,6 +90,39 @@ class Demo:
         self.ledger.init()
         self.ledger.start(self.procs, self.broker.url)
         self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+
+    def start_view(self) -> None:
+        self.step("starting the read-only view: ledger-collector serve")
+        try:
+            _, self.view_url = start_view(self.procs, BIN, self.ledger.db,
+                                          self.root / "view-cache", self.view_listen)
+        except (RuntimeError, OSError) as exc:
+            raise DemoError(str(exc)) from None
+        self.say(f"    view: {self.view_url}  (pages, plots, proofs; JSON API under "
+                 f"{self.view_url}api/v1/)")
+
+    def serve_until_interrupted(self) -> None:
+        self.step(f"the view stays up at {self.view_url} (--keep-serving); Ctrl-C to stop")
+        try:
+            while self.procs.children.get("view") and self.procs.children["view"].running():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            self.say("    stopping the view")
+
+    @property
+    def reader_key(self) -> Path:
+        return self.root / "readers" / "clinic.pem"
+
+    @property
+    def reader_pub(self) -> Path:
+        return self.reader_key.with_name(self.reader_key.name + ".pub")
+
+    def make_reader(self) -> None:
+        self.step("making the clinic's reader key for the oximeter's private readings: "
+                  "sensor-agent reader-keygen")
+        self._cmd([BIN / "sensor-agent", "reader-keygen", self.reader_key])
+        self.say(f"    {self.reader_key} (public half {self.reader_pub.name} goes in the "
+                 "oximeter agent's [private] readers)")
 
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
@@ -98,7 +141,7 @@ class Demo:
             port = self._start_emulator(seed, device)
             cfg = self.root / "agents" / f"{device.device_id}.toml"
             cfg.write_text(agent_config(device, port=port, broker_url=self.broker.url,
-                                        root=self.root))
+                                        root=self.root, readers=(self.reader_pub,)))
             if device.relays_for is not None:
                 # The sensor made its key in firmware and exports only the public half.
                 sensor_pub = self.root / "sensor-firmware" / "key.pem.pub.pem"
@@ -162,17 +205,28 @@ class Demo:
         self.step("writing and checking a proof file for one arc event")
         proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
                                                    self.out)
+        self.step("a private reading: the oximeter signed a salted commitment, its values "
+                  "are sealed for the clinic's reader key")
+        private_ok = self.ledger.show_private_reading(
+            "ward3-bed12", self.reader_key, self.root / "private-reading.proof", self.out)
         self.step("where to look")
         self.say(f"    ledger      {self.ledger.db}")
         self.say(f"    proof file  {self.root / 'arc-event.proof'} "
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    in a browser: open {VERIFY_PAGE.as_uri()}, pin the log verifier "
+                 "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
-        ok = audit_ok and proof_ok
-        self.say("demo PASSED: audit clean, proof verified offline" if ok else "demo FAILED")
+        if self.view_url:
+            self.say(f"    view        {self.view_url}"
+                     + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
+                        "keeps it up)"))
+        ok = audit_ok and proof_ok and private_ok
+        self.say("demo PASSED: audit clean, proofs verified offline, private values revealed "
+                 "only with the reader key" if ok else "demo FAILED")
         return ok
 
     # -- helpers ---------------------------------------------------------------------------
@@ -212,12 +266,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long the devices run (default 20, or $DEMO_SECONDS)")
     parser.add_argument("--workdir", type=Path, default=Path("demo-run"),
                         help="a fresh folder is made under it for this run (default demo-run/)")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="keep the read-only view up after the demo, until Ctrl-C")
+    parser.add_argument("--view-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="where the view listens (default: a free port on 127.0.0.1)")
     args = parser.parse_args(argv)
     # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so every child is stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     root = new_root(args.workdir.resolve())
     print(f"SensorLedger demo in {root}", flush=True)
-    demo = Demo(root, args.seconds)
+    demo = Demo(root, args.seconds, view_listen=args.view_listen,
+                keep_serving=args.keep_serving)
     try:
         return 0 if demo.run() else 1
     except DemoError as exc:

@@ -22,6 +22,7 @@ from collector.cli.inspect import blocks, quarantine, readings, stats
 from collector.cli.ledger import check, init, run_command
 from collector.cli.migrate import migrate
 from collector.cli.mirror import mirror_command
+from collector.cli.private import erase_cmd, erasures_cmd, readers, reveal_cmd
 from collector.cli.proofs import (
     checkpoint_cmd,
     consistency_cmd,
@@ -30,6 +31,7 @@ from collector.cli.proofs import (
     verify_history_cmd,
     verify_proof_cmd,
 )
+from collector.cli.serve import serve
 from collector.cli.tiles import tiles
 
 __all__ = ["cli", "main"]
@@ -53,7 +55,8 @@ def cli() -> None:
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
                  checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
-                 stats, quarantine, tiles, mirror_command):
+                 stats, quarantine, tiles, serve, reveal_cmd, erase_cmd, erasures_cmd,
+                 readers, mirror_command):
     cli.add_command(_command)
 
 

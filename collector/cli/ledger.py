@@ -107,13 +107,15 @@ Examples:
 @click.option("--log-format", type=click.Choice(["json", "kv"]), help="Log line format.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--protocol", type=click.Choice(["3.1.1", "5"]), help="MQTT protocol version.")
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Serve Prometheus /metrics and /health here (config: metrics.listen).")
 @handle_errors
 def run_command(config_path: str | None, db: str | None, key_file: str | None,
                 broker: str | None, protocol: str | None, client_id: str | None,
                 tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
                 block_size: int | None, block_age: float | None, workers: int | None,
                 max_clock_skew: float | None, log_format: str | None,
-                log_level: str | None) -> None:
+                log_level: str | None, metrics_listen: str | None) -> None:
     """Ingest readings from MQTT until SIGTERM or Ctrl-C.
 
     Subscribes to sensorledger/v1/+/reading with QoS 1 on a persistent session, verifies each
@@ -128,6 +130,7 @@ def run_command(config_path: str | None, db: str | None, key_file: str | None,
         mqtt__tls__ca_file=tls_ca, mqtt__tls__cert_file=tls_cert, mqtt__tls__key_file=tls_key,
         blocks__size=block_size, blocks__age=block_age, ingest__verify_workers=workers,
         ingest__max_clock_skew=max_clock_skew, log__format=log_format, log__level=log_level,
+        metrics__listen=metrics_listen,
     )
     setup_logging(cfg.log.format, cfg.log.level)
     try:

@@ -45,6 +45,7 @@ from collector.errors import ConfigError
 from collector.ingest.paho_adapter import BufferedClient
 from collector.ingest.presence import PresenceBoard, status_topic_of
 from collector.logs import event
+from provenance.wire import private_filter
 
 __all__ = ["Inbox", "Message", "MqttIngest"]
 
@@ -102,6 +103,11 @@ class Inbox:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def oldest_ms(self) -> int | None:
+        """Arrival time of the oldest message waiting here (None when empty)."""
+        with self._lock:
+            return self._items[0].received_ms if self._items else None
 
 
 class MqttIngest:
@@ -327,12 +333,17 @@ class MqttIngest:
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         # Status at QoS 0 (nothing to acknowledge), retained states sent on every subscribe.
         status = self._status_topic
+        # Private readings come on a topic of their own (after the status one, whose place in
+        # the reason codes _on_subscribe reads).
+        private = private_filter(self._config.topic)
         if self._config.protocol == "5":
             status_options = SubscribeOptions(qos=0)
             client.subscribe([(self._config.topic, options)]
-                             + ([(status, status_options)] if status else []))
+                             + ([(status, status_options)] if status else [])
+                             + [(t, options) for t in private])
         else:
-            client.subscribe([(self._config.topic, 1)] + ([(status, 0)] if status else []))
+            client.subscribe([(self._config.topic, 1)] + ([(status, 0)] if status else [])
+                             + [(t, 1) for t in private])
         # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()
         self._session_present = bool(flags.session_present)

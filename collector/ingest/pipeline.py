@@ -31,14 +31,15 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from collector import faults
 from collector.admission.checks import Accept, DeviceChecks, Duplicate
+from collector.admission.private_intake import open_private, private_record
 from collector.admission.reasons import Reason
 from collector.admission.registry import Registry, RegistrySnapshot
 from collector.admission.replay import replay_unknown_keys
@@ -64,8 +65,10 @@ from collector.ledger.store import (
     ReadingRecord,
 )
 from collector.logs import event
-from collector.metrics import Metrics
+from collector.metrics import LiveState, Metrics
 from provenance.merkle import RFC9162_SHA256
+from provenance.private_message import PrivateMessage
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -85,6 +88,7 @@ class Job:
     messages: list[Message]
     early: dict[int, Outcome]  # outcomes decided before verification (oversized)
     outcomes: asyncio.Future[list[Outcome]]
+    private: dict[int, PrivateMessage] = field(default_factory=dict)  # by message index
 
 
 class Pipeline:
@@ -101,8 +105,8 @@ class Pipeline:
         registry: RegistrySnapshot,
         next_reading_id: int,
         metrics: Metrics | None = None,
-        statements: StatementLog | None = None,
         on_sealed: Callable[[], None] | None = None,
+        statements: StatementLog | None = None,
     ) -> None:
         self._cfg = config
         self._store = store
@@ -126,6 +130,16 @@ class Pipeline:
         self._max_future_ms = int(config.ingest.max_clock_skew * 1000)
         self._registry_checked = 0.0
         self._verifying = 0  # messages handed to workers and not yet written
+        # Arrival of each job's first message, in submission order (oldest waiting reading).
+        self._job_arrivals: deque[int] = deque()
+        self._committing = 0  # messages decided and in the commit batch being built/written
+        self._committing_since: int | None = None  # arrival of the batch's oldest message
+        # [leaves, commit time ms or None if unknown] per commit, in sealing order: the
+        # commit->seal latency of the leaves a block takes. Leaves found pending at start
+        # were committed by an earlier run, at a time not kept.
+        self._commit_marks: deque[list[int | None]] = deque()
+        if sealer.pending:
+            self._commit_marks.append([len(sealer.pending), None])
         self._replay_due = True  # unknown_key readings to re-check: at start, on enrolment
         # Enrolments and revocations the log lacks (at start: keys enrolled before the log
         # held statements); logged ahead of every reading admitted after them.
@@ -173,6 +187,7 @@ class Pipeline:
                     break
                 continue
             early: dict[int, Outcome] = {}
+            private: dict[int, PrivateMessage] = {}
             items: list[tuple[str, bytes, int]] = []
             for i, m in enumerate(messages):
                 if len(m.payload) > ingest.max_message_bytes:
@@ -181,13 +196,21 @@ class Pipeline:
                         f"{len(m.payload)} bytes exceed the {ingest.max_message_bytes}-byte "
                         f"limit; first {ingest.quarantine_keep_bytes} bytes kept",
                     )
-                else:
+                    continue
+                opened = open_private(m.topic, m.payload)
+                if opened is None:
                     items.append((m.topic, m.payload, m.received_ms))
+                elif isinstance(opened, Rejected):
+                    early[i] = opened
+                else:
+                    private[i] = opened[1]
+                    items.append((opened[0], opened[1].envelope, m.received_ms))
             self.metrics.received += len(messages)
             outcomes = self._pool.submit(verify_batch, self._shared, items,
                                          self._max_future_ms)
             self._verifying += len(messages)
-            await self._jobs.put(Job(messages, early, outcomes))
+            self._job_arrivals.append(messages[0].received_ms)
+            await self._jobs.put(Job(messages, early, outcomes, private))
         await self._jobs.put(None)
 
     # write: per-device checks, commit, ack, seal --------------------------------------------
@@ -267,22 +290,34 @@ class Pipeline:
                      leaves: list[PendingLeaf]) -> None:
         outcomes = iter(await job.outcomes)
         self._verifying -= len(job.messages)
+        arrived = self._job_arrivals.popleft()
+        if self._committing_since is None:
+            self._committing_since = arrived
+        self._committing += len(job.messages)
         metrics = self.metrics
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
+            pm = job.private.get(i)
+            envelope = m.payload if pm is None else pm.envelope
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
-                outcome = await self._recheck_unknown(m, outcome)
+                outcome = await self._recheck_unknown(m, outcome, pm)
             if self._due:  # the registry changed: its statements precede what it admits
                 self._log_statements(batch, leaves)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
+            if isinstance(outcome, Verified) and pm is not None and outcome.commitment is None:
+                outcome = Rejected(Reason.BAD_PRIVATE, "the envelope on the private topic is "
+                                   "a public reading: it signs its values, not a commitment",
+                                   outcome.device_id, outcome.seq)
             if isinstance(outcome, Verified):
                 decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
-                                                   m.payload)
+                                                   envelope)
                 if isinstance(decision, Accept):
                     batch.readings.append(ReadingRecord(
                         self._next_id, outcome.device_id, outcome.seq, outcome.boot,
-                        outcome.time_ms, m.received_ms, outcome.kind, m.payload))
+                        outcome.time_ms, m.received_ms, outcome.kind, envelope))
+                    if pm is not None:
+                        batch.private.append(private_record(self._next_id, pm))
                     leaves.append(PendingLeaf(self._next_id, outcome.leaf_hash,
                                               outcome.time_ms, m.received_ms))
                     self._next_id += 1
@@ -350,7 +385,15 @@ class Pipeline:
             self.metrics.commits += 1
         self.checks.committed()
         faults.point("batch.after_commit")
+        if leaves:
+            committed_ms = now_ms()
+            observe = self.metrics.receive_to_commit.observe
+            for r in batch.readings:  # readings that arrived (not the collector's statements)
+                if r.device_id != STATEMENT_DEVICE:
+                    observe((committed_ms - r.received_ms) / 1000)
+            self._commit_marks.append([len(leaves), committed_ms])
         self.sealer.add(leaves)
+        self._committing, self._committing_since = 0, None
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)
             self.metrics.acks_requested += len(mids)
@@ -367,8 +410,25 @@ class Pipeline:
         self.metrics.blocks_sealed += 1
         if self._on_sealed is not None:
             self._on_sealed()
+        self._observe_sealed(block.leaf_count, block.sealed_ms)
         event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
               first_reading_id=block.first_reading_id, hash=block.hash.hex())
+
+    def _observe_sealed(self, count: int, sealed_ms: int) -> None:
+        """Commit->seal latency of the ``count`` oldest unsealed leaves, sealed at ``sealed_ms``."""
+        marks = self._commit_marks
+        while count > 0 and marks:
+            mark = marks[0]
+            left, committed_ms = mark
+            assert left is not None
+            take = min(count, left)
+            if committed_ms is not None:
+                self.metrics.commit_to_seal.observe((sealed_ms - committed_ms) / 1000, take)
+            count -= take
+            if take == left:
+                marks.popleft()
+            else:
+                mark[0] = left - take
 
     # registry changes ---------------------------------------------------------------------
 
@@ -400,18 +460,26 @@ class Pipeline:
         done = await replay_unknown_keys(self._store, self.checks, self._registry,
                                          self._next_id, self._max_future_ms)
         self._next_id = done.next_id
+        if done.leaves:
+            self._commit_marks.append([len(done.leaves), now_ms()])
         self.sealer.add(done.leaves)
         self.metrics.accepted += done.accepted
         if done.changed:
             event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
 
-    async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
+    async def _recheck_unknown(self, m: Message, outcome: Rejected,
+                               pm: PrivateMessage | None) -> Outcome:
         # A device enrolled moments ago may have been verified against an older snapshot: the
         # registry may have changed since the batch went to a worker, whether this call or an
         # earlier one reloaded it (that earlier reload's replay ran before this reading was
         # quarantined, so nothing would replay it). Looking up an unknown key is cheap: the
         # envelope is decoded and no signature is checked.
         await self._refresh_registry(force=True)
+        if pm is not None:
+            opened = open_private(m.topic, m.payload)
+            assert opened is not None and not isinstance(opened, Rejected)
+            return verify_message(self._registry, opened[0], pm.envelope, m.received_ms,
+                                  self._max_future_ms)
         return verify_message(self._registry, m.topic, m.payload, m.received_ms,
                               self._max_future_ms)
 
@@ -429,9 +497,36 @@ class Pipeline:
             self._log_metrics()
 
     def _log_metrics(self) -> None:
-        m = self.metrics
-        m.inbox = len(self._inbox)
-        m.verifying = self._verifying
-        m.pending_seal = len(self.sealer.pending)
-        event(log, "stats", **m.snapshot())
+        event(log, "stats", **self.metrics.snapshot(self.live(), now_ms()))
+
+    def live(self) -> LiveState:
+        """What the pipeline holds now. Safe to call from another thread (the metrics
+        server's): it only reads, and a queue emptied while it looks counts as empty."""
+        sealer = self.sealer
+        arrivals = [self._inbox.oldest_ms(), _first(self._job_arrivals),
+                    self._committing_since, _first_leaf_ms(sealer.pending)]
+        waiting = [ms for ms in arrivals if ms is not None]
+        return LiveState(
+            inbox=len(self._inbox),
+            verifying=self._verifying,
+            committing=self._committing,
+            unsealed=len(sealer.pending),
+            tree_size=sealer.tree_size,
+            last_checkpoint_ms=sealer.last_sealed_ms,
+            oldest_waiting_ms=min(waiting) if waiting else None,
+        )
+
+
+def _first(items: deque[int]) -> int | None:
+    try:
+        return items[0]
+    except IndexError:
+        return None
+
+
+def _first_leaf_ms(leaves: deque[PendingLeaf]) -> int | None:
+    try:
+        return leaves[0].received_ms
+    except IndexError:
+        return None
 

@@ -58,6 +58,16 @@ class Sealer:
             self.prev_hash = last_block.hash
             self._last_sealed_ms = last_block.sealed_ms
 
+    @property
+    def last_sealed_ms(self) -> int | None:
+        """When the newest block (and, format 2, its checkpoint) was signed; None: never."""
+        return self._last_sealed_ms or None
+
+    @property
+    def tree_size(self) -> int:
+        """Leaves in the sealed log tree (0 without a :class:`TreeLog`)."""
+        return self.log.tree.size if self.log is not None else 0
+
     def add(self, leaves: Iterable[PendingLeaf]) -> None:
         self.pending.extend(leaves)
 

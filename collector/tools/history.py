@@ -18,8 +18,18 @@ async def build_history(store: LedgerStore, device_id: str, first: int | None,
                         last: int | None, *, size: int | None = None,
                         quorum: int = 0) -> HistoryFile:
     async with store.snapshot():
-        rows = [r async for r in store.query_readings(device_id=device_id)
-                if (first is None or r.seq >= first) and (last is None or r.seq <= last)]
+        rows = []
+        query = store.query_readings(device_id=device_id)  # in seq order
+        try:
+            async for r in query:
+                if last is not None and r.seq > last:
+                    break  # nothing further is in the range
+                if first is None or r.seq >= first:
+                    rows.append(r)
+        finally:
+            aclose = getattr(query, "aclose", None)
+            if aclose is not None:
+                await aclose()
         cp = await pick_cosigned(store, quorum, size, max((r.id for r in rows), default=0))
         if not rows:
             raise NotFoundError(f"the ledger holds no reading of {device_id} in that range")

@@ -102,8 +102,8 @@ async def build_log_proof(store: LedgerStore, device_id: str, seq: int, *,
                                 f"checkpoint of tree size {cp.size}")
         path = await store.subtree_hashes(inclusion_nodes(index, cp.size))
         key = await _device_key(store, reading.envelope, device_id, seq)
-        enrolment = await _enrolment_proof(store, key, index, cp.size)
         note = await cosigned_note(store, cp)
+        enrolment = await _enrolment_proof(store, key, index, cp.size)
     return LogProof(reading.envelope, key, index, tuple(path), note, enrolment)
 
 

@@ -93,8 +93,9 @@ def test_three_witnesses_quorum_two(tmp_path: Path, broker: Broker) -> None:
         for round_ in range(1, 4):
             _publish(publisher, device, 7)
             sizes.append(_wait_cosigned(ledger, 7 * round_, witnesses))
-        # The log: the device's enrolment statement, then its readings.
-        assert sizes == sorted(set(sizes)) and sizes[-1] == 21 + 1
+        # The tree also holds the collector's statements (the device's enrolment).
+        st = int(ledger.sql("SELECT COUNT(*) FROM readings WHERE device_id = '@collector'")[0][0])
+        assert sizes == sorted(set(sizes)) and sizes[-1] == 21 + st
         # Every stored cosignature verifies under its witness's key (clean-room check), and
         # every checkpoint size that a witness cosigned has 2 or more cosignatures.
         rows = ledger.sql("SELECT c.size, c.witness, c.line, k.note FROM cosignatures c "
@@ -137,7 +138,7 @@ def test_three_witnesses_quorum_two(tmp_path: Path, broker: Broker) -> None:
         flipped = b"A" if whole[at:at + 1] != b"A" else b"B"
         forged = tmp_path / "forged.tlog-proof"
         forged.write_bytes(whole[:at] + flipped + whole[at + 1:])
-        assert decode_log_proof(forged.read_bytes()).leaf_index == 20 + 1
+        assert decode_log_proof(forged.read_bytes()).leaf_index == 20 + st
         result = run_cli("verify-proof", str(forged), "--policy", policy)
         assert result.exit_code == 1 and "witness2.example/w" in result.output
 
@@ -158,20 +159,21 @@ def test_three_witnesses_quorum_two(tmp_path: Path, broker: Broker) -> None:
         wait_until(lambda: ledger.sealed() >= 35, timeout=60)
         time.sleep(0.5)
         assert _cosigners(ledger, _latest(ledger)[0]) == set()
-        # They come back: every witness catches up to the newest checkpoint, w3 from size 22.
+        # They come back: every witness catches up to the newest checkpoint, w3 from the size
+        # it last cosigned.
         for w in witnesses:
             w.start()
         size = _wait_cosigned(ledger, 35, witnesses)
-        assert size == 35 + 1
+        assert size == 35 + st
         caught = collector.wait_event(
             "checkpoint_cosigned", where=lambda e: e.get("witness") == "witness3.example/w"
-            and e.get("size") == 35 + 1)
-        assert caught["old"] == 21 + 1
+            and e.get("size") == 35 + st)
+        assert caught["old"] == 21 + st
         assert collector.wait_event("witness_failed")  # the outage was reported
 
         # A rewritten history: the operator re-seals other readings with the same keys and
         # submits its checkpoints. Every witness refuses, and keeps the proof.
-        _rewrite_and_submit(ledger, witnesses, held=35 + 1, tmp_path=tmp_path)
+        _rewrite_and_submit(ledger, witnesses, held=35 + st, tmp_path=tmp_path)
     finally:
         publisher.close()
         collector.kill()
