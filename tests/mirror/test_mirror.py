@@ -385,3 +385,38 @@ def test_a_log_from_before_statements_is_mirrored_against_its_first_enrolments(
     _write_log(published.root / "no-statements", readings, published.ledger)
     none = published.mirror(tmp_path / "none.db", "no-statements")
     assert none.returncode == 1 and "no enrolment statement" in none.stderr
+
+
+def test_the_web_view_publishes_the_log_for_mirrors(published: Published, tmp_path: Path) -> None:
+    """`ledger-collector serve` mounts the tiles at /log: a mirror follows the view itself."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "collector", "serve", "--db", published.ledger.db, "--listen",
+         f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import urllib.error
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/log/checkpoint",
+                                            timeout=2) as response:
+                    return bool(response.status == 200)
+            except (OSError, urllib.error.URLError):
+                return False
+
+        wait_until(up, 30, 0.1, "the view serving /log")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/log/tile/0/000", timeout=5) as r:
+            assert r.read() == (published.root / "log" / "tile/0/000").read_bytes()
+        copy = tmp_path / "view.db"
+        result = subprocess.run(
+            [sys.executable, "-m", "collector.mirror", str(copy), "--url",
+             f"http://127.0.0.1:{port}/log", "--policy", published.ledger.vkey, "--workers", "1"],
+            capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "tree size 0 -> 603" in result.stdout
+    finally:
+        server.terminate()
+        server.wait(10)
