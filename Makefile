@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench setup clean
+.PHONY: demo demo-cluster test check bench setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,8 +18,14 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python -m demo $(DEMO_ARGS)
 
+# The same demo on a PostgreSQL ledger (its own server in a temporary folder), two collectors.
+demo-cluster: setup
+	@./deploy/ensure-postgresql.sh
+	$(BIN)/python -m demo --cluster $(DEMO_ARGS)
+
 test: setup
 	@./tests/interop/ensure-go.sh
+	@./deploy/ensure-postgresql.sh
 	@./deploy/ensure-chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -66,6 +66,8 @@ DEFAULT_TOPIC = READING_FILTER
 DEFAULT_CONFIG_DIR = Path("/etc/sensorledger")
 #: Moves the folder of the default config file (tests, packaging into another prefix).
 CONFIG_DIR_ENV = "SENSORLEDGER_CONFIG_DIR"
+#: A ``database`` that starts so is a PostgreSQL URL, not a file path.
+_PG_SCHEMES = ("postgresql://", "postgres://")
 #: Where a value given by a flag comes from, in a problem's message.
 _FLAG = "given on the command line"
 
@@ -93,6 +95,9 @@ class MqttConfig:
     # the broker; both protocols: the collector stops reading beyond it).
     receive_maximum: int = 4000
     keepalive: int = 30
+    # Several collectors on one PostgreSQL ledger: the MQTT 5 shared subscription group
+    # (``$share/<group>/<topic>``); the broker gives each reading to one member.
+    share_group: str | None = None
     username: str | None = None
     password_file: str | None = None
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -274,12 +279,17 @@ def _positive(r: Table, key: str, default: float, what: str = "number") -> float
 
 
 def _read(r: Table, base: Path, path: Path | None, source: Source) -> CollectorConfig:
-    database = r.path("database", base)
+    raw_database = r.get("database")
+    database: Path | str | None
+    if isinstance(raw_database, str) and raw_database.startswith(_PG_SCHEMES):
+        database = r.text("database")  # a PostgreSQL URL: not a path
+    else:
+        database = r.path("database", base)
     if database is None:
         looked = "" if path is not None else (
             f" (no config file: {default_config_path()} does not exist)")
-        r.problem("database", "is required: the ledger database file; give `database` in the "
-                              f"config file or --db PATH{looked}")
+        r.problem("database", "is required: the ledger database file (or postgresql:// URL); "
+                              f"give `database` in the config file or --db PATH{looked}")
     key_file = r.path("key_file", base)
     mqtt = _read_mqtt(r.child(r.table_at("mqtt") or {}, "mqtt"), base)
     b = r.child(r.table_at("blocks") or {}, "blocks")
@@ -365,7 +375,11 @@ def _read_mqtt(m: Table, base: Path) -> MqttConfig:
     client_id = m.text("client_id", "sensorledger-collector") or ""
     if "#" in client_id or "+" in client_id:
         m.problem("client_id", "must be a fixed, non-empty id (a persistent session needs it)")
-    protocol = m.get("protocol", "3.1.1")
+    share_group = m.text("share_group")
+    if share_group is not None and (not share_group or any(c in share_group for c in "/+#")):
+        m.problem("share_group", "must be a non-empty name without '/', '+' or '#'")
+        share_group = None
+    protocol = m.get("protocol", "5" if share_group else "3.1.1")
     if protocol not in ("5", "3.1.1"):
         m.problem("protocol", f'must be "5" or "3.1.1", got {protocol!r}')
         protocol = "3.1.1"
@@ -378,6 +392,7 @@ def _read_mqtt(m: Table, base: Path) -> MqttConfig:
         session_expiry=m.integer("session_expiry", 7 * 24 * 3600, low=0),
         receive_maximum=m.integer("receive_maximum", 4000, low=1, high=65535),
         keepalive=m.integer("keepalive", 30, low=5, high=65535),
+        share_group=share_group,
         username=m.text("username"),
         password_file=str(password_file) if password_file is not None else None,
         tls=read_tls(m.child(m.table_at("tls") or {}, "tls"), base, insecure=True),
@@ -442,7 +457,8 @@ def _file_problems(config: CollectorConfig, wrong: set[str]) -> list[Problem]:
         problem(("key_file",), message)
     except OSError as exc:
         problem(("key_file",), f"cannot read {config.key_file}: {exc.strerror or exc}")
-    if "database" not in wrong and not Path(config.database).exists():
+    if ("database" not in wrong and not config.database.startswith(_PG_SCHEMES)
+            and not Path(config.database).exists()):
         problem(("database",), f"{config.database} does not exist; create it with "
                                "`ledger-collector init -c FILE`")
     tls = config.mqtt.tls

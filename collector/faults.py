@@ -17,6 +17,9 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
     the block is durable; the collector has not yet moved on.
 ``seal.nodes_written``
     a format 2 block's row, tree nodes and tree size are written, its checkpoint not yet.
+``cluster.seal_ids_assigned``
+    a cluster sealer holds the log-head lock and has given the next leaf indices to the
+    readings of its block in the open transaction; nothing else of the block is written yet.
 ``migrate.before_commit`` / ``checkpoint.before_commit``
     ``migrate`` has written a chunk of tree nodes / the head checkpoint, COMMIT not yet issued.
 ``erase.before_commit`` / ``erase.after_commit`` / ``erase.after_vacuum``
@@ -35,7 +38,7 @@ ENV = "SENSORLEDGER_COLLECTOR_CRASH_AT"
 POINTS = frozenset({
     "batch.before_commit", "batch.after_commit", "acks.partial",
     "seal.before_commit", "seal.after_commit", "seal.nodes_written",
-    "migrate.before_commit", "checkpoint.before_commit",
+    "migrate.before_commit", "checkpoint.before_commit", "cluster.seal_ids_assigned",
     "erase.before_commit", "erase.after_commit", "erase.after_vacuum",
 })
 

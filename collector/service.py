@@ -3,7 +3,10 @@
 Start-up restores everything from the store (device states, next reading id, unsealed
 readings, chain head), so a restart after a crash continues exactly where the last commit left
 off; the broker re-delivers whatever was not acknowledged. One collector writes a ledger at a
-time: ``run`` holds :class:`collector.ledger.lock.LedgerLock` from start to exit.
+time: ``run`` holds :class:`collector.ledger.lock.LedgerLock` from start to exit. On a
+PostgreSQL ledger (``database`` is a ``postgresql://`` URL) any number of collectors run at
+once, each with its own MQTT client id, coordinated by row locks in the database
+(:mod:`collector.ingest.cluster`, :mod:`collector.ledger.pg_cluster`).
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from collector.admission.registry import RegistrySnapshot
 from collector.admission.workers import WorkerPool
 from collector.config import CollectorConfig
 from collector.errors import ConfigError, UsageError
+from collector.ingest.cluster import ClusterPipeline
 from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
-from collector.ledger.lock import LedgerLock
 from collector.ledger.logkeys import load_tree_log
+from collector.ledger.opening import is_postgres_url, ledger_lock, local_path, open_store
+from collector.ledger.pg_cluster import ClusterLedger
+from collector.ledger.pg_store import PostgresStore
 from collector.ledger.sealer import Sealer
-from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
@@ -65,9 +70,11 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
 
     Refused (:class:`UsageError`) while another collector runs on the same ledger.
     """
-    store = await SQLiteStore.open(config.database)
+    cluster = is_postgres_url(config.database)
+    store = await open_store(config.database)
     try:
-        lock = LedgerLock(config.database).acquire()
+        lock = ledger_lock(config.database)
+        lock.__enter__()  # SQLite: one writer; PostgreSQL: row locks in the database instead
     except BaseException:
         await store.close()
         raise
@@ -78,13 +85,21 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     notifier = Notifier()
     try:
         key = await load_collector_key(store, config.key_file)
-        states = await store.device_states()
-        next_id = await store.next_reading_id()
         version = await store.registry_version()
         keys = await store.device_keys()
-        sealer = Sealer(key, await store.last_block(), await store.pending_leaves(),
-                        size=config.blocks.size, age_ms=int(config.blocks.age * 1000),
-                        log=await load_tree_log(store, key, config.key_file))
+        async with store.snapshot():  # one view of head and blocks (others may be sealing)
+            tree_log = await load_tree_log(store, key, config.key_file)
+        if cluster:
+            # Device state is read under row locks per batch, ids are given when sealed.
+            states, next_id = {}, 1
+            sealer = Sealer(key, None, [], size=config.blocks.size,
+                            age_ms=int(config.blocks.age * 1000))
+        else:
+            states = await store.device_states()
+            next_id = await store.next_reading_id()
+            sealer = Sealer(key, await store.last_block(), await store.pending_leaves(),
+                            size=config.blocks.size, age_ms=int(config.blocks.age * 1000),
+                            log=tree_log)
 
         async def lookup(device_id: str, seq: int) -> KnownReading | None:
             record = await store.find_reading(device_id, seq)
@@ -102,15 +117,25 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         await pool.start()
         loop = asyncio.get_running_loop()
         inbox = Inbox(loop)
-        presence = PresenceBoard(presence_path(config.database))
+        presence = PresenceBoard(
+            local_path(config.database, ".presence.json", config.mqtt.client_id) if cluster
+            else presence_path(config.database))
         ingest = MqttIngest(config.mqtt, inbox, expect_session=next_id > 1 or bool(states),
                             presence=presence)
-        pipeline = Pipeline(
+        kind = ClusterPipeline if cluster else Pipeline
+        pipeline = kind(
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id, on_sealed=witnessing.sealed,
-            statements=await StatementLog.load(store, key), metrics=Metrics(),
+            # In a cluster, ids are given at sealing and statements are not logged (yet):
+            # docs/scaling.md.
+            statements=None if cluster else await StatementLog.load(store, key),
+            metrics=Metrics(),
         )
+        if isinstance(pipeline, ClusterPipeline):
+            assert isinstance(store, PostgresStore)
+            pipeline.configure_cluster(ClusterLedger(store), key, tree_log.origin,
+                                       tree_log.signers)
         await witnessing.start()  # its own ledger connection; never in the ingest path
         if config.metrics.listen is not None:
             metrics_server = await _metrics_server(config, pipeline, ingest)
@@ -159,7 +184,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
         await store.close()
-        lock.release()
+        lock.__exit__(None, None, None)
         notifier.close()
 
 

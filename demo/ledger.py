@@ -39,6 +39,11 @@ class LedgerCli:
         """The log's note verifier keys (Ed25519 and P-256), written by `init`."""
         return self.root / "collector-key.vkey"
 
+    @property
+    def location(self) -> str:
+        """The ledger as `--db` takes it."""
+        return str(self.db)
+
     def _argv(self, *args: object) -> list[str]:
         return [str(self.bin_dir / "ledger-collector"), *map(str, args)]
 
@@ -171,3 +176,45 @@ class LedgerCli:
 
 def _indent(text: str) -> str:
     return "".join(f"    {line}\n" for line in text.splitlines())
+
+
+@dataclass
+class ClusterLedgerCli(LedgerCli):
+    """The ledger in PostgreSQL, with ``collectors`` collectors in one shared-subscription
+    group (each its own MQTT client id), sealing in turn under the log-head lock."""
+
+    url: str = ""
+    collectors: int = 2
+
+    @property
+    def db(self) -> Path:
+        return Path(self.url)  # never printed: _argv passes the URL itself
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    def _argv(self, *args: object) -> list[str]:
+        return [str(self.bin_dir / "ledger-collector"),
+                *(self.url if isinstance(a, Path) and a == self.db else str(a) for a in args)]
+
+    def start(self, procs: Processes, broker_url: str, timeout: float = 15.0) -> None:
+        for n in range(1, self.collectors + 1):
+            name = f"{COLLECTOR}-{n}"
+            child = procs.start(name, self._argv(
+                "run", "--db", self.url, "--key", self.key, "--broker", broker_url,
+                "--client-id", f"sensorledger-demo-collector-{n}", "--share-group",
+                "collectors", "--block-age", "1"),
+                env={"SENSORLEDGER_STATE_DIR": str(self.root)})
+            deadline = time.monotonic() + timeout
+            while '"event":"broker_connected"' not in child.tail(50):
+                if not child.running() or time.monotonic() > deadline:
+                    from .run import DemoError
+
+                    raise DemoError(f"{name} did not connect to the broker:\n{child.tail()}")
+                time.sleep(0.1)
+        time.sleep(0.3)
+
+    def stop(self, procs: Processes) -> None:
+        for n in range(1, self.collectors + 1):
+            procs.stop(f"{COLLECTOR}-{n}", timeout=20)

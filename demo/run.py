@@ -1,5 +1,9 @@
 """The live demo: broker, collector, five agents on emulated devices, then audit and proof.
 
+With ``--cluster`` (``make demo-cluster``): a private PostgreSQL (initdb + pg_ctl in a temporary
+folder) holds the ledger and two collectors share the readings through an MQTT 5 shared
+subscription, sealing in turn; then the same audit and proof check.
+
 Everything a user would type is run as the user would run it: ``sensor-agent keygen`` and
 ``sensor-agent pubkey`` for each device, ``ledger-collector devices add`` to enrol it,
 ``ledger-collector run`` and ``sensor-agent run`` as services, then ``ledger-collector audit``,
@@ -22,7 +26,8 @@ from typing import Any
 
 from .broker import Broker
 from .devices import DEVICES, DemoDevice, agent_config
-from .ledger import LedgerCli
+from .ledger import ClusterLedgerCli, LedgerCli
+from .postgres import LocalPostgres
 from .processes import Processes
 from .view import start_view
 
@@ -40,6 +45,8 @@ class Demo:
     root: Path
     seconds: float
     out: Any = field(default=sys.stdout)
+    cluster: bool = False
+    postgres: LocalPostgres | None = field(init=False, default=None)
     procs: Processes = field(init=False)
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
@@ -52,6 +59,8 @@ class Demo:
         self.procs = Processes(self.root / "logs")
         self.broker = Broker(workdir=self.root / "broker")
         self.ledger = LedgerCli(self.root / "collector", BIN)
+        if self.cluster:
+            self.postgres = LocalPostgres()
 
     # -- output ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -64,8 +73,11 @@ class Demo:
     def run(self) -> bool:
         try:
             self.start_broker()
+            if self.postgres is not None:
+                self.start_postgres(self.postgres)
             self.start_collector()
-            self.start_view()
+            if not self.cluster:  # the read-only view reads a SQLite ledger
+                self.start_view()
             self.enrol_agents()
             self.make_reader()
             self.start_devices()
@@ -77,7 +89,16 @@ class Demo:
         finally:
             self.procs.close()
             self.broker.stop()
+            if self.postgres is not None:
+                self.postgres.stop()
         return ok
+
+    def start_postgres(self, postgres: LocalPostgres) -> None:
+        self.step("starting a private PostgreSQL (initdb, pg_ctl) in a temporary folder")
+        postgres.start()
+        url = postgres.create_database("sensorledger")
+        self.ledger = ClusterLedgerCli(self.root / "collector", BIN, url=url)
+        self.say(f"    {url} (data in {postgres.root})")
 
     def start_broker(self) -> None:
         self.step("starting a private Mosquitto")
@@ -89,7 +110,11 @@ class Demo:
         self.step("creating the collector key and ledger; starting the collector")
         self.ledger.init()
         self.ledger.start(self.procs, self.broker.url)
-        self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
+        if isinstance(self.ledger, ClusterLedgerCli):
+            self.say(f"    two collectors, shared subscription $share/collectors/..., ledger "
+                     f"{self.ledger.url}, blocks of up to 1,000 readings or 1 s")
+        else:
+            self.say(f"    ledger {self.ledger.db}, blocks of up to 1,000 readings or 1 s")
 
     def start_view(self) -> None:
         self.step("starting the read-only view: ledger-collector serve")
@@ -210,7 +235,7 @@ class Demo:
         private_ok = self.ledger.show_private_reading(
             "ward3-bed12", self.reader_key, self.root / "private-reading.proof", self.out)
         self.step("where to look")
-        self.say(f"    ledger      {self.ledger.db}")
+        self.say(f"    ledger      {self.ledger.location}")
         self.say(f"    proof file  {self.root / 'arc-event.proof'} "
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
@@ -219,7 +244,7 @@ class Demo:
                  "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
-        self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.db}")
+        self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.location}")
         if self.view_url:
             self.say(f"    view        {self.view_url}"
                      + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
@@ -266,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long the devices run (default 20, or $DEMO_SECONDS)")
     parser.add_argument("--workdir", type=Path, default=Path("demo-run"),
                         help="a fresh folder is made under it for this run (default demo-run/)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="the ledger in a private PostgreSQL, two collectors sharing the "
+                             "readings (make demo-cluster)")
     parser.add_argument("--keep-serving", action="store_true",
                         help="keep the read-only view up after the demo, until Ctrl-C")
     parser.add_argument("--view-listen", default="127.0.0.1:0", metavar="HOST:PORT",
@@ -275,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     root = new_root(args.workdir.resolve())
     print(f"SensorLedger demo in {root}", flush=True)
-    demo = Demo(root, args.seconds, view_listen=args.view_listen,
+    demo = Demo(root, args.seconds, cluster=args.cluster, view_listen=args.view_listen,
                 keep_serving=args.keep_serving)
     try:
         return 0 if demo.run() else 1

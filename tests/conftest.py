@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from tests.support.broker import Broker
+from tests.support.postgres import PostgresServer
 
 # No per-example deadline: tests must not time anything (speed lives in bench/), and a shared
 # machine can stall any example past hypothesis' default 200 ms.
@@ -33,6 +34,23 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL for the session (initdb + pg_ctl in a temporary folder, free
+    port, its own socket folder); tests take a fresh database each with ``pg_url``."""
+    server = PostgresServer().init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's private PostgreSQL."""
+    return postgres_server.create_db()
 
 
 def standard_vectors(name: str) -> Path:

@@ -82,11 +82,13 @@ def store_lookup(store: LedgerStore) -> Lookup:
 
 
 async def replay_unknown_keys(store: LedgerStore, checks: DeviceChecks, registry: Registry,
-                              next_id: int, max_future_ms: int) -> ReplayResult:
+                              next_id: int, max_future_ms: int, *,
+                              assign_ids: bool = True) -> ReplayResult:
     """Replay every ``unknown_key`` row whose key ``registry`` now holds; commit the outcome.
 
     ``checks`` must have no uncommitted readings (call between batches); ``next_id`` is the
     next free reading id. The result carries the new next id and the leaves to seal.
+    Without ``assign_ids`` (a cluster, whose sealer gives ids) readings are stored with id 0.
     """
     result = ReplayResult(next_id=next_id)
     entries = await store.quarantine_entries(reason=Reason.UNKNOWN_KEY, limit=-1)
@@ -116,15 +118,16 @@ async def replay_unknown_keys(store: LedgerStore, checks: DeviceChecks, registry
     for v, row_id, q, _ in ready:
         pm = private.get(row_id)
         envelope = q.raw if pm is None else pm.envelope
-        decision = await checks.admit(v, q.received_ms, result.next_id, envelope)
+        rid = result.next_id if assign_ids else 0
+        decision = await checks.admit(v, q.received_ms, rid, envelope)
         if isinstance(decision, Accept):
-            batch.readings.append(ReadingRecord(result.next_id, v.device_id, v.seq, v.boot,
+            batch.readings.append(ReadingRecord(rid, v.device_id, v.seq, v.boot,
                                                 v.time_ms, q.received_ms, v.kind, envelope))
             if pm is not None:
-                batch.private.append(private_record(result.next_id, pm))
-            result.leaves.append(PendingLeaf(result.next_id, v.leaf_hash, v.time_ms,
-                                             q.received_ms))
-            result.next_id += 1
+                batch.private.append(private_record(rid, pm))
+            if assign_ids:
+                result.leaves.append(PendingLeaf(rid, v.leaf_hash, v.time_ms, q.received_ms))
+                result.next_id += 1
             result.accepted += 1
             changes.append((row_id, None))
         elif isinstance(decision, Duplicate):

@@ -15,7 +15,7 @@ import click
 
 from collector.config import CollectorConfig, load_config
 from collector.errors import CollectorError, UsageError, VerificationFailed
-from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.opening import Ledger, open_store
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 
@@ -88,8 +88,9 @@ def handle_errors(fn: F) -> F:
 
 
 def ledger_options(fn: F) -> F:
-    fn = click.option("--db", "db", metavar="PATH", envvar="SENSORLEDGER_DB",
-                      help="Ledger database (overrides the config's `database`).")(fn)
+    fn = click.option("--db", "db", metavar="PATH|URL", envvar="SENSORLEDGER_DB",
+                      help="Ledger database: a SQLite file or a postgresql:// URL "
+                           "(overrides the config's `database`).")(fn)
     fn = click.option("-c", "--config", "config_path", metavar="TOML",
                       envvar="SENSORLEDGER_COLLECTOR_CONFIG",
                       help="Collector configuration file (see deploy/collector.toml.example).")(fn)
@@ -102,16 +103,16 @@ def config(config_path: str | None, **overrides: Any) -> CollectorConfig:
 
 
 @asynccontextmanager
-async def open_ledger(cfg: CollectorConfig, *, create: bool = False) -> AsyncIterator[SQLiteStore]:
+async def open_ledger(cfg: CollectorConfig, *, create: bool = False) -> AsyncIterator[Ledger]:
     """The ledger of ``cfg``, open for one command and closed whatever happens."""
-    store = await SQLiteStore.open(cfg.database, create=create)
+    store = await open_store(cfg.database, create=create)
     try:
         yield store
     finally:
         await store.close()
 
 
-def on_ledger(cfg: CollectorConfig, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
+def on_ledger(cfg: CollectorConfig, action: Callable[[Ledger], Awaitable[T]]) -> T:
     """Run ``action(store)`` on the opened ledger and return its result."""
 
     async def go() -> T:

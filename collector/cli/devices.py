@@ -19,7 +19,7 @@ from collector.cli.common import (
 )
 from collector.errors import NotFoundError, UsageError
 from collector.ingest.presence import load_presence, presence_path
-from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.opening import Ledger
 from provenance.keys import PublicKey
 
 __all__ = ["devices"]
@@ -68,7 +68,7 @@ def devices_add(config_path: str | None, db: str | None, device_id: str, pem: An
                          f"{prefix}; check that the key belongs to this device")
     cfg = config(config_path, database=db)
 
-    async def enrol(store: SQLiteStore) -> bool:
+    async def enrol(store: Ledger) -> bool:
         known = await store.device_key(key.kid)
         await store.enrol(device_id, key, now_ms())
         return known is not None
@@ -92,7 +92,7 @@ def devices_list(config_path: str | None, db: str | None, as_json: bool) -> None
     """
     cfg = config(config_path, database=db)
 
-    async def read(store: SQLiteStore) -> tuple[list[DeviceKey], dict[str, int]]:
+    async def read(store: Ledger) -> tuple[list[DeviceKey], dict[str, int]]:
         states = await store.device_states()
         return await store.device_keys(), {d: s.last_received_ms for d, s in states.items()}
 
@@ -150,7 +150,7 @@ def devices_revoke(config_path: str | None, db: str | None, device_id: str, kid:
     prefix = kid_prefix(kid) if kid else None
     cfg = config(config_path, database=db)
 
-    async def revoke(store: SQLiteStore) -> list[DeviceKey]:
+    async def revoke(store: Ledger) -> list[DeviceKey]:
         kid_bytes = None
         if prefix is not None:
             mine = [k.kid for k in await store.device_keys() if k.device_id == device_id]

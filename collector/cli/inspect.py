@@ -18,9 +18,8 @@ from collector.cli.common import (
 )
 from collector.config import CollectorConfig
 from collector.errors import NotFoundError, UsageError
-from collector.ledger.lock import LedgerLock
+from collector.ledger.opening import Ledger, ledger_lock
 from collector.ledger.records import BlockRecord
-from collector.ledger.sqlite_store import SQLiteStore
 
 __all__ = ["blocks", "quarantine", "readings", "stats"]
 
@@ -42,7 +41,7 @@ def blocks(config_path: str | None, db: str | None, height: int | None, start: i
 
     cfg = config(config_path, database=db)
 
-    async def find(store: SQLiteStore) -> list[BlockRecord]:
+    async def find(store: Ledger) -> list[BlockRecord]:
         if height is not None:
             block = await store.block(height)
             if block is None:
@@ -200,12 +199,17 @@ def _quarantine_replay(cfg: CollectorConfig) -> None:
     from collector.admission.checks import DeviceChecks
     from collector.admission.registry import Registry
     from collector.admission.replay import replay_unknown_keys, store_lookup
+    from collector.ledger.pg_cluster import ClusterLedger
+    from collector.ledger.pg_store import PostgresStore
     from collector.ledger.statement_log import StatementLog
     from collector.service import load_collector_key
 
     skew_ms = int(cfg.ingest.max_clock_skew * 1000)
 
-    async def go(store: SQLiteStore) -> Any:
+    async def go(store: Ledger) -> Any:
+        if isinstance(store, PostgresStore):  # under the devices' row locks, ids at sealing
+            registry = Registry(await store.registry_version(), await store.device_keys())
+            return await ClusterLedger(store).replay(registry, skew_ms)
         # The log enrols a key (a collector statement) before any reading it signed.
         statements = await StatementLog.load(store, await load_collector_key(store,
                                                                              cfg.key_file))
@@ -216,7 +220,7 @@ def _quarantine_replay(cfg: CollectorConfig) -> None:
         registry = Registry(await store.registry_version(), await store.device_keys())
         return await replay_unknown_keys(store, checks, registry, next_id, skew_ms)
 
-    with LedgerLock(cfg.database):  # refused while a collector runs on this ledger
+    with ledger_lock(cfg.database):  # refused while a collector runs on this ledger
         done = on_ledger(cfg, go)
     click.echo(done.summary())
     if done.accepted:

@@ -107,6 +107,10 @@ Examples:
 @click.option("--log-format", type=click.Choice(["json", "kv"]), help="Log line format.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--protocol", type=click.Choice(["3.1.1", "5"]), help="MQTT protocol version.")
+@click.option("--share-group", metavar="GROUP",
+              help="Subscribe with the MQTT 5 shared subscription $share/GROUP/...: the "
+                   "broker spreads readings over the collectors of the group (PostgreSQL "
+                   "ledger; each collector needs its own --client-id).")
 @click.option("--metrics-listen", metavar="HOST:PORT",
               help="Serve Prometheus /metrics and /health here (config: metrics.listen).")
 @handle_errors
@@ -115,7 +119,8 @@ def run_command(config_path: str | None, db: str | None, key_file: str | None,
                 tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
                 block_size: int | None, block_age: float | None, workers: int | None,
                 max_clock_skew: float | None, log_format: str | None,
-                log_level: str | None, metrics_listen: str | None) -> None:
+                log_level: str | None, share_group: str | None,
+                metrics_listen: str | None) -> None:
     """Ingest readings from MQTT until SIGTERM or Ctrl-C.
 
     Subscribes to sensorledger/v1/+/reading with QoS 1 on a persistent session, verifies each
@@ -126,7 +131,7 @@ def run_command(config_path: str | None, db: str | None, key_file: str | None,
 
     cfg = config(
         config_path, database=db, key_file=key_file, mqtt__url=broker, mqtt__protocol=protocol,
-        mqtt__client_id=client_id,
+        mqtt__client_id=client_id, mqtt__share_group=share_group,
         mqtt__tls__ca_file=tls_ca, mqtt__tls__cert_file=tls_cert, mqtt__tls__key_file=tls_key,
         blocks__size=block_size, blocks__age=block_age, ingest__verify_workers=workers,
         ingest__max_clock_skew=max_clock_skew, log__format=log_format, log__level=log_level,

@@ -32,9 +32,9 @@ def migrate(config_path: str | None, db: str | None, key_file: str | None,
     and does nothing on a ledger already migrated. Creates the note key beside the collector
     key when absent.
     """
-    from collector.ledger.lock import LedgerLock
     from collector.ledger.logkeys import check_log_name
     from collector.ledger.migrate import migrate_ledger
+    from collector.ledger.opening import ledger_lock
     from collector.service import load_collector_key
 
     cfg = config(config_path, database=db, key_file=key_file)
@@ -43,7 +43,7 @@ def migrate(config_path: str | None, db: str | None, key_file: str | None,
 
     async def go() -> object:
         async with open_ledger(cfg) as store:
-            with LedgerLock(cfg.database):
+            with ledger_lock(cfg.database):
                 key = await load_collector_key(store, cfg.key_file)
                 name = log_name or f"sensorledger.invalid/{Path(cfg.database).stem}"
                 return await migrate_ledger(store, key, cfg.key_file, log_name=name,

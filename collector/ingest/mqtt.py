@@ -142,6 +142,12 @@ class MqttIngest:
         self.connects = 0
         self._client = self._make_client()
 
+    @property
+    def subscription(self) -> str:
+        """The reading filter as subscribed: shared (``$share/GROUP/...``) in a cluster."""
+        group = self._config.share_group
+        return f"$share/{group}/{self._config.topic}" if group else self._config.topic
+
     def _make_client(self) -> BufferedClient:
         cfg, addr = self._config, self._address
         v5 = cfg.protocol == "5"
@@ -338,11 +344,11 @@ class MqttIngest:
         private = private_filter(self._config.topic)
         if self._config.protocol == "5":
             status_options = SubscribeOptions(qos=0)
-            client.subscribe([(self._config.topic, options)]
+            client.subscribe([(self.subscription, options)]
                              + ([(status, status_options)] if status else [])
                              + [(t, options) for t in private])
         else:
-            client.subscribe([(self._config.topic, 1)] + ([(status, 0)] if status else [])
+            client.subscribe([(self.subscription, 1)] + ([(status, 0)] if status else [])
                              + [(t, 1) for t in private])
         # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +55,7 @@ from collector.admission.verify import (
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.config import CollectorConfig
 from collector.ingest.mqtt import Inbox, Message
+from collector.ledger.opening import is_postgres_url, local_path
 from collector.ledger.sealer import Sealer
 from collector.ledger.statement_log import DueStatement, StatementLog
 from collector.ledger.store import (
@@ -117,8 +118,12 @@ class Pipeline:
         self.checks = checks
         self._snapshot = registry
         self._registry = Registry.from_snapshot(registry)
-        database = Path(config.database)
-        self._share = RegistryShare(pool, database.with_name(f".{database.name}.registry"))
+        if is_postgres_url(config.database):
+            share = local_path(config.database, ".registry", config.mqtt.client_id)
+        else:
+            database = Path(config.database)
+            share = database.with_name(f".{database.name}.registry")
+        self._share = RegistryShare(pool, share)
         self._shared = self._share.publish(registry)
         self._next_id = next_reading_id
         self._on_sealed = on_sealed  # e.g. wake the witness submitter
@@ -288,55 +293,93 @@ class Pipeline:
 
     async def _apply(self, job: Job, batch: BatchWrite, acks: dict[int, list[int]],
                      leaves: list[PendingLeaf]) -> None:
-        outcomes = iter(await job.outcomes)
-        self._verifying -= len(job.messages)
-        arrived = self._job_arrivals.popleft()
-        if self._committing_since is None:
-            self._committing_since = arrived
-        self._committing += len(job.messages)
-        metrics = self.metrics
+        await job.outcomes
+        outcomes = self._take(job)
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
             pm = job.private.get(i)
-            envelope = m.payload if pm is None else pm.envelope
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
                 outcome = await self._recheck_unknown(m, outcome, pm)
             if self._due:  # the registry changed: its statements precede what it admits
                 self._log_statements(batch, leaves)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
-            if isinstance(outcome, Verified) and pm is not None and outcome.commitment is None:
-                outcome = Rejected(Reason.BAD_PRIVATE, "the envelope on the private topic is "
-                                   "a public reading: it signs its values, not a commitment",
-                                   outcome.device_id, outcome.seq)
+            await self._decide(m, outcome, batch, acks, leaves, pm)
+
+    def _take(self, job: Job) -> Iterator[Outcome]:
+        """The outcomes of a verified job (in message order, the early ones left out), and
+        its messages counted as being committed."""
+        self._verifying -= len(job.messages)
+        arrived = self._job_arrivals.popleft()
+        if self._committing_since is None:
+            self._committing_since = arrived
+        self._committing += len(job.messages)
+        return iter(job.outcomes.result())
+
+    async def _outcomes(self, job: Job) -> list[tuple[Message, Outcome]]:
+        """The job's messages with their verification outcomes, registry changes applied
+        (a cluster collector: it logs no statements, see :mod:`collector.ingest.cluster`).
+        Private readings are refused here: their sealed values are kept by reading id, which a
+        cluster gives only when it seals (docs/scaling.md)."""
+        await job.outcomes
+        outcomes = self._take(job)
+        out: list[tuple[Message, Outcome]] = []
+        for i, m in enumerate(job.messages):
+            outcome = job.early.get(i) or next(outcomes)
+            if i in job.private:
+                outcome = Rejected(Reason.BAD_PRIVATE, "private readings are not kept by a "
+                                   "cluster collector (PostgreSQL ledger) yet; use a SQLite "
+                                   "ledger for them")
+            if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
+                outcome = await self._recheck_unknown(m, outcome, None)
             if isinstance(outcome, Verified):
-                decision = await self.checks.admit(outcome, m.received_ms, self._next_id,
-                                                   envelope)
-                if isinstance(decision, Accept):
-                    batch.readings.append(ReadingRecord(
-                        self._next_id, outcome.device_id, outcome.seq, outcome.boot,
-                        outcome.time_ms, m.received_ms, outcome.kind, envelope))
-                    if pm is not None:
-                        batch.private.append(private_record(self._next_id, pm))
-                    leaves.append(PendingLeaf(self._next_id, outcome.leaf_hash,
-                                              outcome.time_ms, m.received_ms))
+                outcome = self._revocation_recheck(outcome)
+            out.append((m, outcome))
+        return out
+
+    #: Reading ids are given here, in admission order (one writer). A cluster's sealer gives
+    #: them instead (:mod:`collector.ingest.cluster`): readings are written with id 0.
+    assign_ids = True
+
+    async def _decide(self, m: Message, outcome: Outcome, batch: BatchWrite,
+                      acks: dict[int, list[int]], leaves: list[PendingLeaf],
+                      pm: PrivateMessage | None = None) -> None:
+        """The per-device checks on one message; its row, count or quarantine in ``batch``."""
+        metrics = self.metrics
+        envelope = m.payload if pm is None else pm.envelope
+        if isinstance(outcome, Verified) and pm is not None and outcome.commitment is None:
+            outcome = Rejected(Reason.BAD_PRIVATE, "the envelope on the private topic is "
+                               "a public reading: it signs its values, not a commitment",
+                               outcome.device_id, outcome.seq)
+        if isinstance(outcome, Verified):
+            rid = self._next_id if self.assign_ids else 0
+            decision = await self.checks.admit(outcome, m.received_ms, rid, envelope)
+            if isinstance(decision, Accept):
+                batch.readings.append(ReadingRecord(
+                    rid, outcome.device_id, outcome.seq, outcome.boot,
+                    outcome.time_ms, m.received_ms, outcome.kind, envelope))
+                if pm is not None:
+                    batch.private.append(private_record(rid, pm))
+                if self.assign_ids:
+                    leaves.append(PendingLeaf(rid, outcome.leaf_hash, outcome.time_ms,
+                                              m.received_ms))
                     self._next_id += 1
-                    metrics.accepted += 1
-                    if decision.flags:
-                        self._count_flags(outcome, decision.flags)
-                elif isinstance(decision, Duplicate):
-                    metrics.duplicates += 1
-                else:
-                    batch.quarantine.append(self._quarantine(
-                        m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
-                    if decision.reason == Reason.EQUIVOCATION:
-                        event(log, "equivocation", logging.ERROR, device_id=outcome.device_id,
-                              seq=outcome.seq, detail=decision.detail)
+                metrics.accepted += 1
+                if decision.flags:
+                    self._count_flags(outcome, decision.flags)
+            elif isinstance(decision, Duplicate):
+                metrics.duplicates += 1
             else:
                 batch.quarantine.append(self._quarantine(
-                    m, outcome.reason, outcome.detail, outcome.device_id, outcome.seq))
-            if m.qos:
-                acks[m.generation].append(m.mid)
+                    m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
+                if decision.reason == Reason.EQUIVOCATION:
+                    event(log, "equivocation", logging.ERROR, device_id=outcome.device_id,
+                          seq=outcome.seq, detail=decision.detail)
+        else:
+            batch.quarantine.append(self._quarantine(
+                m, outcome.reason, outcome.detail, outcome.device_id, outcome.seq))
+        if m.qos:
+            acks[m.generation].append(m.mid)
 
     def _count_flags(self, v: Verified, flags: tuple[str, ...]) -> None:
         m = self.metrics

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from collector.errors import ConfigError, UsageError
 from collector.ledger.sealer import TreeLog
-from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.store import LedgerStore
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
 from provenance.note import EcdsaNoteSigner, Ed25519NoteSigner, NoteSigner
@@ -62,7 +62,7 @@ def checkpoint_signers(origin: str, key: PrivateKey, note_key: Ed25519NoteSigner
     return [note_key, EcdsaNoteSigner(origin, key)]
 
 
-async def load_tree_log(store: SQLiteStore, key: PrivateKey, key_file: str) -> TreeLog:
+async def load_tree_log(store: LedgerStore, key: PrivateKey, key_file: str) -> TreeLog:
     """The log the running collector grows, checked against the ledger: it must have a log
     name and note key, and its tree must cover exactly the sealed readings."""
     origin = await store.log_origin()
@@ -71,7 +71,8 @@ async def load_tree_log(store: SQLiteStore, key: PrivateKey, key_file: str) -> T
     size = await store.tree_size()
     if origin is None or size != sealed:
         raise UsageError(
-            f"{store.path} is a format 1 ledger (its blocks are not one log tree yet); run "
+            f"{getattr(store, 'path', 'the ledger')} is a format 1 ledger (its blocks are not "
+            "one log tree yet); run "
             "`ledger-collector migrate` once, then start the collector again"
         )
     note_key = load_note_key(note_key_path(key_file))

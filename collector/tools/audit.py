@@ -132,6 +132,7 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)  # what else was shown (a saved checkpoint)
     seconds: float = 0.0
     tree_size: int = 0
+    statements: int = 0  # collector statements verified (leaves too, not in ``readings``)
 
     @property
     def ok(self) -> bool:
@@ -154,12 +155,14 @@ class AuditReport:
     def render(self, limit: int = 20) -> str:
         rate = self.readings / self.seconds if self.seconds else 0.0
         if self.ok:
-            lines = [f"audit OK: {self.blocks} blocks, {self.readings} readings verified "
+            also = (f" and {self.statements} collector statement(s)" if self.statements
+                    else "")
+            lines = [f"audit OK: {self.blocks} blocks, {self.readings} readings{also} verified "
                      f"({self.pending} not yet sealed) in {self.seconds:.1f} s "
                      f"({rate:,.0f} readings/s)",
                      f"chain head {self.blocks - 1}:{self.head}" if self.blocks
                      else "chain head: no block sealed yet",
-                     f"log tree of {self.tree_size} readings" if self.tree_size
+                     f"log tree of {self.tree_size} leaves" if self.tree_size
                      else "log tree: none (a format 1 ledger: run `ledger-collector migrate`)"
                      if self.blocks else "log tree: empty",
                      f"collector key {self.collector_kid}"]
@@ -181,6 +184,7 @@ class AuditReport:
             "ok": self.ok,
             "blocks": self.blocks,
             "readings": self.readings,
+            "statements": self.statements,
             "pending": self.pending,
             "head": self.head,
             "tree_size": self.tree_size,
@@ -384,6 +388,9 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
             f"{auditor.revoked} stored reading(s) carry a device time at or after their key's "
             "revocation (the key was revoked with an effective time in the past)")
     report.warnings.extend(auditor.statements.warnings(report.readings))
+    # Device readings and collector statements, counted apart (both are leaves of the log).
+    report.statements = auditor.statements.statements
+    report.readings -= report.statements
     if auditor.high_s:
         report.warnings.append(
             f"{auditor.high_s} stored reading(s) carry a high-S signature, which the collector "
@@ -395,12 +402,12 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
 async def _erasure_findings(store: LedgerStore, report: AuditReport,
                             collector_key: PublicKey) -> None:
     """Erasures of private readings' values: listed, and their records checked."""
+    from collector.ledger.sqlite_store import SQLiteStore
     from collector.tools.erasures import audit_erasures
 
-    path = getattr(store, "path", None)
-    if path is None:
-        return
-    notes, findings = await asyncio.to_thread(audit_erasures, path, collector_key)
+    if not isinstance(store, SQLiteStore):
+        return  # private readings' values are kept by SQLite ledgers only (docs/scaling.md)
+    notes, findings = await asyncio.to_thread(audit_erasures, store.path, collector_key)
     report.notes.extend(notes)
     report.findings.extend(Finding(check, detail) for check, detail in findings)
 

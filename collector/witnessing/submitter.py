@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from collector.config import WitnessEndpoint, WitnessingConfig
+from collector.ledger.opening import Ledger, open_store
 from collector.ledger.records import CheckpointRecord
-from collector.ledger.sqlite_store import SQLiteStore
 from collector.logs import event
 from collector.witnessing.client import WitnessClient, WitnessReply
 from provenance.cosignature import CosignatureVerifier, parse_any_verifier_key, signature_time
@@ -69,7 +69,7 @@ class Witnessing:
         self.poll = poll
         self.progress = [WitnessProgress(w, _verifier(w.vkey)) for w in config.witnesses]
         self._tasks: list[asyncio.Task[None]] = []
-        self._store: SQLiteStore | None = None
+        self._store: Ledger | None = None
         self._writing = asyncio.Lock()  # the tasks share one connection: one write at a time
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(config.witnesses)),
                                         thread_name_prefix="witness")
@@ -82,7 +82,7 @@ class Witnessing:
     async def start(self) -> None:
         if not self.progress:
             return
-        self._store = await SQLiteStore.open(self.database)
+        self._store = await open_store(self.database)
         for p in self.progress:
             p.size = await self._store.witness_size(p.endpoint.vkey)
             self._tasks.append(asyncio.get_running_loop().create_task(self._run(p)))

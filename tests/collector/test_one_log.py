@@ -292,7 +292,7 @@ def test_migrate_a_format_1_ledger_killed_and_resumed(tmp_path: Path, broker: Br
     assert ledger.sql("SELECT size, root FROM checkpoints") == [(145, root(leaves[:145]))]
     audit = run_cli("audit", "--db", ledger.db)
     assert audit.exit_code == 0, audit.output
-    assert "log tree of 145 readings" in audit.output
+    assert "log tree of 145 leaves" in audit.output
 
     # A reading sealed in a format 1 block is proven against the checkpoint now.
     proof = tmp_path / "old.proof"

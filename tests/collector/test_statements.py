@@ -84,7 +84,8 @@ def test_statements_precede_the_readings_they_admit_and_audit_checks_them(
     audit = run_cli("audit", "--db", ledger.db, "--json")
     assert audit.exit_code == 0, audit.output
     report = json.loads(audit.output)
-    assert report["readings"] == len(log)
+    assert report["readings"] + report["statements"] == len(log)
+    assert report["statements"] == len(statements)
     # The revocation is retroactive: the readings signed before it was logged are warned of.
     assert [w for w in report["warnings"] if "revocation" not in w] == []
     # Device views show devices only.

@@ -1,4 +1,5 @@
-"""The SQLite ledger store: migrations, durability settings, atomic batches, registry, sealing."""
+"""The ledger stores, SQLite and PostgreSQL (each test runs on both unless it says): migrations,
+durability settings, atomic batches, registry, sealing."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import hashlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
 from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.ledger.opening import is_postgres_url, open_store
+from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from collector.ledger.pg_store import PostgresStore
 from collector.ledger.records import (
     BatchWrite,
     DeviceState,
@@ -22,22 +27,32 @@ from collector.ledger.records import (
 from collector.ledger.sealer import Sealer
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
+from collector.ledger.store import LedgerStore
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
 from provenance.keys import PrivateKey
 from provenance.merkle import RFC9162_SHA256, root
+from tests.support.postgres import PostgresServer
 
 T = TypeVar("T")
 
 
-def run(fn: Callable[[SQLiteStore], Awaitable[T]], path: Path, create: bool = True) -> T:
+def run(fn: Callable[[Any], Awaitable[T]], where: Path | str, create: bool = True) -> T:
     async def go() -> T:
-        store = await SQLiteStore.open(path, create=create)
+        store = await open_store(str(where), create=create)
         try:
             return await fn(store)
         finally:
             await store.close()
 
     return asyncio.run(go())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's ledger lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "l.db")
+    return str(request.getfixturevalue("pg_url"))
 
 
 def reading(i: int, device: str = "s-01") -> ReadingRecord:
@@ -84,16 +99,64 @@ def test_refuses_a_newer_schema_and_a_missing_or_foreign_file(tmp_path: Path) ->
         run(lambda s: s.close(), tmp_path / "junk.db", create=False)
 
 
-def test_a_batch_commits_whole_or_not_at_all(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
+def _pg(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as con:
+        cur = con.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def test_postgres_migrations_are_recorded_and_applied_once(pg_url: str) -> None:
+    run(lambda s: s.close(), pg_url)  # create
+    for _ in range(2):
+        assert run(lambda s: s.schema_version(), pg_url, create=False) == PG_SCHEMA_VERSION
+    assert _pg(pg_url, "SELECT version, name FROM schema_migrations ORDER BY version") == [
+        (1, "initial ledger, one log tree, checkpoints and the log head"),
+        (2, "witness cosignatures; readings by device and time")]
+    assert _pg(pg_url, "SELECT id, size, height FROM log_head") == [(1, 0, -1)]
+
+
+def test_postgres_refuses_a_newer_schema_and_an_empty_or_foreign_database(
+        pg_url: str, postgres_server: PostgresServer) -> None:
+    empty = postgres_server.create_db()
+    with pytest.raises(NotFoundError, match="ledger-collector init"):
+        run(lambda s: s.close(), empty, create=False)
+    _pg(empty, "CREATE TABLE something_else (x int)")
+    with pytest.raises(NotFoundError, match="holds no ledger"):
+        run(lambda s: s.close(), empty, create=False)
+    assert _pg(empty, "SELECT to_regclass('readings') IS NULL") == [(True,)]  # never written
+    run(lambda s: s.close(), pg_url)
+    _pg(pg_url, "INSERT INTO schema_migrations VALUES (99, 'future', 0)")
+    with pytest.raises(StoreError, match="newer than this collector"):
+        run(lambda s: s.close(), pg_url, create=False)
+    with pytest.raises(StoreError, match="cannot open ledger database"):
+        asyncio.run(PostgresStore.open(postgres_server.url("no_such_db"), timeout=2))
+
+
+def test_a_url_opens_postgres_and_a_path_sqlite(pg_url: str, tmp_path: Path) -> None:
+    assert is_postgres_url(pg_url) and not is_postgres_url(str(tmp_path / "l.db"))
+
+    async def kinds() -> tuple[str, str]:
+        a = await open_store(pg_url, create=True)
+        b = await open_store(str(tmp_path / "l.db"), create=True)
+        try:
+            return type(a).__name__, type(b).__name__
+        finally:
+            await a.close()
+            await b.close()
+
+    assert asyncio.run(kinds()) == ("PostgresStore", "SQLiteStore")
+
+
+def test_a_batch_commits_whole_or_not_at_all(where: str) -> None:
+    db = where
     state = DeviceState("s-01", 0, 1, b"h" * 32, 1, 0, 0, accepted=2)
 
-    async def go(store: SQLiteStore) -> None:
-        await store.commit_batch(BatchWrite([reading(1), reading(2)], [quarantined(b"x")],
-                                            [state]))
+    async def go(store: LedgerStore) -> None:
+        await store.commit_batch(BatchWrite([reading(1), reading(2)],
+                                            quarantine=[quarantined(b"x")], devices=[state]))
         with pytest.raises(StoreError):  # (s-01, seq 0) again violates uniqueness
             await store.commit_batch(BatchWrite([reading(3), ReadingRecord(
-                4, "s-01", 0, 1, 0, 0, "water", b"other")], [quarantined(b"y")]))
+                4, "s-01", 0, 1, 0, 0, "water", b"other")], quarantine=[quarantined(b"y")]))
         assert await store.reading_count() == 2
         assert [e.record.raw for e in await store.quarantine_entries()] == [b"x"]
         assert (await store.device_states())["s-01"].accepted == 2
@@ -102,8 +165,8 @@ def test_a_batch_commits_whole_or_not_at_all(tmp_path: Path) -> None:
     run(go, db)
 
 
-def test_quarantine_counts_repeats_instead_of_storing_them_twice(tmp_path: Path) -> None:
-    async def go(store: SQLiteStore) -> None:
+def test_quarantine_counts_repeats_instead_of_storing_them_twice(where: str) -> None:
+    async def go(store: LedgerStore) -> None:
         for _ in range(3):
             await store.commit_batch(BatchWrite(quarantine=[quarantined(b"same")]))
         await store.commit_batch(BatchWrite(quarantine=[quarantined(b"same", "oversized")]))
@@ -113,13 +176,13 @@ def test_quarantine_counts_repeats_instead_of_storing_them_twice(tmp_path: Path)
         assert await store.quarantine_counts() == {("s-01", "not_cbor"): 3,
                                                    ("s-01", "oversized"): 1}
 
-    run(go, tmp_path / "l.db")
+    run(go, where)
 
 
-def test_registry_enrol_revoke_and_version(tmp_path: Path) -> None:
+def test_registry_enrol_revoke_and_version(where: str) -> None:
     key, key2 = PrivateKey.generate().public, PrivateKey.generate().public
 
-    async def go(store: SQLiteStore) -> None:
+    async def go(store: LedgerStore) -> None:
         assert await store.registry_version() == 0
         await store.enrol("r-01", key, 100)
         with pytest.raises(RegistryError, match="already enrolled"):
@@ -134,13 +197,13 @@ def test_registry_enrol_revoke_and_version(tmp_path: Path) -> None:
         with pytest.raises(NotFoundError):
             await store.revoke("nobody", None, 1, None)
 
-    run(go, tmp_path / "l.db")
+    run(go, where)
 
 
-def test_sealed_blocks_chain_and_cover_readings_in_arrival_order(tmp_path: Path) -> None:
+def test_sealed_blocks_chain_and_cover_readings_in_arrival_order(where: str) -> None:
     key = PrivateKey.generate()
 
-    async def go(store: SQLiteStore) -> None:
+    async def go(store: LedgerStore) -> None:
         await store.commit_batch(BatchWrite([reading(i) for i in range(1, 8)]))
         leaves = await store.pending_leaves()
         assert [leaf.reading_id for leaf in leaves] == list(range(1, 8))
@@ -171,7 +234,7 @@ def test_sealed_blocks_chain_and_cover_readings_in_arrival_order(tmp_path: Path)
         assert (await store.block_of_reading(5)).height == 1  # type: ignore[union-attr]
         assert await store.block_of_reading(8) is None
 
-    run(go, tmp_path / "l.db")
+    run(go, where)
 
 
 def test_the_age_rule_seals_a_partial_block() -> None:

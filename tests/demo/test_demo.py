@@ -30,7 +30,8 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "demo PASSED" in out
-    assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
+    assert re.search(r"audit OK: \d+ blocks, \d+ readings and \d+ collector statement\(s\) "
+                     r"verified", out)
     assert "proof VERIFIED" in out
     # Six checks each (with the device key's enrolment): an arc's proof and a private one.
     assert out.count("[PASS]") == 12 and "[FAIL]" not in out

@@ -145,7 +145,7 @@ def test_a_mirror_reaches_the_checkpoint_and_answers_from_its_copy(
     assert again.returncode == 0 and "up to date at tree size 603" in again.stdout
     audit = run_cli("audit", "--db", str(db))
     assert audit.exit_code == 0, audit.output
-    assert "603 readings verified (0 not yet sealed)" in audit.output
+    assert "600 readings and 3 collector statement(s) verified (0 not yet sealed)" in audit.output
     proof = tmp_path / "r.proof"
     assert run_cli("proof", "--db", str(db), "mir-001", "57", "-o", str(proof)).exit_code == 0
     checked = run_cli("verify-proof", str(proof), "--policy", published.ledger.vkey)

@@ -1,0 +1,208 @@
+"""The ingest pipeline of a collector in a cluster: one of N on one PostgreSQL ledger.
+
+The same dispatcher, verification workers and per-device checks as :class:`Pipeline`, with
+two differences (see :mod:`collector.ledger.pg_cluster` for the database side):
+
+* **Admission is a database transaction.** A commit batch is decided inside one transaction
+  that holds the row locks of its devices, on the device state read under those locks, so
+  each decision is the one a single collector would make whatever collector receives which
+  reading. Nothing of a device's state is kept in memory between batches. If the transaction
+  fails for a reason worth retrying (the database restarted or fails over, a deadlock, a
+  serialization failure) the whole batch is decided again, after a backoff; its messages
+  stay unacknowledged until it commits, so the broker re-delivers them if this collector dies.
+* **Sealing goes to whichever collector holds the log head.** After each commit and when idle
+  the collector tries to seal; the row lock on the log head lets one collector at a time seal,
+  the others skip. Reading ids (leaf indices) are given when sealed, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from collector import faults
+from collector.admission.checks import DeviceChecks
+from collector.admission.verify import Outcome, Verified
+from collector.ingest.mqtt import Message
+from collector.ingest.pipeline import Job, Pipeline, now_ms
+from collector.ledger.pg_base import StoreRetry
+from collector.ledger.pg_cluster import ClusterLedger, SealConflict
+from collector.ledger.records import BatchWrite
+from collector.logs import event
+from provenance.keys import PrivateKey
+from provenance.note import NoteSigner
+
+__all__ = ["ClusterPipeline"]
+
+log = logging.getLogger("collector.ingest.cluster")
+
+_MAX_BACKOFF_S = 5.0
+_COUNTERS = ("accepted", "duplicates", "gaps", "chain_restarts", "reboots", "boot_resets",
+             "late")
+
+
+class ClusterPipeline(Pipeline):
+    assign_ids = False
+
+    def configure_cluster(self, cluster: ClusterLedger, key: PrivateKey, origin: str,
+                          signers: Sequence[NoteSigner]) -> None:
+        self._cluster = cluster
+        self._key = key
+        self._origin = origin
+        self._signers = list(signers)
+        self._seal_poll = min(0.25, self._cfg.blocks.age / 4)
+        self._admitted = asyncio.Event()
+        self.unsealed = 0
+
+    async def run(self) -> None:
+        dispatcher = asyncio.create_task(self._dispatch(), name="dispatch")
+        writer = asyncio.create_task(self._write(), name="write")
+        sealer = asyncio.create_task(self._seal_loop(), name="seal")
+        stats = asyncio.create_task(self._log_stats(), name="stats")
+        try:
+            # Until dispatch and write are done (a stop), or any of the three fails.
+            while not (dispatcher.done() and writer.done()):
+                done, _ = await asyncio.wait({dispatcher, writer, sealer},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+                if sealer.done():
+                    raise RuntimeError("the sealing task ended")
+        finally:
+            stats.cancel()
+            for task in (dispatcher, writer, sealer):
+                task.cancel()
+            self._share.close()
+        await self._seal_due(force=True)  # what this collector admitted, unless another seals
+        self._log_metrics()
+
+    async def _write(self) -> None:
+        while True:
+            job = self._held
+            self._held = None
+            if job is None:
+                try:
+                    job = await asyncio.wait_for(self._jobs.get(), self._seal_poll)
+                except TimeoutError:
+                    await self._refresh_registry()
+                    await self._replay()
+                    continue
+            if job is None:
+                return
+            await self._refresh_registry()
+            await self._replay()
+            jobs = [job]
+            count = len(job.messages)
+            finished = False
+            while count < self._cfg.ingest.commit_max:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    finished = True
+                    break
+                if not nxt.outcomes.done():
+                    self._held = nxt
+                    break
+                jobs.append(nxt)
+                count += len(nxt.messages)
+            await self._admit(jobs)
+            if finished:
+                return
+
+    async def _seal_loop(self) -> None:
+        """Seal beside admission, on a connection of its own: after each commit (woken) and
+        every ``_seal_poll`` seconds (the age rule, and blocks other collectors admitted)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._admitted.wait(), self._seal_poll)
+            self._admitted.clear()
+            await self._seal_due()
+
+    async def _admit(self, jobs: list[Job]) -> None:
+        items: list[tuple[Message, Outcome]] = []
+        for job in jobs:
+            items.extend(await self._outcomes(job))
+        devices = [o.device_id for _, o in items if isinstance(o, Verified)]
+        backoff = 0.1
+        while True:
+            saved = self._save_counters()
+            acks: dict[int, list[int]] = defaultdict(list)
+            try:
+                async with self._cluster.admission(devices) as admission:
+                    self.checks = DeviceChecks(admission.states, admission.lookup,
+                                               max_skew_ms=self._max_future_ms)
+                    batch = BatchWrite()
+                    for m, outcome in items:
+                        await self._decide(m, outcome, batch, acks, [])
+                    batch.devices = [self.checks.states[d] for d in self.checks.dirty]
+                    if len(batch) or batch.devices:
+                        await self._cluster.write(admission, batch)
+                break
+            except StoreRetry as exc:
+                self._restore_counters(saved)
+                event(log, "store_retry", logging.WARNING, detail=str(exc)[:300],
+                      messages=len(items), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        self.metrics.commits += 1
+        self.unsealed += len(batch.readings)
+        self._admitted.set()
+        faults.point("batch.after_commit")
+        for generation, mids in acks.items():
+            self._acker.ack(generation, mids)
+            self.metrics.acks_requested += len(mids)
+
+    def _save_counters(self) -> tuple[list[int], Counter[str]]:
+        m = self.metrics
+        return [getattr(m, name) for name in _COUNTERS], Counter(m.quarantined)
+
+    def _restore_counters(self, saved: tuple[list[int], Counter[str]]) -> None:
+        values, quarantined = saved
+        for name, value in zip(_COUNTERS, values, strict=True):
+            setattr(self.metrics, name, value)
+        self.metrics.quarantined = quarantined
+
+    async def _seal_due(self, *, force: bool = False) -> None:
+        """Seal every block that is due, unless another collector is sealing."""
+        blocks = self._cfg.blocks
+        while True:
+            try:
+                sealed = await self._cluster.seal(
+                    self._key, self._origin, self._signers, size=blocks.size,
+                    age_ms=int(blocks.age * 1000), now_ms=now_ms, force=force)
+            except SealConflict as exc:
+                event(log, "seal_conflict", logging.ERROR, detail=str(exc))
+                return
+            except StoreRetry as exc:
+                event(log, "store_retry", logging.WARNING, detail=str(exc)[:300], during="seal")
+                return
+            if sealed is None:
+                return
+            faults.point("seal.after_commit")
+            block = sealed.block
+            self.metrics.blocks_sealed += 1
+            self.unsealed = max(0, self.unsealed - block.leaf_count)
+            event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
+                  first_reading_id=block.first_reading_id, hash=block.hash.hex())
+
+    async def _replay(self) -> None:
+        """Quarantined unknown_key readings whose key is now enrolled, under the devices'
+        locks (any collector may run it; the locks make a second run find duplicates)."""
+        if not self._replay_due:
+            return
+        try:
+            done = await self._cluster.replay(self._registry, self._max_future_ms)
+        except StoreRetry as exc:
+            event(log, "store_retry", logging.WARNING, detail=str(exc)[:300], during="replay")
+            return
+        self._replay_due = False
+        self.metrics.accepted += done.accepted
+        self.unsealed += done.accepted
+        if done.changed:
+            event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
+

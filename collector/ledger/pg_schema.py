@@ -1,0 +1,156 @@
+"""PostgreSQL schema of the ledger, as numbered migrations recorded in ``schema_migrations``.
+
+The same tables as the SQLite schema (:mod:`collector.ledger.sqlite_schema`, versions 1 and 2)
+in one first migration, with what several collectors on one database need besides:
+
+* ``readings.row_id`` (bigserial) orders rows as they are inserted; ``readings.id`` (the leaf
+  index + 1) is assigned by the sealer, in one transaction under the log-head lock, so ids are
+  dense and in commit order even when inserts commit out of sequence order. A row with no id
+  yet is committed but unsealed.
+* ``log_head``: one row per log; the sealer locks it (``SELECT ... FOR UPDATE``) and updates it
+  with a compare-and-swap on the previous tree size and root.
+* ``device_locks``: one row per device, locked by the admission transaction, so the
+  per-device checks of one device run one collector at a time.
+
+A migration runs once, in its own transaction together with the row that records it. Never
+edit a released migration; append.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial ledger, one log tree, checkpoints and the log head", """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE device_keys (
+    kid           BYTEA PRIMARY KEY,
+    device_id     TEXT NOT NULL,
+    public_key    BYTEA NOT NULL,
+    enrolled_ms   BIGINT NOT NULL,
+    revoked_ms    BIGINT,
+    revoke_reason TEXT
+);
+CREATE INDEX device_keys_by_device ON device_keys(device_id);
+
+CREATE TABLE readings (
+    row_id      BIGSERIAL PRIMARY KEY,
+    id          BIGINT UNIQUE,              -- leaf index + 1, set when sealed
+    device_id   TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    boot        BIGINT NOT NULL,
+    time_ms     BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    kind        TEXT NOT NULL,
+    envelope    BYTEA NOT NULL,
+    UNIQUE (device_id, seq)
+);
+CREATE INDEX readings_unsealed ON readings(row_id) WHERE id IS NULL;
+
+CREATE TABLE blocks (
+    height           BIGINT PRIMARY KEY,
+    hash             BYTEA NOT NULL UNIQUE,
+    header           BYTEA NOT NULL,
+    first_reading_id BIGINT NOT NULL UNIQUE,
+    leaf_count       BIGINT NOT NULL,
+    sealed_ms        BIGINT NOT NULL
+);
+
+CREATE TABLE quarantine (
+    id           BIGSERIAL PRIMARY KEY,
+    raw_sha256   BYTEA NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    topic_device TEXT,
+    device_id    TEXT,
+    seq          BIGINT,
+    size         BIGINT NOT NULL,
+    raw          BYTEA NOT NULL,
+    first_ms     BIGINT NOT NULL,
+    last_ms      BIGINT NOT NULL,
+    times_seen   BIGINT NOT NULL DEFAULT 1,
+    UNIQUE (raw_sha256, reason)
+);
+CREATE INDEX quarantine_by_device ON quarantine(device_id, reason);
+
+CREATE TABLE device_locks (
+    device_id TEXT PRIMARY KEY
+);
+
+CREATE TABLE device_state (
+    device_id        TEXT PRIMARY KEY,
+    first_seq        BIGINT NOT NULL,
+    last_seq         BIGINT NOT NULL,
+    last_hash        BYTEA NOT NULL,
+    last_boot        BIGINT NOT NULL,
+    last_time_ms     BIGINT NOT NULL,
+    last_received_ms BIGINT NOT NULL,
+    accepted         BIGINT NOT NULL,
+    duplicates       BIGINT NOT NULL,
+    equivocations    BIGINT NOT NULL,
+    chain_breaks     BIGINT NOT NULL,
+    chain_restarts   BIGINT NOT NULL,
+    reboots          BIGINT NOT NULL,
+    boot_resets      BIGINT NOT NULL,
+    out_of_order     BIGINT NOT NULL,
+    delayed          BIGINT NOT NULL,
+    last_skew_ms     BIGINT NOT NULL,
+    max_ahead_ms     BIGINT NOT NULL
+);
+
+CREATE TABLE gaps (
+    device_id    TEXT NOT NULL,
+    first_seq    BIGINT NOT NULL,
+    last_seq     BIGINT NOT NULL,
+    detected_ms  BIGINT NOT NULL,
+    explained_by BIGINT,
+    PRIMARY KEY (device_id, first_seq)
+);
+
+CREATE TABLE tree_tiles (
+    level  INTEGER NOT NULL,
+    idx    BIGINT NOT NULL,
+    hashes BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+
+CREATE TABLE checkpoints (
+    size         BIGINT PRIMARY KEY,
+    root         BYTEA NOT NULL,
+    note         BYTEA NOT NULL,
+    block_height BIGINT,
+    signed_ms    BIGINT NOT NULL
+);
+
+-- The head of the one log: tree size and root, and the last block (height -1: none).
+CREATE TABLE log_head (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    size        BIGINT NOT NULL,
+    root        BYTEA NOT NULL,
+    height      BIGINT NOT NULL,
+    block_hash  BYTEA NOT NULL,
+    sealed_ms   BIGINT NOT NULL
+);
+INSERT INTO log_head VALUES (1, 0, ''::bytea, -1, ''::bytea, 0);
+
+INSERT INTO meta(key, value) VALUES ('registry_version', '0');
+"""),
+    (2, "witness cosignatures; readings by device and time", """
+-- SQLite migrations 3 and 4.
+CREATE TABLE cosignatures (
+    size        BIGINT NOT NULL,
+    witness     TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    cosigned_s  BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    PRIMARY KEY (size, witness)
+);
+CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
+CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
+"""),
+]

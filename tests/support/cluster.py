@@ -1,0 +1,52 @@
+"""A PostgreSQL ledger for the cluster tests: collectors, CLI and direct SQL on one URL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.support.broker import Broker
+from tests.support.collector import CollectorProcess, Ledger, run_cli
+
+__all__ = ["PgLedger", "cluster_collector"]
+
+
+@dataclass
+class PgLedger(Ledger):
+    """A ledger in a PostgreSQL database; its keys in ``root``."""
+
+    url: str = ""
+
+    @property
+    def db(self) -> str:
+        return self.url
+
+    def init(self) -> PgLedger:
+        self.root.mkdir(parents=True, exist_ok=True)
+        result = run_cli("init", "--db", self.url, "--key", self.key, "--log-name",
+                         "sensorledger.example/cluster")
+        assert result.exit_code == 0, result.output
+        return self
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        with psycopg.connect(self.url, autocommit=True) as con:
+            cur = con.execute(query.replace("?", "%s"), params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self.sql(statement, params)
+
+    def sealed(self) -> int:
+        return int(self.sql("SELECT size FROM log_head")[0][0])
+
+
+def cluster_collector(ledger: PgLedger, broker: Broker, name: str, *extra: str,
+                      group: str = "collectors") -> CollectorProcess:
+    """A collector of the shared-subscription ``group``, with its own client id ``name``."""
+    env = {"SENSORLEDGER_STATE_DIR": str(Path(ledger.root))}
+    return CollectorProcess(ledger, broker, "--client-id", name, "--share-group", group,
+                            "--workers", "1", *extra, env=env)
