@@ -86,6 +86,7 @@ def totals(db: Path) -> LedgerTotals:
     """Counts read through a separate read-only connection (WAL: never blocks the writer)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
+        # Device readings only: the log also holds the collector's statements (enrolments).
         readings, first = con.execute(
             "SELECT COUNT(*), MIN(received_ms) FROM readings WHERE device_id != ?",
             (STATEMENT_DEVICE,)).fetchone()

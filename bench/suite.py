@@ -12,6 +12,7 @@ from .ingest import run_ingest
 from .live import run_live
 from .log_proofs import run_log_proofs
 from .metrics_overhead import run_metrics_overhead
+from .mirror import run_mirror
 from .proofs import run_proofs
 from .receipts import run_receipts
 from .results import BenchResult
@@ -52,6 +53,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               run_agent),
     Benchmark("witness", "three witnesses, quorum 2: seal → quorum latency, witness CPU",
               run_witnessing),
+    Benchmark("mirror", "ledger-mirror catching up from tiles over HTTP (issue 15)",
+              run_mirror, requires=("verify",)),
     Benchmark("metrics", "ingest rate with /metrics scraped vs without (#17 part 4)",
               run_metrics_overhead),
     Benchmark("receipts", "agents in receipts mode: sign → sealed/receipt latency, spool depth",

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from .errors import MalformedError
 from .merkle import HASH_SIZE
 
-__all__ = ["MAX_ENTRY", "TILE_WIDTH", "Tile", "TilePathError", "bundle", "format_index",
-           "new_tiles", "parse_path", "tiles_of", "unbundle"]
+__all__ = ["MAX_ENTRY", "TILE_WIDTH", "Tile", "TilePathError", "bundle", "entry_bundles_of",
+           "format_index", "new_tiles", "parse_path", "split_hashes", "tiles_of", "unbundle"]
 
 TILE_WIDTH = 256
 MAX_ENTRY = 0xFFFF

@@ -24,10 +24,12 @@ import aiosqlite
 
 from collector import faults
 from collector.admission.gaps import SeqGap
+from collector.admission.registry import DeviceKey
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.records import (
     BatchWrite,
     BlockRecord,
+    CheckpointRecord,
     DeviceState,
     PendingLeaf,
     QuarantineRecord,
@@ -37,6 +39,7 @@ from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_witness import CosignatureTables
+from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -271,6 +274,32 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
             through = min(holes) - 1 if holes else last_seq
             marks[device_id] = through if through >= 0 else None
         return marks
+
+    async def commit_log_entries(self, readings: Sequence[ReadingRecord],
+                                 keys: Sequence[DeviceKey], nodes: Sequence[Node], size: int,
+                                 checkpoint: CheckpointRecord | None) -> None:
+        """A mirror's step, atomically: log entries verified elsewhere (readings and collector
+        statements, at their leaf positions), the device keys their statements enrolled or
+        revoked (replacing the rows of the same kid), the tree nodes they complete, the new
+        tree size and, at a checkpoint's size, that checkpoint."""
+        try:
+            async with self._write() as db:
+                await db.executemany(
+                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
+                      r.envelope) for r in readings])
+                if keys:
+                    await db.executemany(
+                        "INSERT OR REPLACE INTO device_keys(kid, device_id, public_key, "
+                        "enrolled_ms, revoked_ms, revoke_reason) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, k.revoked_ms,
+                          k.revoke_reason) for k in keys])
+                    await self._bump_registry(db)
+                await self._write_nodes(db, nodes, size)
+                if checkpoint is not None:
+                    await self._write_checkpoint(db, checkpoint)
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing mirrored entries to {self.path} failed: {exc}") from None
 
     # queries ---------------------------------------------------------------------------------
 

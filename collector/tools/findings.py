@@ -50,7 +50,8 @@ async def ledger_findings(store: LedgerStore, report: AuditReport, *,
     async with store.snapshot():
         states = await store.device_states()
         last = await store.last_block()
-        sealed_end = last.end_reading_id if last else 1
+        # Readings in the log tree are sealed into it (a mirror's copy has no blocks).
+        sealed_end = max(last.end_reading_id if last else 1, await store.tree_size() + 1)
         seen: set[str] = set()
         out = _Capped(report, limit)
         async for device_id, rows in store.device_seq_ids():

@@ -118,6 +118,28 @@ class TreeAudit:
                       f"{cp.root.hex()}, block {block.height} signs root {h.merkle_root.hex()} "
                       "for that size", block)
 
+    async def grow_log(self, readings: Sequence[ReadingRecord]) -> None:
+        """A log with no blocks (a mirror's copy, built from tiles): the readings in leaf
+        order; every stored checkpoint the tree passes must have the recomputed root."""
+        hash_leaf = RFC9162_SHA256.hash_leaf
+        leaves = [hash_leaf(r.envelope) for r in readings]
+        start, pos = self.tree.size, 0
+        while True:
+            cp = await self.store.checkpoint_at_least(self.tree.size + 1)
+            if cp is None or cp.size > start + len(leaves):
+                break
+            self.tree.append(leaves[pos:cp.size - start])
+            pos = cp.size - start
+            self._keep_root()
+            if cp.root != self.tree.root():
+                self.fail("checkpoint", f"checkpoint of tree size {cp.size} has root "
+                          f"{cp.root.hex()}, the tree of the stored readings has "
+                          f"{self.tree.root().hex()}", None)
+            else:  # held to the recomputed tree, as a block's end is
+                self.block_ends.add(cp.size)
+        self.tree.append(leaves[pos:])
+        self._keep_root()
+
     def _keep_root(self) -> None:
         if self.tree.size in self.wanted:
             self.roots[self.tree.size] = self.tree.root()

@@ -187,10 +187,14 @@ def build_app(database: str | Path, *, cache_path: Path | None = None,
             await pool.close()
             cache.close()
 
+    from collector.publish.http import tiles_route
+
     routes: list[BaseRoute] = [
         *pages.ROUTES,
         *tiles.ROUTES,
         Mount("/api/v1", routes=api.ROUTES),
+        # The log as C2SP tlog-tiles, for mirrors (docs/mirror.md).
+        Mount("/log", routes=[tiles_route(lambda request: request.app.state.view.pool.store())]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {NotFoundError: _on_not_found, UnknownDevice: _on_not_found,

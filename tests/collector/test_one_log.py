@@ -138,33 +138,38 @@ def test_audit_names_a_checkpoint_that_does_not_match_its_size(
 ) -> None:
     devices = make_devices(2, "cpt")
     ledger.enrol(devices)
-    _fill(ledger, broker, collector, devices, 50)  # 100 readings, blocks end at 40, 80, 100
+    _fill(ledger, broker, collector, devices, 50)  # 100 readings and 2 enrolments
     assert run_cli("audit", "--db", ledger.db).exit_code == 0
+    # Block ends (by size, or by age when the machine is slow): one checkpoint each.
+    ends = [int(r[0]) for r in ledger.sql("SELECT size FROM checkpoints ORDER BY size")]
+    assert len(ends) >= 3
+    first, mid = ends[0], ends[1]
     key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
     origin = _origin(ledger)
     # Re-signed with the collector key for the right size but another root (a second history).
     leaves = _leaves(ledger)
-    wrong = root(leaves[:79] + leaves[80:81])
-    note = sign_checkpoint(Checkpoint(origin, 80, wrong), [EcdsaNoteSigner(origin, key)])
-    ledger.execute("UPDATE checkpoints SET root = ?, note = ? WHERE size = 80", (wrong, note))
+    wrong = root(leaves[:mid - 1] + leaves[mid:mid + 1])
+    note = sign_checkpoint(Checkpoint(origin, mid, wrong), [EcdsaNoteSigner(origin, key)])
+    ledger.execute("UPDATE checkpoints SET root = ?, note = ? WHERE size = ?", (wrong, note, mid))
     result = run_cli("audit", "--db", ledger.db)
     assert result.exit_code == 1
-    assert "checkpoint: checkpoint of tree size 80 has root" in result.output
+    assert f"checkpoint: checkpoint of tree size {mid} has root" in result.output
     assert "not signed by" in result.output  # the note key did not sign the forgery
-    ledger.execute("DELETE FROM checkpoints WHERE size = 80")
+    ledger.execute("DELETE FROM checkpoints WHERE size = ?", (mid,))
     gone = run_cli("audit", "--db", ledger.db)
-    assert gone.exit_code == 1 and "no checkpoint of tree size 80" in gone.output
+    assert gone.exit_code == 1 and f"no checkpoint of tree size {mid}" in gone.output
     # A checkpoint, properly signed by both log keys with the true root, at a size where no
     # block ends: the collector never signs one, so it is named.
-    ledger.execute("DELETE FROM checkpoints WHERE size != 40")
+    ledger.execute("DELETE FROM checkpoints WHERE size != ?", (first,))
     assert run_cli("audit", "--db", ledger.db).exit_code == 1
     signers = [load_note_key(note_key_path(ledger.key)), EcdsaNoteSigner(origin, key)]
-    odd = sign_checkpoint(Checkpoint(origin, 60, root(leaves[:60])), signers)
+    size = next(n for n in range(first + 1, ends[-1]) if n not in ends)
+    odd = sign_checkpoint(Checkpoint(origin, size, root(leaves[:size])), signers)
     ledger.execute("INSERT INTO checkpoints(size, root, note, block_height, signed_ms) "
-                   "VALUES (60, ?, ?, NULL, 0)", (root(leaves[:60]), odd))
+                   "VALUES (?, ?, ?, NULL, 0)", (size, root(leaves[:size]), odd))
     stray = run_cli("audit", "--db", ledger.db)
     assert stray.exit_code == 1
-    assert ("checkpoint: checkpoint of tree size 60: no block ends at this tree size"
+    assert (f"checkpoint: checkpoint of tree size {size}: no block ends at this tree size"
             in stray.output), stray.output
     assert "its root matches the stored tree" in stray.output
 

@@ -1,0 +1,3 @@
+from collector.mirror.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""Read-only HTTP serving of the log as C2SP tlog-tiles: a small Starlette app.
+
+``GET <prefix>/checkpoint``, ``<prefix>/tile/<L>/<N>[.p/<W>]`` and
+``<prefix>/tile/entries/<N>[.p/<W>]``, answered from the ledger by
+:func:`collector.publish.tiles.read_resource`, which accepts nothing but the exact tile path
+forms (no file system is touched, so no path can escape). The checkpoint may change and is
+served with a short cache lifetime; tiles and bundles are immutable. :func:`tiles_route` is the
+route over any way of getting a store for a request (the web view mounts it at ``/log``, over
+its read-only connections); :func:`tiles_app` is a whole app over one ledger, and
+``uvicorn --factory collector.publish.http:app_from_env`` serves ``$SENSORLEDGER_DB`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector.ledger.sqlite_store import SQLiteStore
+from collector.ledger.store import LedgerStore
+from collector.publish.tiles import CHECKPOINT_TYPE, read_resource
+from provenance.tiles import TilePathError
+
+__all__ = ["app_from_env", "tiles_app", "tiles_route"]
+
+_IMMUTABLE = "public, max-age=31536000, immutable"
+_SHORT = "public, max-age=2"
+
+
+StoreFor = Callable[[Request], AbstractAsyncContextManager[LedgerStore]]
+
+
+def tiles_route(store_for: StoreFor) -> Route:
+    """``GET /{path}``: the tlog-tiles resource at ``path``, read from ``store_for(request)``."""
+
+    async def resource(request: Request) -> Response:
+        path = request.path_params["path"]
+        try:
+            async with store_for(request) as store:
+                found = await read_resource(store, path)
+        except TilePathError:
+            return Response("not a tlog-tiles path\n", status_code=404,
+                            media_type="text/plain")
+        if found is None:
+            return Response("not found\n", status_code=404, media_type="text/plain")
+        data, media_type = found
+        cache = _SHORT if media_type == CHECKPOINT_TYPE else _IMMUTABLE
+        return Response(data, media_type=media_type, headers={"Cache-Control": cache})
+
+    return Route("/{path:path}", resource, methods=["GET", "HEAD"])
+
+
+def tiles_app(database: str) -> Starlette:
+    """The tlog-tiles resources of the ledger at ``database``, read-only."""
+    state: dict[str, SQLiteStore] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state["store"] = await SQLiteStore.open(database)
+        try:
+            yield
+        finally:
+            await state["store"].close()
+
+    @asynccontextmanager
+    async def store_for(request: Request) -> AsyncIterator[LedgerStore]:
+        yield state["store"]
+
+    return Starlette(routes=[tiles_route(store_for)], lifespan=lifespan)
+
+
+def app_from_env() -> Starlette:
+    """For ``uvicorn --factory``: the ledger named by ``SENSORLEDGER_DB``."""
+    return tiles_app(os.environ["SENSORLEDGER_DB"])

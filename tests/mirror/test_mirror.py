@@ -1,0 +1,422 @@
+"""A mirror built from tiles served over HTTP on loopback: it reaches the checkpoint's root,
+follows the log, answers proof / history / audit from its own copy, and refuses what does not
+verify: a changed entry, a changed tile, a removed entry, a reading whose key no statement
+enrolled, and a rewritten history (a fork, whose two signed checkpoints it keeps)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from collector.ledger.logkeys import checkpoint_signers, load_note_key, note_key_path
+from provenance.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
+from provenance.keys import PrivateKey
+from provenance.merkle import RFC9162_SHA256, root
+from provenance.misbehaviour import verify_misbehaviour
+from provenance.note import parse_note, parse_verifier_key
+from provenance.tiles import Tile, bundle, entry_bundles_of, tiles_of, unbundle
+from tests.support.broker import Broker
+from tests.support.collector import (
+    REPO,
+    CollectorProcess,
+    Device,
+    Ledger,
+    Publisher,
+    make_devices,
+    run_cli,
+)
+from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Published:
+    ledger: Ledger
+    devices: list[Device]
+    root: Path  # served over HTTP; the log's export is root / "log"
+    url: str  # http://127.0.0.1:PORT/
+
+    def mirror(self, db: Path, site: str = "log", *extra: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        return subprocess.run(
+            [sys.executable, "-m", "collector.mirror", str(db), "--url", self.url + site,
+             "--policy", self.ledger.vkey, "--workers", "1", *extra],
+            capture_output=True, text=True, timeout=120, env=env)
+
+    def copy_site(self, name: str) -> Path:
+        target = self.root / name
+        shutil.copytree(self.root / "log", target)
+        return target
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
+    base = tmp_path_factory.mktemp("published")
+    broker = Broker(workdir=base / "broker").start()
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        ledger = Ledger(base / "ledger").init()
+        devices = make_devices(3, "mir")
+        ledger.enrol(devices)
+        col = CollectorProcess(ledger, broker, "--block-size", "100", "--block-age", "0.2")
+        col.start()
+        try:
+            with Publisher(broker) as pub:
+                pub.publish((d.topic, d.next()) for _ in range(200) for d in devices)
+            wait_until(lambda: ledger.sealed() == 600, 60, 0.05)
+            assert col.stop() == 0
+        finally:
+            col.kill()
+        site = base / "site"
+        assert run_cli("tiles", "export", "--db", ledger.db, str(site / "log")).exit_code == 0
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+             "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/"
+
+        def up() -> bool:
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(url + "log/checkpoint", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(up, 20, 0.1, "http server up")
+        yield Published(ledger, devices, site, url)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        broker.stop()
+
+
+def _root_of(db: Path) -> tuple[int, bytes]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        size, note = con.execute("SELECT size, note FROM checkpoints ORDER BY size DESC "
+                                 "LIMIT 1").fetchone()
+    finally:
+        con.close()
+    return size, parse_checkpoint(parse_note(note).text).root
+
+
+def test_a_mirror_reaches_the_checkpoint_and_answers_from_its_copy(
+        published: Published, tmp_path: Path) -> None:
+    db = tmp_path / "copy.db"
+    first = published.mirror(db)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "tree size 0 -> 603: 600 readings and 3 collector statements verified" in first.stdout
+    verifiers = [parse_verifier_key(v) for v in Path(published.ledger.vkey).read_text().split()]
+    served = open_checkpoint((published.root / "log" / "checkpoint").read_bytes(),
+                             verifiers).checkpoint
+    assert _root_of(db) == (served.size, served.root)
+    # The same root, recomputed here from the copy's own readings.
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    envelopes = [r[0] for r in con.execute("SELECT envelope FROM readings ORDER BY id")]
+    con.close()
+    assert root([RFC9162_SHA256.hash_leaf(e) for e in envelopes]) == served.root
+
+    # proof, history and audit answer from the copy.
+    again = published.mirror(db)
+    assert again.returncode == 0 and "up to date at tree size 603" in again.stdout
+    audit = run_cli("audit", "--db", str(db))
+    assert audit.exit_code == 0, audit.output
+    assert "600 readings and 3 collector statement(s) verified (0 not yet sealed)" in audit.output
+    proof = tmp_path / "r.proof"
+    assert run_cli("proof", "--db", str(db), "mir-001", "57", "-o", str(proof)).exit_code == 0
+    checked = run_cli("verify-proof", str(proof), "--policy", published.ledger.vkey)
+    assert checked.exit_code == 0, checked.output
+    assert "[PASS] device key enrolment" in checked.output
+    history = tmp_path / "h"
+    assert run_cli("history", "--db", str(db), "mir-002", "-o", str(history)).exit_code == 0
+    verified = run_cli("verify-history", str(history), "--policy", published.ledger.vkey)
+    assert verified.exit_code == 0, verified.output
+    assert "device mir-002: 200 readings" in verified.output
+
+
+def test_a_mirror_follows_the_log_incrementally(published: Published, tmp_path: Path) -> None:
+    site = published.copy_site("growing")
+    db = tmp_path / "follow.db"
+    assert published.mirror(db, "growing").returncode == 0
+    # The log grows: more readings, a new export into the same site.
+    ledger, devices = published.ledger, published.devices
+    grown = Ledger(tmp_path / "grown")
+    shutil.copytree(ledger.root, grown.root)
+    broker = Broker(workdir=tmp_path / "broker").start()
+    try:
+        col = CollectorProcess(grown, broker, "--block-size", "100", "--block-age", "0.2")
+        col.start()
+        extra = [Device(d.device_id, key=d.key, seq=d.seq, boot=d.boot, prev=d.prev)
+                 for d in devices]
+        with Publisher(broker) as pub:
+            pub.publish((d.topic, d.next()) for _ in range(30) for d in extra)
+        wait_until(lambda: grown.sealed() == 690, 60, 0.05)
+        assert col.stop() == 0
+    finally:
+        broker.stop()
+    assert run_cli("tiles", "export", "--db", grown.db, str(site)).exit_code == 0
+    step = published.mirror(db, "growing")
+    assert step.returncode == 0, step.stdout + step.stderr
+    assert "tree size 603 -> 693: 90 readings and 0 collector statements" in step.stdout
+    assert run_cli("audit", "--db", str(db)).exit_code == 0
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_changed_entry_a_changed_tile_and_a_removed_entry_are_refused(
+        published: Published, tmp_path: Path) -> None:
+    changed_entry = published.copy_site("changed-entry")
+    _flip(changed_entry / "tile/entries/001", 2 + 40)  # inside leaf 256's envelope
+    changed_tile = published.copy_site("changed-tile")
+    _flip(changed_tile / "tile/0/001", 32 * 10 + 3)
+    removed = published.copy_site("removed-entry")
+    bundle_file = removed / "tile/entries/002.p/91"
+    entries = unbundle(bundle_file.read_bytes(), 91)
+    bundle_file.write_bytes(bundle(entries[:30] + entries[31:]))
+    cases = {"changed-entry": "entry 256 in tile/entries/001 does not hash to its leaf",
+             "changed-tile": "a changed tile",
+             "removed-entry": "holds 90 entries, expected 91"}
+    for site, words in cases.items():
+        db = tmp_path / f"{site}.db"
+        result = published.mirror(db, site)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert words in result.stderr, result.stderr
+        # Nothing unverified is kept: the copy holds no checkpoint it could not verify.
+        import sqlite3
+
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 0
+        con.close()
+
+
+def _signers(ledger: Ledger, origin: str) -> list:  # type: ignore[type-arg]
+    key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    return checkpoint_signers(origin, key, load_note_key(note_key_path(ledger.key)))
+
+
+def _write_log(site: Path, entries: list[bytes], ledger: Ledger) -> None:
+    """What an operator holding the log's keys could publish: tiles over ``entries`` and a
+    checkpoint signed with the log's keys."""
+    shutil.rmtree(site, ignore_errors=True)
+    leaves = [RFC9162_SHA256.hash_leaf(e) for e in entries]
+    for tile in tiles_of(len(leaves)):
+        span = 256 ** tile.level
+        hashes = [root(leaves[(tile.start + i) * span:(tile.start + i + 1) * span])
+                  for i in range(tile.width)]
+        (site / tile.path()).parent.mkdir(parents=True, exist_ok=True)
+        (site / tile.path()).write_bytes(b"".join(hashes))
+    for b in entry_bundles_of(len(entries)):
+        (site / b.path()).parent.mkdir(parents=True, exist_ok=True)
+        (site / b.path()).write_bytes(bundle(entries[b.start:b.start + b.width]))
+    origin = _origin(ledger)
+    note = sign_checkpoint(Checkpoint(origin, len(leaves), root(leaves)),
+                           _signers(ledger, origin))
+    (site / "checkpoint").write_bytes(note)
+
+
+def _origin(ledger: Ledger) -> str:
+    return str(ledger.sql("SELECT value FROM meta WHERE key = 'log_origin'")[0][0])
+
+
+def _entries(ledger: Ledger) -> list[bytes]:
+    return [bytes(r[0]) for r in ledger.sql("SELECT envelope FROM readings ORDER BY id")]
+
+
+def test_a_reading_whose_key_was_never_enrolled_is_refused(
+        published: Published, tmp_path: Path) -> None:
+    stranger = Device("mir-009")
+    entries = _entries(published.ledger) + [stranger.next() for _ in range(3)]
+    _write_log(published.root / "stranger", entries, published.ledger)
+    result = published.mirror(tmp_path / "stranger.db", "stranger")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "leaf 603: signed by a device key that no collector statement earlier in the log " \
+           "enrols" in result.stderr
+
+
+def test_a_rewritten_history_is_reported_as_a_fork_with_its_evidence(
+        published: Published, tmp_path: Path) -> None:
+    db = tmp_path / "held.db"
+    assert published.mirror(db).returncode == 0  # holds the genuine checkpoint of size 603
+    genuine = _entries(published.ledger)
+    # The operator re-seals another history with the same keys: one reading left out, more
+    # readings after, a larger tree, every signature valid.
+    rewritten = genuine[:400] + genuine[401:] + [published.devices[0].next() for _ in range(10)]
+    site = published.root / "rewritten"
+    _write_log(site, rewritten, published.ledger)
+    result = published.mirror(db, "rewritten")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FORK: the log's checkpoint of tree size 612 does not extend the checkpoint of " \
+           "tree size 603" in result.stderr
+    # The evidence: a signed proof of misbehaviour anyone checks offline with the log's keys.
+    evidence = Path(str(db) + ".misbehaviour").read_bytes()
+    verifiers = [parse_verifier_key(v) for v in Path(published.ledger.vkey).read_text().split()]
+    checked = verify_misbehaviour(evidence, verifiers)
+    assert checked.ok, checked.render()
+    assert b"kind inconsistent" in evidence
+    lines = evidence.decode().split("\n")
+    held, served = (open_checkpoint(base64.b64decode(line.split(" ", 1)[1]), verifiers).checkpoint
+                    for line in lines if line.startswith("checkpoint "))
+    assert (held.origin, held.size, served.size) == (served.origin, 603, 612)
+    tampered = evidence.replace(b"kind inconsistent", b"kind split-view")
+    assert not verify_misbehaviour(tampered, verifiers).ok
+    # The two roots cannot both be right: the served tree's first 603 leaves have another root.
+    assert root([RFC9162_SHA256.hash_leaf(e) for e in rewritten[:603]]) != held.root
+    assert root([RFC9162_SHA256.hash_leaf(e) for e in genuine]) == held.root
+    # The copy is unchanged and still audits.
+    assert _root_of(db) == (603, held.root)
+    assert run_cli("audit", "--db", str(db)).exit_code == 0
+    # A stale or same-size checkpoint with another root is a fork too.
+    same = published.root / "same-size"
+    _write_log(same, genuine[:400] + genuine[401:] + genuine[:1], published.ledger)
+    again = published.mirror(db, "same-size")
+    assert again.returncode == 1 and "FORK" in again.stderr
+    assert "(split-view)" in again.stderr
+    assert verify_misbehaviour(Path(str(db) + ".misbehaviour").read_bytes(), verifiers).ok
+
+
+def test_tiles_of_a_fixture_log_are_whole() -> None:
+    # The helper above writes exactly the tiles tlog-tiles names for a size.
+    assert {t.path() for t in tiles_of(603)} == {"tile/0/000", "tile/0/001", "tile/0/002.p/91",
+                                                 "tile/1/000.p/2"}
+    assert Tile(-1, 2, 91).path() == "tile/entries/002.p/91"
+
+
+def test_the_http_handler_serves_the_same_log_and_nothing_else(
+        published: Published, tmp_path: Path) -> None:
+    """The read-only Starlette handler, under uvicorn, is a log a mirror follows; paths that
+    are not tlog-tiles paths get 404, whatever they try."""
+    import http.client
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SENSORLEDGER_DB": published.ledger.db}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "collector.publish.http:app_from_env",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def get(path: str) -> tuple[int, bytes, str]:
+            con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                con.request("GET", path)
+                response = con.getresponse()
+                return response.status, response.read(), response.getheader("Cache-Control", "")
+            finally:
+                con.close()
+
+        def up() -> bool:
+            try:
+                return get("/checkpoint")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, 30, 0.1, "uvicorn up")
+        export = published.root / "log"
+        for path in ("checkpoint", "tile/0/001", "tile/1/000.p/2", "tile/entries/002.p/91"):
+            status, body, cache = get("/" + path)
+            assert (status, body) == (200, (export / path).read_bytes()), path
+            assert ("max-age=2" in cache) == (path == "checkpoint")
+        for bad in ("/../ledger.db", "/tile/0/../../ledger.db", "/%2e%2e/ledger.db",
+                    "/tile/0/003", "/tile/0/002.p/90", "/ledger.db", "/tile//0/000"):
+            assert get(bad)[0] == 404, bad
+        copy = tmp_path / "served.db"
+        env_mirror = {**os.environ, "PYTHONPATH": str(REPO)}
+        result = subprocess.run(
+            [sys.executable, "-m", "collector.mirror", str(copy), "--url",
+             f"http://127.0.0.1:{port}", "--policy", published.ledger.vkey],
+            capture_output=True, text=True, timeout=120, env=env_mirror)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "tree size 0 -> 603" in result.stdout
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_a_log_from_before_statements_is_mirrored_against_its_first_enrolments(
+        published: Published, tmp_path: Path) -> None:
+    """A ledger that predates statements holds readings first; the collector's next start
+    logs their keys' enrolments after them. The mirror checks those readings against the keys
+    of that first run of statements (and its audit says so); a log with no statement at all
+    cannot be mirrored yet."""
+    genuine = _entries(published.ledger)
+    statements, readings = genuine[:3], genuine[3:]
+    _write_log(published.root / "legacy", readings + statements, published.ledger)
+    db = tmp_path / "legacy.db"
+    result = published.mirror(db, "legacy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "600 readings and 3 collector statements verified" in result.stdout
+    audit = run_cli("audit", "--db", str(db))
+    assert audit.exit_code == 0, audit.output
+    assert "600 reading(s) precede the log's first statement" in audit.output
+    # Another key's readings in that prefix are still refused.
+    stranger = Device("mir-008")
+    _write_log(published.root / "legacy-stranger",
+               [stranger.next(), *readings, *statements], published.ledger)
+    refused = published.mirror(tmp_path / "legacy-stranger.db", "legacy-stranger")
+    assert refused.returncode == 1 and "leaf 0: signed by a device key that no collector " \
+        "statement" in refused.stderr
+    _write_log(published.root / "no-statements", readings, published.ledger)
+    none = published.mirror(tmp_path / "none.db", "no-statements")
+    assert none.returncode == 1 and "no enrolment statement" in none.stderr
+
+
+def test_the_web_view_publishes_the_log_for_mirrors(published: Published, tmp_path: Path) -> None:
+    """`ledger-collector serve` mounts the tiles at /log: a mirror follows the view itself."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "collector", "serve", "--db", published.ledger.db, "--listen",
+         f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import urllib.error
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/log/checkpoint",
+                                            timeout=2) as response:
+                    return bool(response.status == 200)
+            except (OSError, urllib.error.URLError):
+                return False
+
+        wait_until(up, 30, 0.1, "the view serving /log")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/log/tile/0/000", timeout=5) as r:
+            assert r.read() == (published.root / "log" / "tile/0/000").read_bytes()
+        copy = tmp_path / "view.db"
+        result = subprocess.run(
+            [sys.executable, "-m", "collector.mirror", str(copy), "--url",
+             f"http://127.0.0.1:{port}/log", "--policy", published.ledger.vkey, "--workers", "1"],
+            capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "tree size 0 -> 603" in result.stdout
+    finally:
+        server.terminate()
+        server.wait(10)
