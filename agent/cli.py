@@ -226,3 +226,37 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@cli.group("data-key")
+def data_key() -> None:
+    """Private readings: the subjects' data keys (see docs/privacy.md)."""
+
+
+@data_key.command("rotate")
+@_config_option
+@click.option("--subject", required=True, help="The subject whose data key to replace.")
+@_errors_to_exit
+def data_key_rotate(config_path: Path, subject: str) -> None:
+    """Replace a subject's data key: new readings are sealed under the new key and granted to
+    the readers configured now; older readings stay readable with the old grants only."""
+    from .data_keys import DataKeys
+
+    config = load_config(config_path)
+    kid = DataKeys(config.data_keys_file).rotate(subject)
+    click.echo(f"subject {subject}: new data key {kid.hex()} in {config.data_keys_file}")
+    click.echo("the running agent uses it from its next private reading")
+
+
+@cli.command("reader-keygen")
+@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+@_errors_to_exit
+def reader_keygen(key: Path) -> None:
+    """Create a reader's key pair: KEY (private, owner-only) and KEY.pub (for [private]
+    readers in the agent config)."""
+    private = PrivateKey.generate()
+    save_private_key(private, key)
+    pub = key.with_name(key.name + ".pub")
+    pub.write_text(private.public.to_pem(), encoding="ascii")
+    click.echo(f"wrote {key} (mode 0600) and {pub}")
+    click.echo(f"reader key id: {private.public.kid_hex}")

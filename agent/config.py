@@ -31,6 +31,7 @@ from provenance.configfile import (
 )
 from provenance.errors import MalformedError
 from provenance.listen import parse_listen
+from provenance.private_message import check_subject
 from provenance.reading import check_device_id
 from provenance.toml_lines import TomlLines
 
@@ -40,11 +41,13 @@ __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_PORTS",
     "DEFAULT_STATE_DIR",
+    "PRIVATE_BY_DEFAULT",
     "AgentConfig",
     "BrokerConfig",
     "ClockMode",
     "ConfigDraft",
     "Located",
+    "PrivacyConfig",
     "SensorConfig",
     "SpoolConfig",
     "TlsConfig",
@@ -56,7 +59,10 @@ __all__ = [
 DEFAULT_CONFIG = Path("/etc/sensorledger/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/sensor-agent")
 #: Keys of a ``[[sensors]]`` table that the agent reads; the rest is the driver's settings.
-SENSOR_AGENT_KEYS = frozenset({"driver", "name", "interval_s", "poll_interval_s", "enabled"})
+SENSOR_AGENT_KEYS = frozenset({"driver", "name", "interval_s", "poll_interval_s", "enabled",
+                               "private", "subject"})
+#: Drivers whose readings are private unless a sensor says ``private = false``: vital signs.
+PRIVATE_BY_DEFAULT = frozenset({"contec-oximeter"})
 _SENSOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Environment overrides for the two private-key paths. The systemd unit points them at the
 #: owner-only copies systemd makes with LoadCredential=, while the config keeps naming the
@@ -99,6 +105,16 @@ class SensorConfig:
     enabled: bool = True
     index: int = 0  # position among the [[sensors]] tables, to locate problems
     line: int | None = None
+    private: bool = False
+    subject: str | None = None  # whose data a private sensor's readings are (default device id)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    """``[private]``: who may read private readings, and where the data keys are kept."""
+
+    readers: tuple[Path, ...] = ()
+    keys_file: Path | None = None  # default: <state_dir>/data-keys.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,12 @@ class AgentConfig:
     #: HOST:PORT serving Prometheus /metrics; None (the default): no listener.
     metrics_listen: str | None = None
     lines: TomlLines | None = field(default=None, compare=False, repr=False)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+    @property
+    def data_keys_file(self) -> Path:
+        """The subjects' data keys (owner-only), ``[private] keys_file`` or in the state dir."""
+        return self.privacy.keys_file or self.state_dir / "data-keys.json"
 
     @property
     def status_file(self) -> Path:
@@ -212,6 +234,7 @@ def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
     spool = _read_spool(r.child(spool_table or {}, "spool"), base, state_dir)
 
     sensors = _read_sensors(r)
+    privacy = _read_privacy(r.child(r.table_at("private") or {}, "private"), base)
     r.finish()
     config = None
     if device_id is not None and key_file is not None and broker is not None and not r.problems:
@@ -219,7 +242,7 @@ def _read_agent(r: Table, path: Path, lines: TomlLines) -> ConfigDraft:
             path=path, device_id=device_id, key_file=key_file, state_dir=state_dir,
             broker=broker, spool=spool, sensors=sensors, heartbeat_s=heartbeat_s, clock=clock,
             shutdown_timeout_s=shutdown_timeout_s, status_interval_s=status_interval_s,
-            metrics_listen=metrics_listen, lines=lines,
+            metrics_listen=metrics_listen, lines=lines, privacy=privacy,
         )
     return ConfigDraft(
         path=path, problems=tuple(sorted(r.problems, key=lambda q: q.line or 0)),
@@ -285,6 +308,18 @@ def _read_broker(
     ), tls, password_file
 
 
+def _read_privacy(r: Table, base: Path) -> PrivacyConfig:
+    raw = r.get("readers", [])
+    readers: list[Path] = []
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        r.problem("readers", "must be a list of reader public key files (PEM)")
+    else:
+        readers = [(base / x) if not Path(x).is_absolute() else Path(x) for x in raw]
+    keys_file = r.path("keys_file", base)
+    r.finish()
+    return PrivacyConfig(readers=tuple(readers), keys_file=keys_file)
+
+
 def _read_spool(r: Table, base: Path, state_dir: Path) -> SpoolConfig:
     path = r.path("path", base) or state_dir / "spool.sqlite"
     max_readings = r.integer("max_readings", 100_000, low=1, high=100_000_000)
@@ -324,6 +359,15 @@ def _read_sensor(s: Table, index: int) -> SensorConfig | None:
     key = "poll_interval_s" if "poll_interval_s" in s.table else "interval_s"
     interval_s = s.number(key, 1.0, low=0, high=86_400)
     enabled = s.boolean("enabled", True)
+    private = s.boolean("private", driver in PRIVATE_BY_DEFAULT)
+    subject = s.text("subject")
+    if subject is not None:
+        try:
+            check_subject(subject)
+        except MalformedError as exc:
+            s.problem("subject", str(exc))
+    if subject is not None and not private:
+        s.problem("subject", "is for private sensors only (set private = true)")
     s.used.update(SENSOR_AGENT_KEYS)
     settings = {k: v for k, v in s.table.items() if k not in SENSOR_AGENT_KEYS}
     if driver is None or name is None:
@@ -331,5 +375,5 @@ def _read_sensor(s: Table, index: int) -> SensorConfig | None:
     return SensorConfig(
         name=name, driver=driver, interval_s=interval_s,
         settings=MappingProxyType(settings), enabled=enabled, index=index,
-        line=s.line(),
+        line=s.line(), private=private, subject=subject,
     )

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 
 from hardware.base import Driver
 from hardware.running import RunningDriver, SensorHealth
@@ -84,6 +85,8 @@ class SensorRunner:
                 self.running.refused(str(exc))
                 continue
             self.running.accepted(time_ms)
+            if self.sensor.private and isinstance(item, Draft):
+                item = replace(item, subject=self.sensor.subject or self.device_id)
             await self._sink(item)
 
     def close(self) -> None:

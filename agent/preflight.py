@@ -30,6 +30,7 @@ __all__ = [
     "build_driver",
     "check_drivers",
     "check_ports",
+    "check_privacy",
     "check_tls_identity",
     "driver_problems",
     "load_device_key",
@@ -62,6 +63,26 @@ def preflight(draft: ConfigDraft) -> list[Problem]:
             problems += exc.problems
     problems += check_drivers(draft.sensors, draft)
     problems += check_ports(draft.sensors, draft)
+    if draft.config is not None:
+        problems += check_privacy(draft.config)
+    return problems
+
+
+def check_privacy(config: AgentConfig) -> list[Problem]:
+    """Reader keys load; the data-key file, when present, is owner-only and readable."""
+    from .data_keys import DataKeyError, DataKeys, load_readers
+
+    problems: list[Problem] = []
+    try:
+        load_readers(config.privacy.readers)
+    except DataKeyError as exc:
+        problems.append(Problem("private.readers", str(exc),
+                                config.line_of(("private", "readers"))))
+    try:
+        DataKeys(config.data_keys_file).subjects()
+    except DataKeyError as exc:
+        problems.append(Problem("private.keys_file", str(exc),
+                                config.line_of(("private", "keys_file"))))
     return problems
 
 

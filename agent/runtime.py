@@ -26,6 +26,7 @@ from hardware.base import Driver
 
 from .clock import Clock
 from .config import AgentConfig, SensorConfig
+from .data_keys import DataKeys, ValueSealer, load_readers
 from .errors import ConfigError, Problem
 from .exposition import MetricsServer
 from .intake.recorder import Recorder
@@ -91,7 +92,13 @@ class Agent:
             clock = Clock(config.clock)
             # The flow, built in order: intake (pollers -> recorder -> signer + spool), then
             # the outbox's publisher, which reports the link the recorder paces by.
-            signer = ChainSigner(config.device_id, key, spool.boot, spool.head, clock)
+            sealer = ValueSealer(DataKeys(config.data_keys_file),
+                                 load_readers(config.privacy.readers))
+            for sensor in config.sensors:  # a key-file problem shows at start, not mid-batch
+                if sensor.private and sensor.enabled:
+                    sealer.keys.current(sensor.subject or config.device_id)
+            signer = ChainSigner(config.device_id, key, spool.boot, spool.head, clock,
+                                 sealer=sealer)
             link = LinkState()
             recorder = Recorder(spool, signer, link,
                                 pace_backlog=max(1_000, 4 * config.broker.in_flight))

@@ -20,9 +20,11 @@ from provenance.envelope import Envelope, sign_reading
 from provenance.errors import MalformedError
 from provenance.keys import PrivateKey
 from provenance.reading import GAP_KIND, GENESIS_PREV, Gap, Reading
+from provenance.sealed_values import seal
 from provenance.senml import Measurement, Value
 
 from .clock import Clock
+from .data_keys import ValueSealer
 
 __all__ = [
     "ChainHead",
@@ -52,6 +54,7 @@ class Draft:
     clock_synced: bool
     measurements: tuple[Measurement, ...] = ()
     event: Mapping[str, Value] | None = None
+    subject: str | None = None  # set: a private reading of this subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,9 @@ class Relay:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One spool row: what is published, on which device's topic, in what order."""
+    """One spool row: what is published, on which device's topic, in what order.
+    ``envelope`` is the message as published: the signed envelope, or for a private reading
+    the private message that holds it (provenance/private_message.py)."""
 
     device_id: str
     seq: int
@@ -104,22 +109,41 @@ class ChainSigner:
     """Signs this device's readings and gap records in chain order."""
 
     def __init__(
-        self, device_id: str, key: PrivateKey, boot: int, head: ChainHead, clock: Clock
+        self, device_id: str, key: PrivateKey, boot: int, head: ChainHead, clock: Clock,
+        *, sealer: ValueSealer | None = None,
     ) -> None:
         self.device_id = device_id
         self.key = key
+        self.sealer = sealer
         self.boot = boot
         self.head = head
         self._clock = clock
 
     def sign(self, draft: Draft, head: ChainHead) -> tuple[Entry, ChainHead]:
         """Sign ``draft`` at ``head``; returns the entry and the head after it."""
+        if draft.subject is not None:
+            return self._sign_private(draft, head)
         reading = Reading(
             device_id=self.device_id, seq=head.next_seq, boot=self.boot, time_ms=draft.time_ms,
             clock_synced=draft.clock_synced, prev=head.prev, kind=draft.kind,
             measurements=draft.measurements, event=draft.event,
         )
         return self._seal(reading)
+
+    def _sign_private(self, draft: Draft, head: ChainHead) -> tuple[Entry, ChainHead]:
+        """A private reading: the device signs a salted commitment, the values are sealed."""
+        if self.sealer is None or draft.subject is None:
+            raise MalformedError("a private reading needs the agent's data keys")
+        opening = seal(draft.measurements, draft.event)
+        reading = Reading(
+            device_id=self.device_id, seq=head.next_seq, boot=self.boot, time_ms=draft.time_ms,
+            clock_synced=draft.clock_synced, prev=head.prev, kind=draft.kind,
+            commitment=opening.commitment,
+        )
+        envelope = sign_reading(reading, self.key)
+        message = self.sealer.message(envelope, draft.subject, opening)
+        entry = Entry(self.device_id, reading.seq, message)
+        return entry, ChainHead(reading.seq + 1, hashlib.sha256(envelope).digest())
 
     def sign_gap(self, first: int, last: int, head: ChainHead) -> tuple[Entry, ChainHead]:
         """A signed statement that seqs ``first..last`` were dropped from the spool."""

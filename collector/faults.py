@@ -22,6 +22,9 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
     readings of its block in the open transaction; nothing else of the block is written yet.
 ``migrate.before_commit`` / ``checkpoint.before_commit``
     ``migrate`` has written a chunk of tree nodes / the head checkpoint, COMMIT not yet issued.
+``erase.before_commit`` / ``erase.after_commit`` / ``erase.after_vacuum``
+    ``erase`` has deleted a subject's rows, COMMIT not yet issued / committed, not yet
+    scrubbed / vacuumed, WAL not yet emptied.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ POINTS = frozenset({
     "batch.before_commit", "batch.after_commit", "acks.partial",
     "seal.before_commit", "seal.after_commit", "seal.nodes_written",
     "migrate.before_commit", "checkpoint.before_commit", "cluster.seal_ids_assigned",
+    "erase.before_commit", "erase.after_commit", "erase.after_vacuum",
 })
 
 

@@ -21,6 +21,7 @@ class DemoDevice:
     settings: dict[str, Any] = field(default_factory=dict)
     interval_s: float = 1.0
     relays_for: str | None = None  # a self-signing sensor's own device id
+    subject: str | None = None  # a private sensor's subject (a patient's pseudonym)
 
 
 DEVICES: tuple[DemoDevice, ...] = (
@@ -31,7 +32,8 @@ DEVICES: tuple[DemoDevice, ...] = (
                ("--speed", "30", "--trip-every", "600"), "jbd-bms",
                {"counters_interval_s": 5.0}),
     DemoDevice("ward3-bed12", "pulse oximeter (Contec V7.0, 60 packets/s)", "contec_oximeter",
-               ("--finger-out-every", "15",), "contec-oximeter", {"window_s": 1.0}),
+               ("--finger-out-every", "15",), "contec-oximeter", {"window_s": 1.0},
+               subject="patient-0017"),
     DemoDevice("panel-7", "arc detector (Fonrich-style Modbus monitor)", "arc_monitor",
                ("--arc-every", "4", "--channels", "8"), "arc-monitor",
                {"channels": 8, "status_interval_s": 2.0}, interval_s=0.25),
@@ -40,8 +42,10 @@ DEVICES: tuple[DemoDevice, ...] = (
 )
 
 
-def agent_config(device: DemoDevice, *, port: str, broker_url: str, root: Path) -> str:
-    """The agent's TOML, as an operator would write it (see deploy/agent.toml.example)."""
+def agent_config(device: DemoDevice, *, port: str, broker_url: str, root: Path,
+                 readers: tuple[Path, ...] = ()) -> str:
+    """The agent's TOML, as an operator would write it (see deploy/agent.toml.example).
+    The oximeter is private by default: its values are sealed for ``readers``."""
     lines = [
         f'device_id = "{device.device_id}"',
         f'key_file = "{root / "keys" / (device.device_id + ".pem")}"',
@@ -51,12 +55,19 @@ def agent_config(device: DemoDevice, *, port: str, broker_url: str, root: Path) 
         "[broker]",
         f'url = "{broker_url}"',
         "",
+    ]
+    if device.subject is not None:
+        lines += ["[private]",
+                  "readers = [" + ", ".join(f'"{r}"' for r in readers) + "]", ""]
+    lines += [
         "[[sensors]]",
         f'name = "{device.driver}"',
         f'driver = "{device.driver}"',
         f"interval_s = {device.interval_s}",
         f'port = "{port}"',
     ]
+    if device.subject is not None:
+        lines.append(f'subject = "{device.subject}"')
     for key, value in device.settings.items():
         lines.append(f"{key} = {_toml(value)}")
     return "\n".join(lines) + "\n"

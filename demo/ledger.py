@@ -148,6 +148,32 @@ class LedgerCli:
         return result.returncode == 0
 
 
+    def show_private_reading(self, device_id: str, reader_key: Path, path: Path,
+                             out: IO[str]) -> bool:
+        """Reveal one sealed oximeter reading with the reader key, then prove it offline
+        without disclosing anything."""
+        rows = self._run("readings", "--db", self.db, "--device", device_id,
+                         "--format", "jsonl").stdout.splitlines()
+        sealed = [r for r in map(json.loads, rows)
+                  if r.get("commitment") and r.get("block") is not None]
+        if not sealed:
+            out.write("    no sealed private reading to show (run the demo longer)\n")
+            return False
+        seq = sealed[-1]["seq"]
+        out.write(f"    in the ledger: {device_id} seq {seq}, kind {sealed[-1]['kind']}, "
+                  f"measurements {sealed[-1]['measurements']}, commitment "
+                  f"{sealed[-1]['commitment'][:16]}…\n")
+        out.write(f"    ledger-collector reveal {device_id} {seq} --reader-key {reader_key.name}\n")
+        revealed = self._run("reveal", "--db", self.db, device_id, seq, "--reader-key",
+                             reader_key, check=False)
+        out.write(_indent(revealed.stdout + revealed.stderr))
+        self._run("proof", "--db", self.db, device_id, seq, "-o", path)
+        out.write("    its proof file, checked offline (it holds no value):\n")
+        result = self._run("verify-proof", path, "--policy", self.vkey, check=False)
+        out.write(_indent(result.stdout + result.stderr))
+        return revealed.returncode == 0 and result.returncode == 0
+
+
 def _indent(text: str) -> str:
     return "".join(f"    {line}\n" for line in text.splitlines())
 

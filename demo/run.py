@@ -32,6 +32,8 @@ from .processes import Processes
 from .view import start_view
 
 BIN = Path(sys.executable).parent
+#: The proof check that runs in a browser (docs/verify-in-browser.md).
+VERIFY_PAGE = Path(__file__).resolve().parents[1] / "collector" / "web" / "static" / "verify.html"
 
 
 class DemoError(Exception):
@@ -77,6 +79,7 @@ class Demo:
             if not self.cluster:  # the read-only view reads a SQLite ledger
                 self.start_view()
             self.enrol_agents()
+            self.make_reader()
             self.start_devices()
             self.watch()
             self.stop_services()
@@ -131,6 +134,21 @@ class Demo:
         except KeyboardInterrupt:
             self.say("    stopping the view")
 
+    @property
+    def reader_key(self) -> Path:
+        return self.root / "readers" / "clinic.pem"
+
+    @property
+    def reader_pub(self) -> Path:
+        return self.reader_key.with_name(self.reader_key.name + ".pub")
+
+    def make_reader(self) -> None:
+        self.step("making the clinic's reader key for the oximeter's private readings: "
+                  "sensor-agent reader-keygen")
+        self._cmd([BIN / "sensor-agent", "reader-keygen", self.reader_key])
+        self.say(f"    {self.reader_key} (public half {self.reader_pub.name} goes in the "
+                 "oximeter agent's [private] readers)")
+
     def enrol_agents(self) -> None:
         self.step("making each agent's key and enrolling it: "
                   "sensor-agent keygen, sensor-agent pubkey | ledger-collector devices add")
@@ -148,7 +166,7 @@ class Demo:
             port = self._start_emulator(seed, device)
             cfg = self.root / "agents" / f"{device.device_id}.toml"
             cfg.write_text(agent_config(device, port=port, broker_url=self.broker.url,
-                                        root=self.root))
+                                        root=self.root, readers=(self.reader_pub,)))
             if device.relays_for is not None:
                 # The sensor made its key in firmware and exports only the public half.
                 sensor_pub = self.root / "sensor-firmware" / "key.pem.pub.pem"
@@ -212,12 +230,18 @@ class Demo:
         self.step("writing and checking a proof file for one arc event")
         proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
                                                    self.out)
+        self.step("a private reading: the oximeter signed a salted commitment, its values "
+                  "are sealed for the clinic's reader key")
+        private_ok = self.ledger.show_private_reading(
+            "ward3-bed12", self.reader_key, self.root / "private-reading.proof", self.out)
         self.step("where to look")
         self.say(f"    ledger      {self.ledger.location}")
         self.say(f"    proof file  {self.root / 'arc-event.proof'} "
                  f"(readable: {self.root / 'arc-event.proof.json'})")
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
+        self.say(f"    in a browser: open {VERIFY_PAGE.as_uri()}, pin the log verifier "
+                 "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
         self.say(f"    logs        {self.root / 'logs'}")
         self.say(f"    try: {BIN / 'ledger-collector'} stats --db {self.ledger.location}")
@@ -225,8 +249,9 @@ class Demo:
             self.say(f"    view        {self.view_url}"
                      + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
                         "keeps it up)"))
-        ok = audit_ok and proof_ok
-        self.say("demo PASSED: audit clean, proof verified offline" if ok else "demo FAILED")
+        ok = audit_ok and proof_ok and private_ok
+        self.say("demo PASSED: audit clean, proofs verified offline, private values revealed "
+                 "only with the reader key" if ok else "demo FAILED")
         return ok
 
     # -- helpers ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from .prooffile import (
     verify_device_signature,
     verify_proof,
 )
+from .sealed_values import Opening
 from .statement import SignedStatement
 from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
 from .trust import TrustPolicy
@@ -83,16 +84,20 @@ class LogProof:
     audit_path: tuple[bytes, ...] = field(repr=False)
     checkpoint: bytes = field(repr=False)  # the signed checkpoint note, verbatim
     enrolment: EnrolmentProof | None = None
+    #: A private reading's opening (salt and values), present only in a disclosed proof.
+    opening: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_proof_fields(self, ("envelope", "device_public_key", "checkpoint"),
                            max_path=_MAX_PATH)
+        if self.opening is not None and not isinstance(self.opening, bytes):
+            raise MalformedError("proof file opening must be bytes")
 
     def _extra_fields(self) -> dict[int, Any]:
         return {} if self.enrolment is None else {L.ENROLMENT: self.enrolment.to_cbor()}
 
     def encode(self) -> bytes:
-        return cbor.encode({
+        body: dict[int, Any] = {
             L.VERSION: PROOF_FORMAT_VERSION_2,
             L.ENVELOPE: self.envelope,
             L.DEVICE_KEY: self.device_public_key,
@@ -100,7 +105,10 @@ class LogProof:
             L.PATH: list(self.audit_path),
             L.CHECKPOINT: self.checkpoint,
             **self._extra_fields(),
-        })
+        }
+        if self.opening is not None:
+            body[L.OPENING] = self.opening
+        return cbor.encode(body)
 
     def to_tlog_proof(self) -> bytes:
         extra = cbor.encode({L.ENVELOPE: self.envelope, L.DEVICE_KEY: self.device_public_key,
@@ -140,15 +148,15 @@ def decode_log_proof(data: bytes) -> LogProof:
                         tp.checkpoint, _enrolment(extra))
     body: Any = cbor.decode(data, what="proof file")
     if not isinstance(body, dict) or body.get(L.VERSION) != PROOF_FORMAT_VERSION_2 or not (
-        _KEYS <= set(body) <= _KEYS | _OPTIONAL_KEYS
+        _KEYS <= set(body) <= _KEYS | _OPTIONAL_KEYS | {L.OPENING}
     ):
         raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5 and 8 (and "
-                             "maybe 9)", code="bad_proof")
+                             "maybe 9; 10 disclosing a private reading)", code="bad_proof")
     path = body[L.PATH]
     if not isinstance(path, list):
         raise MalformedError("audit path must be an array", code="bad_proof")
     return LogProof(body[L.ENVELOPE], body[L.DEVICE_KEY], body[L.INDEX], tuple(path),
-                    body[L.CHECKPOINT], _enrolment(body))
+                    body[L.CHECKPOINT], _enrolment(body), body.get(L.OPENING))
 
 
 def _enrolment(fields: dict[Any, Any]) -> EnrolmentProof | None:
@@ -243,6 +251,14 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         report.reading, detail = verify_device_signature(state["envelope"], state["key"])
         return detail
 
+    def disclosed_values() -> str:
+        assert report.reading is not None and pf.opening is not None
+        opening = Opening.decode(pf.opening)
+        opening.check(report.reading.commitment)
+        report.disclosed = opening.reveal()
+        return ("the disclosed salt and values hash to the commitment the device signed "
+                "(SHA-256)")
+
     def inclusion() -> str:
         signed: SignedCheckpoint = state["cp"]
         cp = signed.checkpoint
@@ -252,8 +268,10 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
                 f"path reaches the checkpoint root {cp.root.hex()[:16]}…")
 
     have_cp = check("checkpoint signature", checkpoint)
-    if check("device key binding", device_key):
-        check("device signature", device_signature)
+    signed = check("device key binding", device_key) and check("device signature",
+                                                                device_signature)
+    if signed and pf.opening is not None:
+        check("disclosed values", disclosed_values)
     if have_cp:
         check("inclusion in log", inclusion)
     if have_cp and pf.enrolment is not None:

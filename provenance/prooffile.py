@@ -25,6 +25,7 @@ from .errors import MalformedError, ProvenanceError
 from .keys import PublicKey
 from .merkle import HASH_SIZE, RFC9162_SHA256, verify_inclusion
 from .reading import Reading
+from .senml import Measurement, Value
 from .wire import PROOF_FORMAT_VERSION
 from .wire import ProofLabel as L
 
@@ -190,6 +191,8 @@ def reading_to_json(reading: Reading) -> dict[str, Any]:
         out["event"] = dict(reading.event)
     if reading.gap is not None:
         out["gap"] = {"first": reading.gap.first, "last": reading.gap.last}
+    if reading.commitment is not None:
+        out["commitment"] = reading.commitment.hex()
     return out
 
 
@@ -209,6 +212,8 @@ class ProofReport:
     block: SignedBlock | None = None
     expected: tuple[str, ...] = ()  # the checks this kind of proof makes (empty: format 1)
     checkpoint: Any = None  # the SignedCheckpoint a format 2 proof was checked against
+    #: A private reading's values, when the proof disclosed them and they match the commitment.
+    disclosed: tuple[tuple[Measurement, ...], dict[str, Value] | None] | None = None
 
     @property
     def ok(self) -> bool:

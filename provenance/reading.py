@@ -11,7 +11,11 @@ Payload map (deterministic CBOR, integer keys; see docs/wire-format.md for the C
     3 seq   sequence number               9 m     SenML records
     4 boot  boot counter                 10 ev    event data (optional)
     5 t     device time, ms since epoch  11 gap   dropped sequence range (gap records only)
-    6 sync  device clock synchronised
+    6 sync  device clock synchronised    12 commit SHA-256(salt || values) (private readings)
+
+A private reading (``commitment`` set) carries no measurements and no event: the device signs
+a salted commitment to them instead (provenance/sealed_values.py), so that neither the payload
+nor the signature over it tells anything about the values.
 """
 
 from __future__ import annotations
@@ -44,9 +48,11 @@ GENESIS_PREV = bytes(32)
 K_VERSION, K_DEVICE, K_SEQ, K_BOOT, K_TIME, K_SYNC = (
     L.VERSION, L.DEVICE, L.SEQ, L.BOOT, L.TIME, L.SYNC)
 K_PREV, K_KIND, K_MEASUREMENTS, K_EVENT, K_GAP = L.PREV, L.KIND, L.MEASUREMENTS, L.EVENT, L.GAP
+K_COMMITMENT = L.COMMITMENT
 _REQUIRED = frozenset({K_VERSION, K_DEVICE, K_SEQ, K_BOOT, K_TIME, K_SYNC, K_PREV, K_KIND,
                        K_MEASUREMENTS})
-_KNOWN = _REQUIRED | {K_EVENT, K_GAP}
+_KNOWN = _REQUIRED | {K_EVENT, K_GAP, K_COMMITMENT}
+COMMITMENT_SIZE = 32
 
 MAX_SEQ = 2**63 - 1
 MAX_BOOT = 2**32 - 1
@@ -99,6 +105,7 @@ class Reading:
     measurements: tuple[Measurement, ...] = ()
     event: Mapping[str, Value] | None = field(default=None)
     gap: Gap | None = None
+    commitment: bytes | None = None
 
     def __post_init__(self) -> None:
         check_device_id(self.device_id)
@@ -123,6 +130,16 @@ class Reading:
             raise MalformedError("a gap range is carried exactly by readings of kind 'gap'")
         if self.gap is not None and self.gap.last >= self.seq:
             raise MalformedError("a gap record must come after the range it reports")
+        if self.commitment is not None:
+            if not isinstance(self.commitment, bytes) or len(self.commitment) != COMMITMENT_SIZE:
+                raise MalformedError("a commitment must be a 32-byte SHA-256 hash")
+            if self.measurements or self.event is not None or self.gap is not None:
+                raise MalformedError("a private reading carries its commitment only: no "
+                                     "measurements, event or gap range")
+
+    @property
+    def is_private(self) -> bool:
+        return self.commitment is not None
 
     @property
     def is_gap(self) -> bool:
@@ -145,6 +162,8 @@ class Reading:
             body[K_EVENT] = dict(self.event)
         if self.gap is not None:
             body[K_GAP] = [self.gap.first, self.gap.last]
+        if self.commitment is not None:
+            body[K_COMMITMENT] = self.commitment
         return cbor.encode(body)
 
     @classmethod
@@ -191,6 +210,8 @@ class Reading:
                 gap = Gap(gap_raw[0], gap_raw[1])
             except MalformedError as exc:
                 raise MalformedError(str(exc), code="bad_payload") from None
+        if K_COMMITMENT in body and not isinstance(body[K_COMMITMENT], bytes):
+            raise MalformedError("commitment must be a byte string", code="bad_payload")
         event = body.get(K_EVENT)
         if K_EVENT in body and not isinstance(event, dict):
             raise MalformedError("event must be a CBOR map", code="bad_payload")
@@ -206,6 +227,7 @@ class Reading:
                 measurements=tuple(Measurement.from_cbor_record(r) for r in records),
                 event=event,
                 gap=gap,
+                commitment=body.get(K_COMMITMENT),
             )
         except MalformedError as exc:
             raise MalformedError(str(exc), code="bad_payload") from None

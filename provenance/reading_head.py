@@ -40,6 +40,7 @@ class ReadingHead(NamedTuple):
     prev: bytes
     kind: str
     gap: Gap | None
+    commitment: bytes | None = None  # set for a private reading
 
 
 def read_head(payload: bytes) -> ReadingHead:
@@ -48,7 +49,8 @@ def read_head(payload: bytes) -> ReadingHead:
     if head is not None:
         return head
     r = Reading.from_payload(payload)
-    return ReadingHead(r.device_id, r.seq, r.boot, r.time_ms, r.prev, r.kind, r.gap)
+    return ReadingHead(r.device_id, r.seq, r.boot, r.time_ms, r.prev, r.kind, r.gap,
+                       r.commitment)
 
 
 # --- the patterns -------------------------------------------------------------------------

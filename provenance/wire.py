@@ -16,13 +16,19 @@ __all__ = [
     "FORMAT_VERSION",
     "HDR_ALG",
     "HDR_KID",
+    "PRIVATE_FILTER",
     "PROOF_FORMAT_VERSION",
     "READING_FILTER",
     "TOPIC_ROOT",
     "BlockLabel",
+    "OpeningLabel",
     "PayloadLabel",
+    "PrivateLabel",
     "ProofLabel",
     "device_filter",
+    "private_filter",
+    "private_topic",
+    "private_topic_device",
     "reading_topic",
     "reading_topic_device",
     "status_topic",
@@ -34,16 +40,26 @@ __all__ = [
 TOPIC_ROOT: Final = "sensorledger/v1"
 _READING: Final = "reading"
 _STATUS: Final = "status"
+_PRIVATE: Final = "private"
 _PREFIX: Final = TOPIC_ROOT + "/"
 _READING_SUFFIX: Final = "/" + _READING
+_PRIVATE_SUFFIX: Final = "/" + _PRIVATE
 
 #: The collector's subscription: every device's readings.
 READING_FILTER: Final = f"{TOPIC_ROOT}/+/{_READING}"
+#: The collector's second subscription: private readings with their sealed values.
+PRIVATE_FILTER: Final = f"{TOPIC_ROOT}/+/{_PRIVATE}"
 
 
 def reading_topic(device_id: str) -> str:
     """Where a device publishes its signed readings (QoS 1, not retained)."""
     return f"{_PREFIX}{device_id}{_READING_SUFFIX}"
+
+
+def private_topic(device_id: str) -> str:
+    """Where a device publishes its private readings: a private message (the signed envelope
+    beside its sealed values, :class:`PrivateLabel`), QoS 1, not retained."""
+    return f"{_PREFIX}{device_id}{_PRIVATE_SUFFIX}"
 
 
 def status_topic(device_id: str) -> str:
@@ -63,6 +79,21 @@ def reading_topic_device(topic: str) -> str | None:
     if not (topic.startswith(_PREFIX) and topic.endswith(_READING_SUFFIX)):
         return None
     return topic[len(_PREFIX):-len(_READING_SUFFIX)]
+
+
+def private_filter(reading_filter: str) -> list[str]:
+    """The private-topic subscription that goes with a reading subscription (none for a filter
+    that does not end in ``/reading``)."""
+    if not reading_filter.endswith(_READING_SUFFIX):
+        return []
+    return [reading_filter[:-len(_READING_SUFFIX)] + _PRIVATE_SUFFIX]
+
+
+def private_topic_device(topic: str) -> str | None:
+    """The ``<device_id>`` part of a private topic, unchecked; None for any other topic."""
+    if not (topic.startswith(_PREFIX) and topic.endswith(_PRIVATE_SUFFIX)):
+        return None
+    return topic[len(_PREFIX):-len(_PRIVATE_SUFFIX)]
 
 
 # --- Format versions ----------------------------------------------------------------------
@@ -103,6 +134,27 @@ class PayloadLabel:
     MEASUREMENTS: Final = 9
     EVENT: Final = 10
     GAP: Final = 11
+    #: Private readings only: SHA-256(salt || values), in place of measurements and event.
+    COMMITMENT: Final = 12
+
+
+class PrivateLabel:
+    """Keys of the private message map (what travels on the private topic)."""
+
+    ENVELOPE: Final = 1   # the COSE_Sign1 envelope, exactly as signed
+    SUBJECT: Final = 2    # whose data it is (a patient's pseudonym or the device id)
+    SEALED: Final = 3     # COSE_Encrypt0 (A256GCM) of the opening under the data key
+    GRANTS: Final = 4     # COSE_Encrypt per reader: the data key, ECDH-ES + A256KW
+
+
+class OpeningLabel:
+    """Keys of the opening (the plaintext of the sealed values, and the proof's disclosure)
+    and of the values map inside it."""
+
+    SALT: Final = 1       # 32 random bytes, fresh for every reading
+    VALUES: Final = 2     # bstr: deterministic CBOR {1: SenML records, ?2: event}
+    MEASUREMENTS: Final = 1
+    EVENT: Final = 2
 
 
 class BlockLabel:
@@ -135,3 +187,4 @@ class ProofLabel:
     #: v2, optional: [enrolment statement, its leaf index, its audit path] under the same
     #: checkpoint, showing the device key was enrolled earlier in the log than the reading.
     ENROLMENT: Final = 9
+    OPENING: Final = 10  # v2, optional: a private reading's disclosed salt and values

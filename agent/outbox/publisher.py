@@ -38,7 +38,8 @@ from typing import Any
 
 import aiomqtt
 
-from provenance.wire import device_filter, reading_topic, status_topic
+from provenance.private_message import is_private_message
+from provenance.wire import device_filter, private_topic, reading_topic, status_topic
 
 from ..config import BrokerConfig
 from ..errors import AgentError, BrokerError
@@ -271,8 +272,11 @@ class Publisher:
                     rows = await self.outbox.fetch(after, window - len(inflight))
                     exhausted = len(rows) < window - len(inflight)
                     for row in rows:
+                        topic = (private_topic(row.device_id)
+                                 if is_private_message(row.envelope)
+                                 else reading_topic(row.device_id))
                         task = asyncio.create_task(client.publish(
-                            reading_topic(row.device_id), row.envelope, qos=1,
+                            topic, row.envelope, qos=1,
                             timeout=ack_timeout))
                         task.add_done_callback(self._on_done)
                         inflight.append((row, task))

@@ -15,6 +15,7 @@ __all__ = ["REASONS", "Reason"]
 class Reason:
     OVERSIZED = "oversized"
     BAD_TOPIC = "bad_topic"
+    BAD_PRIVATE = "bad_private"
     NOT_CBOR = "not_cbor"
     NOT_COSE = "not_cose"
     BAD_KID = "bad_kid"
@@ -38,6 +39,8 @@ class Reason:
 REASONS: dict[str, str] = {
     Reason.OVERSIZED: "larger than ingest.max_message_bytes; stored truncated, never decoded",
     Reason.BAD_TOPIC: f"topic is not {reading_topic('<valid device id>')}",
+    Reason.BAD_PRIVATE: "on a private topic, but not a private message of a private reading "
+                        "(envelope, subject, sealed values, grants)",
     Reason.NOT_CBOR: "not one well-formed CBOR item",
     Reason.NOT_COSE: "CBOR, but not a tagged COSE_Sign1 in the SensorLedger profile",
     Reason.BAD_KID: "protected header lacks a 32-byte key id",

@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from collector.admission.checks import Accept, DeviceChecks, Duplicate, KnownReading, Lookup
+from collector.admission.private_intake import open_private, private_record
 from collector.admission.reasons import Reason
 from collector.admission.registry import Registry
 from collector.admission.verify import Rejected, Verified, verify_message
@@ -36,6 +37,7 @@ from collector.ledger.store import (
 )
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
+from provenance.private_message import PrivateMessage
 
 __all__ = ["ReplayResult", "replay_unknown_keys", "store_lookup"]
 
@@ -92,9 +94,16 @@ async def replay_unknown_keys(store: LedgerStore, checks: DeviceChecks, registry
     entries = await store.quarantine_entries(reason=Reason.UNKNOWN_KEY, limit=-1)
     ready: list[tuple[Verified, int, QuarantineRecord, int]] = []
     changes: list[tuple[int, QuarantineRecord | None]] = []  # (row id, new record or None)
+    private: dict[int, PrivateMessage] = {}
     for entry in entries:
         q = entry.record
-        outcome = verify_message(registry, q.topic, q.raw, q.received_ms, max_future_ms)
+        opened = open_private(q.topic, q.raw)
+        if opened is not None and not isinstance(opened, Rejected):
+            private[entry.id] = opened[1]
+            outcome = verify_message(registry, opened[0], opened[1].envelope, q.received_ms,
+                                     max_future_ms)
+        else:
+            outcome = verify_message(registry, q.topic, q.raw, q.received_ms, max_future_ms)
         if isinstance(outcome, Rejected):
             if outcome.reason == Reason.UNKNOWN_KEY:
                 result.still_unknown += 1
@@ -107,11 +116,15 @@ async def replay_unknown_keys(store: LedgerStore, checks: DeviceChecks, registry
     ready.sort(key=lambda t: (t[0].device_id, t[0].seq, t[2].received_ms))
     batch = BatchWrite()
     for v, row_id, q, _ in ready:
+        pm = private.get(row_id)
+        envelope = q.raw if pm is None else pm.envelope
         rid = result.next_id if assign_ids else 0
-        decision = await checks.admit(v, q.received_ms, rid, q.raw)
+        decision = await checks.admit(v, q.received_ms, rid, envelope)
         if isinstance(decision, Accept):
             batch.readings.append(ReadingRecord(rid, v.device_id, v.seq, v.boot,
-                                                v.time_ms, q.received_ms, v.kind, q.raw))
+                                                v.time_ms, q.received_ms, v.kind, envelope))
+            if pm is not None:
+                batch.private.append(private_record(rid, pm))
             if assign_ids:
                 result.leaves.append(PendingLeaf(rid, v.leaf_hash, v.time_ms, q.received_ms))
                 result.next_id += 1

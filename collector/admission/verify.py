@@ -72,6 +72,7 @@ class Verified(NamedTuple):
     envelope_hash: bytes
     leaf_hash: bytes
     kid: bytes
+    commitment: bytes | None = None  # a private reading's signed commitment
 
 
 class Rejected(NamedTuple):
@@ -273,6 +274,7 @@ class ReadingVerifier:
             envelope_hash=hashlib.sha256(payload).digest(),
             leaf_hash=RFC9162_SHA256.hash_leaf(payload),
             kid=checked.key.kid,
+            commitment=reading.commitment,
         )
 
     def verify_batch(self, items: Sequence[tuple[str, bytes, int]],

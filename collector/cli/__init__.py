@@ -22,6 +22,7 @@ from collector.cli.devices import devices
 from collector.cli.inspect import blocks, quarantine, readings, stats
 from collector.cli.ledger import check, init, run_command
 from collector.cli.migrate import migrate
+from collector.cli.private import erase_cmd, erasures_cmd, readers, reveal_cmd
 from collector.cli.proofs import (
     checkpoint_cmd,
     consistency_cmd,
@@ -54,7 +55,8 @@ def cli() -> None:
 
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
                  checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
-                 stats, quarantine, tiles, serve, copy_cmd):
+                 stats, quarantine, tiles, serve, reveal_cmd, erase_cmd, erasures_cmd,
+                 readers, copy_cmd):
     cli.add_command(_command)
 
 

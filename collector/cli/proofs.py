@@ -31,9 +31,14 @@ Example:
 @click.option("--size", type=int, metavar="N",
               help="Prove against the checkpoint of tree size N [default: the latest].")
 @click.option("--json", "as_json", is_flag=True, help="Also print the readable JSON rendering.")
+@click.option("--disclose", is_flag=True,
+              help="A private reading: put its opening (salt and values) in the proof, for a "
+                   "recipient who may see them (needs --reader-key).")
+@click.option("--reader-key", metavar="PEM", help="Reader key that opens the sealed values.")
 @handle_errors
 def proof(config_path: str | None, db: str | None, device_id: str, seq: int, output: str,
-          form: str, size: int | None, as_json: bool) -> None:
+          form: str, size: int | None, as_json: bool, disclose: bool,
+          reader_key: str | None) -> None:
     """Write a self-contained proof file for reading DEVICE_ID SEQ.
 
     In a ledger of one log tree: the envelope, the device key, the leaf index and audit path,
@@ -44,10 +49,23 @@ def proof(config_path: str | None, db: str | None, device_id: str, seq: int, out
     from provenance.logproof import LogProof
 
     cfg = config(config_path, database=db)
+    if disclose and reader_key is None:
+        raise UsageError("--disclose needs --reader-key: the key of a reader who may open the "
+                         "sealed values")
     pf = on_ledger(cfg, lambda store: build_proof(store, device_id, seq, size=size,
                                                   quorum=cfg.witnessing.quorum))
     if form == "tlog-proof" and not isinstance(pf, LogProof):
         raise UsageError("a tlog-proof needs the log tree: run `ledger-collector migrate`")
+    if disclose:
+        from dataclasses import replace
+
+        from collector.tools.private_readings import load_reader_key, reveal
+
+        if not isinstance(pf, LogProof) or form != "cbor":
+            raise UsageError("--disclose writes a format 2 CBOR proof")
+        assert reader_key is not None
+        revealed = reveal(cfg.database, device_id, seq, load_reader_key(reader_key))
+        pf = replace(pf, opening=revealed.opening.encode())
     data = pf.to_tlog_proof() if isinstance(pf, LogProof) and form == "tlog-proof" else (
         pf.encode())
     Path(output).write_bytes(data)
@@ -179,9 +197,14 @@ Example:
 @click.option("--size", type=int, metavar="N",
               help="Prove against the checkpoint of tree size N [default: the latest].")
 @click.option("-o", "--output", required=True, metavar="FILE", help="History file to write.")
+@click.option("--reader-key", metavar="PEM",
+              help="Also print the values of the range's private readings, opened with this "
+                   "reader key and checked against their commitments (the file discloses "
+                   "nothing).")
 @handle_errors
 def history_cmd(config_path: str | None, db: str | None, device_id: str, first: int | None,
-                last: int | None, size: int | None, output: str) -> None:
+                last: int | None, size: int | None, output: str,
+                reader_key: str | None) -> None:
     """Write one file with every reading of DEVICE_ID in a seq range, the device key and the
     inclusion of each reading under one signed checkpoint: its complete history, checkable
     offline with `verify-history`."""
@@ -194,6 +217,16 @@ def history_cmd(config_path: str | None, db: str | None, device_id: str, first: 
     Path(output).write_bytes(data)
     click.echo(f"wrote {output} ({len(data):,} bytes): {device_id} seqs "
                f"{hf.first_seq}..{hf.last_seq}, {len(hf.entries):,} readings", err=True)
+    if reader_key is not None:
+        from collector.tools.private_readings import load_reader_key, reveal_range
+
+        shown, problems = reveal_range(cfg.database, device_id, hf.first_seq, hf.last_seq,
+                                       load_reader_key(reader_key))
+        for revealed in shown:
+            click.echo(revealed.render())
+        for problem in problems:
+            click.echo(f"not revealed: {problem}", err=True)
+        click.echo(f"{len(shown)} private reading(s) revealed, {len(problems)} not", err=True)
 
 
 @click.command("verify-history", epilog="""\b

@@ -45,6 +45,7 @@ from collector.errors import ConfigError
 from collector.ingest.paho_adapter import BufferedClient
 from collector.ingest.presence import PresenceBoard, status_topic_of
 from collector.logs import event
+from provenance.wire import private_filter
 
 __all__ = ["Inbox", "Message", "MqttIngest"]
 
@@ -144,8 +145,11 @@ class MqttIngest:
     @property
     def subscription(self) -> str:
         """The reading filter as subscribed: shared (``$share/GROUP/...``) in a cluster."""
+        return self._shared(self._config.topic)
+
+    def _shared(self, topic: str) -> str:
         group = self._config.share_group
-        return f"$share/{group}/{self._config.topic}" if group else self._config.topic
+        return f"$share/{group}/{topic}" if group else topic
 
     def _make_client(self) -> BufferedClient:
         cfg, addr = self._config, self._address
@@ -338,12 +342,17 @@ class MqttIngest:
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         # Status at QoS 0 (nothing to acknowledge), retained states sent on every subscribe.
         status = self._status_topic
+        # Private readings come on a topic of their own (after the status one, whose place in
+        # the reason codes _on_subscribe reads).
+        private = private_filter(self._config.topic)
         if self._config.protocol == "5":
             status_options = SubscribeOptions(qos=0)
             client.subscribe([(self.subscription, options)]
-                             + ([(status, status_options)] if status else []))
+                             + ([(status, status_options)] if status else [])
+                             + [(self._shared(t), options) for t in private])
         else:
-            client.subscribe([(self.subscription, 1)] + ([(status, 0)] if status else []))
+            client.subscribe([(self.subscription, 1)] + ([(status, 0)] if status else [])
+                             + [(self._shared(t), 1) for t in private])
         # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()
         self._session_present = bool(flags.session_present)

@@ -33,12 +33,13 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from collector import faults
 from collector.admission.checks import Accept, DeviceChecks, Duplicate
+from collector.admission.private_intake import open_private, private_record
 from collector.admission.reasons import Reason
 from collector.admission.registry import Registry, RegistrySnapshot
 from collector.admission.replay import replay_unknown_keys
@@ -67,6 +68,7 @@ from collector.ledger.store import (
 from collector.logs import event
 from collector.metrics import LiveState, Metrics
 from provenance.merkle import RFC9162_SHA256
+from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["Acker", "Pipeline"]
@@ -87,6 +89,7 @@ class Job:
     messages: list[Message]
     early: dict[int, Outcome]  # outcomes decided before verification (oversized)
     outcomes: asyncio.Future[list[Outcome]]
+    private: dict[int, PrivateMessage] = field(default_factory=dict)  # by message index
 
 
 class Pipeline:
@@ -189,6 +192,7 @@ class Pipeline:
                     break
                 continue
             early: dict[int, Outcome] = {}
+            private: dict[int, PrivateMessage] = {}
             items: list[tuple[str, bytes, int]] = []
             for i, m in enumerate(messages):
                 if len(m.payload) > ingest.max_message_bytes:
@@ -197,14 +201,21 @@ class Pipeline:
                         f"{len(m.payload)} bytes exceed the {ingest.max_message_bytes}-byte "
                         f"limit; first {ingest.quarantine_keep_bytes} bytes kept",
                     )
-                else:
+                    continue
+                opened = open_private(m.topic, m.payload)
+                if opened is None:
                     items.append((m.topic, m.payload, m.received_ms))
+                elif isinstance(opened, Rejected):
+                    early[i] = opened
+                else:
+                    private[i] = opened[1]
+                    items.append((opened[0], opened[1].envelope, m.received_ms))
             self.metrics.received += len(messages)
             outcomes = self._pool.submit(verify_batch, self._shared, items,
                                          self._max_future_ms)
             self._verifying += len(messages)
             self._job_arrivals.append(messages[0].received_ms)
-            await self._jobs.put(Job(messages, early, outcomes))
+            await self._jobs.put(Job(messages, early, outcomes, private))
         await self._jobs.put(None)
 
     # write: per-device checks, commit, ack, seal --------------------------------------------
@@ -286,13 +297,18 @@ class Pipeline:
         outcomes = self._take(job)
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
+            pm = job.private.get(i)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
-                outcome = await self._recheck_unknown(m, outcome)
+                outcome = await self._recheck_unknown(m, outcome, pm)
             if self._due:  # the registry changed: its statements precede what it admits
                 self._log_statements(batch, leaves)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
-            await self._decide(m, outcome, batch, acks, leaves)
+            if isinstance(outcome, Verified) and pm is not None and outcome.commitment is None:
+                outcome = Rejected(Reason.BAD_PRIVATE, "the envelope on the private topic is "
+                                   "a public reading: it signs its values, not a commitment",
+                                   outcome.device_id, outcome.seq)
+            await self._decide(m, outcome, batch, acks, leaves, pm)
 
     def _take(self, job: Job) -> Iterator[Outcome]:
         """The outcomes of a verified job (in message order, the early ones left out), and
@@ -306,14 +322,19 @@ class Pipeline:
 
     async def _outcomes(self, job: Job) -> list[tuple[Message, Outcome]]:
         """The job's messages with their verification outcomes, registry changes applied
-        (a cluster collector: it logs no statements, see :mod:`collector.ingest.cluster`)."""
+        (a cluster collector, :mod:`collector.ingest.cluster`: it logs no statements and
+        admits no private readings yet; those are quarantined, so nothing is lost)."""
         await job.outcomes
         outcomes = self._take(job)
         out: list[tuple[Message, Outcome]] = []
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
+            if job.private.get(i) is not None:
+                outcome = Rejected(Reason.BAD_PRIVATE, "private readings are not admitted on "
+                                   "a PostgreSQL ledger yet (docs/scaling.md)",
+                                   outcome.device_id, outcome.seq)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
-                outcome = await self._recheck_unknown(m, outcome)
+                outcome = await self._recheck_unknown(m, outcome, None)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
             out.append((m, outcome))
@@ -324,16 +345,20 @@ class Pipeline:
     assign_ids = True
 
     async def _decide(self, m: Message, outcome: Outcome, batch: BatchWrite,
-                      acks: dict[int, list[int]], leaves: list[PendingLeaf]) -> None:
+                      acks: dict[int, list[int]], leaves: list[PendingLeaf],
+                      pm: PrivateMessage | None = None) -> None:
         """The per-device checks on one message; its row, count or quarantine in ``batch``."""
         metrics = self.metrics
+        envelope = m.payload if pm is None else pm.envelope
         if isinstance(outcome, Verified):
             rid = self._next_id if self.assign_ids else 0
-            decision = await self.checks.admit(outcome, m.received_ms, rid, m.payload)
+            decision = await self.checks.admit(outcome, m.received_ms, rid, envelope)
             if isinstance(decision, Accept):
                 batch.readings.append(ReadingRecord(
                     rid, outcome.device_id, outcome.seq, outcome.boot,
-                    outcome.time_ms, m.received_ms, outcome.kind, m.payload))
+                    outcome.time_ms, m.received_ms, outcome.kind, envelope))
+                if pm is not None:
+                    batch.private.append(private_record(rid, pm))
                 if self.assign_ids:
                     leaves.append(PendingLeaf(rid, outcome.leaf_hash, outcome.time_ms,
                                               m.received_ms))
@@ -484,13 +509,19 @@ class Pipeline:
         if done.changed:
             event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)
 
-    async def _recheck_unknown(self, m: Message, outcome: Rejected) -> Outcome:
+    async def _recheck_unknown(self, m: Message, outcome: Rejected,
+                               pm: PrivateMessage | None) -> Outcome:
         # A device enrolled moments ago may have been verified against an older snapshot: the
         # registry may have changed since the batch went to a worker, whether this call or an
         # earlier one reloaded it (that earlier reload's replay ran before this reading was
         # quarantined, so nothing would replay it). Looking up an unknown key is cheap: the
         # envelope is decoded and no signature is checked.
         await self._refresh_registry(force=True)
+        if pm is not None:
+            opened = open_private(m.topic, m.payload)
+            assert opened is not None and not isinstance(opened, Rejected)
+            return verify_message(self._registry, opened[0], pm.envelope, m.received_ms,
+                                  self._max_future_ms)
         return verify_message(self._registry, m.topic, m.payload, m.received_ms,
                               self._max_future_ms)
 

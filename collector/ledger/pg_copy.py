@@ -235,7 +235,7 @@ class _Copier:
             "SELECT size, witness, line, cosigned_s, received_ms FROM cosignatures")
         async with self.target._write("copying into") as conn:
             await self.target.write_batch(conn, BatchWrite(
-                [r._replace(id=0) for r in rest], [], list(states.values())))
+                readings=[r._replace(id=0) for r in rest], devices=list(states.values())))
             async with conn.cursor() as cur:
                 await cur.executemany(
                     "INSERT INTO quarantine(raw_sha256, reason, detail, topic, topic_device, "

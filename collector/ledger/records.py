@@ -20,6 +20,7 @@ __all__ = [
     "CheckpointRecord",
     "DeviceState",
     "PendingLeaf",
+    "PrivateRecord",
     "QuarantineEntry",
     "QuarantineRecord",
     "ReadingRecord",
@@ -136,9 +137,20 @@ class DeviceState:
         return gapmath.unexplained(self.gaps)
 
 
+class PrivateRecord(NamedTuple):
+    """A private reading's sealed values and its data key's grants, kept outside the log."""
+
+    reading_id: int
+    subject: str
+    data_kid: bytes
+    sealed: bytes
+    grants: tuple[tuple[bytes, bytes], ...]  # (reader kid, grant)
+
+
 @dataclass(slots=True)
 class BatchWrite:
     readings: list[ReadingRecord] = field(default_factory=list)
+    private: list[PrivateRecord] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     devices: list[DeviceState] = field(default_factory=list)
 

@@ -142,4 +142,39 @@ CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 -- read-only view's plots and its paginated API: keyset on (time_ms, seq)).
 CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
 """),
+    (5, "private readings: sealed values, grants and erasures outside the log", """
+-- The sealed values of private readings (COSE_Encrypt0 under the subject's data key), kept
+-- beside the log, never in it: the log commits to the signed envelope only, whose payload
+-- holds a salted commitment. `erase` deletes a subject's rows here (secure_delete).
+CREATE TABLE private_values (
+    reading_id INTEGER PRIMARY KEY,         -- readings.id of the private reading
+    subject    TEXT NOT NULL,
+    data_kid   BLOB NOT NULL,
+    sealed     BLOB NOT NULL
+);
+CREATE INDEX private_values_by_subject ON private_values(subject);
+
+-- One grant per data key and reader: the data key wrapped for the reader (COSE_Encrypt,
+-- ECDH-ES + A256KW). Kept until the subject is erased or the reader's grants are dropped.
+CREATE TABLE private_grants (
+    data_kid   BLOB NOT NULL,
+    reader_kid BLOB NOT NULL,
+    subject    TEXT NOT NULL,
+    grant      BLOB NOT NULL,
+    PRIMARY KEY (data_kid, reader_kid)
+) WITHOUT ROWID;
+CREATE INDEX private_grants_by_subject ON private_grants(subject);
+
+-- Erasures: requested (erased_ms NULL) and carried out, each with its record signed by the
+-- collector key. The record names the erased readings and data keys, never the subject.
+CREATE TABLE erasures (
+    id           INTEGER PRIMARY KEY,
+    subject      TEXT,                      -- cleared once the erasure is done
+    authority    TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    erased_ms    INTEGER,
+    readings     INTEGER,
+    record       BLOB                       -- COSE_Sign1 by the collector key
+);
+"""),
 ]

@@ -189,6 +189,8 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
                         [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
                           r.envelope) for r in batch.readings],
                     )
+                if batch.private:
+                    await _write_private(db, batch)
                 if batch.quarantine:
                     await db.executemany(
                         f"INSERT INTO quarantine({QUARANTINE_COLUMNS}) "
@@ -356,6 +358,8 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
                     [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
                       r.envelope) for r in batch.readings],
                 )
+                if batch.private:
+                    await _write_private(db, batch)
                 for row_id, record in quarantine:
                     if record is not None:
                         await db.execute(
@@ -375,6 +379,19 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
                 await self._write_gaps(db, [s for s in batch.devices if s.gaps_changed])
         except sqlite3.Error as exc:
             raise StoreError(f"writing replayed readings to {self.path} failed: {exc}") from None
+
+
+async def _write_private(db: aiosqlite.Connection, batch: BatchWrite) -> None:
+    """Private readings' sealed values and grants, beside (never in) the log."""
+    await db.executemany(
+        "INSERT OR IGNORE INTO private_values(reading_id, subject, data_kid, sealed) "
+        "VALUES (?,?,?,?)",
+        [(p.reading_id, p.subject, p.data_kid, p.sealed) for p in batch.private])
+    await db.executemany(
+        "INSERT OR IGNORE INTO private_grants(data_kid, reader_kid, subject, grant) "
+        "VALUES (?,?,?,?)",
+        [(p.data_kid, reader, p.subject, grant) for p in batch.private
+         for reader, grant in p.grants])
 
 
 def _state_row(s: DeviceState) -> tuple[Any, ...]:

@@ -375,6 +375,7 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     try:
         auditor = await _audit(store, report, collector_key, pool, share, progress, window,
                                anchors, saved_checkpoints)
+        await _erasure_findings(store, report, collector_key)
     finally:
         share.close()
     report.findings.sort(key=_finding_order)
@@ -389,6 +390,20 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
             "now refuses on arrival (stored before it did; see docs/wire-format.md)")
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _erasure_findings(store: LedgerStore, report: AuditReport,
+                            collector_key: PublicKey) -> None:
+    """Erasures of private readings' values: listed, and their records checked."""
+    from collector.ledger.pg_base import is_postgres_url
+    from collector.tools.erasures import audit_erasures
+
+    path = getattr(store, "path", None)
+    if path is None or is_postgres_url(str(path)):  # no private tables on PostgreSQL yet
+        return
+    notes, findings = await asyncio.to_thread(audit_erasures, path, collector_key)
+    report.notes.extend(notes)
+    report.findings.extend(Finding(check, detail) for check, detail in findings)
 
 
 async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicKey,

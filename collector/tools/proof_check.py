@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,11 @@ def proven(report: ProofReport) -> dict[str, Any] | None:
     reading = report.reading
     out = reading_to_json(reading)
     out["time_utc"] = _utc(reading.time_ms)
+    if report.disclosed is not None:
+        measurements, event = report.disclosed
+        shown = reading_to_json(replace(reading, commitment=None, measurements=measurements,
+                                        event=event))
+        out["disclosed"] = {k: shown[k] for k in ("measurements", "event") if k in shown}
     if report.block is not None:
         out["block"] = {"height": report.block.header.height,
                         "hash": report.block.hash.hex(),
@@ -130,6 +136,14 @@ def render(report: ProofReport) -> str:
         lines.append(f"proven: device {what['device_id']} seq {what['seq']} (boot "
                      f"{what['boot']}), {what['kind']}, at {what['time_utc']}; device clock "
                      f"{synced}")
+        if "commitment" in what and "disclosed" not in what:
+            lines.append(f"  private reading: values not disclosed (the device signed the "
+                         f"salted commitment {what['commitment'][:16]}…)")
+        if "disclosed" in what:
+            lines.append("  private reading, values disclosed and matching the commitment:")
+            what = {**what, "measurements": what["disclosed"]["measurements"],
+                    **({"event": what["disclosed"]["event"]} if "event" in what["disclosed"]
+                       else {})}
         for m in what["measurements"]:
             unit = f" {m['u']}" if "u" in m else ""
             offset = f" (+{m['t']} s)" if "t" in m else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from provenance.keyfile import load_public_key
+from provenance.private_message import PrivateMessage
 from tests.support.agent_harness import (
     REPO,
     AgentProcess,
@@ -72,12 +73,17 @@ def test_agent_on_emulated_devices_signs_its_own_and_relays_the_smart_sensor(
     smart_topic = "sensorledger/v1/smart-1/reading"
     subscriber.wait_until(
         lambda: len(subscriber.on_topic(smart_topic)) >= 5
-        and len(subscriber.payloads("/ward-3/reading")) >= 3, timeout=30, what="readings")
+        and len(subscriber.payloads("/ward-3/private")) >= 3, timeout=30, what="readings")
     assert agent.terminate() == 0
 
-    own = verify_stream(subscriber.payloads("/ward-3/reading"), device_public_key(workdir))
+    # The oximeter is private by default: its envelopes travel inside private messages on
+    # the private topic and sign a commitment, not the values.
+    envelopes = [PrivateMessage.decode(p).envelope
+                 for p in subscriber.payloads("/ward-3/private")]
+    own = verify_stream(envelopes, device_public_key(workdir))
     assert {r.kind for r in own.readings.values()} == {"pulse-oximeter"}
-    assert all(r.measurements for r in own.readings.values())
+    assert all(r.commitment and not r.measurements for r in own.readings.values())
+    assert not subscriber.payloads("/ward-3/reading")
 
     # Relayed byte for byte: the sensor's own key verifies them, and its chain is intact.
     public = load_public_key(sensor_key.with_name("smart.pem.pub.pem"))

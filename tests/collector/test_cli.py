@@ -53,8 +53,9 @@ def test_every_command_has_help_with_an_example(path: list[str]) -> None:
 def test_the_documented_commands_exist() -> None:
     assert sorted(" ".join(p) for p in all_commands()) == sorted([
         "audit", "blocks", "check", "checkpoint", "consistency", "devices add", "devices list",
-        "copy", "devices revoke", "history", "init", "migrate", "proof", "verify-history",
-        "quarantine", "readings", "run", "serve", "stats", "verify-proof"])
+        "copy", "devices revoke", "erase", "erasures", "history", "init", "migrate", "proof",
+        "readers list", "readers revoke", "reveal", "verify-history", "quarantine", "readings",
+        "run", "serve", "stats", "tiles export", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for path in all_commands():
         assert f"ledger-collector {' '.join(path)}" in docs, f"{path} is not in the docs"
@@ -156,9 +157,15 @@ def test_blocks_readings_quarantine_and_stats_outputs(
     assert col.stop() == 0
 
     blocks = run_cli("blocks", "--db", ledger.db)
-    assert blocks.exit_code == 0 and len(blocks.output.strip().splitlines()) == 1 + 3
+    # (Blocks of up to 10 leaves, or fewer when sealed by age; the devices' enrolment
+    # statements are leaves too.)
+    heights = ledger.count("blocks")
+    assert heights >= 3
+    assert blocks.exit_code == 0 and len(blocks.output.strip().splitlines()) == 1 + heights
     one = json.loads(run_cli("blocks", "--db", ledger.db, "1", "--json").output)
-    assert (one["height"], one["leaf_count"], one["first_reading_id"]) == (1, 10, 11)
+    assert (one["height"], one["leaf_count"], one["first_reading_id"]) == ledger.sql(
+        "SELECT height, leaf_count, first_reading_id FROM blocks WHERE height = 1")[0]
+    assert 1 <= one["leaf_count"] <= 10
     assert run_cli("blocks", "--db", ledger.db, "99").exit_code == 2
 
     out = tmp_path / "out.csv"

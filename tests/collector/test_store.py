@@ -152,11 +152,11 @@ def test_a_batch_commits_whole_or_not_at_all(where: str) -> None:
     state = DeviceState("s-01", 0, 1, b"h" * 32, 1, 0, 0, accepted=2)
 
     async def go(store: LedgerStore) -> None:
-        await store.commit_batch(BatchWrite([reading(1), reading(2)], [quarantined(b"x")],
-                                            [state]))
+        await store.commit_batch(BatchWrite([reading(1), reading(2)],
+                                            quarantine=[quarantined(b"x")], devices=[state]))
         with pytest.raises(StoreError):  # (s-01, seq 0) again violates uniqueness
             await store.commit_batch(BatchWrite([reading(3), ReadingRecord(
-                4, "s-01", 0, 1, 0, 0, "water", b"other")], [quarantined(b"y")]))
+                4, "s-01", 0, 1, 0, 0, "water", b"other")], quarantine=[quarantined(b"y")]))
         assert await store.reading_count() == 2
         assert [e.record.raw for e in await store.quarantine_entries()] == [b"x"]
         assert (await store.device_states())["s-01"].accepted == 2

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 EXPECTED_KINDS = {
     "water-plant-1": ("water-quality", {"ph", "temperature"}),
     "ess-rack-1": ("battery", {"pack_voltage", "pack_current"}),
-    "ward3-bed12": ("pulse-oximeter", {"finger_out", "samples"}),
+    "ward3-bed12": ("pulse-oximeter", set()),  # private: the ledger holds no values
     "panel-7": ("arc-detector", {"arc_alarm_bitmap", "bus_arc"}),
     "smart-sensor-9": ("water-quality", {"ph", "temperature"}),
 }
@@ -32,7 +32,12 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "demo PASSED" in out
     assert re.search(r"audit OK: \d+ blocks, \d+ readings verified", out)
     assert "proof VERIFIED" in out
-    assert out.count("[PASS]") == 5 and "[FAIL]" not in out
+    # Six checks each (with the device key's enrolment): an arc's proof and a private one.
+    assert out.count("[PASS]") == 12 and "[FAIL]" not in out
+    # The oximeter's values: revealed with the reader key, absent from the private proof.
+    private = out[out.index("==> a private reading"):out.index("==> where to look")]
+    assert "values match the signed commitment" in private and "spo2 = " in private
+    assert "values not disclosed" in private
     assert out.count("— sensorledger.example/demo ") == 2  # the checkpoint's two signatures
     assert "extends the saved checkpoint of tree size" in out
     assert re.search(r"view: http://127\.0\.0\.1:\d+/", out)  # the read-only view was up
@@ -62,6 +67,8 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
         assert {r["kind"] for r in readings} == {kind}, device
         seen = {m["n"] for r in readings for m in r["measurements"]}
         assert names <= seen, (device, seen)
+        if device == "ward3-bed12":
+            assert not seen and all(len(r["commitment"]) == 64 for r in readings)
         assert all(r["block"] is not None for r in readings), device
     assert (run_dir / "arc-event.proof").stat().st_size > 0
     assert (run_dir / "collector" / "ledger.db").exists()

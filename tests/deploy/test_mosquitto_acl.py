@@ -186,3 +186,27 @@ def test_a_client_without_a_certificate_is_refused(tls_broker: tuple[Broker, Pat
         assert not anon.connected.wait(3)
         anon.client.loop_stop()
         raise ConnectionError("refused: no client certificate")
+
+
+def test_private_topic_reaches_the_collector_only(tls_broker: tuple[Broker, Path]) -> None:
+    """Private messages: a device writes its own private topic, the collector reads it,
+    another device neither writes it nor reads it."""
+    broker, certs = tls_broker
+    collector = Client(broker, certs, "collector").connect()
+    dev_a = Client(broker, certs, "dev-a").connect()
+    dev_b = Client(broker, certs, "dev-b").connect()
+    try:
+        for c in (collector, dev_b):
+            c.client.subscribe("sensorledger/v1/+/private", qos=1)
+        for _ in range(100):
+            if collector.subacks and dev_b.subacks:
+                break
+            threading.Event().wait(0.05)
+        assert dev_a.publish("sensorledger/v1/dev-a/private", b"sealed") == 0
+        assert collector.messages.get(timeout=10) == ("sensorledger/v1/dev-a/private", b"sealed")
+        assert dev_a.publish("sensorledger/v1/dev-b/private", b"forged") == NOT_AUTHORIZED
+        with pytest.raises(queue.Empty):
+            dev_b.messages.get(timeout=1)
+    finally:
+        for c in (dev_a, dev_b, collector):
+            c.close()

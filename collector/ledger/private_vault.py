@@ -1,0 +1,251 @@
+"""The private vault: the sealed values and grants of private readings, kept beside the log.
+
+Tables ``private_values``, ``private_grants`` and ``erasures`` (migration 4). Ingest writes
+them in the transaction of the readings they belong to (``SQLiteStore.commit_batch``); the
+commands here read them and erase them. Nothing here can decrypt anything: that takes a
+reader's private key (collector/tools/private_readings.py).
+
+**Erasure** (:func:`erase_subject`) is crash-safe and leaves no copy in the database files:
+
+1. One transaction signs and stores the erasure record and deletes the subject's sealed values,
+   grants and quarantined private messages, on a connection with ``secure_delete = ON`` (the
+   freed bytes are overwritten with zeros). Killed before COMMIT, nothing is erased; after it,
+   everything is, and the record says so.
+2. Scrub: ``wal_checkpoint(TRUNCATE)``, ``VACUUM`` (rebuilds every page, so no stale copy left
+   in a free page or a page's unused space by earlier B-tree moves survives), and
+   ``wal_checkpoint(TRUNCATE)`` again (the WAL that held the old and the rebuilt pages is
+   emptied to zero bytes).
+3. The request row forgets the subject and is marked done.
+
+A rerun of ``erase --subject S`` finds an unfinished request for S and finishes steps 2 and 3.
+It needs the ledger to itself (VACUUM): it takes the one-writer lock, so the collector must be
+stopped for the minute it takes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from collector import faults
+from collector.errors import NotFoundError, StoreError
+from collector.ledger.lock import LedgerLock
+from provenance.erasure import ErasureRecord, sign_erasure
+from provenance.errors import ProvenanceError
+from provenance.keys import PrivateKey
+from provenance.private_message import PrivateMessage
+
+__all__ = ["ErasureResult", "ErasureRow", "PrivateVault", "SealedRow", "drop_reader",
+           "erase_subject"]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRow:
+    reading_id: int
+    device_id: str
+    seq: int
+    subject: str
+    data_kid: bytes
+    sealed: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRow:
+    id: int
+    subject: str | None
+    authority: str
+    requested_ms: int
+    erased_ms: int | None
+    readings: int
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureResult:
+    erasure_id: int
+    readings: int
+    keys: int
+    resumed: bool
+    db_bytes_before: int
+    db_bytes_after: int
+
+
+class PrivateVault:
+    """Read access to the private tables of one ledger file."""
+
+    def __init__(self, database: str | Path) -> None:
+        if not Path(database).exists():
+            raise NotFoundError(f"ledger database {database} does not exist")
+        self._con = sqlite3.connect(database, timeout=30)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> PrivateVault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sealed(self, device_id: str, first: int, last: int | None = None) -> list[SealedRow]:
+        """The sealed values of ``device_id``'s readings with seq in ``first..last``."""
+        rows = self._con.execute(
+            "SELECT p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+            "FROM readings r JOIN private_values p ON p.reading_id = r.id "
+            "WHERE r.device_id = ? AND r.seq BETWEEN ? AND ? ORDER BY r.seq",
+            (device_id, first, first if last is None else last)).fetchall()
+        return [SealedRow(*r) for r in rows]
+
+    def envelope(self, device_id: str, seq: int) -> bytes | None:
+        row = self._con.execute("SELECT envelope FROM readings WHERE device_id = ? AND seq = ?",
+                                (device_id, seq)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def grants(self, data_kid: bytes) -> dict[bytes, bytes]:
+        """The grants of one data key, by reader key id."""
+        return dict(self._con.execute(
+            "SELECT reader_kid, grant FROM private_grants WHERE data_kid = ?", (data_kid,)))
+
+    def readers(self) -> list[tuple[bytes, int, int]]:
+        """(reader key id, subjects, data keys) for every reader holding a grant."""
+        return [(bytes(k), s, n) for k, s, n in self._con.execute(
+            "SELECT reader_kid, COUNT(DISTINCT subject), COUNT(*) FROM private_grants "
+            "GROUP BY reader_kid ORDER BY reader_kid")]
+
+    def erasures(self) -> list[ErasureRow]:
+        return [ErasureRow(*r) for r in self._con.execute(
+            "SELECT id, subject, authority, requested_ms, erased_ms, COALESCE(readings, 0), "
+            "COALESCE(record, x'') FROM erasures ORDER BY id")]
+
+    def erased(self, device_id: str, seq: int) -> ErasureRow | None:
+        """The erasure that destroyed the values of ``device_id`` ``seq``, if any."""
+        from provenance.envelope import Envelope
+        from provenance.erasure import ErasureRecord as Record
+
+        for row in self.erasures():
+            try:
+                record = Record.from_payload(Envelope.decode(row.record).payload)
+            except ProvenanceError:
+                continue
+            if (device_id, seq) in record.readings:
+                return row
+        return None
+
+
+@contextmanager
+def _connection(database: str | Path) -> Iterator[sqlite3.Connection]:
+    with closing(sqlite3.connect(database, timeout=30, isolation_level=None)) as con:
+        con.execute("PRAGMA secure_delete = ON")
+        con.execute("PRAGMA busy_timeout = 30000")
+        yield con
+
+
+def _file_bytes(database: str | Path) -> int:
+    p = Path(database)
+    return sum(q.stat().st_size for q in (p, p.with_name(p.name + "-wal")) if q.exists())
+
+
+def erase_subject(database: str | Path, subject: str, *, authority: str, key: PrivateKey,
+                  now_ms: int) -> ErasureResult:
+    """Destroy ``subject``'s sealed values and grants and record it; see the module doc."""
+    if not Path(database).exists():
+        raise NotFoundError(f"ledger database {database} does not exist")
+    before = _file_bytes(database)
+    with LedgerLock(database), _connection(database) as con:
+        try:
+            pending = con.execute(
+                "SELECT id, COALESCE(readings, 0) FROM erasures "
+                "WHERE subject = ? AND erased_ms IS NULL", (subject,)).fetchone()
+            resumed = pending is not None
+            if pending is None:
+                erasure_id, readings, keys = _destroy(con, subject, authority, key, now_ms)
+            else:
+                erasure_id, readings = pending
+                keys = 0
+            faults.point("erase.after_commit")
+            _scrub(con)
+            con.execute("UPDATE erasures SET subject = NULL, erased_ms = ? WHERE id = ?",
+                        (now_ms, erasure_id))
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreError(f"erasing subject {subject!r} in {database} failed: {exc}; "
+                             "run the same command again to finish it") from None
+    return ErasureResult(erasure_id, readings, keys, resumed, before, _file_bytes(database))
+
+
+def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: PrivateKey,
+             now_ms: int) -> tuple[int, int, int]:
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        readings = con.execute(
+            "SELECT r.device_id, r.seq FROM private_values p JOIN readings r "
+            "ON r.id = p.reading_id WHERE p.subject = ? ORDER BY r.id", (subject,)).fetchall()
+        kids = [k for (k,) in con.execute(
+            "SELECT DISTINCT data_kid FROM private_grants WHERE subject = ? "
+            "UNION SELECT DISTINCT data_kid FROM private_values WHERE subject = ? "
+            "ORDER BY 1", (subject, subject))]
+        if not readings and not kids:
+            raise NotFoundError(f"no sealed values or grants of subject {subject!r} are "
+                                "stored (already erased, or never seen)")
+        record = ErasureRecord(now_ms, authority, tuple((d, s) for d, s in readings),
+                               tuple(kids))
+        cur = con.execute(
+            "INSERT INTO erasures(subject, authority, requested_ms, readings, record) "
+            "VALUES (?,?,?,?,?)", (subject, authority, now_ms, len(readings),
+                                   sign_erasure(record, key)))
+        erasure_id = cur.lastrowid
+        assert erasure_id is not None
+        con.execute("DELETE FROM private_values WHERE subject = ?", (subject,))
+        con.execute("DELETE FROM private_grants WHERE subject = ?", (subject,))
+        _drop_quarantined(con, subject)
+        faults.point("erase.before_commit")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return erasure_id, len(readings), len(kids)
+
+
+def drop_reader(database: str | Path, kid_prefix: str) -> tuple[bytes, int, bool]:
+    """Delete every grant held by the reader whose key id starts with ``kid_prefix`` (hex):
+    it can no longer open anything stored here. Returns (reader kid, grants deleted, WAL
+    emptied). Safe while the collector runs; the WAL is emptied when no reader holds it."""
+    prefix = kid_prefix.lower().rstrip("…")
+    if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
+        raise NotFoundError(f"{kid_prefix!r}: give at least 8 hex digits of the reader key id")
+    with _connection(database) as con:
+        kids = [bytes(k) for (k,) in con.execute(
+            "SELECT DISTINCT reader_kid FROM private_grants")]
+        matching = [k for k in kids if k.hex().startswith(prefix)]
+        if len(matching) != 1:
+            raise NotFoundError(f"{len(matching)} readers hold grants with a key id starting "
+                                f"{prefix}; give a unique prefix")
+        cur = con.execute("DELETE FROM private_grants WHERE reader_kid = ?", (matching[0],))
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return matching[0], cur.rowcount, not busy
+
+
+def _drop_quarantined(con: sqlite3.Connection, subject: str) -> None:
+    """Private messages of ``subject`` kept in quarantine (e.g. equivocation evidence) hold its
+    sealed values too: they go with the rest."""
+    doomed = []
+    for qid, raw in con.execute("SELECT id, raw FROM quarantine WHERE topic LIKE '%/private'"):
+        try:
+            if PrivateMessage.decode(bytes(raw)).subject == subject:
+                doomed.append((qid,))
+        except ProvenanceError:
+            continue
+    con.executemany("DELETE FROM quarantine WHERE id = ?", doomed)
+
+
+def _scrub(con: sqlite3.Connection) -> None:
+    """Leave no copy of deleted bytes in the WAL, in free pages or in unused page space."""
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.execute("VACUUM")
+    faults.point("erase.after_vacuum")
+    busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        raise sqlite3.OperationalError("another connection kept the WAL from being emptied")
