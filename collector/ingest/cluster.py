@@ -158,6 +158,10 @@ class ClusterPipeline(Pipeline):
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
         self.metrics.commits += 1
         self.unsealed += len(batch.readings)
+        self._committing, self._committing_since = 0, None
+        committed_ms = now_ms()
+        for r in batch.readings:
+            self.metrics.receive_to_commit.observe((committed_ms - r.received_ms) / 1000)
         self._admitted.set()
         faults.point("batch.after_commit")
         for generation, mids in acks.items():
@@ -196,6 +200,15 @@ class ClusterPipeline(Pipeline):
             self.unsealed = max(0, self.unsealed - block.leaf_count)
             event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
                   first_reading_id=block.first_reading_id, hash=block.hash.hex())
+
+    async def _refresh_registry(self, *, force: bool = False) -> bool:
+        """As on one collector; a database that is away leaves the registry as it was."""
+        try:
+            return await super()._refresh_registry(force=force)
+        except StoreRetry as exc:
+            event(log, "store_retry", logging.WARNING, detail=str(exc)[:300],
+                  during="registry")
+            return False
 
     async def _replay(self) -> None:
         """Quarantined unknown_key readings whose key is now enrolled, under the devices'

@@ -154,8 +154,11 @@ class MqttIngest:
     @property
     def subscription(self) -> str:
         """The reading filter as subscribed: shared (``$share/GROUP/...``) in a cluster."""
+        return self._shared(self._config.topic)
+
+    def _shared(self, topic: str) -> str:
         group = self._config.share_group
-        return f"$share/{group}/{self._config.topic}" if group else self._config.topic
+        return f"$share/{group}/{topic}" if group else topic
 
     def _make_client(self) -> BufferedClient:
         cfg, addr = self._config, self._address
@@ -380,10 +383,10 @@ class MqttIngest:
             status_options = SubscribeOptions(qos=0)
             client.subscribe([(self.subscription, options)]
                              + ([(status, status_options)] if status else [])
-                             + [(t, options) for t in private])
+                             + [(self._shared(t), options) for t in private])
         else:
             client.subscribe([(self.subscription, 1)] + ([(status, 0)] if status else [])
-                             + [(t, 1) for t in private])
+                             + [(self._shared(t), 1) for t in private])
         # Acks may flow from now on (a resumed session re-delivers right after CONNACK).
         self.connected.set()
         self._session_present = bool(flags.session_present)

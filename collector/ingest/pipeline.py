@@ -327,18 +327,17 @@ class Pipeline:
 
     async def _outcomes(self, job: Job) -> list[tuple[Message, Outcome]]:
         """The job's messages with their verification outcomes, registry changes applied
-        (a cluster collector: it logs no statements, see :mod:`collector.ingest.cluster`).
-        Private readings are refused here: their sealed values are kept by reading id, which a
-        cluster gives only when it seals (docs/scaling.md)."""
+        (a cluster collector, :mod:`collector.ingest.cluster`: it logs no statements and
+        admits no private readings yet; those are quarantined, so nothing is lost)."""
         await job.outcomes
         outcomes = self._take(job)
         out: list[tuple[Message, Outcome]] = []
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
-            if i in job.private:
-                outcome = Rejected(Reason.BAD_PRIVATE, "private readings are not kept by a "
-                                   "cluster collector (PostgreSQL ledger) yet; use a SQLite "
-                                   "ledger for them")
+            if job.private.get(i) is not None:
+                outcome = Rejected(Reason.BAD_PRIVATE, "private readings are not admitted on "
+                                   "a PostgreSQL ledger yet (docs/scaling.md)",
+                                   outcome.device_id, outcome.seq)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
                 outcome = await self._recheck_unknown(m, outcome, None)
             if isinstance(outcome, Verified):

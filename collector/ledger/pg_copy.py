@@ -221,7 +221,8 @@ class _Copier:
         return cp
 
     async def _copy_rest(self) -> int:
-        """Unsealed readings (without ids), quarantine, device state and gaps."""
+        """Unsealed readings (without ids), quarantine, device state and gaps, and the
+        witnesses' cosignatures (checked by `audit` like the source's)."""
         rest: list[ReadingRecord] = []
         async for chunk in self.source.iter_readings(self.next_id):
             rest.extend(chunk)
@@ -230,6 +231,8 @@ class _Copier:
         for state in states.values():
             state.gaps_changed = True
         quarantine = await self.source.quarantine_entries(limit=2**62)
+        cosignatures = await self.source._all(
+            "SELECT size, witness, line, cosigned_s, received_ms FROM cosignatures")
         async with self.target._write("copying into") as conn:
             await self.target.write_batch(conn, BatchWrite(
                 readings=[r._replace(id=0) for r in rest], devices=list(states.values())))
@@ -242,6 +245,9 @@ class _Copier:
                       e.record.topic_device, e.record.device_id, e.record.seq, e.record.size,
                       e.record.raw, e.record.received_ms, e.last_ms, e.times_seen)
                      for e in quarantine])
+                await cur.executemany(
+                    "INSERT INTO cosignatures(size, witness, line, cosigned_s, received_ms) "
+                    "VALUES (%s, %s, %s, %s, %s)", [tuple(row) for row in cosignatures])
         return len(rest)
 
 

@@ -458,6 +458,9 @@ class PostgresStore(PostgresConnection):
     async def write_batch(self, conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
         """Inside a transaction: the batch's readings (``id`` 0: not sealed yet), quarantine
         rows, device states and changed gaps."""
+        if batch.private:
+            raise StoreError("private readings are not stored on a PostgreSQL ledger yet "
+                             "(docs/scaling.md)")
         async with conn.cursor() as cur:
             if batch.readings:
                 async with cur.copy(f"COPY readings({READING_COLUMNS}) FROM STDIN") as copy:

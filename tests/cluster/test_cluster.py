@@ -245,7 +245,13 @@ def test_postgres_restarted_and_stopped_for_30_s_loses_nothing(
     postgres_server.start()
     cols[1].start()
     total = len(first) + len(second)
-    wait_until(lambda: ledger.sealed() == total, 60, message="all sealed after the outage")
+    try:
+        wait_until(lambda: ledger.sealed() == total, 60, message="all sealed after the outage")
+    except AssertionError:
+        raise AssertionError(
+            f"{ledger.sealed()} of {total} sealed, {ledger.count('readings')} stored:\n"
+            + "".join(line for c in cols for line in c.lines[-15:] if "block_sealed" not in line)
+        ) from None
     for col in cols:
         assert col.stop() == 0
     _tree_checks(ledger)
