@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from collector.errors import StoreError
 from collector.ledger.records import CheckpointRecord
 from collector.web.viewstore import ReadOnlyPostgresStore, StorePool, pg_device_readings_sql
-from tests.support.collector import run_cli
+from tests.support.collector import REPO, run_cli
 from tests.support.postgres import PostgresServer
 from tests.web.conftest import View, start_view, stop_view
 from tests.web.fleet import Fleet
@@ -80,6 +82,8 @@ def test_device_page_and_readings_pages_load(pg_view: View, fleet: Fleet) -> Non
     page = get(pg_view, "/devices/water-01")
     assert page.status_code == 200 and "water-01" in page.text
     assert get(pg_view, "/").status_code == 200
+    checkpoint = get(pg_view, "/log/checkpoint")  # the tiles for mirrors, from the same URL
+    assert checkpoint.status_code == 200, checkpoint.text
     seen: list[tuple[int, int]] = []
     cursor = None
     while True:
@@ -167,3 +171,31 @@ def test_the_page_query_uses_the_time_index(pg_ledger: str,
                                    f"SET enable_sort = off; EXPLAIN {sql}", dbname)
         assert "Index Scan using readings_by_device_time" in plan, plan
         assert "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
+@pytest.mark.parametrize(("sql", "index"), [
+    ("SELECT COUNT(*) FROM readings WHERE device_id = 'water-01' AND time_ms >= 0 "
+     "AND time_ms < 1125899906842624 AND id IS NOT NULL", "readings_by_device_time"),
+    ("SELECT time_ms FROM readings WHERE device_id = 'water-01' AND id IS NOT NULL "
+     "ORDER BY time_ms DESC LIMIT 1", "readings_by_device_time"),
+    ("SELECT kind FROM readings WHERE device_id = 'water-01' AND kind <> 'gap' "
+     "AND id IS NOT NULL ORDER BY seq DESC LIMIT 1", "readings_device_id_seq_key"),
+    ("SELECT id FROM readings WHERE id = 5", "readings_id_key"),
+])
+def test_the_other_view_queries_have_an_index(pg_ledger: str, postgres_server: PostgresServer,
+                                              sql: str, index: str) -> None:
+    plan = postgres_server.sql("SET enable_seqscan = off; SET enable_bitmapscan = off; "
+                               f"SET enable_sort = off; EXPLAIN {sql}",
+                               pg_ledger.rsplit("/", 1)[1])
+    assert f"using {index}" in plan and "Sort" not in plan, plan
+
+
+def test_serve_refuses_a_database_without_a_ledger(postgres_server: PostgresServer) -> None:
+    empty = postgres_server.create_db()
+    r = subprocess.run([sys.executable, "-m", "collector", "serve", "--db", empty,
+                        "--listen", "127.0.0.1:0"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "holds no ledger" in r.stderr, r.stderr
+    # and nothing was created in it: the view never migrates
+    assert postgres_server.sql("SELECT to_regclass('schema_migrations') IS NULL",
+                               empty.rsplit("/", 1)[1]) == "t"
