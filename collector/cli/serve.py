@@ -22,7 +22,8 @@ def _listen(text: str) -> tuple[str, int]:
 @click.command(epilog="""\b
 Examples:
   ledger-collector serve --db ledger.db                    # http://127.0.0.1:8080/
-  ledger-collector serve --db ledger.db --listen 0.0.0.0:8080 --cache-dir /var/cache/view""")
+  ledger-collector serve --db ledger.db --listen 0.0.0.0:8080 --cache-dir /var/cache/view
+  ledger-collector serve --db postgresql://view@db1/ledger   # a PostgreSQL ledger""")
 @ledger_options
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
               help="Address to serve on (port 0: any free port, printed at start).")
@@ -37,24 +38,32 @@ def serve(config_path: str | None, db: str | None, listen: str, cache_dir: str |
     readings with their proofs, blocks, checkpoints and quarantine, as pages and as a JSON
     API under /api/v1/ (OpenAPI at /api/v1/openapi.json).
 
-    The ledger is opened read-only and the collector's signing key is never read: run it as a
-    user that can read the ledger and nothing else."""
+    The ledger (a SQLite file, or a postgresql:// URL) is opened read-only and the collector's
+    signing key is never read: run it as a user that can read the ledger and nothing else (on
+    PostgreSQL, a role with SELECT only; its connections are read-only besides)."""
     import asyncio
 
     import uvicorn
 
+    from collector.ledger.pg_base import is_postgres_url, redact
     from collector.web.app import build_app, default_cache_path
 
     cfg = config(config_path, database=db)
-    database = Path(cfg.database)
-    if not database.is_file():
-        raise UsageError(f"ledger database {database} does not exist")
+    database: str | Path
+    if is_postgres_url(str(cfg.database)):
+        database = str(cfg.database)
+        shown_db = redact(database)
+    else:
+        database = Path(cfg.database)
+        shown_db = str(database)
+        if not database.is_file():
+            raise UsageError(f"ledger database {database} does not exist")
     host, port = _listen(listen)
 
     async def readable() -> None:  # a clear error (exit 2) before any server starts
-        from collector.web.viewstore import ReadOnlySQLiteStore
+        from collector.web.viewstore import open_view_store
 
-        await (await ReadOnlySQLiteStore.open_readonly(database)).close()
+        await (await open_view_store(database)).close()
 
     asyncio.run(readable())
     cache = (Path(cache_dir) / default_cache_path(database).name) if cache_dir else None
@@ -73,7 +82,7 @@ def serve(config_path: str | None, db: str | None, listen: str, cache_dir: str |
             for sock in s.sockets:
                 h, p = sock.getsockname()[:2]
                 shown = f"[{h}]" if ":" in h else h
-                click.echo(f"serving {database} read-only on http://{shown}:{p}/", err=True)
+                click.echo(f"serving {shown_db} read-only on http://{shown}:{p}/", err=True)
         await task
 
     asyncio.run(go())

@@ -29,10 +29,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.errors import NotFoundError, StoreError
+from collector.ledger.pg_base import is_postgres_url, redact
 from collector.web.jsonresp import SafeJSONResponse
 from collector.web.params import BadParameter, UnknownDevice
 from collector.web.series import SeriesCache
-from collector.web.viewstore import ReadOnlySQLiteStore, StorePool, ViewStore
+from collector.web.viewstore import StorePool, ViewStore, open_view_store
 
 __all__ = ["ViewState", "build_app", "default_cache_path"]
 
@@ -44,15 +45,19 @@ _INDEX_CHUNK = 4096
 _INDEX_PASS = 50_000  # readings per read snapshot, so the writer's WAL can be checkpointed
 
 
-def default_cache_path(database: Path) -> Path:
+def default_cache_path(database: str | Path) -> Path:
+    """The plot cache of the ledger at ``database`` (a SQLite path or a PostgreSQL URL, named
+    without its password)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    digest = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    name = (redact(str(database)) if is_postgres_url(str(database))
+            else str(Path(database).resolve()))
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return base / "sensorledger" / f"view-{digest}.sqlite"
 
 
 @dataclass
 class ViewState:
-    database: Path
+    database: str | Path
     pool: StorePool
     cache: SeriesCache
     templates: Environment
@@ -159,16 +164,17 @@ def build_app(database: str | Path, *, cache_path: Path | None = None,
     """The view of the ledger at ``database``; opened when the app starts."""
     from collector.web import api, pages, tiles  # routes import the app's helpers
 
-    db = Path(database)
+    db: str | Path = database if is_postgres_url(str(database)) else Path(database)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await StorePool.open(db, pool_size)
-        indexer_store = await ReadOnlySQLiteStore.open_readonly(db)
+        indexer_store = await open_view_store(db)
         if not indexer_store.has_time_index:
             log.warning("the ledger %s lacks the readings_by_device_time index: open it once "
                         "with the collector (any ledger-collector command applies migrations); "
-                        "device pages are slow until then", db)
+                        "device pages are slow until then",
+                        redact(str(db)) if is_postgres_url(str(db)) else db)
         cache = SeriesCache(cache_path or default_cache_path(db))
         first = await indexer_store.reading_by_id(1)
         last_id = await indexer_store.next_reading_id() - 1

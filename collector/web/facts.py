@@ -17,6 +17,7 @@ from typing import Any
 
 from collector.errors import NotFoundError
 from collector.ingest.presence import load_presence, presence_path
+from collector.ledger.pg_base import is_postgres_url
 from collector.ledger.records import BlockRecord, CheckpointRecord, QuarantineEntry, ReadingRecord
 from collector.tools.stats import collect_stats
 from collector.web.viewstore import ViewStore
@@ -115,12 +116,13 @@ async def overview(store: ViewStore) -> dict[str, Any]:
     }
 
 
-async def device_list(store: ViewStore, database: Path,
+async def device_list(store: ViewStore, database: str | Path,
                       only: str | None = None) -> list[dict[str, Any]]:
     """Every device (or ``only`` that one) with its health, as ``stats`` counts it, plus kind
     and presence."""
     stats = await collect_stats(store, only)
-    presence = load_presence(presence_path(database))
+    # A PostgreSQL ledger's presence boards are each collector's own local files.
+    presence = {} if is_postgres_url(str(database)) else load_presence(presence_path(database))
     out = []
     for dev, row in stats.devices.items():
         if dev.startswith("@"):  # collector statements: no device

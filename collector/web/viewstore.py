@@ -6,6 +6,12 @@ index-backed read of one device's readings by time. :class:`ReadOnlySQLiteStore`
 with ``mode=ro``: it applies no migration, sets no pragma that writes, and any write it were
 asked to make fails in SQLite itself. A pool of them (:class:`StorePool`) lets concurrent
 requests each hold their own snapshot.
+
+:class:`ReadOnlyPostgresStore` is the same view of a PostgreSQL ledger (a ``postgresql://``
+URL): every connection of its pool is opened with ``default_transaction_read_only=on``, so
+PostgreSQL itself refuses any write, and each request runs in one REPEATABLE READ, READ ONLY
+snapshot. It sees sealed readings only (those with an ``id``); a cluster's unsealed rows appear
+once the sealer has numbered them.
 """
 
 from __future__ import annotations
@@ -16,16 +22,22 @@ import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosqlite
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector.errors import NotFoundError, StoreError
+from collector.ledger.pg_base import is_postgres_url, redact
+from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from collector.ledger.pg_store import PostgresStore
 from collector.ledger.records import ReadingRecord
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
 
-__all__ = ["ReadOnlySQLiteStore", "StorePool", "ViewStore", "device_readings_sql"]
+__all__ = ["ReadOnlyPostgresStore", "ReadOnlySQLiteStore", "StorePool", "ViewStore",
+           "device_readings_sql", "open_view_store"]
 
 _READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
 _TIME_INDEX = "readings_by_device_time"
@@ -56,6 +68,13 @@ class ViewStore(LedgerStore, Protocol):
         """Witness cosignatures of the checkpoint of ``size``, as (witness verifier key,
         signature line, cosignature time in seconds); none on a ledger without witnesses."""
         ...
+
+    async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
+        """The database's plan of ``sql``, one line per step (for the index tests)."""
+        ...
+
+    @property
+    def has_time_index(self) -> bool: ...
 
 
 def device_readings_sql(after: bool) -> str:
@@ -156,6 +175,114 @@ class ReadOnlySQLiteStore(SQLiteStore):
         return [str(row[3]) for row in await self._all(f"EXPLAIN QUERY PLAN {sql}", params)]
 
 
+_PG_READINGS = "readings_by_device_time"
+
+
+class ReadOnlyPostgresStore(PostgresStore):
+    """A PostgreSQL ledger through connections that are read-only in PostgreSQL itself."""
+
+    has_time_index: bool = False
+    has_cosignatures: bool = True
+
+    @classmethod
+    async def open_readonly(cls, url: str, *, pool_size: int = 4,
+                            timeout: float = 30.0) -> ReadOnlyPostgresStore:
+        """Open the ledger at ``url`` for reading; no migration is applied (the collector
+        applies them), and a schema other than this version's is refused."""
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            url, min_size=1, max_size=max(1, pool_size), open=False, timeout=timeout,
+            kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
+            check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
+            name="sensorledger-view")
+        try:
+            await pool.open(wait=True, timeout=timeout)
+        except (psycopg.Error, PoolTimeout) as exc:
+            await pool.close()
+            raise StoreError(f"cannot open ledger database {redact(url)}: {exc}") from None
+        store = cls(pool, url)
+        try:
+            version = await store.schema_version()
+            if version == 0:
+                raise NotFoundError(f"{store.path} holds no ledger")
+            if version != PG_SCHEMA_VERSION:
+                raise StoreError(
+                    f"{store.path} has schema version {version}, this view reads version "
+                    f"{PG_SCHEMA_VERSION}: " + (
+                        "upgrade sensorledger" if version > PG_SCHEMA_VERSION else
+                        "let the collector open it once (any ledger-collector command on it "
+                        "applies the migrations)"))
+            row = await store._one("SELECT to_regclass(%s) IS NOT NULL", (_PG_READINGS,))
+            store.has_time_index = bool(row and row[0])
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def device_readings(self, device_id: str, since_ms: int, until_ms: int, *,
+                              after: tuple[int, int] | None, limit: int,
+                              ) -> list[ReadingRecord]:
+        params: list[object] = [device_id, since_ms, until_ms]
+        if after is not None:
+            params += list(after)
+        params.append(limit)
+        return [_pg_reading(row)
+                for row in await self._all(pg_device_readings_sql(after is not None), params)]
+
+    async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
+        row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = %s "
+                              "AND time_ms >= %s AND time_ms < %s AND id IS NOT NULL",
+                              (device_id, since_ms, until_ms))
+        return int(row[0])
+
+    async def device_time_span(self, device_id: str) -> tuple[int, int] | None:
+        first = await self._one("SELECT time_ms FROM readings WHERE device_id = %s "
+                                "AND id IS NOT NULL ORDER BY time_ms LIMIT 1", (device_id,))
+        if first is None:
+            return None
+        last = await self._one("SELECT time_ms FROM readings WHERE device_id = %s "
+                               "AND id IS NOT NULL ORDER BY time_ms DESC LIMIT 1", (device_id,))
+        return int(first[0]), int(last[0])
+
+    async def device_kind(self, device_id: str) -> str | None:
+        # (device_id, seq) is the UNIQUE constraint's index, scanned backwards.
+        row = await self._one("SELECT kind FROM readings WHERE device_id = %s AND kind <> 'gap' "
+                              "AND id IS NOT NULL ORDER BY seq DESC LIMIT 1", (device_id,))
+        return str(row[0]) if row else None
+
+    async def reading_by_id(self, reading_id: int) -> ReadingRecord | None:
+        row = await self._one(f"SELECT {_READING_COLUMNS} FROM readings WHERE id = %s",
+                              (reading_id,))
+        return _pg_reading(row) if row else None
+
+    async def cosignature_times(self, size: int) -> list[tuple[str, str, int]]:
+        rows = await self._all("SELECT witness, line, cosigned_s FROM cosignatures "
+                               "WHERE size = %s ORDER BY witness", (size,))
+        return [(str(w), str(line), int(t)) for w, line, t in rows]
+
+    async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
+        """PostgreSQL's plan of ``sql`` (``EXPLAIN``, not run), one line per plan line."""
+        return [str(row[0]) for row in await self._all(f"EXPLAIN {sql}", params)]
+
+
+def pg_device_readings_sql(after: bool) -> str:
+    """The page query on PostgreSQL: a range scan of ``readings_by_device_time``."""
+    return (f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = %s "
+            "AND time_ms >= %s AND time_ms < %s AND id IS NOT NULL"
+            + (" AND (time_ms, seq) > (%s, %s)" if after else "")
+            + " ORDER BY time_ms, seq LIMIT %s")
+
+
+def _pg_reading(row: Sequence[Any]) -> ReadingRecord:
+    return ReadingRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
+
+
+async def open_view_store(database: str | Path, *, pool_size: int = 1) -> ViewStore:
+    """The read-only view store of ``database``: a SQLite path or a ``postgresql://`` URL."""
+    if is_postgres_url(str(database)):
+        return await ReadOnlyPostgresStore.open_readonly(str(database), pool_size=pool_size)
+    return await ReadOnlySQLiteStore.open_readonly(database)
+
+
 class StorePool:
     """A few read-only connections; a request holds one for its whole duration, so its
     snapshot never mixes with another request's."""
@@ -168,6 +295,9 @@ class StorePool:
 
     @classmethod
     async def open(cls, path: str | Path, size: int = 4) -> StorePool:
+        if is_postgres_url(str(path)):
+            return PostgresStorePool(
+                await ReadOnlyPostgresStore.open_readonly(str(path), pool_size=size))
         stores: list[ViewStore] = []
         try:
             for _ in range(size):
@@ -193,3 +323,20 @@ class StorePool:
     async def close(self) -> None:
         for s in self._all:
             await s.close()
+
+
+class PostgresStorePool(StorePool):
+    """One read-only PostgreSQL store whose own pool holds the connections; a request runs in
+    one REPEATABLE READ, READ ONLY transaction on one of them, so it reads one snapshot."""
+
+    def __init__(self, store: ReadOnlyPostgresStore) -> None:
+        super().__init__([store])
+        self._pg = store
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[ViewStore]:
+        async with self._pg.snapshot():
+            yield self._pg
+
+    async def close(self) -> None:
+        await self._pg.close()
