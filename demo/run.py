@@ -27,6 +27,7 @@ from typing import Any
 from .broker import Broker
 from .devices import DEVICES, DemoDevice, agent_config
 from .ledger import ClusterLedgerCli, LedgerCli
+from .mirror import DemoMirror
 from .postgres import LocalPostgres
 from .processes import Processes
 from .view import start_view
@@ -52,6 +53,7 @@ class Demo:
     broker: Broker = field(init=False)
     ledger: LedgerCli = field(init=False)
     witnesses: DemoWitnesses = field(init=False)
+    mirror: DemoMirror = field(init=False)
     ports: dict[str, str] = field(default_factory=dict)
     view_listen: str = "127.0.0.1:0"
     keep_serving: bool = False
@@ -64,6 +66,7 @@ class Demo:
         if self.cluster:
             self.postgres = LocalPostgres()
         self.witnesses = DemoWitnesses(self.root / "witnesses", BIN)
+        self.mirror = DemoMirror(self.root / "mirror", BIN)
 
     # -- output ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -240,6 +243,7 @@ class Demo:
         audit_ok = self.ledger.audit(self.out, self.root / "head.checkpoint")
         self.step("the checkpoint both witnesses cosigned: ledger-collector checkpoint --cosigned")
         self.ledger.show_cosigned(self.witnesses.collector_config, self.out)
+        mirror_ok = self.run_mirror()
         self.step("writing and checking a proof file for one arc event (it carries the "
                   "cosignatures; the policy asks for both witnesses)")
         proof_ok = self.ledger.prove_one_arc_event("panel-7", self.root / "arc-event.proof",
@@ -256,6 +260,8 @@ class Demo:
         self.say(f"    collector public key  {self.ledger.public_key}")
         self.say(f"    log verifier keys     {self.ledger.vkey}")
         self.say(f"    witness policy        {self.witnesses.policy}")
+        self.say(f"    mirror copy {self.mirror.db} (another party's verified copy; "
+                 f"`ledger-collector audit --db {self.mirror.db}`)")
         self.say(f"    in a browser: open {VERIFY_PAGE.as_uri()}, pin the log verifier "
                  "keys, drop the proof file")
         self.say(f"    checkpoint  {self.root / 'head.checkpoint'}")
@@ -265,10 +271,35 @@ class Demo:
             self.say(f"    view        {self.view_url}"
                      + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
                         "keeps it up)"))
-        ok = audit_ok and proof_ok and private_ok
-        self.say("demo PASSED: audit clean, proofs verified offline, private values revealed "
-                 "only with the reader key" if ok else "demo FAILED")
+        ok = audit_ok and proof_ok and private_ok and mirror_ok
+        self.say("demo PASSED: audit clean, the mirror's copy verified, proofs verified "
+                 "offline, private values revealed only with the reader key" if ok
+                 else "demo FAILED")
         return ok
+
+    def run_mirror(self) -> bool:
+        """Another party's mirror catches up from the published tiles, reaches the same
+        checkpoint, and its copy passes the audit on its own."""
+        if self.view_url is not None:
+            url = self.view_url + "log"
+            self.step(f"a mirror, as another party runs it: ledger-mirror from the view's "
+                      f"tiles at {url}")
+        else:
+            self.step("a mirror, as another party runs it: ledger-collector tiles export, "
+                      "served by a static web server, read by ledger-mirror")
+            url = self.mirror.publish_static(self.procs, self.ledger, self.out)
+            self.say(f"    tiles at {url}")
+        caught_up = self.mirror.catch_up(url, self.ledger.vkey, self.out)
+        same = caught_up and self.mirror.same_checkpoint(self.root / "head.checkpoint",
+                                                         self.out)
+        if not same:
+            return False
+        self.step("auditing the mirror's copy against the same checkpoint: "
+                  f"ledger-collector audit --db {self.mirror.db.name}")
+        self.say("    (a mirror copies the log, not the collector's per-device counters: "
+                 "hence the warnings)")
+        return self.mirror.audit(self.ledger.public_key, self.root / "head.checkpoint",
+                                 self.out)
 
     # -- helpers ---------------------------------------------------------------------------
     def _cmd(self, argv: list[Any]) -> str:

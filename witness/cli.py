@@ -17,7 +17,7 @@ from provenance.errors import ProvenanceError, SensorLedgerError
 from provenance.note import NoteVerifier, parse_verifier_key
 from witness.errors import WitnessConfigError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "verify_misbehaviour_command"]
 
 
 def load_key(path: Path) -> CosignatureSigner:
@@ -169,31 +169,41 @@ def misbehaviour(config_path: str, out_dir: str) -> None:
         click.echo(f"{path}: log {origin} {kind}")
 
 
-@cli.command("verify-misbehaviour", epilog="""\b
-Example (offline):
-  ledger-witness verify-misbehaviour misbehaviour-1.txt --vkey "$(head -1 log.vkey)\"""")
-@click.argument("proof_file", type=click.Path(dir_okay=False))
-@click.option("--vkey", "vkeys", multiple=True, metavar="KEY",
-              help="A trusted verifier key of the log; without one, the file's own log key "
-                   "is reported and must be compared by hand.")
-def verify_misbehaviour_cmd(proof_file: str, vkeys: tuple[str, ...]) -> None:
-    """Check a proof of misbehaviour offline: the reporter's signature, the log's signatures on
-    both checkpoints, and that they contradict each other."""
-    from provenance.misbehaviour import verify_misbehaviour
+def verify_misbehaviour_command(prog: str) -> click.Command:
+    """The ``verify-misbehaviour`` command under the program name ``prog``: ``ledger-witness``
+    and ``ledger-collector`` both register it, so there is one check behind both names."""
 
-    try:
-        data = Path(proof_file).read_bytes()
-        trusted: list[NoteVerifier] = [parse_verifier_key(v) for v in vkeys]
-    except OSError as exc:
-        _fail(WitnessConfigError(f"cannot read {proof_file}: {exc.strerror}"))
-        return
-    except ProvenanceError as exc:
-        _fail(exc)
-        return
-    report = verify_misbehaviour(data, trusted)
-    click.echo(report.render())
-    if not report.ok:
-        sys.exit(1)
+    @click.command("verify-misbehaviour", epilog=f"""\b
+Example (offline):
+  {prog} verify-misbehaviour misbehaviour-1.txt --vkey "$(head -1 log.vkey)\"""")
+    @click.argument("proof_file", type=click.Path(dir_okay=False))
+    @click.option("--vkey", "vkeys", multiple=True, metavar="KEY",
+                  help="A trusted verifier key of the log; without one, the file's own log "
+                       "key is reported and must be compared by hand.")
+    def verify_misbehaviour_cmd(proof_file: str, vkeys: tuple[str, ...]) -> None:
+        """Check a proof of misbehaviour (a witness's or a mirror's) offline: the reporter's
+        signature, the log's signatures on both checkpoints, and that they contradict each
+        other."""
+        from provenance.misbehaviour import verify_misbehaviour
+
+        try:
+            data = Path(proof_file).read_bytes()
+            trusted: list[NoteVerifier] = [parse_verifier_key(v) for v in vkeys]
+        except OSError as exc:
+            _fail(WitnessConfigError(f"cannot read {proof_file}: {exc.strerror}"))
+            return
+        except ProvenanceError as exc:
+            _fail(exc)
+            return
+        report = verify_misbehaviour(data, trusted)
+        click.echo(report.render())
+        if not report.ok:
+            sys.exit(1)
+
+    return verify_misbehaviour_cmd
+
+
+cli.add_command(verify_misbehaviour_command("ledger-witness"))
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from collector.cli.proofs import (
 )
 from collector.cli.serve import serve
 from collector.cli.tiles import tiles
+from witness.cli import verify_misbehaviour_command
 
 __all__ = ["cli", "main"]
 
@@ -59,6 +60,9 @@ for _command in (init, run_command, check, devices, blocks, readings, proof, ver
                  stats, quarantine, tiles, serve, reveal_cmd, erase_cmd, erasures_cmd,
                  readers, copy_cmd, mirror_command):
     cli.add_command(_command)
+# The same offline check as `ledger-witness verify-misbehaviour`, for whoever holds only the
+# collector's tools (e.g. a mirror's proof of misbehaviour).
+cli.add_command(verify_misbehaviour_command("ledger-collector"))
 
 
 def main() -> None:

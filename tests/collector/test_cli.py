@@ -56,7 +56,7 @@ def test_the_documented_commands_exist() -> None:
         "copy", "devices revoke", "erase", "erasures", "history", "init", "migrate", "mirror",
         "proof",
         "readers list", "readers revoke", "reveal", "verify-history", "quarantine", "readings",
-        "run", "serve", "stats", "tiles export", "verify-proof"])
+        "run", "serve", "stats", "tiles export", "verify-misbehaviour", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()
     for path in all_commands():
         assert f"ledger-collector {' '.join(path)}" in docs, f"{path} is not in the docs"
@@ -196,6 +196,40 @@ def test_blocks_readings_quarantine_and_stats_outputs(
     text = run_cli("stats", "--db", ledger.db).output
     assert "ledger: 24 readings in 3 blocks (0 not yet sealed)" in text
     assert "quarantine: not_cbor=1" in text
+
+
+def test_verify_misbehaviour_is_the_witness_check_under_the_collector_name(
+        tmp_path: Path) -> None:
+    """`ledger-collector verify-misbehaviour` runs the same check as `ledger-witness
+    verify-misbehaviour`: the same report and exit code for a proof and for a tampered one."""
+    from click.testing import CliRunner
+
+    from provenance.checkpoint import Checkpoint, sign_checkpoint
+    from provenance.misbehaviour import Misbehaviour, sign_misbehaviour
+    from provenance.note import Ed25519NoteSigner
+    from witness.cli import cli as witness_cli
+
+    log = Ed25519NoteSigner.generate("log.example/split")
+    reporter = Ed25519NoteSigner.generate("mirror.example/split")
+    first, second = (sign_checkpoint(Checkpoint("log.example/split", 7, bytes([b]) * 32), [log])
+                     for b in (1, 2))
+    proof = sign_misbehaviour(Misbehaviour("split-view", "log.example/split",
+                                           (log.verifier.vkey,), first, second, time=1), reporter)
+    good = tmp_path / "misbehaviour.txt"
+    good.write_bytes(proof)
+    bad = tmp_path / "tampered.txt"
+    bad.write_bytes(proof.replace(b"time 1\n", b"time 2\n"))
+    other = Ed25519NoteSigner.generate("log.example/split").verifier.vkey
+    for path, vkey, code in ((good, log.verifier.vkey, 0), (bad, log.verifier.vkey, 1),
+                             (good, other, 1)):
+        ours = run_cli("verify-misbehaviour", str(path), "--vkey", vkey)
+        theirs = CliRunner().invoke(witness_cli, ["verify-misbehaviour", str(path), "--vkey",
+                                                  vkey])
+        assert (ours.exit_code, ours.output) == (theirs.exit_code, theirs.output)
+        assert ours.exit_code == code, ours.output
+    proven = run_cli("verify-misbehaviour", str(good), "--vkey", log.verifier.vkey).output
+    assert "[PASS] contradiction: size 7, roots differ" in proven
+    assert "misbehaviour PROVEN" in proven
 
 
 def test_admin_commands_are_safe_to_run_again(tmp_path: Path) -> None:

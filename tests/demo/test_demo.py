@@ -49,6 +49,27 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert "extends the saved checkpoint of tree size" in out
     assert re.search(r"view: http://127\.0\.0\.1:\d+/", out)  # the read-only view was up
 
+    # Another party's mirror caught up from the view's tiles, to the log's own checkpoint.
+    mirror = out[out.index("==> a mirror"):out.index("==> writing and checking")]
+    assert re.search(r"ledger-mirror from the view's tiles at http://127\.0\.0\.1:\d+/log",
+                     mirror)
+    caught = re.search(r"tree size 0 -> (\d+): (\d+) readings and (\d+) collector statements "
+                       r"verified and kept", mirror)
+    assert caught, mirror
+    head = re.search(r"mirror reached the same checkpoint: sensorledger\.example/demo, tree "
+                     r"size (\d+), root (\S+)", mirror)
+    assert head, mirror
+    saved = (next(p for p in tmp_path.iterdir() if p.is_dir()) / "head.checkpoint").read_text()
+    assert saved.splitlines()[1:3] == [head.group(1), head.group(2)]
+    assert caught.group(1) == head.group(1)
+    # Its copy passes the audit on its own, against the same saved checkpoint.
+    mirror_audit = mirror[mirror.index("==> auditing the mirror's copy"):]
+    assert re.search(rf"audit OK: \d+ blocks, {caught.group(2)} readings and "
+                     rf"{caught.group(3)} collector statement\(s\) verified", mirror_audit)
+    assert (f"extends the saved checkpoint of tree size {head.group(1)} "
+            in mirror_audit), mirror_audit
+    assert re.search(r"mirror copy \S+/mirror/mirror\.db", out)
+
     report = out[out.index("==> report"):out.index("==> auditing")]
     assert re.search(r"; 0 quarantined", report)
     accepted = {}
@@ -79,6 +100,7 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
         assert all(r["block"] is not None for r in readings), device
     assert (run_dir / "arc-event.proof").stat().st_size > 0
     assert (run_dir / "collector" / "ledger.db").exists()
+    assert (run_dir / "mirror" / "mirror.db").exists()
     # The offline check works from the files alone, as an auditor would run it.
     check = subprocess.run(
         [str(Path(sys.executable).parent / "ledger-collector"), "verify-proof",
