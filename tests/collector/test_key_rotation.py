@@ -1,0 +1,88 @@
+"""Collector key rotation: `key rotate`, then the collector logs a key-rotate statement signed
+by the old key, seals it under the old keys and signs with the new keys from then on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from provenance.block import SignedBlock
+from provenance.keys import PrivateKey
+from provenance.note import open_note, parse_verifier_key
+from provenance.statement import SignedStatement
+from tests.support.broker import Broker
+from tests.support.collector import (
+    CollectorProcess,
+    Ledger,
+    Publisher,
+    make_devices,
+    run_cli,
+)
+from tests.support.polling import wait_until
+
+
+def _verifiers(vkey_text: str) -> list[object]:
+    return [parse_verifier_key(v) for v in vkey_text.split("\n") if v]
+
+
+def _checkpoints(ledger: Ledger) -> list[tuple[int, bytes]]:
+    return [(int(r[0]), bytes(r[1])) for r in ledger.sql(
+        "SELECT size, note FROM checkpoints ORDER BY size")]
+
+
+def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
+        tmp_path: Path) -> None:
+    dev, = make_devices(1, "rot")
+    ledger.enrol([dev])
+    old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    old_vkeys = Path(ledger.vkey).read_text()
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(3)])
+        wait_until(lambda: ledger.sealed() == 3, 30, 0.05)
+    assert col.stop() == 0
+
+    rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+    assert rotated.exit_code == 0, rotated.output
+    new_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    assert new_key.kid != old_key.kid
+    kept = Path(ledger.key).with_name(f"collector-key.{old_key.kid.hex()[:16]}.pem")
+    assert PrivateKey.from_pem(kept.read_bytes()).kid == old_key.kid
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert kept.with_suffix(".note").stat().st_mode & 0o777 == 0o600
+    # A second rotation before the collector completed the first is refused.
+    assert run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key).exit_code == 2
+
+    col = collector("--block-age", "0.2").start()
+    col.wait_event("key_rotated", timeout=30)
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(3)])
+        wait_until(lambda: ledger.sealed() == 6, 30, 0.05)
+    assert col.stop() == 0
+
+    rows = ledger.sql("SELECT id, device_id, envelope FROM readings ORDER BY id")
+    statements = [(int(r[0]), SignedStatement.decode(bytes(r[2])))
+                  for r in rows if r[1] == "@collector"]
+    assert [s.statement.type for _, s in statements] == ["enrol", "key-rotate"]
+    rotate_id, rotate = statements[1]
+    assert rotate.verify(old_key.public).key_rotation().kid == new_key.kid
+    # Checkpoints up to the one holding the statement: old keys; after it: new keys.
+    new_vkeys = Path(ledger.vkey).read_text()
+    assert new_vkeys != old_vkeys
+    for size, note in _checkpoints(ledger):
+        trusted = old_vkeys if size <= rotate_id else new_vkeys
+        verified = open_note(note, _verifiers(trusted))  # type: ignore[arg-type]
+        assert len(verified.verified) == 2, size
+    assert any(size == rotate_id for size, _ in _checkpoints(ledger))
+    # Block headers likewise.
+    for header, first, count in ledger.sql(
+            "SELECT header, first_reading_id, leaf_count FROM blocks ORDER BY height"):
+        key = old_key if first + count - 1 <= rotate_id else new_key
+        SignedBlock.decode(bytes(header)).verify(key.public)
+
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 0, audit.output
+    report = json.loads(audit.output)
+    assert report["statements"] == 2
