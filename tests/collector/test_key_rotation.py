@@ -86,3 +86,5 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     assert audit.exit_code == 0, audit.output
     report = json.loads(audit.output)
     assert report["statements"] == 2
+    assert any("collector key rotated by statement 2" in n for n in report["notes"]), report
+    assert report["collector_kid"] == new_key.kid.hex()
