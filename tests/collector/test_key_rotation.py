@@ -7,10 +7,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from provenance import cbor
 from provenance.block import SignedBlock
 from provenance.keys import PrivateKey
+from provenance.logproof import decode_log_proof
 from provenance.note import open_note, parse_verifier_key
 from provenance.statement import SignedStatement
+from provenance.wire import ProofLabel
 from tests.support.broker import Broker
 from tests.support.collector import (
     CollectorProcess,
@@ -43,6 +46,11 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
         pub.publish([(dev.topic, dev.next()) for _ in range(3)])
         wait_until(lambda: ledger.sealed() == 3, 30, 0.05)
     assert col.stop() == 0
+    old_policy = tmp_path / "old.vkey"
+    old_policy.write_text(old_vkeys)
+    before = tmp_path / "before.proof"
+    assert run_cli("proof", "--db", ledger.db, dev.device_id, "1", "-o",
+                   str(before)).exit_code == 0
 
     rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
     assert rotated.exit_code == 0, rotated.output
@@ -81,6 +89,34 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
             "SELECT header, first_reading_id, leaf_count FROM blocks ORDER BY height"):
         key = old_key if first + count - 1 <= rotate_id else new_key
         SignedBlock.decode(bytes(header)).verify(key.public)
+
+    # Proofs from before and after the rotation verify trusting only the old keys; the later
+    # one carries the rotation statement and verify-proof follows it.
+    assert decode_log_proof(before.read_bytes()).rotations == ()
+    checked = run_cli("verify-proof", str(before), "--policy", str(old_policy))
+    assert checked.exit_code == 0, checked.output
+    after = tmp_path / "after.proof"
+    assert run_cli("proof", "--db", ledger.db, dev.device_id, "4", "-o",
+                   str(after)).exit_code == 0
+    assert [r.leaf_index for r in decode_log_proof(after.read_bytes()).rotations] == [
+        rotate_id - 1]
+    both = tmp_path / "both.vkey"  # a policy naming every key of the log
+    both.write_text(old_vkeys + Path(ledger.vkey).read_text())
+    for policy in (str(old_policy), str(both)):
+        checked = run_cli("verify-proof", str(after), "--policy", policy)
+        assert checked.exit_code == 0, checked.output
+        assert "[PASS] collector key rotation" in checked.output
+        assert "[PASS] device key enrolment" in checked.output
+    assert "followed 1 key-rotate statement" in run_cli(
+        "verify-proof", str(after), "--policy", str(old_policy)).output
+    # Without the statements, the old keys alone do not accept the new checkpoint.
+    body = cbor.decode(after.read_bytes(), what="proof")
+    stripped = tmp_path / "stripped.proof"
+    stripped.write_bytes(cbor.encode({k: v for k, v in body.items()
+                                      if k != ProofLabel.ROTATIONS}))
+    refused = run_cli("verify-proof", str(stripped), "--policy", str(old_policy))
+    assert refused.exit_code == 1
+    assert "[FAIL] checkpoint signature" in refused.output
 
     audit = run_cli("audit", "--db", ledger.db, "--json")
     assert audit.exit_code == 0, audit.output
