@@ -4,9 +4,14 @@ by the old key, seals it under the old keys and signs with the new keys from the
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from collector import faults
 from provenance import cbor
 from provenance.block import SignedBlock
 from provenance.checkpoint import Checkpoint, sign_checkpoint
@@ -24,6 +29,7 @@ from provenance.trust import parse_policy
 from provenance.wire import ProofLabel
 from tests.support.broker import Broker
 from tests.support.collector import (
+    REPO,
     CollectorProcess,
     Device,
     Ledger,
@@ -133,6 +139,12 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     assert report["statements"] == 2
     assert any("collector key rotated by statement 2" in n for n in report["notes"]), report
     assert report["collector_kid"] == new_key.kid.hex()
+    # A ledger that records a collector key its log never announced: a finding.
+    ledger.execute("UPDATE meta SET value = ? WHERE key = 'collector_public_key'",
+                   (PrivateKey.generate().public.to_pem(),))
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 1
+    assert "collector key" in {f["check"] for f in json.loads(audit.output)["findings"]}
 
 
 def _rotated_log_proof(signer: PrivateKey, new_key: PrivateKey, origin: str) -> bytes:
@@ -173,3 +185,80 @@ def test_a_rotation_statement_signed_by_an_untrusted_key_is_refused() -> None:
     # A forged statement naming the attacker's own key as signer and new key alike.
     self_signed = verify_log_proof(_rotated_log_proof(attacker, attacker, origin), policy)
     assert not self_signed.ok
+
+
+def test_kill_9_at_every_rotation_point_then_restart_is_consistent(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
+        tmp_path: Path) -> None:
+    dev, = make_devices(1, "crash")
+    ledger.enrol([dev])
+    old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    old_policy = tmp_path / "old.vkey"
+    old_policy.write_text(Path(ledger.vkey).read_text())
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: ledger.sealed() == 2, 30, 0.05)
+    assert col.stop() == 0
+
+    # `key rotate` killed right after recording the rotation: the new files are staged only.
+    env = {**os.environ, "PYTHONPATH": str(REPO), faults.ENV: "rotate.recorded"}
+    cli = subprocess.run([sys.executable, "-m", "collector", "key", "rotate", "--db", ledger.db,
+                          "--key", ledger.key], env=env, cwd=REPO, capture_output=True,
+                         timeout=60)
+    assert cli.returncode == -signal.SIGKILL, cli.stderr
+    assert PrivateKey.from_pem(Path(ledger.key).read_bytes()).kid == old_key.kid
+
+    # The collector killed after logging the statement, then after sealing it.
+    for point in ("rotate.statement_committed", "rotate.sealed"):
+        crashed = collector(env={faults.ENV: point}).start(wait_connected=False)
+        assert crashed.proc is not None
+        assert crashed.proc.wait(timeout=60) == -signal.SIGKILL
+        # Every checkpoint so far is signed by the old keys.
+        for _, note in _checkpoints(ledger):
+            open_note(note, _verifiers(old_policy.read_text()))  # type: ignore[arg-type]
+    new_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    assert new_key.kid != old_key.kid
+
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: ledger.sealed() == 4, 30, 0.05)
+    assert col.stop() == 0
+    rotations = [SignedStatement.decode(bytes(r[0])).statement for r in ledger.sql(
+        "SELECT envelope FROM readings WHERE device_id = '@collector' ORDER BY id")]
+    assert [s.type for s in rotations].count("key-rotate") == 1  # logged once
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 0, audit.output
+    assert json.loads(audit.output)["collector_kid"] == new_key.kid.hex()
+    proof = tmp_path / "last.proof"
+    assert run_cli("proof", "--db", ledger.db, dev.device_id, "3", "-o",
+                   str(proof)).exit_code == 0
+    checked = run_cli("verify-proof", str(proof), "--policy", str(old_policy))
+    assert checked.exit_code == 0, checked.output
+
+
+def test_audit_names_a_checkpoint_signed_by_an_unannounced_key(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess]) -> None:
+    dev, = make_devices(1, "unann")
+    ledger.enrol([dev])
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: ledger.sealed() == 2, 30, 0.05)
+    assert col.stop() == 0
+    # Someone re-signs the latest checkpoint with keys no statement announced.
+    size, note = _checkpoints(ledger)[-1]
+    origin = ledger.sql("SELECT value FROM meta WHERE key = 'log_origin'")[0][0]
+    rogue, rogue_note = PrivateKey.generate(), Ed25519NoteSigner.generate(origin)
+    text = note.decode().split("\n\n")[0] + "\n"
+    cp = Checkpoint(origin, size, bytes(ledger.sql(
+        "SELECT root FROM checkpoints WHERE size = ?", (size,))[0][0]))
+    assert sign_checkpoint(cp, [rogue_note]).decode().startswith(text)
+    ledger.execute("UPDATE checkpoints SET note = ? WHERE size = ?",
+                   (sign_checkpoint(cp, [rogue_note, EcdsaNoteSigner(origin, rogue)]), size))
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 1
+    checks = {(f["check"], f["detail"].split(":")[0]) for f in json.loads(audit.output)[
+        "findings"]}
+    assert ("checkpoint", f"checkpoint of tree size {size}") in checks
