@@ -59,9 +59,15 @@ async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
     except ProvenanceError as exc:
         raise ConfigError(f"collector key: {exc.diagnostics()}") from None
     if key.kid != stored.kid:
+        from collector.ledger.sqlite_store import SQLiteStore
+
+        pending = (await store.pending_key_rotation() if isinstance(store, SQLiteStore)
+                   else None)
+        hint = ("; a key rotation is pending: start the collector (`run`) once to complete it"
+                if pending is not None and pending.new_kid == key.kid else "")
         raise ConfigError(
             f"{key_file} (key id {key.kid.hex()}) is not the collector key of this ledger "
-            f"({stored.kid_hex})"
+            f"({stored.kid_hex}){hint}"
         )
     return key
 
