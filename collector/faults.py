@@ -25,6 +25,11 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
 ``erase.before_commit`` / ``erase.after_commit`` / ``erase.after_vacuum``
     ``erase`` has deleted a subject's rows, COMMIT not yet issued / committed, not yet
     scrubbed / vacuumed, WAL not yet emptied.
+``rotate.recorded``
+    ``key rotate`` has recorded the pending rotation; the new key files are not in place yet.
+``rotate.statement_committed`` / ``rotate.sealed``
+    a starting collector completing a rotation has logged the ``key-rotate`` statement, not
+    sealed it yet / sealed it under the old keys, not switched to the new keys yet.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ POINTS = frozenset({
     "seal.before_commit", "seal.after_commit", "seal.nodes_written",
     "migrate.before_commit", "checkpoint.before_commit", "cluster.seal_ids_assigned",
     "erase.before_commit", "erase.after_commit", "erase.after_vacuum",
+    "rotate.recorded", "rotate.statement_committed", "rotate.sealed",
 })
 
 

@@ -29,6 +29,7 @@ from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
 from collector.ingest.receipts import ReceiptDesk
+from collector.ledger.key_rotation import complete_rotation, retired_keys
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.opening import is_postgres_url, ledger_lock, local_path, open_store
 from collector.ledger.pg_cluster import ClusterLedger
@@ -62,9 +63,15 @@ async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
     except ProvenanceError as exc:
         raise ConfigError(f"collector key: {exc.diagnostics()}") from None
     if key.kid != stored.kid:
+        from collector.ledger.sqlite_store import SQLiteStore
+
+        pending = (await store.pending_key_rotation() if isinstance(store, SQLiteStore)
+                   else None)
+        hint = ("; a key rotation is pending: start the collector (`run`) once to complete it"
+                if pending is not None and pending.new_kid == key.kid else "")
         raise ConfigError(
             f"{key_file} (key id {key.kid.hex()}) is not the collector key of this ledger "
-            f"({stored.kid_hex})"
+            f"({stored.kid_hex}){hint}"
         )
     return key
 
@@ -88,7 +95,10 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     metrics_server: MetricsServer | None = None
     notifier = Notifier()
     try:
+        rotated = await complete_rotation(store, config.key_file)
         key = await load_collector_key(store, config.key_file)
+        if rotated:
+            event(log, "key_rotated", collector_kid=key.kid.hex())
         version = await store.registry_version()
         keys = await store.device_keys()
         async with store.snapshot():  # one view of head and blocks (others may be sealing)
@@ -133,7 +143,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             next_reading_id=next_id, on_sealed=witnessing.sealed,
             # In a cluster, ids are given at sealing and statements are not logged (yet):
             # docs/scaling.md.
-            statements=None if cluster else await StatementLog.load(store, key),
+            statements=None if cluster else await StatementLog.load(
+                store, key, [r.key for r in await retired_keys(store)]),
             metrics=Metrics(),
             receipts=(ReceiptDesk(store, key, ingest.publish) if config.mqtt.receipts
                       else None),

@@ -14,7 +14,7 @@ no network, and no block header in between. Format 1 files go to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import cbor
@@ -22,7 +22,7 @@ from .checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_che
 from .envelope import Envelope
 from .errors import MalformedError, ProvenanceError, SignatureError
 from .merkle import RFC9162_SHA256, verify_inclusion
-from .note import parse_note
+from .note import parse_note, parse_verifier_key
 from .prooffile import (
     Check,
     ProofReport,
@@ -33,24 +33,27 @@ from .prooffile import (
     verify_proof,
 )
 from .sealed_values import Opening
-from .statement import SignedStatement
+from .statement import KeyRotation, SignedStatement
 from .tlogproof import TLOG_PROOF_HEADER, TlogProof, parse_tlog_proof
 from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
 from .wire import ProofLabel as L
 
 __all__ = ["LOG_PROOF_CHECKS", "EnrolmentProof", "LogProof", "check_checkpoint",
-           "check_enrolment", "decode_log_proof", "describe_signers", "verify_any_proof",
+           "check_enrolment", "decode_log_proof", "describe_signers", "follow_rotations",
+           "verify_any_proof",
            "verify_log_proof"]
 
 #: Every check ``verify_log_proof`` can make, in its order ("device key enrolment" only for
-#: a file that carries the key's enrolment statement).
-LOG_PROOF_CHECKS = ("proof file format", "checkpoint signature", "device key binding",
-                    "device signature", "inclusion in log", "device key enrolment")
+#: a file that carries the key's enrolment statement, "collector key rotation" only for one
+#: that carries key-rotate statements).
+LOG_PROOF_CHECKS = ("proof file format", "collector key rotation", "checkpoint signature",
+                    "device key binding", "device signature", "inclusion in log",
+                    "device key enrolment")
 
 _MAX_PATH = 63
 _KEYS = frozenset({L.VERSION, L.ENVELOPE, L.DEVICE_KEY, L.INDEX, L.PATH, L.CHECKPOINT})
-_OPTIONAL_KEYS = frozenset({L.ENROLMENT})
+_OPTIONAL_KEYS = frozenset({L.ENROLMENT, L.ROTATIONS})
 _EXTRA_KEYS = frozenset({L.ENVELOPE, L.DEVICE_KEY})
 
 
@@ -86,6 +89,9 @@ class LogProof:
     enrolment: EnrolmentProof | None = None
     #: A private reading's opening (salt and values), present only in a disclosed proof.
     opening: bytes | None = field(default=None, repr=False)
+    #: The log's key-rotate statements under the checkpoint, in log order (same shape as the
+    #: enrolment: statement, leaf index, audit path).
+    rotations: tuple[EnrolmentProof, ...] = ()
 
     def __post_init__(self) -> None:
         check_proof_fields(self, ("envelope", "device_public_key", "checkpoint"),
@@ -94,7 +100,12 @@ class LogProof:
             raise MalformedError("proof file opening must be bytes")
 
     def _extra_fields(self) -> dict[int, Any]:
-        return {} if self.enrolment is None else {L.ENROLMENT: self.enrolment.to_cbor()}
+        out: dict[int, Any] = {}
+        if self.enrolment is not None:
+            out[L.ENROLMENT] = self.enrolment.to_cbor()
+        if self.rotations:
+            out[L.ROTATIONS] = [r.to_cbor() for r in self.rotations]
+        return out
 
     def encode(self) -> bytes:
         body: dict[int, Any] = {
@@ -128,6 +139,10 @@ class LogProof:
             out["enrolment"] = {"statement": self.enrolment.statement.hex(),
                                 "leaf_index": self.enrolment.leaf_index,
                                 "audit_path": [h.hex() for h in self.enrolment.audit_path]}
+        if self.rotations:
+            out["rotations"] = [{"statement": r.statement.hex(), "leaf_index": r.leaf_index,
+                                 "audit_path": [h.hex() for h in r.audit_path]}
+                                for r in self.rotations]
         return out
 
 
@@ -143,25 +158,36 @@ def decode_log_proof(data: bytes) -> LogProof:
         if not isinstance(extra, dict) or not _EXTRA_KEYS <= set(extra) <= (
                 _EXTRA_KEYS | _OPTIONAL_KEYS):
             raise MalformedError("tlog-proof extra data must be a CBOR map with keys 2 and 3 "
-                                 "(and maybe 9)", code="bad_proof")
+                                 "(and maybe 9, 11)", code="bad_proof")
         return LogProof(extra[L.ENVELOPE], extra[L.DEVICE_KEY], tp.index, tp.path,
-                        tp.checkpoint, _enrolment(extra))
+                        tp.checkpoint, _enrolment(extra), rotations=_rotations(extra))
     body: Any = cbor.decode(data, what="proof file")
     if not isinstance(body, dict) or body.get(L.VERSION) != PROOF_FORMAT_VERSION_2 or not (
         _KEYS <= set(body) <= _KEYS | _OPTIONAL_KEYS | {L.OPENING}
     ):
         raise MalformedError("a format 2 proof file is a CBOR map with keys 1..5 and 8 (and "
-                             "maybe 9; 10 disclosing a private reading)", code="bad_proof")
+                             "maybe 9, 11; 10 disclosing a private reading)", code="bad_proof")
     path = body[L.PATH]
     if not isinstance(path, list):
         raise MalformedError("audit path must be an array", code="bad_proof")
     return LogProof(body[L.ENVELOPE], body[L.DEVICE_KEY], body[L.INDEX], tuple(path),
-                    body[L.CHECKPOINT], _enrolment(body), body.get(L.OPENING))
+                    body[L.CHECKPOINT], _enrolment(body), body.get(L.OPENING),
+                    _rotations(body))
 
 
 def _enrolment(fields: dict[Any, Any]) -> EnrolmentProof | None:
     value = fields.get(L.ENROLMENT)
     return None if value is None else EnrolmentProof.from_cbor(value)
+
+
+def _rotations(fields: dict[Any, Any]) -> tuple[EnrolmentProof, ...]:
+    value = fields.get(L.ROTATIONS)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not 0 < len(value) <= 64:
+        raise MalformedError("the rotations field is a non-empty array of [statement, leaf "
+                             "index, audit path]", code="bad_proof")
+    return tuple(EnrolmentProof.from_cbor(v) for v in value)
 
 
 def _is_v1(data: bytes) -> bool:
@@ -220,7 +246,8 @@ def describe_signers(signed: SignedCheckpoint, policy: TrustPolicy) -> str:
 
 def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
     """Check a format 2 or tlog-proof file offline; never raises for bad input."""
-    report = ProofReport(expected=LOG_PROOF_CHECKS)
+    report = ProofReport(expected=tuple(c for c in LOG_PROOF_CHECKS
+                                        if c != "collector key rotation"))
     state: dict[str, Any] = {}
 
     def check(name: str, fn: Callable[[], str]) -> bool:
@@ -234,8 +261,17 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
     if not check("proof file format", parse):
         return report
     pf: LogProof = state["proof"]
+    if pf.rotations:
+        report.expected = LOG_PROOF_CHECKS
+
+    trust = {"checkpoint": policy, "statements": policy}
+
+    def rotation() -> str:
+        trust["checkpoint"], trust["statements"], detail = follow_rotations(pf, policy)
+        return detail
 
     def checkpoint() -> str:
+        policy = trust["checkpoint"]
         signed = check_checkpoint(pf.checkpoint, policy)
         origin = signed.checkpoint.origin
         state["cp"] = report.checkpoint = signed
@@ -267,7 +303,8 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         return (f"leaf {pf.leaf_index} of {cp.size} with a {len(pf.audit_path)}-node audit "
                 f"path reaches the checkpoint root {cp.root.hex()[:16]}…")
 
-    have_cp = check("checkpoint signature", checkpoint)
+    rotated = not pf.rotations or check("collector key rotation", rotation)
+    have_cp = rotated and check("checkpoint signature", checkpoint)
     signed = check("device key binding", device_key) and check("device signature",
                                                                 device_signature)
     if signed and pf.opening is not None:
@@ -276,8 +313,73 @@ def verify_log_proof(data: bytes, policy: TrustPolicy) -> ProofReport:
         check("inclusion in log", inclusion)
     if have_cp and pf.enrolment is not None:
         check("device key enrolment",
-              lambda: check_enrolment(pf, state["cp"].checkpoint, policy))
+              lambda: check_enrolment(pf, state["cp"].checkpoint, trust["statements"]))
     return report
+
+
+def follow_rotations(pf: LogProof, policy: TrustPolicy) -> tuple[TrustPolicy, TrustPolicy, str]:
+    """Follow the proof's key-rotate statements from the collector keys ``policy`` trusts.
+
+    Each statement, in log order, must sit in the log under the proof's checkpoint (its size
+    and root: the checkpoint's signature is checked next, under the key reached here) and be
+    signed by a key trusted so far; it then hands the log to the key it names. A statement
+    naming a key already trusted is passed over (the verifier trusts a later key). Returns
+    the policy for the checkpoint (the log's keys replaced by the last key reached), the
+    policy for statements (every key of the chain) and a description."""
+    cp = parse_checkpoint(parse_note(pf.checkpoint).text)
+    if policy.origin is not None and cp.origin != policy.origin:
+        raise MalformedError(f"checkpoint is from log {cp.origin!r}, the policy trusts log "
+                             f"{policy.origin!r}")
+    keys = {k.kid: k for k in policy.block_keys()}
+    if not keys:
+        raise SignatureError("key rotation statements are checked with the collector's P-256 "
+                             "key (PEM or ECDSA vkey), which the policy does not name")
+    reached: list[tuple[int, KeyRotation]] = []
+    final: tuple[KeyRotation, bool] | None = None  # the last rotation; verified by us?
+    last = -1
+    for proof in pf.rotations:
+        if proof.leaf_index <= last:
+            raise MalformedError("the rotation statements are not in log order")
+        last = proof.leaf_index
+        verify_inclusion(proof.leaf_index, cp.size, RFC9162_SHA256.hash_leaf(proof.statement),
+                         list(proof.audit_path), cp.root)
+        signed = SignedStatement.decode(proof.statement)
+        rotation = signed.statement.key_rotation()
+        if rotation.kid in keys:
+            final = (rotation, False)
+            continue
+        key = keys.get(signed.kid)
+        if key is None:
+            raise SignatureError(f"the key-rotate statement at leaf {proof.leaf_index} is "
+                                 f"signed by key {signed.kid.hex()[:16]}…, not a collector key "
+                                 "the policy trusts or an earlier statement announced")
+        signed.verify(key)
+        keys[rotation.kid] = rotation.key
+        reached.append((signed.statement.seq, rotation))
+        final = (rotation, True)
+    if final is None:
+        return policy, policy, "no key-rotate statement"
+    rotation, verified = final
+    note_key = parse_verifier_key(rotation.vkey)
+    if note_key.name != cp.origin:
+        raise MalformedError(f"the rotation names note key {rotation.vkey!r}, not a key of log "
+                             f"{cp.origin!r}")
+    # The checkpoint must be signed by the last key the log announced (not by retired ones);
+    # its note key counts when a trusted key signed the statement naming it or the policy
+    # names it too.
+    trusted_note = verified or any(v.vkey == note_key.vkey for v in policy.verifiers)
+    for_checkpoint = replace(
+        policy, verifiers=(*(v for v in policy.verifiers if v.name != cp.origin),
+                           *((note_key,) if trusted_note else ())),
+        collector_keys=(rotation.key,))
+    for_statements = replace(policy, collector_keys=tuple(keys.values()))
+    if not reached:
+        return (for_checkpoint, for_statements, f"the policy already trusts key "
+                f"{rotation.kid.hex()[:16]}…, the last the log's statements announce")
+    steps = ", ".join(f"statement {seq} -> {r.kid.hex()[:16]}…" for seq, r in reached)
+    return (for_checkpoint, for_statements,
+            f"followed {len(reached)} key-rotate statement(s) in the log before the "
+            f"checkpoint, each signed by a key trusted before it: {steps}")
 
 
 def check_enrolment(pf: LogProof, cp: Checkpoint, policy: TrustPolicy) -> str:

@@ -38,18 +38,21 @@ from .wire import ALG_ES256, COSE_SIGN1_TAG, HDR_ALG, HDR_KID
 __all__ = [
     "ENROL",
     "HDR_CONTENT_TYPE",
+    "KEY_ROTATE",
     "REVOKE",
     "STATEMENT_CONTENT_TYPE",
     "STATEMENT_DEVICE",
     "STATEMENT_KIND",
     "STATEMENT_VERSION",
     "Enrolment",
+    "KeyRotation",
     "Revocation",
     "SignedStatement",
     "Statement",
     "StatementError",
     "enrolment_statement",
     "is_statement",
+    "key_rotation_statement",
     "revocation_statement",
     "sign_statement",
 ]
@@ -66,6 +69,7 @@ STATEMENT_VERSION: Final = 1
 
 ENROL: Final = "enrol"
 REVOKE: Final = "revoke"
+KEY_ROTATE: Final = "key-rotate"
 
 _MAX_SEQ = 2**63 - 1
 _MAX_REASON = 200
@@ -151,6 +155,12 @@ class Statement:
             raise StatementError(f"a {self.type!r} statement is not a revocation")
         return Revocation.from_fields(self.fields)
 
+    def key_rotation(self) -> KeyRotation:
+        """The fields of a ``key-rotate`` statement (raises for any other type)."""
+        if self.type != KEY_ROTATE:
+            raise StatementError(f"a {self.type!r} statement is not a key rotation")
+        return KeyRotation.from_fields(self.fields)
+
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
@@ -229,6 +239,41 @@ class Revocation:
         return cls(device, kid, revoked, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRotation:
+    """``key-rotate``: signed by the collector key in force, it names the keys that sign from
+    the next checkpoint on: the new P-256 collector key (block headers, statements, the
+    checkpoint's ECDSA signature) and the new Ed25519 note verifier key (``name+id+base64``)."""
+
+    key: PublicKey
+    vkey: str
+
+    @property
+    def kid(self) -> bytes:
+        return self.key.kid
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"key": self.key.der, "vkey": self.vkey}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> KeyRotation:
+        if set(fields) != {"key", "vkey"}:
+            raise StatementError(f"a key-rotate statement holds key and vkey; got "
+                                 f"{sorted(fields)}")
+        der, vkey = fields["key"], fields["vkey"]
+        if not isinstance(der, bytes):
+            raise StatementError("key-rotate statement: key must be a DER SubjectPublicKeyInfo")
+        try:
+            key = PublicKey.from_der(der)
+        except KeyFormatError as exc:
+            raise StatementError(f"key-rotate statement: {exc}") from None
+        if key.der != der:
+            raise StatementError("key-rotate statement: key is not in its DER form")
+        if not isinstance(vkey, str) or not 0 < len(vkey) <= 500 or not vkey.isprintable():
+            raise StatementError("key-rotate statement: vkey must be a note verifier key")
+        return cls(key, vkey)
+
+
 def _is_time(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIME_MS
 
@@ -239,6 +284,10 @@ def enrolment_statement(seq: int, time_ms: int, enrolment: Enrolment) -> Stateme
 
 def revocation_statement(seq: int, time_ms: int, revocation: Revocation) -> Statement:
     return Statement(REVOKE, seq, time_ms, revocation.to_fields())
+
+
+def key_rotation_statement(seq: int, time_ms: int, rotation: KeyRotation) -> Statement:
+    return Statement(KEY_ROTATE, seq, time_ms, rotation.to_fields())
 
 
 def sign_statement(statement: Statement, key: PrivateKey) -> bytes:

@@ -221,6 +221,10 @@ class ProofLabel:
     #: checkpoint, showing the device key was enrolled earlier in the log than the reading.
     ENROLMENT: Final = 9
     OPENING: Final = 10  # v2, optional: a private reading's disclosed salt and values
+    #: v2, optional: [[key-rotate statement, its leaf index, its audit path], ...] under the
+    #: same checkpoint, in log order: how a verifier trusting an earlier collector key reaches
+    #: the key that signed the checkpoint.
+    ROTATIONS: Final = 11
 
 
 class ReceiptLabel:

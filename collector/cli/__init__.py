@@ -20,6 +20,7 @@ from collector.cli.audit import audit
 from collector.cli.copy import copy_cmd
 from collector.cli.devices import devices
 from collector.cli.inspect import blocks, quarantine, readings, stats
+from collector.cli.keys import key_group
 from collector.cli.ledger import check, init, run_command
 from collector.cli.migrate import migrate
 from collector.cli.mirror import mirror_command
@@ -58,7 +59,7 @@ def cli() -> None:
 for _command in (init, run_command, check, devices, blocks, readings, proof, verify_proof_cmd,
                  checkpoint_cmd, consistency_cmd, history_cmd, verify_history_cmd, migrate, audit,
                  stats, quarantine, tiles, serve, reveal_cmd, erase_cmd, erasures_cmd,
-                 readers, copy_cmd, mirror_command):
+                 readers, copy_cmd, mirror_command, key_group):
     cli.add_command(_command)
 # The same offline check as `ledger-witness verify-misbehaviour`, for whoever holds only the
 # collector's tools (e.g. a mirror's proof of misbehaviour).

@@ -35,6 +35,7 @@ from collector.ledger.records import (
     QuarantineRecord,
     ReadingRecord,
 )
+from collector.ledger.sqlite_keys import KeyTables
 from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
@@ -58,7 +59,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SQLiteStore(LogTables, RegistryTables, CosignatureTables):
+class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
     """:class:`collector.ledger.store.LedgerStore` on one SQLite file.
 
     The registry and quarantine tables are in :mod:`collector.ledger.sqlite_registry`, the log

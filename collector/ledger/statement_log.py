@@ -14,7 +14,7 @@ crash between signing and committing leaves nothing to reconcile.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from collector.admission.registry import DeviceKey
@@ -25,6 +25,7 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey, PublicKey
 from provenance.statement import (
     ENROL,
+    KEY_ROTATE,
     REVOKE,
     STATEMENT_DEVICE,
     STATEMENT_KIND,
@@ -60,16 +61,27 @@ class StatementLog:
         self.next_seq = 1
         self.enrolled: set[bytes] = set()
         self.revoked: dict[bytes, int] = {}  # kid -> effective time of its latest revocation
+        self.rotated_to: list[bytes] = []  # kids announced by key-rotate statements, in order
         for statement in logged:
             self._note(statement)
 
     @classmethod
-    async def load(cls, store: LedgerStore, key: PrivateKey) -> StatementLog:
-        """The statements the ledger holds, read from its statement rows in seq order."""
+    async def load(cls, store: LedgerStore, key: PrivateKey,
+                   earlier: Iterable[PublicKey] = ()) -> StatementLog:
+        """The statements the ledger holds, read from its statement rows in seq order. Each
+        verifies with ``key`` or one of the ``earlier`` (retired) collector keys, or a key an
+        earlier ``key-rotate`` statement announced."""
         logged: list[Statement] = []
+        keys = {k.kid: k for k in earlier}
+        keys[key.kid] = key.public
         async for row in store.query_readings(device_id=STATEMENT_DEVICE):
             try:
-                logged.append(SignedStatement.decode(row.envelope).verify(key.public))
+                signed = SignedStatement.decode(row.envelope)
+                signer = keys.get(signed.kid, key.public)
+                logged.append(signed.verify(signer))
+                if logged[-1].type == KEY_ROTATE:
+                    announced = logged[-1].key_rotation().key
+                    keys[announced.kid] = announced
             except ProvenanceError as exc:
                 raise StoreError(f"stored statement {row.seq} (reading {row.id}) does not "
                                  f"verify: {exc.diagnostics()}; run `ledger-collector audit`"
@@ -86,6 +98,8 @@ class StatementLog:
         elif statement.type == REVOKE:
             revocation = statement.revocation()
             self.revoked[revocation.kid] = revocation.revoked_ms
+        elif statement.type == KEY_ROTATE:
+            self.rotated_to.append(statement.key_rotation().kid)
 
     def due(self, keys: Iterable[DeviceKey], now_ms: int) -> list[DueStatement]:
         """Signed statements for what ``keys`` (the registry) says and the log does not yet:
@@ -119,6 +133,10 @@ class StatementLog:
                                          for i, d in enumerate(due)])
             await store.commit_batch(batch)
         return next_id + len(due)
+
+    def sign(self, make: Callable[[int], Statement]) -> DueStatement:
+        """Sign the statement ``make(next seq)`` builds; it counts as logged from here on."""
+        return self._sign(make(self.next_seq))
 
     def _sign(self, statement: Statement) -> DueStatement:
         self._note(statement)

@@ -30,6 +30,7 @@ from collector.admission.registry import RegistrySnapshot, RegistrySource
 from collector.admission.verify import Rejected, verifier_for
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
+from collector.tools.keyschedule import KeySchedule, load_schedule
 from collector.tools.statement_audit import StatementAudit
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
 from provenance.errors import ProvenanceError
@@ -205,17 +206,17 @@ class _Segment(NamedTuple):
 
 
 class _Auditor:
-    def __init__(self, report: AuditReport, key: PublicKey, pool: WorkerPool,
+    def __init__(self, report: AuditReport, schedule: KeySchedule, pool: WorkerPool,
                  registry: RegistrySource, progress: Callable[[int], None] | None) -> None:
         self.report = report
-        self.key = key
+        self.schedule = schedule
         self.pool = pool
         self.registry = registry
         self.progress = progress
         self.chain: dict[str, tuple[int, bytes]] = {}  # device -> (max seq, its envelope hash)
         self.revoked = 0
         self.high_s = 0
-        self.statements = StatementAudit(key)
+        self.statements = StatementAudit(schedule.epochs[0].key)
 
     def fail(self, check: str, detail: str, block: BlockRecord | None,
              reading: ReadingRecord | None = None, leaf: int | None = None) -> None:
@@ -243,11 +244,12 @@ class _Auditor:
             self.fail("block header", f"stored header does not decode: {exc.diagnostics()}",
                       block)
             return None
+        key = self.schedule.at(block.first_reading_id).key
         try:
-            signed.verify(self.key)
+            signed.verify(key)
         except ProvenanceError as exc:
             self.fail("block signature", f"header does not verify under collector key "
-                      f"{self.key.kid_hex[:16]}…: {exc.diagnostics()}", block)
+                      f"{key.kid_hex[:16]}…: {exc.diagnostics()}", block)
             return None
         h = signed.header
         if h.height != block.height:
@@ -379,7 +381,7 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     try:
         auditor = await _audit(store, report, collector_key, pool, share, progress, window,
                                anchors, saved_checkpoints)
-        await _erasure_findings(store, report, collector_key)
+        await _erasure_findings(store, report, auditor.schedule.current.key)
     finally:
         share.close()
     report.findings.sort(key=_finding_order)
@@ -397,6 +399,23 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
             "now refuses on arrival (stored before it did; see docs/wire-format.md)")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _rotation_findings(report: AuditReport, schedule: KeySchedule, trusted: PublicKey,
+                       recorded: PublicKey | None) -> None:
+    """Rotations are noted; the trusted key and the ledger's key must be keys the log
+    announced (or its first)."""
+    report.notes.extend(schedule.notes())
+    report.collector_kid = schedule.current.key.kid_hex
+    kids = [e.key.kid for e in schedule.epochs]
+    if trusted.kid not in kids:
+        report.findings.append(Finding("collector key", f"the trusted collector key "
+                                       f"{trusted.kid_hex[:16]}… is not a key of this log"))
+    if recorded is not None and recorded.kid != kids[-1]:
+        report.findings.append(Finding(
+            "collector key", f"the ledger records collector key {recorded.kid_hex[:16]}…, "
+            f"but the log's rotation statements end at {kids[-1].hex()[:16]}…: a key the log "
+            "never announced"))
 
 
 async def _erasure_findings(store: LedgerStore, report: AuditReport,
@@ -419,7 +438,9 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
     """The audit proper; the auditor holds what it counted for the warnings."""
     async with store.snapshot():
         keys = await store.device_keys()
-        auditor = _Auditor(report, collector_key, pool,
+        schedule = await load_schedule(store, collector_key, await store.log_vkeys())
+        _rotation_findings(report, schedule, collector_key, await store.collector_public_key())
+        auditor = _Auditor(report, schedule, pool,
                            share.publish(RegistrySnapshot.of(-1, keys)), progress)
         inflight: deque[_Segment] = deque()
         depth = window or max(2, pool.workers * 2)
@@ -482,9 +503,9 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             submit(None, None, chunk)
             await settle(depth)
         await settle(0)
-        await check_log(store, report, collector_key, tree)
+        await check_log(store, report, schedule, tree)
         report.tree_size = await store.tree_size()
         for data in saved:
-            await check_saved_checkpoint(store, report, collector_key, data,
+            await check_saved_checkpoint(store, report, schedule, data,
                                          roots=tree.roots.get)
     return auditor

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from collector.ledger.records import BlockRecord, CheckpointRecord, ReadingRecord
 from collector.ledger.store import LedgerStore
 from collector.tools.audit import AuditReport, Finding
+from collector.tools.keyschedule import KeyEpoch, KeySchedule
 from provenance.block import SignedBlock
 from provenance.checkpoint import open_checkpoint, parse_checkpoint
 from provenance.compact import CompactRange
@@ -184,7 +185,7 @@ def _verifiers(origin: str, key: PublicKey, vkeys: Sequence[str]) -> list[NoteVe
     return out
 
 
-async def check_log(store: LedgerStore, report: AuditReport, key: PublicKey,
+async def check_log(store: LedgerStore, report: AuditReport, schedule: KeySchedule,
                     audit: TreeAudit) -> None:
     """The checkpoint rows, the stored tree and, for broken blocks, the readings to blame."""
     origin = await store.log_origin()
@@ -196,11 +197,15 @@ async def check_log(store: LedgerStore, report: AuditReport, key: PublicKey,
             report.findings.append(Finding("log", "the ledger has a log tree or checkpoints "
                                            "but no log name"))
         return
-    verifiers = _verifiers(origin, key, vkeys)
+    if len(schedule.epochs) == 1:  # the keys the ledger records (as before any rotation)
+        epoch = schedule.epochs[0]
+        schedule = KeySchedule([KeyEpoch(epoch.key, (*epoch.vkeys, *vkeys), epoch.from_id)])
+    verifiers = {e.from_id: _verifiers(origin, e.key, e.vkeys) for e in schedule.epochs}
     named = 0
     async for chunk in store.iter_checkpoints():
         for cp in chunk:
-            problem = _checkpoint_problem(cp, origin, verifiers, tree_size)
+            problem = _checkpoint_problem(cp, origin, verifiers[schedule.at(cp.size).from_id],
+                                          tree_size)
             if problem is None and cp.size not in audit.block_ends:
                 problem = await _unsealed_size(store, cp)
             if problem is not None and named < _LIMIT:
@@ -269,16 +274,18 @@ def saved_sizes(notes: Iterable[bytes]) -> list[int]:
     return sizes
 
 
-async def check_saved_checkpoint(store: LedgerStore, report: AuditReport, key: PublicKey,
-                                 data: bytes, extra_vkeys: Sequence[str] = (),
+async def check_saved_checkpoint(store: LedgerStore, report: AuditReport,
+                                 keys: KeySchedule | PublicKey, data: bytes,
+                                 extra_vkeys: Sequence[str] = (),
                                  roots: Callable[[int], bytes | None] | None = None) -> None:
     """The ledger extends the checkpoint ``data`` someone saved earlier."""
     where = "saved checkpoint"
     try:
         origin = parse_checkpoint(parse_note(data).text).origin
         vkeys = [*await store.log_vkeys(), *extra_vkeys]
-        saved = open_checkpoint(data, _verifiers(origin, key, vkeys),
-                                origin=await store.log_origin()).checkpoint
+        epochs = keys.epochs if isinstance(keys, KeySchedule) else [KeyEpoch(keys, (), 1)]
+        verifiers = [v for e in epochs for v in _verifiers(origin, e.key, (*e.vkeys, *vkeys))]
+        saved = open_checkpoint(data, verifiers, origin=await store.log_origin()).checkpoint
     except ProvenanceError as exc:
         report.findings.append(Finding(where, f"does not verify: {exc.diagnostics()}"))
         return

@@ -20,7 +20,7 @@ from provenance.logproof import EnrolmentProof, LogProof
 from provenance.merkle import RFC9162_SHA256, consistency_nodes, inclusion_nodes, subtree_hash
 from provenance.note import Note, parse_note
 from provenance.prooffile import ProofFile
-from provenance.statement import ENROL, STATEMENT_DEVICE, SignedStatement
+from provenance.statement import ENROL, KEY_ROTATE, STATEMENT_DEVICE, SignedStatement
 
 __all__ = ["build_consistency", "build_log_proof", "build_proof", "consistency_text",
            "cosigned_note", "pick_checkpoint", "pick_cosigned"]
@@ -104,7 +104,27 @@ async def build_log_proof(store: LedgerStore, device_id: str, seq: int, *,
         key = await _device_key(store, reading.envelope, device_id, seq)
         note = await cosigned_note(store, cp)
         enrolment = await _enrolment_proof(store, key, index, cp.size)
-    return LogProof(reading.envelope, key, index, tuple(path), note, enrolment)
+        rotations = await rotation_proofs(store, cp.size)
+    return LogProof(reading.envelope, key, index, tuple(path), note, enrolment,
+                    rotations=rotations)
+
+
+async def rotation_proofs(store: LedgerStore, size: int) -> tuple[EnrolmentProof, ...]:
+    """The log's key-rotate statements in the tree of ``size``, with their audit paths: how a
+    verifier trusting an earlier collector key reaches the key that signed the checkpoint.
+    Only those whose new key signs the checkpoint (announced before its last leaf)."""
+    out: list[EnrolmentProof] = []
+    async for row in store.query_readings(device_id=STATEMENT_DEVICE):
+        if row.id >= size:  # a checkpoint of size id is still signed by the key it retires
+            break
+        try:
+            if SignedStatement.decode(row.envelope).statement.type != KEY_ROTATE:
+                continue
+        except ProvenanceError:
+            continue
+        path = await store.subtree_hashes(inclusion_nodes(row.id - 1, size))
+        out.append(EnrolmentProof(row.envelope, row.id - 1, tuple(path)))
+    return tuple(out)
 
 
 async def _enrolment_proof(store: LedgerStore, key_der: bytes, index: int,

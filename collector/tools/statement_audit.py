@@ -23,6 +23,7 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.statement import (
     ENROL,
+    KEY_ROTATE,
     REVOKE,
     STATEMENT_DEVICE,
     STATEMENT_KIND,
@@ -86,6 +87,9 @@ class StatementAudit:
                          f"{enrolment.device_id}, enrolled earlier for {device}")
                     return
                 self.enrolled[enrolment.kid] = enrolment.device_id
+            elif statement.type == KEY_ROTATE:
+                # statements after it are signed by the key it names
+                self.key = statement.key_rotation().key
             elif statement.type == REVOKE:
                 revocation = statement.revocation()
                 if self.enrolled.get(revocation.kid) != revocation.device_id:

@@ -53,8 +53,8 @@ def test_every_command_has_help_with_an_example(path: list[str]) -> None:
 def test_the_documented_commands_exist() -> None:
     assert sorted(" ".join(p) for p in all_commands()) == sorted([
         "audit", "blocks", "check", "checkpoint", "consistency", "devices add", "devices list",
-        "copy", "devices revoke", "erase", "erasures", "history", "init", "migrate", "mirror",
-        "proof",
+        "copy", "devices revoke", "erase", "erasures", "history", "init", "key rotate",
+        "migrate", "mirror", "proof",
         "readers list", "readers revoke", "reveal", "verify-history", "quarantine", "readings",
         "run", "serve", "stats", "tiles export", "verify-misbehaviour", "verify-proof"])
     docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text()

@@ -32,7 +32,9 @@ from provenance.cbor import decode_key as cbor2_loads
 from provenance.envelope import Envelope
 from provenance.keys import P256_ORDER, PrivateKey, PublicKey
 from provenance.logproof import LogProof, decode_log_proof
+from provenance.note import EcdsaNoteSigner, Ed25519NoteSigner
 from provenance.senml import Measurement
+from tests.collector.test_key_rotation import _rotated_log_proof
 from tests.support.broker import Broker
 from tests.support.collector import (
     BASE_TIME_MS,
@@ -824,6 +826,31 @@ def test_a_proof_link_on_the_same_site_is_fetched_and_checked(
 
 
 _CSP = re.compile(r'(http-equiv="Content-Security-Policy" content=")([^"]*)(")')
+
+
+# Collector key rotation (proof key 11) ------------------------------------------------------
+
+def test_the_page_follows_a_rotation_from_the_pinned_old_key(page: Any, tmp_path: Path) -> None:
+    origin = "sensorledger.example/rotation"
+    old, old_note = PrivateKey.generate(), Ed25519NoteSigner.generate(origin)
+    policy = tmp_path / "old.vkey"
+    policy.write_text(f"{old_note.verifier.vkey}\n{EcdsaNoteSigner(origin, old).verifier.vkey}\n")
+    pin(page, policy.read_text())
+
+    good = _rotated_log_proof(old, PrivateKey.generate(), origin)
+    shown = check_in_page(page, good)
+    cli = check_with_cli(tmp_path, good, "--policy", str(policy))
+    assert shown["checks"] == cli["checks"]
+    assert shown["ok"] and cli["ok"]
+    assert ("collector key rotation", "PASS") in shown["checks"]
+    assert "followed 1 key-rotate statement" in shown["details"]["collector key rotation"]
+
+    forged = _rotated_log_proof(PrivateKey.generate(), PrivateKey.generate(), origin)
+    shown = check_in_page(page, forged)
+    cli = check_with_cli(tmp_path, forged, "--policy", str(policy))
+    assert shown["checks"] == cli["checks"]
+    assert failing(shown["checks"]) == ["collector key rotation"]
+    assert ("checkpoint signature", "SKIP") in shown["checks"] and not shown["ok"]
 
 
 def page_csp(html: str) -> str:

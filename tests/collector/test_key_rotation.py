@@ -1,0 +1,264 @@
+"""Collector key rotation: `key rotate`, then the collector logs a key-rotate statement signed
+by the old key, seals it under the old keys and signs with the new keys from then on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from collector import faults
+from provenance import cbor
+from provenance.block import SignedBlock
+from provenance.checkpoint import Checkpoint, sign_checkpoint
+from provenance.keys import PrivateKey
+from provenance.logproof import EnrolmentProof, LogProof, decode_log_proof, verify_log_proof
+from provenance.merkle import RFC9162_SHA256, inclusion_proof, root
+from provenance.note import EcdsaNoteSigner, Ed25519NoteSigner, open_note, parse_verifier_key
+from provenance.statement import (
+    KeyRotation,
+    SignedStatement,
+    key_rotation_statement,
+    sign_statement,
+)
+from provenance.trust import parse_policy
+from provenance.wire import ProofLabel
+from tests.support.broker import Broker
+from tests.support.collector import (
+    REPO,
+    CollectorProcess,
+    Device,
+    Ledger,
+    Publisher,
+    make_devices,
+    run_cli,
+)
+from tests.support.polling import wait_until
+
+
+def _verifiers(vkey_text: str) -> list[object]:
+    return [parse_verifier_key(v) for v in vkey_text.split("\n") if v]
+
+
+def _checkpoints(ledger: Ledger) -> list[tuple[int, bytes]]:
+    return [(int(r[0]), bytes(r[1])) for r in ledger.sql(
+        "SELECT size, note FROM checkpoints ORDER BY size")]
+
+
+def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
+        tmp_path: Path) -> None:
+    dev, = make_devices(1, "rot")
+    ledger.enrol([dev])
+    old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    old_vkeys = Path(ledger.vkey).read_text()
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(3)])
+        wait_until(lambda: ledger.sealed() == 3, 30, 0.05)
+    assert col.stop() == 0
+    old_policy = tmp_path / "old.vkey"
+    old_policy.write_text(old_vkeys)
+    before = tmp_path / "before.proof"
+    assert run_cli("proof", "--db", ledger.db, dev.device_id, "1", "-o",
+                   str(before)).exit_code == 0
+
+    rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+    assert rotated.exit_code == 0, rotated.output
+    new_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    assert new_key.kid != old_key.kid
+    kept = Path(ledger.key).with_name(f"collector-key.{old_key.kid.hex()[:16]}.pem")
+    assert PrivateKey.from_pem(kept.read_bytes()).kid == old_key.kid
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert kept.with_suffix(".note").stat().st_mode & 0o777 == 0o600
+    # A second rotation before the collector completed the first is refused.
+    assert run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key).exit_code == 2
+
+    col = collector("--block-age", "0.2").start()
+    col.wait_event("key_rotated", timeout=30)
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(3)])
+        wait_until(lambda: ledger.sealed() == 6, 30, 0.05)
+    assert col.stop() == 0
+
+    rows = ledger.sql("SELECT id, device_id, envelope FROM readings ORDER BY id")
+    statements = [(int(r[0]), SignedStatement.decode(bytes(r[2])))
+                  for r in rows if r[1] == "@collector"]
+    assert [s.statement.type for _, s in statements] == ["enrol", "key-rotate"]
+    rotate_id, rotate = statements[1]
+    assert rotate.verify(old_key.public).key_rotation().kid == new_key.kid
+    # Checkpoints up to the one holding the statement: old keys; after it: new keys.
+    new_vkeys = Path(ledger.vkey).read_text()
+    assert new_vkeys != old_vkeys
+    for size, note in _checkpoints(ledger):
+        trusted = old_vkeys if size <= rotate_id else new_vkeys
+        verified = open_note(note, _verifiers(trusted))  # type: ignore[arg-type]
+        assert len(verified.verified) == 2, size
+    assert any(size == rotate_id for size, _ in _checkpoints(ledger))
+    # Block headers likewise.
+    for header, first, count in ledger.sql(
+            "SELECT header, first_reading_id, leaf_count FROM blocks ORDER BY height"):
+        key = old_key if first + count - 1 <= rotate_id else new_key
+        SignedBlock.decode(bytes(header)).verify(key.public)
+
+    # Proofs from before and after the rotation verify trusting only the old keys; the later
+    # one carries the rotation statement and verify-proof follows it.
+    assert decode_log_proof(before.read_bytes()).rotations == ()
+    checked = run_cli("verify-proof", str(before), "--policy", str(old_policy))
+    assert checked.exit_code == 0, checked.output
+    after = tmp_path / "after.proof"
+    assert run_cli("proof", "--db", ledger.db, dev.device_id, "4", "-o",
+                   str(after)).exit_code == 0
+    assert [r.leaf_index for r in decode_log_proof(after.read_bytes()).rotations] == [
+        rotate_id - 1]
+    both = tmp_path / "both.vkey"  # a policy naming every key of the log
+    both.write_text(old_vkeys + Path(ledger.vkey).read_text())
+    for policy in (str(old_policy), str(both)):
+        checked = run_cli("verify-proof", str(after), "--policy", policy)
+        assert checked.exit_code == 0, checked.output
+        assert "[PASS] collector key rotation" in checked.output
+        assert "[PASS] device key enrolment" in checked.output
+    assert "followed 1 key-rotate statement" in run_cli(
+        "verify-proof", str(after), "--policy", str(old_policy)).output
+    # Without the statements, the old keys alone do not accept the new checkpoint.
+    body = cbor.decode(after.read_bytes(), what="proof")
+    stripped = tmp_path / "stripped.proof"
+    stripped.write_bytes(cbor.encode({k: v for k, v in body.items()
+                                      if k != ProofLabel.ROTATIONS}))
+    refused = run_cli("verify-proof", str(stripped), "--policy", str(old_policy))
+    assert refused.exit_code == 1
+    assert "[FAIL] checkpoint signature" in refused.output
+
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 0, audit.output
+    report = json.loads(audit.output)
+    assert report["statements"] == 2
+    assert any("collector key rotated by statement 2" in n for n in report["notes"]), report
+    assert report["collector_kid"] == new_key.kid.hex()
+    # A ledger that records a collector key its log never announced: a finding.
+    ledger.execute("UPDATE meta SET value = ? WHERE key = 'collector_public_key'",
+                   (PrivateKey.generate().public.to_pem(),))
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 1
+    assert "collector key" in {f["check"] for f in json.loads(audit.output)["findings"]}
+
+
+def _rotated_log_proof(signer: PrivateKey, new_key: PrivateKey, origin: str) -> bytes:
+    """A two-leaf log: a key-rotate statement signed by ``signer`` naming ``new_key``, then a
+    reading; the proof of the reading against a checkpoint signed by the new keys."""
+    new_note = Ed25519NoteSigner.generate(origin)
+    statement = sign_statement(key_rotation_statement(
+        1, 1_000, KeyRotation(new_key.public, new_note.verifier.vkey)), signer)
+    dev = Device("unit-01")
+    reading = dev.next()
+    leaves = [RFC9162_SHA256.hash_leaf(e) for e in (statement, reading)]
+    note = sign_checkpoint(Checkpoint(origin, 2, root(leaves)),
+                           [new_note, EcdsaNoteSigner(origin, new_key)])
+    return LogProof(reading, dev.key.public.der, 1, tuple(inclusion_proof(leaves, 1)), note,
+                    rotations=(EnrolmentProof(statement, 0,
+                                              tuple(inclusion_proof(leaves, 0))),)).encode()
+
+
+def test_a_rotation_statement_signed_by_an_untrusted_key_is_refused() -> None:
+    origin = "sensorledger.example/rotation"
+    old = PrivateKey.generate()
+    old_note = Ed25519NoteSigner.generate(origin)
+    policy = parse_policy(f"{old_note.verifier.vkey}\n"
+                          f"{EcdsaNoteSigner(origin, old).verifier.vkey}\n")
+    # Signed by the trusted key: followed, and the new checkpoint verifies.
+    good = verify_log_proof(_rotated_log_proof(old, PrivateKey.generate(), origin), policy)
+    assert good.ok, [(c.name, c.detail) for c in good.checks]
+    assert "followed 1 key-rotate statement" in next(
+        c.detail for c in good.checks if c.name == "collector key rotation")
+    # Signed by any other key: refused, and the checkpoint is never accepted.
+    attacker = PrivateKey.generate()
+    forged = verify_log_proof(_rotated_log_proof(attacker, PrivateKey.generate(), origin),
+                              policy)
+    assert not forged.ok
+    failed = {c.name: c.detail for c in forged.checks if not c.ok}
+    assert "not a collector key the policy trusts" in failed["collector key rotation"]
+    assert "checkpoint signature" not in {c.name for c in forged.checks if c.ok}
+    # A forged statement naming the attacker's own key as signer and new key alike.
+    self_signed = verify_log_proof(_rotated_log_proof(attacker, attacker, origin), policy)
+    assert not self_signed.ok
+
+
+def test_kill_9_at_every_rotation_point_then_restart_is_consistent(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
+        tmp_path: Path) -> None:
+    dev, = make_devices(1, "crash")
+    ledger.enrol([dev])
+    old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    old_policy = tmp_path / "old.vkey"
+    old_policy.write_text(Path(ledger.vkey).read_text())
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: ledger.sealed() == 2, 30, 0.05)
+    assert col.stop() == 0
+
+    # `key rotate` killed right after recording the rotation: the new files are staged only.
+    env = {**os.environ, "PYTHONPATH": str(REPO), faults.ENV: "rotate.recorded"}
+    cli = subprocess.run([sys.executable, "-m", "collector", "key", "rotate", "--db", ledger.db,
+                          "--key", ledger.key], env=env, cwd=REPO, capture_output=True,
+                         timeout=60)
+    assert cli.returncode == -signal.SIGKILL, cli.stderr
+    assert PrivateKey.from_pem(Path(ledger.key).read_bytes()).kid == old_key.kid
+
+    # The collector killed after logging the statement, then after sealing it.
+    for point in ("rotate.statement_committed", "rotate.sealed"):
+        crashed = collector(env={faults.ENV: point}).start(wait_connected=False)
+        assert crashed.proc is not None
+        assert crashed.proc.wait(timeout=60) == -signal.SIGKILL
+        # Every checkpoint so far is signed by the old keys.
+        for _, note in _checkpoints(ledger):
+            open_note(note, _verifiers(old_policy.read_text()))  # type: ignore[arg-type]
+    new_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    assert new_key.kid != old_key.kid
+
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: ledger.sealed() == 4, 30, 0.05)
+    assert col.stop() == 0
+    rotations = [SignedStatement.decode(bytes(r[0])).statement for r in ledger.sql(
+        "SELECT envelope FROM readings WHERE device_id = '@collector' ORDER BY id")]
+    assert [s.type for s in rotations].count("key-rotate") == 1  # logged once
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 0, audit.output
+    assert json.loads(audit.output)["collector_kid"] == new_key.kid.hex()
+    proof = tmp_path / "last.proof"
+    assert run_cli("proof", "--db", ledger.db, dev.device_id, "3", "-o",
+                   str(proof)).exit_code == 0
+    checked = run_cli("verify-proof", str(proof), "--policy", str(old_policy))
+    assert checked.exit_code == 0, checked.output
+
+
+def test_audit_names_a_checkpoint_signed_by_an_unannounced_key(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess]) -> None:
+    dev, = make_devices(1, "unann")
+    ledger.enrol([dev])
+    col = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: ledger.sealed() == 2, 30, 0.05)
+    assert col.stop() == 0
+    # Someone re-signs the latest checkpoint with keys no statement announced.
+    size, note = _checkpoints(ledger)[-1]
+    origin = ledger.sql("SELECT value FROM meta WHERE key = 'log_origin'")[0][0]
+    rogue, rogue_note = PrivateKey.generate(), Ed25519NoteSigner.generate(origin)
+    text = note.decode().split("\n\n")[0] + "\n"
+    cp = Checkpoint(origin, size, bytes(ledger.sql(
+        "SELECT root FROM checkpoints WHERE size = ?", (size,))[0][0]))
+    assert sign_checkpoint(cp, [rogue_note]).decode().startswith(text)
+    ledger.execute("UPDATE checkpoints SET note = ? WHERE size = ?",
+                   (sign_checkpoint(cp, [rogue_note, EcdsaNoteSigner(origin, rogue)]), size))
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 1
+    checks = {(f["check"], f["detail"].split(":")[0]) for f in json.loads(audit.output)[
+        "findings"]}
+    assert ("checkpoint", f"checkpoint of tree size {size}") in checks
