@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
 from tests.support.broker import Broker
+from tests.support.collector import CollectorProcess, Ledger
 from tests.support.postgres import PostgresServer
 
 # No per-example deadline: tests must not time anything (speed lives in bench/), and a shared
@@ -34,6 +35,29 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    """A fresh ledger (`ledger-collector init`) in the test's folder."""
+    return Ledger(tmp_path / "ledger").init()
+
+
+@pytest.fixture
+def collector(ledger: Ledger, broker: Broker) -> Iterator[Callable[..., CollectorProcess]]:
+    """Make ``ledger-collector run`` processes for this test's ledger and broker; none outlives
+    the test."""
+    made: list[CollectorProcess] = []
+
+    def make(*extra: str, env: dict[str, str] | None = None) -> CollectorProcess:
+        proc = CollectorProcess(ledger, broker, *extra, env=env)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
 
 
 @pytest.fixture(scope="session")

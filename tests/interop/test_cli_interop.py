@@ -5,35 +5,14 @@ consistency proof from ``consistency``, all taken from a ledger the collector fi
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from provenance.envelope import Envelope
 from tests.interop.test_go_interop import interop_binary  # noqa: F401  (the built Go program)
 from tests.support.broker import Broker
 from tests.support.collector import CollectorProcess, Ledger, Publisher, make_devices, run_cli
 from tests.support.polling import wait_until
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger").init()
-
-
-@pytest.fixture
-def collector(ledger: Ledger, broker: Broker) -> Iterator[Callable[..., CollectorProcess]]:
-    made: list[CollectorProcess] = []
-
-    def make(*extra: str) -> CollectorProcess:
-        made.append(CollectorProcess(ledger, broker, *extra))
-        return made[-1]
-
-    yield make
-    for proc in made:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
 
 
 def test_go_verifies_what_our_cli_prints(

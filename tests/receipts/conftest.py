@@ -1,4 +1,4 @@
-"""Fixtures for the receipt tests: a fresh ledger, collectors that never outlive a test, and a
+"""Fixtures for the receipt tests (the ledger and collectors come from tests/conftest.py): a
 subscriber that collects (and verifies) receipts."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,27 +16,7 @@ from provenance.keyfile import load_private_key
 from provenance.receipt import Receipt, SignedReceipt
 from provenance.wire import RECEIPT_FILTER, receipt_topic_device
 from tests.support.broker import Broker
-from tests.support.collector import CollectorProcess, Ledger
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / "ledger").init()
-
-
-@pytest.fixture
-def collector(ledger: Ledger, broker: Broker) -> Iterator[Callable[..., CollectorProcess]]:
-    made: list[CollectorProcess] = []
-
-    def make(*extra: str, env: dict[str, str] | None = None) -> CollectorProcess:
-        proc = CollectorProcess(ledger, broker, *extra, env=env)
-        made.append(proc)
-        return proc
-
-    yield make
-    for proc in made:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
+from tests.support.collector import Ledger
 
 
 class ReceiptWatch:
