@@ -37,15 +37,10 @@ from collector.ledger.records import (
     QuarantineRecord,
     ReadingRecord,
 )
+from collector.ledger.tree_reads import TreeReads, tile_leaves
 from provenance.compact import (
-    CompactRange,
     Node,
-    fold,
-    frontier_nodes,
-    node_from_tile,
-    range_nodes,
     tile_entries,
-    tile_span,
 )
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
@@ -99,7 +94,7 @@ def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
             q.size, q.raw, q.received_ms, q.received_ms)
 
 
-class PostgresStore(PostgresConnection):
+class PostgresStore(TreeReads, PostgresConnection):
     """:class:`collector.ledger.store.LedgerStore` on one PostgreSQL database."""
 
     # lifecycle -------------------------------------------------------------------------------
@@ -274,10 +269,6 @@ class PostgresStore(PostgresConnection):
                               (level, index))
         return bytes(row[0]) if row else b""
 
-    async def tree_tile(self, level: int, index: int) -> bytes:
-        """The stored tile (tlog-tiles level ``level``, index ``index``): its hashes so far."""
-        return await self._tile(level, index)
-
     # witness cosignatures --------------------------------------------------------------------
 
     async def add_cosignature(self, size: int, witness: str, line: str, cosigned_s: int) -> None:
@@ -305,25 +296,6 @@ class PostgresStore(PostgresConnection):
             "HAVING COUNT(*) >= %s ORDER BY size DESC LIMIT 1", (at_least, max(quorum, 1)))
         return int(row[0]) if row else None
 
-    async def tree_nodes(self, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int],
-                                                                             bytes]:
-        """Stored hashes of the perfect nodes at ``positions``; a missing one is a StoreError."""
-        out: dict[tuple[int, int], bytes] = {}
-        tiles: dict[tuple[int, int], bytes] = {}
-        for level, index in positions:
-            if (level, index) in out:
-                continue
-            tile_level, tile_index, first, count = tile_span(level, index)
-            key = (tile_level, tile_index)
-            if key not in tiles:
-                tiles[key] = await self._tile(*key)
-            node = node_from_tile(tiles[key], first, count)
-            if node is None:
-                raise StoreError(f"the log tree has no node at level {level} index {index}; "
-                                 "run `ledger-collector audit`")
-            out[(level, index)] = node
-        return out
-
     async def leaf_hashes(self, begin: int, end: int) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
         if end <= begin:
@@ -332,26 +304,8 @@ class PostgresStore(PostgresConnection):
             "SELECT idx, hashes FROM tree_tiles WHERE level = 0 AND idx >= %s AND idx <= %s",
             (begin >> 8, (end - 1) >> 8))
         for tile_index, tile in rows:
-            for entry in range(len(tile) // HASH_SIZE):
-                index = (tile_index << 8) + entry
-                if begin <= index < end:
-                    out[index] = bytes(tile[entry * HASH_SIZE:(entry + 1) * HASH_SIZE])
+            out.update(tile_leaves(tile_index, bytes(tile), begin, end))
         return out
-
-    async def subtree_hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        wanted = [range_nodes(b, e) for b, e in ranges]
-        nodes = await self.tree_nodes(p for positions in wanted for p in positions)
-        return [fold([nodes[p] for p in positions]) for positions in wanted]
-
-    async def compact_range(self, size: int | None = None) -> CompactRange:
-        if size is None:
-            size = await self.tree_size()
-        positions = frontier_nodes(size)
-        nodes = await self.tree_nodes(positions)
-        return CompactRange(size, [nodes[p] for p in positions])
-
-    async def tree_root(self, size: int) -> bytes:
-        return (await self.compact_range(size)).root()
 
     async def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
         if size is None:

@@ -8,7 +8,7 @@ node position, never the leaves; a block writes a handful of rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import aiosqlite
 
@@ -16,15 +16,10 @@ from collector import faults
 from collector.errors import StoreError
 from collector.ledger.records import BlockRecord, CheckpointRecord
 from collector.ledger.sqlite_base import SQLiteConnection
+from collector.ledger.tree_reads import TreeReads, tile_leaves
 from provenance.compact import (
-    CompactRange,
     Node,
-    fold,
-    frontier_nodes,
-    node_from_tile,
-    range_nodes,
     tile_entries,
-    tile_span,
 )
 from provenance.merkle import HASH_SIZE
 
@@ -33,7 +28,7 @@ __all__ = ["LogTables"]
 _CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 
 
-class LogTables(SQLiteConnection):
+class LogTables(TreeReads, SQLiteConnection):
     """The log tree, its checkpoints and its identity."""
 
     # identity --------------------------------------------------------------------------------
@@ -65,58 +60,14 @@ class LogTables(SQLiteConnection):
                               (level, index))
         return bytes(row[0]) if row else b""
 
-    async def tree_tile(self, level: int, index: int) -> bytes:
-        """The stored tile (tlog-tiles level ``level``, index ``index``): its hashes so far."""
-        return await self._tile(level, index)
-
-    async def tree_nodes(self, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int],
-                                                                             bytes]:
-        """Stored hashes of the perfect nodes at ``positions``; a missing one is a StoreError."""
-        out: dict[tuple[int, int], bytes] = {}
-        tiles: dict[tuple[int, int], bytes] = {}
-        for level, index in positions:
-            if (level, index) in out:
-                continue
-            tile_level, tile_index, first, count = tile_span(level, index)
-            key = (tile_level, tile_index)
-            if key not in tiles:
-                tiles[key] = await self._tile(*key)
-            node = node_from_tile(tiles[key], first, count)
-            if node is None:
-                raise StoreError(f"the log tree has no node at level {level} index {index}; "
-                                 "run `ledger-collector audit`")
-            out[(level, index)] = node
-        return out
-
     async def leaf_hashes(self, begin: int, end: int) -> dict[int, bytes]:
         """The leaf hashes recorded at sealing for leaf indexes ``[begin, end)``."""
         out: dict[int, bytes] = {}
         if end <= begin:
             return out
         for tile_index in range(begin >> 8, ((end - 1) >> 8) + 1):
-            tile = await self._tile(0, tile_index)
-            for entry in range(len(tile) // HASH_SIZE):
-                index = (tile_index << 8) + entry
-                if begin <= index < end:
-                    out[index] = tile[entry * HASH_SIZE:(entry + 1) * HASH_SIZE]
+            out.update(tile_leaves(tile_index, await self._tile(0, tile_index), begin, end))
         return out
-
-    async def subtree_hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        """The hash of each RFC 9162 subtree ``[begin, end)`` from the stored perfect nodes."""
-        wanted = [range_nodes(b, e) for b, e in ranges]
-        nodes = await self.tree_nodes(p for positions in wanted for p in positions)
-        return [fold([nodes[p] for p in positions]) for positions in wanted]
-
-    async def compact_range(self, size: int | None = None) -> CompactRange:
-        """The tree's right edge at ``size`` leaves (default: the whole tree)."""
-        if size is None:
-            size = await self.tree_size()
-        positions = frontier_nodes(size)
-        nodes = await self.tree_nodes(positions)
-        return CompactRange(size, [nodes[p] for p in positions])
-
-    async def tree_root(self, size: int) -> bytes:
-        return (await self.compact_range(size)).root()
 
     # checkpoints -----------------------------------------------------------------------------
 
