@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api as playwright_api
 
 from provenance import cbor
 from provenance.cbor import decode_key as cbor2_loads
@@ -52,7 +53,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install '.[test]'")
 
 
 def run_cli(*args: str) -> Any:
