@@ -9,10 +9,14 @@ It exists for speed. Ingest and audit read one payload per reading, and building
 half as much as the ES256 verification itself. Nearly every payload has the shape agents
 write: nine keys, measurements with a name, an optional unit and a number or boolean, all
 text printable ASCII. Such a payload is recognised here from its bytes by compiled patterns
-(one C call for the fixed part, one per measurement) that admit only the deterministic
-encoding: sorted keys, shortest integer heads, and each float in the form the deterministic
-encoder writes for its value (asked once per distinct float). Anything else, and every error
-message, comes from ``Reading.from_payload``. The tests hold the two paths equal.
+that admit only the deterministic encoding: sorted keys, shortest integer heads, and each
+float in the form the deterministic encoder writes for its value. Two C calls read nearly every
+payload: one for the fixed part, one for all its measurements (a pattern per count, with every
+text length, map size and float form checked in the pattern; a float passes there when its bits
+alone show it is in its shortest form). A payload that pattern leaves out goes measurement by
+measurement (one C call each, floats asked of the encoder once per distinct value). Anything
+else, and every error message, comes from ``Reading.from_payload``. The tests hold the paths
+equal.
 """
 
 from __future__ import annotations
@@ -99,6 +103,49 @@ _RECORD = re.compile(
     + rb"(?:\x06(" + _NUMBER + rb"))?",
     re.DOTALL)
 
+
+def _text(length: int) -> bytes:
+    """A text string of printable ASCII of exactly ``length`` bytes, head included."""
+    head = bytes((0x60 + length,)) if length < 24 else bytes((0x78, length))
+    return re.escape(head) + rb"[\x20-\x7e]{%d}" % length
+
+
+# Any text of 1-64 printable bytes, its length checked by the pattern: one alternative per
+# length (the engine rejects an alternative on its first, literal byte).
+_SIZED_TEXT = (b"(?:" + b"|".join(_text(n) for n in range(1, 24)) + b"|\x78(?:"
+               + b"|".join(_text(n)[1:] for n in range(24, 65)) + b"))")
+# Floats whose bits alone show they are finite and in the form the deterministic encoder
+# writes (the tests hold each to the encoder): a half below 2**15 (the encoder writes larger
+# ones as singles); a single with one of its 13 low mantissa bits set (not a half); a double
+# with one of its 29 low mantissa bits set (not a single). Other floats are asked of the
+# encoder, measurement by measurement.
+_LOW_5_CLEAR = rb"[\x00\x20\x40\x60\x80\xa0\xc0\xe0]"
+_PLAIN_FLOAT = (rb"\xf9[\x00-\x77\x80-\xf7]."
+                rb"|\xfa(?:[^\x7f\xff].|[\x7f\xff][\x00-\x7f])(?:[^" + _LOW_5_CLEAR[1:-1]
+                + rb"].|.[^\x00])"
+                rb"|\xfb(?:[^\x7f\xff].|[\x7f\xff][\x00-\xef])..(?:[^" + _LOW_5_CLEAR[1:-1]
+                + rb"]...|.(?:[^\x00]..|\x00[^\x00].|\x00\x00[^\x00]))")
+_PLAIN_NUMBER = rb"(?:" + _UINT + rb"|" + _int(1) + rb"|" + _PLAIN_FLOAT + rb")"
+_VALUE = rb"(?:\x02" + _PLAIN_NUMBER + rb"|\x04[\xf4\xf5])"
+_TIME = rb"\x06" + _PLAIN_NUMBER
+# One SenML record, its map size matching the keys it holds: {0: name, 2/4: value},
+# {0: name, 1: unit, 2/4: value}, {0: name, 2/4: value, 6: time}, or all four.
+_SIZED_RECORD = (rb"(?:\xa2\x00" + _SIZED_TEXT + _VALUE
+                 + rb"|\xa3\x00" + _SIZED_TEXT + rb"(?:\x01" + _SIZED_TEXT + _VALUE + rb"|"
+                 + _VALUE + _TIME + rb")"
+                 + rb"|\xa4\x00" + _SIZED_TEXT + rb"\x01" + _SIZED_TEXT + _VALUE + _TIME + rb")")
+_records_of: dict[int, re.Pattern[bytes]] = {}  # measurement count -> its pattern
+
+
+def _records(count: int) -> re.Pattern[bytes]:
+    """The pattern of exactly ``count`` plain records (compiled once per count)."""
+    pattern = _records_of.get(count)
+    if pattern is None:
+        pattern = _records_of[count] = re.compile(b"(?:%s){%d}" % (_SIZED_RECORD, count),
+                                                  re.DOTALL)
+    return pattern
+
+
 _FLOAT_FORMS = {0xF9: ">e", 0xFA: ">f", 0xFB: ">d"}
 # Verdicts on float encodings seen (sensor values repeat), bounded.
 _float_ok: dict[bytes, bool] = {}
@@ -107,13 +154,6 @@ _float_ok: dict[bytes, bool] = {}
 def _length(head: bytes) -> int:
     """The length a text string's head declares (the pattern has checked the head)."""
     return head[0] - 0x60 if head[0] != 0x78 else head[1]
-
-
-def _uint(data: bytes) -> int:
-    """The value of a CBOR unsigned integer (the pattern has checked its head)."""
-    if len(data) == 1:
-        return data[0]
-    return int.from_bytes(data[1:], "big")
 
 
 def _number_ok(number: bytes | None) -> bool:
@@ -139,35 +179,44 @@ def _common_shape(payload: bytes) -> ReadingHead | None:
     if m is None:
         return None
     dev_head, dev, seq_raw, boot_raw, time_raw, prev, kind_head, kind, n = m.groups()
-    if _length(dev_head) != len(dev) or _length(kind_head) != len(kind) or kind == b"gap":
+    if ((dev_head[0] - 0x60 if dev_head[0] != 0x78 else dev_head[1]) != len(dev)
+            or (kind_head[0] - 0x60 if kind_head[0] != 0x78 else kind_head[1]) != len(kind)
+            or kind == b"gap"):
         return None  # (a gap record carries its range: not this shape)
     count = n[0] - 0x80 if n[0] < 0x98 else n[1] if n[0] == 0x98 else 256
     if count > MAX_MEASUREMENTS:
         return None
-    pos = m.end()
-    match_record = _RECORD.match
-    float_ok = _float_ok.get
-    for _ in range(count):  # (inlined: this loop is most of the time a payload takes)
-        r = match_record(payload, pos)
-        if r is None:
-            return None
-        size, name_head, name, unit_head, unit, v, t = r.groups()
-        if (name_head[0] - 0x60 if name_head[0] != 0x78 else name_head[1]) != len(name):
-            return None
-        if unit is None:
-            if size[0] - 0xA0 != 2 + (t is not None):
-                return None
-        elif (size[0] - 0xA0 != 3 + (t is not None)
-              or (unit_head[0] - 0x60 if unit_head[0] != 0x78 else unit_head[1]) != len(unit)):
-            return None
-        if v is not None and v[0] >= 0xF9 and not (float_ok(v) or _number_ok(v)):
-            return None
-        if t is not None and not _number_ok(t):
-            return None
-        pos = r.end()
-    if pos != len(payload):
+    if ((_records_of.get(count) or _records(count)).fullmatch(payload, m.end()) is None
+            and not _records_one_by_one(payload, m.end(), count)):
         return None
-    seq, boot, time_ms = _uint(seq_raw), _uint(boot_raw), _uint(time_raw)
+    seq = seq_raw[0] if len(seq_raw) == 1 else int.from_bytes(seq_raw[1:], "big")
+    boot = boot_raw[0] if len(boot_raw) == 1 else int.from_bytes(boot_raw[1:], "big")
+    time_ms = time_raw[0] if len(time_raw) == 1 else int.from_bytes(time_raw[1:], "big")
     if seq > MAX_SEQ or boot > MAX_BOOT or time_ms > MAX_TIME_MS:
         return None
     return ReadingHead(dev.decode("ascii"), seq, boot, time_ms, prev, kind.decode("ascii"), None)
+
+
+def _records_one_by_one(payload: bytes, pos: int, count: int) -> bool:
+    """True when ``payload`` from ``pos`` is exactly ``count`` valid records of the common
+    shape, read one at a time (any float: its form is asked of the encoder)."""
+    match_record = _RECORD.match
+    float_ok = _float_ok.get
+    for _ in range(count):
+        r = match_record(payload, pos)
+        if r is None:
+            return False
+        size, name_head, name, unit_head, unit, v, t = r.groups()
+        if _length(name_head) != len(name):
+            return False
+        if unit is None:
+            if size[0] - 0xA0 != 2 + (t is not None):
+                return False
+        elif size[0] - 0xA0 != 3 + (t is not None) or _length(unit_head) != len(unit):
+            return False
+        if v is not None and v[0] >= 0xF9 and not (float_ok(v) or _number_ok(v)):
+            return False
+        if t is not None and not _number_ok(t):
+            return False
+        pos = r.end()
+    return pos == len(payload)

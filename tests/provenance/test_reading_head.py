@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import struct
 
 import cbor2
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from provenance import cbor, reading_head
 from provenance.errors import MalformedError
 from provenance.reading import GENESIS_PREV, MAX_SEQ, Reading
 from provenance.reading_head import ReadingHead, _common_shape, read_head
@@ -114,3 +117,75 @@ def test_other_shapes_take_the_general_path() -> None:
         payload = reading.to_payload()
         assert _common_shape(payload) is None
         assert fast(payload) == strict(payload)
+
+
+# The measurements pattern admits a float by its bits alone; each it admits must be exactly
+# what the deterministic encoder writes for its value (finite, in its shortest form).
+_PLAIN_FLOAT = re.compile(reading_head._PLAIN_FLOAT, re.DOTALL)
+
+
+def _encoder_writes(encoding: bytes) -> bool:
+    fmt = {0xF9: ">e", 0xFA: ">f", 0xFB: ">d"}[encoding[0]]
+    value = struct.unpack(fmt, encoding[1:])[0]
+    return math.isfinite(value) and cbor.encode(value) == encoding
+
+
+def test_every_half_the_pattern_admits_is_the_encoders_form() -> None:
+    admitted = 0
+    for bits in range(1 << 16):
+        encoding = b"\xf9" + bits.to_bytes(2, "big")
+        if _PLAIN_FLOAT.fullmatch(encoding):
+            admitted += 1
+            assert _encoder_writes(encoding), encoding.hex()
+        else:  # every half the encoder writes is admitted: none goes the slow way
+            assert not _encoder_writes(encoding), encoding.hex()
+    assert admitted == 2 * 0x7800
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(min_size=4, max_size=4) | st.binary(min_size=8, max_size=8))
+def test_every_single_and_double_the_pattern_admits_is_the_encoders_form(bits: bytes) -> None:
+    encoding = (b"\xfa" if len(bits) == 4 else b"\xfb") + bits
+    if _PLAIN_FLOAT.fullmatch(encoding):
+        assert _encoder_writes(encoding), encoding.hex()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False)
+       | st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_floats_of_full_precision_take_the_pattern(value: float) -> None:
+    """The pattern leaves out only floats whose encoding ends in zero bits (a single that
+    could be a half but for its range, a double that could nearly be a single)."""
+    encoding = cbor.encode(value)
+    if encoding[0] == 0xFA and (encoding[3] & 0x1F or encoding[4]):
+        assert _PLAIN_FLOAT.fullmatch(encoding)
+    if encoding[0] == 0xFB and (encoding[5] & 0x1F or encoding[6:] != b"\0\0\0"):
+        assert _PLAIN_FLOAT.fullmatch(encoding)
+
+
+def test_a_float_the_pattern_leaves_out_is_read_one_measurement_at_a_time() -> None:
+    # 65536.0 is written as a single (too large for a half) whose low mantissa bits are all
+    # zero: the pattern of all measurements leaves it out, the reading one by one takes it.
+    payload = water(measurements=(Measurement(name="p", value=65536.0, unit="Pa"),)).to_payload()
+    assert b"\xfa\x47\x80\x00\x00" in payload
+    head = reading_head._HEAD.match(payload)
+    assert head is not None
+    assert reading_head._records(1).fullmatch(payload, head.end()) is None
+    assert _common_shape(payload) == strict(payload)
+
+
+def test_every_text_length_is_checked_by_the_pattern() -> None:
+    for length in range(1, 65):
+        name = "n" * length
+        payload = water(measurements=(Measurement(name=name, value=1),)).to_payload()
+        head = reading_head._HEAD.match(payload)
+        assert head is not None
+        assert reading_head._records(1).fullmatch(payload, head.end()), length
+        assert fast(payload) == strict(payload)
+        # the same bytes with the text's declared length one off
+        at = payload.index(name.encode()) - 1
+        for declared in (length - 1, length + 1):
+            if 1 <= declared < 24 and length < 24:
+                mutated = payload[:at] + bytes((0x60 + declared,)) + payload[at + 1:]
+                assert reading_head._records(1).fullmatch(mutated, head.end()) is None
+                assert fast(mutated) == strict(mutated)
