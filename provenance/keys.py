@@ -40,6 +40,12 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _ECDSA_SHA256_DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
+# SEQUENCE, INTEGER heads for a 32-byte s (top bit clear) and a 32- or 33-byte r.
+_DER_INT32 = b"\x02\x20"
+_DER_HEAD_SHORT_R = b"\x30\x44" + _DER_INT32
+_DER_HEAD_LONG_R = b"\x30\x45\x02\x21\x00"
+
+
 def der_signature(signature: bytes) -> bytes:
     """The DER ``ECDSA-Sig-Value`` (X9.62) of a raw 64-byte r || s signature, as OpenSSL wants.
 
@@ -47,6 +53,11 @@ def der_signature(signature: bytes) -> bytes:
     put back when the top bit is set. Built from the bytes (every verification calls it), and
     held byte-identical to cryptography's ``encode_dss_signature`` by the tests.
     """
+    # Nearly every signature: neither half starts with a zero byte, and s (low-S, so below
+    # n/2) has its top bit clear; r takes a zero byte in front when its top bit is set.
+    if len(signature) == SIGNATURE_SIZE and signature[0] and 0 < signature[_COORD] < 0x80:
+        return b"".join((_DER_HEAD_SHORT_R if signature[0] < 0x80 else _DER_HEAD_LONG_R,
+                         signature[:_COORD], _DER_INT32, signature[_COORD:]))
     r = signature[:_COORD].lstrip(b"\0") or b"\0"
     if r[0] > 0x7F:
         r = b"\0" + r

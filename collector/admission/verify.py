@@ -1,8 +1,10 @@
 """The reading verifier: the stateless checks every reading meets, on ingest and in the audit.
 
 A :class:`ReadingVerifier` is built once from a registry snapshot and verifies a batch. It
-needs only the message, the registry and, on ingest, the collector clock: decode the envelope,
-look the key up by key id, check the ES256 signature (``Envelope.verify``), parse the reading
+needs only the message, the registry and, on ingest, the collector clock: decode the envelope
+(``signed_parts`` reads the shape every device signs straight from its bytes, Sig_structure
+included; ``Envelope.decode`` anything else), look the key up by key id, check the ES256
+signature under it (``PublicKey.verify``, which is what ``Envelope.verify`` does), parse the reading
 with every rule of wire format v1 (``read_head``, as strict as ``Reading.from_payload``:
 fields, determinism, no repeated map key), bind topic device = signed device = key's device.
 Ingest and audit run these same checks, with the same strictness, in the same code.
@@ -28,14 +30,14 @@ from typing import NamedTuple, ParamSpec, TypeVar
 
 from collector.admission.reasons import Reason
 from collector.admission.registry import DeviceKey, Registry, RegistryFile, RegistrySource
-from provenance.envelope import Envelope
+from provenance.envelope import Envelope, SignedParts, signed_parts
 from provenance.errors import (
     MalformedError,
     ProvenanceError,
     SignatureError,
     UnsupportedAlgorithmError,
 )
-from provenance.keys import PublicKey
+from provenance.keys import PublicKey, is_low_s
 from provenance.merkle import RFC9162_SHA256
 from provenance.reading import check_device_id
 from provenance.reading_head import ReadingHead, read_head
@@ -93,7 +95,12 @@ class Checked(NamedTuple):
 
     reading: ReadingHead
     key: DeviceKey
-    envelope: Envelope
+    signature: bytes  # the raw r || s signature that verified
+
+    @property
+    def low_s(self) -> bool:
+        """True when the signature is in its low-S form (:func:`provenance.keys.is_low_s`)."""
+        return is_low_s(self.signature)
 
 
 def topic_device(topic: str) -> str | None:
@@ -119,13 +126,14 @@ def revocation(key: DeviceKey, reading: ReadingHead | Verified) -> Rejected | No
 
 class _Opened(NamedTuple):
     """A message whose envelope decoded and whose key is enrolled: ready for the signature.
-    ``device`` is the device its topic names (None for a stored reading, which has none)."""
+    ``device`` is the device its topic names (None for a stored reading, which has none);
+    ``payload`` is the message as received, ``parts`` what the envelope signs."""
 
     device: str | None
     payload: bytes
-    envelope: Envelope
     key: DeviceKey
     public: PublicKey
+    parts: SignedParts
 
 
 def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Rejected:
@@ -137,7 +145,9 @@ def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Re
             return Rejected(Reason.BAD_TOPIC,
                             f"topic {topic!r} is not {reading_topic('<device>')}")
     try:
-        envelope = Envelope.decode(payload)
+        # The shape every device signs is read from its bytes; anything else is decoded
+        # the strict way, which names what is wrong with it.
+        parts = signed_parts(payload) or Envelope.decode(payload).parts()
     except UnsupportedAlgorithmError as exc:
         return Rejected(Reason.WRONG_ALGORITHM, exc.diagnostics())
     except MalformedError as exc:
@@ -146,16 +156,18 @@ def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Re
     except Exception as exc:  # hostile bytes must never stop ingest
         return Rejected(Reason.NOT_CBOR, f"decoder failed: {exc!r}")
 
-    kid = envelope.kid
-    entry = registry.lookup(kid)
+    entry = registry.lookup(parts[0])
     if entry is None:
-        return Rejected(Reason.UNKNOWN_KEY, f"key id {kid.hex()} is not enrolled")
-    return _Opened(device, payload, envelope, *entry)
+        return Rejected(Reason.UNKNOWN_KEY, f"key id {parts[0].hex()} is not enrolled")
+    return _Opened(device, payload, entry[0], entry[1], parts)
 
 
 def _check_signature(opened: _Opened) -> Rejected | None:
+    """The ES256 signature over the envelope's Sig_structure, under the key its kid names (the
+    registry is keyed by each key's own id): exactly :meth:`Envelope.verify`."""
+    _, _, sig_structure, signature = opened.parts
     try:
-        opened.envelope.verify(opened.public)
+        opened.public.verify(signature, sig_structure)
     except SignatureError as exc:
         return Rejected(Reason.BAD_SIGNATURE, exc.diagnostics())
     return None
@@ -163,9 +175,9 @@ def _check_signature(opened: _Opened) -> Rejected | None:
 
 def _check_reading(opened: _Opened) -> Checked | Rejected:
     """The signed payload, and the bindings that need what it says."""
-    device, envelope, key = opened.device, opened.envelope, opened.key
+    device, key, parts = opened.device, opened.key, opened.parts
     try:
-        reading = read_head(envelope.payload)
+        reading = read_head(parts[1])
     except ProvenanceError as exc:
         code = exc.code if exc.code in _PAYLOAD_CODES else Reason.BAD_PAYLOAD
         return Rejected(code, exc.diagnostics())
@@ -181,7 +193,7 @@ def _check_reading(opened: _Opened) -> Checked | Rejected:
         return Rejected(Reason.DEVICE_KEY_MISMATCH,
                         f"key {key.kid.hex()[:16]}… is enrolled for {key.device_id!r}, "
                         f"envelope signs {dev!r}", dev, reading.seq)
-    return Checked(reading, key, envelope)
+    return Checked(reading, key, parts[3])
 
 
 class ReadingVerifier:
@@ -247,7 +259,7 @@ class ReadingVerifier:
         """The rules for a message arriving now, in :data:`REASONS` order, and what the
         writer needs of one that passes."""
         reading = checked.reading
-        if not checked.envelope.low_s:
+        if not checked.low_s:
             return Rejected(Reason.HIGH_S,
                             "the signature verifies but is in its high-S form (s > n/2); "
                             "anyone can make it from the low-S signature a device sends, "

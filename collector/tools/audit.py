@@ -82,7 +82,7 @@ def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> 
         r = result.reading
         signed = (r.device_id, r.seq, r.boot, r.time_ms, r.kind, r.prev,
                   result.key.revoked_at(r.time_ms))
-        append(signed if result.envelope.low_s else (*signed, _HIGH_S))
+        append(signed if result.low_s else (*signed, _HIGH_S))
     for i in statements:
         out.insert(i, _STATEMENT)
     return out

@@ -58,22 +58,36 @@ def test_a_key_of_the_right_shape_but_never_enrolled_is_not_trusted() -> None:
     assert out == [("device key", f"key id {key.kid.hex()} is not enrolled")]
 
 
+@pytest.mark.parametrize("decoder", ["fast reader", "strict decoder"])
 def test_a_decoder_crash_is_an_envelope_finding_not_a_failed_batch(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, decoder: str,
 ) -> None:
     """An exception the decoder was never meant to raise is a finding about that envelope,
-    as it is a quarantine on ingest, and the rest of the batch is audited."""
-    d = Device("a-05")
+    as it is a quarantine on ingest, and the rest of the batch is audited. Either decoder:
+    the reader of the shape every device signs, and the strict one for any other bytes."""
+    import collector.admission.verify as verify_module
+
+    d = Device("a-05" if decoder == "fast reader" else "a-06")
     good, poison = d.next(), d.next()
-    real = Envelope.decode
+    real_parts, real_decode = verify_module.signed_parts, Envelope.decode
+
+    def parts(raw: bytes) -> object:
+        if raw == poison:
+            if decoder == "fast reader":
+                raise RecursionError("deeply nested")
+            return None  # the strict decoder's to read
+        return real_parts(raw)
 
     def decode(raw: bytes) -> Envelope:
         if raw == poison:
             raise RecursionError("deeply nested")
-        return real(raw)
+        return real_decode(raw)
 
+    monkeypatch.setattr(verify_module, "signed_parts", parts)
     monkeypatch.setattr(Envelope, "decode", staticmethod(decode))
-    snapshot = RegistrySnapshot.of(8, [DeviceKey(d.key.kid, "a-05", d.key.public.der, 0)])
+    version = 8 if decoder == "fast reader" else 9
+    snapshot = RegistrySnapshot.of(version, [DeviceKey(d.key.kid, d.device_id,
+                                                       d.key.public.der, 0)])
     out = audit_envelopes(snapshot, [poison, good])
     assert out[0][0] == "envelope" and "RecursionError" in out[0][1]
-    assert out[1][:2] == ("a-05", 0)
+    assert out[1][:2] == (d.device_id, 0)
