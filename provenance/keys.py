@@ -35,6 +35,7 @@ _COORD = 32
 #: n, the order of the P-256 group: (r, s) and (r, n - s) are both valid signatures.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _HALF_ORDER = P256_ORDER // 2
+_HALF_ORDER_BYTES = _HALF_ORDER.to_bytes(_COORD, "big")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # RFC 6979: the same key and message give the same signature (reproducible examples).
 _ECDSA_SHA256_DETERMINISTIC = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
@@ -72,7 +73,9 @@ def is_low_s(signature: bytes) -> bool:
     verify (BIP 146, EIP-2). Anyone can turn a signature into its high-S twin without the
     key, so a verifier that accepts both lets a third party make a second, different envelope
     of a genuine reading."""
-    return int.from_bytes(signature[_COORD:], "big") <= _HALF_ORDER
+    # Big-endian halves of equal length compare as the numbers they are.
+    return signature[_COORD:] <= _HALF_ORDER_BYTES if len(signature) == SIGNATURE_SIZE else (
+        int.from_bytes(signature[_COORD:], "big") <= _HALF_ORDER)
 
 
 def low_s(signature: bytes) -> bytes:
@@ -150,8 +153,13 @@ class PublicKey:
             raise SignatureError(
                 f"ES256 signature must be {SIGNATURE_SIZE} bytes (r || s), got {len(signature)}"
             )
+        self.verify_der(der_signature(signature), message)
+
+    def verify_der(self, der: bytes, message: bytes) -> None:
+        """:meth:`verify` of a signature already in DER (:func:`der_signature`): a batch
+        verifier converts every signature first, then checks them back to back."""
         try:
-            self.key.verify(der_signature(signature), message, _ECDSA_SHA256)
+            self.key.verify(der, message, _ECDSA_SHA256)
         except InvalidSignature:
             raise SignatureError(
                 f"signature does not verify under key {self.kid.hex()[:16]}…"

@@ -37,7 +37,7 @@ from provenance.errors import (
     SignatureError,
     UnsupportedAlgorithmError,
 )
-from provenance.keys import PublicKey, is_low_s
+from provenance.keys import PublicKey, der_signature, is_low_s
 from provenance.merkle import RFC9162_SHA256
 from provenance.reading import check_device_id
 from provenance.reading_head import ReadingHead, read_head
@@ -134,6 +134,7 @@ class _Opened(NamedTuple):
     key: DeviceKey
     public: PublicKey
     parts: SignedParts
+    der: bytes  # the signature in DER, as OpenSSL takes it
 
 
 def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Rejected:
@@ -159,15 +160,15 @@ def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Re
     entry = registry.lookup(parts[0])
     if entry is None:
         return Rejected(Reason.UNKNOWN_KEY, f"key id {parts[0].hex()} is not enrolled")
-    return _Opened(device, payload, entry[0], entry[1], parts)
+    return _Opened(device, payload, entry[0], entry[1], parts, der_signature(parts[3]))
 
 
 def _check_signature(opened: _Opened) -> Rejected | None:
     """The ES256 signature over the envelope's Sig_structure, under the key its kid names (the
-    registry is keyed by each key's own id): exactly :meth:`Envelope.verify`."""
-    _, _, sig_structure, signature = opened.parts
+    registry is keyed by each key's own id): exactly :meth:`Envelope.verify`, with the DER
+    conversion done while opening, so that the signatures run back to back."""
     try:
-        opened.public.verify(signature, sig_structure)
+        opened.public.verify_der(opened.der, opened.parts[2])
     except SignatureError as exc:
         return Rejected(Reason.BAD_SIGNATURE, exc.diagnostics())
     return None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from provenance.errors import KeyFormatError, SignatureError
 from provenance.keyfile import KeyFileError, load_private_key, load_public_key, save_private_key
-from provenance.keys import PrivateKey, PublicKey, der_signature
+from provenance.keys import P256_ORDER, PrivateKey, PublicKey, der_signature, is_low_s
 
 
 def test_kid_is_sha256_of_spki_der() -> None:
@@ -114,3 +114,14 @@ def test_der_signature_edge_cases(raw: bytes) -> None:
     expected = encode_dss_signature(int.from_bytes(raw[:32], "big"),
                                     int.from_bytes(raw[32:], "big"))
     assert der_signature(raw) == expected
+
+
+_HALF = P256_ORDER // 2
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=32, max_size=32),
+       st.one_of(st.integers(0, 2**256 - 1), st.integers(_HALF - 2, _HALF + 2)))
+def test_is_low_s_is_s_at_most_half_the_order(r: bytes, s: int) -> None:
+    signature = r + s.to_bytes(32, "big")
+    assert is_low_s(signature) == (s <= _HALF)
