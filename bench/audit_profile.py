@@ -25,9 +25,11 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import resource
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .backlog import Backlog, load_or_build_backlog, topic_for
+from .collector_proc import thread_cpu_seconds
 
 __all__ = ["main"]
 
@@ -124,13 +127,14 @@ def profile_main(workdir: Path, readings: int, devices: int, workers: int,
     ledger = cached_ledger(workdir / "cache", devices, readings)
     key = load_public_key(ledger.files.public_key)
 
-    async def go() -> tuple[float, float, float]:
+    async def go() -> tuple[float, float, float, dict[str, float]]:
         pool = WorkerPool(workers)
         await pool.start()
         store = await SQLiteStore.open(ledger.files.db)
         try:
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             start_cpu, start = time.process_time(), time.perf_counter()
+            threads_before = thread_cpu_seconds(os.getpid())
             if cprofile:
                 profile = cProfile.Profile()
                 profile.enable()
@@ -138,6 +142,9 @@ def profile_main(workdir: Path, readings: int, devices: int, workers: int,
             if cprofile:
                 profile.disable()
             main_cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start
+            named = {str(t.native_id): t.name for t in threading.enumerate()}
+            threads = {named.get(name, name): seconds - threads_before.get(name, 0.0)
+                       for name, seconds in thread_cpu_seconds(os.getpid()).items()}
         finally:
             await store.close()
             await pool.close()  # reaps the workers: their CPU lands in RUSAGE_CHILDREN
@@ -147,13 +154,14 @@ def profile_main(workdir: Path, readings: int, devices: int, workers: int,
         if cprofile:
             print(_top(profile, 30))
         workers_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-        return main_cpu, workers_cpu, wall
+        return main_cpu, workers_cpu, wall, threads
 
-    main_cpu, workers_cpu, wall = asyncio.run(go())
+    main_cpu, workers_cpu, wall, threads = asyncio.run(go())
     n = ledger.readings
     print(f"audit of {n} readings, {workers} worker(s): {n / wall:,.0f} readings/s, "
           f"{wall:.1f} s wall")
-    print(f"  main process  {main_cpu / n * 1e6:6.1f} µs CPU per reading")
+    print(f"  main process  {main_cpu / n * 1e6:6.1f} µs CPU per reading; by thread: " + ", ".join(
+              f"{name} {seconds / n * 1e6:.1f}" for name, seconds in threads.items()))
     print(f"  workers       {workers_cpu / n * 1e6:6.1f} µs CPU per reading "
           "(including their start-up)")
 
