@@ -169,5 +169,24 @@ class CompactRange:
         self.size = size
         return new
 
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Append leaves, keeping only the right edge: :meth:`append` without the list of
+        completed nodes (for a reader that recomputes a tree only to compare its roots)."""
+        if type(self._hasher) is not Hasher:
+            self.append(leaf_hashes)
+            return
+        stack = self.hashes
+        pop, push = stack.pop, stack.append
+        sha256, prefix = hashlib.sha256, NODE_PREFIX
+        size = self.size
+        for node in leaf_hashes:
+            c = size
+            while c & 1:
+                node = sha256(prefix + pop() + node).digest()
+                c >>= 1
+            push(node)
+            size += 1
+        self.size = size
+
     def root(self) -> bytes:
         return fold(self.hashes, hasher=self._hasher)

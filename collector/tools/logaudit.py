@@ -19,6 +19,7 @@ reached, that its root is that root. After the walk:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
 from collector.ledger.records import BlockRecord, CheckpointRecord, ReadingRecord
@@ -30,7 +31,7 @@ from provenance.checkpoint import open_checkpoint, parse_checkpoint
 from provenance.compact import CompactRange
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
-from provenance.merkle import RFC9162_SHA256, consistency_nodes, verify_consistency
+from provenance.merkle import LEAF_PREFIX, consistency_nodes, verify_consistency
 from provenance.note import EcdsaNoteVerifier, NoteVerifier, parse_note, parse_verifier_key
 
 __all__ = ["TreeAudit", "check_log", "check_saved_checkpoint", "saved_sizes"]
@@ -77,10 +78,9 @@ class TreeAudit:
             # on the stored nodes, which its signed root commits to.)
             return
         self.block_ends.add(block.end_reading_id - 1)
-        hash_leaf = RFC9162_SHA256.hash_leaf
-        leaves = [hash_leaf(r.envelope) for r in readings]
+        leaves = _leaf_hashes(readings)
         if h is None or h.tree_size_before is None:
-            self.tree.append(leaves)  # format 1 (or unreadable): the tree as migrate built it
+            self.tree.extend(leaves)  # format 1 (or unreadable): the tree as migrate built it
             self._keep_root()
             cp = await self.store.checkpoint(self.tree.size)
             if cp is not None and h is not None and cp.root != self.tree.root():
@@ -93,10 +93,10 @@ class TreeAudit:
                       f"before the block, {block.first_reading_id - 1} were sealed before it",
                       block)
         if self.tree.size != h.tree_size_before and not await self._rebase(h.tree_size_before):
-            self.tree.append(leaves)
+            self.tree.extend(leaves)
             return
         before = self.tree.copy()
-        self.tree.append(leaves)
+        self.tree.extend(leaves)
         computed = self.tree.root()
         if computed == h.merkle_root and self.tree.size == h.tree_size_after:
             self._keep_root()
@@ -122,14 +122,13 @@ class TreeAudit:
     async def grow_log(self, readings: Sequence[ReadingRecord]) -> None:
         """A log with no blocks (a mirror's copy, built from tiles): the readings in leaf
         order; every stored checkpoint the tree passes must have the recomputed root."""
-        hash_leaf = RFC9162_SHA256.hash_leaf
-        leaves = [hash_leaf(r.envelope) for r in readings]
+        leaves = _leaf_hashes(readings)
         start, pos = self.tree.size, 0
         while True:
             cp = await self.store.checkpoint_at_least(self.tree.size + 1)
             if cp is None or cp.size > start + len(leaves):
                 break
-            self.tree.append(leaves[pos:cp.size - start])
+            self.tree.extend(leaves[pos:cp.size - start])
             pos = cp.size - start
             self._keep_root()
             if cp.root != self.tree.root():
@@ -138,7 +137,7 @@ class TreeAudit:
                           f"{self.tree.root().hex()}", None)
             else:  # held to the recomputed tree, as a block's end is
                 self.block_ends.add(cp.size)
-        self.tree.append(leaves[pos:])
+        self.tree.extend(leaves[pos:])
         self._keep_root()
 
     def _keep_root(self) -> None:
@@ -163,7 +162,7 @@ class TreeAudit:
                 k = index - base
                 trial[k], trial[j - base] = trial[j - base], trial[k]
                 tree = before.copy()
-                tree.append(trial)
+                tree.extend(trial)
                 if other is not None and tree.root() == signed_root:
                     a, b = sorted((r.id, other.id))
                     detail = (f"stored in the place of reading {other.id}: the signed root "
@@ -174,6 +173,13 @@ class TreeAudit:
             self.report.findings.append(Finding(
                 "leaf hash", "envelope bytes differ from the leaf recorded when the block was "
                 "sealed", block.height, index - base, r.id, r.device_id, r.seq))
+
+
+def _leaf_hashes(readings: Sequence[ReadingRecord]) -> list[bytes]:
+    """RFC 9162 leaf hashes of the readings' envelopes (``hash_leaf``, inline: one per
+    reading)."""
+    sha256, prefix = hashlib.sha256, LEAF_PREFIX
+    return [sha256(prefix + r[7]).digest() for r in readings]  # r[7]: the envelope
 
 
 def _verifiers(origin: str, key: PublicKey, vkeys: Sequence[str]) -> list[NoteVerifier]:

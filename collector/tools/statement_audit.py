@@ -111,7 +111,8 @@ class StatementAudit:
 
     def reading(self, row: ReadingRecord, time_ms: int, fail: Fail) -> None:
         """A verified reading: its key enrolled earlier for its device, not revoked by then."""
-        kid = reading_kid(row.envelope)
+        envelope = row.envelope  # (reading_kid, inline: this runs once per reading)
+        kid = envelope[_KID] if envelope.startswith(_ENVELOPE_HEAD) else reading_kid(envelope)
         device = self.enrolled.get(kid)
         if device is None:
             if self.statements == 0:

@@ -78,6 +78,27 @@ def test_compact_range_and_stored_nodes_give_every_proof_of_the_reference_tree(n
             merkle.verify_consistency(old, size, merkle.root(leaves[:old]), root, proof)
 
 
+class _SameHashes(merkle.Hasher):
+    """The RFC 9162 hasher under another type: the general (method call) path."""
+
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("hasher", [merkle.RFC9162_SHA256, _SameHashes()])
+def test_extend_keeps_the_right_edge_that_append_keeps(hasher: merkle.Hasher) -> None:
+    """``extend`` (the audit's: no node list) grows the same tree as ``append``, from any
+    size, in batches of any size."""
+    rng = random.Random(5)
+    leaves = _leaves(300)
+    appended, extended = CompactRange(hasher=hasher), CompactRange(hasher=hasher)
+    while appended.size < len(leaves):
+        batch = leaves[appended.size:appended.size + rng.randint(1, 40)]
+        appended.append(batch)
+        extended.extend(batch)
+        assert (extended.size, extended.hashes) == (appended.size, appended.hashes)
+    assert extended.root() == merkle.root(leaves)
+
+
 def test_a_compact_range_rebuilt_from_stored_nodes_continues_the_same_tree() -> None:
     tree, nodes = _grown(45, 1)
     positions = range_nodes(0, 45)
