@@ -24,6 +24,7 @@ class SQLiteConnection:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._snapshots = 0  # snapshots open on this connection (they nest: one transaction)
 
     async def _pragma(self, statement: str) -> Any:
         async with self._db.execute(f"PRAGMA {statement}") as cur:
@@ -52,11 +53,23 @@ class SQLiteConnection:
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:
-        """Run the reads inside one consistent snapshot (a deferred read transaction)."""
+        """Run the reads inside one consistent snapshot (a deferred read transaction).
+
+        A snapshot taken while one is open (by this task or another, as the audit's two
+        passes run side by side) is that same snapshot; the outermost one ends it."""
+        if self._snapshots:
+            self._snapshots += 1
+            try:
+                yield
+            finally:
+                self._snapshots -= 1
+            return
         await self._db.execute("BEGIN")
+        self._snapshots = 1
         try:
             yield
         finally:
+            self._snapshots = 0
             if self._db.in_transaction:
                 await self._db.execute("COMMIT")
 

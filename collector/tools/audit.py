@@ -9,9 +9,11 @@ enrolled key, ES256 signature, every wire-format rule of the payload, key bound 
 device), the row's columns equal the signed values, and the device's hash chain links where
 consecutive seqs follow each other.
 
-Signature checks run on the worker pool (every core); Merkle roots and chain checks run here,
-overlapping with them. The whole audit reads one database snapshot, so it may run beside a
-live collector.
+Signature checks run on the worker pool (every core, :mod:`collector.tools.audit_worker`);
+Merkle roots and chain checks run here, overlapping with them. So do the ledger-wide pass
+(:mod:`collector.tools.findings`, beside the walk over the blocks) and the log's checkpoint
+checks (while the workers verify the last blocks): the workers are never left waiting for this
+process. The whole audit reads one database snapshot, so it may run beside a live collector.
 """
 
 from __future__ import annotations
@@ -25,71 +27,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from collector.admission.reasons import Reason
 from collector.admission.registry import RegistrySnapshot, RegistrySource
-from collector.admission.verify import Rejected, verifier_for
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
+
+# (the worker side lives apart: a worker process imports only it)
+from collector.tools.audit_worker import AUDIT_CHECKS, Result, audit_envelopes
 from collector.tools.keyschedule import KeySchedule, load_schedule
 from collector.tools.statement_audit import StatementAudit
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import RFC9162_SHA256, root
-from provenance.statement import is_statement
 
 __all__ = ["AUDIT_CHECKS", "AuditReport", "Finding", "audit_envelopes", "run_audit"]
-
-#: The audit check under which each reason the reading verifier gives is reported. The
-#: verifier is ingest's own (:class:`collector.admission.verify.ReadingVerifier`), so a stored
-#: reading is held to exactly the rules it was admitted by.
-AUDIT_CHECKS: dict[str, str] = {
-    Reason.NOT_CBOR: "envelope",
-    Reason.NOT_COSE: "envelope",
-    Reason.BAD_KID: "envelope",
-    Reason.WRONG_ALGORITHM: "envelope",
-    Reason.UNKNOWN_KEY: "device key",
-    Reason.BAD_SIGNATURE: "device signature",
-    Reason.BAD_PAYLOAD: "payload",
-    Reason.BAD_VERSION: "payload",
-    Reason.NOT_DETERMINISTIC: "payload",
-    Reason.DEVICE_KEY_MISMATCH: "device key binding",
-    Reason.UNVERIFIABLE: "verifier",
-}
-_HIGH_S = "high_s"
-
-# What a worker sends back for each envelope, as a plain tuple (a NamedTuple pickles about six
-# times slower): what it signs, (device_id, seq, boot, time_ms, kind, prev, revoked by then),
-# with "high_s" appended when its signature is in the high-S form; or why it failed,
-# (check, detail).
-Result = tuple[Any, ...]
-
-
-def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> list[Result]:
-    """Worker side: the reading verifier's checks on each stored envelope; the signed fields,
-    or the failure under its audit check name."""
-    verifier = verifier_for(registry_source)
-    out: list[Result] = []
-    append = out.append
-    # Collector statements are checked in the main process, with the collector key.
-    statements = [i for i, raw in enumerate(envelopes) if is_statement(raw)]
-    if statements:
-        envelopes = [raw for raw in envelopes if not is_statement(raw)]
-    for result in verifier.check_batch([(None, raw) for raw in envelopes]):
-        if isinstance(result, Rejected):
-            append((AUDIT_CHECKS.get(result.reason, result.reason), result.detail))
-            continue
-        r = result.reading
-        signed = (r.device_id, r.seq, r.boot, r.time_ms, r.kind, r.prev,
-                  result.key.revoked_at(r.time_ms))
-        append(signed if result.low_s else (*signed, _HIGH_S))
-    for i in statements:
-        out.insert(i, _STATEMENT)
-    return out
-
-
-_STATEMENT: Result = ("statement",)
-
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -225,12 +176,6 @@ class _Auditor:
             reading.id if reading else None, reading.device_id if reading else None,
             reading.seq if reading else None))
 
-    def _failer(self, block: BlockRecord | None, r: ReadingRecord,
-                first: int) -> Callable[[str, str], None]:
-        def fail(check: str, detail: str) -> None:
-            self.fail(check, detail, block, r, r.id - first if block else None)
-        return fail
-
     def check_block(self, index: int, block: BlockRecord, prev_hash: bytes,
                     expected_first: int) -> SignedBlock | None:
         if block.height != index:
@@ -308,38 +253,45 @@ class _Auditor:
         times: list[int] = []
         add_time = times.append
         chain, sha256 = self.chain, hashlib.sha256
-        # One pass per stored reading: kept lean, the main process's share of the audit.
         statements = self.statements
+        r: ReadingRecord
+
+        def fail(check: str, detail: str) -> None:
+            """A finding about the reading in hand (``r``, the loop's)."""
+            self.fail(check, detail, block, r, r.id - first if block else None)
+
+        # One pass per stored reading: kept lean, the main process's share of the audit.
         for r, res in zip(readings, results, strict=True):
-            if len(res) != 7:
-                if len(res) == 1:
-                    signed_ms = statements.statement(r, self._failer(block, r, first))
-                    if signed_ms is not None:
-                        add_time(signed_ms)
-                    continue
-                if len(res) == 2:
-                    if not statements.not_a_statement(r, self._failer(block, r, first)):
-                        self.fail(res[0], res[1], block, r, r.id - first if block else None)
-                    continue
+            if len(res) == 7:
+                device_id, seq, boot, time_ms, kind, prev, revoked = res
+            elif len(res) == 1:
+                signed_ms = statements.statement(r, fail)
+                if signed_ms is not None:
+                    add_time(signed_ms)
+                continue
+            elif len(res) == 2:
+                if not statements.not_a_statement(r, fail):
+                    fail(res[0], res[1])
+                continue
+            else:
                 self.high_s += 1
-            device_id, seq, _, time_ms, kind, prev, revoked = res[:7]
+                device_id, seq, boot, time_ms, kind, prev, revoked = res[:7]
             add_time(time_ms)
             if revoked:
                 self.revoked += 1
-            # (id, device_id, seq, boot, time_ms, received_ms, kind, envelope)
-            if r[1:5] != res[:4] or r[6] != kind:
-                columns = (r.device_id, r.seq, r.boot, r.time_ms, r.kind)
-                self.fail("stored columns", f"row says {columns}, the envelope signs {res[:5]}",
-                          block, r, r.id - first if block else None)
+            _, row_device, row_seq, row_boot, row_time, _, row_kind, envelope = r
+            if (row_device != device_id or row_seq != seq or row_boot != boot
+                    or row_time != time_ms or row_kind != kind):
+                columns = (row_device, row_seq, row_boot, row_time, row_kind)
+                fail("stored columns", f"row says {columns}, the envelope signs {res[:5]}")
                 continue
-            statements.reading(r, time_ms, self._failer(block, r, first))
+            statements.reading(r, time_ms, fail)
             last = chain.get(device_id)
             if last is None or seq > last[0]:
-                chain[device_id] = (seq, sha256(r[7]).digest())
+                chain[device_id] = (seq, sha256(envelope).digest())
             if last is not None and seq == last[0] + 1 and prev != last[1]:
-                self.fail("device chain", f"prev {prev.hex()} is not the hash of seq "
-                          f"{last[0]} ({last[1].hex()})", block, r,
-                          r.id - first if block else None)
+                fail("device chain", f"prev {prev.hex()} is not the hash of seq {last[0]} "
+                     f"({last[1].hex()})")
         if block is not None and segment.header is not None and times:
             h = segment.header.header
             if (h.first_time_ms, h.last_time_ms) != (min(times), max(times)):
@@ -374,16 +326,28 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
 
     started = time.monotonic()
     report = AuditReport(collector_kid=collector_key.kid_hex)
+    ledger_wide = AuditReport(collector_kid=collector_key.kid_hex)
     share = RegistryShare(pool)
-    # The ledger-wide pass needs no worker: it runs first, while the workers (when the caller
-    # only launched them) are still starting.
-    await ledger_findings(store, report, block_age_ms=block_age_ms)
     try:
-        auditor = await _audit(store, report, collector_key, pool, share, progress, window,
-                               anchors, saved_checkpoints)
+        async with store.snapshot():
+            # The ledger-wide pass needs no worker: it runs beside the walk over the blocks,
+            # in this process's time between the workers' results, on the same snapshot.
+            beside = asyncio.create_task(ledger_findings(store, ledger_wide,
+                                                         block_age_ms=block_age_ms))
+            try:
+                auditor = await _audit(store, report, collector_key, pool, share, progress,
+                                       window, anchors, saved_checkpoints)
+            except BaseException:
+                beside.cancel()
+                await asyncio.wait([beside])  # ended before its snapshot is
+                raise
+            await beside
         await _erasure_findings(store, report, auditor.schedule.current.key)
     finally:
         share.close()
+    # What the ledger-wide pass found comes first, as when it ran first.
+    report.findings[:0] = ledger_wide.findings
+    report.warnings[:0] = ledger_wide.warnings
     report.findings.sort(key=_finding_order)
     if auditor.revoked:
         report.warnings.append(
@@ -502,10 +466,12 @@ async def _audit(store: LedgerStore, report: AuditReport, collector_key: PublicK
             report.pending += sum(1 for r in chunk if r.id > in_log)
             submit(None, None, chunk)
             await settle(depth)
-        await settle(0)
+        # The log's checks need the recomputed tree, complete once the last block is submitted:
+        # they run while the workers verify the last blocks.
         await check_log(store, report, schedule, tree)
         report.tree_size = await store.tree_size()
         for data in saved:
             await check_saved_checkpoint(store, report, schedule, data,
                                          roots=tree.roots.get)
+        await settle(0)
     return auditor

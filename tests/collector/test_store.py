@@ -4,6 +4,7 @@ durability settings, atomic batches, registry, sealing."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -242,3 +243,34 @@ def test_the_age_rule_seals_a_partial_block() -> None:
                     [PendingLeaf(1, b"\0" * 32, 5, received_ms=1_000)], size=100, age_ms=500)
     assert sealer.due_ms() == 1_500
     assert not sealer.is_due(1_499) and sealer.is_due(1_500)
+
+
+def test_a_snapshot_inside_a_snapshot_is_the_same_one(where: str) -> None:
+    """The audit reads its ledger-wide pass beside its walk over the blocks, in one snapshot:
+    a snapshot taken inside one (by the same task or a task it started) is that snapshot."""
+
+    async def go(store: LedgerStore) -> None:
+        await store.commit_batch(BatchWrite([reading(1)]))
+        writer = await open_store(where, create=False)
+        try:
+            async with store.snapshot():
+                assert await store.reading_count() == 1
+                # (in a context of its own: a PostgreSQL store's snapshot is the context's)
+                await asyncio.create_task(writer.commit_batch(BatchWrite([reading(2)])),
+                                          context=contextvars.Context())
+
+                async def beside() -> int:
+                    async with store.snapshot():
+                        return await store.reading_count()
+
+                task = asyncio.create_task(beside())
+                async with store.snapshot():
+                    assert await store.reading_count() == 1
+                assert await task == 1
+                assert await store.reading_count() == 1  # still the outer snapshot
+            async with store.snapshot():
+                assert await store.reading_count() == 2
+        finally:
+            await writer.close()
+
+    run(go, where)

@@ -1,0 +1,66 @@
+"""The audit's worker side: the reading verifier's checks on a block's stored envelopes.
+
+A verification process imports this module only (not the audit's main side), runs
+:func:`audit_envelopes` on each batch it is sent, and returns one small tuple per envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.admission.reasons import Reason
+from collector.admission.registry import RegistrySource
+from collector.admission.verify import Rejected, verifier_for
+from provenance.statement import is_statement
+
+__all__ = ["AUDIT_CHECKS", "Result", "audit_envelopes"]
+
+#: The audit check under which each reason the reading verifier gives is reported. The
+#: verifier is ingest's own (:class:`collector.admission.verify.ReadingVerifier`), so a stored
+#: reading is held to exactly the rules it was admitted by.
+AUDIT_CHECKS: dict[str, str] = {
+    Reason.NOT_CBOR: "envelope",
+    Reason.NOT_COSE: "envelope",
+    Reason.BAD_KID: "envelope",
+    Reason.WRONG_ALGORITHM: "envelope",
+    Reason.UNKNOWN_KEY: "device key",
+    Reason.BAD_SIGNATURE: "device signature",
+    Reason.BAD_PAYLOAD: "payload",
+    Reason.BAD_VERSION: "payload",
+    Reason.NOT_DETERMINISTIC: "payload",
+    Reason.DEVICE_KEY_MISMATCH: "device key binding",
+    Reason.UNVERIFIABLE: "verifier",
+}
+_HIGH_S = "high_s"
+
+# What a worker sends back for each envelope, as a plain tuple (a NamedTuple pickles about six
+# times slower): what it signs, (device_id, seq, boot, time_ms, kind, prev, revoked by then),
+# with "high_s" appended when its signature is in the high-S form; or why it failed,
+# (check, detail).
+Result = tuple[Any, ...]
+
+
+def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> list[Result]:
+    """Worker side: the reading verifier's checks on each stored envelope; the signed fields,
+    or the failure under its audit check name."""
+    verifier = verifier_for(registry_source)
+    out: list[Result] = []
+    append = out.append
+    # Collector statements are checked in the main process, with the collector key.
+    statements = [i for i, raw in enumerate(envelopes) if is_statement(raw)]
+    if statements:
+        envelopes = [raw for raw in envelopes if not is_statement(raw)]
+    for result in verifier.check_batch([(None, raw) for raw in envelopes]):
+        if isinstance(result, Rejected):
+            append((AUDIT_CHECKS.get(result.reason, result.reason), result.detail))
+            continue
+        r = result.reading
+        signed = (r.device_id, r.seq, r.boot, r.time_ms, r.kind, r.prev,
+                  result.key.revoked_at(r.time_ms))
+        append(signed if result.low_s else (*signed, _HIGH_S))
+    for i in statements:
+        out.insert(i, _STATEMENT)
+    return out
+
+
+_STATEMENT: Result = ("statement",)
