@@ -31,6 +31,7 @@ import resource
 import statistics
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -166,7 +167,7 @@ def profile_main(workdir: Path, readings: int, devices: int, workers: int,
           "(including their start-up)")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.audit_profile", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("worker", "main"))
@@ -175,13 +176,16 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=100)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--backlog", type=int, default=100_000,
+                   help="worker: the signed backlog to take envelopes from (the benchmark's: "
+                        "100,000, cached in the workdir)")
     p.add_argument("--workdir", type=Path, default=Path("bench-results"))
     p.add_argument("--cprofile", action="store_true")
-    opts = p.parse_args()
+    opts = p.parse_args(argv)
     if opts.what == "worker":
         readings = opts.readings or 20_000
         backlog, _ = load_or_build_backlog(opts.workdir / "cache", opts.devices,
-                                           max(readings, 100_000))
+                                           max(readings, opts.backlog))
         profile_worker(backlog, readings, opts.rounds, opts.cprofile)
     else:
         profile_main(opts.workdir, opts.readings or 200_000, opts.devices, opts.workers,
