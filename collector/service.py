@@ -29,7 +29,7 @@ from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
 from collector.ingest.receipts import ReceiptDesk
-from collector.ledger.key_rotation import complete_rotation, retired_keys
+from collector.ledger.key_rotation import complete_rotation
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.opening import is_postgres_url, ledger_lock, local_path, open_store
 from collector.ledger.pg_cluster import ClusterLedger
@@ -63,12 +63,14 @@ async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
     except ProvenanceError as exc:
         raise ConfigError(f"collector key: {exc.diagnostics()}") from None
     if key.kid != stored.kid:
-        from collector.ledger.sqlite_store import SQLiteStore
-
-        pending = (await store.pending_key_rotation() if isinstance(store, SQLiteStore)
-                   else None)
-        hint = ("; a key rotation is pending: start the collector (`run`) once to complete it"
-                if pending is not None and pending.new_kid == key.kid else "")
+        pending = await store.pending_key_rotation()
+        hint = ""
+        if pending is not None and pending.new_kid == key.kid:
+            hint = "; a key rotation is pending: start the collector (`run`) once to complete it"
+        elif key.kid in {r.key.kid for r in await store.key_history()}:
+            hint = ("; this key was retired by a key rotation: copy the new key files (the key, "
+                    "its .note and .vkey) from the machine that ran `ledger-collector key "
+                    "rotate`")
         raise ConfigError(
             f"{key_file} (key id {key.kid.hex()}) is not the collector key of this ledger "
             f"({stored.kid_hex}){hint}"
@@ -82,7 +84,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     Refused (:class:`UsageError`) while another collector runs on the same ledger.
     """
     cluster = is_postgres_url(config.database)
-    store = await open_store(config.database)
+    store = await open_store(config.database, collector=config.mqtt.client_id)
     try:
         lock = ledger_lock(config.database)
         lock.__enter__()  # SQLite: one writer; PostgreSQL: row locks in the database instead
@@ -144,7 +146,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             # In a cluster, ids are given at sealing and statements are not logged (yet):
             # docs/scaling.md.
             statements=None if cluster else await StatementLog.load(
-                store, key, [r.key for r in await retired_keys(store)]),
+                store, key, [r.key for r in await store.key_history()]),
             metrics=Metrics(),
             receipts=(ReceiptDesk(store, key, ingest.publish) if config.mqtt.receipts
                       else None),

@@ -15,7 +15,7 @@ format 1 migration, a copy from SQLite) gives ids itself; in a cluster the seale
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
@@ -25,7 +25,8 @@ from collector import faults
 from collector.admission.gaps import SeqGap
 from collector.admission.registry import DeviceKey
 from collector.errors import NotFoundError, RegistryError, StoreError
-from collector.ledger.pg_base import PostgresConnection, redact, store_error
+from collector.ledger.pg_base import redact, store_error
+from collector.ledger.pg_keys import COLLECTOR_APPLICATION, PgKeyTables
 from collector.ledger.pg_schema import MIGRATIONS
 from collector.ledger.records import (
     BatchWrite,
@@ -94,19 +95,24 @@ def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
             q.size, q.raw, q.received_ms, q.received_ms)
 
 
-class PostgresStore(TreeReads, PostgresConnection):
+class PostgresStore(TreeReads, PgKeyTables):
     """:class:`collector.ledger.store.LedgerStore` on one PostgreSQL database."""
 
     # lifecycle -------------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, url: str, *, create: bool = False, pool_size: int = 4,
-                   timeout: float = 30.0) -> PostgresStore:
+                   timeout: float = 30.0, collector: str | None = None) -> PostgresStore:
         """Open the ledger in the database at ``url`` (which must exist); with ``create``, an
-        empty database becomes a ledger. Pending migrations are applied."""
+        empty database becomes a ledger. Pending migrations are applied. ``collector``: the
+        client id of the running collector these connections serve (their
+        ``application_name`` says so)."""
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if collector is not None:
+            kwargs["application_name"] = f"{COLLECTOR_APPLICATION} {collector}"[:63]
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max(2, pool_size), open=False, timeout=timeout,
-            kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection,
+            kwargs=kwargs, check=AsyncConnectionPool.check_connection,
             reconnect_timeout=3600.0, name="sensorledger")
         try:
             await pool.open(wait=True, timeout=timeout)
@@ -161,17 +167,6 @@ class PostgresStore(TreeReads, PostgresConnection):
                     "VALUES (%s, %s, %s)", (version, name, _now_ms()))
 
     # collector identity and registry ---------------------------------------------------------
-
-    async def _meta(self, key: str) -> str | None:
-        row = await self._one("SELECT value FROM meta WHERE key = %s", (key,))
-        return str(row[0]) if row else None
-
-    async def _set_meta(self, conn: psycopg.AsyncConnection[Any],
-                        items: Iterable[tuple[str, str]]) -> None:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO meta(key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", list(items))
 
     async def collector_public_key(self) -> PublicKey | None:
         pem = await self._meta("collector_public_key")

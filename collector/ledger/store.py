@@ -24,6 +24,7 @@ from typing import Protocol
 
 from collector.admission.gaps import SeqGap
 from collector.admission.registry import DeviceKey
+from collector.ledger.key_records import PendingRotation, RetiredKey
 from collector.ledger.records import (
     BatchWrite,
     BlockRecord,
@@ -70,6 +71,23 @@ class LedgerStore(Protocol):
         ...
     async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
                      reason: str | None) -> list[DeviceKey]: ...
+
+    # collector key rotation (collector.ledger.key_rotation) ---------------------------------
+    async def pending_key_rotation(self) -> PendingRotation | None: ...
+    async def record_key_rotation(self, pending: PendingRotation) -> None: ...
+    async def key_history(self) -> list[RetiredKey]:
+        """Retired collector keys, oldest first."""
+        ...
+    def rotation_claim(self) -> AbstractAsyncContextManager[None]:
+        """Held while a collector completes a pending rotation: no other completes it at the
+        same time (SQLite: the writer lock already ensures it; PostgreSQL: one transaction
+        holding the pending row)."""
+        ...
+    async def running_collectors(self) -> list[str]:
+        """Collectors the database sees running on this ledger (``key rotate`` refuses)."""
+        ...
+    async def finish_key_rotation(self, new_key: PublicKey, new_vkeys: Sequence[str],
+                                  retired: RetiredKey) -> None: ...
 
     # the log ---------------------------------------------------------------------------------
     async def log_origin(self) -> str | None: ...

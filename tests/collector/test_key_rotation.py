@@ -1,8 +1,11 @@
 """Collector key rotation: `key rotate`, then the collector logs a key-rotate statement signed
-by the old key, seals it under the old keys and signs with the new keys from then on."""
+by the old key, seals it under the old keys and signs with the new keys from then on. The
+tests that run a collector run on a SQLite ledger and on a PostgreSQL one (the test's own
+server, tests/support/postgres.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,7 +14,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from collector import faults
+from collector.ledger.key_rotation import complete_rotation
+from collector.ledger.pg_store import PostgresStore
 from provenance import cbor
 from provenance.block import SignedBlock
 from provenance.checkpoint import Checkpoint, sign_checkpoint
@@ -28,6 +35,7 @@ from provenance.statement import (
 from provenance.trust import parse_policy
 from provenance.wire import ProofLabel
 from tests.support.broker import Broker
+from tests.support.cluster import PgLedger
 from tests.support.collector import (
     REPO,
     CollectorProcess,
@@ -38,6 +46,43 @@ from tests.support.collector import (
     run_cli,
 )
 from tests.support.polling import wait_until
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+    """A fresh ledger on each store."""
+    if request.param == "sqlite":
+        return Ledger(tmp_path / "ledger").init()
+    return PgLedger(tmp_path / "ledger", request.getfixturevalue("pg_url")).init()
+
+
+@pytest.fixture
+def collector(ledger: Ledger,
+              collector: Callable[..., CollectorProcess]) -> Callable[..., CollectorProcess]:
+    """The suite's collector processes (tests/conftest.py), on PostgreSQL each with its own
+    client id; ``key``: another key file than the ledger's."""
+    made = 0
+
+    def make(*extra: str, env: dict[str, str] | None = None,
+             key: str | None = None) -> CollectorProcess:
+        nonlocal made
+        if isinstance(ledger, PgLedger):
+            extra = ("--client-id", f"rot-{made}", "--workers", "1", *extra)
+            env = {"SENSORLEDGER_STATE_DIR": str(ledger.root), **(env or {})}
+        made += 1
+        proc = collector(*extra, env=env)
+        if key is not None:
+            proc.args[proc.args.index("--key") + 1] = key
+        return proc
+
+    return make
+
+
+def _sealed(ledger: Ledger) -> int:
+    """Device readings sealed into blocks (statements not counted), on either store."""
+    return int(ledger.sql(
+        "SELECT COUNT(*) FROM readings WHERE device_id != '@collector' AND id IS NOT NULL "
+        "AND id < (SELECT COALESCE(MAX(first_reading_id + leaf_count), 1) FROM blocks)")[0][0])
 
 
 def _verifiers(vkey_text: str) -> list[object]:
@@ -59,7 +104,7 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     col = collector("--block-age", "0.2").start()
     with Publisher(broker) as pub:
         pub.publish([(dev.topic, dev.next()) for _ in range(3)])
-        wait_until(lambda: ledger.sealed() == 3, 30, 0.05)
+        wait_until(lambda: _sealed(ledger) == 3, 30, 0.05)
     assert col.stop() == 0
     old_policy = tmp_path / "old.vkey"
     old_policy.write_text(old_vkeys)
@@ -82,14 +127,16 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     col.wait_event("key_rotated", timeout=30)
     with Publisher(broker) as pub:
         pub.publish([(dev.topic, dev.next()) for _ in range(3)])
-        wait_until(lambda: ledger.sealed() == 6, 30, 0.05)
+        wait_until(lambda: _sealed(ledger) == 6, 30, 0.05)
     assert col.stop() == 0
 
     rows = ledger.sql("SELECT id, device_id, envelope FROM readings ORDER BY id")
     statements = [(int(r[0]), SignedStatement.decode(bytes(r[2])))
                   for r in rows if r[1] == "@collector"]
-    assert [s.statement.type for _, s in statements] == ["enrol", "key-rotate"]
-    rotate_id, rotate = statements[1]
+    # A cluster collector (PostgreSQL) logs no enrolments (docs/scaling.md): the rotation only.
+    assert [s.statement.type for _, s in statements] == (
+        ["key-rotate"] if isinstance(ledger, PgLedger) else ["enrol", "key-rotate"])
+    rotate_id, rotate = statements[-1]
     assert rotate.verify(old_key.public).key_rotation().kid == new_key.kid
     # Checkpoints up to the one holding the statement: old keys; after it: new keys.
     new_vkeys = Path(ledger.vkey).read_text()
@@ -121,7 +168,8 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
         checked = run_cli("verify-proof", str(after), "--policy", policy)
         assert checked.exit_code == 0, checked.output
         assert "[PASS] collector key rotation" in checked.output
-        assert "[PASS] device key enrolment" in checked.output
+        if not isinstance(ledger, PgLedger):
+            assert "[PASS] device key enrolment" in checked.output
     assert "followed 1 key-rotate statement" in run_cli(
         "verify-proof", str(after), "--policy", str(old_policy)).output
     # Without the statements, the old keys alone do not accept the new checkpoint.
@@ -136,8 +184,10 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     audit = run_cli("audit", "--db", ledger.db, "--json")
     assert audit.exit_code == 0, audit.output
     report = json.loads(audit.output)
-    assert report["statements"] == 2
-    assert any("collector key rotated by statement 2" in n for n in report["notes"]), report
+    assert report["statements"] == len(statements)
+    assert any(f"collector key rotated by statement {rotate.statement.seq}" in n
+               for n in report["notes"]), report
+    assert report["findings"] == [], report
     assert report["collector_kid"] == new_key.kid.hex()
     # A ledger that records a collector key its log never announced: a finding.
     ledger.execute("UPDATE meta SET value = ? WHERE key = 'collector_public_key'",
@@ -198,7 +248,7 @@ def test_kill_9_at_every_rotation_point_then_restart_is_consistent(
     col = collector("--block-age", "0.2").start()
     with Publisher(broker) as pub:
         pub.publish([(dev.topic, dev.next()) for _ in range(2)])
-        wait_until(lambda: ledger.sealed() == 2, 30, 0.05)
+        wait_until(lambda: _sealed(ledger) == 2, 30, 0.05)
     assert col.stop() == 0
 
     # `key rotate` killed right after recording the rotation: the new files are staged only.
@@ -223,7 +273,7 @@ def test_kill_9_at_every_rotation_point_then_restart_is_consistent(
     col = collector("--block-age", "0.2").start()
     with Publisher(broker) as pub:
         pub.publish([(dev.topic, dev.next()) for _ in range(2)])
-        wait_until(lambda: ledger.sealed() == 4, 30, 0.05)
+        wait_until(lambda: _sealed(ledger) == 4, 30, 0.05)
     assert col.stop() == 0
     rotations = [SignedStatement.decode(bytes(r[0])).statement for r in ledger.sql(
         "SELECT envelope FROM readings WHERE device_id = '@collector' ORDER BY id")]
@@ -245,7 +295,7 @@ def test_audit_names_a_checkpoint_signed_by_an_unannounced_key(
     col = collector("--block-age", "0.2").start()
     with Publisher(broker) as pub:
         pub.publish([(dev.topic, dev.next()) for _ in range(2)])
-        wait_until(lambda: ledger.sealed() == 2, 30, 0.05)
+        wait_until(lambda: _sealed(ledger) == 2, 30, 0.05)
     assert col.stop() == 0
     # Someone re-signs the latest checkpoint with keys no statement announced.
     size, note = _checkpoints(ledger)[-1]
@@ -262,3 +312,90 @@ def test_audit_names_a_checkpoint_signed_by_an_unannounced_key(
     checks = {(f["check"], f["detail"].split(":")[0]) for f in json.loads(audit.output)[
         "findings"]}
     assert ("checkpoint", f"checkpoint of tree size {size}") in checks
+
+
+@pytest.mark.parametrize("ledger", ["postgresql"], indirect=True)
+def test_postgresql_rotation_with_several_collectors(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
+        tmp_path: Path) -> None:
+    """On a shared ledger: `key rotate` refuses while a collector is connected; a collector
+    that still has the old key file is refused, before and after the rotation completes."""
+    assert isinstance(ledger, PgLedger)
+    dev, = make_devices(1, "pgrot")
+    ledger.enrol([dev])
+    old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    # Another collector machine: its own copy of the key files.
+    other = tmp_path / "other"
+    other.mkdir()
+    for suffix in (".pem", ".note"):
+        source = Path(ledger.key).with_suffix(suffix)
+        (other / source.name).write_bytes(source.read_bytes())
+        (other / source.name).chmod(0o600)
+    other_key = str(other / Path(ledger.key).name)
+
+    running = collector("--block-age", "0.2").start()
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(2)])
+        wait_until(lambda: _sealed(ledger) == 2, 30, 0.05)
+    refused = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+    assert refused.exit_code == 2, refused.output
+    assert "collector(s) are connected to this ledger" in refused.output
+    assert "ledger-collector run rot-0" in refused.output
+    assert "copy the new key files to every collector machine" in refused.output
+    assert PrivateKey.from_pem(Path(ledger.key).read_bytes()).kid == old_key.kid
+    assert ledger.sql("SELECT value FROM meta WHERE key = 'key_rotation_pending'") == []
+    assert running.stop() == 0
+
+    rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+    assert rotated.exit_code == 0, rotated.output
+    assert "copy the new key files" in rotated.output
+    new_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+
+    # The other machine, not given the new files, cannot complete the rotation.
+    stale = collector(key=other_key).start(wait_connected=False)
+    assert stale.proc is not None and stale.proc.wait(timeout=60) != 0
+    stale.stop()  # reads the rest of its log
+    assert f"the new key {new_key.kid.hex()}; start the collector of the machine that ran" in (
+        "\n".join(stale.lines))
+    assert ledger.sql("SELECT COUNT(*) FROM meta WHERE key = 'key_rotation_pending'") == [(1,)]
+
+    col = collector("--block-age", "0.2").start()
+    col.wait_event("key_rotated", timeout=30)
+    with Publisher(broker) as pub:
+        pub.publish([(dev.topic, dev.next()) for _ in range(4)])
+        wait_until(lambda: _sealed(ledger) == 6, 30, 0.05)
+    assert col.stop() == 0
+    rotations = [SignedStatement.decode(bytes(r[0])).statement for r in ledger.sql(
+        "SELECT envelope FROM readings WHERE device_id = '@collector' ORDER BY id")]
+    assert [s.type for s in rotations] == ["key-rotate"]
+
+    # The old key, once retired, is refused with a pointer to the new files.
+    stale = collector(key=other_key).start(wait_connected=False)
+    assert stale.proc is not None and stale.proc.wait(timeout=60) != 0
+    stale.stop()  # reads the rest of its log
+    assert "retired by a key rotation" in "\n".join(stale.lines)
+    audit = run_cli("audit", "--db", ledger.db, "--json")
+    assert audit.exit_code == 0, audit.output
+    assert json.loads(audit.output)["collector_kid"] == new_key.kid.hex()
+
+
+@pytest.mark.parametrize("ledger", ["postgresql"], indirect=True)
+def test_two_collectors_completing_one_rotation_at_once_log_it_once(ledger: Ledger) -> None:
+    """Two stores (two collectors' connections) complete the same pending rotation at the same
+    time: one does it, the other waits on the pending row and then finds it done."""
+    rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+    assert rotated.exit_code == 0, rotated.output
+
+    async def both() -> list[bool]:
+        stores = [await PostgresStore.open(ledger.db) for _ in range(2)]
+        try:
+            return list(await asyncio.gather(*(complete_rotation(s, ledger.key)
+                                               for s in stores)))
+        finally:
+            for s in stores:
+                await s.close()
+
+    assert sorted(asyncio.run(both())) == [False, True]
+    rows = ledger.sql("SELECT envelope FROM readings WHERE device_id = '@collector'")
+    assert [SignedStatement.decode(bytes(r[0])).statement.type for r in rows] == ["key-rotate"]
+    assert ledger.sql("SELECT COUNT(*) FROM meta WHERE key = 'key_rotation_pending'") == [(0,)]
