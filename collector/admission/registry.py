@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from collector.errors import RegistryError
+from collector.errors import NotFoundError, RegistryError
 from provenance import cbor
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
@@ -34,6 +34,7 @@ __all__ = [
     "RegistrySource",
     "check_enrolment_device_id",
     "parse_enrolment_text",
+    "revocation",
 ]
 
 
@@ -51,6 +52,19 @@ class DeviceKey:
     def revoked_at(self, time_ms: int) -> bool:
         """True when a reading signed at device time ``time_ms`` falls under the revocation."""
         return self.revoked_ms is not None and time_ms >= self.revoked_ms
+
+
+def revocation(device_id: str, kid: bytes | None, found: Sequence[DeviceKey], at_ms: int,
+               reason: str | None) -> list[DeviceKey]:
+    """What revoking ``device_id``'s keys (or its key ``kid``) from ``at_ms`` changes, given
+    the keys a store ``found`` for it: the keys still live at ``at_ms`` (not revoked, or
+    revoked later), as they are once revoked. A key revoked earlier keeps its earlier time.
+    :class:`NotFoundError` when the store found none."""
+    if not found:
+        raise NotFoundError(f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
+                            else f"device {device_id!r} has no enrolled key")
+    return [replace(k, revoked_ms=at_ms, revoke_reason=reason) for k in found
+            if k.revoked_ms is None or k.revoked_ms > at_ms]
 
 
 @dataclass(frozen=True, slots=True)

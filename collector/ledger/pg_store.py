@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector import faults
 from collector.admission.gaps import SeqGap
-from collector.admission.registry import DeviceKey
+from collector.admission.registry import DeviceKey, revocation
 from collector.errors import NotFoundError, RegistryError, StoreError
 from collector.ledger.pg_base import redact, store_error
 from collector.ledger.pg_keys import COLLECTOR_APPLICATION, PgKeyTables
@@ -224,19 +224,14 @@ class PostgresStore(TreeReads, PgKeyTables):
             if kid is not None:
                 sql += " AND kid = %s"
                 params += (kid,)
-            keys = [DeviceKey(*r) for r in await self._all(sql, params)]
-            if not keys:
-                raise NotFoundError(
-                    f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
-                    else f"device {device_id!r} has no enrolled key")
-            live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
+            revoked = revocation(device_id, kid, [DeviceKey(*r) for r in await self._all(
+                sql, params)], at_ms, reason)
             async with conn.cursor() as cur:
                 await cur.executemany(
                     "UPDATE device_keys SET revoked_ms = %s, revoke_reason = %s WHERE kid = %s",
-                    [(at_ms, reason, k.kid) for k in live])
+                    [(k.revoked_ms, k.revoke_reason, k.kid) for k in revoked])
             await self._bump_registry(conn)
-        return [DeviceKey(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, at_ms, reason)
-                for k in live]
+        return revoked
 
     async def _bump_registry(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("UPDATE meta SET value = (value::bigint + 1)::text "

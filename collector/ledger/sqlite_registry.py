@@ -7,8 +7,8 @@ from typing import Any
 
 import aiosqlite
 
-from collector.admission.registry import DeviceKey
-from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.admission.registry import DeviceKey, revocation
+from collector.errors import RegistryError, StoreError
 from collector.ledger.records import QuarantineEntry, QuarantineRecord
 from collector.ledger.sqlite_base import SQLiteConnection
 from provenance.errors import ProvenanceError
@@ -92,19 +92,13 @@ class RegistryTables(SQLiteConnection):
             if kid is not None:
                 sql += " AND kid = ?"
                 params += (kid,)
-            keys = [DeviceKey(*r) for r in await self._all(sql, params)]
-            if not keys:
-                raise NotFoundError(
-                    f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
-                    else f"device {device_id!r} has no enrolled key")
-            live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
+            revoked = revocation(device_id, kid, [DeviceKey(*r) for r in await self._all(
+                sql, params)], at_ms, reason)
             await db.executemany(
                 "UPDATE device_keys SET revoked_ms = ?, revoke_reason = ? WHERE kid = ?",
-                [(at_ms, reason, k.kid) for k in live],
-            )
+                [(k.revoked_ms, k.revoke_reason, k.kid) for k in revoked])
             await self._bump_registry(db)
-        return [DeviceKey(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, at_ms, reason)
-                for k in live]
+        return revoked
 
     async def _bump_registry(self, db: aiosqlite.Connection) -> None:
         await db.execute(
