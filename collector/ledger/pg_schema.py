@@ -153,4 +153,12 @@ CREATE TABLE cosignatures (
 CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
 """),
+    (4, "collector statements indexed by type and key", """
+-- SQLite migration 7: a collector statement row's type and the key id it is about, so a proof
+-- finds the statements it carries by index. The store fills the existing statement rows in
+-- the same transaction (collector/ledger/statement_index.py).
+ALTER TABLE readings ADD COLUMN statement_type TEXT, ADD COLUMN statement_kid BYTEA;
+CREATE INDEX readings_by_statement ON readings(statement_type, statement_kid)
+ WHERE statement_type IS NOT NULL;
+"""),
 ]

@@ -38,6 +38,7 @@ from collector.ledger.records import (
     QuarantineRecord,
     ReadingRecord,
 )
+from collector.ledger.statement_index import statement_terms
 from collector.ledger.tree_reads import TreeReads, tile_leaves
 from provenance.compact import (
     Node,
@@ -46,6 +47,7 @@ from provenance.compact import (
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 from provenance.merkle import HASH_SIZE, RFC9162_SHA256
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -73,6 +75,19 @@ _QUARANTINE_UPSERT = (
     "ON CONFLICT (raw_sha256, reason) DO UPDATE "
     "SET times_seen = quarantine.times_seen + 1, last_ms = excluded.last_ms"
 )
+
+
+_STATEMENT_INDEX = 4  # the migration that indexes statement rows (statement_index.py)
+
+
+async def _index_statements(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Migration 4, in its transaction: the statement rows already stored get their terms."""
+    cur = await conn.execute("SELECT row_id, device_id, envelope FROM readings "
+                             "WHERE device_id = %s", (STATEMENT_DEVICE,))
+    rows = [(*statement_terms(d, bytes(e)), r) for r, d, e in await cur.fetchall()]
+    async with conn.cursor() as c:
+        await c.executemany("UPDATE readings SET statement_type = %s, statement_kid = %s "
+                            "WHERE row_id = %s", rows)
 
 
 def _now_ms() -> int:
@@ -162,6 +177,8 @@ class PostgresStore(TreeReads, PgKeyTables):
                 if await cur.fetchone():
                     continue  # another process applied it meanwhile
                 await conn.execute(sql.encode())
+                if version == _STATEMENT_INDEX:
+                    await _index_statements(conn)
                 await conn.execute(
                     "INSERT INTO schema_migrations(version, name, applied_ms) "
                     "VALUES (%s, %s, %s)", (version, name, _now_ms()))
@@ -399,6 +416,13 @@ class PostgresStore(TreeReads, PgKeyTables):
                               "WHERE device_id = %s AND seq = %s", (device_id, seq))
         return _reading(row) if row else None
 
+    async def statements_of(self, type_: str, kid: bytes | None = None) -> list[ReadingRecord]:
+        rows = await self._all(
+            f"SELECT {READING_COLUMNS} FROM readings WHERE statement_type = %s"
+            + (" AND statement_kid = %s" if kid is not None else "")
+            + " AND id IS NOT NULL ORDER BY id", (type_,) if kid is None else (type_, kid))
+        return [_reading(row) for row in rows]
+
     async def write_batch(self, conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
         """Inside a transaction: the batch's readings (``id`` 0: not sealed yet), quarantine
         rows, device states and changed gaps."""
@@ -407,10 +431,12 @@ class PostgresStore(TreeReads, PgKeyTables):
                              "(docs/scaling.md)")
         async with conn.cursor() as cur:
             if batch.readings:
-                async with cur.copy(f"COPY readings({READING_COLUMNS}) FROM STDIN") as copy:
+                async with cur.copy(f"COPY readings({READING_COLUMNS}, statement_type, "
+                                    "statement_kid) FROM STDIN") as copy:
                     for r in batch.readings:
                         await copy.write_row((r.id or None, r.device_id, r.seq, r.boot,
-                                              r.time_ms, r.received_ms, r.kind, r.envelope))
+                                              r.time_ms, r.received_ms, r.kind, r.envelope,
+                                              *statement_terms(r.device_id, r.envelope)))
             if batch.quarantine:
                 await cur.executemany(_QUARANTINE_UPSERT,
                                       [quarantine_row(q) for q in batch.quarantine])

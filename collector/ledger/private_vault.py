@@ -35,6 +35,7 @@ from pathlib import Path
 from collector import faults
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.lock import LedgerLock
+from collector.ledger.statement_index import statement_terms
 from provenance.erasure import Erasure, sign_erasure, verify_erasure
 from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
@@ -217,9 +218,9 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
         envelope = sign_erasure(seq, now_ms, erasure, key)
         verify_erasure(envelope, key.public)
         con.execute("INSERT INTO readings(id, device_id, seq, boot, time_ms, received_ms, kind, "
-                    "envelope) VALUES (?,?,?,?,?,?,?,?)",
+                    "envelope, statement_type, statement_kid) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (next_id, STATEMENT_DEVICE, seq, 0, now_ms, now_ms, STATEMENT_KIND,
-                     envelope))
+                     envelope, *statement_terms(STATEMENT_DEVICE, envelope)))
         cur = con.execute(
             "INSERT INTO erasures(subject, authority, requested_ms, readings, statement_id, "
             "record) VALUES (?,?,?,?,?,?)",

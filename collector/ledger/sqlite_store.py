@@ -40,6 +40,7 @@ from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_witness import CosignatureTables
+from collector.ledger.statement_index import statement_kid, statement_terms, statement_type
 from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 
@@ -48,6 +49,8 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _BUSY_TIMEOUT_MS = 15_000
 _READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
+_INSERT_READINGS = (f"INSERT INTO readings({_READING_COLUMNS}, statement_type, statement_kid) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)")
 _STATE_COLUMNS = (
     "device_id, first_seq, last_seq, last_hash, last_boot, last_time_ms, last_received_ms, "
     "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
@@ -57,6 +60,11 @@ _STATE_COLUMNS = (
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _reading_rows(readings: Iterable[ReadingRecord]) -> list[tuple[Any, ...]]:
+    """``readings`` rows to insert: the record, then a statement's index terms."""
+    return [(*r, *statement_terms(r.device_id, r.envelope)) for r in readings]
 
 
 class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
@@ -86,6 +94,9 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         store = cls(db, p)
         try:
             await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            # For migration 7, which indexes the statement rows already stored.
+            await db.create_function("sl_statement_type", 2, statement_type, deterministic=True)
+            await db.create_function("sl_statement_kid", 2, statement_kid, deterministic=True)
             if not create and await store.schema_version() == 0:
                 # An empty or foreign file (a mistyped backup path): never write to it, nor
                 # turn it into an empty ledger that then audits "OK".
@@ -185,15 +196,19 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         )
         return ReadingRecord(*row) if row else None
 
+    async def statements_of(self, type_: str, kid: bytes | None = None) -> list[ReadingRecord]:
+        rows = await self._all(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE statement_type = ?"
+            + (" AND statement_kid = ?" if kid is not None else "") + " ORDER BY id",
+            (type_,) if kid is None else (type_, kid))
+        return [ReadingRecord(*row) for row in rows]
+
     async def commit_batch(self, batch: BatchWrite) -> None:
         try:
             async with self._write() as db:
                 if batch.readings:
                     await db.executemany(
-                        f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                        [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
-                          r.envelope) for r in batch.readings],
-                    )
+                        _INSERT_READINGS, _reading_rows(batch.readings))
                 if batch.private:
                     await _write_private(db, batch)
                 if batch.quarantine:
@@ -286,9 +301,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         try:
             async with self._write() as db:
                 await db.executemany(
-                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
-                      r.envelope) for r in readings])
+                    _INSERT_READINGS, _reading_rows(readings))
                 if keys:
                     await db.executemany(
                         "INSERT OR REPLACE INTO device_keys(kid, device_id, public_key, "
@@ -423,10 +436,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         try:
             async with self._write() as db:
                 await db.executemany(
-                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
-                      r.envelope) for r in batch.readings],
-                )
+                    _INSERT_READINGS, _reading_rows(batch.readings))
                 if batch.private:
                     await _write_private(db, batch)
                 for row_id, record in quarantine:
