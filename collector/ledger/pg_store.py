@@ -560,8 +560,12 @@ class PostgresStore(TreeReads, PgKeyTables):
                                    "ORDER BY seq", (device,))
             yield device, [(seq, rid if rid is not None else 0) for seq, rid in rows]
 
-    async def reading_count(self) -> int:
-        row = await self._one("SELECT COUNT(*) FROM readings")
+    async def reading_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            row = await self._one("SELECT COUNT(*) FROM readings")
+        else:  # counted in the (device_id, seq) index
+            row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = %s",
+                                  (device_id,))
         return int(row[0])
 
     async def quarantine_entries(self, *, reason: str | None = None,

@@ -399,8 +399,12 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         if device is not None:
             yield device, seqs
 
-    async def reading_count(self) -> int:
-        row = await self._one("SELECT COUNT(*) FROM readings")
+    async def reading_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            row = await self._one("SELECT COUNT(*) FROM readings")
+        else:  # counted in the (device_id, seq) index
+            row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = ?",
+                                  (device_id,))
         return int(row[0])
 
     async def gaps(self, device_id: str) -> list[SeqGap]:

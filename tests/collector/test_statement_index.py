@@ -1,6 +1,7 @@
 """Collector statements found by index (collector/ledger/statement_index.py), on both stores:
 by type and key, through ``readings_by_statement``, and filled in for the statement rows a
-ledger held before the index existed (SQLite migration 7, PostgreSQL migration 4)."""
+ledger held before the index existed (SQLite migration 7, PostgreSQL migration 4); and counted
+by ``stats`` without reading them."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 from collector.ledger.opening import is_postgres_url, open_store
 from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.statement_log import StatementLog
+from collector.tools.stats import collect_stats
 from provenance.keys import PrivateKey
 from provenance.note import Ed25519NoteSigner
 from provenance.statement import (
     ENROL,
     KEY_ROTATE,
     REVOKE,
+    STATEMENT_DEVICE,
     Enrolment,
     KeyRotation,
     Revocation,
@@ -88,6 +91,10 @@ def _lookups(where: str, kids: tuple[bytes, bytes, bytes]) -> dict[str, list[int
     async def go() -> dict[str, list[int]]:
         store = await open_store(where)
         try:
+            assert await store.reading_count(STATEMENT_DEVICE) == 4
+            assert await store.reading_count() == 4 + DEVICES
+            stats = await collect_stats(store)
+            assert (stats.statements, stats.readings) == (4, DEVICES)
             return {"enrol": [r.seq for r in await store.statements_of(ENROL, dev)],
                     "enrol other": [r.seq for r in await store.statements_of(ENROL, other)],
                     "revoke": [r.seq for r in await store.statements_of(REVOKE, dev)],
