@@ -18,7 +18,6 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
 from collector.admission.workers import WorkerPool
@@ -40,6 +39,7 @@ from collector.ledger.store import LedgerStore
 from collector.logs import event
 from collector.metrics import Metrics
 from collector.witnessing.submitter import Witnessing
+from common.systemd import Notifier
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key

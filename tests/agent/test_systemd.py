@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.notify import Notifier
+from common.systemd import Notifier
 from tests.support.agent_harness import REPO, AgentProcess, write_config
 from tests.support.broker import Broker
 from tests.support.notify import notify_socket_at, receive
