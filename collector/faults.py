@@ -29,7 +29,8 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
     ``key rotate`` has recorded the pending rotation; the new key files are not in place yet.
 ``rotate.statement_committed`` / ``rotate.sealed``
     a starting collector completing a rotation has logged the ``key-rotate`` statement, not
-    sealed it yet / sealed it under the old keys, not switched to the new keys yet.
+    sealed it yet / sealed it under the old keys, not switched to the new keys yet (on
+    PostgreSQL all inside the one completing transaction, not committed yet).
 """
 
 from __future__ import annotations
