@@ -46,6 +46,7 @@ from tests.support.collector import (
     run_cli,
 )
 from tests.support.polling import wait_until
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -96,7 +97,7 @@ def _checkpoints(ledger: Ledger) -> list[tuple[int, bytes]]:
 
 def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
         ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
-        tmp_path: Path) -> None:
+        tmp_path: Path, postgres_server: PostgresServer) -> None:
     dev, = make_devices(1, "rot")
     ledger.enrol([dev])
     old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
@@ -189,6 +190,19 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
                for n in report["notes"]), report
     assert report["findings"] == [], report
     assert report["collector_kid"] == new_key.kid.hex()
+    if not isinstance(ledger, PgLedger):
+        # Moved to PostgreSQL: each part verified under the key in force for it, the key
+        # history copied, and the copy audits and proves as the file does.
+        url = postgres_server.create_db()
+        copied = run_cli("copy", ledger.db, url)
+        assert copied.exit_code == 0, copied.output
+        audit = run_cli("audit", "--db", url, "--json")
+        assert audit.exit_code == 0, audit.output
+        assert json.loads(audit.output)["notes"] == report["notes"]
+        moved = tmp_path / "moved.proof"
+        assert run_cli("proof", "--db", url, dev.device_id, "4", "-o",
+                       str(moved)).exit_code == 0
+        assert moved.read_bytes() == after.read_bytes()
     # A ledger that records a collector key its log never announced: a finding.
     ledger.execute("UPDATE meta SET value = ? WHERE key = 'collector_public_key'",
                    (PrivateKey.generate().public.to_pem(),))
