@@ -38,7 +38,13 @@ from collector.ledger.records import (
     QuarantineRecord,
     ReadingRecord,
 )
-from collector.ledger.statement_index import statement_terms
+from collector.ledger.statement_index import (
+    IndexRow,
+    index_row,
+    index_rows_query,
+    statement_terms,
+    statements_query,
+)
 from collector.ledger.tree_reads import TreeReads, tile_leaves
 from provenance.compact import (
     Node,
@@ -77,6 +83,7 @@ _QUARANTINE_UPSERT = (
 )
 
 
+_SEALED = " AND id IS NOT NULL"  # a row the sealer has given its leaf index
 _STATEMENT_INDEX = 4  # the migration that indexes statement rows (statement_index.py)
 
 
@@ -417,11 +424,11 @@ class PostgresStore(TreeReads, PgKeyTables):
         return _reading(row) if row else None
 
     async def statements_of(self, type_: str, kid: bytes | None = None) -> list[ReadingRecord]:
-        rows = await self._all(
-            f"SELECT {READING_COLUMNS} FROM readings WHERE statement_type = %s"
-            + (" AND statement_kid = %s" if kid is not None else "")
-            + " AND id IS NOT NULL ORDER BY id", (type_,) if kid is None else (type_, kid))
+        rows = await self._all(*statements_query(READING_COLUMNS, "%s", _SEALED, type_, kid))
         return [_reading(row) for row in rows]
+
+    async def statement_index(self) -> list[IndexRow]:
+        return [index_row(row) for row in await self._all(*index_rows_query("%s", _SEALED))]
 
     async def write_batch(self, conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
         """Inside a transaction: the batch's readings (``id`` 0: not sealed yet), quarantine

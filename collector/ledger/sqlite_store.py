@@ -40,7 +40,15 @@ from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_witness import CosignatureTables
-from collector.ledger.statement_index import statement_kid, statement_terms, statement_type
+from collector.ledger.statement_index import (
+    IndexRow,
+    index_row,
+    index_rows_query,
+    statement_kid,
+    statement_terms,
+    statement_type,
+    statements_query,
+)
 from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 
@@ -197,11 +205,11 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         return ReadingRecord(*row) if row else None
 
     async def statements_of(self, type_: str, kid: bytes | None = None) -> list[ReadingRecord]:
-        rows = await self._all(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE statement_type = ?"
-            + (" AND statement_kid = ?" if kid is not None else "") + " ORDER BY id",
-            (type_,) if kid is None else (type_, kid))
+        rows = await self._all(*statements_query(_READING_COLUMNS, "?", "", type_, kid))
         return [ReadingRecord(*row) for row in rows]
+
+    async def statement_index(self) -> list[IndexRow]:
+        return [index_row(row) for row in await self._all(*index_rows_query("?", ""))]
 
     async def commit_batch(self, batch: BatchWrite) -> None:
         try:

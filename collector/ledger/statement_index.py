@@ -10,10 +10,18 @@ indices when it seals), and indexed by ``readings_by_statement``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from provenance.errors import ProvenanceError
 from provenance.statement import ENROL, KEY_ROTATE, REVOKE, STATEMENT_DEVICE, SignedStatement
 
-__all__ = ["statement_kid", "statement_terms", "statement_type"]
+__all__ = ["IndexRow", "index_row", "index_rows_query", "statement_kid", "statement_terms",
+           "statement_type", "statements_query"]
+
+#: A row as ``audit`` checks it: (id, device id, envelope, statement_type, statement_kid).
+IndexRow = tuple[int, str, bytes, str | None, bytes | None]
+_INDEX_COLUMNS = "id, device_id, envelope, statement_type, statement_kid"
 
 
 def statement_terms(device_id: str, envelope: bytes) -> tuple[str | None, bytes | None]:
@@ -43,3 +51,27 @@ def statement_type(device_id: str, envelope: bytes) -> str | None:
 def statement_kid(device_id: str, envelope: bytes) -> bytes | None:
     """The second of :func:`statement_terms` (a SQL function of the SQLite migration)."""
     return statement_terms(device_id, envelope)[1]
+
+
+# The two queries, once for both stores: ``mark`` is the store's parameter placeholder and
+# ``sealed`` its condition on sealed rows ("" where every row has its leaf index).
+
+def statements_query(columns: str, mark: str, sealed: str, type_: str,
+                     kid: bytes | None) -> tuple[str, tuple[Any, ...]]:
+    """The sealed statements of ``type_`` (about ``kid``), by index, in log order."""
+    sql = f"SELECT {columns} FROM readings WHERE statement_type = {mark}"
+    if kid is None:
+        return f"{sql}{sealed} ORDER BY id", (type_,)
+    return f"{sql} AND statement_kid = {mark}{sealed} ORDER BY id", (type_, kid)
+
+
+def index_rows_query(mark: str, sealed: str) -> tuple[str, tuple[Any, ...]]:
+    """Every sealed statement row, and every other row indexed as one, by id."""
+    return (f"SELECT {_INDEX_COLUMNS} FROM readings WHERE device_id = {mark}{sealed} "
+            f"UNION ALL SELECT {_INDEX_COLUMNS} FROM readings WHERE statement_type IS NOT NULL "
+            f"AND device_id <> {mark}{sealed} ORDER BY 1", (STATEMENT_DEVICE, STATEMENT_DEVICE))
+
+
+def index_row(row: Sequence[Any]) -> IndexRow:
+    return (int(row[0]), str(row[1]), bytes(row[2]), row[3],
+            None if row[4] is None else bytes(row[4]))

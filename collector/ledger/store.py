@@ -36,6 +36,7 @@ from collector.ledger.records import (
     QuarantineRecord,
     ReadingRecord,
 )
+from collector.ledger.statement_index import IndexRow
 from provenance.compact import CompactRange, Node
 from provenance.keys import PublicKey
 
@@ -122,6 +123,10 @@ class LedgerStore(Protocol):
     async def statements_of(self, type_: str, kid: bytes | None = None) -> list[ReadingRecord]:
         """The sealed collector statements of type ``type_`` (about the key ``kid`` when
         given), in log order, found by index (collector/ledger/statement_index.py)."""
+        ...
+    async def statement_index(self) -> list[IndexRow]:
+        """Every sealed row that is a statement or is indexed as one: (id, device id,
+        envelope, statement_type, statement_kid), by id (for ``audit``)."""
         ...
     async def commit_batch(self, batch: BatchWrite) -> None: ...
     async def commit_block(self, block: BlockRecord) -> None: ...

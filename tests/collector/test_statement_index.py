@@ -1,7 +1,7 @@
 """Collector statements found by index (collector/ledger/statement_index.py), on both stores:
 by type and key, through ``readings_by_statement``, and filled in for the statement rows a
-ledger held before the index existed (SQLite migration 7, PostgreSQL migration 4); and counted
-by ``stats`` without reading them."""
+ledger held before the index existed (SQLite migration 7, PostgreSQL migration 4); checked by
+``audit`` against the envelopes; and counted by ``stats`` without reading them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 from collector.ledger.opening import is_postgres_url, open_store
 from collector.ledger.records import BatchWrite, ReadingRecord
 from collector.ledger.statement_log import StatementLog
+from collector.tools.audit import AuditReport, Finding
+from collector.tools.findings import ledger_findings
 from collector.tools.stats import collect_stats
 from provenance.keys import PrivateKey
 from provenance.note import Ed25519NoteSigner
@@ -142,3 +144,35 @@ def test_the_migration_indexes_the_statements_already_stored(where: str) -> None
     assert _lookups(where, kids) == _EXPECTED  # opening the store applied the migration again
     assert _sql(where, "SELECT COUNT(*) FROM readings WHERE statement_type IS NULL") == [
         (DEVICES,)]
+
+
+def test_audit_names_a_row_whose_statement_columns_are_not_its_envelope(where: str) -> None:
+    kids = _fill(where)
+    assert _findings(where) == []
+    # Someone hides key 1's enrolment from proofs, and dresses a device reading as one.
+    other = kids[1].hex()
+    if is_postgres_url(where):
+        _sql(where, f"UPDATE readings SET statement_kid = '\\x{other}'::bytea WHERE id = 1; "
+                    "UPDATE readings SET statement_type = 'enrol' WHERE id = 10")
+    else:
+        _sql(where, f"UPDATE readings SET statement_kid = X'{other}' WHERE id = 1; "
+                    "UPDATE readings SET statement_type = 'enrol' WHERE id = 10;")
+    found = _findings(where)
+    assert [(f.check, f.reading_id) for f in found] == [("statement index", 1),
+                                                        ("statement index", 10)], found
+    assert f"indexed as enrol of key {other[:16]}…, its envelope says enrol of key " in (
+        found[0].detail)
+    assert found[1].detail == "the row is indexed as enrol, its envelope says no statement"
+
+
+def _findings(where: str) -> list[Finding]:
+    async def go() -> list[Finding]:
+        store = await open_store(where)
+        try:
+            report = AuditReport(collector_kid="")
+            await ledger_findings(store, report, block_age_ms=None)
+            return [f for f in report.findings if f.check == "statement index"]
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
