@@ -5,7 +5,9 @@ It implements :class:`collector.ledger.store.LedgerStore` as the SQLite store do
 command, audit, proof and export runs on it unchanged. Durability is PostgreSQL's: a COMMIT
 returns once the WAL is flushed (``synchronous_commit = on``, the default; with a synchronous
 standby, once the standby has it too). Multi-collector admission and sealing, which take row
-locks, are in :mod:`collector.ledger.pg_cluster`.
+locks, are in :mod:`collector.ledger.pg_cluster`; the registry, the collector key and witness
+cosignatures in :mod:`collector.ledger.pg_registry`, key rotations and ``meta`` in
+:mod:`collector.ledger.pg_keys`.
 
 Reading ids: ``readings.id`` is the leaf index + 1. A single writer (``commit_batch``, the
 format 1 migration, a copy from SQLite) gives ids itself; in a cluster the sealer assigns them
@@ -23,10 +25,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector import faults
 from collector.admission.gaps import SeqGap
-from collector.admission.registry import DeviceKey, revocation
-from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.errors import NotFoundError, StoreError
 from collector.ledger.pg_base import redact, store_error
-from collector.ledger.pg_keys import COLLECTOR_APPLICATION, PgKeyTables
+from collector.ledger.pg_keys import COLLECTOR_APPLICATION
+from collector.ledger.pg_registry import PgRegistryTables
 from collector.ledger.pg_schema import MIGRATIONS
 from collector.ledger.records import (
     BatchWrite,
@@ -50,8 +52,6 @@ from provenance.compact import (
     Node,
     tile_entries,
 )
-from provenance.errors import ProvenanceError
-from provenance.keys import PublicKey
 from provenance.merkle import HASH_SIZE, RFC9162_SHA256
 from provenance.statement import STATEMENT_DEVICE
 
@@ -69,8 +69,6 @@ QUARANTINE_COLUMNS = (
 )
 _CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 _BLOCK_SELECT = "SELECT height, hash, header, first_reading_id, leaf_count, sealed_ms FROM blocks"
-_KEY_SELECT = ("SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
-               "FROM device_keys")
 _STATE_UPSERT = (
     f"INSERT INTO device_state({STATE_COLUMNS}) VALUES ({','.join(['%s'] * 18)}) "
     "ON CONFLICT (device_id) DO UPDATE SET "
@@ -117,7 +115,7 @@ def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
             q.size, q.raw, q.received_ms, q.received_ms)
 
 
-class PostgresStore(TreeReads, PgKeyTables):
+class PostgresStore(TreeReads, PgRegistryTables):
     """:class:`collector.ledger.store.LedgerStore` on one PostgreSQL database."""
 
     # lifecycle -------------------------------------------------------------------------------
@@ -190,77 +188,6 @@ class PostgresStore(TreeReads, PgKeyTables):
                     "INSERT INTO schema_migrations(version, name, applied_ms) "
                     "VALUES (%s, %s, %s)", (version, name, _now_ms()))
 
-    # collector identity and registry ---------------------------------------------------------
-
-    async def collector_public_key(self) -> PublicKey | None:
-        pem = await self._meta("collector_public_key")
-        if pem is None:
-            return None
-        try:
-            return PublicKey.from_pem(pem)
-        except ProvenanceError as exc:
-            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
-
-    async def set_collector_public_key(self, key: PublicKey) -> None:
-        async with self._write() as conn:
-            await self._set_meta(conn, [("collector_public_key", key.to_pem())])
-
-    async def registry_version(self) -> int:
-        value = await self._meta("registry_version")
-        return int(value) if value else 0
-
-    async def device_keys(self) -> list[DeviceKey]:
-        rows = await self._all(f"{_KEY_SELECT} ORDER BY device_id, enrolled_ms")
-        return [DeviceKey(*row) for row in rows]
-
-    async def device_key(self, kid: bytes) -> DeviceKey | None:
-        row = await self._one(f"{_KEY_SELECT} WHERE kid = %s", (kid,))
-        return DeviceKey(*row) if row else None
-
-    async def enrol(self, device_id: str, key: PublicKey, now_ms: int) -> DeviceKey:
-        async with self._write() as conn:
-            await conn.execute("SELECT value FROM meta WHERE key = 'registry_version' "
-                               "FOR UPDATE")
-            row = await self._one(f"{_KEY_SELECT} WHERE kid = %s", (key.kid,))
-            if row is not None:
-                known = DeviceKey(*row)
-                if known.device_id != device_id:
-                    raise RegistryError(
-                        f"key {key.kid_hex} is already enrolled for device {known.device_id!r}")
-                if known.revoked_ms is not None:
-                    raise RegistryError(
-                        f"key {key.kid_hex} of {device_id!r} was revoked; a revoked key is not "
-                        "enrolled again: give the device a new key")
-                return known
-            await conn.execute(
-                "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
-                "VALUES (%s, %s, %s, %s)", (key.kid, device_id, key.der, now_ms))
-            await self._bump_registry(conn)
-        return DeviceKey(key.kid, device_id, key.der, now_ms)
-
-    async def revoke(self, device_id: str, kid: bytes | None, at_ms: int,
-                     reason: str | None) -> list[DeviceKey]:
-        async with self._write() as conn:
-            await conn.execute("SELECT value FROM meta WHERE key = 'registry_version' "
-                               "FOR UPDATE")
-            sql = f"{_KEY_SELECT} WHERE device_id = %s"
-            params: tuple[Any, ...] = (device_id,)
-            if kid is not None:
-                sql += " AND kid = %s"
-                params += (kid,)
-            revoked = revocation(device_id, kid, [DeviceKey(*r) for r in await self._all(
-                sql, params)], at_ms, reason)
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "UPDATE device_keys SET revoked_ms = %s, revoke_reason = %s WHERE kid = %s",
-                    [(k.revoked_ms, k.revoke_reason, k.kid) for k in revoked])
-            await self._bump_registry(conn)
-        return revoked
-
-    async def _bump_registry(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute("UPDATE meta SET value = (value::bigint + 1)::text "
-                           "WHERE key = 'registry_version'")
-
     # the log: identity, tree, checkpoints ----------------------------------------------------
 
     async def log_origin(self) -> str | None:
@@ -282,33 +209,6 @@ class PostgresStore(TreeReads, PgKeyTables):
         row = await self._one("SELECT hashes FROM tree_tiles WHERE level = %s AND idx = %s",
                               (level, index))
         return bytes(row[0]) if row else b""
-
-    # witness cosignatures --------------------------------------------------------------------
-
-    async def add_cosignature(self, size: int, witness: str, line: str, cosigned_s: int) -> None:
-        async with self._write("storing a cosignature in") as conn:
-            await conn.execute(
-                "INSERT INTO cosignatures(size, witness, line, cosigned_s, received_ms) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (size, witness) DO UPDATE SET "
-                "line = excluded.line, cosigned_s = excluded.cosigned_s, "
-                "received_ms = excluded.received_ms",
-                (size, witness, line, cosigned_s, _now_ms()))
-
-    async def cosignatures(self, size: int) -> list[tuple[str, str]]:
-        rows = await self._all("SELECT witness, line FROM cosignatures WHERE size = %s "
-                               "ORDER BY witness", (size,))
-        return [(str(w), str(line)) for w, line in rows]
-
-    async def witness_size(self, witness: str) -> int | None:
-        row = await self._one("SELECT MAX(size) FROM cosignatures WHERE witness = %s",
-                              (witness,))
-        return int(row[0]) if row and row[0] is not None else None
-
-    async def freshest_cosigned(self, quorum: int, at_least: int = 0) -> int | None:
-        row = await self._one(
-            "SELECT size FROM cosignatures WHERE size >= %s GROUP BY size "
-            "HAVING COUNT(*) >= %s ORDER BY size DESC LIMIT 1", (at_least, max(quorum, 1)))
-        return int(row[0]) if row else None
 
     async def leaf_hashes(self, begin: int, end: int) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
