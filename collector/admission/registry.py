@@ -33,6 +33,7 @@ __all__ = [
     "RegistrySnapshot",
     "RegistrySource",
     "check_enrolment_device_id",
+    "enrolled_again",
     "parse_enrolment_text",
     "revocation",
 ]
@@ -52,6 +53,19 @@ class DeviceKey:
     def revoked_at(self, time_ms: int) -> bool:
         """True when a reading signed at device time ``time_ms`` falls under the revocation."""
         return self.revoked_ms is not None and time_ms >= self.revoked_ms
+
+
+def enrolled_again(known: DeviceKey, device_id: str) -> DeviceKey:
+    """Enrolling for ``device_id`` a key the registry already holds as ``known``: the same
+    enrolment, returned as it is (safe to run again); :class:`RegistryError` when the key
+    belongs to another device or was revoked (a revoked key is never enrolled again)."""
+    kid = known.kid.hex()
+    if known.device_id != device_id:
+        raise RegistryError(f"key {kid} is already enrolled for device {known.device_id!r}")
+    if known.revoked_ms is not None:
+        raise RegistryError(f"key {kid} of {device_id!r} was revoked; a revoked key is not "
+                            "enrolled again: give the device a new key")
+    return known
 
 
 def revocation(device_id: str, kid: bytes | None, found: Sequence[DeviceKey], at_ms: int,

@@ -20,7 +20,7 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 
 __all__ = ["HISTORY", "PENDING", "PendingRotation", "RetiredKey", "history_from_json",
-           "history_to_json", "rotated_meta"]
+           "history_to_json", "rotated_meta", "stored_collector_key"]
 
 PENDING = "key_rotation_pending"
 HISTORY = "collector_key_history"
@@ -75,6 +75,14 @@ class RetiredKey:
         except ProvenanceError as exc:
             raise StoreError(f"the collector key history is damaged: {exc}") from None
         return cls(public, tuple(str(x) for x in vkeys), last_size, seq)
+
+
+def stored_collector_key(pem: str) -> PublicKey:
+    """The ledger's collector public key from its ``meta`` value."""
+    try:
+        return PublicKey.from_pem(pem)
+    except ProvenanceError as exc:
+        raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
 
 
 def history_from_json(text: str | None) -> list[RetiredKey]:

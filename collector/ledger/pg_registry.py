@@ -9,10 +9,9 @@ from typing import Any
 
 import psycopg
 
-from collector.admission.registry import DeviceKey, revocation
-from collector.errors import RegistryError, StoreError
+from collector.admission.registry import DeviceKey, enrolled_again, revocation
+from collector.ledger.key_records import stored_collector_key
 from collector.ledger.pg_keys import PgKeyTables
-from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 
 __all__ = ["PgRegistryTables"]
@@ -28,12 +27,7 @@ class PgRegistryTables(PgKeyTables):
 
     async def collector_public_key(self) -> PublicKey | None:
         pem = await self._meta("collector_public_key")
-        if pem is None:
-            return None
-        try:
-            return PublicKey.from_pem(pem)
-        except ProvenanceError as exc:
-            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
+        return None if pem is None else stored_collector_key(pem)
 
     async def set_collector_public_key(self, key: PublicKey) -> None:
         async with self._write() as conn:
@@ -57,15 +51,7 @@ class PgRegistryTables(PgKeyTables):
                                "FOR UPDATE")
             row = await self._one(f"{_KEY_SELECT} WHERE kid = %s", (key.kid,))
             if row is not None:
-                known = DeviceKey(*row)
-                if known.device_id != device_id:
-                    raise RegistryError(
-                        f"key {key.kid_hex} is already enrolled for device {known.device_id!r}")
-                if known.revoked_ms is not None:
-                    raise RegistryError(
-                        f"key {key.kid_hex} of {device_id!r} was revoked; a revoked key is not "
-                        "enrolled again: give the device a new key")
-                return known
+                return enrolled_again(DeviceKey(*row), device_id)
             await conn.execute(
                 "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
                 "VALUES (%s, %s, %s, %s)", (key.kid, device_id, key.der, now_ms))

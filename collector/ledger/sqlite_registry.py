@@ -7,11 +7,10 @@ from typing import Any
 
 import aiosqlite
 
-from collector.admission.registry import DeviceKey, revocation
-from collector.errors import RegistryError, StoreError
+from collector.admission.registry import DeviceKey, enrolled_again, revocation
+from collector.ledger.key_records import stored_collector_key
 from collector.ledger.records import QuarantineEntry, QuarantineRecord
 from collector.ledger.sqlite_base import SQLiteConnection
-from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 
 __all__ = ["QUARANTINE_COLUMNS", "RegistryTables", "quarantine_row"]
@@ -28,12 +27,7 @@ class RegistryTables(SQLiteConnection):
 
     async def collector_public_key(self) -> PublicKey | None:
         row = await self._one("SELECT value FROM meta WHERE key = 'collector_public_key'")
-        if row is None:
-            return None
-        try:
-            return PublicKey.from_pem(row[0])
-        except ProvenanceError as exc:
-            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
+        return None if row is None else stored_collector_key(str(row[0]))
 
     async def set_collector_public_key(self, key: PublicKey) -> None:
         async with self._write() as db:
@@ -66,15 +60,7 @@ class RegistryTables(SQLiteConnection):
                 "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
                 "FROM device_keys WHERE kid = ?", (key.kid,))
             if row is not None:
-                known = DeviceKey(*row)
-                if known.device_id != device_id:
-                    raise RegistryError(
-                        f"key {key.kid_hex} is already enrolled for device {known.device_id!r}")
-                if known.revoked_ms is not None:
-                    raise RegistryError(
-                        f"key {key.kid_hex} of {device_id!r} was revoked; a revoked key is not "
-                        "enrolled again: give the device a new key")
-                return known  # enrolled already: nothing to do, safe to run again
+                return enrolled_again(DeviceKey(*row), device_id)
             await db.execute(
                 "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
                 "VALUES (?, ?, ?, ?)",
