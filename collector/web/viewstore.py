@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.pg_base import is_postgres_url, redact
 from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
-from collector.ledger.pg_store import PostgresStore
+from collector.ledger.pg_store import UNSEALED_ROWS, PostgresStore
 from collector.ledger.records import ReadingRecord
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
@@ -229,9 +229,14 @@ class ReadOnlyPostgresStore(PostgresStore):
                 for row in await self._all(pg_device_readings_sql(after is not None), params)]
 
     async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
-        row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = %s "
-                              "AND time_ms >= %s AND time_ms < %s AND id IS NOT NULL",
-                              (device_id, since_ms, until_ms))
+        # The device's rows in the range (the time index alone) less those not sealed yet (the
+        # few above the sealer's horizon): no join of every row with its leaf.
+        horizon = await self.unsealed_horizon()
+        row = await self._one(
+            f"SELECT ({pg_device_count_sql()}) - (SELECT COUNT(*) {UNSEALED_ROWS} "
+            "AND r.device_id = %s AND r.time_ms >= %s AND r.time_ms < %s)",
+            (device_id, since_ms, until_ms, horizon, device_id, since_ms, until_ms),
+            prepare=False)
         return int(row[0])
 
     async def device_time_span(self, device_id: str) -> tuple[int, int] | None:
@@ -262,6 +267,13 @@ class ReadOnlyPostgresStore(PostgresStore):
     async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
         """PostgreSQL's plan of ``sql`` (``EXPLAIN``, not run), one line per plan line."""
         return [str(row[0]) for row in await self._all(f"EXPLAIN {sql}", params)]
+
+
+def pg_device_count_sql() -> str:
+    """A device's stored rows in a time range on PostgreSQL, sealed or not (the view subtracts
+    the unsealed ones): the time index alone."""
+    return ("SELECT COUNT(*) FROM reading_rows WHERE device_id = %s "
+            "AND time_ms >= %s AND time_ms < %s")
 
 
 def pg_device_readings_sql(after: bool) -> str:
