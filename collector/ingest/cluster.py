@@ -122,8 +122,10 @@ class ClusterPipeline(Pipeline):
         return replace(super().live(), unsealed=0, tree_size=None, last_checkpoint_ms=None)
 
     async def _seal_loop(self) -> None:
-        """Seal beside admission, on a connection of its own: after each commit (woken) and
-        every ``_seal_poll`` seconds (the age rule, and blocks other collectors admitted)."""
+        """Seal beside admission, on a connection of its own: when this collector has
+        committed a block's worth (woken) and every ``_seal_poll`` seconds (the age rule, and
+        blocks other collectors admitted). A look after every commit cost a transaction each,
+        mostly to find no block due."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._admitted.wait(), self._seal_poll)
@@ -162,7 +164,8 @@ class ClusterPipeline(Pipeline):
         committed_ms = now_ms()
         for r in batch.readings:
             self.metrics.receive_to_commit.observe((committed_ms - r.received_ms) / 1000)
-        self._admitted.set()
+        if self.unsealed >= self._cfg.blocks.size:
+            self._admitted.set()  # a block's worth: seal now (else at the next poll)
         faults.point("batch.after_commit")
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)

@@ -9,9 +9,11 @@ locks, are in :mod:`collector.ledger.pg_cluster`; the registry, the collector ke
 cosignatures in :mod:`collector.ledger.pg_registry`, key rotations and ``meta`` in
 :mod:`collector.ledger.pg_keys`.
 
-Reading ids: ``readings.id`` is the leaf index + 1. A single writer (``commit_batch``, the
-format 1 migration, a copy from SQLite) gives ids itself; in a cluster the sealer assigns them
-(``readings.row_id`` orders what is not sealed yet). Queries by id see sealed readings only.
+Reading ids: ``readings.id`` is the leaf index + 1. Each reading is written once, as a row of
+``reading_rows``; its id is a row of ``leaves`` (id, row), and ``readings`` is the view that joins
+them (id NULL: not sealed yet). A single writer (``commit_batch``, the format 1 migration, a copy
+from SQLite) gives ids itself, with the rows; in a cluster the sealer inserts them
+(``reading_rows.row_id`` orders what is not sealed yet). Queries by id see sealed readings only.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
+_ROW_COLUMNS = ("device_id, seq, boot, time_ms, received_ms, kind, envelope, "  # reading_rows
+                "statement_type, statement_kid")
 STATE_COLUMNS = (
     "device_id, first_seq, last_seq, last_hash, last_boot, last_time_ms, last_received_ms, "
     "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
@@ -66,6 +70,15 @@ STATE_COLUMNS = (
 )
 QUARANTINE_COLUMNS = (
     "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
+)
+#: The rows with no leaf yet (a ``FROM`` clause, alias ``r``; its parameter: the sealer's
+#: horizon, from :meth:`PostgresStore.unsealed_horizon`): every row of a transaction older
+#: than the horizon has its leaf (see :mod:`collector.ledger.pg_cluster`). The horizon goes in
+#: as a value and the statement is not prepared, so the planner sees how few rows are above it
+#: and walks ``reading_rows_by_xid``.
+UNSEALED_ROWS = (
+    "FROM reading_rows r WHERE r.xid >= %s::text::xid8 "
+    "AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.row_id = r.row_id)"
 )
 _CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 _BLOCK_SELECT = "SELECT height, hash, header, first_reading_id, leaf_count, sealed_ms FROM blocks"
@@ -91,7 +104,7 @@ async def _index_statements(conn: psycopg.AsyncConnection[Any]) -> None:
                              "WHERE device_id = %s", (STATEMENT_DEVICE,))
     rows = [(*statement_terms(d, bytes(e)), r) for r, d, e in await cur.fetchall()]
     async with conn.cursor() as c:
-        await c.executemany("UPDATE readings SET statement_type = %s, statement_kid = %s "
+        await c.executemany("UPDATE reading_rows SET statement_type = %s, statement_kid = %s "
                             "WHERE row_id = %s", rows)
 
 
@@ -113,6 +126,51 @@ def state_row(s: DeviceState) -> tuple[Any, ...]:
 def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
     return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
             q.size, q.raw, q.received_ms, q.received_ms)
+
+
+_ROW_TYPES = ["text", "int8", "int8", "int8", "int8", "text", "bytea", "text", "bytea"]
+
+
+async def write_readings(cur: psycopg.AsyncCursor[Any],
+                         readings: Sequence[ReadingRecord]) -> list[int]:
+    """Inside a transaction: insert ``readings`` (binary COPY, one statement) and the leaf rows
+    of those that carry an id; the row ids given, in order, or [] when none was asked for
+    (no reading with an id: the rows are numbered by ``reading_rows``' own sequence)."""
+    numbered = any(r.id for r in readings)
+    row_ids: list[int] = []
+    columns = _ROW_COLUMNS
+    if numbered:
+        await cur.execute("SELECT nextval('readings_row_id_seq') FROM generate_series(1, %s)",
+                          (len(readings),))
+        row_ids = [int(row[0]) for row in await cur.fetchall()]
+        columns = "row_id, " + columns
+    async with cur.copy(f"COPY reading_rows({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        if numbered:
+            copy.set_types(["int8", *_ROW_TYPES])
+            for row_id, r in zip(row_ids, readings, strict=True):
+                await copy.write_row((row_id, *_row(r)))
+        else:
+            copy.set_types(_ROW_TYPES)
+            for r in readings:
+                await copy.write_row(_row(r))
+    if numbered:
+        await write_leaves(cur, [(r.id, row_id) for r, row_id in zip(readings, row_ids,
+                                                                     strict=True) if r.id])
+    return row_ids
+
+
+def _row(r: ReadingRecord) -> tuple[Any, ...]:
+    """A reading's ``reading_rows`` columns (``_ROW_COLUMNS``), its statement terms with them."""
+    return (*r[1:], *statement_terms(r.device_id, r.envelope))
+
+
+async def write_leaves(cur: psycopg.AsyncCursor[Any], leaves: Sequence[tuple[int, int]]) -> None:
+    """Inside a transaction: number rows, (leaf id, row id) pairs; a row or an id numbered
+    already fails the transaction (both are unique)."""
+    async with cur.copy("COPY leaves(id, row_id) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "int8"])
+        for pair in leaves:
+            await copy.write_row(pair)
 
 
 class PostgresStore(TreeReads, PgRegistryTables):
@@ -304,8 +362,13 @@ class PostgresStore(TreeReads, PgRegistryTables):
         return states
 
     async def next_reading_id(self) -> int:
-        row = await self._one("SELECT MAX(id) FROM readings")
+        row = await self._one("SELECT MAX(id) FROM leaves")
         return int(row[0] or 0) + 1
+
+    async def unsealed_horizon(self) -> int:
+        """The sealer's horizon (a transaction id): rows of older transactions are sealed."""
+        row = await self._one("SELECT unsealed_xid::text::bigint FROM log_head WHERE id = 1")
+        return int(row[0]) if row else 0
 
     async def last_block(self) -> BlockRecord | None:
         row = await self._one(f"{_BLOCK_SELECT} ORDER BY height DESC LIMIT 1")
@@ -331,19 +394,15 @@ class PostgresStore(TreeReads, PgRegistryTables):
         return [index_row(row) for row in await self._all(*index_rows_query("%s", _SEALED))]
 
     async def write_batch(self, conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
-        """Inside a transaction: the batch's readings (``id`` 0: not sealed yet), quarantine
-        rows, device states and changed gaps."""
+        """Inside a transaction: the batch's readings, quarantine rows, device states and
+        changed gaps. A reading with an id (one writer: ``copy``, a command logging a
+        statement) gets its leaf row with it; one with id 0 waits for the cluster's sealer."""
         if batch.private:
             raise StoreError("private readings are not stored on a PostgreSQL ledger yet "
                              "(docs/scaling.md)")
         async with conn.cursor() as cur:
             if batch.readings:
-                async with cur.copy(f"COPY readings({READING_COLUMNS}, statement_type, "
-                                    "statement_kid) FROM STDIN") as copy:
-                    for r in batch.readings:
-                        await copy.write_row((r.id or None, r.device_id, r.seq, r.boot,
-                                              r.time_ms, r.received_ms, r.kind, r.envelope,
-                                              *statement_terms(r.device_id, r.envelope)))
+                await write_readings(cur, batch.readings)
             if batch.quarantine:
                 await cur.executemany(_QUARANTINE_UPSERT,
                                       [quarantine_row(q) for q in batch.quarantine])
@@ -523,21 +582,25 @@ class PostgresStore(TreeReads, PgRegistryTables):
         """As :meth:`SQLiteStore.sealed_marks`: per device, the highest seq S such that every
         seq 0..S is sealed or stated dropped by a held gap record (None: seq 0 is not). The
         unsealed readings are found by index: ids past the last block, or none yet (a
-        cluster gives ids when it seals)."""
+        cluster gives ids when it seals: the rows without a leaf above the sealer's horizon)."""
         last = await self.last_block()
         end_id = last.end_reading_id if last else 1
+        horizon = await self.unsealed_horizon()
         rows = await self._all(
-            """
+            f"""
             SELECT s.device_id, s.last_seq,
                    (SELECT MIN(g.first_seq) FROM gaps g
                     WHERE g.device_id = s.device_id AND g.explained_by IS NULL),
                    u.seq
             FROM device_state s
-            LEFT JOIN (SELECT device_id, MIN(seq) AS seq FROM readings
-                       WHERE id >= %s OR id IS NULL GROUP BY device_id) u
+            LEFT JOIN (SELECT device_id, MIN(seq) AS seq FROM (
+                           SELECT device_id, seq FROM readings WHERE id >= %s
+                           UNION ALL
+                           SELECT r.device_id, r.seq {UNSEALED_ROWS}) n
+                       GROUP BY device_id) u
                    ON u.device_id = s.device_id
             WHERE s.device_id = ANY(%s)
-            """, (end_id, list(dict.fromkeys(device_ids))))
+            """, (end_id, horizon, list(dict.fromkeys(device_ids))), prepare=False)
         marks: dict[str, int | None] = {}
         for device_id, last_seq, gap_first, unsealed_first in rows:
             holes = [int(h) for h in (gap_first, unsealed_first) if h is not None]

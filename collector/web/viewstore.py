@@ -32,14 +32,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.pg_base import is_postgres_url, redact
 from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
-from collector.ledger.pg_store import PostgresStore
+from collector.ledger.pg_store import UNSEALED_ROWS, PostgresStore
 from collector.ledger.records import ReadingRecord
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
 
 __all__ = ["POSTGRES", "SQLITE", "VIEW_QUERIES", "Dialect", "ReadOnlyPostgresStore",
            "ReadOnlySQLiteStore", "StorePool", "ViewStore", "device_readings_sql",
-           "open_view_store", "pg_device_readings_sql"]
+           "open_view_store", "pg_device_count_sql", "pg_device_readings_sql"]
 
 _READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
 _TIME_INDEX = "readings_by_device_time"
@@ -128,6 +128,13 @@ class ViewStore(LedgerStore, Protocol):
 def device_readings_sql(after: bool) -> str:
     """The page query on SQLite: a range scan of ``readings_by_device_time``, in order."""
     return SQLITE.sql("page", after=after)
+
+
+def pg_device_count_sql() -> str:
+    """A device's stored rows in a time range on PostgreSQL, sealed or not (the view subtracts
+    the unsealed ones): the time index alone."""
+    return ("SELECT COUNT(*) FROM reading_rows WHERE device_id = %s "
+            "AND time_ms >= %s AND time_ms < %s")
 
 
 def pg_device_readings_sql(after: bool) -> str:
@@ -240,6 +247,17 @@ class ReadOnlyPostgresStore(ViewReads, PostgresStore):
 
     has_time_index: bool = False
     has_cosignatures: bool = True
+
+    async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
+        # The device's rows in the range (the time index alone) less those not sealed yet (the
+        # few above the sealer's horizon): no join of every row with its leaf.
+        horizon = await self.unsealed_horizon()
+        row = await PostgresStore._one(
+            self, f"SELECT ({pg_device_count_sql()}) - (SELECT COUNT(*) {UNSEALED_ROWS} "
+            "AND r.device_id = %s AND r.time_ms >= %s AND r.time_ms < %s)",
+            (device_id, since_ms, until_ms, horizon, device_id, since_ms, until_ms),
+            prepare=False)
+        return int(row[0])
 
     @classmethod
     async def open_readonly(cls, url: str, *, pool_size: int = 4,
