@@ -149,8 +149,10 @@ class ViewReads:
     has_cosignatures: bool
 
     if TYPE_CHECKING:  # the store's own (SQLite or PostgreSQL)
-        async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
-        async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+        async def _one(self, sql: str, params: Sequence[Any] = (), *,
+                       prepare: bool | None = None) -> Any: ...
+        async def _all(self, sql: str, params: Sequence[Any] = (), *,
+                       prepare: bool | None = None) -> list[Any]: ...
 
     async def device_readings(self, device_id: str, since_ms: int, until_ms: int, *,
                               after: tuple[int, int] | None, limit: int,
@@ -252,8 +254,8 @@ class ReadOnlyPostgresStore(ViewReads, PostgresStore):
         # The device's rows in the range (the time index alone) less those not sealed yet (the
         # few above the sealer's horizon): no join of every row with its leaf.
         horizon = await self.unsealed_horizon()
-        row = await PostgresStore._one(
-            self, f"SELECT ({pg_device_count_sql()}) - (SELECT COUNT(*) {UNSEALED_ROWS} "
+        row = await self._one(
+            f"SELECT ({pg_device_count_sql()}) - (SELECT COUNT(*) {UNSEALED_ROWS} "
             "AND r.device_id = %s AND r.time_ms >= %s AND r.time_ms < %s)",
             (device_id, since_ms, until_ms, horizon, device_id, since_ms, until_ms),
             prepare=False)
