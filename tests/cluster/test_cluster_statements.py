@@ -12,6 +12,7 @@ from pathlib import Path
 from agent.clock import Clock
 from agent.data_keys import DataKeys, ValueSealer
 from agent.signer import ChainHead, ChainSigner, Draft
+from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
 from provenance.private_message import PrivateMessage
 from provenance.senml import Measurement
@@ -27,7 +28,9 @@ PER_DEVICE = 30
 
 
 def _private_stream(key: PrivateKey, root: Path, count: int) -> list[tuple[str, bytes]]:
+    """``count`` private readings of ``ward-1``, sealed for the reader key in ``reader.pem``."""
     reader = PrivateKey.generate()
+    save_private_key(reader, root / "reader.pem")
     signer = ChainSigner("ward-1", key, 1, ChainHead(), Clock("synced"),
                          sealer=ValueSealer(DataKeys(root / "data-keys.json"), [reader.public]))
     out = []
@@ -109,6 +112,10 @@ def test_two_collectors_log_statements_once_and_admit_private_readings(
                       "JOIN readings r ON r.row_id = p.row_id WHERE r.device_id = 'ward-1' "
                       "AND r.id IS NOT NULL") == [(PER_DEVICE, 2)]
     assert ledger.sql("SELECT COUNT(DISTINCT subject) FROM private_grants") == [(2,)]
+    revealed = run_cli("reveal", "--db", ledger.url, "ward-1", "7", "--reader-key",
+                       str(tmp_path / "reader.pem"))
+    assert revealed.exit_code == 0, revealed.output
+    assert "spo2" in revealed.output, revealed.output
     # One dense tree, and the audit (statements included) is clean.
     count, with_id, top = ledger.sql("SELECT COUNT(*), COUNT(id), MAX(id) FROM readings")[0]
     assert count == with_id == top
