@@ -97,11 +97,14 @@ class PrivateVault:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: How a private value finds its reading (PostgreSQL: by the reading's row).
+    _values_join = ("p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+                    "FROM readings r JOIN private_values p ON p.reading_id = r.id")
+
     def sealed(self, device_id: str, first: int, last: int | None = None) -> list[SealedRow]:
         """The sealed values of ``device_id``'s readings with seq in ``first..last``."""
         rows = self._con.execute(
-            "SELECT p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
-            "FROM readings r JOIN private_values p ON p.reading_id = r.id "
+            f"SELECT {self._values_join} "
             "WHERE r.device_id = ? AND r.seq BETWEEN ? AND ? ORDER BY r.seq",
             (device_id, first, first if last is None else last)).fetchall()
         return [SealedRow(*r) for r in rows]
@@ -176,16 +179,11 @@ class PostgresPrivateVault(PrivateVault):
     """Read access to the private tables of a PostgreSQL ledger (migration 3): sealed values by
     the reading's row, grants, no erasures yet (erasing on PostgreSQL is still to do)."""
 
+    _values_join = ("r.id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+                    "FROM readings r JOIN private_values p ON p.row_id = r.row_id")
+
     def __init__(self, url: str) -> None:
         self._con = _Postgres(url)  # type: ignore[assignment]
-
-    def sealed(self, device_id: str, first: int, last: int | None = None) -> list[SealedRow]:
-        rows = self._con.execute(
-            "SELECT r.id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
-            "FROM readings r JOIN private_values p ON p.row_id = r.row_id "
-            "WHERE r.device_id = ? AND r.seq BETWEEN ? AND ? ORDER BY r.seq",
-            (device_id, first, first if last is None else last)).fetchall()
-        return [SealedRow(*r) for r in rows]
 
     def grants(self, data_kid: bytes) -> dict[bytes, bytes]:
         return {bytes(k): bytes(g) for k, g in self._con.execute(
