@@ -131,16 +131,21 @@ def _ledger(work: Path, database: str, keys: list[tuple[str, PrivateKey]]) -> Pa
     return key
 
 
+_STATEMENTS = "(SELECT COUNT(*) FROM readings WHERE device_id = '@collector')"
+
+
 def _sealed(database: str) -> int:
-    """Sealed readings: what the drain loop polls, a look at one row (polling the full totals
-    scanned the readings table ten times a second, CPU charged to PostgreSQL alone)."""
+    """Sealed device readings: what the drain loop polls, a look at one row and at the
+    collector's statements by index (polling the full totals scanned the readings table ten
+    times a second, CPU charged to PostgreSQL alone)."""
     if database.startswith("postgresql://"):
         with psycopg.connect(database, autocommit=True) as con:
-            row = con.execute("SELECT size FROM log_head").fetchone()
+            row = con.execute(f"SELECT size - {_STATEMENTS} FROM log_head").fetchone()
     else:
         lite = sqlite3.connect(database, timeout=30)
         try:
-            row = lite.execute("SELECT COALESCE(SUM(leaf_count), 0) FROM blocks").fetchone()
+            row = lite.execute("SELECT COALESCE(SUM(leaf_count), 0) - "
+                               f"{_STATEMENTS} FROM blocks").fetchone()
         finally:
             lite.close()
     return int(row[0]) if row else 0

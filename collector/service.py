@@ -143,9 +143,9 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id, on_sealed=witnessing.sealed,
-            # In a cluster, ids are given at sealing and statements are not logged (yet):
-            # docs/scaling.md.
-            statements=None if cluster else await StatementLog.load(
+            # In a cluster, ids are given at sealing (to statements too), and the statements
+            # are read again under the cluster's lock whenever the registry changes.
+            statements=await StatementLog.load(
                 store, key, [r.key for r in await store.key_history()]),
             metrics=Metrics(),
             receipts=(ReceiptDesk(store, key, ingest.publish) if config.mqtt.receipts

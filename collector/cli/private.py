@@ -109,10 +109,10 @@ Example:
 @handle_errors
 def readers_list(config_path: str | None, db: str | None) -> None:
     """Every reader key id holding grants, with how many subjects and data keys."""
-    from collector.ledger.private_vault import PrivateVault
+    from collector.ledger.private_vault import open_vault
 
     cfg = config(config_path, database=db)
-    with PrivateVault(cfg.database) as vault:
+    with open_vault(cfg.database) as vault:
         rows = vault.readers()
     if not rows:
         click.echo("no reader holds a grant")

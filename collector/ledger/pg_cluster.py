@@ -62,13 +62,15 @@ from collector.admission.reasons import Reason
 from collector.admission.registry import Registry
 from collector.admission.replay import ReplayResult, replay_unknown_keys
 from collector.errors import StoreError
-from collector.ledger.pg_store import (
-    STATE_COLUMNS,
-    UNSEALED_ROWS,
-    PostgresStore,
-    write_leaves,
+from collector.ledger.pg_store import READING_COLUMNS, STATE_COLUMNS, PostgresStore
+from collector.ledger.pg_writes import UNSEALED_ROWS, write_leaves
+from collector.ledger.records import (
+    BatchWrite,
+    BlockRecord,
+    DeviceState,
+    PendingLeaf,
+    ReadingRecord,
 )
-from collector.ledger.records import BatchWrite, BlockRecord, DeviceState, PendingLeaf
 from collector.ledger.sealer import Sealer, TreeLog
 from provenance.compact import CompactRange
 from provenance.envelope import Envelope
@@ -76,10 +78,10 @@ from provenance.errors import ProvenanceError
 from provenance.keys import PrivateKey
 from provenance.merkle import RFC9162_SHA256
 from provenance.note import NoteSigner
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["Admission", "ClusterLedger", "SealConflict", "SealOutcome"]
 
-_STATE_SELECT = ", ".join(f"s.{c.strip()}" for c in STATE_COLUMNS.split(","))
 #: The unsealed rows a block may take, oldest first (parameters: horizon, size).
 _WAITING = (f"SELECT r.row_id, r.received_ms {UNSEALED_ROWS} "
             "ORDER BY r.xid, r.row_id LIMIT %s")
@@ -99,7 +101,7 @@ class Admission:
 
     conn: psycopg.AsyncConnection[Any]
     states: dict[str, DeviceState]
-
+    registry_version: int  # read once the devices were locked
     async def lookup(self, device_id: str, seq: int) -> KnownReading | None:
         cur = await self.conn.execute(
             "SELECT COALESCE(id, 0), envelope FROM readings WHERE device_id = %s AND seq = %s",
@@ -135,45 +137,60 @@ class ClusterLedger:
         """Lock ``devices`` and load their state; commit what :meth:`write` wrote on exit."""
         ordered = sorted(set(devices))
         async with self.store._write("admitting readings to") as conn:
-            states: dict[str, DeviceState] = {}
-            if ordered:
-                rows = await self._lock(conn, ordered)
-                if len(rows) < len(ordered):  # devices seen for the first time
-                    await conn.execute(
-                        "INSERT INTO device_locks(device_id) SELECT unnest(%s::text[]) "
-                        "ON CONFLICT DO NOTHING", (ordered,))
-                    rows = await self._lock(conn, ordered)
-                for row in rows:
-                    if row[1] is not None:
-                        state = DeviceState(*row[1:])
-                        state.last_hash = bytes(state.last_hash)
-                        states[state.device_id] = state
-                if states:
-                    cur = await conn.execute(
-                        "SELECT device_id, first_seq, last_seq, detected_ms, explained_by "
-                        "FROM gaps WHERE device_id = ANY(%s) ORDER BY device_id, first_seq",
-                        (list(states),))
-                    for device_id, first, last, detected, explained in await cur.fetchall():
-                        if device_id in states:
-                            states[device_id].gaps.append(
-                                SeqGap(first, last, detected, explained))
-            yield Admission(conn, states)
+            locked, states, version = await self._lock(conn, ordered)
+            if locked < len(ordered):  # devices seen for the first time: lock rows, again
+                await conn.execute(
+                    "INSERT INTO device_locks(device_id) SELECT unnest(%s::text[]) "
+                    "ON CONFLICT DO NOTHING", (ordered,))
+                locked, states, version = await self._lock(conn, ordered)
+            yield Admission(conn, states, version)
 
     @staticmethod
-    async def _lock(conn: psycopg.AsyncConnection[Any], ordered: list[str]) -> list[Any]:
-        """Lock the ``device_locks`` rows of ``ordered`` (in that order) and read the devices'
-        states with them, in one statement: (device id, state columns or NULLs)."""
-        cur = await conn.execute(
-            f"SELECT l.device_id, {_STATE_SELECT} FROM device_locks l "
-            "LEFT JOIN device_state s ON s.device_id = l.device_id "
-            "WHERE l.device_id = ANY(%s) ORDER BY l.device_id FOR UPDATE OF l", (ordered,))
-        return await cur.fetchall()
+    async def _lock(conn: psycopg.AsyncConnection[Any], ordered: list[str],
+                    ) -> tuple[int, dict[str, DeviceState], int]:
+        """Lock the ``device_locks`` rows of ``ordered`` (in that order), then read their
+        states and gaps and the registry version: how many rows were locked, the states, the
+        version. One round trip (a pipeline); each read is a statement after the lock, so
+        it sees what the transaction the lock waited for committed (a join in the locking
+        statement would read the joined rows as they were before the wait)."""
+        async with conn.pipeline():
+            lock = await conn.execute(
+                "SELECT device_id FROM device_locks WHERE device_id = ANY(%s) "
+                "ORDER BY device_id FOR UPDATE", (ordered,))
+            state = await conn.execute(
+                f"SELECT {STATE_COLUMNS} FROM device_state WHERE device_id = ANY(%s)",
+                (ordered,))
+            gaps = await conn.execute(
+                "SELECT device_id, first_seq, last_seq, detected_ms, explained_by FROM gaps "
+                "WHERE device_id = ANY(%s) ORDER BY device_id, first_seq", (ordered,))
+            registry = await conn.execute(
+                "SELECT value FROM meta WHERE key = 'registry_version'")
+        locked = len(await lock.fetchall())
+        states: dict[str, DeviceState] = {}
+        for row in await state.fetchall():
+            st = DeviceState(*row)
+            st.last_hash = bytes(st.last_hash)
+            states[st.device_id] = st
+        for device_id, first, last, detected, explained in await gaps.fetchall():
+            if device_id in states:
+                states[device_id].gaps.append(SeqGap(first, last, detected, explained))
+        version = await registry.fetchone()
+        return locked, states, int(version[0]) if version else 0
 
     async def write(self, admission: Admission, batch: BatchWrite) -> None:
         """Inside :meth:`admission`: the batch's readings (no leaf index yet), quarantine rows
         and the states of the devices it changed."""
         await self.store.write_batch(admission.conn, batch)
         faults.point("batch.before_commit")
+
+    async def statement_rows(self, admission: Admission) -> list[ReadingRecord]:
+        """Inside an admission holding the ``@collector`` row's lock: every collector statement
+        row, sealed or not, in seq order (what the next statement's seq follows)."""
+        cur = await admission.conn.execute(
+            f"SELECT {READING_COLUMNS} FROM readings WHERE device_id = %s ORDER BY seq",
+            (STATEMENT_DEVICE,))
+        return [ReadingRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                              bytes(row[7])) for row in await cur.fetchall()]
 
     async def replay(self, registry: Registry, max_future_ms: int) -> ReplayResult:
         """Replay quarantined unknown_key readings (see :mod:`collector.admission.replay`) in

@@ -159,7 +159,8 @@ CREATE TABLE cosignatures (
 CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
 """),
-    (3, "readings written once: leaf numbering in its own table, unsealed rows by xid", """
+    (3, "readings written once: leaf numbering in its own table, unsealed rows by xid; "
+        "private readings' sealed values and grants", """
 -- The sealer numbers readings by inserting (leaf id, row) pairs; it never updates a reading.
 ALTER TABLE readings RENAME TO reading_rows;
 CREATE TABLE leaves (
@@ -183,6 +184,24 @@ CREATE VIEW readings AS
     SELECT l.id, r.row_id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
            r.envelope
     FROM reading_rows r LEFT JOIN leaves l ON l.row_id = r.row_id;
+
+-- Private readings (SQLite migration 5): sealed values beside the log, never in it, by the
+-- row of the reading (its id is given when sealed); the data keys wrapped for each reader.
+CREATE TABLE private_values (
+    row_id   BIGINT PRIMARY KEY,            -- reading_rows.row_id of the private reading
+    subject  TEXT NOT NULL,
+    data_kid BYTEA NOT NULL,
+    sealed   BYTEA NOT NULL
+);
+CREATE INDEX private_values_by_subject ON private_values(subject);
+CREATE TABLE private_grants (
+    data_kid   BYTEA NOT NULL,
+    reader_kid BYTEA NOT NULL,
+    subject    TEXT NOT NULL,
+    key_grant  BYTEA NOT NULL,              -- SQLite's `grant` (a reserved word here)
+    PRIMARY KEY (data_kid, reader_kid)
+);
+CREATE INDEX private_grants_by_subject ON private_grants(subject);
 """),
     (4, "collector statements indexed by type and key", """
 -- SQLite migration 7: a collector statement row's type and the key id it is about, so a proof

@@ -32,6 +32,7 @@ from collector.ledger.pg_base import redact, store_error
 from collector.ledger.pg_keys import COLLECTOR_APPLICATION
 from collector.ledger.pg_registry import PgRegistryTables
 from collector.ledger.pg_schema import MIGRATIONS
+from collector.ledger.pg_writes import UNSEALED_ROWS, write_private, write_readings
 from collector.ledger.records import (
     BatchWrite,
     BlockRecord,
@@ -61,8 +62,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
-_ROW_COLUMNS = ("device_id, seq, boot, time_ms, received_ms, kind, envelope, "  # reading_rows
-                "statement_type, statement_kid")
 STATE_COLUMNS = (
     "device_id, first_seq, last_seq, last_hash, last_boot, last_time_ms, last_received_ms, "
     "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
@@ -70,15 +69,6 @@ STATE_COLUMNS = (
 )
 QUARANTINE_COLUMNS = (
     "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
-)
-#: The rows with no leaf yet (a ``FROM`` clause, alias ``r``; its parameter: the sealer's
-#: horizon, from :meth:`PostgresStore.unsealed_horizon`): every row of a transaction older
-#: than the horizon has its leaf (see :mod:`collector.ledger.pg_cluster`). The horizon goes in
-#: as a value and the statement is not prepared, so the planner sees how few rows are above it
-#: and walks ``reading_rows_by_xid``.
-UNSEALED_ROWS = (
-    "FROM reading_rows r WHERE r.xid >= %s::text::xid8 "
-    "AND NOT EXISTS (SELECT 1 FROM leaves l WHERE l.row_id = r.row_id)"
 )
 _CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 _BLOCK_SELECT = "SELECT height, hash, header, first_reading_id, leaf_count, sealed_ms FROM blocks"
@@ -126,51 +116,6 @@ def state_row(s: DeviceState) -> tuple[Any, ...]:
 def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
     return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
             q.size, q.raw, q.received_ms, q.received_ms)
-
-
-_ROW_TYPES = ["text", "int8", "int8", "int8", "int8", "text", "bytea", "text", "bytea"]
-
-
-async def write_readings(cur: psycopg.AsyncCursor[Any],
-                         readings: Sequence[ReadingRecord]) -> list[int]:
-    """Inside a transaction: insert ``readings`` (binary COPY, one statement) and the leaf rows
-    of those that carry an id; the row ids given, in order, or [] when none was asked for
-    (no reading with an id: the rows are numbered by ``reading_rows``' own sequence)."""
-    numbered = any(r.id for r in readings)
-    row_ids: list[int] = []
-    columns = _ROW_COLUMNS
-    if numbered:
-        await cur.execute("SELECT nextval('readings_row_id_seq') FROM generate_series(1, %s)",
-                          (len(readings),))
-        row_ids = [int(row[0]) for row in await cur.fetchall()]
-        columns = "row_id, " + columns
-    async with cur.copy(f"COPY reading_rows({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        if numbered:
-            copy.set_types(["int8", *_ROW_TYPES])
-            for row_id, r in zip(row_ids, readings, strict=True):
-                await copy.write_row((row_id, *_row(r)))
-        else:
-            copy.set_types(_ROW_TYPES)
-            for r in readings:
-                await copy.write_row(_row(r))
-    if numbered:
-        await write_leaves(cur, [(r.id, row_id) for r, row_id in zip(readings, row_ids,
-                                                                     strict=True) if r.id])
-    return row_ids
-
-
-def _row(r: ReadingRecord) -> tuple[Any, ...]:
-    """A reading's ``reading_rows`` columns (``_ROW_COLUMNS``), its statement terms with them."""
-    return (*r[1:], *statement_terms(r.device_id, r.envelope))
-
-
-async def write_leaves(cur: psycopg.AsyncCursor[Any], leaves: Sequence[tuple[int, int]]) -> None:
-    """Inside a transaction: number rows, (leaf id, row id) pairs; a row or an id numbered
-    already fails the transaction (both are unique)."""
-    async with cur.copy("COPY leaves(id, row_id) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["int8", "int8"])
-        for pair in leaves:
-            await copy.write_row(pair)
 
 
 class PostgresStore(TreeReads, PgRegistryTables):
@@ -395,14 +340,16 @@ class PostgresStore(TreeReads, PgRegistryTables):
 
     async def write_batch(self, conn: psycopg.AsyncConnection[Any], batch: BatchWrite) -> None:
         """Inside a transaction: the batch's readings, quarantine rows, device states and
-        changed gaps. A reading with an id (one writer: ``copy``, a command logging a
-        statement) gets its leaf row with it; one with id 0 waits for the cluster's sealer."""
-        if batch.private:
-            raise StoreError("private readings are not stored on a PostgreSQL ledger yet "
-                             "(docs/scaling.md)")
+        changed gaps, and the private readings' sealed values. A reading with an id (one
+        writer: ``copy``, a command logging a statement) gets its leaf row with it; one with
+        id 0 (a reading, statement or private reading a cluster admits) waits for the
+        cluster's sealer."""
         async with conn.cursor() as cur:
             if batch.readings:
-                await write_readings(cur, batch.readings)
+                row_ids = await write_readings(cur, batch.readings,
+                                               row_ids=bool(batch.private))
+                if batch.private:
+                    await write_private(cur, batch.readings, row_ids, batch.private)
             if batch.quarantine:
                 await cur.executemany(_QUARANTINE_UPSERT,
                                       [quarantine_row(q) for q in batch.quarantine])

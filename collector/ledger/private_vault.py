@@ -27,14 +27,16 @@ stopped for the minute it takes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collector import faults
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.lock import LedgerLock
+from collector.ledger.pg_base import is_postgres_url, redact
 from collector.ledger.statement_index import statement_terms
 from provenance.erasure import Erasure, sign_erasure, verify_erasure
 from provenance.errors import ProvenanceError
@@ -42,8 +44,8 @@ from provenance.keys import PrivateKey
 from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND, SignedStatement
 
-__all__ = ["ErasureResult", "ErasureRow", "PrivateVault", "SealedRow", "drop_reader",
-           "erase_subject"]
+__all__ = ["ErasureResult", "ErasureRow", "PostgresPrivateVault", "PrivateVault", "SealedRow",
+           "drop_reader", "erase_subject", "open_vault"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +98,14 @@ class PrivateVault:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: How a private value finds its reading (PostgreSQL: by the reading's row).
+    _values_join = ("p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+                    "FROM readings r JOIN private_values p ON p.reading_id = r.id")
+
     def sealed(self, device_id: str, first: int, last: int | None = None) -> list[SealedRow]:
         """The sealed values of ``device_id``'s readings with seq in ``first..last``."""
         rows = self._con.execute(
-            "SELECT p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
-            "FROM readings r JOIN private_values p ON p.reading_id = r.id "
+            f"SELECT {self._values_join} "
             "WHERE r.device_id = ? AND r.seq BETWEEN ? AND ? ORDER BY r.seq",
             (device_id, first, first if last is None else last)).fetchall()
         return [SealedRow(*r) for r in rows]
@@ -150,6 +155,50 @@ class PrivateVault:
             if (device_id, seq) in erasure.readings:
                 return row
         return None
+
+
+class _Postgres:
+    """A psycopg connection that takes the vault's SQLite-style ``?`` placeholders."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        try:
+            self._con = psycopg.connect(url, autocommit=True,
+                                        options="-c default_transaction_read_only=on")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open ledger database {redact(url)}: {exc}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._con.execute(sql.replace("?", "%s"), params)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class PostgresPrivateVault(PrivateVault):
+    """Read access to the private tables of a PostgreSQL ledger (migration 3): sealed values by
+    the reading's row, grants, no erasures yet (erasing on PostgreSQL is still to do)."""
+
+    _values_join = ("r.id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+                    "FROM readings r JOIN private_values p ON p.row_id = r.row_id")
+
+    def __init__(self, url: str) -> None:
+        self._con = _Postgres(url)  # type: ignore[assignment]
+
+    def grants(self, data_kid: bytes) -> dict[bytes, bytes]:
+        return {bytes(k): bytes(g) for k, g in self._con.execute(
+            "SELECT reader_kid, key_grant FROM private_grants WHERE data_kid = ?", (data_kid,))}
+
+    def erasures(self) -> list[ErasureRow]:
+        return []
+
+
+def open_vault(database: str | Path) -> PrivateVault:
+    """The private tables of ``database``: a SQLite file or a ``postgresql://`` URL."""
+    if is_postgres_url(str(database)):
+        return PostgresPrivateVault(str(database))
+    return PrivateVault(database)
 
 
 @contextmanager

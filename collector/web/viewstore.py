@@ -32,7 +32,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.pg_base import is_postgres_url, redact
 from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
-from collector.ledger.pg_store import UNSEALED_ROWS, PostgresStore
+from collector.ledger.pg_store import PostgresStore
+from collector.ledger.pg_writes import UNSEALED_ROWS
 from collector.ledger.records import ReadingRecord
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
