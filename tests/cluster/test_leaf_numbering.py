@@ -11,6 +11,7 @@ import psycopg
 
 from collector.ledger.pg_cluster import ClusterLedger
 from collector.ledger.pg_schema import MIGRATIONS
+from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from collector.ledger.pg_store import PostgresStore
 from collector.ledger.records import BatchWrite, ReadingRecord
 from provenance.keys import PrivateKey
@@ -130,7 +131,7 @@ def test_migration_3_keeps_the_ids_of_a_version_2_ledger(pg_url: str) -> None:
     async def go() -> tuple[int, Any]:
         store = await PostgresStore.open(pg_url)
         try:
-            assert await store.schema_version() == 3
+            assert await store.schema_version() == PG_SCHEMA_VERSION
             assert await store.next_reading_id() == 3
             found = await store.find_reading("d", 1)
             assert found is not None and found.id == 2

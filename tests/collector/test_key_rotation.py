@@ -134,9 +134,8 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     rows = ledger.sql("SELECT id, device_id, envelope FROM readings ORDER BY id")
     statements = [(int(r[0]), SignedStatement.decode(bytes(r[2])))
                   for r in rows if r[1] == "@collector"]
-    # A cluster collector (PostgreSQL) logs no enrolments (docs/scaling.md): the rotation only.
-    assert [s.statement.type for _, s in statements] == (
-        ["key-rotate"] if isinstance(ledger, PgLedger) else ["enrol", "key-rotate"])
+    # The enrolment, then the rotation: on SQLite and on a PostgreSQL cluster alike.
+    assert [s.statement.type for _, s in statements] == ["enrol", "key-rotate"]
     rotate_id, rotate = statements[-1]
     assert rotate.verify(old_key.public).key_rotation().kid == new_key.kid
     # Checkpoints up to the one holding the statement: old keys; after it: new keys.
@@ -381,7 +380,7 @@ def test_postgresql_rotation_with_several_collectors(
     assert col.stop() == 0
     rotations = [SignedStatement.decode(bytes(r[0])).statement for r in ledger.sql(
         "SELECT envelope FROM readings WHERE device_id = '@collector' ORDER BY id")]
-    assert [s.type for s in rotations] == ["key-rotate"]
+    assert [s.type for s in rotations] == ["enrol", "key-rotate"]  # a cluster logs both
 
     # The old key, once retired, is refused with a pointer to the new files.
     stale = collector(key=other_key).start(wait_connected=False)
