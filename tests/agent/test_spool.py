@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -25,29 +24,19 @@ from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
 from tests.support.signed import SignedReading
+from tests.support.spools import close_spools, open_spool
 
 KEY = PrivateKey.generate()
-_OPEN: list[Spool] = []
 
 
 @pytest.fixture(autouse=True)
 async def _close_spools() -> AsyncIterator[None]:
-    """A spool left open keeps aiosqlite's (non-daemon) thread, and the test run, alive."""
     yield
-    while _OPEN:
-        spool = _OPEN.pop()
-        with contextlib.suppress(Exception):
-            await spool.close()
+    await close_spools()
 
 
 def draft(n: int) -> Draft:
     return Draft("s", "counter", 1_790_000_000_000 + n, True, (Measurement(name="n", value=n),))
-
-
-async def open_spool(path: Path, limit: int = 1000, device: str = "dev-1") -> Spool:
-    spool = await Spool.open(path, device, limit)
-    _OPEN.append(spool)
-    return spool
 
 
 def signer_for(spool: Spool) -> ChainSigner:
