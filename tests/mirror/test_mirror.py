@@ -29,6 +29,7 @@ from tests.support.logs import (
     export_tiles,
     fill,
     filled_ledger,
+    latest_checkpoint,
     mirror_env,
     run_mirror,
     static_site,
@@ -65,14 +66,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
 
 
 def _root_of(db: Path) -> tuple[int, bytes]:
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    try:
-        size, note = con.execute("SELECT size, note FROM checkpoints ORDER BY size DESC "
-                                 "LIMIT 1").fetchone()
-    finally:
-        con.close()
+    size, note = latest_checkpoint(db)
     return size, parse_checkpoint(parse_note(note).text).root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -80,6 +81,17 @@ def export_tiles(ledger: Ledger, out: Path) -> Path:
     result = run_cli("tiles", "export", "--db", ledger.db, str(out))
     assert result.exit_code == 0, result.output
     return out
+
+
+def latest_checkpoint(db: Path) -> tuple[int, bytes]:
+    """The size and signed note of the newest checkpoint a ledger (or a mirror's copy) holds."""
+    con = sqlite3.connect(db)
+    try:
+        size, note = con.execute("SELECT size, note FROM checkpoints ORDER BY size DESC "
+                                 "LIMIT 1").fetchone()
+    finally:
+        con.close()
+    return int(size), bytes(note)
 
 
 def ed25519_vkey(ledger: Ledger) -> str:
