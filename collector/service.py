@@ -38,6 +38,7 @@ from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
 from collector.metrics import Metrics
+from collector.observe.head import SharedHead
 from collector.witnessing.submitter import Witnessing
 from common.systemd import Notifier
 from provenance.envelope import Envelope
@@ -51,6 +52,9 @@ if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
 __all__ = ["load_collector_key", "run_collector"]
 
 log = logging.getLogger("collector.service")
+
+#: How often a cluster member reads the shared log head while it serves metrics.
+HEAD_POLL_S = 1.0
 
 
 async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
@@ -95,6 +99,9 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     ingest: MqttIngest | None = None
     witnessing = Witnessing(config.witnessing, config.database)
     metrics_server: MetricsServer | None = None
+    # A cluster member reads the shared log head from the database for /metrics and /health.
+    head = (SharedHead(store.checkpoint, HEAD_POLL_S)
+            if cluster and config.metrics.listen is not None else None)
     notifier = Notifier()
     try:
         rotated = await complete_rotation(store, config.key_file)
@@ -157,7 +164,9 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
                                        tree_log.signers)
         await witnessing.start()  # its own ledger connection; never in the ingest path
         if config.metrics.listen is not None:
-            metrics_server = await _metrics_server(config, pipeline, ingest, witnessing)
+            if head is not None:
+                await head.start()
+            metrics_server = await _metrics_server(config, pipeline, ingest, witnessing, head)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -200,6 +209,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         await witnessing.close()
         if metrics_server is not None:
             await metrics_server.close()
+        if head is not None:
+            await head.close()
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
@@ -209,7 +220,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
 
 
 async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: MqttIngest,
-                          witnessing: Witnessing) -> MetricsServer:
+                          witnessing: Witnessing, head: SharedHead | None) -> MetricsServer:
     """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
@@ -220,7 +231,8 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: M
 
     assert config.metrics.listen is not None
     registry = CollectorRegistry(auto_describe=False)
-    exporter = LedgerExporter(pipeline.metrics, pipeline.live)
+    live = pipeline.live if head is None else lambda: head.apply(pipeline.live())
+    exporter = LedgerExporter(pipeline.metrics, live)
     exporter.add_source(broker_source(ingest))
     exporter.add_source(witness_source(witnessing.progress))
     registry.register(exporter)
@@ -228,12 +240,10 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: M
     started_ms = time.time_ns() // 1_000_000
 
     def health() -> Health:
-        return assess(pipeline.live(), now_ms=time.time_ns() // 1_000_000,
+        return assess(live(), now_ms=time.time_ns() // 1_000_000,
                       started_ms=started_ms, block_age_s=config.blocks.age)
 
-    # A cluster member does not know when the shared log head last moved: no health rule.
-    shared_head = is_postgres_url(config.database)
-    server = MetricsServer(config.metrics.listen, registry, None if shared_head else health)
+    server = MetricsServer(config.metrics.listen, registry, health)
     try:
         host, port = await server.start()
     except OSError as exc:

@@ -320,6 +320,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
                 await self._write_nodes(db, nodes, size)
                 if checkpoint is not None:
                     await self._write_checkpoint(db, checkpoint)
+                faults.point("mirror.before_commit")
         except sqlite3.Error as exc:
             raise StoreError(f"writing mirrored entries to {self.path} failed: {exc}") from None
 

@@ -23,14 +23,10 @@ from provenance import cbor
 from provenance.block import SignedBlock
 from provenance.checkpoint import Checkpoint, sign_checkpoint
 from provenance.keys import PrivateKey
-from provenance.logproof import EnrolmentProof, LogProof, decode_log_proof, verify_log_proof
-from provenance.merkle import RFC9162_SHA256, inclusion_proof, root
+from provenance.logproof import decode_log_proof, verify_log_proof
 from provenance.note import EcdsaNoteSigner, Ed25519NoteSigner, open_note, parse_verifier_key
 from provenance.statement import (
-    KeyRotation,
     SignedStatement,
-    key_rotation_statement,
-    sign_statement,
 )
 from provenance.trust import parse_policy
 from provenance.wire import ProofLabel
@@ -39,7 +35,6 @@ from tests.support.cluster import PgLedger
 from tests.support.collector import (
     REPO,
     CollectorProcess,
-    Device,
     Ledger,
     Publisher,
     make_devices,
@@ -47,6 +42,7 @@ from tests.support.collector import (
 )
 from tests.support.polling import wait_until
 from tests.support.postgres import PostgresServer
+from tests.support.rotation import rotated_log_proof
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -210,22 +206,6 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     assert "collector key" in {f["check"] for f in json.loads(audit.output)["findings"]}
 
 
-def _rotated_log_proof(signer: PrivateKey, new_key: PrivateKey, origin: str) -> bytes:
-    """A two-leaf log: a key-rotate statement signed by ``signer`` naming ``new_key``, then a
-    reading; the proof of the reading against a checkpoint signed by the new keys."""
-    new_note = Ed25519NoteSigner.generate(origin)
-    statement = sign_statement(key_rotation_statement(
-        1, 1_000, KeyRotation(new_key.public, new_note.verifier.vkey)), signer)
-    dev = Device("unit-01")
-    reading = dev.next()
-    leaves = [RFC9162_SHA256.hash_leaf(e) for e in (statement, reading)]
-    note = sign_checkpoint(Checkpoint(origin, 2, root(leaves)),
-                           [new_note, EcdsaNoteSigner(origin, new_key)])
-    return LogProof(reading, dev.key.public.der, 1, tuple(inclusion_proof(leaves, 1)), note,
-                    rotations=(EnrolmentProof(statement, 0,
-                                              tuple(inclusion_proof(leaves, 0))),)).encode()
-
-
 def test_a_rotation_statement_signed_by_an_untrusted_key_is_refused() -> None:
     origin = "sensorledger.example/rotation"
     old = PrivateKey.generate()
@@ -233,20 +213,20 @@ def test_a_rotation_statement_signed_by_an_untrusted_key_is_refused() -> None:
     policy = parse_policy(f"{old_note.verifier.vkey}\n"
                           f"{EcdsaNoteSigner(origin, old).verifier.vkey}\n")
     # Signed by the trusted key: followed, and the new checkpoint verifies.
-    good = verify_log_proof(_rotated_log_proof(old, PrivateKey.generate(), origin), policy)
+    good = verify_log_proof(rotated_log_proof(old, PrivateKey.generate(), origin), policy)
     assert good.ok, [(c.name, c.detail) for c in good.checks]
     assert "followed 1 key-rotate statement" in next(
         c.detail for c in good.checks if c.name == "collector key rotation")
     # Signed by any other key: refused, and the checkpoint is never accepted.
     attacker = PrivateKey.generate()
-    forged = verify_log_proof(_rotated_log_proof(attacker, PrivateKey.generate(), origin),
+    forged = verify_log_proof(rotated_log_proof(attacker, PrivateKey.generate(), origin),
                               policy)
     assert not forged.ok
     failed = {c.name: c.detail for c in forged.checks if not c.ok}
     assert "not a collector key the policy trusts" in failed["collector key rotation"]
     assert "checkpoint signature" not in {c.name for c in forged.checks if c.ok}
     # A forged statement naming the attacker's own key as signer and new key alike.
-    self_signed = verify_log_proof(_rotated_log_proof(attacker, attacker, origin), policy)
+    self_signed = verify_log_proof(rotated_log_proof(attacker, attacker, origin), policy)
     assert not self_signed.ok
 
 
