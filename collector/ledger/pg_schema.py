@@ -160,7 +160,7 @@ CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
 """),
     (3, "readings written once: leaf numbering in its own table, unsealed rows by xid; "
-        "private readings' sealed values and grants", """
+        "private readings' sealed values, grants and erasures", """
 -- The sealer numbers readings by inserting (leaf id, row) pairs; it never updates a reading.
 ALTER TABLE readings RENAME TO reading_rows;
 CREATE TABLE leaves (
@@ -202,6 +202,18 @@ CREATE TABLE private_grants (
     PRIMARY KEY (data_kid, reader_kid)
 );
 CREATE INDEX private_grants_by_subject ON private_grants(subject);
+-- Erasures (SQLite migrations 5 and 6): the erase statement is the row `statement_row` of
+-- reading_rows (its id: once sealed).
+CREATE TABLE erasures (
+    id            BIGSERIAL PRIMARY KEY,
+    subject       TEXT,                     -- cleared once the erasure is done
+    authority     TEXT NOT NULL,
+    requested_ms  BIGINT NOT NULL,
+    erased_ms     BIGINT,
+    readings      BIGINT,
+    statement_row BIGINT,
+    record        BYTEA
+);
 """),
     (4, "collector statements indexed by type and key", """
 -- SQLite migration 7: a collector statement row's type and the key id it is about, so a proof

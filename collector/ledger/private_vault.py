@@ -27,7 +27,7 @@ stopped for the minute it takes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +110,12 @@ class PrivateVault:
             (device_id, first, first if last is None else last)).fetchall()
         return [SealedRow(*r) for r in rows]
 
+    def collector_key_pem(self) -> str | None:
+        """The collector public key the ledger records (PEM)."""
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'collector_public_key'"
+                                ).fetchone()
+        return row[0] if row is not None else None
+
     def envelope(self, device_id: str, seq: int) -> bytes | None:
         row = self._con.execute("SELECT envelope FROM readings WHERE device_id = ? AND seq = ?",
                                 (device_id, seq)).fetchone()
@@ -178,7 +184,7 @@ class _Postgres:
 
 class PostgresPrivateVault(PrivateVault):
     """Read access to the private tables of a PostgreSQL ledger (migration 3): sealed values by
-    the reading's row, grants, no erasures yet (erasing on PostgreSQL is still to do)."""
+    the reading's row, grants, erasures (their statement's id once sealed)."""
 
     _values_join = ("r.id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
                     "FROM readings r JOIN private_values p ON p.row_id = r.row_id")
@@ -191,7 +197,10 @@ class PostgresPrivateVault(PrivateVault):
             "SELECT reader_kid, key_grant FROM private_grants WHERE data_kid = ?", (data_kid,))}
 
     def erasures(self) -> list[ErasureRow]:
-        return []
+        return [ErasureRow(*r) for r in self._con.execute(
+            "SELECT e.id, e.subject, e.authority, e.requested_ms, e.erased_ms, "
+            "COALESCE(e.readings, 0), l.id, COALESCE(e.record, ''::bytea) FROM erasures e "
+            "LEFT JOIN leaves l ON l.row_id = e.statement_row ORDER BY e.id")]
 
 
 def open_vault(database: str | Path) -> PrivateVault:
@@ -216,7 +225,14 @@ def _file_bytes(database: str | Path) -> int:
 
 def erase_subject(database: str | Path, subject: str, *, authority: str, key: PrivateKey,
                   now_ms: int) -> ErasureResult:
-    """Destroy ``subject``'s sealed values and grants and record it; see the module doc."""
+    """Destroy ``subject``'s sealed values and grants and record it; see the module doc (on a
+    PostgreSQL ledger: :mod:`collector.ledger.pg_erasure`)."""
+    if is_postgres_url(str(database)):
+        from collector.ledger.pg_erasure import erase_subject_pg
+
+        erasure_id, readings, keys, resumed, before, after = erase_subject_pg(
+            str(database), subject, authority=authority, key=key, now_ms=now_ms)
+        return ErasureResult(erasure_id, None, readings, keys, resumed, before, after)
     if not Path(database).exists():
         raise NotFoundError(f"ledger database {database} does not exist")
     before = _file_bytes(database)
@@ -251,14 +267,8 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
         readings = con.execute(
             "SELECT r.device_id, r.seq FROM private_values p JOIN readings r "
             "ON r.id = p.reading_id WHERE p.subject = ? ORDER BY r.id", (subject,)).fetchall()
-        kids = [k for (k,) in con.execute(
-            "SELECT DISTINCT data_kid FROM private_grants WHERE subject = ? "
-            "UNION SELECT DISTINCT data_kid FROM private_values WHERE subject = ? "
-            "ORDER BY 1", (subject, subject))]
-        if not readings and not kids:
-            raise NotFoundError(f"no sealed values or grants of subject {subject!r} are "
-                                "stored (already erased, or never seen)")
-        erasure = Erasure(authority, tuple((d, s) for d, s in readings), tuple(kids))
+        kids = [k for (k,) in con.execute(SUBJECT_KIDS.format(p="?"), (subject, subject))]
+        erasure = subject_erasure(subject, authority, readings, kids)
         # The next collector statement, as the next row of the log (the one writer holds the
         # lock): sealed into a block by the collector's next run, like any pending reading.
         (next_id,) = con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM readings").fetchone()
@@ -306,16 +316,38 @@ def drop_reader(database: str | Path, kid_prefix: str) -> tuple[bytes, int, bool
     return matching[0], cur.rowcount, not busy
 
 
-def _drop_quarantined(con: sqlite3.Connection, subject: str) -> None:
-    """Private messages of ``subject`` kept in quarantine (e.g. equivocation evidence) hold its
-    sealed values too: they go with the rest."""
+#: A subject's data keys, with grants or sealed values (``{p}``: the placeholder).
+SUBJECT_KIDS = ("SELECT DISTINCT data_kid FROM private_grants WHERE subject = {p} "
+                "UNION SELECT DISTINCT data_kid FROM private_values WHERE subject = {p} "
+                "ORDER BY 1")
+#: The quarantined messages on private topics: (id, raw).
+QUARANTINED_PRIVATE = "SELECT id, raw FROM quarantine WHERE topic LIKE '%{pct}/private'"
+
+
+def subject_erasure(subject: str, authority: str, readings: Sequence[tuple[str, int]],
+                    kids: Sequence[bytes]) -> Erasure:
+    """The erasure of ``subject``'s ``readings`` (device, seq) and data keys ``kids``."""
+    if not readings and not kids:
+        raise NotFoundError(f"no sealed values or grants of subject {subject!r} are "
+                            "stored (already erased, or never seen)")
+    return Erasure(authority, tuple((d, s) for d, s in readings), tuple(bytes(k) for k in kids))
+
+
+def subject_messages(rows: Iterable[tuple[int, bytes]], subject: str) -> list[tuple[int]]:
+    """The ids among quarantined private messages ``rows`` (id, raw) that are ``subject``'s:
+    they hold its sealed values too (e.g. equivocation evidence), so they go with the rest."""
     doomed = []
-    for qid, raw in con.execute("SELECT id, raw FROM quarantine WHERE topic LIKE '%/private'"):
+    for qid, raw in rows:
         try:
             if PrivateMessage.decode(bytes(raw)).subject == subject:
                 doomed.append((qid,))
         except ProvenanceError:
             continue
+    return doomed
+
+
+def _drop_quarantined(con: sqlite3.Connection, subject: str) -> None:
+    doomed = subject_messages(con.execute(QUARANTINED_PRIVATE.format(pct="")), subject)
     con.executemany("DELETE FROM quarantine WHERE id = ?", doomed)
 
 

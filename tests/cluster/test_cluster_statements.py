@@ -1,9 +1,9 @@
 """A cluster ledger logs the collector statements and admits private readings, numbered by the
 cluster's sealer like readings: two collectors on one PostgreSQL and one broker, devices
 enrolled before and while they run, one revoked while they run, private readings from a
-patient monitor. Every enrolment and revocation is logged once, before the readings it
-admits; the private readings are sealed with their sealed values kept beside the log; the
-audit is clean."""
+patient monitor, one patient's values erased while they run. Every enrolment, revocation and
+erasure is logged once, enrolments before the readings they admit; the private readings are
+sealed with their sealed values kept beside the log until erased; the audit is clean."""
 
 from __future__ import annotations
 
@@ -83,6 +83,14 @@ def test_two_collectors_log_statements_once_and_admit_private_readings(
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {ledger.sealed()} of {expected} sealed, "
                                  f"{ledger.quarantine()} quarantined") from None
+        revealed = run_cli("reveal", "--db", ledger.url, "ward-1", "7", "--reader-key",
+                           str(tmp_path / "reader.pem"))
+        assert revealed.exit_code == 0 and "spo2" in revealed.output, revealed.output
+        # Erased while the collectors run: the erase statement takes the next seq, and the
+        # cluster's sealer numbers it.
+        erased = run_cli("erase", "--db", ledger.url, "--key", ledger.key, "--subject",
+                         "patient-a", "--authority", "request 7")
+        assert erased.exit_code == 0, erased.output
         wait_until(lambda: ledger.sql("SELECT COUNT(*) FROM readings WHERE id IS NULL")
                    == [(0,)], 30, message="statements sealed")
     finally:
@@ -92,9 +100,10 @@ def test_two_collectors_log_statements_once_and_admit_private_readings(
     # Each enrolment and the revocation logged once, seqs 1..6, whichever collector did it.
     rows = ledger.sql("SELECT seq, id, envelope FROM readings WHERE device_id = '@collector' "
                       "ORDER BY seq")
-    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
     statements = [SignedStatement.decode(bytes(r[2])).statement for r in rows]
-    assert sorted(s.type for s in statements) == ["enrol"] * 5 + ["revoke"]
+    assert sorted(s.type for s in statements) == ["enrol"] * 5 + ["erase", "revoke"]
+    assert statements[-1].type == "erase"
     enrolled = {s.enrolment().device_id: rid for s, (_, rid, _) in zip(statements, rows,
                                                                       strict=True)
                 if s.type == "enrol"}
@@ -107,15 +116,23 @@ def test_two_collectors_log_statements_once_and_admit_private_readings(
         assert enrolled[device_id] < first_id, device_id
     # Refused after the revocation, as one collector refuses them.
     assert {r[0] for r in ledger.quarantine()} == {"revoked_key"}
-    # The private readings are sealed, their sealed values and grants kept beside the log.
-    assert ledger.sql("SELECT COUNT(*), COUNT(DISTINCT subject) FROM private_values p "
+    # The private readings are sealed, their sealed values and grants kept beside the log;
+    # patient-a's (the odd seqs) erased, patient-b's kept.
+    assert ledger.sql("SELECT COUNT(*), MIN(subject), MAX(subject) FROM private_values p "
                       "JOIN readings r ON r.row_id = p.row_id WHERE r.device_id = 'ward-1' "
-                      "AND r.id IS NOT NULL") == [(PER_DEVICE, 2)]
-    assert ledger.sql("SELECT COUNT(DISTINCT subject) FROM private_grants") == [(2,)]
-    revealed = run_cli("reveal", "--db", ledger.url, "ward-1", "7", "--reader-key",
-                       str(tmp_path / "reader.pem"))
-    assert revealed.exit_code == 0, revealed.output
-    assert "spo2" in revealed.output, revealed.output
+                      "AND r.id IS NOT NULL") == [(PER_DEVICE // 2, "patient-b", "patient-b")]
+    assert ledger.sql("SELECT COUNT(*) FROM readings WHERE device_id = 'ward-1' "
+                      "AND id IS NOT NULL") == [(PER_DEVICE,)]
+    assert ledger.sql("SELECT DISTINCT subject FROM private_grants") == [("patient-b",)]
+    assert ledger.sql("SELECT subject, erased_ms IS NOT NULL FROM erasures") == [(None, True)]
+    gone = run_cli("reveal", "--db", ledger.url, "ward-1", "7", "--reader-key",
+                   str(tmp_path / "reader.pem"))
+    assert gone.exit_code != 0 and "erased" in gone.output, gone.output
+    kept = run_cli("reveal", "--db", ledger.url, "ward-1", "8", "--reader-key",
+                   str(tmp_path / "reader.pem"))
+    assert kept.exit_code == 0 and "spo2" in kept.output, kept.output
+    erasures = run_cli("erasures", "--db", ledger.url)
+    assert "request 7" in erasures.output, erasures.output
     # One dense tree, and the audit (statements included) is clean.
     count, with_id, top = ledger.sql("SELECT COUNT(*), COUNT(id), MAX(id) FROM readings")[0]
     assert count == with_id == top

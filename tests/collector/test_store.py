@@ -113,7 +113,7 @@ def test_postgres_migrations_are_recorded_and_applied_once(pg_url: str) -> None:
         (1, "initial ledger, one log tree, checkpoints and the log head"),
         (2, "witness cosignatures; readings by device and time"),
         (3, "readings written once: leaf numbering in its own table, unsealed rows by xid; "
-            "private readings' sealed values and grants"),
+            "private readings' sealed values, grants and erasures"),
         (4, "collector statements indexed by type and key")]
     assert _pg(pg_url, "SELECT id, size, height FROM log_head") == [(1, 0, -1)]
 
