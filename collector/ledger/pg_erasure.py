@@ -31,6 +31,7 @@ from collector.ledger.private_vault import (
     subject_erasure,
     subject_messages,
 )
+from collector.ledger.statement_index import statement_terms
 from provenance.erasure import sign_erasure, verify_erasure
 from provenance.keys import PrivateKey
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND
@@ -87,8 +88,10 @@ def _destroy(con: psycopg.Connection[Any], subject: str, authority: str, key: Pr
         verify_erasure(envelope, key.public)
         row = con.execute(
             "INSERT INTO reading_rows(device_id, seq, boot, time_ms, received_ms, kind, "
-            "envelope) VALUES (%s, %s, 0, %s, %s, %s, %s) RETURNING row_id",
-            (STATEMENT_DEVICE, seq, now_ms, now_ms, STATEMENT_KIND, envelope)).fetchone()
+            "envelope, statement_type, statement_kid) VALUES (%s, %s, 0, %s, %s, %s, %s, %s, %s) "
+            "RETURNING row_id",
+            (STATEMENT_DEVICE, seq, now_ms, now_ms, STATEMENT_KIND, envelope,
+             *statement_terms(STATEMENT_DEVICE, envelope))).fetchone()
         assert row is not None
         made = con.execute(
             "INSERT INTO erasures(subject, authority, requested_ms, readings, statement_row, "
