@@ -14,7 +14,9 @@ At its next start the collector, still signing with the old keys:
 
 1. seals every unsealed leaf under the old keys, so the log it reads next is complete;
 2. logs a ``key-rotate`` collector statement signed by the old key naming the new P-256 key
-   and the new note verifier key (skipped when the log already holds it);
+   and the new note verifier key (skipped when the log already holds it); on PostgreSQL as a
+   cluster logs every statement: under the ``@collector`` row lock, with the seq that follows
+   every statement row, sealed or not, and no leaf id (the cluster's sealer numbers it);
 3. seals it under a checkpoint signed by the old keys;
 4. in one transaction makes the new key the ledger's collector key and note verifier keys
    and appends the old key to the key history.
@@ -59,9 +61,14 @@ from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key, save_private_key
-from provenance.keys import PrivateKey
+from provenance.keys import PrivateKey, PublicKey
 from provenance.note import Ed25519NoteSigner, NoteSigner
-from provenance.statement import KeyRotation, key_rotation_statement
+from provenance.statement import (
+    STATEMENT_DEVICE,
+    KeyRotation,
+    Statement,
+    key_rotation_statement,
+)
 
 __all__ = ["RotationPlan", "complete_rotation", "prepare_rotation"]
 
@@ -202,16 +209,10 @@ async def complete_rotation(store: LedgerStore, key_file: str) -> bool:
         old_signers = checkpoint_signers(origin, old, old_note)
         # 1. what was admitted before, sealed under the old keys: the log read next is whole
         await _seal_pending(store, old, origin, old_signers)
-        history = await store.key_history()
-        statements = await StatementLog.load(store, old, [r.key for r in history])
+        earlier = [r.key for r in await store.key_history()]
         # 2. the statement, signed by the old key (once)
-        if new.kid not in statements.rotated_to:
-            now = _now_ms()
-            due = statements.sign(lambda seq: key_rotation_statement(
-                seq, now, KeyRotation(new.public, new_note.verifier.vkey)))
-            await store.commit_batch(BatchWrite(readings=[due.record(
-                await _next_id(store), now)]))
-            faults.point("rotate.statement_committed")
+        rotation = KeyRotation(new.public, new_note.verifier.vkey)
+        statements = await _log_rotation(store, old, earlier, rotation)
         # 3. sealed under the old keys
         size = await _seal_pending(store, old, origin, old_signers)
         faults.point("rotate.sealed")
@@ -223,10 +224,40 @@ async def complete_rotation(store: LedgerStore, key_file: str) -> bool:
     return True
 
 
-async def _next_id(store: LedgerStore) -> int:
-    """The id to give a row appended now: the next one for a single writer; none (0) on
-    PostgreSQL, whose sealer gives ids."""
-    return 0 if isinstance(store, PostgresStore) else await store.next_reading_id()
+async def _log_rotation(store: LedgerStore, old: PrivateKey, earlier: list[PublicKey],
+                        rotation: KeyRotation) -> StatementLog:
+    """Append the ``key-rotate`` statement signed by ``old`` unless the log holds it; the
+    statement log after it.
+
+    SQLite (one writer): with the next reading id. PostgreSQL: as every statement a cluster
+    logs, inside the completing transaction it joins: the ``@collector`` row locked (an
+    ``erase`` or a collector logging statements waits, or is waited for), the next seq read
+    from every statement row under that lock, sealed or not, and the row written without a
+    leaf id for the cluster's sealer to number."""
+    now = _now_ms()
+
+    def make(seq: int) -> Statement:
+        return key_rotation_statement(seq, now, rotation)
+
+    if not isinstance(store, PostgresStore):
+        statements = await StatementLog.load(store, old, earlier)
+        if rotation.kid not in statements.rotated_to:
+            due = statements.sign(make)
+            await store.commit_batch(BatchWrite(readings=[due.record(
+                await store.next_reading_id(), now)]))
+            faults.point("rotate.statement_committed")
+        return statements
+    from collector.ledger.pg_cluster import ClusterLedger
+
+    cluster = ClusterLedger(store)
+    async with cluster.admission([STATEMENT_DEVICE]) as admission:
+        statements = StatementLog.from_rows(await cluster.statement_rows(admission), old,
+                                            earlier)
+        if rotation.kid not in statements.rotated_to:
+            due = statements.sign(make)
+            await cluster.write(admission, BatchWrite(readings=[due.record(0, now)]))
+            faults.point("rotate.statement_committed")
+    return statements
 
 
 async def _seal_pending(store: LedgerStore, key: PrivateKey, origin: str,

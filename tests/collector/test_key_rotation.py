@@ -11,21 +11,27 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from collector import faults
 from collector.ledger.key_rotation import complete_rotation
 from collector.ledger.pg_store import PostgresStore
+from collector.ledger.statement_index import statement_terms
 from provenance import cbor
 from provenance.block import SignedBlock
 from provenance.checkpoint import Checkpoint, sign_checkpoint
+from provenance.erasure import Erasure, sign_erasure
 from provenance.keys import PrivateKey
 from provenance.logproof import decode_log_proof, verify_log_proof
 from provenance.note import EcdsaNoteSigner, Ed25519NoteSigner, open_note, parse_verifier_key
 from provenance.statement import (
+    STATEMENT_KIND,
     SignedStatement,
 )
 from provenance.trust import parse_policy
@@ -391,4 +397,57 @@ def test_two_collectors_completing_one_rotation_at_once_log_it_once(ledger: Ledg
     assert sorted(asyncio.run(both())) == [False, True]
     rows = ledger.sql("SELECT envelope FROM readings WHERE device_id = '@collector'")
     assert [SignedStatement.decode(bytes(r[0])).statement.type for r in rows] == ["key-rotate"]
+    assert ledger.sql("SELECT COUNT(*) FROM meta WHERE key = 'key_rotation_pending'") == [(0,)]
+
+
+@pytest.mark.parametrize("ledger", ["postgresql"], indirect=True)
+def test_a_statement_logged_meanwhile_takes_a_seq_before_the_rotation(ledger: Ledger) -> None:
+    """Another path (``erase``) logs a statement under the ``@collector`` lock while a
+    collector completes a rotation: the rotation waits for that lock, then signs the seq after
+    it; the cluster's sealer numbers both, under the old keys."""
+    old_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+    assert rotated.exit_code == 0, rotated.output
+    now = int(time.time() * 1000)
+    erase = sign_erasure(1, now, Erasure("court order 7", (("rot-0", 1),), ()), old_key)
+    done: list[BaseException | bool] = []
+
+    async def complete() -> bool:
+        store = await PostgresStore.open(ledger.db)
+        try:
+            return await complete_rotation(store, ledger.key)
+        finally:
+            await store.close()
+
+    def run() -> None:
+        try:
+            done.append(asyncio.run(complete()))
+        except BaseException as exc:  # reported below
+            done.append(exc)
+
+    with psycopg.connect(ledger.db) as con:  # erase_pg's transaction, held open
+        con.execute("INSERT INTO device_locks(device_id) VALUES ('@collector') "
+                    "ON CONFLICT DO NOTHING")
+        con.execute("SELECT device_id FROM device_locks WHERE device_id = '@collector' "
+                    "FOR UPDATE")
+        con.execute("INSERT INTO reading_rows(device_id, seq, boot, time_ms, received_ms, kind, "
+                    "envelope, statement_type, statement_kid) "
+                    "VALUES ('@collector', 1, 0, %s, %s, %s, %s, %s, %s)",
+                    (now, now, STATEMENT_KIND, erase, *statement_terms("@collector", erase)))
+        completing = threading.Thread(target=run)
+        completing.start()
+        wait_until(lambda: ledger.sql(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")[0][0] > 0, 30, 0.05)
+        con.commit()
+    completing.join(60)
+    assert done == [True]
+    rows = ledger.sql("SELECT id, seq, envelope FROM readings WHERE device_id = '@collector' "
+                      "ORDER BY id")
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(1, 1), (2, 2)]
+    assert [SignedStatement.decode(bytes(r[2])).verify(old_key.public).type
+            for r in rows] == ["erase", "key-rotate"]
+    # Both sealed under the old keys, before the switch.
+    sizes = [size for size, _ in _checkpoints(ledger)]
+    assert sizes and sizes[-1] == 2
     assert ledger.sql("SELECT COUNT(*) FROM meta WHERE key = 'key_rotation_pending'") == [(0,)]
