@@ -62,7 +62,8 @@ from collector.admission.reasons import Reason
 from collector.admission.registry import Registry
 from collector.admission.replay import ReplayResult, replay_unknown_keys
 from collector.errors import StoreError
-from collector.ledger.pg_store import READING_COLUMNS, STATE_COLUMNS, PostgresStore
+from collector.ledger.pg_readings import READING_COLUMNS, STATE_COLUMNS
+from collector.ledger.pg_store import PostgresStore
 from collector.ledger.pg_writes import UNSEALED_ROWS, write_leaves
 from collector.ledger.records import (
     BatchWrite,
