@@ -28,6 +28,7 @@ from collector.ledger.pg_base import redact
 from collector.ledger.private_vault import (
     QUARANTINED_PRIVATE,
     SUBJECT_KIDS,
+    check_signing_key,
     subject_erasure,
     subject_messages,
 )
@@ -71,6 +72,9 @@ def _size(con: psycopg.Connection[Any]) -> int:
 def _destroy(con: psycopg.Connection[Any], subject: str, authority: str, key: PrivateKey,
              now_ms: int) -> tuple[int, int, int]:
     with con.transaction():
+        stored = con.execute(
+            "SELECT value FROM meta WHERE key = 'collector_public_key'").fetchone()
+        check_signing_key(stored[0] if stored else None, key)
         con.execute("INSERT INTO device_locks(device_id) VALUES (%s) ON CONFLICT DO NOTHING",
                     (STATEMENT_DEVICE,))
         con.execute("SELECT device_id FROM device_locks WHERE device_id = %s FOR UPDATE",

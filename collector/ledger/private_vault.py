@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from collector import faults
-from collector.errors import NotFoundError, StoreError
+from collector.errors import NotFoundError, StoreError, UsageError
 from collector.ledger.lock import LedgerLock
 from collector.ledger.pg_base import is_postgres_url, redact
 from collector.ledger.statement_index import statement_terms
 from provenance.erasure import Erasure, sign_erasure, verify_erasure
 from provenance.errors import ProvenanceError
-from provenance.keys import PrivateKey
+from provenance.keys import PrivateKey, PublicKey
 from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND, SignedStatement
 
@@ -260,10 +260,27 @@ def erase_subject(database: str | Path, subject: str, *, authority: str, key: Pr
                          _file_bytes(database))
 
 
+def check_signing_key(stored_pem: str | bytes | None, key: PrivateKey) -> None:
+    """The erase statement is signed by the ledger's collector key, the one its log has
+    announced: after ``key rotate`` the key file holds the new key until the collector's next
+    start completes the rotation, and a statement signed by it would precede its announcement."""
+    if stored_pem is None:
+        raise UsageError("the ledger has no collector key: is it initialised?")
+    stored = PublicKey.from_pem(stored_pem)
+    if stored.kid != key.public.kid:
+        raise UsageError(
+            f"the key file holds key {key.public.kid_hex}, the ledger's collector key is "
+            f"{stored.kid_hex}: if a key rotation is pending, start the collector once to "
+            "complete it, then erase; otherwise give the ledger's key (--key)")
+
+
 def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: PrivateKey,
              now_ms: int) -> tuple[int, int, int, int]:
     con.execute("BEGIN IMMEDIATE")
     try:
+        stored = con.execute(
+            "SELECT value FROM meta WHERE key = 'collector_public_key'").fetchone()
+        check_signing_key(stored[0] if stored else None, key)
         readings = con.execute(
             "SELECT r.device_id, r.seq FROM private_values p JOIN readings r "
             "ON r.id = p.reading_id WHERE p.subject = ? ORDER BY r.id", (subject,)).fetchall()

@@ -125,6 +125,13 @@ def test_rotate_restart_ingest_and_the_log_announces_the_new_key(
     assert kept.with_suffix(".note").stat().st_mode & 0o777 == 0o600
     # A second rotation before the collector completed the first is refused.
     assert run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key).exit_code == 2
+    # So is an erasure: its statement would be signed by a key the log has not announced yet.
+    early = run_cli("erase", "--db", ledger.db, "--key", ledger.key, "--subject", "patient-1",
+                    "--authority", "request 1")
+    assert early.exit_code == 2, early.output
+    assert (f"the key file holds key {new_key.kid.hex()}, the ledger's collector key is "
+            f"{old_key.kid.hex()}: if a key rotation is pending") in early.output
+    assert ledger.sql("SELECT COUNT(*) FROM erasures") == [(0,)]
 
     col = collector("--block-age", "0.2").start()
     col.wait_event("key_rotated", timeout=30)
