@@ -30,7 +30,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(STAMP)
-	$(BIN)/ruff check provenance hardware agent collector firmware_stubs witness demo bench tests
+	$(BIN)/ruff check provenance hardware agent collector firmware_stubs witness common demo bench tests
 	$(BIN)/mypy
 
 bench: setup

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from common.systemd import Notifier
 from hardware.base import Driver
 
 from .clock import Clock
@@ -29,7 +30,6 @@ from .config import AgentConfig, SensorConfig
 from .data_keys import DataKeys, ValueSealer, load_readers
 from .errors import ConfigError, Problem
 from .intake.recorder import Recorder
-from .notify import Notifier
 from .outbox.link import LinkState
 from .outbox.publisher import Publisher
 from .poller import SensorRunner

@@ -29,7 +29,16 @@ it reaches ``<point>``. Unset, :func:`point` is a dictionary lookup and nothing 
     ``key rotate`` has recorded the pending rotation; the new key files are not in place yet.
 ``rotate.statement_committed`` / ``rotate.sealed``
     a starting collector completing a rotation has logged the ``key-rotate`` statement, not
-    sealed it yet / sealed it under the old keys, not switched to the new keys yet.
+    sealed it yet / sealed it under the old keys, not switched to the new keys yet (on
+    PostgreSQL all inside the one completing transaction, not committed yet).
+``note_key.written``
+    a new note key (``init``, ``key rotate``, a mirror's own key) is written and fsynced under
+    its temporary name, not linked into place yet.
+``mirror.identity``
+    a new mirror has stored the collector key of its policy, not the log's origin yet.
+``mirror.before_commit`` / ``mirror.after_commit``
+    a mirror has written a chunk of verified entries, tree nodes and tree size (and, for the
+    last chunk, the checkpoint) in the open transaction, COMMIT not yet issued / committed.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ POINTS = frozenset({
     "migrate.before_commit", "checkpoint.before_commit", "cluster.seal_ids_assigned",
     "erase.before_commit", "erase.after_commit", "erase.after_vacuum",
     "rotate.recorded", "rotate.statement_committed", "rotate.sealed",
+    "note_key.written", "mirror.identity", "mirror.before_commit", "mirror.after_commit",
 })
 
 

@@ -18,7 +18,6 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from agent.notify import Notifier
 from collector.admission.checks import DeviceChecks, KnownReading
 from collector.admission.registry import RegistrySnapshot
 from collector.admission.workers import WorkerPool
@@ -29,7 +28,7 @@ from collector.ingest.mqtt import Inbox, MqttIngest
 from collector.ingest.pipeline import Pipeline
 from collector.ingest.presence import PresenceBoard, presence_path
 from collector.ingest.receipts import ReceiptDesk
-from collector.ledger.key_rotation import complete_rotation, retired_keys
+from collector.ledger.key_rotation import complete_rotation
 from collector.ledger.logkeys import load_tree_log
 from collector.ledger.opening import is_postgres_url, ledger_lock, local_path, open_store
 from collector.ledger.pg_cluster import ClusterLedger
@@ -39,7 +38,9 @@ from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from collector.logs import event
 from collector.metrics import Metrics
+from collector.observe.head import SharedHead
 from collector.witnessing.submitter import Witnessing
+from common.systemd import Notifier
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key
@@ -52,6 +53,9 @@ __all__ = ["load_collector_key", "run_collector"]
 
 log = logging.getLogger("collector.service")
 
+#: How often a cluster member reads the shared log head while it serves metrics.
+HEAD_POLL_S = 1.0
+
 
 async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
     """The collector's signing key, checked against the key the ledger was created with."""
@@ -63,12 +67,14 @@ async def load_collector_key(store: LedgerStore, key_file: str) -> PrivateKey:
     except ProvenanceError as exc:
         raise ConfigError(f"collector key: {exc.diagnostics()}") from None
     if key.kid != stored.kid:
-        from collector.ledger.sqlite_store import SQLiteStore
-
-        pending = (await store.pending_key_rotation() if isinstance(store, SQLiteStore)
-                   else None)
-        hint = ("; a key rotation is pending: start the collector (`run`) once to complete it"
-                if pending is not None and pending.new_kid == key.kid else "")
+        pending = await store.pending_key_rotation()
+        hint = ""
+        if pending is not None and pending.new_kid == key.kid:
+            hint = "; a key rotation is pending: start the collector (`run`) once to complete it"
+        elif key.kid in {r.key.kid for r in await store.key_history()}:
+            hint = ("; this key was retired by a key rotation: copy the new key files (the key, "
+                    "its .note and .vkey) from the machine that ran `ledger-collector key "
+                    "rotate`")
         raise ConfigError(
             f"{key_file} (key id {key.kid.hex()}) is not the collector key of this ledger "
             f"({stored.kid_hex}){hint}"
@@ -82,7 +88,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     Refused (:class:`UsageError`) while another collector runs on the same ledger.
     """
     cluster = is_postgres_url(config.database)
-    store = await open_store(config.database)
+    store = await open_store(config.database, collector=config.mqtt.client_id)
     try:
         lock = ledger_lock(config.database)
         lock.__enter__()  # SQLite: one writer; PostgreSQL: row locks in the database instead
@@ -93,6 +99,9 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
     ingest: MqttIngest | None = None
     witnessing = Witnessing(config.witnessing, config.database)
     metrics_server: MetricsServer | None = None
+    # A cluster member reads the shared log head from the database for /metrics and /health.
+    head = (SharedHead(store.checkpoint, HEAD_POLL_S)
+            if cluster and config.metrics.listen is not None else None)
     notifier = Notifier()
     try:
         rotated = await complete_rotation(store, config.key_file)
@@ -141,10 +150,10 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
             config=config, store=store, inbox=inbox, acker=ingest, pool=pool, sealer=sealer,
             checks=checks, registry=RegistrySnapshot.of(version, keys),
             next_reading_id=next_id, on_sealed=witnessing.sealed,
-            # In a cluster, ids are given at sealing and statements are not logged (yet):
-            # docs/scaling.md.
-            statements=None if cluster else await StatementLog.load(
-                store, key, [r.key for r in await retired_keys(store)]),
+            # In a cluster, ids are given at sealing (to statements too), and the statements
+            # are read again under the cluster's lock whenever the registry changes.
+            statements=await StatementLog.load(
+                store, key, [r.key for r in await store.key_history()]),
             metrics=Metrics(),
             receipts=(ReceiptDesk(store, key, ingest.publish) if config.mqtt.receipts
                       else None),
@@ -155,7 +164,9 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
                                        tree_log.signers)
         await witnessing.start()  # its own ledger connection; never in the ingest path
         if config.metrics.listen is not None:
-            metrics_server = await _metrics_server(config, pipeline, ingest, witnessing)
+            if head is not None:
+                await head.start()
+            metrics_server = await _metrics_server(config, pipeline, ingest, witnessing, head)
 
         stopping: list[asyncio.Task[None]] = []
 
@@ -198,6 +209,8 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
         await witnessing.close()
         if metrics_server is not None:
             await metrics_server.close()
+        if head is not None:
+            await head.close()
         if ingest is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingest.close)
         await pool.close()
@@ -207,7 +220,7 @@ async def run_collector(config: CollectorConfig, *, install_signals: bool = True
 
 
 async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: MqttIngest,
-                          witnessing: Witnessing) -> MetricsServer:
+                          witnessing: Witnessing, head: SharedHead | None) -> MetricsServer:
     """Serve ``/metrics`` and ``/health`` on ``metrics.listen`` (ConfigError if it cannot bind)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
@@ -218,7 +231,8 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: M
 
     assert config.metrics.listen is not None
     registry = CollectorRegistry(auto_describe=False)
-    exporter = LedgerExporter(pipeline.metrics, pipeline.live)
+    live = pipeline.live if head is None else lambda: head.apply(pipeline.live())
+    exporter = LedgerExporter(pipeline.metrics, live)
     exporter.add_source(broker_source(ingest))
     exporter.add_source(witness_source(witnessing.progress))
     registry.register(exporter)
@@ -226,12 +240,10 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: M
     started_ms = time.time_ns() // 1_000_000
 
     def health() -> Health:
-        return assess(pipeline.live(), now_ms=time.time_ns() // 1_000_000,
+        return assess(live(), now_ms=time.time_ns() // 1_000_000,
                       started_ms=started_ms, block_age_s=config.blocks.age)
 
-    # A cluster member does not know when the shared log head last moved: no health rule.
-    shared_head = is_postgres_url(config.database)
-    server = MetricsServer(config.metrics.listen, registry, None if shared_head else health)
+    server = MetricsServer(config.metrics.listen, registry, health)
     try:
         host, port = await server.start()
     except OSError as exc:

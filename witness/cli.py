@@ -12,12 +12,12 @@ from pathlib import Path
 
 import click
 
+from common.misbehaviour_cli import verify_misbehaviour_command
 from provenance.cosignature import CosignatureSigner
 from provenance.errors import ProvenanceError, SensorLedgerError
-from provenance.note import NoteVerifier, parse_verifier_key
 from witness.errors import WitnessConfigError
 
-__all__ = ["cli", "main", "verify_misbehaviour_command"]
+__all__ = ["cli", "main"]
 
 
 def load_key(path: Path) -> CosignatureSigner:
@@ -167,40 +167,6 @@ def misbehaviour(config_path: str, out_dir: str) -> None:
         path = Path(out_dir) / f"misbehaviour-{number}.txt"
         path.write_bytes(proof)
         click.echo(f"{path}: log {origin} {kind}")
-
-
-def verify_misbehaviour_command(prog: str) -> click.Command:
-    """The ``verify-misbehaviour`` command under the program name ``prog``: ``ledger-witness``
-    and ``ledger-collector`` both register it, so there is one check behind both names."""
-
-    @click.command("verify-misbehaviour", epilog=f"""\b
-Example (offline):
-  {prog} verify-misbehaviour misbehaviour-1.txt --vkey "$(head -1 log.vkey)\"""")
-    @click.argument("proof_file", type=click.Path(dir_okay=False))
-    @click.option("--vkey", "vkeys", multiple=True, metavar="KEY",
-                  help="A trusted verifier key of the log; without one, the file's own log "
-                       "key is reported and must be compared by hand.")
-    def verify_misbehaviour_cmd(proof_file: str, vkeys: tuple[str, ...]) -> None:
-        """Check a proof of misbehaviour (a witness's or a mirror's) offline: the reporter's
-        signature, the log's signatures on both checkpoints, and that they contradict each
-        other."""
-        from provenance.misbehaviour import verify_misbehaviour
-
-        try:
-            data = Path(proof_file).read_bytes()
-            trusted: list[NoteVerifier] = [parse_verifier_key(v) for v in vkeys]
-        except OSError as exc:
-            _fail(WitnessConfigError(f"cannot read {proof_file}: {exc.strerror}"))
-            return
-        except ProvenanceError as exc:
-            _fail(exc)
-            return
-        report = verify_misbehaviour(data, trusted)
-        click.echo(report.render())
-        if not report.ok:
-            sys.exit(1)
-
-    return verify_misbehaviour_cmd
 
 
 cli.add_command(verify_misbehaviour_command("ledger-witness"))

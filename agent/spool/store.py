@@ -333,11 +333,15 @@ class Spool:
         """Up to ``limit`` rows after ``after_pos``, oldest first; in receipts mode only rows
         the broker has not acknowledged yet (the others wait for :meth:`due`)."""
         unsent = " AND sent_ms IS NULL" if self.delivery == "receipts" else ""
-        rows = await self._db.execute_fetchall(
-            f"SELECT pos, device_id, seq, envelope FROM spool WHERE pos > ?{unsent} "
-            "ORDER BY pos LIMIT ?",
-            (after_pos, limit),
-        )
+        # Under the write lock: the one connection would otherwise also show the rows of a
+        # write transaction not committed yet, and a reading published before its commit is
+        # signed again, other bytes under the same seq, if the agent dies before the commit.
+        async with self._write:
+            rows = await self._db.execute_fetchall(
+                f"SELECT pos, device_id, seq, envelope FROM spool WHERE pos > ?{unsent} "
+                "ORDER BY pos LIMIT ?",
+                (after_pos, limit),
+            )
         return [Row(pos, dev, seq, bytes(env)) for pos, dev, seq, env in rows]
 
     async def due(self, acked_before_ms: int, limit: int) -> list[Row]:
@@ -345,9 +349,10 @@ class Spool:
         ``acked_before_ms`` that no receipt has covered since: to be published again."""
         if self.delivery != "receipts" or self.awaiting <= 0:
             return []
-        rows = await self._db.execute_fetchall(
-            "SELECT pos, device_id, seq, envelope FROM spool WHERE sent_ms < ? "
-            "ORDER BY pos LIMIT ?", (acked_before_ms, limit))
+        async with self._write:  # committed rows only, as in fetch
+            rows = await self._db.execute_fetchall(
+                "SELECT pos, device_id, seq, envelope FROM spool WHERE sent_ms < ? "
+                "ORDER BY pos LIMIT ?", (acked_before_ms, limit))
         return [Row(pos, dev, seq, bytes(env)) for pos, dev, seq, env in rows]
 
     async def settle(self, signed: SignedReceipt, now_ms: int) -> Settled:

@@ -37,10 +37,12 @@ def open_private(topic: str, payload: bytes) -> tuple[str, PrivateMessage] | Rej
     return reading_topic(device), pm
 
 
-def private_record(reading_id: int, pm: PrivateMessage) -> PrivateRecord:
-    """What is stored beside reading ``reading_id``: its sealed values and the grants of the
-    data key that sealed them."""
+def private_record(reading_id: int, pm: PrivateMessage, device_id: str,
+                   seq: int) -> PrivateRecord:
+    """What is stored beside reading ``reading_id`` (``device_id`` ``seq``; its id is 0 until
+    a cluster's sealer gives it): its sealed values and the grants of the data key that
+    sealed them."""
     sealed, grants = pm.check_parts()
     return PrivateRecord(reading_id, pm.subject, sealed.kid, pm.sealed,
                          tuple((g.reader_kid, g.raw) for g in grants
-                               if g.data_kid == sealed.kid))
+                               if g.data_kid == sealed.kid), device_id, seq)

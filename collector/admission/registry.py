@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from collector.errors import RegistryError
+from collector.errors import NotFoundError, RegistryError
 from provenance import cbor
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
@@ -33,7 +33,9 @@ __all__ = [
     "RegistrySnapshot",
     "RegistrySource",
     "check_enrolment_device_id",
+    "enrolled_again",
     "parse_enrolment_text",
+    "revocation",
 ]
 
 
@@ -51,6 +53,32 @@ class DeviceKey:
     def revoked_at(self, time_ms: int) -> bool:
         """True when a reading signed at device time ``time_ms`` falls under the revocation."""
         return self.revoked_ms is not None and time_ms >= self.revoked_ms
+
+
+def enrolled_again(known: DeviceKey, device_id: str) -> DeviceKey:
+    """Enrolling for ``device_id`` a key the registry already holds as ``known``: the same
+    enrolment, returned as it is (safe to run again); :class:`RegistryError` when the key
+    belongs to another device or was revoked (a revoked key is never enrolled again)."""
+    kid = known.kid.hex()
+    if known.device_id != device_id:
+        raise RegistryError(f"key {kid} is already enrolled for device {known.device_id!r}")
+    if known.revoked_ms is not None:
+        raise RegistryError(f"key {kid} of {device_id!r} was revoked; a revoked key is not "
+                            "enrolled again: give the device a new key")
+    return known
+
+
+def revocation(device_id: str, kid: bytes | None, found: Sequence[DeviceKey], at_ms: int,
+               reason: str | None) -> list[DeviceKey]:
+    """What revoking ``device_id``'s keys (or its key ``kid``) from ``at_ms`` changes, given
+    the keys a store ``found`` for it: the keys still live at ``at_ms`` (not revoked, or
+    revoked later), as they are once revoked. A key revoked earlier keeps its earlier time.
+    :class:`NotFoundError` when the store found none."""
+    if not found:
+        raise NotFoundError(f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
+                            else f"device {device_id!r} has no enrolled key")
+    return [replace(k, revoked_ms=at_ms, revoke_reason=reason) for k in found
+            if k.revoked_ms is None or k.revoked_ms > at_ms]
 
 
 @dataclass(frozen=True, slots=True)

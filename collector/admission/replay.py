@@ -124,7 +124,7 @@ async def replay_unknown_keys(store: LedgerStore, checks: DeviceChecks, registry
             batch.readings.append(ReadingRecord(rid, v.device_id, v.seq, v.boot,
                                                 v.time_ms, q.received_ms, v.kind, envelope))
             if pm is not None:
-                batch.private.append(private_record(rid, pm))
+                batch.private.append(private_record(rid, pm, v.device_id, v.seq))
             if assign_ids:
                 result.leaves.append(PendingLeaf(rid, v.leaf_hash, v.time_ms, q.received_ms))
                 result.next_id += 1

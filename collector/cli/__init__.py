@@ -35,7 +35,7 @@ from collector.cli.proofs import (
 )
 from collector.cli.serve import serve
 from collector.cli.tiles import tiles
-from witness.cli import verify_misbehaviour_command
+from common.misbehaviour_cli import verify_misbehaviour_command
 
 __all__ = ["cli", "main"]
 

@@ -211,11 +211,9 @@ def _quarantine_replay(cfg: CollectorConfig) -> None:
             registry = Registry(await store.registry_version(), await store.device_keys())
             return await ClusterLedger(store).replay(registry, skew_ms)
         # The log enrols a key (a collector statement) before any reading it signed.
-        from collector.ledger.key_rotation import retired_keys
-
         statements = await StatementLog.load(
             store, await load_collector_key(store, cfg.key_file),
-            [r.key for r in await retired_keys(store)])
+            [r.key for r in await store.key_history()])
         next_id = await statements.commit_due(store, await store.next_reading_id(),
                                               time.time_ns() // 1_000_000)
         checks = DeviceChecks(await store.device_states(), store_lookup(store),

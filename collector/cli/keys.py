@@ -33,12 +33,14 @@ def rotate(config_path: str | None, db: str | None, key_file: str | None,
     Stop the collector first (this takes the ledger's writer lock). The old key files are kept
     as KEY.<kid>.pem and KEY.<kid>.note. At its next start the collector logs a key-rotate
     statement signed by the old key naming the new keys, seals it under a checkpoint the old
-    keys sign, and signs with the new keys from then on. SQLite ledgers only.
+    keys sign, and signs with the new keys from then on.
+
+    On a PostgreSQL ledger, stop every collector first (refused while any is connected), then
+    copy the new files (KEY.pem, KEY.note, KEY.vkey) to every collector machine before
+    starting them again; the first to start completes the rotation.
     """
-    from collector.errors import UsageError
     from collector.ledger.key_rotation import RotationPlan, prepare_rotation
-    from collector.ledger.opening import ledger_lock
-    from collector.ledger.sqlite_store import SQLiteStore
+    from collector.ledger.opening import is_postgres_url, ledger_lock
     from provenance.keyfile import load_private_key
 
     cfg = config(config_path, database=db, key_file=key_file)
@@ -46,8 +48,6 @@ def rotate(config_path: str | None, db: str | None, key_file: str | None,
 
     async def go() -> object:
         async with open_ledger(cfg) as store:
-            if not isinstance(store, SQLiteStore):
-                raise UsageError("key rotation is not available on a PostgreSQL ledger yet")
             with ledger_lock(cfg.database):
                 return await prepare_rotation(store, Path(cfg.key_file), new_key=new_key)
 
@@ -59,3 +59,6 @@ def rotate(config_path: str | None, db: str | None, key_file: str | None,
     for vkey in plan.new_vkeys:
         click.echo(f"new verifier key: {vkey}")
     click.echo("pending: the collector logs the rotation at its next start")
+    if is_postgres_url(cfg.database):
+        click.echo("copy the new key files (key, .note, .vkey) to every collector machine "
+                   "before starting the collectors")

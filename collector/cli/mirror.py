@@ -46,10 +46,14 @@ Examples:
               "[default: mirror.invalid/DB-NAME].")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="Processes that verify signatures [default: one per core].")
+@click.option("--chunk", "chunk_bundles", type=click.IntRange(min=1), default=64,
+              show_default=True, metavar="BUNDLES",
+              help="Entry bundles (256 entries each) verified and committed together: fewer "
+                   "hold less in memory and commit more often.")
 @handle_errors
 def mirror_command(database: Path, url: str, policy_file: Path, interval: float | None,
                    evidence: Path | None, key_file: Path | None, name: str | None,
-                   workers: int | None) -> None:
+                   workers: int | None, chunk_bundles: int) -> None:
     """Fetch the log at URL (checkpoint, tiles, entries), verify all of it and append it to the
     ledger DATABASE (created when absent), a normal ledger that `proof`, `history`, `audit` and
     `readings` read. Exit 1 when the log does not verify (a fork keeps its evidence)."""
@@ -76,7 +80,7 @@ def mirror_command(database: Path, url: str, policy_file: Path, interval: float 
             with LedgerLock(str(database)):
                 await pool.start()
                 mirror = Mirror(store, policy, source, evidence=evidence_file,
-                                reporter=reporter, pool=pool)
+                                reporter=reporter, pool=pool, chunk_bundles=chunk_bundles)
                 try:
                     await _follow(mirror, interval)
                 finally:

@@ -62,6 +62,7 @@ def erase_cmd(config_path: str | None, db: str | None, subject: str, authority: 
     """Destroy a subject's sealed values and data-key grants, with every copy in the WAL and
     free pages, and record a signed erasure. Signed readings, proofs and the audit stay intact.
     Killed half-way, it has erased everything or nothing; run it again to finish."""
+    from collector.ledger.opening import is_postgres_url
     from collector.ledger.private_vault import erase_subject
     from provenance.keyfile import load_private_key
 
@@ -71,9 +72,12 @@ def erase_cmd(config_path: str | None, db: str | None, subject: str, authority: 
     result = erase_subject(cfg.database, subject, authority=authority, key=key,
                            now_ms=now_ms())
     what = "finished erasure" if result.resumed else "erased"
+    scrubbed = ("tables rewritten (VACUUM FULL); the WAL, its archives and standbys keep "
+                "older copies until they are recycled" if is_postgres_url(cfg.database)
+                else "WAL emptied")
     click.echo(f"{what} #{result.erasure_id}: subject {subject}, sealed values of "
                f"{result.readings} reading(s), {result.keys} data key(s); database "
-               f"{result.db_bytes_before:,} -> {result.db_bytes_after:,} bytes, WAL emptied")
+               f"{result.db_bytes_before:,} -> {result.db_bytes_after:,} bytes, {scrubbed}")
     if result.statement_id is not None:
         click.echo(f"the erase statement is log row {result.statement_id}; the next "
                    "`ledger-collector run` seals it into a block")
@@ -109,10 +113,10 @@ Example:
 @handle_errors
 def readers_list(config_path: str | None, db: str | None) -> None:
     """Every reader key id holding grants, with how many subjects and data keys."""
-    from collector.ledger.private_vault import PrivateVault
+    from collector.ledger.private_vault import open_vault
 
     cfg = config(config_path, database=db)
-    with PrivateVault(cfg.database) as vault:
+    with open_vault(cfg.database) as vault:
         rows = vault.readers()
     if not rows:
         click.echo("no reader holds a grant")

@@ -10,9 +10,18 @@ two differences (see :mod:`collector.ledger.pg_cluster` for the database side):
   fails for a reason worth retrying (the database restarted or fails over, a deadlock, a
   serialization failure) the whole batch is decided again, after a backoff; its messages
   stay unacknowledged until it commits, so the broker re-delivers them if this collector dies.
-* **Sealing goes to whichever collector holds the log head.** After each commit and when idle
-  the collector tries to seal; the row lock on the log head lets one collector at a time seal,
-  the others skip. Reading ids (leaf indices) are given when sealed, in one transaction.
+* **Sealing goes to whichever collector holds the log head.** After a block's worth of commits
+  and when idle the collector tries to seal; the row lock on the log head lets one collector
+  at a time seal, the others skip. Reading ids (leaf indices) are given when sealed, in one
+  transaction: to readings, private readings and collector statements alike.
+
+**Collector statements** (enrolments and revocations, :mod:`collector.ledger.statement_log`)
+are numbered by the cluster, not by one collector's memory: when the registry changes, the
+collector locks the ``@collector`` device row, reads every statement row (sealed or not),
+signs what the log still lacks with the next seqs, and commits them in a transaction of their
+own, before the batch that may admit readings under the new registry. Whichever collector
+comes second finds them logged. The sealer then takes the statements before those readings
+(an older transaction).
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from dataclasses import replace
 
 from collector import faults
 from collector.admission.checks import DeviceChecks
-from collector.admission.verify import Outcome, Verified
+from collector.admission.reasons import Reason
+from collector.admission.registry import DeviceKey
+from collector.admission.verify import Outcome, Rejected, Verified
 from collector.ingest.mqtt import Message
 from collector.ingest.pipeline import Job, Pipeline, now_ms
 from collector.ledger.pg_base import StoreRetry
@@ -36,6 +47,8 @@ from collector.logs import event
 from collector.metrics import LiveState
 from provenance.keys import PrivateKey
 from provenance.note import NoteSigner
+from provenance.private_message import PrivateMessage
+from provenance.statement import STATEMENT_DEVICE
 
 __all__ = ["ClusterPipeline"]
 
@@ -58,8 +71,11 @@ class ClusterPipeline(Pipeline):
         self._seal_poll = min(0.25, self._cfg.blocks.age / 4)
         self._admitted = asyncio.Event()
         self.unsealed = 0
+        # Statements are checked under the @collector lock at start and on registry changes.
+        self._statements_due = self._statement_log is not None
 
     async def run(self) -> None:
+        await self._log_statements_due()
         dispatcher = asyncio.create_task(self._dispatch(), name="dispatch")
         writer = asyncio.create_task(self._write(), name="write")
         sealer = asyncio.create_task(self._seal_loop(), name="seal")
@@ -90,6 +106,7 @@ class ClusterPipeline(Pipeline):
                     job = await asyncio.wait_for(self._jobs.get(), self._seal_poll)
                 except TimeoutError:
                     await self._refresh_registry()
+                    await self._log_statements_due()
                     await self._replay()
                     continue
             if job is None:
@@ -122,8 +139,10 @@ class ClusterPipeline(Pipeline):
         return replace(super().live(), unsealed=0, tree_size=None, last_checkpoint_ms=None)
 
     async def _seal_loop(self) -> None:
-        """Seal beside admission, on a connection of its own: after each commit (woken) and
-        every ``_seal_poll`` seconds (the age rule, and blocks other collectors admitted)."""
+        """Seal beside admission, on a connection of its own: when this collector has
+        committed a block's worth (woken) and every ``_seal_poll`` seconds (the age rule, and
+        blocks other collectors admitted). A look after every commit cost a transaction each,
+        mostly to find no block due."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._admitted.wait(), self._seal_poll)
@@ -131,24 +150,37 @@ class ClusterPipeline(Pipeline):
             await self._seal_due()
 
     async def _admit(self, jobs: list[Job]) -> None:
-        items: list[tuple[Message, Outcome]] = []
+        items: list[tuple[Message, Outcome, PrivateMessage | None]] = []
         for job in jobs:
             items.extend(await self._outcomes(job))
-        devices = [o.device_id for _, o in items if isinstance(o, Verified)]
+        await self._log_statements_due()  # the registry these outcomes were decided under
         backoff = 0.1
         while True:
+            devices = [o.device_id for _, o, _ in items if isinstance(o, Verified)]
             saved = self._save_counters()
             acks: dict[int, list[int]] = defaultdict(list)
             try:
                 async with self._cluster.admission(devices) as admission:
-                    self.checks = DeviceChecks(admission.states, admission.lookup,
-                                               max_skew_ms=self._max_future_ms)
-                    batch = BatchWrite()
-                    for m, outcome in items:
-                        await self._decide(m, outcome, batch, acks, [])
-                    batch.devices = [self.checks.states[d] for d in self.checks.dirty]
-                    if len(batch) or batch.devices:
-                        await self._cluster.write(admission, batch)
+                    # The registry as of now, read after the locks: if it moved on (a device
+                    # enrolled or revoked since these outcomes were decided), decide nothing
+                    # here; its statements are logged first, in a transaction of their own.
+                    moved = admission.registry_version != self._snapshot.version
+                    if not moved:
+                        self.checks = DeviceChecks(admission.states, admission.lookup,
+                                                   max_skew_ms=self._max_future_ms)
+                        batch = BatchWrite()
+                        for m, outcome, pm in items:
+                            await self._decide(m, outcome, batch, acks, [], pm)
+                        batch.devices = [self.checks.states[d] for d in self.checks.dirty]
+                        if len(batch) or batch.devices:
+                            await self._cluster.write(admission, batch)
+                if moved:
+                    if not await self._refresh_registry(force=True):
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                    items = [(m, await self._recheck(m, o, pm), pm) for m, o, pm in items]
+                    await self._log_statements_due()
+                    continue
                 break
             except StoreRetry as exc:
                 self._restore_counters(saved)
@@ -162,11 +194,21 @@ class ClusterPipeline(Pipeline):
         committed_ms = now_ms()
         for r in batch.readings:
             self.metrics.receive_to_commit.observe((committed_ms - r.received_ms) / 1000)
-        self._admitted.set()
+        if self.unsealed >= self._cfg.blocks.size:
+            self._admitted.set()  # a block's worth: seal now (else at the next poll)
         faults.point("batch.after_commit")
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)
             self.metrics.acks_requested += len(mids)
+
+    async def _recheck(self, m: Message, outcome: Outcome,
+                       pm: PrivateMessage | None) -> Outcome:
+        """``outcome`` under the registry just reloaded (as :meth:`_outcomes` applies it)."""
+        if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
+            return await self._recheck_unknown(m, outcome, pm)
+        if isinstance(outcome, Verified):
+            return self._revocation_recheck(outcome)
+        return outcome
 
     def _save_counters(self) -> tuple[list[int], Counter[str]]:
         m = self.metrics
@@ -210,11 +252,44 @@ class ClusterPipeline(Pipeline):
                   during="registry")
             return False
 
+    def _registry_changed(self, keys: list[DeviceKey]) -> None:
+        """Statements are signed under the ``@collector`` lock (:meth:`_log_statements_due`),
+        with the seqs the cluster's log says come next."""
+        self._statements_due = self._statement_log is not None
+
+    async def _log_statements_due(self) -> None:
+        """Log the statements the registry needs and the log lacks, in a transaction of their
+        own holding the ``@collector`` row's lock (another collector may have logged them)."""
+        backoff = 0.1
+        while self._statements_due and self._statement_log is not None:
+            try:
+                async with self._cluster.admission([STATEMENT_DEVICE]) as admission:
+                    logged = self._statement_log.reload(
+                        await self._cluster.statement_rows(admission))
+                    now = now_ms()
+                    due = logged.due(await self._store.device_keys(), now)
+                    if due:
+                        await self._cluster.write(admission, BatchWrite(
+                            readings=[d.record(0, now) for d in due]))
+            except StoreRetry as exc:
+                event(log, "store_retry", logging.WARNING, detail=str(exc)[:300],
+                      during="statements", retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            self._statement_log = logged
+            self._statements_due = False
+            self.metrics.statements += len(due)
+            self.unsealed += len(due)
+            for d in due:
+                event(log, "statement_logged", seq=d.seq, reading_id=0)
+
     async def _replay(self) -> None:
         """Quarantined unknown_key readings whose key is now enrolled, under the devices'
         locks (any collector may run it; the locks make a second run find duplicates)."""
         if not self._replay_due:
             return
+        await self._log_statements_due()  # replayed readings follow their key's enrolment
         try:
             done = await self._cluster.replay(self._registry, self._max_future_ms)
         except StoreRetry as exc:

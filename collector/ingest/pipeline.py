@@ -41,7 +41,7 @@ from collector import faults
 from collector.admission.checks import Accept, DeviceChecks, Duplicate
 from collector.admission.private_intake import open_private, private_record
 from collector.admission.reasons import Reason
-from collector.admission.registry import Registry, RegistrySnapshot
+from collector.admission.registry import DeviceKey, Registry, RegistrySnapshot
 from collector.admission.replay import replay_unknown_keys
 from collector.admission.verify import (
     Outcome,
@@ -266,14 +266,17 @@ class Pipeline:
                 return
 
     def _log_statements(self, batch: BatchWrite, leaves: list[PendingLeaf]) -> None:
-        """Put the statements due into ``batch``, ahead of whatever it admits next."""
+        """Put the statements due into ``batch``, ahead of whatever it admits next (with
+        their reading ids, or, in a cluster, id 0: the sealer numbers them as readings)."""
         received = now_ms()
         for due in self._due:
-            record = due.record(self._next_id, received)
+            record = due.record(self._next_id if self.assign_ids else 0, received)
             batch.readings.append(record)
-            leaves.append(PendingLeaf(self._next_id, RFC9162_SHA256.hash_leaf(due.envelope),
-                                      record.time_ms, received))
-            self._next_id += 1
+            if self.assign_ids:
+                leaves.append(PendingLeaf(self._next_id,
+                                          RFC9162_SHA256.hash_leaf(due.envelope),
+                                          record.time_ms, received))
+                self._next_id += 1
             self.metrics.statements += 1
             event(log, "statement_logged", seq=due.seq, reading_id=record.id)
         self._due = []
@@ -325,28 +328,26 @@ class Pipeline:
         self._committing += len(job.messages)
         return iter(job.outcomes.result())
 
-    async def _outcomes(self, job: Job) -> list[tuple[Message, Outcome]]:
-        """The job's messages with their verification outcomes, registry changes applied
-        (a cluster collector, :mod:`collector.ingest.cluster`: it logs no statements and
-        admits no private readings yet; those are quarantined, so nothing is lost)."""
+    async def _outcomes(self, job: Job) -> list[tuple[Message, Outcome, PrivateMessage | None]]:
+        """The job's messages with their verification outcomes (and private parts), registry
+        changes applied: what :meth:`_apply` decides one by one, for a collector that decides
+        a whole batch at once (a cluster's, :mod:`collector.ingest.cluster`)."""
         await job.outcomes
         outcomes = self._take(job)
-        out: list[tuple[Message, Outcome]] = []
+        out: list[tuple[Message, Outcome, PrivateMessage | None]] = []
         for i, m in enumerate(job.messages):
             outcome = job.early.get(i) or next(outcomes)
-            if job.private.get(i) is not None:
-                outcome = Rejected(Reason.BAD_PRIVATE, "private readings are not admitted on "
-                                   "a PostgreSQL ledger yet (docs/scaling.md)",
-                                   outcome.device_id, outcome.seq)
+            pm = job.private.get(i)
             if isinstance(outcome, Rejected) and outcome.reason == Reason.UNKNOWN_KEY:
-                outcome = await self._recheck_unknown(m, outcome, None)
+                outcome = await self._recheck_unknown(m, outcome, pm)
             if isinstance(outcome, Verified):
                 outcome = self._revocation_recheck(outcome)
-            out.append((m, outcome))
+            out.append((m, outcome, pm))
         return out
 
     #: Reading ids are given here, in admission order (one writer). A cluster's sealer gives
-    #: them instead (:mod:`collector.ingest.cluster`): readings are written with id 0.
+    #: them instead (:mod:`collector.ingest.cluster`): readings, statements and private
+    #: readings are written with id 0 and numbered when sealed.
     assign_ids = True
 
     async def _decide(self, m: Message, outcome: Outcome, batch: BatchWrite,
@@ -367,7 +368,8 @@ class Pipeline:
                     rid, outcome.device_id, outcome.seq, outcome.boot,
                     outcome.time_ms, m.received_ms, outcome.kind, envelope))
                 if pm is not None:
-                    batch.private.append(private_record(rid, pm))
+                    batch.private.append(private_record(rid, pm, outcome.device_id,
+                                                        outcome.seq))
                 if self.assign_ids:
                     leaves.append(PendingLeaf(rid, outcome.leaf_hash, outcome.time_ms,
                                               m.received_ms))
@@ -525,14 +527,19 @@ class Pipeline:
         if version == self._snapshot.version:
             return False
         keys = await self._store.device_keys()
-        if self._statement_log is not None:
-            self._due += self._statement_log.due(keys, now_ms())
+        self._registry_changed(keys)
         self._snapshot = RegistrySnapshot.of(version, keys)
         self._shared = self._share.publish(self._snapshot)
         self._registry = Registry(version, keys)
         self._replay_due = True
         event(log, "registry_reloaded", version=version, keys=len(keys))
         return True
+
+    def _registry_changed(self, keys: list[DeviceKey]) -> None:
+        """The registry now holds ``keys``: sign the statements the log lacks, to be logged
+        ahead of anything admitted under it."""
+        if self._statement_log is not None:
+            self._due += self._statement_log.due(keys, now_ms())
 
     async def _replay(self) -> None:
         """Between batches: quarantined unknown_key readings whose key is now enrolled."""

@@ -1,5 +1,7 @@
 """Collector key rotation: ``ledger-collector key rotate`` prepares it, the collector completes
-it at its next start, and the log itself records it.
+it at its next start, and the log itself records it. The same steps on SQLite and PostgreSQL;
+the stores differ only in their SQL (:mod:`collector.ledger.sqlite_keys`,
+:mod:`collector.ledger.pg_keys`) and in how they seal (one writer; the cluster's sealer).
 
 ``key rotate`` (collector stopped; it holds the ledger lock) keeps the old key files under
 names that carry their key id (``KEY.<kid>.pem``, ``KEY.<kid>.note``, mode 0600), writes a new
@@ -10,16 +12,29 @@ and the collector finishes them at start.
 
 At its next start the collector, still signing with the old keys:
 
-1. logs a ``key-rotate`` collector statement signed by the old key naming the new P-256 key
-   and the new note verifier key (skipped when the log already holds it);
-2. seals every unsealed leaf, the statement last, under checkpoints signed by the old keys;
-3. in one transaction makes the new key the ledger's collector key and note verifier keys
+1. seals every unsealed leaf under the old keys, so the log it reads next is complete;
+2. logs a ``key-rotate`` collector statement signed by the old key naming the new P-256 key
+   and the new note verifier key (skipped when the log already holds it); on PostgreSQL as a
+   cluster logs every statement: under the ``@collector`` row lock, with the seq that follows
+   every statement row, sealed or not, and no leaf id (the cluster's sealer numbers it);
+3. seals it under a checkpoint signed by the old keys;
+4. in one transaction makes the new key the ledger's collector key and note verifier keys
    and appends the old key to the key history.
 
 From then on block headers, checkpoints and statements are signed with the new keys. A kill
-at any point leaves either the old keys signing (steps 1-2 are redone or skipped) or the
+at any point leaves either the old keys signing (steps 1-3 are redone or skipped) or the
 statement logged and sealed and the new keys signing: no checkpoint is ever signed by a key
-the log has not announced in an earlier checkpoint's tree.
+the log has not announced in an earlier checkpoint's tree. On PostgreSQL steps 1-4 are one
+transaction holding the pending rotation's row (:meth:`rotation_claim`), so a kill undoes them
+all, and of several collectors started together one completes the rotation while the others
+wait, then find it done.
+
+Several collectors share a PostgreSQL ledger, and each signs with the collector key. ``key
+rotate`` therefore refuses while PostgreSQL sees any collector connected (by the
+``application_name`` a running collector gives its connections); once the rotation is
+recorded, a collector started with the old key file is refused, with a pointer to the new
+files. The operator copies the new key files to every collector machine before starting them
+again (docs/scaling.md, "Rotating the collector key").
 """
 
 from __future__ import annotations
@@ -32,27 +47,33 @@ from pathlib import Path
 
 from collector import faults
 from collector.errors import ConfigError, UsageError
+from collector.ledger.key_records import PendingRotation, RetiredKey
 from collector.ledger.logkeys import (
     checkpoint_signers,
     load_note_key,
     note_key_path,
     save_note_key,
 )
+from collector.ledger.pg_store import PostgresStore
 from collector.ledger.records import BatchWrite
 from collector.ledger.sealer import Sealer, TreeLog
-from collector.ledger.sqlite_keys import PendingRotation, RetiredKey
-from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.statement_log import StatementLog
 from collector.ledger.store import LedgerStore
 from provenance.errors import ProvenanceError
 from provenance.keyfile import load_private_key, save_private_key
-from provenance.keys import PrivateKey
-from provenance.note import Ed25519NoteSigner
-from provenance.statement import KeyRotation, key_rotation_statement
+from provenance.keys import PrivateKey, PublicKey
+from provenance.note import Ed25519NoteSigner, NoteSigner
+from provenance.statement import (
+    STATEMENT_DEVICE,
+    KeyRotation,
+    Statement,
+    key_rotation_statement,
+)
 
-__all__ = ["RotationPlan", "complete_rotation", "prepare_rotation", "retired_keys"]
+__all__ = ["RotationPlan", "complete_rotation", "prepare_rotation"]
 
 _STAGED = ".rotating"
+_ALL = 1 << 30  # block size when sealing what waits: all of it in one block
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +123,21 @@ def _install_staged(key_file: Path) -> None:
         os.close(dir_fd)
 
 
-async def prepare_rotation(store: SQLiteStore, key_file: Path, *,
+async def prepare_rotation(store: LedgerStore, key_file: Path, *,
                            new_key: PrivateKey | None = None) -> RotationPlan:
-    """``key rotate``: new keys in place and the rotation pending in the ledger. The caller
-    holds the ledger lock (no collector runs)."""
+    """``key rotate``: new keys in place and the rotation pending in the ledger. No collector
+    may run: the caller holds a SQLite ledger's writer lock; on PostgreSQL any collector
+    still connected is refused here."""
     if await store.pending_key_rotation() is not None:
         raise UsageError("a key rotation is already pending: start the collector once to "
                          "complete it, then rotate again")
+    running = await store.running_collectors()
+    if running:
+        raise UsageError(
+            f"{len(running)} collector(s) are connected to this ledger: {', '.join(running)}. "
+            "Stop every collector of the ledger first (each signs with the key being "
+            "replaced), rotate, copy the new key files to every collector machine, then "
+            "start the collectors again")
     stored = await store.collector_public_key()
     origin = await store.log_origin()
     if stored is None or origin is None:
@@ -153,58 +182,103 @@ def _now_ms() -> int:
 
 
 async def complete_rotation(store: LedgerStore, key_file: str) -> bool:
-    """At collector start (lock held): complete a pending rotation; True if there was one."""
-    if not isinstance(store, SQLiteStore):
-        return False
-    pending = await store.pending_key_rotation()
-    if pending is None:
-        return False
-    path = Path(key_file)
-    _install_staged(path)
-    stored = await store.collector_public_key()
-    origin = await store.log_origin()
-    assert stored is not None and origin is not None
-    try:
-        old = load_private_key(pending.old_key_file)
-        new = load_private_key(path)
-    except ProvenanceError as exc:
-        raise ConfigError(f"completing the key rotation: {exc.diagnostics()}") from None
-    if old.kid != stored.kid or new.kid != pending.new_kid:
-        raise ConfigError(
-            f"completing the key rotation: {pending.old_key_file} must hold the ledger's key "
-            f"{stored.kid_hex} and {path} the new key {pending.new_kid.hex()}")
-    old_note = load_note_key(Path(pending.old_note_file))
-    new_note = load_note_key(note_key_path(path))
-    new_signers = checkpoint_signers(origin, new, new_note)
-    history = await store.key_history()
-    statements = await StatementLog.load(store, old, [r.key for r in history])
-    # 1. the statement, signed by the old key (once)
-    if new.kid not in statements.rotated_to:
-        now = _now_ms()
-        due = statements.sign(lambda seq: key_rotation_statement(
-            seq, now, KeyRotation(new.public, new_note.verifier.vkey)))
-        next_id = await store.next_reading_id()
-        await store.commit_batch(BatchWrite(readings=[due.record(next_id, now)]))
-        faults.point("rotate.statement_committed")
-    # 2. seal everything under the old keys
+    """At collector start: complete a pending rotation; True if this call completed one."""
+    async with store.rotation_claim():
+        pending = await store.pending_key_rotation()
+        if pending is None:
+            return False
+        path = Path(key_file)
+        _install_staged(path)
+        stored = await store.collector_public_key()
+        origin = await store.log_origin()
+        assert stored is not None and origin is not None
+        where = ("; start the collector of the machine that ran `ledger-collector key rotate` "
+                 "first (it completes the rotation), and copy the new key files to the others")
+        try:
+            old = load_private_key(pending.old_key_file)
+            new = load_private_key(path)
+        except ProvenanceError as exc:
+            raise ConfigError(f"completing the key rotation: {exc.diagnostics()}{where}"
+                              ) from None
+        if old.kid != stored.kid or new.kid != pending.new_kid:
+            raise ConfigError(
+                f"completing the key rotation: {pending.old_key_file} must hold the ledger's "
+                f"key {stored.kid_hex} and {path} the new key {pending.new_kid.hex()}{where}")
+        old_note = load_note_key(Path(pending.old_note_file))
+        new_note = load_note_key(note_key_path(path))
+        old_signers = checkpoint_signers(origin, old, old_note)
+        # 1. what was admitted before, sealed under the old keys: the log read next is whole
+        await _seal_pending(store, old, origin, old_signers)
+        earlier = [r.key for r in await store.key_history()]
+        # 2. the statement, signed by the old key (once)
+        rotation = KeyRotation(new.public, new_note.verifier.vkey)
+        statements = await _log_rotation(store, old, earlier, rotation)
+        # 3. sealed under the old keys
+        size = await _seal_pending(store, old, origin, old_signers)
+        faults.point("rotate.sealed")
+        # 4. switch
+        await store.finish_key_rotation(
+            new.public, [s.verifier.vkey for s in checkpoint_signers(origin, new, new_note)],
+            RetiredKey(old.public, tuple(s.verifier.vkey for s in old_signers), size,
+                       statements.next_seq - 1))
+    return True
+
+
+async def _log_rotation(store: LedgerStore, old: PrivateKey, earlier: list[PublicKey],
+                        rotation: KeyRotation) -> StatementLog:
+    """Append the ``key-rotate`` statement signed by ``old`` unless the log holds it; the
+    statement log after it.
+
+    SQLite (one writer): with the next reading id. PostgreSQL: as every statement a cluster
+    logs, inside the completing transaction it joins: the ``@collector`` row locked (an
+    ``erase`` or a collector logging statements waits, or is waited for), the next seq read
+    from every statement row under that lock, sealed or not, and the row written without a
+    leaf id for the cluster's sealer to number."""
+    now = _now_ms()
+
+    def make(seq: int) -> Statement:
+        return key_rotation_statement(seq, now, rotation)
+
+    if not isinstance(store, PostgresStore):
+        statements = await StatementLog.load(store, old, earlier)
+        if rotation.kid not in statements.rotated_to:
+            due = statements.sign(make)
+            await store.commit_batch(BatchWrite(readings=[due.record(
+                await store.next_reading_id(), now)]))
+            faults.point("rotate.statement_committed")
+        return statements
+    from collector.ledger.pg_cluster import ClusterLedger
+
+    cluster = ClusterLedger(store)
+    async with cluster.admission([STATEMENT_DEVICE]) as admission:
+        statements = StatementLog.from_rows(await cluster.statement_rows(admission), old,
+                                            earlier)
+        if rotation.kid not in statements.rotated_to:
+            due = statements.sign(make)
+            await cluster.write(admission, BatchWrite(readings=[due.record(0, now)]))
+            faults.point("rotate.statement_committed")
+    return statements
+
+
+async def _seal_pending(store: LedgerStore, key: PrivateKey, origin: str,
+                        signers: list[NoteSigner]) -> int:
+    """Seal every committed, unsealed leaf under ``key``; the tree size after."""
+    if isinstance(store, PostgresStore):
+        from collector.ledger.pg_cluster import ClusterLedger
+
+        cluster = ClusterLedger(store)
+        while await cluster.seal(key, origin, signers, size=_ALL, age_ms=0, now_ms=_now_ms,
+                                 force=True) is not None:
+            pass
+        if (await cluster.unsealed())[0]:
+            raise UsageError("another collector is sealing this ledger: stop every collector "
+                             "of the ledger, then start one to complete the key rotation")
+        return await store.tree_size()
     size = await store.tree_size()
-    sealer = Sealer(old, await store.last_block(), await store.pending_leaves(),
-                    size=1 << 30, age_ms=0,
-                    log=TreeLog(origin, checkpoint_signers(origin, old, old_note),
-                                await store.compact_range(size)))
+    sealer = Sealer(key, await store.last_block(), await store.pending_leaves(), size=_ALL,
+                    age_ms=0, log=TreeLog(origin, signers, await store.compact_range(size)))
     while sealer.pending:
         block = sealer.seal(_now_ms())
         await store.commit_block(block)
         sealer.sealed(block)
-    faults.point("rotate.sealed")
-    # 3. switch
-    old_vkeys = tuple(s.verifier.vkey for s in checkpoint_signers(origin, old, old_note))
-    await store.finish_key_rotation(
-        new.public, [s.verifier.vkey for s in new_signers],
-        RetiredKey(old.public, old_vkeys, sealer.tree_size, statements.next_seq - 1))
-    return True
-
-
-async def retired_keys(store: LedgerStore) -> list[RetiredKey]:
-    """The ledger's retired collector keys, oldest first (none on PostgreSQL yet)."""
-    return await store.key_history() if isinstance(store, SQLiteStore) else []
+    return sealer.tree_size

@@ -7,10 +7,12 @@ Checkpoints carry two signatures: this key's (type 0x01, what witnesses and Go's
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
+from collector import faults
 from collector.errors import ConfigError, UsageError
 from collector.ledger.sealer import TreeLog
 from collector.ledger.store import LedgerStore
@@ -28,12 +30,31 @@ def note_key_path(collector_key_file: str | os.PathLike[str]) -> Path:
 
 
 def save_note_key(signer: Ed25519NoteSigner, path: Path) -> None:
-    """Write the note key owner-only; never overwrite one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(signer.skey + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Write the note key owner-only; never overwrite one.
+
+    Crash-safe: the key is written and fsynced under a temporary name and then linked to
+    ``path`` (which fails if ``path`` exists), so a process killed at any point leaves either
+    no key at ``path`` or the whole key, never an empty or partial file that every later
+    start would refuse."""
+    if path.exists():
+        raise FileExistsError(errno.EEXIST, "a note key is already there", str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(signer.skey + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        faults.point("note_key.written")
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def load_note_key(path: Path) -> Ed25519NoteSigner:

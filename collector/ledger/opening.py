@@ -29,12 +29,15 @@ __all__ = ["STATE_DIR_ENV", "Ledger", "is_postgres_url", "ledger_lock", "local_p
 STATE_DIR_ENV = "SENSORLEDGER_STATE_DIR"
 
 
-async def open_store(database: str, *, create: bool = False, pool_size: int = 4) -> Ledger:
+async def open_store(database: str, *, create: bool = False, pool_size: int = 4,
+                     collector: str | None = None) -> Ledger:
     """The store for ``database``: :class:`~collector.ledger.pg_store.PostgresStore` for a
     ``postgresql://`` (or ``postgres://``) URL, else
-    :class:`~collector.ledger.sqlite_store.SQLiteStore` on the file."""
+    :class:`~collector.ledger.sqlite_store.SQLiteStore` on the file. ``collector``: the client
+    id of the collector that runs on it (PostgreSQL names its connections after it)."""
     if is_postgres_url(database):
-        return await PostgresStore.open(database, create=create, pool_size=pool_size)
+        return await PostgresStore.open(database, create=create, pool_size=pool_size,
+                                        collector=collector)
     return await SQLiteStore.open(database, create=create)
 
 

@@ -132,18 +132,20 @@ class PostgresConnection:
         except (psycopg.Error, PoolTimeout) as exc:
             raise store_error(exc, f"reading {self.path}") from None
 
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def _one(self, sql: str, params: Sequence[Any] = (), *,
+                   prepare: bool | None = None) -> Any:
         async with self._conn() as conn:
             try:
-                cur = await conn.execute(sql, params)
+                cur = await conn.execute(sql, params, prepare=prepare)
                 return await cur.fetchone()
             except psycopg.Error as exc:
                 raise store_error(exc, f"reading {self.path}") from None
 
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def _all(self, sql: str, params: Sequence[Any] = (), *,
+                   prepare: bool | None = None) -> list[Any]:
         async with self._conn() as conn:
             try:
-                cur = await conn.execute(sql, params)
+                cur = await conn.execute(sql, params, prepare=prepare)
                 return list(await cur.fetchall())
             except psycopg.Error as exc:
                 raise store_error(exc, f"reading {self.path}") from None

@@ -2,7 +2,9 @@
 
 Nothing is taken on trust from the source file: every stored envelope is checked with the
 reading verifier ingest uses (signature, device key binding) and must say what its row says;
-every block header must verify with the collector key and chain to the previous one; the one
+every block header must verify with the collector key in force for it (the first key, then
+each key a ``key-rotate`` statement of the log announced; the key history is copied too) and
+chain to the previous one; the one
 log tree is rebuilt from the envelopes, and each format 2 block's root and every checkpoint
 (its signed note and its root) must match the rebuilt tree at its size. The first mismatch
 stops the copy with :class:`~collector.errors.VerificationFailed`, naming what differs.
@@ -21,15 +23,18 @@ from dataclasses import dataclass
 from collector.admission.registry import Registry
 from collector.admission.verify import ReadingVerifier, Rejected
 from collector.errors import UsageError, VerificationFailed
+from collector.ledger.key_records import HISTORY, history_to_json
 from collector.ledger.pg_store import PostgresStore
 from collector.ledger.records import BatchWrite, BlockRecord, CheckpointRecord, ReadingRecord
 from collector.ledger.sqlite_store import SQLiteStore
+from collector.tools.keyschedule import load_schedule
 from collector.tools.logaudit import _verifiers
 from provenance.block import BLOCK_FORMAT_VERSION_2, GENESIS_BLOCK_HASH, SignedBlock
 from provenance.checkpoint import open_checkpoint
 from provenance.compact import CompactRange, Node
 from provenance.errors import ProvenanceError
 from provenance.merkle import RFC9162_SHA256, root
+from provenance.note import NoteVerifier
 from provenance.statement import STATEMENT_DEVICE, SignedStatement
 
 __all__ = ["CopyResult", "copy_ledger"]
@@ -77,7 +82,13 @@ class _Copier:
         if origin is None or await src.tree_size() != sealed:
             raise UsageError(f"{src.path} is a format 1 ledger; run `ledger-collector migrate` "
                              "on it first")
-        self.verifiers = _verifiers(origin, key, await src.log_vkeys())
+        if await src.pending_key_rotation() is not None:
+            raise UsageError(f"{src.path} has a collector key rotation pending: start its "
+                             "collector once to complete it, then copy")
+        # Which collector key signed what: the log's own key-rotate statements say.
+        self.schedule = await load_schedule(src, key, await src.log_vkeys())
+        self.verifiers: dict[int, list[NoteVerifier]] = {}  # by the epoch's first reading id
+        history = await src.key_history()
         self.origin = origin
         keys = await src.device_keys()
         self.verifier = ReadingVerifier(Registry(await src.registry_version(), keys))
@@ -86,7 +97,8 @@ class _Copier:
             await dst._set_meta(conn, [
                 ("collector_public_key", key.to_pem()), ("log_origin", origin),
                 ("log_vkeys", "\n".join(await src.log_vkeys())),
-                ("registry_version", str(await src.registry_version()))])
+                ("registry_version", str(await src.registry_version())),
+                *([(HISTORY, history_to_json(history))] if history else [])])
             async with conn.cursor() as cur:
                 await cur.executemany(
                     "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms, revoked_ms,"
@@ -127,7 +139,8 @@ class _Copier:
                 readings.append(row)
                 continue
             try:  # a collector statement (enrolment, revocation, ...): the collector signs it
-                statement = SignedStatement.decode(row.envelope).verify(self.key)
+                statement = SignedStatement.decode(row.envelope).verify(
+                    self.schedule.at(row.id).key)
             except ProvenanceError as exc:
                 raise VerificationFailed(f"reading {row.id} (collector statement {row.seq}): "
                                          f"{exc.diagnostics()}") from None
@@ -198,7 +211,7 @@ class _Copier:
     def _check_block(self, block: BlockRecord) -> None:
         try:
             signed = SignedBlock.decode(block.header)
-            signed.verify(self.key)
+            signed.verify(self.schedule.at(block.first_reading_id).key)
         except ProvenanceError as exc:
             raise VerificationFailed(f"block {block.height}: {exc.diagnostics()}") from None
         h = signed.header
@@ -210,7 +223,12 @@ class _Copier:
 
     def _check_checkpoint(self, cp: CheckpointRecord) -> CheckpointRecord:
         try:
-            body = open_checkpoint(cp.note, self.verifiers, origin=self.origin).checkpoint
+            epoch = self.schedule.at(cp.size)
+            verifiers = self.verifiers.get(epoch.from_id)
+            if verifiers is None:
+                verifiers = self.verifiers[epoch.from_id] = _verifiers(
+                    self.origin, epoch.key, epoch.vkeys)
+            body = open_checkpoint(cp.note, verifiers, origin=self.origin).checkpoint
         except ProvenanceError as exc:
             raise VerificationFailed(f"checkpoint of tree size {cp.size}: "
                                      f"{exc.diagnostics()}") from None

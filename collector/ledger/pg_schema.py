@@ -12,6 +12,12 @@ in one first migration, with what several collectors on one database need beside
 * ``device_locks``: one row per device, locked by the admission transaction, so the
   per-device checks of one device run one collector at a time.
 
+Migration 3 writes each reading once: the rows (``reading_rows``) are never updated, the
+sealer numbers them by inserting into the narrow ``leaves`` table (leaf id, row), and
+``readings`` is a view joining the two, so every query by id reads as before. The sealer finds
+the committed rows without a leaf above a horizon of transaction ids (``reading_rows.xid``,
+``log_head.unsealed_xid``; see :mod:`collector.ledger.pg_cluster`).
+
 A migration runs once, in its own transaction together with the row that records it. Never
 edit a released migration; append.
 """
@@ -152,5 +158,73 @@ CREATE TABLE cosignatures (
 );
 CREATE INDEX cosignatures_by_witness ON cosignatures(witness, size);
 CREATE INDEX readings_by_device_time ON readings(device_id, time_ms, seq);
+"""),
+    (3, "readings written once: leaf numbering in its own table, unsealed rows by xid; "
+        "private readings' sealed values, grants and erasures", """
+-- The sealer numbers readings by inserting (leaf id, row) pairs; it never updates a reading.
+ALTER TABLE readings RENAME TO reading_rows;
+CREATE TABLE leaves (
+    id     BIGINT CONSTRAINT leaves_pkey PRIMARY KEY,          -- leaf index + 1
+    row_id BIGINT NOT NULL CONSTRAINT leaves_row_id_key UNIQUE -- reading_rows.row_id
+);
+INSERT INTO leaves(id, row_id) SELECT id, row_id FROM reading_rows WHERE id IS NOT NULL;
+DROP INDEX readings_unsealed;
+ALTER TABLE reading_rows DROP COLUMN id;
+-- The inserting transaction's id: every row of a transaction older than the oldest one still
+-- running is visible, so the sealer looks for rows without a leaf at and above a horizon
+-- (log_head.unsealed_xid) only. Rows stored before this migration count as transaction 0.
+ALTER TABLE reading_rows ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+ALTER TABLE reading_rows ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+-- Blocks take rows in (xid, row_id) order: the oldest transactions' rows first, each one's in
+-- insert order; this index walks them in that order from the horizon.
+CREATE INDEX reading_rows_by_xid ON reading_rows(xid, row_id);
+ALTER TABLE log_head ADD COLUMN unsealed_xid xid8 NOT NULL DEFAULT '0';
+-- What every query reads: a reading and its id (NULL until sealed).
+CREATE VIEW readings AS
+    SELECT l.id, r.row_id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
+           r.envelope
+    FROM reading_rows r LEFT JOIN leaves l ON l.row_id = r.row_id;
+
+-- Private readings (SQLite migration 5): sealed values beside the log, never in it, by the
+-- row of the reading (its id is given when sealed); the data keys wrapped for each reader.
+CREATE TABLE private_values (
+    row_id   BIGINT PRIMARY KEY,            -- reading_rows.row_id of the private reading
+    subject  TEXT NOT NULL,
+    data_kid BYTEA NOT NULL,
+    sealed   BYTEA NOT NULL
+);
+CREATE INDEX private_values_by_subject ON private_values(subject);
+CREATE TABLE private_grants (
+    data_kid   BYTEA NOT NULL,
+    reader_kid BYTEA NOT NULL,
+    subject    TEXT NOT NULL,
+    key_grant  BYTEA NOT NULL,              -- SQLite's `grant` (a reserved word here)
+    PRIMARY KEY (data_kid, reader_kid)
+);
+CREATE INDEX private_grants_by_subject ON private_grants(subject);
+-- Erasures (SQLite migrations 5 and 6): the erase statement is the row `statement_row` of
+-- reading_rows (its id: once sealed).
+CREATE TABLE erasures (
+    id            BIGSERIAL PRIMARY KEY,
+    subject       TEXT,                     -- cleared once the erasure is done
+    authority     TEXT NOT NULL,
+    requested_ms  BIGINT NOT NULL,
+    erased_ms     BIGINT,
+    readings      BIGINT,
+    statement_row BIGINT,
+    record        BYTEA
+);
+"""),
+    (4, "collector statements indexed by type and key", """
+-- SQLite migration 7: a collector statement row's type and the key id it is about, so a proof
+-- finds the statements it carries by index. The store fills the existing statement rows in
+-- the same transaction (collector/ledger/statement_index.py).
+ALTER TABLE reading_rows ADD COLUMN statement_type TEXT, ADD COLUMN statement_kid BYTEA;
+CREATE INDEX readings_by_statement ON reading_rows(statement_type, statement_kid)
+ WHERE statement_type IS NOT NULL;
+CREATE OR REPLACE VIEW readings AS
+    SELECT l.id, r.row_id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
+           r.envelope, r.statement_type, r.statement_kid
+    FROM reading_rows r LEFT JOIN leaves l ON l.row_id = r.row_id;
 """),
 ]

@@ -27,22 +27,25 @@ stopped for the minute it takes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from collector import faults
-from collector.errors import NotFoundError, StoreError
+from collector.errors import NotFoundError, StoreError, UsageError
 from collector.ledger.lock import LedgerLock
+from collector.ledger.pg_base import is_postgres_url, redact
+from collector.ledger.statement_index import statement_terms
 from provenance.erasure import Erasure, sign_erasure, verify_erasure
 from provenance.errors import ProvenanceError
-from provenance.keys import PrivateKey
+from provenance.keys import PrivateKey, PublicKey
 from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND, SignedStatement
 
-__all__ = ["ErasureResult", "ErasureRow", "PrivateVault", "SealedRow", "drop_reader",
-           "erase_subject"]
+__all__ = ["ErasureResult", "ErasureRow", "PostgresPrivateVault", "PrivateVault", "SealedRow",
+           "drop_reader", "erase_subject", "open_vault"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +98,23 @@ class PrivateVault:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: How a private value finds its reading (PostgreSQL: by the reading's row).
+    _values_join = ("p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+                    "FROM readings r JOIN private_values p ON p.reading_id = r.id")
+
     def sealed(self, device_id: str, first: int, last: int | None = None) -> list[SealedRow]:
         """The sealed values of ``device_id``'s readings with seq in ``first..last``."""
         rows = self._con.execute(
-            "SELECT p.reading_id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
-            "FROM readings r JOIN private_values p ON p.reading_id = r.id "
+            f"SELECT {self._values_join} "
             "WHERE r.device_id = ? AND r.seq BETWEEN ? AND ? ORDER BY r.seq",
             (device_id, first, first if last is None else last)).fetchall()
         return [SealedRow(*r) for r in rows]
+
+    def collector_key_pem(self) -> str | None:
+        """The collector public key the ledger records (PEM)."""
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'collector_public_key'"
+                                ).fetchone()
+        return row[0] if row is not None else None
 
     def envelope(self, device_id: str, seq: int) -> bytes | None:
         row = self._con.execute("SELECT envelope FROM readings WHERE device_id = ? AND seq = ?",
@@ -151,6 +163,53 @@ class PrivateVault:
         return None
 
 
+class _Postgres:
+    """A psycopg connection that takes the vault's SQLite-style ``?`` placeholders."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        try:
+            self._con = psycopg.connect(url, autocommit=True,
+                                        options="-c default_transaction_read_only=on")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open ledger database {redact(url)}: {exc}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._con.execute(sql.replace("?", "%s"), params)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class PostgresPrivateVault(PrivateVault):
+    """Read access to the private tables of a PostgreSQL ledger (migration 3): sealed values by
+    the reading's row, grants, erasures (their statement's id once sealed)."""
+
+    _values_join = ("r.id, r.device_id, r.seq, p.subject, p.data_kid, p.sealed "
+                    "FROM readings r JOIN private_values p ON p.row_id = r.row_id")
+
+    def __init__(self, url: str) -> None:
+        self._con = _Postgres(url)  # type: ignore[assignment]
+
+    def grants(self, data_kid: bytes) -> dict[bytes, bytes]:
+        return {bytes(k): bytes(g) for k, g in self._con.execute(
+            "SELECT reader_kid, key_grant FROM private_grants WHERE data_kid = ?", (data_kid,))}
+
+    def erasures(self) -> list[ErasureRow]:
+        return [ErasureRow(*r) for r in self._con.execute(
+            "SELECT e.id, e.subject, e.authority, e.requested_ms, e.erased_ms, "
+            "COALESCE(e.readings, 0), l.id, COALESCE(e.record, ''::bytea) FROM erasures e "
+            "LEFT JOIN leaves l ON l.row_id = e.statement_row ORDER BY e.id")]
+
+
+def open_vault(database: str | Path) -> PrivateVault:
+    """The private tables of ``database``: a SQLite file or a ``postgresql://`` URL."""
+    if is_postgres_url(str(database)):
+        return PostgresPrivateVault(str(database))
+    return PrivateVault(database)
+
+
 @contextmanager
 def _connection(database: str | Path) -> Iterator[sqlite3.Connection]:
     with closing(sqlite3.connect(database, timeout=30, isolation_level=None)) as con:
@@ -166,7 +225,14 @@ def _file_bytes(database: str | Path) -> int:
 
 def erase_subject(database: str | Path, subject: str, *, authority: str, key: PrivateKey,
                   now_ms: int) -> ErasureResult:
-    """Destroy ``subject``'s sealed values and grants and record it; see the module doc."""
+    """Destroy ``subject``'s sealed values and grants and record it; see the module doc (on a
+    PostgreSQL ledger: :mod:`collector.ledger.pg_erasure`)."""
+    if is_postgres_url(str(database)):
+        from collector.ledger.pg_erasure import erase_subject_pg
+
+        erasure_id, readings, keys, resumed, before, after = erase_subject_pg(
+            str(database), subject, authority=authority, key=key, now_ms=now_ms)
+        return ErasureResult(erasure_id, None, readings, keys, resumed, before, after)
     if not Path(database).exists():
         raise NotFoundError(f"ledger database {database} does not exist")
     before = _file_bytes(database)
@@ -194,21 +260,32 @@ def erase_subject(database: str | Path, subject: str, *, authority: str, key: Pr
                          _file_bytes(database))
 
 
+def check_signing_key(stored_pem: str | bytes | None, key: PrivateKey) -> None:
+    """The erase statement is signed by the ledger's collector key, the one its log has
+    announced: after ``key rotate`` the key file holds the new key until the collector's next
+    start completes the rotation, and a statement signed by it would precede its announcement."""
+    if stored_pem is None:
+        raise UsageError("the ledger has no collector key: is it initialised?")
+    stored = PublicKey.from_pem(stored_pem)
+    if stored.kid != key.public.kid:
+        raise UsageError(
+            f"the key file holds key {key.public.kid_hex}, the ledger's collector key is "
+            f"{stored.kid_hex}: if a key rotation is pending, start the collector once to "
+            "complete it, then erase; otherwise give the ledger's key (--key)")
+
+
 def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: PrivateKey,
              now_ms: int) -> tuple[int, int, int, int]:
     con.execute("BEGIN IMMEDIATE")
     try:
+        stored = con.execute(
+            "SELECT value FROM meta WHERE key = 'collector_public_key'").fetchone()
+        check_signing_key(stored[0] if stored else None, key)
         readings = con.execute(
             "SELECT r.device_id, r.seq FROM private_values p JOIN readings r "
             "ON r.id = p.reading_id WHERE p.subject = ? ORDER BY r.id", (subject,)).fetchall()
-        kids = [k for (k,) in con.execute(
-            "SELECT DISTINCT data_kid FROM private_grants WHERE subject = ? "
-            "UNION SELECT DISTINCT data_kid FROM private_values WHERE subject = ? "
-            "ORDER BY 1", (subject, subject))]
-        if not readings and not kids:
-            raise NotFoundError(f"no sealed values or grants of subject {subject!r} are "
-                                "stored (already erased, or never seen)")
-        erasure = Erasure(authority, tuple((d, s) for d, s in readings), tuple(kids))
+        kids = [k for (k,) in con.execute(SUBJECT_KIDS.format(p="?"), (subject, subject))]
+        erasure = subject_erasure(subject, authority, readings, kids)
         # The next collector statement, as the next row of the log (the one writer holds the
         # lock): sealed into a block by the collector's next run, like any pending reading.
         (next_id,) = con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM readings").fetchone()
@@ -217,9 +294,9 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
         envelope = sign_erasure(seq, now_ms, erasure, key)
         verify_erasure(envelope, key.public)
         con.execute("INSERT INTO readings(id, device_id, seq, boot, time_ms, received_ms, kind, "
-                    "envelope) VALUES (?,?,?,?,?,?,?,?)",
+                    "envelope, statement_type, statement_kid) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (next_id, STATEMENT_DEVICE, seq, 0, now_ms, now_ms, STATEMENT_KIND,
-                     envelope))
+                     envelope, *statement_terms(STATEMENT_DEVICE, envelope)))
         cur = con.execute(
             "INSERT INTO erasures(subject, authority, requested_ms, readings, statement_id, "
             "record) VALUES (?,?,?,?,?,?)",
@@ -256,16 +333,38 @@ def drop_reader(database: str | Path, kid_prefix: str) -> tuple[bytes, int, bool
     return matching[0], cur.rowcount, not busy
 
 
-def _drop_quarantined(con: sqlite3.Connection, subject: str) -> None:
-    """Private messages of ``subject`` kept in quarantine (e.g. equivocation evidence) hold its
-    sealed values too: they go with the rest."""
+#: A subject's data keys, with grants or sealed values (``{p}``: the placeholder).
+SUBJECT_KIDS = ("SELECT DISTINCT data_kid FROM private_grants WHERE subject = {p} "
+                "UNION SELECT DISTINCT data_kid FROM private_values WHERE subject = {p} "
+                "ORDER BY 1")
+#: The quarantined messages on private topics: (id, raw).
+QUARANTINED_PRIVATE = "SELECT id, raw FROM quarantine WHERE topic LIKE '%{pct}/private'"
+
+
+def subject_erasure(subject: str, authority: str, readings: Sequence[tuple[str, int]],
+                    kids: Sequence[bytes]) -> Erasure:
+    """The erasure of ``subject``'s ``readings`` (device, seq) and data keys ``kids``."""
+    if not readings and not kids:
+        raise NotFoundError(f"no sealed values or grants of subject {subject!r} are "
+                            "stored (already erased, or never seen)")
+    return Erasure(authority, tuple((d, s) for d, s in readings), tuple(bytes(k) for k in kids))
+
+
+def subject_messages(rows: Iterable[tuple[int, bytes]], subject: str) -> list[tuple[int]]:
+    """The ids among quarantined private messages ``rows`` (id, raw) that are ``subject``'s:
+    they hold its sealed values too (e.g. equivocation evidence), so they go with the rest."""
     doomed = []
-    for qid, raw in con.execute("SELECT id, raw FROM quarantine WHERE topic LIKE '%/private'"):
+    for qid, raw in rows:
         try:
             if PrivateMessage.decode(bytes(raw)).subject == subject:
                 doomed.append((qid,))
         except ProvenanceError:
             continue
+    return doomed
+
+
+def _drop_quarantined(con: sqlite3.Connection, subject: str) -> None:
+    doomed = subject_messages(con.execute(QUARANTINED_PRIVATE.format(pct="")), subject)
     con.executemany("DELETE FROM quarantine WHERE id = ?", doomed)
 
 

@@ -140,11 +140,13 @@ class DeviceState:
 class PrivateRecord(NamedTuple):
     """A private reading's sealed values and its data key's grants, kept outside the log."""
 
-    reading_id: int
+    reading_id: int  # 0 in a cluster, whose sealer gives ids: then (device_id, seq) say which
     subject: str
     data_kid: bytes
     sealed: bytes
     grants: tuple[tuple[bytes, bytes], ...]  # (reader kid, grant)
+    device_id: str = ""
+    seq: int = -1
 
 
 @dataclass(slots=True)

@@ -1,110 +1,56 @@
-"""The SQLite store's record of collector key rotations (rows of ``meta``).
-
-``key rotate`` records a *pending* rotation (the new key's id and where the old key files
-went); the collector completes it at its next start (:mod:`collector.ledger.key_rotation`) and,
-in one transaction, makes the new key the ledger's collector key and note verifier keys and
-appends the retired key to the key history. Audit reads the history to check what the retired
-keys signed.
-"""
+"""The SQLite store's record of collector key rotations (rows of ``meta``; the records and
+their JSON are :mod:`collector.ledger.key_records`, shared with PostgreSQL)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
-from collector.errors import StoreError
+from collector.ledger.key_records import (
+    HISTORY,
+    PENDING,
+    PendingRotation,
+    RetiredKey,
+    history_from_json,
+    rotated_meta,
+)
 from collector.ledger.sqlite_base import SQLiteConnection
-from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 
-__all__ = ["KeyTables", "PendingRotation", "RetiredKey"]
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRotation:
-    """A rotation ``key rotate`` recorded and the collector has not completed yet."""
-
-    new_kid: bytes
-    old_key_file: str
-    old_note_file: str
-
-    def to_json(self) -> str:
-        return json.dumps({"new_kid": self.new_kid.hex(), "old_key_file": self.old_key_file,
-                           "old_note_file": self.old_note_file}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> PendingRotation:
-        try:
-            v = json.loads(text)
-            return cls(bytes.fromhex(v["new_kid"]), str(v["old_key_file"]),
-                       str(v["old_note_file"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"the pending key rotation record is damaged: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class RetiredKey:
-    """A collector key that signed until a rotation: its public key, its note verifier keys,
-    the tree size of the last checkpoint it signed and the seq of the statement that retired
-    it."""
-
-    key: PublicKey
-    vkeys: tuple[str, ...]
-    last_size: int
-    statement_seq: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {"key": self.key.to_pem(), "vkeys": list(self.vkeys),
-                "last_size": self.last_size, "statement_seq": self.statement_seq}
-
-    @classmethod
-    def from_dict(cls, v: dict[str, object]) -> RetiredKey:
-        key, vkeys = v["key"], v["vkeys"]
-        last_size, seq = v["last_size"], v["statement_seq"]
-        if not (isinstance(key, str) and isinstance(vkeys, list) and isinstance(last_size, int)
-                and isinstance(seq, int)):
-            raise StoreError("the collector key history is damaged")
-        try:
-            public = PublicKey.from_pem(key)
-        except ProvenanceError as exc:
-            raise StoreError(f"the collector key history is damaged: {exc}") from None
-        return cls(public, tuple(str(x) for x in vkeys), last_size, seq)
+__all__ = ["KeyTables"]
 
 
 class KeyTables(SQLiteConnection):
     """Pending rotation and the history of retired collector keys."""
 
     async def pending_key_rotation(self) -> PendingRotation | None:
-        row = await self._one("SELECT value FROM meta WHERE key = 'key_rotation_pending'")
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (PENDING,))
         return PendingRotation.from_json(str(row[0])) if row else None
 
     async def record_key_rotation(self, pending: PendingRotation) -> None:
         async with self._write() as db:
-            await db.execute("INSERT OR REPLACE INTO meta(key, value) "
-                             "VALUES ('key_rotation_pending', ?)", (pending.to_json(),))
+            await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                             (PENDING, pending.to_json()))
 
     async def key_history(self) -> list[RetiredKey]:
         """Retired collector keys, oldest first."""
-        row = await self._one("SELECT value FROM meta WHERE key = 'collector_key_history'")
-        if not row:
-            return []
-        try:
-            items = json.loads(str(row[0]))
-        except ValueError as exc:
-            raise StoreError(f"the collector key history is damaged: {exc}") from None
-        if not isinstance(items, list):
-            raise StoreError("the collector key history is damaged")
-        return [RetiredKey.from_dict(v) for v in items]
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (HISTORY,))
+        return history_from_json(str(row[0]) if row else None)
+
+    @asynccontextmanager
+    async def rotation_claim(self) -> AsyncIterator[None]:
+        """Completing a rotation: nothing to take, the caller holds the ledger's writer lock
+        (one collector per SQLite ledger), and each step commits on its own."""
+        yield
+
+    async def running_collectors(self) -> list[str]:
+        """None that the writer lock (taken by ``key rotate``) has not refused already."""
+        return []
 
     async def finish_key_rotation(self, new_key: PublicKey, new_vkeys: Sequence[str],
                                   retired: RetiredKey) -> None:
         """One transaction: the new key becomes the ledger's, the old one is history."""
-        history = [r.to_dict() for r in await self.key_history()] + [retired.to_dict()]
+        rows = rotated_meta(await self.key_history(), new_key, new_vkeys, retired)
         async with self._write() as db:
-            await db.executemany(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                [("collector_public_key", new_key.to_pem()),
-                 ("log_vkeys", "\n".join(new_vkeys)),
-                 ("collector_key_history", json.dumps(history, sort_keys=True))])
-            await db.execute("DELETE FROM meta WHERE key = 'key_rotation_pending'")
+            await db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows)
+            await db.execute("DELETE FROM meta WHERE key = ?", (PENDING,))

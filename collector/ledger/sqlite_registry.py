@@ -7,11 +7,10 @@ from typing import Any
 
 import aiosqlite
 
-from collector.admission.registry import DeviceKey
-from collector.errors import NotFoundError, RegistryError, StoreError
+from collector.admission.registry import DeviceKey, enrolled_again, revocation
+from collector.ledger.key_records import stored_collector_key
 from collector.ledger.records import QuarantineEntry, QuarantineRecord
 from collector.ledger.sqlite_base import SQLiteConnection
-from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
 
 __all__ = ["QUARANTINE_COLUMNS", "RegistryTables", "quarantine_row"]
@@ -28,12 +27,7 @@ class RegistryTables(SQLiteConnection):
 
     async def collector_public_key(self) -> PublicKey | None:
         row = await self._one("SELECT value FROM meta WHERE key = 'collector_public_key'")
-        if row is None:
-            return None
-        try:
-            return PublicKey.from_pem(row[0])
-        except ProvenanceError as exc:
-            raise StoreError(f"stored collector key is damaged: {exc.diagnostics()}") from None
+        return None if row is None else stored_collector_key(str(row[0]))
 
     async def set_collector_public_key(self, key: PublicKey) -> None:
         async with self._write() as db:
@@ -66,15 +60,7 @@ class RegistryTables(SQLiteConnection):
                 "SELECT kid, device_id, public_key, enrolled_ms, revoked_ms, revoke_reason "
                 "FROM device_keys WHERE kid = ?", (key.kid,))
             if row is not None:
-                known = DeviceKey(*row)
-                if known.device_id != device_id:
-                    raise RegistryError(
-                        f"key {key.kid_hex} is already enrolled for device {known.device_id!r}")
-                if known.revoked_ms is not None:
-                    raise RegistryError(
-                        f"key {key.kid_hex} of {device_id!r} was revoked; a revoked key is not "
-                        "enrolled again: give the device a new key")
-                return known  # enrolled already: nothing to do, safe to run again
+                return enrolled_again(DeviceKey(*row), device_id)
             await db.execute(
                 "INSERT INTO device_keys(kid, device_id, public_key, enrolled_ms) "
                 "VALUES (?, ?, ?, ?)",
@@ -92,19 +78,13 @@ class RegistryTables(SQLiteConnection):
             if kid is not None:
                 sql += " AND kid = ?"
                 params += (kid,)
-            keys = [DeviceKey(*r) for r in await self._all(sql, params)]
-            if not keys:
-                raise NotFoundError(
-                    f"device {device_id!r} has no enrolled key {kid.hex()}" if kid
-                    else f"device {device_id!r} has no enrolled key")
-            live = [k for k in keys if k.revoked_ms is None or k.revoked_ms > at_ms]
+            revoked = revocation(device_id, kid, [DeviceKey(*r) for r in await self._all(
+                sql, params)], at_ms, reason)
             await db.executemany(
                 "UPDATE device_keys SET revoked_ms = ?, revoke_reason = ? WHERE kid = ?",
-                [(at_ms, reason, k.kid) for k in live],
-            )
+                [(k.revoked_ms, k.revoke_reason, k.kid) for k in revoked])
             await self._bump_registry(db)
-        return [DeviceKey(k.kid, k.device_id, k.public_key_der, k.enrolled_ms, at_ms, reason)
-                for k in live]
+        return revoked
 
     async def _bump_registry(self, db: aiosqlite.Connection) -> None:
         await db.execute(

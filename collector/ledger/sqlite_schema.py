@@ -182,4 +182,17 @@ CREATE TABLE erasures (
 -- (the same bytes are kept in `record`). NULL for an erasure recorded before statements were.
 ALTER TABLE erasures ADD COLUMN statement_id INTEGER;
 """),
+    (7, "collector statements indexed by type and key", """
+-- A collector statement row's type and the key id it is about (an enrolment's key, a
+-- revocation's, a key rotation's new collector key): a proof finds the statement it carries by
+-- index (collector/ledger/statement_index.py). NULL for device readings. The existing
+-- statement rows are filled by SQL functions the store defines on its connection.
+ALTER TABLE readings ADD COLUMN statement_type TEXT;
+ALTER TABLE readings ADD COLUMN statement_kid BLOB;
+UPDATE readings SET statement_type = sl_statement_type(device_id, envelope),
+                    statement_kid = sl_statement_kid(device_id, envelope)
+ WHERE device_id = '@collector';
+CREATE INDEX readings_by_statement ON readings(statement_type, statement_kid)
+ WHERE statement_type IS NOT NULL;
+"""),
 ]

@@ -40,6 +40,15 @@ from collector.ledger.sqlite_log import LogTables
 from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_witness import CosignatureTables
+from collector.ledger.statement_index import (
+    IndexRow,
+    index_row,
+    index_rows_query,
+    statement_kid,
+    statement_terms,
+    statement_type,
+    statements_query,
+)
 from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 
@@ -48,6 +57,8 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _BUSY_TIMEOUT_MS = 15_000
 _READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
+_INSERT_READINGS = (f"INSERT INTO readings({_READING_COLUMNS}, statement_type, statement_kid) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)")
 _STATE_COLUMNS = (
     "device_id, first_seq, last_seq, last_hash, last_boot, last_time_ms, last_received_ms, "
     "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
@@ -57,6 +68,11 @@ _STATE_COLUMNS = (
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _reading_rows(readings: Iterable[ReadingRecord]) -> list[tuple[Any, ...]]:
+    """``readings`` rows to insert: the record, then a statement's index terms."""
+    return [(*r, *statement_terms(r.device_id, r.envelope)) for r in readings]
 
 
 class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
@@ -86,6 +102,9 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         store = cls(db, p)
         try:
             await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            # For migration 7, which indexes the statement rows already stored.
+            await db.create_function("sl_statement_type", 2, statement_type, deterministic=True)
+            await db.create_function("sl_statement_kid", 2, statement_kid, deterministic=True)
             if not create and await store.schema_version() == 0:
                 # An empty or foreign file (a mistyped backup path): never write to it, nor
                 # turn it into an empty ledger that then audits "OK".
@@ -185,15 +204,19 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         )
         return ReadingRecord(*row) if row else None
 
+    async def statements_of(self, type_: str, kid: bytes | None = None) -> list[ReadingRecord]:
+        rows = await self._all(*statements_query(_READING_COLUMNS, "?", "", type_, kid))
+        return [ReadingRecord(*row) for row in rows]
+
+    async def statement_index(self) -> list[IndexRow]:
+        return [index_row(row) for row in await self._all(*index_rows_query("?", ""))]
+
     async def commit_batch(self, batch: BatchWrite) -> None:
         try:
             async with self._write() as db:
                 if batch.readings:
                     await db.executemany(
-                        f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                        [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
-                          r.envelope) for r in batch.readings],
-                    )
+                        _INSERT_READINGS, _reading_rows(batch.readings))
                 if batch.private:
                     await _write_private(db, batch)
                 if batch.quarantine:
@@ -286,9 +309,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         try:
             async with self._write() as db:
                 await db.executemany(
-                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
-                      r.envelope) for r in readings])
+                    _INSERT_READINGS, _reading_rows(readings))
                 if keys:
                     await db.executemany(
                         "INSERT OR REPLACE INTO device_keys(kid, device_id, public_key, "
@@ -299,6 +320,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
                 await self._write_nodes(db, nodes, size)
                 if checkpoint is not None:
                     await self._write_checkpoint(db, checkpoint)
+                faults.point("mirror.before_commit")
         except sqlite3.Error as exc:
             raise StoreError(f"writing mirrored entries to {self.path} failed: {exc}") from None
 
@@ -388,8 +410,12 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         if device is not None:
             yield device, seqs
 
-    async def reading_count(self) -> int:
-        row = await self._one("SELECT COUNT(*) FROM readings")
+    async def reading_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            row = await self._one("SELECT COUNT(*) FROM readings")
+        else:  # counted in the (device_id, seq) index
+            row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = ?",
+                                  (device_id,))
         return int(row[0])
 
     async def gaps(self, device_id: str) -> list[SeqGap]:
@@ -425,10 +451,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         try:
             async with self._write() as db:
                 await db.executemany(
-                    f"INSERT INTO readings({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                    [(r.id, r.device_id, r.seq, r.boot, r.time_ms, r.received_ms, r.kind,
-                      r.envelope) for r in batch.readings],
-                )
+                    _INSERT_READINGS, _reading_rows(batch.readings))
                 if batch.private:
                     await _write_private(db, batch)
                 for row_id, record in quarantine:

@@ -58,6 +58,7 @@ class DueStatement:
 class StatementLog:
     def __init__(self, key: PrivateKey, logged: Iterable[Statement] = ()) -> None:
         self._key = key
+        self.earlier: tuple[PublicKey, ...] = ()  # retired collector keys statements verify with
         self.next_seq = 1
         self.enrolled: set[bytes] = set()
         self.revoked: dict[bytes, int] = {}  # kid -> effective time of its latest revocation
@@ -71,10 +72,19 @@ class StatementLog:
         """The statements the ledger holds, read from its statement rows in seq order. Each
         verifies with ``key`` or one of the ``earlier`` (retired) collector keys, or a key an
         earlier ``key-rotate`` statement announced."""
+        rows = [row async for row in store.query_readings(device_id=STATEMENT_DEVICE)]
+        return cls.from_rows(rows, key, earlier)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[ReadingRecord], key: PrivateKey,
+                  earlier: Iterable[PublicKey] = ()) -> StatementLog:
+        """As :meth:`load`, from the statement rows (in seq order) read by the caller: a
+        cluster's collector reads them, sealed or not, under the ``@collector`` row lock."""
+        earlier = tuple(earlier)
         logged: list[Statement] = []
         keys = {k.kid: k for k in earlier}
         keys[key.kid] = key.public
-        async for row in store.query_readings(device_id=STATEMENT_DEVICE):
+        for row in rows:
             try:
                 signed = SignedStatement.decode(row.envelope)
                 signer = keys.get(signed.kid, key.public)
@@ -89,7 +99,9 @@ class StatementLog:
             if logged[-1].seq != row.seq:
                 raise StoreError(f"stored statement row seq {row.seq} holds statement "
                                  f"{logged[-1].seq}; run `ledger-collector audit`")
-        return cls(key, logged)
+        log = cls(key, logged)
+        log.earlier = earlier
+        return log
 
     def _note(self, statement: Statement) -> None:
         self.next_seq = statement.seq + 1
@@ -133,6 +145,10 @@ class StatementLog:
                                          for i, d in enumerate(due)])
             await store.commit_batch(batch)
         return next_id + len(due)
+
+    def reload(self, rows: Iterable[ReadingRecord]) -> StatementLog:
+        """The log as ``rows`` (every statement row, in seq order) hold it, same keys."""
+        return StatementLog.from_rows(rows, self._key, self.earlier)
 
     def sign(self, make: Callable[[int], Statement]) -> DueStatement:
         """Sign the statement ``make(next seq)`` builds; it counts as logged from here on."""

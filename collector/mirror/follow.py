@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector import faults
 from collector.admission.reasons import Reason
 from collector.admission.registry import DeviceKey, RegistrySnapshot
 from collector.admission.workers import RegistryShare, WorkerPool
@@ -152,9 +153,12 @@ class Mirror:
     async def _identity(self, cp: Checkpoint) -> None:
         origin = await self.store.log_origin()
         if origin is None:
+            # The log's origin last: it marks the identity complete, so a mirror killed
+            # between the two writes writes both again at its next start.
+            await self.store.set_collector_public_key(next(iter(self.collector_keys.values())))
+            faults.point("mirror.identity")
             vkeys = [v.vkey for v in self.policy.verifiers if v.name == cp.origin]
             await self.store.set_log_identity(cp.origin, vkeys)
-            await self.store.set_collector_public_key(next(iter(self.collector_keys.values())))
         elif origin != cp.origin:
             raise MirrorError(f"the log serves checkpoints of {cp.origin!r}; this mirror holds "
                               f"{origin!r}")
@@ -280,6 +284,7 @@ class Mirror:
             last = end == cp.size
             record = CheckpointRecord(cp.size, cp.root, note, None, _now_ms()) if last else None
             await self.store.commit_log_entries(rows, changed, nodes, end, record)
+            faults.point("mirror.after_commit")
             report.statements += sum(1 for r in rows if r.device_id == STATEMENT_DEVICE)
             report.readings += sum(1 for r in rows if r.device_id != STATEMENT_DEVICE)
 

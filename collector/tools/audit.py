@@ -385,12 +385,17 @@ def _rotation_findings(report: AuditReport, schedule: KeySchedule, trusted: Publ
 async def _erasure_findings(store: LedgerStore, report: AuditReport,
                             collector_key: PublicKey) -> None:
     """Erasures of private readings' values: listed, and their records checked."""
+    from collector.ledger.pg_store import PostgresStore
     from collector.ledger.sqlite_store import SQLiteStore
     from collector.tools.erasures import audit_erasures
 
-    if not isinstance(store, SQLiteStore):
-        return  # private readings' values are kept by SQLite ledgers only (docs/scaling.md)
-    notes, findings = await asyncio.to_thread(audit_erasures, store.path, collector_key)
+    if isinstance(store, PostgresStore):
+        where = store.url
+    elif isinstance(store, SQLiteStore):
+        where = str(store.path)
+    else:
+        return
+    notes, findings = await asyncio.to_thread(audit_erasures, where, collector_key)
     report.notes.extend(notes)
     report.findings.extend(Finding(check, detail) for check, detail in findings)
 

@@ -10,11 +10,10 @@ in the ``erasures`` table is the statement the log holds, and that no erasure wa
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.ledger.private_vault import PrivateVault
+from collector.ledger.private_vault import open_vault
 from provenance.envelope import Envelope
 from provenance.erasure import verify_erasure
 from provenance.errors import ProvenanceError
@@ -34,7 +33,7 @@ def audit_erasures(database: str | Path, collector_key: PublicKey
     """(notes listing each erasure, findings) for the ledger at ``database``."""
     notes: list[str] = []
     findings: list[ErasureFinding] = []
-    with PrivateVault(database) as vault:
+    with open_vault(database) as vault:
         rows = vault.erasures()
         requests = {row.statement_id: row for row in rows if row.statement_id is not None}
         for row in rows:
@@ -87,15 +86,11 @@ def audit_erasures(database: str | Path, collector_key: PublicKey
 
 def check_erasures(database: str | Path) -> tuple[list[str], bool]:
     """Lines for `ledger-collector erasures`, checked with the ledger's collector key."""
-    con = sqlite3.connect(database)
-    try:
-        row = con.execute("SELECT value FROM meta WHERE key = 'collector_public_key'"
-                          ).fetchone()
-    finally:
-        con.close()
-    if row is None:
+    with open_vault(database) as vault:
+        pem = vault.collector_key_pem()
+    if pem is None:
         return ["the ledger records no collector key"], False
-    notes, findings = audit_erasures(database, PublicKey.from_pem(row[0]))
+    notes, findings = audit_erasures(database, PublicKey.from_pem(pem))
     lines = notes or ["no erasures"]
     lines += [f"FAIL {check}: {detail}" for check, detail in findings]
     return lines, not findings

@@ -14,6 +14,9 @@ Run over one snapshot, after the blocks and readings were re-verified:
   at all are a warning: there is nothing to disagree with.)
   The collector writes rows and state in one transaction, so any of these means the database
   was written behind its back.
+* **statement index**: a row whose statement columns (``statement_type``,
+  ``statement_kid``: how proofs find a key's enrolment and the key rotations) are not what its
+  envelope says.
 * **unsealed**: a reading no block holds although it arrived longer ago than the block age
   (plus a grace for a busy collector): the sealer never saw it.
 
@@ -30,6 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from collector.admission.checks import MAX_SEQ_JUMP, DeviceState
+from collector.ledger.statement_index import statement_terms
 from collector.ledger.store import LedgerStore, ReadingRecord
 from collector.tools.audit import AuditReport, Finding
 from provenance.statement import STATEMENT_DEVICE
@@ -76,6 +80,11 @@ async def ledger_findings(store: LedgerStore, report: AuditReport, *,
                 out.add("device state", f"device state counts {states[device_id].accepted} "
                         f"accepted reading(s) of {device_id}; none is stored",
                         device_id=device_id, seq=states[device_id].last_seq)
+        for rid, device_id, envelope, type_, kid in await store.statement_index():
+            says = statement_terms(device_id, envelope)
+            if (type_, kid) != says:
+                out.add("statement index", f"the row is indexed as {_terms(type_, kid)}, its "
+                        f"envelope says {_terms(*says)}", reading_id=rid, device_id=device_id)
         if block_age_ms is not None:
             cutoff = now - block_age_ms - UNSEALED_GRACE_MS
             async for chunk in store.iter_readings(sealed_end):
@@ -87,6 +96,12 @@ async def ledger_findings(store: LedgerStore, report: AuditReport, *,
                                 device_id=r.device_id, seq=r.seq)
         out.flush()
     report.warnings.extend(gap_warnings(states))
+
+
+def _terms(type_: str | None, kid: bytes | None) -> str:
+    if type_ is None:
+        return "no statement"
+    return type_ + (f" of key {kid.hex()[:16]}…" if kid is not None else "")
 
 
 def gap_warnings(states: dict[str, DeviceState], ranges: int = 5) -> list[str]:

@@ -17,7 +17,6 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.ledger.key_rotation import retired_keys
 from collector.ledger.store import LedgerStore
 from provenance.errors import ProvenanceError
 from provenance.keys import PublicKey
@@ -62,7 +61,7 @@ class KeySchedule:
 async def load_schedule(store: LedgerStore, trusted: PublicKey,
                         vkeys: Sequence[str]) -> KeySchedule:
     """Follow the log's rotation statements from the first key (see the module text)."""
-    history = await retired_keys(store)
+    history = await store.key_history()
     ledger_key = await store.collector_public_key()
     known = {h.key.kid for h in history} | ({ledger_key.kid} if ledger_key else set())
     if history and trusted.kid in known:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from collector.errors import NotFoundError, UsageError
-from collector.ledger.private_vault import PrivateVault, SealedRow
+from collector.ledger.private_vault import PrivateVault, SealedRow, open_vault
 from provenance import cose_encrypt
 from provenance.envelope import Envelope
 from provenance.errors import ProvenanceError
@@ -78,7 +78,7 @@ def open_row(vault: PrivateVault, row: SealedRow, reader: PrivateKey) -> Opening
 
 
 def reveal(database: str, device_id: str, seq: int, reader: PrivateKey) -> Revealed:
-    with PrivateVault(database) as vault:
+    with open_vault(database) as vault:
         envelope = vault.envelope(device_id, seq)
         if envelope is None:
             raise NotFoundError(f"no reading {device_id} seq {seq} in the ledger")
@@ -115,7 +115,7 @@ def reveal_range(database: str, device_id: str, first: int, last: int,
     one line for each it cannot (no grant, erased)."""
     out: list[Revealed] = []
     problems: list[str] = []
-    with PrivateVault(database) as vault:
+    with open_vault(database) as vault:
         for row in vault.sealed(device_id, first, last):
             envelope = vault.envelope(device_id, row.seq)
             assert envelope is not None

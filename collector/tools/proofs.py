@@ -20,7 +20,7 @@ from provenance.logproof import EnrolmentProof, LogProof
 from provenance.merkle import RFC9162_SHA256, consistency_nodes, inclusion_nodes, subtree_hash
 from provenance.note import Note, parse_note
 from provenance.prooffile import ProofFile
-from provenance.statement import ENROL, KEY_ROTATE, STATEMENT_DEVICE, SignedStatement
+from provenance.statement import ENROL, KEY_ROTATE, SignedStatement
 
 __all__ = ["build_consistency", "build_log_proof", "build_proof", "consistency_text",
            "cosigned_note", "pick_checkpoint", "pick_cosigned"]
@@ -103,7 +103,7 @@ async def build_log_proof(store: LedgerStore, device_id: str, seq: int, *,
         path = await store.subtree_hashes(inclusion_nodes(index, cp.size))
         key = await _device_key(store, reading.envelope, device_id, seq)
         note = await cosigned_note(store, cp)
-        enrolment = await _enrolment_proof(store, key, index, cp.size)
+        enrolment = await _enrolment_proof(store, reading.envelope, key, index, cp.size)
         rotations = await rotation_proofs(store, cp.size)
     return LogProof(reading.envelope, key, index, tuple(path), note, enrolment,
                     rotations=rotations)
@@ -114,25 +114,20 @@ async def rotation_proofs(store: LedgerStore, size: int) -> tuple[EnrolmentProof
     verifier trusting an earlier collector key reaches the key that signed the checkpoint.
     Only those whose new key signs the checkpoint (announced before its last leaf)."""
     out: list[EnrolmentProof] = []
-    async for row in store.query_readings(device_id=STATEMENT_DEVICE):
+    for row in await store.statements_of(KEY_ROTATE):
         if row.id >= size:  # a checkpoint of size id is still signed by the key it retires
             break
-        try:
-            if SignedStatement.decode(row.envelope).statement.type != KEY_ROTATE:
-                continue
-        except ProvenanceError:
-            continue
         path = await store.subtree_hashes(inclusion_nodes(row.id - 1, size))
         out.append(EnrolmentProof(row.envelope, row.id - 1, tuple(path)))
     return tuple(out)
 
 
-async def _enrolment_proof(store: LedgerStore, key_der: bytes, index: int,
+async def _enrolment_proof(store: LedgerStore, envelope: bytes, key_der: bytes, index: int,
                            size: int) -> EnrolmentProof | None:
-    """The statement that enrolled ``key_der`` at a leaf before ``index``, with its audit path
-    under the same tree size; None in a ledger from before enrolments were logged."""
-    statements = [r async for r in store.query_readings(device_id=STATEMENT_DEVICE)]
-    for row in statements:
+    """The statement that enrolled ``key_der`` (the key that signed ``envelope``) at a leaf
+    before ``index``, with its audit path under the same tree size; one indexed lookup. None
+    in a ledger from before enrolments were logged."""
+    for row in await store.statements_of(ENROL, Envelope.decode(envelope).kid):
         if row.id - 1 >= index:
             break
         try:

@@ -9,7 +9,10 @@ signed time.
 
 A ledger from before the log held statements has readings ahead of its first statement; their
 keys' enrolments are logged once, later (at the collector's next start). Those readings are
-counted and their keys must be enrolled by some statement; a warning says so.
+counted and their keys must be enrolled by some statement; a warning says so. What counts is
+the first statement about device keys (an enrolment or a revocation): a ``key-rotate``
+statement says nothing about them, and a cluster on PostgreSQL logs a rotation but no
+enrolments yet (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class StatementAudit:
         self.statements = 0
         self.enrolled: dict[bytes, str] = {}  # kid -> device id
         self.revoked: dict[bytes, int] = {}  # kid -> effective time of the latest revocation
-        self.before_first = 0  # readings ahead of the log's first statement
+        self.registry_logged = False  # an enrolment or revocation statement seen
+        self.before_first = 0  # readings ahead of the log's first such statement
         self.early_kids: set[bytes] = set()
 
     def statement(self, row: ReadingRecord, fail: Fail) -> int | None:
@@ -79,6 +83,8 @@ class StatementAudit:
 
     def _apply(self, statement: Statement, fail: Fail) -> None:
         try:
+            if statement.type in (ENROL, REVOKE):
+                self.registry_logged = True
             if statement.type == ENROL:
                 enrolment = statement.enrolment()
                 device = self.enrolled.get(enrolment.kid)
@@ -115,7 +121,7 @@ class StatementAudit:
         kid = envelope[_KID] if envelope.startswith(_ENVELOPE_HEAD) else reading_kid(envelope)
         device = self.enrolled.get(kid)
         if device is None:
-            if self.statements == 0:
+            if not self.registry_logged:
                 self.before_first += 1
                 self.early_kids.add(kid)
                 return
@@ -133,7 +139,7 @@ class StatementAudit:
 
     def warnings(self, readings: int) -> list[str]:
         out: list[str] = []
-        if self.statements == 0:
+        if not self.registry_logged:
             if readings:
                 out.append("the log holds no enrolment statements yet (a ledger from before "
                            "they were logged): the collector logs them at its next start")

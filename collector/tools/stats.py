@@ -87,7 +87,7 @@ class LedgerStats:
 
 async def collect_stats(store: LedgerStore, device_id: str | None = None) -> LedgerStats:
     async with store.snapshot():
-        statements = len([r async for r in store.query_readings(device_id=STATEMENT_DEVICE)])
+        statements = await store.reading_count(STATEMENT_DEVICE)
         readings = await store.reading_count() - statements
         last = await store.last_block()
         blocks = last.height + 1 if last else 0

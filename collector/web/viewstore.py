@@ -21,8 +21,9 @@ import sqlite3
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import aiosqlite
 import psycopg
@@ -32,15 +33,63 @@ from collector.errors import NotFoundError, StoreError
 from collector.ledger.pg_base import is_postgres_url, redact
 from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from collector.ledger.pg_store import PostgresStore
+from collector.ledger.pg_writes import UNSEALED_ROWS
 from collector.ledger.records import ReadingRecord
 from collector.ledger.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from collector.ledger.store import LedgerStore
 
-__all__ = ["ReadOnlyPostgresStore", "ReadOnlySQLiteStore", "StorePool", "ViewStore",
-           "device_readings_sql", "open_view_store"]
+__all__ = ["POSTGRES", "SQLITE", "VIEW_QUERIES", "Dialect", "ReadOnlyPostgresStore",
+           "ReadOnlySQLiteStore", "StorePool", "ViewStore", "device_readings_sql",
+           "open_view_store", "pg_device_count_sql", "pg_device_readings_sql"]
 
 _READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
 _TIME_INDEX = "readings_by_device_time"
+
+#: The view's own queries, once for both databases: ``?`` marks a parameter, ``{sealed}`` the
+#: condition that leaves out readings with no leaf index yet (a cluster's unsealed rows),
+#: ``{after}`` a page's keyset condition. :class:`Dialect` spells them for one database.
+VIEW_QUERIES: dict[str, str] = {
+    # a range scan of readings_by_device_time, already in order
+    "page": "SELECT {columns} FROM readings WHERE device_id = ? AND time_ms >= ? "
+            "AND time_ms < ?{sealed}{after} ORDER BY time_ms, seq LIMIT ?",
+    "count": "SELECT COUNT(*) FROM readings WHERE device_id = ? AND time_ms >= ? "
+             "AND time_ms < ?{sealed}",
+    "first time": "SELECT time_ms FROM readings WHERE device_id = ?{sealed} "
+                  "ORDER BY time_ms LIMIT 1",
+    "last time": "SELECT time_ms FROM readings WHERE device_id = ?{sealed} "
+                 "ORDER BY time_ms DESC LIMIT 1",
+    # (device_id, seq) is the unique key's index, scanned backwards
+    "kind": "SELECT kind FROM readings WHERE device_id = ? AND kind <> 'gap'{sealed} "
+            "ORDER BY seq DESC LIMIT 1",
+    "by id": "SELECT {columns} FROM readings WHERE id = ?",
+    "cosignatures": "SELECT witness, line, cosigned_s FROM cosignatures WHERE size = ? "
+                    "ORDER BY witness",
+}
+_AFTER = " AND (time_ms, seq) > (?, ?)"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one database spells :data:`VIEW_QUERIES` and asks for a plan."""
+
+    mark: str  # the parameter placeholder
+    sealed: str  # the condition on sealed rows ("" where every row is sealed)
+    explain: str  # the statement that shows a plan
+    plan_column: int  # the column of a plan row that describes the step
+
+    def sql(self, name: str, *, after: bool = False) -> str:
+        text = VIEW_QUERIES[name].format(columns=_READING_COLUMNS, sealed=self.sealed,
+                                         after=_AFTER if after else "")
+        return text.replace("?", self.mark)
+
+
+SQLITE = Dialect("?", "", "EXPLAIN QUERY PLAN", 3)
+POSTGRES = Dialect("%s", " AND id IS NOT NULL", "EXPLAIN", 0)
+
+
+def _reading(row: Sequence[Any]) -> ReadingRecord:
+    # PostgreSQL hands a BYTEA column over as a memoryview; bytes() of bytes is the same object
+    return ReadingRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
 
 
 class ViewStore(LedgerStore, Protocol):
@@ -78,15 +127,79 @@ class ViewStore(LedgerStore, Protocol):
 
 
 def device_readings_sql(after: bool) -> str:
-    """The page query: a range scan of ``readings_by_device_time``, already in order."""
-    return (f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = ? "
-            "AND time_ms >= ? AND time_ms < ?"
-            + (" AND (time_ms, seq) > (?, ?)" if after else "")
-            + " ORDER BY time_ms, seq LIMIT ?")
+    """The page query on SQLite: a range scan of ``readings_by_device_time``, in order."""
+    return SQLITE.sql("page", after=after)
 
 
-class ReadOnlySQLiteStore(SQLiteStore):
+def pg_device_count_sql() -> str:
+    """A device's stored rows in a time range on PostgreSQL, sealed or not (the view subtracts
+    the unsealed ones): the time index alone."""
+    return ("SELECT COUNT(*) FROM reading_rows WHERE device_id = %s "
+            "AND time_ms >= %s AND time_ms < %s")
+
+
+def pg_device_readings_sql(after: bool) -> str:
+    """The page query on PostgreSQL: a range scan of ``readings_by_device_time``."""
+    return POSTGRES.sql("page", after=after)
+
+
+class ViewReads:
+    """:class:`ViewStore`'s reads, from :data:`VIEW_QUERIES` in the store's dialect."""
+
+    dialect: ClassVar[Dialect]
+    has_cosignatures: bool
+
+    if TYPE_CHECKING:  # the store's own (SQLite or PostgreSQL)
+        async def _one(self, sql: str, params: Sequence[Any] = (), *,
+                       prepare: bool | None = None) -> Any: ...
+        async def _all(self, sql: str, params: Sequence[Any] = (), *,
+                       prepare: bool | None = None) -> list[Any]: ...
+
+    async def device_readings(self, device_id: str, since_ms: int, until_ms: int, *,
+                              after: tuple[int, int] | None, limit: int,
+                              ) -> list[ReadingRecord]:
+        params: list[object] = [device_id, since_ms, until_ms]
+        if after is not None:
+            params += list(after)
+        params.append(limit)
+        rows = await self._all(self.dialect.sql("page", after=after is not None), params)
+        return [_reading(row) for row in rows]
+
+    async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
+        row = await self._one(self.dialect.sql("count"), (device_id, since_ms, until_ms))
+        return int(row[0])
+
+    async def device_time_span(self, device_id: str) -> tuple[int, int] | None:
+        first = await self._one(self.dialect.sql("first time"), (device_id,))
+        if first is None:
+            return None
+        last = await self._one(self.dialect.sql("last time"), (device_id,))
+        return int(first[0]), int(last[0])
+
+    async def device_kind(self, device_id: str) -> str | None:
+        row = await self._one(self.dialect.sql("kind"), (device_id,))
+        return str(row[0]) if row else None
+
+    async def reading_by_id(self, reading_id: int) -> ReadingRecord | None:
+        row = await self._one(self.dialect.sql("by id"), (reading_id,))
+        return _reading(row) if row else None
+
+    async def cosignature_times(self, size: int) -> list[tuple[str, str, int]]:
+        if not self.has_cosignatures:
+            return []
+        rows = await self._all(self.dialect.sql("cosignatures"), (size,))
+        return [(str(w), str(line), int(t)) for w, line, t in rows]
+
+    async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
+        """The database's plan of ``sql`` (not run), one line per step (for the index tests)."""
+        return [str(row[self.dialect.plan_column])
+                for row in await self._all(f"{self.dialect.explain} {sql}", params)]
+
+
+class ReadOnlySQLiteStore(ViewReads, SQLiteStore):
     """A SQLite ledger opened ``mode=ro``: the store's reads and the view's."""
+
+    dialect = SQLITE
 
     has_time_index: bool = False
     has_cosignatures: bool = False
@@ -129,60 +242,25 @@ class ReadOnlySQLiteStore(SQLiteStore):
             raise
         return store
 
-    async def device_readings(self, device_id: str, since_ms: int, until_ms: int, *,
-                              after: tuple[int, int] | None, limit: int,
-                              ) -> list[ReadingRecord]:
-        params: list[object] = [device_id, since_ms, until_ms]
-        if after is not None:
-            params += list(after)
-        params.append(limit)
-        return [ReadingRecord(*row)
-                for row in await self._all(device_readings_sql(after is not None), params)]
 
-    async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
-        row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = ? "
-                              "AND time_ms >= ? AND time_ms < ?", (device_id, since_ms, until_ms))
-        return int(row[0])
-
-    async def device_time_span(self, device_id: str) -> tuple[int, int] | None:
-        first = await self._one("SELECT time_ms FROM readings WHERE device_id = ? "
-                                "ORDER BY time_ms LIMIT 1", (device_id,))
-        if first is None:
-            return None
-        last = await self._one("SELECT time_ms FROM readings WHERE device_id = ? "
-                               "ORDER BY time_ms DESC LIMIT 1", (device_id,))
-        return int(first[0]), int(last[0])
-
-    async def device_kind(self, device_id: str) -> str | None:
-        row = await self._one("SELECT kind FROM readings WHERE device_id = ? AND kind != 'gap' "
-                              "ORDER BY seq DESC LIMIT 1", (device_id,))
-        return str(row[0]) if row else None
-
-    async def reading_by_id(self, reading_id: int) -> ReadingRecord | None:
-        row = await self._one(f"SELECT {_READING_COLUMNS} FROM readings WHERE id = ?",
-                              (reading_id,))
-        return ReadingRecord(*row) if row else None
-
-    async def cosignature_times(self, size: int) -> list[tuple[str, str, int]]:
-        if not self.has_cosignatures:
-            return []
-        rows = await self._all("SELECT witness, line, cosigned_s FROM cosignatures "
-                               "WHERE size = ? ORDER BY witness", (size,))
-        return [(str(w), str(line), int(t)) for w, line, t in rows]
-
-    async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
-        """SQLite's query plan of ``sql``, one line per step (for the index tests)."""
-        return [str(row[3]) for row in await self._all(f"EXPLAIN QUERY PLAN {sql}", params)]
-
-
-_PG_READINGS = "readings_by_device_time"
-
-
-class ReadOnlyPostgresStore(PostgresStore):
+class ReadOnlyPostgresStore(ViewReads, PostgresStore):
     """A PostgreSQL ledger through connections that are read-only in PostgreSQL itself."""
+
+    dialect = POSTGRES
 
     has_time_index: bool = False
     has_cosignatures: bool = True
+
+    async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
+        # The device's rows in the range (the time index alone) less those not sealed yet (the
+        # few above the sealer's horizon): no join of every row with its leaf.
+        horizon = await self.unsealed_horizon()
+        row = await self._one(
+            f"SELECT ({pg_device_count_sql()}) - (SELECT COUNT(*) {UNSEALED_ROWS} "
+            "AND r.device_id = %s AND r.time_ms >= %s AND r.time_ms < %s)",
+            (device_id, since_ms, until_ms, horizon, device_id, since_ms, until_ms),
+            prepare=False)
+        return int(row[0])
 
     @classmethod
     async def open_readonly(cls, url: str, *, pool_size: int = 4,
@@ -211,69 +289,12 @@ class ReadOnlyPostgresStore(PostgresStore):
                         "upgrade sensorledger" if version > PG_SCHEMA_VERSION else
                         "let the collector open it once (any ledger-collector command on it "
                         "applies the migrations)"))
-            row = await store._one("SELECT to_regclass(%s) IS NOT NULL", (_PG_READINGS,))
+            row = await store._one("SELECT to_regclass(%s) IS NOT NULL", (_TIME_INDEX,))
             store.has_time_index = bool(row and row[0])
         except BaseException:
             await pool.close()
             raise
         return store
-
-    async def device_readings(self, device_id: str, since_ms: int, until_ms: int, *,
-                              after: tuple[int, int] | None, limit: int,
-                              ) -> list[ReadingRecord]:
-        params: list[object] = [device_id, since_ms, until_ms]
-        if after is not None:
-            params += list(after)
-        params.append(limit)
-        return [_pg_reading(row)
-                for row in await self._all(pg_device_readings_sql(after is not None), params)]
-
-    async def device_reading_count(self, device_id: str, since_ms: int, until_ms: int) -> int:
-        row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = %s "
-                              "AND time_ms >= %s AND time_ms < %s AND id IS NOT NULL",
-                              (device_id, since_ms, until_ms))
-        return int(row[0])
-
-    async def device_time_span(self, device_id: str) -> tuple[int, int] | None:
-        first = await self._one("SELECT time_ms FROM readings WHERE device_id = %s "
-                                "AND id IS NOT NULL ORDER BY time_ms LIMIT 1", (device_id,))
-        if first is None:
-            return None
-        last = await self._one("SELECT time_ms FROM readings WHERE device_id = %s "
-                               "AND id IS NOT NULL ORDER BY time_ms DESC LIMIT 1", (device_id,))
-        return int(first[0]), int(last[0])
-
-    async def device_kind(self, device_id: str) -> str | None:
-        # (device_id, seq) is the UNIQUE constraint's index, scanned backwards.
-        row = await self._one("SELECT kind FROM readings WHERE device_id = %s AND kind <> 'gap' "
-                              "AND id IS NOT NULL ORDER BY seq DESC LIMIT 1", (device_id,))
-        return str(row[0]) if row else None
-
-    async def reading_by_id(self, reading_id: int) -> ReadingRecord | None:
-        row = await self._one(f"SELECT {_READING_COLUMNS} FROM readings WHERE id = %s",
-                              (reading_id,))
-        return _pg_reading(row) if row else None
-
-    async def cosignature_times(self, size: int) -> list[tuple[str, str, int]]:
-        rows = await self._all("SELECT witness, line, cosigned_s FROM cosignatures "
-                               "WHERE size = %s ORDER BY witness", (size,))
-        return [(str(w), str(line), int(t)) for w, line, t in rows]
-
-    async def explain(self, sql: str, params: Sequence[object] = ()) -> list[str]:
-        """PostgreSQL's plan of ``sql`` (``EXPLAIN``, not run), one line per plan line."""
-        return [str(row[0]) for row in await self._all(f"EXPLAIN {sql}", params)]
-
-
-def pg_device_readings_sql(after: bool) -> str:
-    """The page query on PostgreSQL: a range scan of ``readings_by_device_time``."""
-    return (f"SELECT {_READING_COLUMNS} FROM readings WHERE device_id = %s "
-            "AND time_ms >= %s AND time_ms < %s AND id IS NOT NULL"
-            + (" AND (time_ms, seq) > (%s, %s)" if after else "")
-            + " ORDER BY time_ms, seq LIMIT %s")
-
-
-def _pg_reading(row: Sequence[Any]) -> ReadingRecord:
-    return ReadingRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
 
 
 async def open_view_store(database: str | Path, *, pool_size: int = 1) -> ViewStore:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import re
 import stat
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from agent.cli import cli
+from agent.spool import read_report
 from collector.admission.registry import parse_enrolment_text
 from provenance.keyfile import load_private_key
 from tests.support.agent_harness import AgentProcess, run_cli, write_config
+from tests.support.polling import wait_until
 
 StartAgent = Callable[..., AgentProcess]
 
@@ -80,7 +81,18 @@ def test_status_reads_spool_and_runtime_snapshot_offline(
     config = write_config(workdir, "mqtt://127.0.0.1:9", sensors=sensors)  # nothing listens
     agent = agents(config)
     agent.wait_for_log("cannot reach broker")
-    time.sleep(1.2)
+
+    def counted() -> bool:
+        """The runtime snapshot shows what the assertions below need (~1 s unloaded)."""
+        try:
+            runtime = json.loads((workdir / "state" / "status.json").read_text())
+        except FileNotFoundError:
+            return False
+        sensors = runtime["sensors"]
+        return (sensors["dead"]["errors"] >= 5 and sensors["count"]["errors"] >= 2
+                and read_report(workdir / "state" / "spool.sqlite").counters.signed > 10)
+
+    wait_until(counted, 60, 0.1, "five dead polls, two driver faults, eleven readings")
     assert agent.terminate() == 0
 
     result = run_cli("status", "--config", str(config))

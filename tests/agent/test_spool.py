@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -19,34 +18,25 @@ from agent.intake.sign_and_spool import sign_and_spool
 from agent.outbox.interface import Row
 from agent.signer import ChainSigner, Draft, Relay
 from agent.spool import Spool, read_report
+from agent.spool.store import BatchTotals
 from provenance.envelope import Envelope
 from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.senml import Measurement
 from tests.support.signed import SignedReading
+from tests.support.spools import close_spools, open_spool
 
 KEY = PrivateKey.generate()
-_OPEN: list[Spool] = []
 
 
 @pytest.fixture(autouse=True)
 async def _close_spools() -> AsyncIterator[None]:
-    """A spool left open keeps aiosqlite's (non-daemon) thread, and the test run, alive."""
     yield
-    while _OPEN:
-        spool = _OPEN.pop()
-        with contextlib.suppress(Exception):
-            await spool.close()
+    await close_spools()
 
 
 def draft(n: int) -> Draft:
     return Draft("s", "counter", 1_790_000_000_000 + n, True, (Measurement(name="n", value=n),))
-
-
-async def open_spool(path: Path, limit: int = 1000, device: str = "dev-1") -> Spool:
-    spool = await Spool.open(path, device, limit)
-    _OPEN.append(spool)
-    return spool
 
 
 def signer_for(spool: Spool) -> ChainSigner:
@@ -246,6 +236,33 @@ async def test_the_spool_is_durable_sqlite_wal_with_full_sync(tmp_path: Path) ->
     assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 1
     db.close()
     await spool.close()
+
+
+class _Abandoned(Exception):
+    """Raised inside a write transaction to roll it back."""
+
+
+async def test_the_publisher_never_sees_a_reading_before_its_commit(tmp_path: Path) -> None:
+    # A reading published and then lost with its transaction (the agent killed before the
+    # commit) is signed again at the next start, other bytes under the same seq: a reuse.
+    spool = await open_spool(tmp_path / "spool.sqlite")
+    signer = signer_for(spool)
+    fetch: asyncio.Task[list[Row]] | None = None
+    with pytest.raises(_Abandoned):
+        async with spool.transaction() as txn:
+            entry, head = signer.sign(draft(0), signer.head)
+            await txn.write([entry], delete=[], head=head, gap=None, depth=1,
+                            totals=BatchTotals(signed=1))
+            # The publisher asks now, its query queued ahead of the rollback below.
+            fetch = asyncio.create_task(spool.fetch(0, 100))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            raise _Abandoned
+    assert fetch is not None
+    assert await fetch == [], "a row of a transaction that never committed was published"
+    assert spool.head.next_seq == 0
+    await sign_and_spool(spool, [draft(1)], signer)
+    assert [r.seq for r in await spool.fetch(0, 100)] == [0]
 
 
 # Every sequence of records and acks keeps the promise: each seq this device signed is

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from collector.errors import ConfigError
 from tests.support.broker import Broker
 from tests.support.collector import (
     BASE_TIME_MS,
+    REPO,
     CollectorProcess,
     Device,
     Ledger,
@@ -230,6 +233,16 @@ def test_verify_misbehaviour_is_the_witness_check_under_the_collector_name(
     proven = run_cli("verify-misbehaviour", str(good), "--vkey", log.verifier.vkey).output
     assert "[PASS] contradiction: size 7, roots differ" in proven
     assert "misbehaviour PROVEN" in proven
+
+
+def test_the_collector_imports_neither_the_agent_nor_the_witness() -> None:
+    """The shared pieces (systemd notify, the verify-misbehaviour command) live in `common/`:
+    the collector's command line and service load no module of the other programs."""
+    code = ("import sys, collector.cli, collector.service; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('agent', 'witness')))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 def test_admin_commands_are_safe_to_run_again(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import hashlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -58,6 +59,14 @@ async def _drain(ingest: MqttIngest, inbox: Inbox, want: int, *, quiet_s: float 
     return got
 
 
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Wait for a state of the MQTT thread, however slowly a loaded machine runs it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.02)
+
+
 def _ingest(broker: Broker, client_id: str, inbox: Inbox, **config: int) -> MqttIngest:
     ingest = MqttIngest(MqttConfig(url=broker.url, client_id=client_id, **config), inbox)
     ingest.start()
@@ -82,7 +91,8 @@ def test_packets_of_every_size_arrive_whole_in_order_and_every_ack_lands(
         ingest = _ingest(broker, "col", inbox)
         got = await _drain(ingest, inbox, len(sent))
         client = ingest._client
-        await asyncio.sleep(0.5)  # let the last acks go out
+        # Every ack taken by the MQTT thread (close() then writes what is still queued).
+        await _until(lambda: ingest.acked == len(got), "every ack sent")
         ingest.close()
         # Every ack reached the broker: the session holds nothing for a new connection.
         again_inbox = Inbox(asyncio.get_running_loop())
@@ -114,7 +124,8 @@ def test_a_new_connection_starts_with_an_empty_read_buffer(broker: Broker) -> No
         inbox = Inbox(asyncio.get_running_loop())
         ingest = _ingest(broker, "col", inbox, receive_maximum=100)
         first = await _drain(ingest, inbox, 100, ack=False)
-        await asyncio.sleep(0.3)
+        # The broker goes on sending past the full window: bytes wait in the read buffer.
+        await _until(lambda: ingest._client.buffered > 0, "bytes waiting in the read buffer")
         held = ingest._client.buffered
         await asyncio.to_thread(broker.restart)
         # The pipeline acks them later, as it acks everything; for the old connection, so

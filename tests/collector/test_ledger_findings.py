@@ -25,6 +25,7 @@ from tests.support.collector import (
 from tests.support.polling import wait_until
 
 TOP = 2**63 - 1
+_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
 
 
 def audit_json(ledger: Ledger, timeout: float = 60) -> tuple[int, dict[str, Any], float]:
@@ -76,7 +77,7 @@ def test_audit_of_a_ledger_already_holding_seq_2_63_finishes_and_names_it(
     t = now_ms()
     for rid, env in ((1, first), (2, big)):
         r = Envelope.decode(env).reading()
-        ledger.execute("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        ledger.execute(f"INSERT INTO readings({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (rid, r.device_id, r.seq, r.boot, r.time_ms, t, r.kind, env))
     ledger.execute(
         "INSERT INTO device_state VALUES (?, 0, ?, ?, 1, ?, ?, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)",
@@ -109,7 +110,7 @@ def test_a_reading_inserted_behind_the_collectors_back_is_named(
     r = Envelope.decode(sneaked).reading()
     an_hour_ago = now_ms() - 3_600_000
     rid = 5  # after the enrolment statement and the 3 readings
-    ledger.execute("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ledger.execute(f"INSERT INTO readings({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (rid, r.device_id, r.seq, r.boot, r.time_ms, an_hour_ago, r.kind, sneaked))
     code, report, _ = audit_json(ledger)
     assert code == 1

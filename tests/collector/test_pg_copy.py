@@ -18,12 +18,18 @@ def test_copy_into_postgres_verifies_and_keeps_every_proof(
 ) -> None:
     devices = make_devices(3, "cp")
     ledger.enrol(devices)
-    col = collector("--block-size", "25", "--block-age", "0.2").start()
+    # Blocks are cut by size only (the age rule would cut one whenever the stream pauses, at
+    # whatever size, e.g. the three statements the collector logs at start on their own), so
+    # the checkpoints are of sizes 25, 50, 75, 100 and, sealed at stop, 123.
+    col = collector("--block-size", "25", "--block-age", "3600").start()
     with Publisher(broker) as pub:
         pub.publish((d.topic, d.next()) for _ in range(40) for d in devices)
     # The readings, and the collector's statements (each device's enrolment) before them.
-    wait_until(lambda: ledger.sealed() == 120, 30, message="everything sealed")
+    wait_until(lambda: ledger.count("readings") == 120, 30, message="everything committed")
     assert col.stop() == 0
+    assert ledger.sealed() == 120
+    assert [int(r[0]) for r in ledger.sql("SELECT size FROM checkpoints ORDER BY size")] == [
+        25, 50, 75, 100, 123]
     total = int(ledger.sql("SELECT COUNT(*) FROM readings")[0][0])
     assert total == 123  # with the three enrolment statements
     # The last block's readings committed but not sealed: copied without an id, sealed later.

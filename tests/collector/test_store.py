@@ -112,7 +112,10 @@ def test_postgres_migrations_are_recorded_and_applied_once(pg_url: str) -> None:
         assert run(lambda s: s.schema_version(), pg_url, create=False) == PG_SCHEMA_VERSION
     assert _pg(pg_url, "SELECT version, name FROM schema_migrations ORDER BY version") == [
         (1, "initial ledger, one log tree, checkpoints and the log head"),
-        (2, "witness cosignatures; readings by device and time")]
+        (2, "witness cosignatures; readings by device and time"),
+        (3, "readings written once: leaf numbering in its own table, unsealed rows by xid; "
+            "private readings' sealed values, grants and erasures"),
+        (4, "collector statements indexed by type and key")]
     assert _pg(pg_url, "SELECT id, size, height FROM log_head") == [(1, 0, -1)]
 
 
@@ -197,6 +200,16 @@ def test_registry_enrol_revoke_and_version(where: str) -> None:
         assert await store.registry_version() == 3
         with pytest.raises(NotFoundError):
             await store.revoke("nobody", None, 1, None)
+        with pytest.raises(NotFoundError, match=f"no enrolled key {key2.kid.hex()[:8]}"):
+            await store.revoke("r-02", key2.kid, 1, None)
+        # Revoking the whole device: a key revoked later moves to the earlier time; then a
+        # later revocation changes nothing (both are revoked by then).
+        revoked = await store.revoke("r-01", None, 300, "retired")
+        assert sorted(k.kid for k in revoked) == sorted([key.kid, key2.kid])
+        assert {k.revoked_ms for k in revoked} == {300}
+        assert await store.revoke("r-01", None, 1000, "again") == []
+        keys = {k.kid: k for k in await store.device_keys()}
+        assert {(k.revoked_ms, k.revoke_reason) for k in keys.values()} == {(300, "retired")}
 
     run(go, where)
 

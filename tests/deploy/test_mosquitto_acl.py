@@ -73,14 +73,27 @@ class Client:
         self.client.on_connect = lambda c, u, f, rc, p: rc.is_failure or self.connected.set()
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
         self.client.on_publish = self._on_publish
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subacks.extend(
-            int(rc.value) for rc in rcs)
+        self.client.on_subscribe = self._on_subscribe
         self.broker = broker
 
     def _on_publish(self, c: object, u: object, mid: int, rc: ReasonCode, p: object) -> None:
         with self.acked:
             self.pubacks[mid] = int(rc.value)
             self.acked.notify_all()
+
+    def _on_subscribe(self, c: object, u: object, mid: int, rcs: list[ReasonCode],
+                      p: object) -> None:
+        with self.acked:
+            self.subacks.extend(int(rc.value) for rc in rcs)
+            self.acked.notify_all()
+
+    def subscribe(self, topic: str) -> int:
+        """Subscribe at QoS 1 and wait for the SUBACK: its reason code (1 = granted QoS 1)."""
+        count = len(self.subacks)
+        self.client.subscribe(topic, qos=1)
+        with self.acked:
+            assert self.acked.wait_for(lambda: len(self.subacks) > count, timeout=60)
+        return self.subacks[count]
 
     def connect(self) -> Client:
         self.client.connect("localhost", self.broker.port)
@@ -102,14 +115,9 @@ class Client:
 def test_a_device_publishes_only_under_its_own_topic(tls_broker: tuple[Broker, Path]) -> None:
     broker, certs = tls_broker
     collector = Client(broker, certs, "collector").connect()
-    collector.client.subscribe("sensorledger/v1/+/reading", qos=1)
     dev_a = Client(broker, certs, "dev-a").connect()
     try:
-        for _ in range(50):
-            if collector.subacks:
-                break
-            threading.Event().wait(0.05)
-        assert collector.subacks == [1]  # granted QoS 1
+        assert collector.subscribe("sensorledger/v1/+/reading") == 1  # granted QoS 1
 
         assert dev_a.publish("sensorledger/v1/dev-a/reading", b"own") == 0
         assert collector.messages.get(timeout=10) == ("sensorledger/v1/dev-a/reading", b"own")
@@ -131,13 +139,9 @@ def test_a_device_publishes_only_under_its_own_topic(tls_broker: tuple[Broker, P
 def test_a_relay_publishes_for_its_own_sensor_only(tls_broker: tuple[Broker, Path]) -> None:
     broker, certs = tls_broker
     collector = Client(broker, certs, "collector").connect()
-    collector.client.subscribe("sensorledger/v1/+/reading", qos=1)
     relay = Client(broker, certs, "relay-9").connect()
     try:
-        for _ in range(50):
-            if collector.subacks:
-                break
-            threading.Event().wait(0.05)
+        collector.subscribe("sensorledger/v1/+/reading")
         assert relay.publish("sensorledger/v1/smart-sensor-9/reading", b"relayed") == 0
         assert collector.messages.get(timeout=10) == ("sensorledger/v1/smart-sensor-9/reading",
                                                       b"relayed")
@@ -162,11 +166,7 @@ def test_a_device_cannot_read_other_devices(tls_broker: tuple[Broker, Path]) -> 
     try:
         # Mosquitto grants the subscription and filters each delivery through the read ACL.
         for c in (collector, dev_b):
-            c.client.subscribe("sensorledger/v1/+/reading", qos=1)
-        for _ in range(100):
-            if collector.subacks and dev_b.subacks:
-                break
-            threading.Event().wait(0.05)
+            c.subscribe("sensorledger/v1/+/reading")
         assert dev_a.publish("sensorledger/v1/dev-a/reading", b"private") == 0
         assert collector.messages.get(timeout=10)[1] == b"private"
         with pytest.raises(queue.Empty):
@@ -184,13 +184,8 @@ def test_receipts_go_from_the_collector_to_their_own_device_only(
     dev_a = Client(broker, certs, "dev-a").connect()
     dev_b = Client(broker, certs, "dev-b").connect()
     try:
-        dev_a.client.subscribe("sensorledger/v1/dev-a/receipt", qos=1)
-        dev_b.client.subscribe("sensorledger/v1/+/receipt", qos=1)  # tries to read them all
-        for _ in range(100):
-            if dev_a.subacks and dev_b.subacks:
-                break
-            threading.Event().wait(0.05)
-        assert dev_a.subacks == [1]
+        assert dev_a.subscribe("sensorledger/v1/dev-a/receipt") == 1
+        dev_b.subscribe("sensorledger/v1/+/receipt")  # tries to read them all
         assert collector.publish("sensorledger/v1/dev-a/receipt", b"sealed") == 0
         assert dev_a.messages.get(timeout=10) == ("sensorledger/v1/dev-a/receipt", b"sealed")
         with pytest.raises(queue.Empty):
@@ -226,11 +221,7 @@ def test_private_topic_reaches_the_collector_only(tls_broker: tuple[Broker, Path
     dev_b = Client(broker, certs, "dev-b").connect()
     try:
         for c in (collector, dev_b):
-            c.client.subscribe("sensorledger/v1/+/private", qos=1)
-        for _ in range(100):
-            if collector.subacks and dev_b.subacks:
-                break
-            threading.Event().wait(0.05)
+            c.subscribe("sensorledger/v1/+/private")
         assert dev_a.publish("sensorledger/v1/dev-a/private", b"sealed") == 0
         assert collector.messages.get(timeout=10) == ("sensorledger/v1/dev-a/private", b"sealed")
         assert dev_a.publish("sensorledger/v1/dev-b/private", b"forged") == NOT_AUTHORIZED

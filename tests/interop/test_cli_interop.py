@@ -9,14 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from provenance.envelope import Envelope
-from tests.interop.test_go_interop import interop_binary  # noqa: F401  (the built Go program)
 from tests.support.broker import Broker
 from tests.support.collector import CollectorProcess, Ledger, Publisher, make_devices, run_cli
 from tests.support.polling import wait_until
 
 
 def test_go_verifies_what_our_cli_prints(
-    interop_binary: Path,  # noqa: F811
+    interop_binary: Path,
     ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess], tmp_path: Path,
 ) -> None:
     devices = make_devices(3, "go")

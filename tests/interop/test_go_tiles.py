@@ -10,39 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from provenance.note import parse_verifier_key
-from tests.interop.test_go_interop import interop_binary
-from tests.support.broker import Broker
-from tests.support.collector import CollectorProcess, Ledger, Publisher, make_devices, run_cli
-from tests.support.polling import wait_until
-
-__all__ = ["interop_binary"]  # the fixture, shared with test_go_interop
+from tests.support.logs import ed25519_vkey, export_tiles, filled_ledger
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     base = tmp_path_factory.mktemp("go-tiles")
-    broker = Broker(workdir=base / "broker").start()
-    try:
-        ledger = Ledger(base / "ledger").init()
-        devices = make_devices(2, "gotile")
-        ledger.enrol(devices)
-        col = CollectorProcess(ledger, broker, "--block-size", "128", "--block-age", "0.2")
-        col.start()
-        try:
-            with Publisher(broker) as pub:
-                pub.publish((d.topic, d.next()) for _ in range(150) for d in devices)
-            wait_until(lambda: ledger.sealed() == 300, 60, 0.05)
-            assert col.stop() == 0
-        finally:
-            col.kill()
-    finally:
-        broker.stop()
-    out = base / "tiles"
-    assert run_cli("tiles", "export", "--db", ledger.db, str(out)).exit_code == 0
-    ed25519 = next(v for v in Path(ledger.vkey).read_text().split()
-                   if parse_verifier_key(v).sig_type == 1)
-    return out, ed25519
+    ledger, _ = filled_ledger(base, devices=2, prefix="gotile", rounds=150, block_size=128)
+    return export_tiles(ledger, base / "tiles"), ed25519_vkey(ledger)
 
 
 def _run(binary: Path, directory: Path, vkey: str) -> subprocess.CompletedProcess[str]:

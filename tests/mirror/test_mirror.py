@@ -23,15 +23,16 @@ from provenance.merkle import RFC9162_SHA256, root
 from provenance.misbehaviour import verify_misbehaviour
 from provenance.note import parse_note, parse_verifier_key
 from provenance.tiles import Tile, bundle, entry_bundles_of, tiles_of, unbundle
-from tests.support.broker import Broker
-from tests.support.collector import (
-    REPO,
-    CollectorProcess,
-    Device,
-    Ledger,
-    Publisher,
-    make_devices,
-    run_cli,
+from tests.support.broker import free_port
+from tests.support.collector import REPO, Device, Ledger, run_cli
+from tests.support.logs import (
+    export_tiles,
+    fill,
+    filled_ledger,
+    latest_checkpoint,
+    mirror_env,
+    run_mirror,
+    static_site,
 )
 from tests.support.polling import wait_until
 
@@ -46,11 +47,7 @@ class Published:
     url: str  # http://127.0.0.1:PORT/
 
     def mirror(self, db: Path, site: str = "log", *extra: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        return subprocess.run(
-            [sys.executable, "-m", "collector.mirror", str(db), "--url", self.url + site,
-             "--policy", self.ledger.vkey, "--workers", "1", *extra],
-            capture_output=True, text=True, timeout=120, env=env)
+        return run_mirror(db, self.url + site, self.ledger.vkey, "--workers", "1", *extra)
 
     def copy_site(self, name: str) -> Path:
         target = self.root / name
@@ -58,67 +55,18 @@ class Published:
         return target
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     base = tmp_path_factory.mktemp("published")
-    broker = Broker(workdir=base / "broker").start()
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        ledger = Ledger(base / "ledger").init()
-        devices = make_devices(3, "mir")
-        ledger.enrol(devices)
-        col = CollectorProcess(ledger, broker, "--block-size", "100", "--block-age", "0.2")
-        col.start()
-        try:
-            with Publisher(broker) as pub:
-                pub.publish((d.topic, d.next()) for _ in range(200) for d in devices)
-            wait_until(lambda: ledger.sealed() == 600, 60, 0.05)
-            assert col.stop() == 0
-        finally:
-            col.kill()
-        site = base / "site"
-        assert run_cli("tiles", "export", "--db", ledger.db, str(site / "log")).exit_code == 0
-        port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-             "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}/"
-
-        def up() -> bool:
-            import urllib.request
-
-            try:
-                with urllib.request.urlopen(url + "log/checkpoint", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(up, 20, 0.1, "http server up")
+    ledger, devices = filled_ledger(base, devices=3, prefix="mir", rounds=200, block_size=100)
+    site = base / "site"
+    export_tiles(ledger, site / "log")
+    with static_site(site) as url:
         yield Published(ledger, devices, site, url)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        broker.stop()
 
 
 def _root_of(db: Path) -> tuple[int, bytes]:
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    try:
-        size, note = con.execute("SELECT size, note FROM checkpoints ORDER BY size DESC "
-                                 "LIMIT 1").fetchone()
-    finally:
-        con.close()
+    size, note = latest_checkpoint(db)
     return size, parse_checkpoint(parse_note(note).text).root
 
 
@@ -166,19 +114,11 @@ def test_a_mirror_follows_the_log_incrementally(published: Published, tmp_path: 
     ledger, devices = published.ledger, published.devices
     grown = Ledger(tmp_path / "grown")
     shutil.copytree(ledger.root, grown.root)
-    broker = Broker(workdir=tmp_path / "broker").start()
-    try:
-        col = CollectorProcess(grown, broker, "--block-size", "100", "--block-age", "0.2")
-        col.start()
-        extra = [Device(d.device_id, key=d.key, seq=d.seq, boot=d.boot, prev=d.prev)
-                 for d in devices]
-        with Publisher(broker) as pub:
-            pub.publish((d.topic, d.next()) for _ in range(30) for d in extra)
-        wait_until(lambda: grown.sealed() == 690, 60, 0.05)
-        assert col.stop() == 0
-    finally:
-        broker.stop()
-    assert run_cli("tiles", "export", "--db", grown.db, str(site)).exit_code == 0
+    extra = [Device(d.device_id, key=d.key, seq=d.seq, boot=d.boot, prev=d.prev)
+             for d in devices]
+    fill(grown, extra, rounds=30, block_size=100, workdir=tmp_path / "broker")
+    assert grown.sealed() == 690
+    export_tiles(grown, site)
     step = published.mirror(db, "growing")
     assert step.returncode == 0, step.stdout + step.stderr
     assert "tree size 603 -> 693: 90 readings and 0 collector statements" in step.stdout
@@ -315,7 +255,7 @@ def test_the_http_handler_serves_the_same_log_and_nothing_else(
     are not tlog-tiles paths get 404, whatever they try."""
     import http.client
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "SENSORLEDGER_DB": published.ledger.db}
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "collector.publish.http:app_from_env",
@@ -346,12 +286,8 @@ def test_the_http_handler_serves_the_same_log_and_nothing_else(
         for bad in ("/../ledger.db", "/tile/0/../../ledger.db", "/%2e%2e/ledger.db",
                     "/tile/0/003", "/tile/0/002.p/90", "/ledger.db", "/tile//0/000"):
             assert get(bad)[0] == 404, bad
-        copy = tmp_path / "served.db"
-        env_mirror = {**os.environ, "PYTHONPATH": str(REPO)}
-        result = subprocess.run(
-            [sys.executable, "-m", "collector.mirror", str(copy), "--url",
-             f"http://127.0.0.1:{port}", "--policy", published.ledger.vkey],
-            capture_output=True, text=True, timeout=120, env=env_mirror)
+        result = run_mirror(tmp_path / "served.db", f"http://127.0.0.1:{port}",
+                            published.ledger.vkey)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "tree size 0 -> 603" in result.stdout
     finally:
@@ -389,8 +325,8 @@ def test_a_log_from_before_statements_is_mirrored_against_its_first_enrolments(
 
 def test_the_web_view_publishes_the_log_for_mirrors(published: Published, tmp_path: Path) -> None:
     """`ledger-collector serve` mounts the tiles at /log: a mirror follows the view itself."""
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    port = free_port()
+    env = mirror_env()
     server = subprocess.Popen(
         [sys.executable, "-m", "collector", "serve", "--db", published.ledger.db, "--listen",
          f"127.0.0.1:{port}", "--cache-dir", str(tmp_path / "cache")],
@@ -410,11 +346,8 @@ def test_the_web_view_publishes_the_log_for_mirrors(published: Published, tmp_pa
         wait_until(up, 30, 0.1, "the view serving /log")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/log/tile/0/000", timeout=5) as r:
             assert r.read() == (published.root / "log" / "tile/0/000").read_bytes()
-        copy = tmp_path / "view.db"
-        result = subprocess.run(
-            [sys.executable, "-m", "collector.mirror", str(copy), "--url",
-             f"http://127.0.0.1:{port}/log", "--policy", published.ledger.vkey, "--workers", "1"],
-            capture_output=True, text=True, timeout=120, env=env)
+        result = run_mirror(tmp_path / "view.db", f"http://127.0.0.1:{port}/log",
+                            published.ledger.vkey, "--workers", "1")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "tree size 0 -> 603" in result.stdout
     finally:

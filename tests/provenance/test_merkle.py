@@ -606,6 +606,23 @@ INCLUSION_MUTATIONS = [
 ]
 
 
+PROOF_MUTATIONS = ("flip_proof_bit", "truncate", "drop_first", "append_node", "prepend_node")
+
+
+def mutated_proof(mutation: str, proof: list[bytes], bit: int, data: Any) -> list[bytes]:
+    """``proof`` after one of :data:`PROOF_MUTATIONS` (the same for inclusion and
+    consistency proofs)."""
+    if mutation == "flip_proof_bit":
+        at = data.draw(st.integers(0, len(proof) - 1), label="node")
+        return [*proof[:at], flip_bit(proof[at], bit), *proof[at + 1 :]]
+    if mutation == "truncate":
+        return proof[:-1]
+    if mutation == "drop_first":
+        return proof[1:]
+    node = data.draw(st.binary(min_size=HASH_SIZE, max_size=HASH_SIZE))
+    return [*proof, node] if mutation == "append_node" else [node, *proof]
+
+
 NEEDS_PROOF_NODES = {"flip_proof_bit", "truncate", "drop_first"}
 
 
@@ -623,17 +640,8 @@ def test_inclusion_mutations_rejected(mutation: str, seed: bytes, data: Any) -> 
     verify_inclusion(claim_index, claim_size, leaf, proof, tree_root)  # the unmutated claim
 
     bit = data.draw(st.integers(0, HASH_SIZE * 8 - 1), label="bit")
-    if mutation == "flip_proof_bit":
-        at = data.draw(st.integers(0, len(proof) - 1), label="node")
-        proof = [*proof[:at], flip_bit(proof[at], bit), *proof[at + 1 :]]
-    elif mutation == "truncate":
-        proof = proof[:-1]
-    elif mutation == "drop_first":
-        proof = proof[1:]
-    elif mutation == "append_node":
-        proof = [*proof, data.draw(st.binary(min_size=HASH_SIZE, max_size=HASH_SIZE))]
-    elif mutation == "prepend_node":
-        proof = [data.draw(st.binary(min_size=HASH_SIZE, max_size=HASH_SIZE)), *proof]
+    if mutation in PROOF_MUTATIONS:
+        proof = mutated_proof(mutation, proof, bit, data)
     elif mutation == "flip_leaf_bit":
         leaf = flip_bit(leaf, bit)
     elif mutation == "flip_root_bit":
@@ -691,17 +699,8 @@ def test_consistency_mutations_rejected(mutation: str, size2: int, seed: bytes, 
     verify_consistency(claim1, claim2, root1, root2, proof)  # the unmutated claim
 
     bit = data.draw(st.integers(0, HASH_SIZE * 8 - 1), label="bit")
-    if mutation == "flip_proof_bit":
-        at = data.draw(st.integers(0, len(proof) - 1), label="node")
-        proof = [*proof[:at], flip_bit(proof[at], bit), *proof[at + 1 :]]
-    elif mutation == "truncate":
-        proof = proof[:-1]
-    elif mutation == "drop_first":
-        proof = proof[1:]
-    elif mutation == "append_node":
-        proof = [*proof, data.draw(st.binary(min_size=HASH_SIZE, max_size=HASH_SIZE))]
-    elif mutation == "prepend_node":
-        proof = [data.draw(st.binary(min_size=HASH_SIZE, max_size=HASH_SIZE)), *proof]
+    if mutation in PROOF_MUTATIONS:
+        proof = mutated_proof(mutation, proof, bit, data)
     elif mutation == "flip_root1_bit":
         root1 = flip_bit(root1, bit)
     elif mutation == "flip_root2_bit":

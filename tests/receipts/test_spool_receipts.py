@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -20,19 +19,16 @@ from provenance.keys import PrivateKey
 from provenance.reading import GENESIS_PREV, Reading
 from provenance.receipt import Receipt, Refusal, SeqRange, SignedReceipt
 from provenance.senml import Measurement
+from tests.support.spools import close_spools, open_spool
 
 KEY = PrivateKey.generate()
 COLLECTOR = PrivateKey.generate()
-_OPEN: list[Spool] = []
 
 
 @pytest.fixture(autouse=True)
 async def _close_spools() -> AsyncIterator[None]:
     yield
-    while _OPEN:
-        spool = _OPEN.pop()
-        with contextlib.suppress(Exception):
-            await spool.close()
+    await close_spools()
 
 
 def draft(n: int) -> Draft:
@@ -40,8 +36,7 @@ def draft(n: int) -> Draft:
 
 
 async def filled(path: Path, n: int, limit: int = 1000) -> tuple[Spool, ChainSigner]:
-    spool = await Spool.open(path, "dev-r", limit, "receipts")
-    _OPEN.append(spool)
+    spool = await open_spool(path, limit, "dev-r", "receipts")
     signer = ChainSigner("dev-r", KEY, spool.boot, spool.head, Clock("synced"))
     await sign_and_spool(spool, [draft(i) for i in range(n)], signer)
     return spool, signer
@@ -152,8 +147,7 @@ async def test_a_version_1_spool_is_upgraded(tmp_path: Path) -> None:
     con.execute("INSERT INTO spool (device_id, seq, envelope) VALUES ('dev-r', 6, x'00')")
     con.commit()
     con.close()
-    spool = await Spool.open(path, "dev-r", 100, "receipts")
-    _OPEN.append(spool)
+    spool = await open_spool(path, 100, "dev-r", "receipts")
     assert spool.boot == 4 and spool.depth == 1 and spool.awaiting == 0
     assert [r.seq for r in await spool.fetch(0, 10)] == [6]
     await spool.close()

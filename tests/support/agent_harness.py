@@ -210,7 +210,7 @@ class AgentProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def terminate(self, timeout: float = 15) -> int:
+    def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
@@ -220,7 +220,7 @@ class AgentProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def wait_for_log(self, text: str, timeout: float = 15) -> str:
+    def wait_for_log(self, text: str, timeout: float = 60) -> str:
         """Wait until this process (not an earlier one on the same log) logged ``text``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -224,11 +224,18 @@ class CollectorProcess:
                                          f"{''.join(self.lines[-30:])}")
                 self._cond.wait(min(left, 0.2))
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 60) -> int:
         """SIGTERM: drain, seal, exit 0."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        """Wait for the process to end on its own (after a signal already sent): its return
+        code. Never signals again: a second SIGTERM that lands after the event loop closed
+        would kill a collector that was shutting down cleanly."""
+        assert self.proc is not None
         rc = self.proc.wait(timeout)
         if self._reader:
             self._reader.join(5)

@@ -21,7 +21,7 @@ import pytest
 from collector.errors import StoreError
 from collector.ledger.records import CheckpointRecord
 from collector.web import api
-from collector.web.viewstore import ReadOnlySQLiteStore, device_readings_sql
+from collector.web.viewstore import SQLITE, ReadOnlySQLiteStore, device_readings_sql
 from tests.support.collector import REPO, run_cli
 from tests.web.conftest import View, start_view, stop_view
 from tests.web.fleet import HOSTILE_EVENT, HOSTILE_NAMES, Fleet
@@ -103,8 +103,7 @@ def test_pagination_query_uses_the_index(fleet: Fleet) -> None:
             return [await store.explain(device_readings_sql(False), ("water-01", 0, 2**50, 100)),
                     await store.explain(device_readings_sql(True),
                                         ("water-01", 0, 2**50, 0, 0, 100)),
-                    await store.explain("SELECT COUNT(*) FROM readings WHERE device_id = ? "
-                                        "AND time_ms >= ? AND time_ms < ?", ("w", 0, 1))]
+                    await store.explain(SQLITE.sql("count"), ("w", 0, 1))]
         finally:
             await store.close()
 
@@ -116,14 +115,8 @@ def test_pagination_query_uses_the_index(fleet: Fleet) -> None:
 
 def test_the_other_view_queries_are_index_searches(fleet: Fleet) -> None:
     """A device's time span, its kind and a reading by id: a search each, never a scan."""
-    queries = [
-        ("SELECT time_ms FROM readings WHERE device_id = ? ORDER BY time_ms LIMIT 1", ("w",)),
-        ("SELECT time_ms FROM readings WHERE device_id = ? ORDER BY time_ms DESC LIMIT 1",
-         ("w",)),
-        ("SELECT kind FROM readings WHERE device_id = ? AND kind != 'gap' "
-         "ORDER BY seq DESC LIMIT 1", ("w",)),
-        ("SELECT id FROM readings WHERE id = ?", (1,)),
-    ]
+    queries = [(SQLITE.sql(name), params) for name, params in (
+        ("first time", ("w",)), ("last time", ("w",)), ("kind", ("w",)), ("by id", (1,)))]
 
     async def plans() -> list[list[str]]:
         store = await ReadOnlySQLiteStore.open_readonly(fleet.ledger.db)

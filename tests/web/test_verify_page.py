@@ -35,7 +35,6 @@ from provenance.keys import P256_ORDER, PrivateKey, PublicKey
 from provenance.logproof import LogProof, decode_log_proof
 from provenance.note import EcdsaNoteSigner, Ed25519NoteSigner
 from provenance.senml import Measurement
-from tests.collector.test_key_rotation import _rotated_log_proof
 from tests.support.broker import Broker
 from tests.support.collector import (
     BASE_TIME_MS,
@@ -46,6 +45,7 @@ from tests.support.collector import (
 )
 from tests.support.collector import run_cli as _run_cli
 from tests.support.polling import wait_until
+from tests.support.rotation import rotated_log_proof
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "collector" / "web" / "static" / "verify.html"
@@ -837,7 +837,7 @@ def test_the_page_follows_a_rotation_from_the_pinned_old_key(page: Any, tmp_path
     policy.write_text(f"{old_note.verifier.vkey}\n{EcdsaNoteSigner(origin, old).verifier.vkey}\n")
     pin(page, policy.read_text())
 
-    good = _rotated_log_proof(old, PrivateKey.generate(), origin)
+    good = rotated_log_proof(old, PrivateKey.generate(), origin)
     shown = check_in_page(page, good)
     cli = check_with_cli(tmp_path, good, "--policy", str(policy))
     assert shown["checks"] == cli["checks"]
@@ -845,7 +845,7 @@ def test_the_page_follows_a_rotation_from_the_pinned_old_key(page: Any, tmp_path
     assert ("collector key rotation", "PASS") in shown["checks"]
     assert "followed 1 key-rotate statement" in shown["details"]["collector key rotation"]
 
-    forged = _rotated_log_proof(PrivateKey.generate(), PrivateKey.generate(), origin)
+    forged = rotated_log_proof(PrivateKey.generate(), PrivateKey.generate(), origin)
     shown = check_in_page(page, forged)
     cli = check_with_cli(tmp_path, forged, "--policy", str(policy))
     assert shown["checks"] == cli["checks"]

@@ -4,7 +4,8 @@ libsystemd is not needed: systemd passes the path of a unix datagram socket in
 ``NOTIFY_SOCKET`` (a leading ``@`` means the Linux abstract namespace), and each datagram is
 newline-separated ``KEY=VALUE`` lines: ``READY=1`` once the agent works, ``WATCHDOG=1`` at
 least every ``WATCHDOG_USEC`` (we send at half that, as sd_watchdog_enabled(3) advises),
-``STATUS=...`` for ``systemctl status``, ``STOPPING=1`` on the way out. Without
+``STATUS=...`` for ``systemctl status``, ``STOPPING=1`` on the way out. The agent and the
+collector both use it. Without
 ``NOTIFY_SOCKET`` (not under systemd) every call is a no-op.
 """
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Sends sd_notify messages when the agent runs under systemd ``Type=notify``."""
+    """Sends sd_notify messages when the process (an agent, a collector) runs under systemd
+    ``Type=notify``."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
@@ -60,7 +62,7 @@ class Notifier:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.sendto(message.encode(), self._address)
         except OSError as exc:
-            # systemd going away must not take the agent with it; say so once.
+            # systemd going away must not take the process with it; say so once.
             if not self._warned:
                 log.warning("cannot notify systemd at %s: %s", os.environ.get("NOTIFY_SOCKET"),
                             exc)
