@@ -11,6 +11,7 @@ from typing import Any
 from collector.admission.reasons import Reason
 from collector.admission.registry import RegistrySource
 from collector.admission.verify import Rejected, verifier_for
+from provenance.keys import is_low_s
 from provenance.statement import is_statement
 
 __all__ = ["AUDIT_CHECKS", "Result", "audit_envelopes"]
@@ -50,14 +51,19 @@ def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> 
     statements = [i for i, raw in enumerate(envelopes) if is_statement(raw)]
     if statements:
         envelopes = [raw for raw in envelopes if not is_statement(raw)]
+    # One object per device id and kind in the batch: each then crosses the pipe once (the
+    # pickler refers back to an object it has sent), and arrives as one object.
+    names: dict[str, str] = {}
+    name = names.setdefault
     for result in verifier.check_batch([(None, raw) for raw in envelopes]):
         if isinstance(result, Rejected):
             append((AUDIT_CHECKS.get(result.reason, result.reason), result.detail))
             continue
-        r = result.reading
-        signed = (r.device_id, r.seq, r.boot, r.time_ms, r.kind, r.prev,
-                  result.key.revoked_at(r.time_ms))
-        append(signed if result.low_s else (*signed, _HIGH_S))
+        (device_id, seq, boot, time_ms, prev, kind, _, _), key, signature = result
+        revoked_ms = key.revoked_ms  # (DeviceKey.revoked_at, inline)
+        signed = (name(device_id, device_id), seq, boot, time_ms, name(kind, kind), prev,
+                  revoked_ms is not None and time_ms >= revoked_ms)
+        append(signed if is_low_s(signature) else (*signed, _HIGH_S))
     for i in statements:
         out.insert(i, _STATEMENT)
     return out
