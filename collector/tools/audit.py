@@ -32,7 +32,12 @@ from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.store import BlockRecord, LedgerStore, ReadingRecord
 
 # (the worker side lives apart: a worker process imports only it)
-from collector.tools.audit_worker import AUDIT_CHECKS, Result, audit_envelopes
+from collector.tools.audit_worker import (
+    AUDIT_CHECKS,
+    Result,
+    audit_envelopes,
+    cycle_collection_paused,
+)
 from collector.tools.keyschedule import KeySchedule, load_schedule
 from collector.tools.statement_audit import StatementAudit
 from provenance.block import GENESIS_BLOCK_HASH, SignedBlock
@@ -329,19 +334,22 @@ async def run_audit(store: LedgerStore, collector_key: PublicKey, pool: WorkerPo
     ledger_wide = AuditReport(collector_kid=collector_key.kid_hex)
     share = RegistryShare(pool)
     try:
-        async with store.snapshot():
-            # The ledger-wide pass needs no worker: it runs beside the walk over the blocks,
-            # in this process's time between the workers' results, on the same snapshot.
-            beside = asyncio.create_task(ledger_findings(store, ledger_wide,
-                                                         block_age_ms=block_age_ms))
-            try:
-                auditor = await _audit(store, report, collector_key, pool, share, progress,
-                                       window, anchors, saved_checkpoints)
-            except BaseException:
-                beside.cancel()
-                await asyncio.wait([beside])  # ended before its snapshot is
-                raise
-            await beside
+        # Thousands of tuples stay alive, none in a cycle: the cycle collector would walk
+        # them again and again (audit_worker.cycle_collection_paused).
+        with cycle_collection_paused():
+            async with store.snapshot():
+                # The ledger-wide pass needs no worker: it runs beside the walk over the blocks,
+                # in this process's time between the workers' results, on the same snapshot.
+                beside = asyncio.create_task(ledger_findings(store, ledger_wide,
+                                                             block_age_ms=block_age_ms))
+                try:
+                    auditor = await _audit(store, report, collector_key, pool, share, progress,
+                                           window, anchors, saved_checkpoints)
+                except BaseException:
+                    beside.cancel()
+                    await asyncio.wait([beside])  # ended before its snapshot is
+                    raise
+                await beside
         await _erasure_findings(store, report, auditor.schedule.current.key)
     finally:
         share.close()

@@ -6,6 +6,9 @@ A verification process imports this module only (not the audit's main side), run
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from collector.admission.reasons import Reason
@@ -14,7 +17,7 @@ from collector.admission.verify import Rejected, verifier_for
 from provenance.keys import is_low_s
 from provenance.statement import is_statement
 
-__all__ = ["AUDIT_CHECKS", "Result", "audit_envelopes"]
+__all__ = ["AUDIT_CHECKS", "Result", "audit_envelopes", "cycle_collection_paused"]
 
 #: The audit check under which each reason the reading verifier gives is reported. The
 #: verifier is ingest's own (:class:`collector.admission.verify.ReadingVerifier`), so a stored
@@ -41,9 +44,31 @@ _HIGH_S = "high_s"
 Result = tuple[Any, ...]
 
 
+@contextmanager
+def cycle_collection_paused() -> Iterator[None]:
+    """The cycle collector off for the block (as it was, after): the audit makes several
+    tuples per reading and keeps thousands alive at a time, none in a cycle, and the collector
+    would otherwise walk them again and again (0.6-0.9 us a reading in each process).
+    Reference counting still frees everything; cycles made meanwhile wait for the next
+    collection."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> list[Result]:
     """Worker side: the reading verifier's checks on each stored envelope; the signed fields,
     or the failure under its audit check name."""
+    with cycle_collection_paused():
+        return _audit_envelopes(registry_source, envelopes)
+
+
+def _audit_envelopes(registry_source: RegistrySource, envelopes: list[bytes]) -> list[Result]:
     verifier = verifier_for(registry_source)
     out: list[Result] = []
     append = out.append

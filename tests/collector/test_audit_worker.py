@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import cbor2
 import pytest
 
@@ -91,3 +93,26 @@ def test_a_decoder_crash_is_an_envelope_finding_not_a_failed_batch(
     out = audit_envelopes(snapshot, [poison, good])
     assert out[0][0] == "envelope" and "RecursionError" in out[0][1]
     assert out[1][:2] == (d.device_id, 0)
+
+
+def test_the_cycle_collector_is_paused_only_while_a_batch_is_checked() -> None:
+    from collector.tools.audit_worker import cycle_collection_paused
+
+    seen: list[bool] = []
+    device = Device("a-05")
+    snapshot = RegistrySnapshot.of(8, [DeviceKey(device.key.kid, "a-05",
+                                                  device.key.public.der, 0)])
+    assert gc.isenabled()
+    with cycle_collection_paused():
+        seen.append(gc.isenabled())
+    seen.append(gc.isenabled())
+    assert len(audit_envelopes(snapshot, [device.next()])[0]) == 7
+    seen.append(gc.isenabled())
+    gc.disable()
+    try:  # a caller that turned it off keeps it off
+        with cycle_collection_paused():
+            seen.append(gc.isenabled())
+        seen.append(gc.isenabled())
+    finally:
+        gc.enable()
+    assert seen == [False, True, True, False, False]
