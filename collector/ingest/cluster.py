@@ -38,6 +38,7 @@ from collector.admission.checks import DeviceChecks
 from collector.admission.reasons import Reason
 from collector.admission.registry import DeviceKey
 from collector.admission.verify import Outcome, Rejected, Verified
+from collector.errors import StoreError
 from collector.ingest.mqtt import Message
 from collector.ingest.pipeline import Job, Pipeline, now_ms
 from collector.ledger.pg_base import StoreRetry
@@ -50,11 +51,20 @@ from provenance.note import NoteSigner
 from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE
 
-__all__ = ["ClusterPipeline"]
+__all__ = ["ClusterPipeline", "StoppedUndrained"]
 
 log = logging.getLogger("collector.ingest.cluster")
 
 _MAX_BACKOFF_S = 5.0
+
+
+class StoppedUndrained(StoreError):
+    """Asked to stop while the database cannot be reached: what was received and not committed
+    stays unacknowledged, kept by the broker in this collector's session for the next start (or
+    delivered to another member of the shared subscription)."""
+
+    code = "stopped_undrained"
+
 _COUNTERS = ("accepted", "duplicates", "gaps", "chain_restarts", "reboots", "boot_resets",
              "late")
 
@@ -184,6 +194,7 @@ class ClusterPipeline(Pipeline):
                 break
             except StoreRetry as exc:
                 self._restore_counters(saved)
+                self._give_up_if_stopping(exc, len(items))
                 event(log, "store_retry", logging.WARNING, detail=str(exc)[:300],
                       messages=len(items), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
@@ -209,6 +220,16 @@ class ClusterPipeline(Pipeline):
         if isinstance(outcome, Verified):
             return self._revocation_recheck(outcome)
         return outcome
+
+    def _give_up_if_stopping(self, exc: StoreRetry, messages: int) -> None:
+        """A stop was asked for and the database is away: waiting for it would hold the stop
+        for as long as it stays away. Nothing uncommitted was acknowledged, so nothing is lost
+        by stopping now."""
+        if self._stopping.is_set():
+            raise StoppedUndrained(
+                f"stopped before the database came back ({str(exc)[:200]}); {messages} "
+                "received message(s) not committed stay unacknowledged with the broker, "
+                "which delivers them again to the next collector of the group") from None
 
     def _save_counters(self) -> tuple[list[int], Counter[str]]:
         m = self.metrics
@@ -272,6 +293,7 @@ class ClusterPipeline(Pipeline):
                         await self._cluster.write(admission, BatchWrite(
                             readings=[d.record(0, now) for d in due]))
             except StoreRetry as exc:
+                self._give_up_if_stopping(exc, 0)
                 event(log, "store_retry", logging.WARNING, detail=str(exc)[:300],
                       during="statements", retry_in_s=backoff)
                 await asyncio.sleep(backoff)
