@@ -14,12 +14,14 @@ from collector.admission.gaps import SeqGap
 from collector.ledger.pg_log import PgLogTables
 from collector.ledger.pg_writes import UNSEALED_ROWS, write_private, write_readings
 from collector.ledger.records import (
+    SEQ_SUMMARIES,
     BatchWrite,
     DeviceState,
     PendingLeaf,
     QuarantineEntry,
     QuarantineRecord,
     ReadingRecord,
+    SeqSummary,
 )
 from collector.ledger.statement_index import (
     IndexRow,
@@ -188,16 +190,17 @@ class PgReadingTables(PgLogTables):
             after = rows[-1][2] if device_id is not None else rows[-1][0]
 
     async def device_sequences(self) -> AsyncIterator[tuple[str, list[int]]]:
-        async for device, pairs in self.device_seq_ids():
-            yield device, [seq for seq, _ in pairs]
+        for summary in await self.device_seq_summaries():
+            pairs = await self.device_seq_ids(summary.device_id)
+            yield summary.device_id, [seq for seq, _ in pairs]
 
-    async def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
-        devices = [row[0] for row in
-                   await self._all("SELECT DISTINCT device_id FROM readings ORDER BY device_id")]
-        for device in devices:
-            rows = await self._all("SELECT seq, id FROM readings WHERE device_id = %s "
-                                   "ORDER BY seq", (device,))
-            yield device, [(seq, rid if rid is not None else 0) for seq, rid in rows]
+    async def device_seq_summaries(self) -> list[SeqSummary]:
+        return [SeqSummary(*row) for row in await self._all(SEQ_SUMMARIES)]
+
+    async def device_seq_ids(self, device_id: str) -> list[tuple[int, int]]:
+        rows = await self._all("SELECT seq, id FROM readings WHERE device_id = %s "
+                               "ORDER BY seq", (device_id,))
+        return [(seq, rid if rid is not None else 0) for seq, rid in rows]
 
     async def reading_count(self, device_id: str | None = None) -> int:
         if device_id is None:

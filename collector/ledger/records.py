@@ -15,6 +15,7 @@ from collector.admission import gaps as gapmath
 from collector.admission.gaps import SeqGap
 
 __all__ = [
+    "SEQ_SUMMARIES",
     "BatchWrite",
     "BlockRecord",
     "CheckpointRecord",
@@ -24,6 +25,7 @@ __all__ = [
     "QuarantineEntry",
     "QuarantineRecord",
     "ReadingRecord",
+    "SeqSummary",
 ]
 
 
@@ -101,6 +103,23 @@ class PendingLeaf(NamedTuple):
     leaf_hash: bytes
     time_ms: int
     received_ms: int
+
+
+class SeqSummary(NamedTuple):
+    """One device's stored rows as the database counts them (the audit's ledger-wide pass
+    reads a device's rows only when these do not already show its seqs are 0 .. rows - 1)."""
+
+    device_id: str
+    rows: int
+    distinct_seqs: int
+    first_seq: int
+    last_seq: int
+
+
+#: The query both stores answer :class:`SeqSummary` rows with (in standard SQL; over the
+#: (device_id, seq) index, nothing per row leaves the database).
+SEQ_SUMMARIES = ("SELECT device_id, COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) "
+                 "FROM readings GROUP BY device_id ORDER BY device_id")
 
 
 @dataclass(slots=True)

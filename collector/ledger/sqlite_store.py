@@ -27,6 +27,7 @@ from collector.admission.gaps import SeqGap
 from collector.admission.registry import DeviceKey
 from collector.errors import NotFoundError, StoreError
 from collector.ledger.records import (
+    SEQ_SUMMARIES,
     BatchWrite,
     BlockRecord,
     CheckpointRecord,
@@ -34,6 +35,7 @@ from collector.ledger.records import (
     PendingLeaf,
     QuarantineRecord,
     ReadingRecord,
+    SeqSummary,
 )
 from collector.ledger.sqlite_keys import KeyTables
 from collector.ledger.sqlite_log import LogTables
@@ -426,22 +428,12 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
         )
         return [SeqGap(*row) for row in rows]
 
-    async def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
-        """Every device's stored (seq, reading id) pairs, seq ascending."""
-        device: str | None = None
-        rows_of: list[tuple[int, int]] = []
-        async with self._db.execute(
-            "SELECT device_id, seq, id FROM readings ORDER BY device_id, seq"
-        ) as cur:
-            while rows := await cur.fetchmany(8192):
-                for dev, seq, rid in rows:
-                    if dev != device:
-                        if device is not None:
-                            yield device, rows_of
-                        device, rows_of = dev, []
-                    rows_of.append((seq, rid))
-        if device is not None:
-            yield device, rows_of
+    async def device_seq_summaries(self) -> list[SeqSummary]:
+        return [SeqSummary(*row) for row in await self._all(SEQ_SUMMARIES)]
+
+    async def device_seq_ids(self, device_id: str) -> list[tuple[int, int]]:
+        return [(seq, rid) for seq, rid in await self._all(
+            "SELECT seq, id FROM readings WHERE device_id = ? ORDER BY seq", (device_id,))]
 
     async def commit_replay(self, batch: BatchWrite,
                             quarantine: Sequence[tuple[int, QuarantineRecord | None]]) -> None:

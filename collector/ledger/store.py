@@ -35,6 +35,7 @@ from collector.ledger.records import (
     QuarantineEntry,
     QuarantineRecord,
     ReadingRecord,
+    SeqSummary,
 )
 from collector.ledger.statement_index import IndexRow
 from provenance.compact import CompactRange, Node
@@ -52,6 +53,7 @@ __all__ = [
     "QuarantineEntry",
     "QuarantineRecord",
     "ReadingRecord",
+    "SeqSummary",
 ]
 
 
@@ -151,8 +153,13 @@ class LedgerStore(Protocol):
                                  limit: int = 100) -> list[QuarantineEntry]: ...
     async def quarantine_counts(self) -> dict[tuple[str, str], int]: ...
     async def gaps(self, device_id: str) -> list[SeqGap]: ...
-    def device_seq_ids(self) -> AsyncIterator[tuple[str, list[tuple[int, int]]]]:
-        """Every device's stored (seq, reading id) pairs, seq ascending."""
+    async def device_seq_summaries(self) -> list[SeqSummary]:
+        """Per device with readings, in device id order: its rows and seqs counted by the
+        database, so that a reader (the audit) fetches a device's rows only when these leave
+        something to look at."""
+        ...
+    async def device_seq_ids(self, device_id: str) -> list[tuple[int, int]]:
+        """The device's stored (seq, reading id) pairs, seq ascending."""
         ...
     # receipts (docs/wire-format.md, "Receipts") -------------------------------------------
     async def reading_seqs(self, first_id: int, end_id: int) -> dict[str, list[int]]:

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 
 from collector.admission.checks import MAX_SEQ_JUMP, DeviceState
 from collector.ledger.statement_index import statement_terms
-from collector.ledger.store import LedgerStore, ReadingRecord
+from collector.ledger.store import LedgerStore, ReadingRecord, SeqSummary
 from collector.tools.audit import AuditReport, Finding
 from provenance.statement import STATEMENT_DEVICE
 
@@ -58,17 +58,24 @@ async def ledger_findings(store: LedgerStore, report: AuditReport, *,
         sealed_end = max(last.end_reading_id if last else 1, await store.tree_size() + 1)
         seen: set[str] = set()
         out = _Capped(report, limit)
-        async for device_id, rows in store.device_seq_ids():
+        for summary in await store.device_seq_summaries():
+            device_id = summary.device_id
             if device_id == STATEMENT_DEVICE:
                 continue  # collector statements: checked by the audit's statement pass
             seen.add(device_id)
             state = states.get(device_id)
-            _sequence_findings(out, device_id, rows, state)
+            if _plain(summary, state):
+                if state is not None and state.last_seq >= summary.rows:
+                    _hole(out, device_id, summary.rows, state.last_seq)
+            else:
+                rows = await store.device_seq_ids(device_id)
+                _sequence_findings(out, device_id, rows, state)
+                if state is not None:
+                    _state_findings(out, device_id, rows, state)
             if state is None:  # nothing to disagree with; rebuilt state is still worth a word
-                report.warnings.append(f"device {device_id}: {len(rows):,} stored reading(s) "
-                                       "but no device state")
+                report.warnings.append(f"device {device_id}: {summary.rows:,} stored "
+                                       "reading(s) but no device state")
                 continue
-            _state_findings(out, device_id, rows, state)
             stored_last = await store.find_reading(device_id, state.last_seq)
             if (stored_last is not None
                     and hashlib.sha256(stored_last.envelope).digest() != state.last_hash):
@@ -156,6 +163,19 @@ def _covering(rows: Sequence[tuple[int, int]],
     stored = ((seq, seq, rid) for seq, rid in rows)
     gaps = sorted((g.first, g.last, None) for g in state.gaps) if state else []
     return heapq.merge(stored, gaps, key=lambda t: (t[0], t[2] is None))
+
+
+def _plain(summary: SeqSummary, state: DeviceState | None) -> bool:
+    """True when the counts alone show what the walk over the device's rows would: nearly
+    every device. Its stored seqs are exactly 0 .. n - 1 (n rows, n distinct seqs, from 0 to
+    n - 1), it has no recorded gap, and they lie in its state's range, as many as the state
+    counts. Then the only possible finding is a hole after the last stored seq, up to the
+    state's (what :func:`_sequence_findings` and :func:`_state_findings` find on such rows)."""
+    n = summary.rows
+    if summary.distinct_seqs != n or summary.first_seq != 0 or summary.last_seq != n - 1:
+        return False
+    return state is None or (not state.gaps and state.first_seq <= 0
+                             and n - 1 <= state.last_seq and n == state.accepted)
 
 
 def _sequence_findings(out: _Capped, device_id: str, rows: Sequence[tuple[int, int]],
