@@ -59,6 +59,10 @@ class StatementAudit:
         self.registry_logged = False  # an enrolment or revocation statement seen
         self.before_first = 0  # readings ahead of the log's first such statement
         self.early_kids: set[bytes] = set()
+        # device -> the envelope heads (kid included) of its keys enrolled by the statements so
+        # far and never revoked: a reading of the device whose envelope starts with one passes
+        # :meth:`reading` with nothing to say (the audit's one test per reading, see there).
+        self.plain_heads: dict[str, tuple[bytes, ...]] = {}
 
     def statement(self, row: ReadingRecord, fail: Fail) -> int | None:
         """Check a row whose envelope is a statement; its signed time, or None if broken."""
@@ -93,6 +97,7 @@ class StatementAudit:
                          f"{enrolment.device_id}, enrolled earlier for {device}")
                     return
                 self.enrolled[enrolment.kid] = enrolment.device_id
+                self._plain_heads(enrolment.device_id, enrolment.kid)
             elif statement.type == KEY_ROTATE:
                 # statements after it are signed by the key it names
                 self.key = statement.key_rotation().key
@@ -102,10 +107,22 @@ class StatementAudit:
                     fail("statement", f"revokes key {revocation.kid.hex()[:16]}… of "
                          f"{revocation.device_id}, which no earlier statement enrolled for it")
                 self.revoked[revocation.kid] = revocation.revoked_ms
+                device = self.enrolled.get(revocation.kid)
+                if device is not None:
+                    self._plain_heads(device, revocation.kid)
             elif statement.type == ERASE:
                 erasure_of(statement)  # well formed; collector/tools/erasures.py checks more
         except ProvenanceError as exc:
             fail("statement", exc.diagnostics())
+
+    def _plain_heads(self, device_id: str, kid: bytes) -> None:
+        """Keep ``kid``'s envelope head among the device's plain heads exactly while it is
+        enrolled for the device and not revoked."""
+        head = _ENVELOPE_HEAD + kid
+        heads = tuple(h for h in self.plain_heads.get(device_id, ()) if h != head)
+        if self.enrolled.get(kid) == device_id and kid not in self.revoked:
+            heads += (head,)
+        self.plain_heads[device_id] = heads
 
     def not_a_statement(self, row: ReadingRecord, fail: Fail) -> bool:
         """True (and a finding) when a row claims the statement device without a statement."""
@@ -116,7 +133,10 @@ class StatementAudit:
         return False
 
     def reading(self, row: ReadingRecord, time_ms: int, fail: Fail) -> None:
-        """A verified reading: its key enrolled earlier for its device, not revoked by then."""
+        """A verified reading: its key enrolled earlier for its device, not revoked by then.
+
+        Nearly every reading's envelope starts with one of :attr:`plain_heads` of its device,
+        and then this has nothing to say: the audit calls it for the others only."""
         envelope = row.envelope  # (reading_kid, inline: this runs once per reading)
         kid = envelope[_KID] if envelope.startswith(_ENVELOPE_HEAD) else reading_kid(envelope)
         device = self.enrolled.get(kid)

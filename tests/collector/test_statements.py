@@ -166,7 +166,8 @@ def test_audit_of_statements_against_the_readings_after_them() -> None:
             fail = lambda check, detail: found.append((check, detail))  # noqa: E731
             if row.kind == "statement":
                 audit.statement(row, fail)
-            else:
+            # as the audit runs it: a reading starting with a plain head has nothing to check
+            elif not row.envelope.startswith(audit.plain_heads.get(row.device_id, ())):
                 audit.reading(row, 5_000, fail)
         return found
 
