@@ -47,7 +47,7 @@ from .spool import Spool
 from .status import Heartbeat, status_line, write_status_file
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
-    from .exposition import MetricsServer
+    from common.exposition import MetricsServer
 
 __all__ = ["Agent", "run_agent"]
 
@@ -176,7 +176,8 @@ class Agent:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
-        from .exposition import MetricsServer
+        from common.exposition import MetricsServer
+
         from .observe import AgentExporter
 
         registry = CollectorRegistry(auto_describe=False)

@@ -47,7 +47,7 @@ from provenance.keyfile import load_private_key
 from provenance.keys import PrivateKey
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are on
-    from agent.exposition import Health, MetricsServer
+    from common.exposition import Health, MetricsServer
 
 __all__ = ["load_collector_key", "run_collector"]
 
@@ -225,9 +225,9 @@ async def _metrics_server(config: CollectorConfig, pipeline: Pipeline, ingest: M
     from prometheus_client import CollectorRegistry
     from prometheus_client.process_collector import ProcessCollector
 
-    from agent.exposition import MetricsServer
     from collector.observe.exporter import LedgerExporter, broker_source, witness_source
     from collector.observe.health import assess
+    from common.exposition import MetricsServer
 
     assert config.metrics.listen is not None
     registry = CollectorRegistry(auto_describe=False)

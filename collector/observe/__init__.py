@@ -2,5 +2,5 @@
 
 :mod:`.exporter` turns the pipeline's counters (:mod:`collector.metrics`) and live state into
 Prometheus metric families at scrape time; :mod:`.health` is the pure health rule. Both are
-served by :class:`agent.exposition.MetricsServer`, which the agent uses too.
+served by :class:`common.exposition.MetricsServer`, which the agent uses too.
 """

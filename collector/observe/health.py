@@ -16,8 +16,8 @@ stops (a database another process holds locked, a full disk) while readings wait
 
 from __future__ import annotations
 
-from agent.exposition import Health
 from collector.metrics import LiveState
+from common.exposition import Health
 
 __all__ = ["assess"]
 

@@ -15,12 +15,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from agent.config import parse_config as parse_agent_config
-from agent.exposition import Health, MetricsServer
 from collector.admission.reasons import REASONS
 from collector.config import load_config
 from collector.errors import ConfigError
 from collector.metrics import LatencyHistogram, LiveState, Metrics
 from collector.observe.exporter import LedgerExporter
+from common.exposition import Health, MetricsServer
 from provenance.listen import parse_listen
 from tests.support.scrape import health, scrape
 
