@@ -133,10 +133,15 @@ Example (after removing the reader from the agents' [private] readers and rotati
 def readers_revoke(config_path: str | None, db: str | None, reader_kid: str) -> None:
     """Delete every grant READER_KID (a unique prefix of 8+ hex digits) holds here, so that
     key opens nothing stored in this ledger any more."""
+    from collector.ledger.opening import is_postgres_url
     from collector.ledger.private_vault import drop_reader
 
     cfg = config(config_path, database=db)
     kid, count, emptied = drop_reader(cfg.database, reader_kid)
-    click.echo(f"reader {kid.hex()}: {count} grant(s) deleted"
-               + ("" if emptied else "; the WAL is still in use and is emptied at the "
-                  "collector's next checkpoint"))
+    if is_postgres_url(cfg.database):
+        left = ("; table rewritten (VACUUM FULL); the WAL, its archives and standbys keep "
+                "older copies until they are recycled")
+    else:
+        left = "" if emptied else ("; the WAL is still in use and is emptied at the "
+                                   "collector's next checkpoint")
+    click.echo(f"reader {kid.hex()}: {count} grant(s) deleted{left}")

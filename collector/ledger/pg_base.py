@@ -78,6 +78,9 @@ _current: contextvars.ContextVar[psycopg.AsyncConnection[Any] | None] = contextv
 class PostgresConnection:
     """One ledger database; the table groups build on it."""
 
+    #: psycopg's parameter placeholder (the shared reads build their SQL with it).
+    _placeholder = "%s"
+
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
                  url: str) -> None:
         self._pool = pool

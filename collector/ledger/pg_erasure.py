@@ -14,6 +14,9 @@
 What PostgreSQL keeps outside the table files is not reached from here: the WAL holds the
 deleted rows until its segments are recycled, and so do WAL archives, base backups and
 standbys (docs/privacy.md, docs/scaling.md). A rerun for the same subject finishes steps 2-3.
+
+Revoking a reader (:func:`drop_reader_pg`) deletes its grants in one transaction, then
+``VACUUM FULL`` rewrites ``private_grants``, with the same reach.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from collector.errors import StoreError
 from collector.ledger.pg_base import redact
 from collector.ledger.private_vault import (
     QUARANTINED_PRIVATE,
+    READER_KIDS,
     SUBJECT_KIDS,
     check_signing_key,
+    only_reader,
     subject_erasure,
     subject_messages,
 )
@@ -37,7 +42,7 @@ from provenance.erasure import sign_erasure, verify_erasure
 from provenance.keys import PrivateKey
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND
 
-__all__ = ["erase_subject_pg"]
+__all__ = ["drop_reader_pg", "erase_subject_pg"]
 
 
 def erase_subject_pg(url: str, subject: str, *, authority: str, key: PrivateKey,
@@ -62,6 +67,26 @@ def erase_subject_pg(url: str, subject: str, *, authority: str, key: PrivateKey,
     except psycopg.Error as exc:
         raise StoreError(f"erasing subject {subject!r} in {redact(url)} failed: {exc}; run "
                          "the same command again to finish it") from None
+
+
+def drop_reader_pg(url: str, prefix: str) -> tuple[bytes, int]:
+    """Delete every grant of the one reader whose key id starts with ``prefix`` (checked by
+    :func:`collector.ledger.private_vault.reader_prefix`); (reader kid, grants deleted). The
+    collectors may run meanwhile: the rewrite holds the table for the moment it takes."""
+    try:
+        with psycopg.connect(url, autocommit=True) as con:
+            with con.transaction():
+                kid = only_reader(prefix, con.execute(READER_KIDS))
+                cur = con.execute("DELETE FROM private_grants WHERE reader_kid = %s", (kid,))
+            done = f"reader {kid.hex()}: {cur.rowcount} grant(s) deleted"
+            try:
+                con.execute("VACUUM FULL private_grants")
+            except psycopg.Error as exc:
+                raise StoreError(f"{done}, but rewriting private_grants in {redact(url)} "
+                                 f"failed: {exc}; run VACUUM FULL private_grants") from None
+            return kid, cur.rowcount
+    except psycopg.Error as exc:
+        raise StoreError(f"revoking reader {prefix} in {redact(url)} failed: {exc}") from None
 
 
 def _size(con: psycopg.Connection[Any]) -> int:

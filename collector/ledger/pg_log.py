@@ -4,7 +4,7 @@ writer; a cluster's sealer is :mod:`collector.ledger.pg_cluster`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -13,17 +13,17 @@ from collector import faults
 from collector.errors import StoreError
 from collector.ledger.pg_registry import PgRegistryTables
 from collector.ledger.records import BlockRecord, CheckpointRecord
+from collector.ledger.table_reads import CHECKPOINT_COLUMNS, CheckpointReads
 from collector.ledger.tree_reads import TreeReads, tile_leaves
 from provenance.compact import Node, tile_entries
 from provenance.merkle import HASH_SIZE
 
 __all__ = ["PgLogTables"]
 
-_CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 _BLOCK_SELECT = "SELECT height, hash, header, first_reading_id, leaf_count, sealed_ms FROM blocks"
 
 
-class PgLogTables(TreeReads, PgRegistryTables):
+class PgLogTables(TreeReads, CheckpointReads, PgRegistryTables):
     """The log's identity, tree, checkpoints and blocks."""
 
     async def log_origin(self) -> str | None:
@@ -57,34 +57,6 @@ class PgLogTables(TreeReads, PgRegistryTables):
             out.update(tile_leaves(tile_index, bytes(tile), begin, end))
         return out
 
-    async def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
-        if size is None:
-            row = await self._one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints "
-                                  "ORDER BY size DESC LIMIT 1")
-        else:
-            row = await self._one(
-                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size = %s", (size,))
-        return CheckpointRecord(*row) if row else None
-
-    async def checkpoint_at_least(self, size: int) -> CheckpointRecord | None:
-        row = await self._one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size >= %s "
-                              "ORDER BY size LIMIT 1", (size,))
-        return CheckpointRecord(*row) if row else None
-
-    async def iter_checkpoints(self, chunk: int = 1024) -> AsyncIterator[list[CheckpointRecord]]:
-        after = -1
-        while True:
-            rows = await self._all(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints "
-                                   "WHERE size > %s ORDER BY size LIMIT %s", (after, chunk))
-            if not rows:
-                return
-            yield [CheckpointRecord(*row) for row in rows]
-            after = rows[-1][0]
-
-    async def checkpoints(self) -> list[CheckpointRecord]:
-        rows = await self._all(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")
-        return [CheckpointRecord(*row) for row in rows]
-
     async def write_nodes(self, conn: psycopg.AsyncConnection[Any], nodes: Sequence[Node],
                           size: int) -> None:
         """Inside a transaction: add ``nodes`` to their tiles and set the tree size."""
@@ -108,7 +80,7 @@ class PgLogTables(TreeReads, PgRegistryTables):
                                cp: CheckpointRecord) -> None:
         # A plain INSERT: a second checkpoint for a size fails the whole transaction.
         await conn.execute(
-            f"INSERT INTO checkpoints({_CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
+            f"INSERT INTO checkpoints({CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
             (cp.size, cp.root, cp.note, cp.block_height, cp.signed_ms))
         await conn.execute("UPDATE log_head SET root = %s WHERE id = 1 AND size = %s",
                            (cp.root, cp.size))

@@ -18,7 +18,6 @@ from collector.ledger.records import (
     BatchWrite,
     DeviceState,
     PendingLeaf,
-    QuarantineEntry,
     QuarantineRecord,
     ReadingRecord,
     SeqSummary,
@@ -29,18 +28,16 @@ from collector.ledger.statement_index import (
     index_rows_query,
     statements_query,
 )
+from collector.ledger.table_reads import QUARANTINE_COLUMNS, QuarantineReads, quarantine_row
 from provenance.merkle import RFC9162_SHA256
 
-__all__ = ["QUARANTINE_COLUMNS", "READING_COLUMNS", "STATE_COLUMNS", "PgReadingTables"]
+__all__ = ["READING_COLUMNS", "STATE_COLUMNS", "PgReadingTables"]
 
 READING_COLUMNS = "id, device_id, seq, boot, time_ms, received_ms, kind, envelope"
 STATE_COLUMNS = (
     "device_id, first_seq, last_seq, last_hash, last_boot, last_time_ms, last_received_ms, "
     "accepted, duplicates, equivocations, chain_breaks, chain_restarts, reboots, boot_resets, "
     "out_of_order, delayed, last_skew_ms, max_ahead_ms"
-)
-QUARANTINE_COLUMNS = (
-    "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
 )
 _STATE_UPSERT = (
     f"INSERT INTO device_state({STATE_COLUMNS}) VALUES ({','.join(['%s'] * 18)}) "
@@ -68,13 +65,7 @@ def state_row(s: DeviceState) -> tuple[Any, ...]:
             s.last_skew_ms, s.max_ahead_ms)
 
 
-def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
-    return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
-            q.size, q.raw, q.received_ms, q.received_ms)
-
-
-
-class PgReadingTables(PgLogTables):
+class PgReadingTables(QuarantineReads, PgLogTables):
     """Readings, statements, device states, gaps and quarantine."""
 
     async def device_states(self) -> dict[str, DeviceState]:
@@ -209,41 +200,6 @@ class PgReadingTables(PgLogTables):
             row = await self._one("SELECT COUNT(*) FROM readings WHERE device_id = %s",
                                   (device_id,))
         return int(row[0])
-
-    async def quarantine_entries(self, *, reason: str | None = None,
-                                 device_id: str | None = None,
-                                 limit: int = 100) -> list[QuarantineEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        if reason is not None:
-            where.append("reason = %s")
-            params.append(reason)
-        if device_id is not None:
-            where.append("COALESCE(device_id, topic_device) = %s")
-            params.append(device_id)
-        sql = f"SELECT id, {QUARANTINE_COLUMNS}, times_seen FROM quarantine"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._all(f"{sql} ORDER BY id LIMIT %s",
-                               (*params, limit if limit >= 0 else None))
-        return [
-            QuarantineEntry(
-                id=row[0],
-                record=QuarantineRecord(
-                    raw_sha256=bytes(row[1]), reason=row[2], detail=row[3], topic=row[4],
-                    topic_device=row[5], device_id=row[6], seq=row[7], size=row[8],
-                    raw=bytes(row[9]), received_ms=row[10]),
-                last_ms=row[11],
-                times_seen=row[12],
-            )
-            for row in rows
-        ]
-
-    async def quarantine_counts(self) -> dict[tuple[str, str], int]:
-        rows = await self._all(
-            "SELECT COALESCE(device_id, topic_device, '?'), reason, SUM(times_seen) "
-            "FROM quarantine GROUP BY 1, 2")
-        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     async def reading_seqs(self, first_id: int, end_id: int) -> dict[str, list[int]]:
         """Each device's seqs among readings ``first_id .. end_id - 1`` (a block's), ascending."""

@@ -44,8 +44,9 @@ from provenance.keys import PrivateKey, PublicKey
 from provenance.private_message import PrivateMessage
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND, SignedStatement
 
-__all__ = ["ErasureResult", "ErasureRow", "PostgresPrivateVault", "PrivateVault", "SealedRow",
-           "drop_reader", "erase_subject", "open_vault"]
+__all__ = ["READER_KIDS", "ErasureResult", "ErasureRow", "PostgresPrivateVault", "PrivateVault",
+           "SealedRow", "drop_reader", "erase_subject", "only_reader", "open_vault",
+           "reader_prefix"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,20 +318,43 @@ def _destroy(con: sqlite3.Connection, subject: str, authority: str, key: Private
 def drop_reader(database: str | Path, kid_prefix: str) -> tuple[bytes, int, bool]:
     """Delete every grant held by the reader whose key id starts with ``kid_prefix`` (hex):
     it can no longer open anything stored here. Returns (reader kid, grants deleted, WAL
-    emptied). Safe while the collector runs; the WAL is emptied when no reader holds it."""
+    emptied). Safe while the collector runs; the WAL is emptied when no reader holds it. On a
+    PostgreSQL ledger (:func:`collector.ledger.pg_erasure.drop_reader_pg`) the table is
+    rewritten instead, and PostgreSQL's WAL is never emptied from here (False)."""
+    prefix = reader_prefix(kid_prefix)
+    if is_postgres_url(str(database)):
+        from collector.ledger.pg_erasure import drop_reader_pg
+
+        kid, count = drop_reader_pg(str(database), prefix)
+        return kid, count, False
+    with _connection(database) as con:
+        kid = only_reader(prefix, con.execute(READER_KIDS))
+        cur = con.execute("DELETE FROM private_grants WHERE reader_kid = ?", (kid,))
+        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return kid, cur.rowcount, not busy
+
+
+#: Every reader holding a grant: (reader key id,).
+READER_KIDS = "SELECT DISTINCT reader_kid FROM private_grants"
+
+
+def reader_prefix(kid_prefix: str) -> str:
+    """A reader key id prefix as typed, in lower case: at least 8 hex digits (a trailing
+    ellipsis, as listings shorten key ids, is dropped)."""
     prefix = kid_prefix.lower().rstrip("…")
     if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
         raise NotFoundError(f"{kid_prefix!r}: give at least 8 hex digits of the reader key id")
-    with _connection(database) as con:
-        kids = [bytes(k) for (k,) in con.execute(
-            "SELECT DISTINCT reader_kid FROM private_grants")]
-        matching = [k for k in kids if k.hex().startswith(prefix)]
-        if len(matching) != 1:
-            raise NotFoundError(f"{len(matching)} readers hold grants with a key id starting "
-                                f"{prefix}; give a unique prefix")
-        cur = con.execute("DELETE FROM private_grants WHERE reader_kid = ?", (matching[0],))
-        busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return matching[0], cur.rowcount, not busy
+    return prefix
+
+
+def only_reader(prefix: str, rows: Iterable[Sequence[Any]]) -> bytes:
+    """The one reader key id among ``rows`` (:data:`READER_KIDS`) that starts with
+    ``prefix``; none or several are refused."""
+    matching = [bytes(row[0]) for row in rows if bytes(row[0]).hex().startswith(prefix)]
+    if len(matching) != 1:
+        raise NotFoundError(f"{len(matching)} readers hold grants with a key id starting "
+                            f"{prefix}; give a unique prefix")
+    return matching[0]
 
 
 #: A subject's data keys, with grants or sealed values (``{p}``: the placeholder).

@@ -21,6 +21,9 @@ __all__ = ["SQLiteConnection"]
 class SQLiteConnection:
     """One open ledger file; the table groups build on it."""
 
+    #: sqlite3's parameter placeholder (the shared reads build their SQL with it).
+    _placeholder = "?"
+
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path

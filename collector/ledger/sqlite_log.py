@@ -8,7 +8,7 @@ node position, never the leaves; a block writes a handful of rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import aiosqlite
 
@@ -16,6 +16,7 @@ from collector import faults
 from collector.errors import StoreError
 from collector.ledger.records import BlockRecord, CheckpointRecord
 from collector.ledger.sqlite_base import SQLiteConnection
+from collector.ledger.table_reads import CHECKPOINT_COLUMNS, CheckpointReads
 from collector.ledger.tree_reads import TreeReads, tile_leaves
 from provenance.compact import (
     Node,
@@ -25,10 +26,8 @@ from provenance.merkle import HASH_SIZE
 
 __all__ = ["LogTables"]
 
-_CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 
-
-class LogTables(TreeReads, SQLiteConnection):
+class LogTables(TreeReads, CheckpointReads, SQLiteConnection):
     """The log tree, its checkpoints and its identity."""
 
     # identity --------------------------------------------------------------------------------
@@ -69,39 +68,6 @@ class LogTables(TreeReads, SQLiteConnection):
             out.update(tile_leaves(tile_index, await self._tile(0, tile_index), begin, end))
         return out
 
-    # checkpoints -----------------------------------------------------------------------------
-
-    async def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
-        """The checkpoint at ``size``, or the latest one."""
-        if size is None:
-            row = await self._one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints "
-                                  "ORDER BY size DESC LIMIT 1")
-        else:
-            row = await self._one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size = ?",
-                                  (size,))
-        return CheckpointRecord(*row) if row else None
-
-    async def checkpoint_at_least(self, size: int) -> CheckpointRecord | None:
-        """The smallest checkpoint covering ``size`` leaves."""
-        row = await self._one(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size >= ? "
-                              "ORDER BY size LIMIT 1", (size,))
-        return CheckpointRecord(*row) if row else None
-
-    async def iter_checkpoints(self, chunk: int = 1024) -> AsyncIterator[list[CheckpointRecord]]:
-        """Every checkpoint, by size, a chunk at a time (a year of 1 s blocks has 31 million)."""
-        after = -1
-        while True:
-            rows = await self._all(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE size > ? "
-                                   "ORDER BY size LIMIT ?", (after, chunk))
-            if not rows:
-                return
-            yield [CheckpointRecord(*row) for row in rows]
-            after = rows[-1][0]
-
-    async def checkpoints(self) -> list[CheckpointRecord]:
-        rows = await self._all(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")
-        return [CheckpointRecord(*row) for row in rows]
-
     # writing ---------------------------------------------------------------------------------
 
     async def _write_log(self, db: aiosqlite.Connection, block: BlockRecord) -> None:
@@ -131,7 +97,7 @@ class LogTables(TreeReads, SQLiteConnection):
 
     async def _write_checkpoint(self, db: aiosqlite.Connection, cp: CheckpointRecord) -> None:
         # A plain INSERT: a second checkpoint for a size fails the whole transaction.
-        await db.execute(f"INSERT INTO checkpoints({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        await db.execute(f"INSERT INTO checkpoints({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                          (cp.size, cp.root, cp.note, cp.block_height, cp.signed_ms))
 
     async def commit_tree(self, nodes: Sequence[Node], size: int) -> None:

@@ -1,5 +1,6 @@
 """The SQLite store's registry and quarantine tables: the collector key, device keys
-(enrol, revoke, the registry version) and the quarantine listings."""
+(enrol, revoke, the registry version) and the quarantine listings (written once for both
+stores in :mod:`collector.ledger.table_reads`)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,14 @@ import aiosqlite
 
 from collector.admission.registry import DeviceKey, enrolled_again, revocation
 from collector.ledger.key_records import stored_collector_key
-from collector.ledger.records import QuarantineEntry, QuarantineRecord
 from collector.ledger.sqlite_base import SQLiteConnection
+from collector.ledger.table_reads import QuarantineReads
 from provenance.keys import PublicKey
 
-__all__ = ["QUARANTINE_COLUMNS", "RegistryTables", "quarantine_row"]
-
-QUARANTINE_COLUMNS = (
-    "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
-)
+__all__ = ["RegistryTables"]
 
 
-class RegistryTables(SQLiteConnection):
+class RegistryTables(QuarantineReads, SQLiteConnection):
     """Who may sign (device keys) and what was kept out (quarantine)."""
 
     # collector identity and registry ---------------------------------------------------------
@@ -90,44 +87,3 @@ class RegistryTables(SQLiteConnection):
         await db.execute(
             "UPDATE meta SET value = value + 1 WHERE key = 'registry_version'"
         )
-
-    async def quarantine_entries(self, *, reason: str | None = None,
-                                 device_id: str | None = None,
-                                 limit: int = 100) -> list[QuarantineEntry]:
-        where: list[str] = []
-        params: list[Any] = []
-        if reason is not None:
-            where.append("reason = ?")
-            params.append(reason)
-        if device_id is not None:
-            where.append("COALESCE(device_id, topic_device) = ?")
-            params.append(device_id)
-        sql = f"SELECT id, {QUARANTINE_COLUMNS}, times_seen FROM quarantine"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self._all(f"{sql} ORDER BY id LIMIT ?", (*params, limit))
-        return [
-            QuarantineEntry(
-                id=row[0],
-                record=QuarantineRecord(
-                    raw_sha256=row[1], reason=row[2], detail=row[3], topic=row[4],
-                    topic_device=row[5], device_id=row[6], seq=row[7], size=row[8], raw=row[9],
-                    received_ms=row[10],
-                ),
-                last_ms=row[11],
-                times_seen=row[12],
-            )
-            for row in rows
-        ]
-
-    async def quarantine_counts(self) -> dict[tuple[str, str], int]:
-        rows = await self._all(
-            "SELECT COALESCE(device_id, topic_device, '?'), reason, SUM(times_seen) "
-            "FROM quarantine GROUP BY 1, 2"
-        )
-        return {(row[0], row[1]): int(row[2]) for row in rows}
-
-
-def quarantine_row(q: QuarantineRecord) -> tuple[Any, ...]:
-    return (q.raw_sha256, q.reason, q.detail, q.topic, q.topic_device, q.device_id, q.seq,
-            q.size, q.raw, q.received_ms, q.received_ms)

@@ -39,7 +39,7 @@ from collector.ledger.records import (
 )
 from collector.ledger.sqlite_keys import KeyTables
 from collector.ledger.sqlite_log import LogTables
-from collector.ledger.sqlite_registry import QUARANTINE_COLUMNS, RegistryTables, quarantine_row
+from collector.ledger.sqlite_registry import RegistryTables
 from collector.ledger.sqlite_schema import MIGRATIONS
 from collector.ledger.sqlite_witness import CosignatureTables
 from collector.ledger.statement_index import (
@@ -51,6 +51,7 @@ from collector.ledger.statement_index import (
     statement_type,
     statements_query,
 )
+from collector.ledger.table_reads import QUARANTINE_COLUMNS, quarantine_row
 from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 

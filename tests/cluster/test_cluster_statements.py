@@ -9,41 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.clock import Clock
-from agent.data_keys import DataKeys, ValueSealer
-from agent.signer import ChainHead, ChainSigner, Draft
-from provenance.keyfile import save_private_key
 from provenance.keys import PrivateKey
-from provenance.private_message import PrivateMessage
-from provenance.senml import Measurement
 from provenance.statement import SignedStatement
-from provenance.wire import private_topic
 from tests.support.broker import Broker
-from tests.support.cluster import PgLedger, cluster_collector
+from tests.support.cluster import PgLedger, cluster_collector, private_stream
 from tests.support.collector import Publisher, make_devices, now_ms, run_cli
 from tests.support.polling import wait_until
 from tests.support.postgres import PostgresServer
 
 PER_DEVICE = 30
-
-
-def _private_stream(key: PrivateKey, root: Path, count: int) -> list[tuple[str, bytes]]:
-    """``count`` private readings of ``ward-1``, sealed for the reader key in ``reader.pem``."""
-    reader = PrivateKey.generate()
-    save_private_key(reader, root / "reader.pem")
-    signer = ChainSigner("ward-1", key, 1, ChainHead(), Clock("synced"),
-                         sealer=ValueSealer(DataKeys(root / "data-keys.json"), [reader.public]))
-    out = []
-    start = now_ms() - 60_000
-    for i in range(count):
-        draft = Draft("oximeter", "pulse-oximeter", start + i * 1000, True,
-                      (Measurement(name="spo2", value=95, unit="%"),), {},
-                      subject="patient-a" if i % 2 else "patient-b")
-        entry, head = signer.sign(draft, signer.head)
-        signer.advance(head)
-        PrivateMessage.decode(entry.envelope).check_parts()
-        out.append((private_topic("ward-1"), entry.envelope))
-    return out
 
 
 def _add(ledger: PgLedger, device_id: str, pem: str) -> None:
@@ -58,7 +32,7 @@ def test_two_collectors_log_statements_once_and_admit_private_readings(
     ledger.enrol(first)
     ward = PrivateKey.generate()
     _add(ledger, "ward-1", ward.public.to_pem())
-    private = _private_stream(ward, tmp_path, PER_DEVICE)
+    private = private_stream(ward, tmp_path, PER_DEVICE)
     args = ("--block-size", "10", "--block-age", "0.3")
     cols = [cluster_collector(ledger, broker, f"collector-{i}", *args).start() for i in range(2)]
     try:

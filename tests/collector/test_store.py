@@ -20,6 +20,7 @@ from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from collector.ledger.pg_store import PostgresStore
 from collector.ledger.records import (
     BatchWrite,
+    CheckpointRecord,
     DeviceState,
     PendingLeaf,
     QuarantineRecord,
@@ -179,6 +180,60 @@ def test_quarantine_counts_repeats_instead_of_storing_them_twice(where: str) -> 
                                                                       ("oversized", 1)]
         assert await store.quarantine_counts() == {("s-01", "not_cbor"): 3,
                                                    ("s-01", "oversized"): 1}
+
+    run(go, where)
+
+
+def test_quarantine_listing_filters_and_limits(where: str) -> None:
+    """Entries read back whole, by reason, by device (signed, else the topic's), any limit."""
+    by_topic = quarantined(b"a")
+    signed = QuarantineRecord(hashlib.sha256(b"b").digest(), "bad_signature", "bad", "t2",
+                              "s-09", "s-02", 7, 1, b"b", 6)
+    other = quarantined(b"c", "oversized")
+
+    async def go(store: LedgerStore) -> None:
+        await store.commit_batch(BatchWrite(quarantine=[by_topic, signed, other]))
+        entries = await store.quarantine_entries()
+        assert [e.record for e in entries] == [by_topic, signed, other]
+        assert [(e.times_seen, e.last_ms) for e in entries] == [(1, 5), (1, 6), (1, 5)]
+        assert [type(e.record.raw_sha256) for e in entries] == [bytes] * 3
+        assert [e.id for e in entries] == sorted(e.id for e in entries)
+        assert [e.record for e in await store.quarantine_entries(reason="oversized")] == [other]
+        assert [e.record for e in await store.quarantine_entries(device_id="s-02")] == [signed]
+        assert [e.record for e in await store.quarantine_entries(device_id="s-01")] == [
+            by_topic, other]
+        assert await store.quarantine_entries(device_id="s-09") == []
+        assert [e.record for e in await store.quarantine_entries(
+            reason="not_cbor", device_id="s-01")] == [by_topic]
+        assert [e.record for e in await store.quarantine_entries(limit=2)] == [by_topic, signed]
+        assert len(await store.quarantine_entries(limit=-1)) == 3
+        assert await store.quarantine_entries(limit=0) == []
+        assert await store.quarantine_counts() == {("s-01", "not_cbor"): 1,
+                                                   ("s-02", "bad_signature"): 1,
+                                                   ("s-01", "oversized"): 1}
+
+    run(go, where)
+
+
+def test_checkpoint_reads(where: str) -> None:
+    """The checkpoint reads: latest, by size, the first covering a size, in chunks."""
+    made = [CheckpointRecord(size, bytes([size]) * 32, f"note {size}".encode(), size // 3,
+                             1000 + size) for size in (3, 6, 9)]
+
+    async def go(store: LedgerStore) -> None:
+        assert await store.checkpoint() is None and await store.checkpoints() == []
+        for cp in made:
+            await store.commit_checkpoint(cp)
+        assert await store.checkpoint() == made[-1]
+        assert await store.checkpoint(6) == made[1]
+        assert await store.checkpoint(5) is None
+        assert await store.checkpoint_at_least(4) == made[1]
+        assert await store.checkpoint_at_least(3) == made[0]
+        assert await store.checkpoint_at_least(10) is None
+        assert await store.checkpoints() == made
+        chunks = [chunk async for chunk in store.iter_checkpoints(chunk=2)]
+        assert chunks == [made[:2], made[2:]]
+        assert [type(cp.note) for cp in await store.checkpoints()] == [bytes] * 3
 
     run(go, where)
 
