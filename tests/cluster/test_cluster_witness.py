@@ -10,7 +10,6 @@ as one collector on SQLite does, not at its next look at the log."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ pytestmark = pytest.mark.slow
 
 ROUNDS = 3
 PER_ROUND = 8  # readings of each device per round
+_LONG_POLL_S = 120.0  # the submitter's look at the log, in the prompt-submission test
+_WAIT_S = 20.0  # longest wait for one round there (four rounds well inside one look)
 
 
 def _latest(ledger: PgLedger) -> tuple[int, bytes]:
@@ -142,47 +143,39 @@ def _has_sealed(ledger: PgLedger, n: int) -> bool:
     return ledger.sealed() >= n
 
 
-def _at(e: dict[str, Any]) -> float:
-    return datetime.fromisoformat(str(e["ts"]).replace("Z", "+00:00")).timestamp()
-
-
 def test_a_sealing_collector_submits_its_checkpoint_at_once(
         tmp_path: Path, broker: Broker, postgres_server: PostgresServer) -> None:
     """Each block's checkpoint goes to the witness as soon as it is sealed. The submitter also
-    looks at the log once a second (for blocks other collectors seal), so each round here
-    publishes right after the previous checkpoint was cosigned: a submitter that waited for
-    its next look would send about a second after the seal."""
+    looks at the log every ``poll`` seconds (for blocks other collectors seal): set here to
+    far longer than the test waits, so only the seal's own wake-up gets a checkpoint
+    cosigned in time. Each round publishes after the previous checkpoint was cosigned."""
     ledger = PgLedger(tmp_path / "cluster", url=postgres_server.create_db()).init()
     log_vkeys = Path(ledger.vkey).read_text().split()
     witness = WitnessProcess(tmp_path / "witness", "witness.example/w",
                              log_vkeys[0].split("+")[0], log_vkeys).start()
     config = tmp_path / "collector.toml"
-    config.write_text("[witnessing]\nquorum = 1\n\n[[witnessing.witness]]\n"
+    config.write_text(f"[witnessing]\nquorum = 1\npoll = {_LONG_POLL_S}\n\n"
+                      "[[witnessing.witness]]\n"
                       f'url = "{witness.url}"\nvkey = "{witness.vkey}"\n')
     device = make_devices(1, "now")[0]
     ledger.enrol([device])
     col = cluster_collector(ledger, broker, "collector-0", "--config", str(config),
                             "--block-age", "0.05").start()
-    delays = []
+    started = time.monotonic()
     try:
         with Publisher(broker, "prompt-publisher") as pub:
             for n in range(1, 5):
                 pub.publish([(device.topic, device.next())])
-                wait_until(partial(_has_sealed, ledger, n), timeout=30)
+                wait_until(partial(_has_sealed, ledger, n), timeout=_WAIT_S)
                 size = _latest(ledger)[0]
 
                 def of_size(e: dict[str, Any], size: int = size) -> bool:
                     return e.get("size") == size
 
-                def ending_at(e: dict[str, Any], size: int = size) -> bool:
-                    return int(e["first_reading_id"]) + int(e["leaves"]) - 1 == size
-
-                cosigned = col.wait_event("checkpoint_cosigned", where=of_size)
-                sealed = col.wait_event("block_sealed", where=ending_at)
-                delays.append(round(_at(cosigned) - _at(sealed), 3))
+                # Woken by the seal: cosigned long before the submitter's next look.
+                col.wait_event("checkpoint_cosigned", where=of_size, timeout=_WAIT_S)
     finally:
         stopped = col.stop()
         witness.stop()
     assert stopped == 0, "".join(col.lines[-20:])
-    # Woken by the seal: milliseconds (0.4 s leaves room for a busy machine).
-    assert max(delays) < 0.4, delays
+    assert time.monotonic() - started < _LONG_POLL_S  # (no round was served by a look)
