@@ -144,6 +144,9 @@ class WitnessingConfig:
     quorum: int = 0  # cosignatures a checkpoint needs to count as cosigned
     timeout: float = 10.0  # seconds for one add-checkpoint request
     backoff_max: float = 30.0  # longest wait between retries to a witness that is down
+    # seconds between looks at the log for a checkpoint not yet sent (one another collector
+    # sealed; this collector's own blocks go at once)
+    poll: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +340,8 @@ def _read(r: Table, base: Path, path: Path | None, source: Source) -> CollectorC
 
 
 def _read_witnessing(w: Table) -> WitnessingConfig:
-    """``[witnessing]`` quorum, timeout, backoff_max and ``[[witnessing.witness]]`` url, vkey."""
+    """``[witnessing]`` quorum, timeout, backoff_max, poll and ``[[witnessing.witness]]`` url,
+    vkey."""
     from provenance.cosignature import CosignatureVerifier, parse_any_verifier_key
 
     entries = w.get("witness", [])
@@ -368,7 +372,8 @@ def _read_witnessing(w: Table) -> WitnessingConfig:
     config = WitnessingConfig(tuple(witnesses), quorum,
                               timeout=_positive(w, "timeout", 10.0, "number of seconds"),
                               backoff_max=_positive(w, "backoff_max", 30.0,
-                                                    "number of seconds"))
+                                                    "number of seconds"),
+                              poll=_positive(w, "poll", 1.0, "number of seconds"))
     w.finish()
     return config
 

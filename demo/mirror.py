@@ -1,24 +1,18 @@
 """The demo's mirror: another party's verified copy of the log, made with ``ledger-mirror``.
 
-It reads the log as C2SP tlog-tiles from the running view's ``/log``; when there is no view
-(``--cluster``), from ``ledger-collector tiles export`` served by a plain static web server
-(``python -m http.server``), as a party without our software would publish it. The copy is its
-own ledger: the demo compares its checkpoint with the log's and runs ``audit`` on it.
+It reads the log as C2SP tlog-tiles from the running view's ``/log`` (the view serves the
+SQLite ledger, or with ``--cluster`` the PostgreSQL one). The copy is its own ledger: the demo
+compares its checkpoint with the log's and runs ``audit`` on it.
 """
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .broker import free_port
-from .ledger import LedgerCli, _indent
-from .processes import Processes
+from .ledger import _indent
 
 __all__ = ["DemoMirror", "checkpoint_head"]
 
@@ -42,35 +36,8 @@ class DemoMirror:
     def db(self) -> Path:
         return self.root / "mirror.db"
 
-    @property
-    def site(self) -> Path:
-        """Where the tiles are exported when there is no view to read them from."""
-        return self.root / "published"
-
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True)
-
-    def publish_static(self, procs: Processes, ledger: LedgerCli, out: IO[str]) -> str:
-        """Export the log's tiles and serve them with a static web server; its URL."""
-        exported = ledger._run("tiles", "export", "--db", ledger.db, self.site)
-        out.write(_indent(exported.stdout))
-        port = free_port()
-        child = procs.start("tiles-http", [sys.executable, "-m", "http.server", "--bind",
-                                           "127.0.0.1", "--directory", str(self.site),
-                                           str(port)])
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or not child.running():
-                    from .run import DemoError
-
-                    raise DemoError("the static tiles server did not start:\n"
-                                    + child.tail()) from None
-                time.sleep(0.05)
-        return f"http://127.0.0.1:{port}"
 
     def catch_up(self, url: str, policy: Path, out: IO[str]) -> bool:
         """``ledger-mirror DB --url URL --policy FILE``: fetch and verify the whole log."""

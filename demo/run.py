@@ -2,7 +2,7 @@
 
 With ``--cluster`` (``make demo-cluster``): a private PostgreSQL (initdb + pg_ctl in a temporary
 folder) holds the ledger and two collectors share the readings through an MQTT 5 shared
-subscription, sealing in turn; then the same audit and proof check.
+subscription, sealing in turn; the read-only view serves that ledger, and the same checks run.
 
 Everything a user would type is run as the user would run it: ``sensor-agent keygen`` and
 ``sensor-agent pubkey`` for each device, ``ledger-collector devices add`` to enrol it,
@@ -30,7 +30,7 @@ from .ledger import ClusterLedgerCli, LedgerCli
 from .mirror import DemoMirror
 from .postgres import LocalPostgres
 from .processes import Processes
-from .view import start_view
+from .view import check_view, start_view
 from .witnesses import DemoWitnesses
 
 BIN = Path(sys.executable).parent
@@ -82,8 +82,7 @@ class Demo:
             if self.postgres is not None:
                 self.start_postgres(self.postgres)
             self.start_collector()
-            if not self.cluster:  # the read-only view reads a SQLite ledger
-                self.start_view()
+            self.start_view()
             self.enrol_agents()
             self.make_reader()
             self.start_devices()
@@ -133,7 +132,7 @@ class Demo:
     def start_view(self) -> None:
         self.step("starting the read-only view: ledger-collector serve")
         try:
-            _, self.view_url = start_view(self.procs, BIN, self.ledger.db,
+            _, self.view_url = start_view(self.procs, BIN, self.ledger.location,
                                           self.root / "view-cache", self.view_listen)
         except (RuntimeError, OSError) as exc:
             raise DemoError(str(exc)) from None
@@ -243,6 +242,7 @@ class Demo:
         audit_ok = self.ledger.audit(self.out, self.root / "head.checkpoint")
         self.step("the checkpoint both witnesses cosigned: ledger-collector checkpoint --cosigned")
         self.ledger.show_cosigned(self.witnesses.collector_config, self.out)
+        view_ok = self.check_view()
         mirror_ok = self.run_mirror()
         self.step("writing and checking a proof file for one arc event (it carries the "
                   "cosignatures; the policy asks for both witnesses)")
@@ -271,24 +271,29 @@ class Demo:
             self.say(f"    view        {self.view_url}"
                      + ("" if self.keep_serving else " (until the demo exits; --keep-serving "
                         "keeps it up)"))
-        ok = audit_ok and proof_ok and private_ok and mirror_ok
-        self.say("demo PASSED: audit clean, the mirror's copy verified, proofs verified "
-                 "offline, private values revealed only with the reader key" if ok
+        ok = audit_ok and view_ok and proof_ok and private_ok and mirror_ok
+        self.say("demo PASSED: audit clean, the view shows the ledger, the mirror's copy "
+                 "verified, proofs verified offline, private values revealed only with the "
+                 "reader key" if ok
                  else "demo FAILED")
         return ok
 
+    def check_view(self) -> bool:
+        """The view, still serving the ledger the collectors left, shows what the ledger
+        holds: its pages load, its JSON API gives the saved checkpoint and the same numbers."""
+        assert self.view_url is not None
+        self.step(f"the read-only view shows the same ledger: pages and JSON API at "
+                  f"{self.view_url}")
+        return check_view(self.view_url, self.root / "head.checkpoint", self.ledger.stats(),
+                          "panel-7", self.out)
+
     def run_mirror(self) -> bool:
-        """Another party's mirror catches up from the published tiles, reaches the same
+        """Another party's mirror catches up from the view's tiles, reaches the same
         checkpoint, and its copy passes the audit on its own."""
-        if self.view_url is not None:
-            url = self.view_url + "log"
-            self.step(f"a mirror, as another party runs it: ledger-mirror from the view's "
-                      f"tiles at {url}")
-        else:
-            self.step("a mirror, as another party runs it: ledger-collector tiles export, "
-                      "served by a static web server, read by ledger-mirror")
-            url = self.mirror.publish_static(self.procs, self.ledger, self.out)
-            self.say(f"    tiles at {url}")
+        assert self.view_url is not None
+        url = self.view_url + "log"
+        self.step(f"a mirror, as another party runs it: ledger-mirror from the view's tiles "
+                  f"at {url}")
         caught_up = self.mirror.catch_up(url, self.ledger.vkey, self.out)
         same = caught_up and self.mirror.same_checkpoint(self.root / "head.checkpoint",
                                                          self.out)

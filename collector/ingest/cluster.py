@@ -261,6 +261,8 @@ class ClusterPipeline(Pipeline):
             block = sealed.block
             self.metrics.blocks_sealed += 1
             self.unsealed = max(0, self.unsealed - block.leaf_count)
+            if self._on_sealed is not None:
+                self._on_sealed()  # its checkpoint goes to the witnesses now
             event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
                   first_reading_id=block.first_reading_id, hash=block.hash.hex())
 

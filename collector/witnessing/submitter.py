@@ -67,11 +67,10 @@ class WitnessProgress:
 class Witnessing:
     """The background submitter for every configured witness."""
 
-    def __init__(self, config: WitnessingConfig, database: str, *,
-                 poll: float = 1.0) -> None:
+    def __init__(self, config: WitnessingConfig, database: str) -> None:
         self.config = config
         self.database = database
-        self.poll = poll
+        self.poll = config.poll
         self.progress = [WitnessProgress(w, _verifier(w.vkey)) for w in config.witnesses]
         self._tasks: list[asyncio.Task[None]] = []
         self._store: Ledger | None = None

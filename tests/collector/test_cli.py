@@ -122,6 +122,7 @@ def test_config_file_flags_and_validation(tmp_path: Path) -> None:
                     '[mqtt]\nurl = "mqtts://u:p%40ss@broker.example"\n')
     cfg = load_config(conf, {"blocks.age": 0.5})
     assert cfg.database == str(tmp_path / "data" / "ledger.db")  # relative to the file
+    assert cfg.witnessing.poll == 1.0
     assert (cfg.blocks.size, cfg.blocks.age) == (500, 0.5)
     addr = parse_broker_url(cfg.mqtt.url)
     assert (addr.host, addr.port, addr.tls, addr.username, addr.password) == (
@@ -130,6 +131,7 @@ def test_config_file_flags_and_validation(tmp_path: Path) -> None:
                          ('[blocks]\nsise = 5\n', "unknown config key 'blocks.sise'"),
                          ('[mqtt]\nurl = "http://x"\n', "mqtt://"),
                          ('[ingest]\nmax_clock_skew = "soon"\n', "must be a number"),
+                         ('[witnessing]\npoll = 0\n', "witnessing.poll"),
                          ('[mqtt]\nprotocol = "4"\n', "mqtt.protocol"),
                          ('blocks = 3\n', "must be a table"),
                          ('not toml at all', "not valid TOML")):

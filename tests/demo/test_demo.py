@@ -47,27 +47,8 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert out.count("— witness.owner.example/demo ") == 2
     assert "cosigned by 2 of 2 policy witnesses (agency, owner); quorum both met" in out
     assert "extends the saved checkpoint of tree size" in out
-    assert re.search(r"view: http://127\.0\.0\.1:\d+/", out)  # the read-only view was up
-
-    # Another party's mirror caught up from the view's tiles, to the log's own checkpoint.
-    mirror = out[out.index("==> a mirror"):out.index("==> writing and checking")]
-    assert re.search(r"ledger-mirror from the view's tiles at http://127\.0\.0\.1:\d+/log",
-                     mirror)
-    caught = re.search(r"tree size 0 -> (\d+): (\d+) readings and (\d+) collector statements "
-                       r"verified and kept", mirror)
-    assert caught, mirror
-    head = re.search(r"mirror reached the same checkpoint: sensorledger\.example/demo, tree "
-                     r"size (\d+), root (\S+)", mirror)
-    assert head, mirror
-    saved = (next(p for p in tmp_path.iterdir() if p.is_dir()) / "head.checkpoint").read_text()
-    assert saved.splitlines()[1:3] == [head.group(1), head.group(2)]
-    assert caught.group(1) == head.group(1)
-    # Its copy passes the audit on its own, against the same saved checkpoint.
-    mirror_audit = mirror[mirror.index("==> auditing the mirror's copy"):]
-    assert re.search(rf"audit OK: \d+ blocks, {caught.group(2)} readings and "
-                     rf"{caught.group(3)} collector statement\(s\) verified", mirror_audit)
-    assert (f"extends the saved checkpoint of tree size {head.group(1)} "
-            in mirror_audit), mirror_audit
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    _assert_view_and_mirror(out, run_dir)
     assert re.search(r"mirror copy \S+/mirror/mirror\.db", out)
 
     report = out[out.index("==> report"):out.index("==> auditing")]
@@ -81,7 +62,6 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
     assert set(accepted) == set(EXPECTED_KINDS)
     assert all(n >= 3 for n in accepted.values()), accepted
 
-    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
     # Every device kind went driver -> agent -> Mosquitto -> collector (which verified each
     # signature); read the decoded measurements back out of the ledger.
     for device, (kind, names) in EXPECTED_KINDS.items():
@@ -109,6 +89,59 @@ def test_short_demo_passes_its_audit_and_proof_check(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_cluster_demo_serves_the_view_on_postgresql(tmp_path: Path) -> None:
+    """``make demo-cluster`` in a short run: two collectors on a private PostgreSQL, and the
+    same view, mirror, audit and proof checks as the SQLite demo."""
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--cluster", "--seconds", "8", "--workdir",
+         str(tmp_path)], capture_output=True, text=True, timeout=300,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "demo PASSED" in out
+    assert "two collectors, shared subscription" in out
+    assert re.search(r"ledger\s+postgresql://postgres@127\.0\.0\.1:\d+/sensorledger", out)
+    assert re.search(r"audit OK: \d+ blocks, \d+ readings and \d+ collector statement\(s\) "
+                     r"verified \(0 not yet sealed\)", out)
+    assert out.count("proof VERIFIED") == 2
+    assert out.count("[PASS]") == 12 and "[FAIL]" not in out
+    assert "cosigned by 2 of 2 policy witnesses (agency, owner); quorum both met" in out
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    _assert_view_and_mirror(out, run_dir)
+    assert not (run_dir / "collector" / "ledger.db").exists()  # the ledger was PostgreSQL
+
+
+def _assert_view_and_mirror(out: str, run_dir: Path) -> None:
+    """The read-only view was up, showed the ledger as it is (pages and JSON API), and another
+    party's mirror caught up from its tiles to the log's own checkpoint."""
+    assert re.search(r"view: http://127\.0\.0\.1:\d+/", out)  # the read-only view was up
+    view = out[out.index("==> the read-only view shows"):out.index("==> a mirror")]
+    assert "the view shows the ledger as it is" in view and "MISMATCH" not in view, view
+    assert re.search(r"/api/v1/overview: \d+ readings, \d+ blocks, tree size \d+, 5 devices, "
+                     r"0 unsealed", view), view
+    assert re.search(r"/api/v1/devices/panel-7/readings: [1-5] readings", view), view
+
+    # Another party's mirror caught up from the view's tiles, to the log's own checkpoint.
+    mirror = out[out.index("==> a mirror"):out.index("==> writing and checking")]
+    assert re.search(r"ledger-mirror from the view's tiles at http://127\.0\.0\.1:\d+/log",
+                     mirror)
+    caught = re.search(r"tree size 0 -> (\d+): (\d+) readings and (\d+) collector statements "
+                       r"verified and kept", mirror)
+    assert caught, mirror
+    head = re.search(r"mirror reached the same checkpoint: sensorledger\.example/demo, tree "
+                     r"size (\d+), root (\S+)", mirror)
+    assert head, mirror
+    saved = (run_dir / "head.checkpoint").read_text()
+    assert saved.splitlines()[1:3] == [head.group(1), head.group(2)]
+    assert caught.group(1) == head.group(1)
+    # Its copy passes the audit on its own, against the same saved checkpoint.
+    mirror_audit = mirror[mirror.index("==> auditing the mirror's copy"):]
+    assert re.search(rf"audit OK: \d+ blocks, {caught.group(2)} readings and "
+                     rf"{caught.group(3)} collector statement\(s\) verified", mirror_audit)
+    assert (f"extends the saved checkpoint of tree size {head.group(1)} "
+            in mirror_audit), mirror_audit
 
 
 def test_demo_leaves_no_process_behind(tmp_path: Path) -> None:
