@@ -146,6 +146,7 @@ def _records(count: int) -> re.Pattern[bytes]:
     return pattern
 
 
+_make = tuple.__new__
 _FLOAT_FORMS = {0xF9: ">e", 0xFA: ">f", 0xFB: ">d"}
 # Verdicts on float encodings seen (sensor values repeat), bounded.
 _float_ok: dict[bytes, bool] = {}
@@ -194,7 +195,9 @@ def _common_shape(payload: bytes) -> ReadingHead | None:
     time_ms = time_raw[0] if len(time_raw) == 1 else int.from_bytes(time_raw[1:], "big")
     if seq > MAX_SEQ or boot > MAX_BOOT or time_ms > MAX_TIME_MS:
         return None
-    return ReadingHead(dev.decode("ascii"), seq, boot, time_ms, prev, kind.decode("ascii"), None)
+    # (tuple.__new__: a NamedTuple's own __new__ is a Python call, and this runs per reading)
+    return _make(ReadingHead, (dev.decode("ascii"), seq, boot, time_ms, prev,
+                               kind.decode("ascii"), None, None))
 
 
 def _records_one_by_one(payload: bytes, pos: int, count: int) -> bool:

@@ -55,6 +55,7 @@ __all__ = [
     "verify_message",
 ]
 
+_make = tuple.__new__
 _DECODE_CODES = frozenset({Reason.NOT_CBOR, Reason.NOT_COSE, Reason.BAD_KID})
 _PAYLOAD_CODES = frozenset({Reason.BAD_VERSION, Reason.NOT_DETERMINISTIC})
 P = ParamSpec("P")
@@ -160,7 +161,8 @@ def _open(registry: Registry, topic: str | None, payload: bytes) -> _Opened | Re
     entry = registry.lookup(parts[0])
     if entry is None:
         return Rejected(Reason.UNKNOWN_KEY, f"key id {parts[0].hex()} is not enrolled")
-    return _Opened(device, payload, entry[0], entry[1], parts, der_signature(parts[3]))
+    # (tuple.__new__: a NamedTuple's own __new__ is a Python call; these run per reading)
+    return _make(_Opened, (device, payload, entry[0], entry[1], parts, der_signature(parts[3])))
 
 
 def _check_signature(opened: _Opened) -> Rejected | None:
@@ -194,7 +196,7 @@ def _check_reading(opened: _Opened) -> Checked | Rejected:
         return Rejected(Reason.DEVICE_KEY_MISMATCH,
                         f"key {key.kid.hex()[:16]}… is enrolled for {key.device_id!r}, "
                         f"envelope signs {dev!r}", dev, reading.seq)
-    return Checked(reading, key, parts[3])
+    return _make(Checked, (reading, key, parts[3]))
 
 
 class ReadingVerifier:
@@ -276,19 +278,10 @@ class ReadingVerifier:
                             f"collector (limit {max_future_ms / 1000:.1f} s)",
                             reading.device_id, reading.seq)
         gap = (reading.gap.first, reading.gap.last) if reading.gap is not None else None
-        return Verified(
-            device_id=reading.device_id,
-            seq=reading.seq,
-            boot=reading.boot,
-            time_ms=reading.time_ms,
-            prev=reading.prev,
-            kind=reading.kind,
-            gap=gap,
-            envelope_hash=hashlib.sha256(payload).digest(),
-            leaf_hash=RFC9162_SHA256.hash_leaf(payload),
-            kid=checked.key.kid,
-            commitment=reading.commitment,
-        )
+        return _make(Verified, (  # (Verified's fields, in order)
+            reading.device_id, reading.seq, reading.boot, reading.time_ms, reading.prev,
+            reading.kind, gap, hashlib.sha256(payload).digest(),
+            RFC9162_SHA256.hash_leaf(payload), checked.key.kid, reading.commitment))
 
     def verify_batch(self, items: Sequence[tuple[str, bytes, int]],
                      max_future_ms: int) -> list[Outcome]:
