@@ -101,8 +101,9 @@ def families(view: AgentView, now_s: float) -> Iterator[Metric]:
                               "Readings sent to the broker by this process (re-sends after "
                               "a reconnect included).", value=view.sent)
     yield CounterMetricFamily("sensorledger_agent_readings_acknowledged_total",
-                              "Readings the broker acknowledged (PUBACK), then deleted from "
-                              "the spool.", value=c.published)
+                              "Readings the broker acknowledged (PUBACK); in receipts mode "
+                              "they stay in the spool until a receipt covers them.",
+                              value=c.published)
     yield CounterMetricFamily("sensorledger_agent_gap_records_total",
                               "Gap records signed, one per overflow episode.",
                               value=c.gap_records)
@@ -110,7 +111,8 @@ def families(view: AgentView, now_s: float) -> Iterator[Metric]:
                               "Spool transactions that failed (the batch is retried).",
                               value=view.write_failures)
     yield GaugeMetricFamily("sensorledger_agent_spool_depth",
-                            "Readings in the spool, waiting for a PUBACK.", value=view.depth)
+                            "Readings in the spool, waiting for a PUBACK (or, in receipts "
+                            "mode, for a receipt).", value=view.depth)
     yield GaugeMetricFamily("sensorledger_agent_spool_limit",
                             "Readings the spool keeps at most (spool.max_readings).",
                             value=view.limit)

@@ -424,7 +424,8 @@ class Spool:
         return Settled(released, final, kept)
 
     def ack(self, positions: Sequence[int], now_ms: int) -> None:
-        """Note rows the broker acknowledged (PUBACK); they are deleted shortly after.
+        """Note rows the broker acknowledged (PUBACK); they are settled shortly after (deleted
+        in puback mode, stamped to wait for a receipt in receipts mode).
 
         Deleting is deferred and batched (by a background flush, or by the next write
         transaction, whichever comes first) so that the publisher never waits for an fsync.
