@@ -213,6 +213,9 @@ def open_vault(database: str | Path) -> PrivateVault:
 
 @contextmanager
 def _connection(database: str | Path) -> Iterator[sqlite3.Connection]:
+    if not Path(database).is_file():  # (sqlite3 would make an empty file of a mistyped path)
+        raise NotFoundError(f"ledger database {database} does not exist; create it with "
+                            "`ledger-collector init`")
     with closing(sqlite3.connect(database, timeout=30, isolation_level=None)) as con:
         con.execute("PRAGMA secure_delete = ON")
         con.execute("PRAGMA busy_timeout = 30000")

@@ -3,11 +3,13 @@
 ``GET <prefix>/checkpoint``, ``<prefix>/tile/<L>/<N>[.p/<W>]`` and
 ``<prefix>/tile/entries/<N>[.p/<W>]``, answered from the ledger by
 :func:`collector.publish.tiles.read_resource`, which accepts nothing but the exact tile path
-forms (no file system is touched, so no path can escape). The checkpoint may change and is
-served with a short cache lifetime; tiles and bundles are immutable. :func:`tiles_route` is the
-route over any way of getting a store for a request (the web view mounts it at ``/log``, over
-its read-only connections); :func:`tiles_app` is a whole app over one ledger, and
-``uvicorn --factory collector.publish.http:app_from_env`` serves ``$SENSORLEDGER_DB`` alone.
+forms (no file system is touched, so no path can escape). Full tiles and bundles never change
+and are served as immutable; the checkpoint and partial tiles change with every block and are
+served ``no-cache``; any origin may read them (monitors, witnesses and mirrors, and the
+browser's proof check). :func:`tiles_route` is the route over any way of getting a store for a
+request (the web view mounts it at ``/log``, over its read-only connections); :func:`tiles_app`
+is a whole app over one ledger, and ``uvicorn --factory collector.publish.http:app_from_env``
+serves ``$SENSORLEDGER_DB`` alone.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from starlette.routing import Route
 
 from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.store import LedgerStore
-from collector.publish.tiles import CHECKPOINT_TYPE, read_resource
+from collector.publish.tiles import read_resource
 from provenance.tiles import TilePathError
 
 __all__ = ["app_from_env", "tiles_app", "tiles_route"]
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
-_SHORT = "public, max-age=2"
+_CHANGING = "no-cache"
 
 
 StoreFor = Callable[[Request], AbstractAsyncContextManager[LedgerStore]]
@@ -49,8 +51,10 @@ def tiles_route(store_for: StoreFor) -> Route:
         if found is None:
             return Response("not found\n", status_code=404, media_type="text/plain")
         data, media_type = found
-        cache = _SHORT if media_type == CHECKPOINT_TYPE else _IMMUTABLE
-        return Response(data, media_type=media_type, headers={"Cache-Control": cache})
+        fixed = path.startswith("tile/") and ".p/" not in path
+        return Response(data, media_type=media_type, headers={
+            "Cache-Control": _IMMUTABLE if fixed else _CHANGING,
+            "Access-Control-Allow-Origin": "*"})
 
     return Route("/{path:path}", resource, methods=["GET", "HEAD"])
 

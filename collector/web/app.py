@@ -162,7 +162,7 @@ async def _on_store(request: Request, exc: Exception) -> Response:
 def build_app(database: str | Path, *, cache_path: Path | None = None,
               pool_size: int = 4, index: bool = True) -> Starlette:
     """The view of the ledger at ``database``; opened when the app starts."""
-    from collector.web import api, pages, tiles  # routes import the app's helpers
+    from collector.web import api, pages  # routes import the app's helpers
 
     db: str | Path = database if is_postgres_url(str(database)) else Path(database)
 
@@ -197,7 +197,6 @@ def build_app(database: str | Path, *, cache_path: Path | None = None,
 
     routes: list[BaseRoute] = [
         *pages.ROUTES,
-        *tiles.ROUTES,
         Mount("/api/v1", routes=api.ROUTES),
         # The log as C2SP tlog-tiles, for mirrors (docs/mirror.md).
         Mount("/log", routes=[tiles_route(lambda request: request.app.state.view.pool.store())]),

@@ -395,6 +395,11 @@ def test_revoking_a_reader_at_the_collector_removes_its_grants(world: World) -> 
                    str(world.readers["late"])).exit_code == 2
     assert run_cli("reveal", "--db", ledger.db, world.oxi, "16", "--reader-key",
                    str(world.readers["clinic"])).exit_code == 0
+    # A mistyped ledger path: a clear error, and no empty file left there.
+    typo = Path(ledger.db).with_name("ledgr.db")
+    result = run_cli("readers", "revoke", "--db", str(typo), clinic[:12])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not typo.exists()
 
 
 def test_why_erase_empties_the_wal_a_delete_alone_leaves_every_copy(world: World) -> None:
