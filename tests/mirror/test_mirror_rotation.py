@@ -1,0 +1,197 @@
+"""A mirror across a collector key rotation, on a real ledger: a SQLite collector runs, the
+web view publishes its log at /log, and `ledger-mirror --follow` keeps a copy. After `key
+rotate` and a collector restart the log's checkpoints are signed by the new keys; the mirror,
+given only the log's first keys, follows the `key-rotate` statement, catches up past it, and
+its copy audits clean against the first key. A mirror started again later goes on from what it
+learned. A checkpoint signed by keys no rotation statement announced is refused."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from collector.ledger.logkeys import checkpoint_signers
+from provenance.checkpoint import parse_checkpoint, sign_checkpoint
+from provenance.keys import PrivateKey
+from provenance.note import Ed25519NoteSigner, parse_note
+from tests.support.broker import Broker, free_port
+from tests.support.collector import (
+    CollectorProcess,
+    Device,
+    Ledger,
+    Publisher,
+    make_devices,
+    run_cli,
+)
+from tests.support.logs import (
+    export_tiles,
+    latest_checkpoint,
+    mirror_command,
+    mirror_env,
+    run_mirror,
+    static_site,
+)
+from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@contextmanager
+def _view(db: str, cache: Path) -> Iterator[str]:
+    """`ledger-collector serve` over ``db``; the log's tlog-tiles URL (``.../log``)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "collector", "serve", "--db", db, "--listen",
+         f"127.0.0.1:{port}", "--cache-dir", str(cache)],
+        env=mirror_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/log"
+        wait_until(lambda: _answers(url + "/checkpoint"), 30, 0.1, "the view serving /log")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _served_size(url: str) -> int:
+    with urllib.request.urlopen(url + "/checkpoint", timeout=5) as response:
+        note: bytes = response.read()
+    return parse_checkpoint(parse_note(note).text).size
+
+
+def _publish(broker: Broker, devices: list[Device], rounds: int) -> None:
+    with Publisher(broker) as pub:
+        pub.publish([(d.topic, d.next()) for _ in range(rounds) for d in devices])
+
+
+class _Following:
+    """``ledger-mirror --follow`` in the background, its output in a file."""
+
+    def __init__(self, db: Path, url: str, policy: Path, out: Path) -> None:
+        self.out = out
+        self.file = out.open("w")
+        self.proc = subprocess.Popen(
+            mirror_command(db, url, str(policy), "--follow", "0.2", "--workers", "1"),
+            env=mirror_env(), stdout=self.file, stderr=subprocess.STDOUT)
+        self.db = db
+
+    def held(self) -> int:
+        try:
+            return latest_checkpoint(self.db)[0]
+        except Exception:  # not made yet, or no checkpoint yet
+            return -1
+
+    def wait_for(self, size: int) -> None:
+        wait_until(lambda: self.held() >= size or self.proc.poll() is not None, 60, 0.1,
+                   f"the mirror holding tree size {size}")
+        assert self.proc.poll() is None, self.out.read_text()
+        assert self.held() == size, self.out.read_text()
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        self.proc.wait(15)
+        self.file.close()
+        return self.out.read_text()
+
+
+def test_a_mirror_follows_the_log_across_a_key_rotation(
+        ledger: Ledger, broker: Broker, collector: Callable[..., CollectorProcess],
+        tmp_path: Path) -> None:
+    devices = make_devices(2, "mrot")
+    ledger.enrol(devices)
+    first_policy = tmp_path / "first.vkey"  # the log's first keys: all the mirror is given
+    first_policy.write_text(Path(ledger.vkey).read_text())
+    first_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    first_pem = tmp_path / "first.pub.pem"
+    first_pem.write_bytes(first_key.public.to_pem().encode())
+    db = tmp_path / "mirror.db"
+
+    col = collector("--block-age", "0.2").start()
+    try:
+        with _view(ledger.db, tmp_path / "cache") as url:
+            _publish(broker, devices, 10)
+            wait_until(lambda: latest_checkpoint(Path(ledger.db))[0] == 22, 30, 0.05)
+            wait_until(lambda: _served_size(url) == 22, 30, 0.05)
+            following = _Following(db, url, first_policy, tmp_path / "follow.out")
+            try:
+                following.wait_for(22)
+                assert col.stop() == 0
+                rotated = run_cli("key", "rotate", "--db", ledger.db, "--key", ledger.key)
+                assert rotated.exit_code == 0, rotated.output
+                col = collector("--block-age", "0.2").start()
+                col.wait_event("key_rotated", timeout=30)
+                _publish(broker, devices, 15)
+                size = 53  # 50 readings, two enrolments and the rotation
+                wait_until(lambda: latest_checkpoint(Path(ledger.db))[0] == size, 30, 0.05)
+                wait_until(lambda: _served_size(url) == size, 30, 0.05)
+                following.wait_for(size)
+            finally:
+                output = following.stop()
+            assert "does not verify" not in output, output
+            assert "followed the log's key-rotate statement" in output, output
+
+            # The copy holds the rotation and audits clean from the log's first key.
+            new_key = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+            assert new_key.kid != first_key.kid
+            audit = run_cli("audit", "--db", str(db), "--collector-key", str(first_pem),
+                            "--json")
+            assert audit.exit_code == 0, audit.output
+            report = json.loads(audit.output)
+            assert report["findings"] == [], report
+            assert report["collector_kid"] == new_key.kid.hex()
+            assert any("collector key rotated by statement 3" in n for n in report["notes"])
+
+            # The log grows while the mirror is stopped; a new run goes on under the new key.
+            _publish(broker, devices, 5)
+            grown = size + 10
+            wait_until(lambda: latest_checkpoint(Path(ledger.db))[0] == grown, 30, 0.05)
+            wait_until(lambda: _served_size(url) == grown, 30, 0.05)
+            again = run_mirror(db, url, str(first_policy), "--workers", "1")
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert f"tree size {size} -> {grown}: 10 readings" in again.stdout
+            assert run_cli("audit", "--db", str(db), "--collector-key",
+                           str(first_pem)).exit_code == 0
+
+            # A fresh mirror catches up from zero across the rotation in one run.
+            fresh = run_mirror(tmp_path / "fresh.db", url, str(first_policy), "--workers", "1")
+            assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+            assert f"tree size 0 -> {grown}" in fresh.stdout
+    finally:
+        assert col.stop() == 0
+
+    # A checkpoint over the same log signed by keys that no key-rotate statement announced
+    # (someone holding other keys, not the log's) is refused, and nothing of it is kept.
+    site = tmp_path / "site"
+    export_tiles(ledger, site / "log")
+    body = parse_checkpoint(parse_note((site / "log" / "checkpoint").read_bytes()).text)
+    origin = body.origin
+    stranger = checkpoint_signers(origin, PrivateKey.generate(),
+                                  Ed25519NoteSigner.generate(origin))
+    (site / "log" / "checkpoint").write_bytes(sign_checkpoint(body, stranger))
+    with static_site(site) as static:
+        refused = run_mirror(tmp_path / "refused.db", static + "log", str(first_policy),
+                             "--workers", "1")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "no key-rotate statement in the log announced" in refused.stderr, refused.stderr
+    con = sqlite3.connect(tmp_path / "refused.db")
+    try:
+        assert con.execute("SELECT COUNT(*) FROM readings").fetchone() == (0,)
+    finally:
+        con.close()
