@@ -3,7 +3,8 @@ web view publishes its log at /log, and `ledger-mirror --follow` keeps a copy. A
 rotate` and a collector restart the log's checkpoints are signed by the new keys; the mirror,
 given only the log's first keys, follows the `key-rotate` statement, catches up past it, and
 its copy audits clean against the first key. A mirror started again later goes on from what it
-learned. A checkpoint signed by keys no rotation statement announced is refused."""
+learned. A checkpoint signed by keys no rotation statement announced is refused, and a fork
+signed by the new keys still gives a proof of misbehaviour."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.ledger.logkeys import checkpoint_signers
-from provenance.checkpoint import parse_checkpoint, sign_checkpoint
+from collector.ledger.logkeys import checkpoint_signers, load_note_key, note_key_path
+from provenance.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from provenance.keys import PrivateKey
-from provenance.note import Ed25519NoteSigner, parse_note
+from provenance.misbehaviour import verify_misbehaviour
+from provenance.note import Ed25519NoteSigner, parse_note, parse_verifier_key
 from tests.support.broker import Broker, free_port
 from tests.support.collector import (
     CollectorProcess,
@@ -169,10 +171,23 @@ def test_a_mirror_follows_the_log_across_a_key_rotation(
             assert run_cli("audit", "--db", str(db), "--collector-key",
                            str(first_pem)).exit_code == 0
 
-            # A fresh mirror catches up from zero across the rotation in one run.
-            fresh = run_mirror(tmp_path / "fresh.db", url, str(first_policy), "--workers", "1")
-            assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-            assert f"tree size 0 -> {grown}" in fresh.stdout
+            # A fresh mirror catches up from zero across the rotation in one run; killed right
+            # after committing the rotation's chunk (the rotation not yet in its meta), its
+            # next start records the rotation from the copy and its audit is clean.
+            fresh = tmp_path / "fresh.db"
+            killed = subprocess.run(
+                mirror_command(fresh, url, str(first_policy), "--workers", "1"),
+                env={**mirror_env(), "SENSORLEDGER_COLLECTOR_CRASH_AT": "mirror.after_commit"},
+                capture_output=True, text=True, timeout=120)
+            assert killed.returncode == -9, killed.stdout + killed.stderr
+            assert latest_checkpoint(fresh)[0] == grown
+            half = run_cli("audit", "--db", str(fresh), "--collector-key", str(first_pem))
+            assert half.exit_code == 1 and "a key the log never announced" in half.output
+            restarted = run_mirror(fresh, url, str(first_policy), "--workers", "1")
+            assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+            assert f"up to date at tree size {grown}" in restarted.stdout
+            assert run_cli("audit", "--db", str(fresh), "--collector-key",
+                           str(first_pem)).exit_code == 0
     finally:
         assert col.stop() == 0
 
@@ -195,3 +210,16 @@ def test_a_mirror_follows_the_log_across_a_key_rotation(
         assert con.execute("SELECT COUNT(*) FROM readings").fetchone() == (0,)
     finally:
         con.close()
+
+    # After the rotation a fork is still caught: a checkpoint of the copy's size with another
+    # root, signed by the log's new keys, is kept as a proof of misbehaviour under them.
+    new_signers = checkpoint_signers(origin, new_key, load_note_key(note_key_path(ledger.key)))
+    (site / "log" / "checkpoint").write_bytes(
+        sign_checkpoint(Checkpoint(origin, grown, bytes(32)), new_signers))
+    with static_site(site) as static:
+        forked = run_mirror(db, static + "log", str(first_policy), "--workers", "1")
+    assert forked.returncode == 1, forked.stdout + forked.stderr
+    assert "FORK" in forked.stderr and "(split-view)" in forked.stderr, forked.stderr
+    verifiers = [parse_verifier_key(v) for v in Path(ledger.vkey).read_text().split()]
+    assert verify_misbehaviour(Path(f"{db}.misbehaviour").read_bytes(), verifiers).ok
+    assert latest_checkpoint(db)[0] == grown
