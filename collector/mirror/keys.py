@@ -51,9 +51,16 @@ class Epoch:
 
 
 class LogKeys:
+    """The epochs of the log's keys followed so far.
+
+    A policy may name later keys of the log as well as its first (every ``.vkey`` file the log
+    had, concatenated): a key a rotation statement announces then leaves the first epoch, which
+    is the keys the log started with. It must not have signed a statement before that."""
+
     def __init__(self, policy: TrustPolicy, signers: Mapping[bytes, PublicKey]) -> None:
         self.base = policy
         self.epochs = [Epoch(0, policy, dict(signers))]
+        self.used: set[bytes] = set()  # the collector keys that signed a statement so far
 
     @property
     def current(self) -> Epoch:
@@ -69,6 +76,7 @@ class LogKeys:
     def copy(self) -> LogKeys:
         out = LogKeys(self.base, {})
         out.epochs = list(self.epochs)
+        out.used = set(self.used)
         return out
 
     def verifiers(self, origin: str) -> list[NoteVerifier]:
@@ -90,6 +98,7 @@ class LogKeys:
                               "there (the policy's, or the last a key-rotate statement "
                               "earlier in the log announced)")
         signed.verify(key)
+        self.used.add(signed.kid)
         return signed
 
     def rotate(self, leaf: int, seq: int, rotation: KeyRotation, origin: str) -> Epoch:
@@ -102,12 +111,33 @@ class LogKeys:
         if note_key.name != origin or isinstance(note_key, EcdsaNoteVerifier):
             raise MirrorError(f"leaf {leaf}: the key-rotate statement names note key "
                               f"{rotation.vkey!r}, not an Ed25519 key of log {origin!r}")
+        if rotation.kid in self.used:
+            raise MirrorError(f"leaf {leaf}: the key-rotate statement names collector key "
+                              f"{rotation.kid.hex()[:16]}…, which signed statements before "
+                              "the log announced it")
+        self._leave_first(rotation.kid, note_key)
         others = tuple(v for v in self.base.verifiers if v.name != origin)
         policy = replace(self.base, verifiers=(*others, note_key),
                          collector_keys=(rotation.key,))
         epoch = Epoch(leaf + 2, policy, {rotation.kid: rotation.key}, leaf, seq)
         self.epochs.append(epoch)
         return epoch
+
+    def _leave_first(self, kid: bytes, note_key: NoteVerifier) -> None:
+        """A later key the policy names too is not one of the keys the log started with."""
+        first = self.epochs[0]
+
+        def later(v: NoteVerifier) -> bool:
+            return ((v.name, v.key_id) == (note_key.name, note_key.key_id)
+                    or (isinstance(v, EcdsaNoteVerifier) and v.key.kid == kid))
+
+        policy = replace(first.policy,
+                         verifiers=tuple(v for v in first.policy.verifiers if not later(v)),
+                         collector_keys=tuple(k for k in first.policy.collector_keys
+                                              if k.kid != kid))
+        signers = {k: v for k, v in first.signers.items() if k != kid}
+        if signers:
+            self.epochs[0] = replace(first, policy=policy, signers=signers)
 
     def describe(self, index: int) -> str:
         epoch = self.epochs[index]

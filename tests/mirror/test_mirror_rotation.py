@@ -83,6 +83,31 @@ def _publish(broker: Broker, devices: list[Device], rounds: int) -> None:
         pub.publish([(d.topic, d.next()) for _ in range(rounds) for d in devices])
 
 
+def _mirror_with(site: Path, note: bytes, db: Path,
+                 policy: Path) -> subprocess.CompletedProcess[str]:
+    """One mirror run of ``db`` from the log exported in ``site``, served with ``note`` as its
+    checkpoint."""
+    (site / "log" / "checkpoint").write_bytes(note)
+    with static_site(site) as static:
+        return run_mirror(db, static + "log", str(policy), "--workers", "1")
+
+
+def _count(db: Path) -> int:
+    con = sqlite3.connect(db)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _meta(db: Path, key: str) -> str:
+    con = sqlite3.connect(db)
+    try:
+        return str(con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+    finally:
+        con.close()
+
+
 class _Following:
     """``ledger-mirror --follow`` in the background, its output in a file."""
 
@@ -171,6 +196,22 @@ def test_a_mirror_follows_the_log_across_a_key_rotation(
             assert run_cli("audit", "--db", str(db), "--collector-key",
                            str(first_pem)).exit_code == 0
 
+            # A policy naming every key the log had (both .vkey files) does as well: the new
+            # keys count from the statement that announced them on.
+            both = tmp_path / "both.vkey"
+            both.write_text(first_policy.read_text().strip() + "\n" + Path(ledger.vkey).read_text())
+            same = run_mirror(db, url, str(both), "--workers", "1")
+            assert same.returncode == 0, same.stdout + same.stderr
+            assert f"up to date at tree size {grown}" in same.stdout
+            whole = run_mirror(tmp_path / "both.db", url, str(both), "--workers", "1")
+            assert whole.returncode == 0, whole.stdout + whole.stderr
+            assert f"tree size 0 -> {grown}" in whole.stdout
+            assert run_cli("audit", "--db", str(tmp_path / "both.db"), "--collector-key",
+                           str(first_pem)).exit_code == 0
+            for copy in (db, tmp_path / "both.db"):  # the first keys retired, no later one
+                retired, = json.loads(_meta(copy, "collector_key_history"))
+                assert set(retired["vkeys"]) == set(first_policy.read_text().split()), copy
+
             # A fresh mirror catches up from zero across the rotation in one run; killed right
             # after committing the rotation's chunk (the rotation not yet in its meta), its
             # next start records the rotation from the copy and its audit is clean.
@@ -199,25 +240,27 @@ def test_a_mirror_follows_the_log_across_a_key_rotation(
     origin = body.origin
     stranger = checkpoint_signers(origin, PrivateKey.generate(),
                                   Ed25519NoteSigner.generate(origin))
-    (site / "log" / "checkpoint").write_bytes(sign_checkpoint(body, stranger))
-    with static_site(site) as static:
-        refused = run_mirror(tmp_path / "refused.db", static + "log", str(first_policy),
-                             "--workers", "1")
+    refused = _mirror_with(site, sign_checkpoint(body, stranger), tmp_path / "refused.db",
+                           first_policy)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "no key-rotate statement in the log announced" in refused.stderr, refused.stderr
-    con = sqlite3.connect(tmp_path / "refused.db")
-    try:
-        assert con.execute("SELECT COUNT(*) FROM readings").fetchone() == (0,)
-    finally:
-        con.close()
+    assert _count(tmp_path / "refused.db") == 0
+
+    # The same checkpoint signed by the retired keys (kept beside the new ones): the log
+    # announced other keys below it, so it is refused too, nothing of it kept.
+    kept = Path(ledger.key).with_name(f"collector-key.{first_key.kid.hex()[:16]}.pem")
+    retired = checkpoint_signers(origin, first_key, load_note_key(kept.with_suffix(".note")))
+    stale = _mirror_with(site, sign_checkpoint(body, retired), tmp_path / "stale.db",
+                         first_policy)
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert "a checkpoint signed by a retired key" in stale.stderr, stale.stderr
+    assert _count(tmp_path / "stale.db") == 0
 
     # After the rotation a fork is still caught: a checkpoint of the copy's size with another
     # root, signed by the log's new keys, is kept as a proof of misbehaviour under them.
     new_signers = checkpoint_signers(origin, new_key, load_note_key(note_key_path(ledger.key)))
-    (site / "log" / "checkpoint").write_bytes(
-        sign_checkpoint(Checkpoint(origin, grown, bytes(32)), new_signers))
-    with static_site(site) as static:
-        forked = run_mirror(db, static + "log", str(first_policy), "--workers", "1")
+    forked = _mirror_with(site, sign_checkpoint(Checkpoint(origin, grown, bytes(32)),
+                                                 new_signers), db, first_policy)
     assert forked.returncode == 1, forked.stdout + forked.stderr
     assert "FORK" in forked.stderr and "(split-view)" in forked.stderr, forked.stderr
     verifiers = [parse_verifier_key(v) for v in Path(ledger.vkey).read_text().split()]
