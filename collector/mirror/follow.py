@@ -190,11 +190,15 @@ class Mirror:
         except ProvenanceError as exc:
             first = exc
         leaves: list[bytes] = []
+        why = "no key-rotate statement in the log announced the keys that signed it"
         if cp.size > old:
             leaves = await self._leaf_hashes(old, cp.size)
             tree = await self.store.compact_range(old)
             tree.append(leaves)
-            if tree.root() == cp.root:
+            if tree.root() != cp.root:
+                why = ("the log's tiles do not extend the mirror's copy to the root it signs, "
+                       "so no key-rotate statement in them counts")
+            else:
                 ahead = await self._announced(keys.copy(), old, cp, leaves)
                 if len(ahead.epochs) > len(keys.epochs):
                     self._accepted = ahead.index_at(cp.size)
@@ -204,8 +208,7 @@ class Mirror:
                         first = exc
         raise MirrorError(f"the log's checkpoint of tree size {cp.size} does not verify under "
                           f"the keys in force at that size, the trust policy's or those a "
-                          f"key-rotate statement in the log announced (no key-rotate statement "
-                          f"in the log announced the keys that signed it): "
+                          f"key-rotate statement in the log announced ({why}): "
                           f"{first.diagnostics()}") from None
 
     async def _announced(self, keys: LogKeys, old: int, cp: Checkpoint,
