@@ -4,8 +4,11 @@ and append it to the mirror's own ledger.
 A step, from the tree size the mirror holds (``old``) to the size of the checkpoint just
 fetched (``new``):
 
-1. The checkpoint verifies under the mirror's trust policy (the log's note keys) and names the
-   log the mirror follows.
+1. The checkpoint verifies under the log's keys in force at its size and names the log the
+   mirror follows: the trust policy's keys, then those each ``key-rotate`` statement in the log
+   hands the log to (:mod:`collector.mirror.keys`). A checkpoint the keys known so far do not
+   sign is checked again under the keys the rotation statements among its new leaves reach
+   (read ahead once, when its tiles give its root); a key no statement announced is refused.
 2. The level-0 tiles over leaves ``[old, new)`` give the leaf hashes. Appended to the mirror's
    own tree (its right edge at ``old``, from its own stored tiles), they must give the
    checkpoint's root: that proves the new checkpoint extends the one the mirror holds, and
@@ -15,9 +18,11 @@ fetched (``new``):
    tile is wrong.
 3. Every higher-level tile the new size adds equals the one the mirror computes.
 4. Every entry bundle holds exactly the entries of its width, each hashing to its leaf; every
-   collector statement verifies under the collector key the policy names and carries the next
-   counter; every reading verifies (COSE, payload, signature) under a device key that a
-   statement earlier in the log enrolled for that device, and no earlier revocation covers it.
+   collector statement verifies under the collector key in force at its leaf and carries the
+   next counter (a ``key-rotate`` hands the log to the keys it names: a checkpoint of this
+   step signed by the keys it retired is refused before that chunk is kept); every reading
+   verifies (COSE, payload, signature) under a device key that a statement earlier in the log
+   enrolled for that device, and no earlier revocation covers it.
 5. Entries, the device keys the statements enrolled or revoked, the tree nodes and the tree
    size are committed a chunk of bundles at a time; the last chunk also stores the checkpoint.
 
@@ -33,28 +38,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from collector import faults
-from collector.admission.reasons import Reason
 from collector.admission.registry import DeviceKey, RegistrySnapshot
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.ledger.records import CheckpointRecord, ReadingRecord
 from collector.ledger.sqlite_store import SQLiteStore
+from collector.mirror.entries import check_statement, reading_row
 from collector.mirror.errors import ForkError, MirrorError
 from collector.mirror.fetch import TileSource
-from collector.tools.audit import AUDIT_CHECKS, audit_envelopes
-from provenance.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
+from collector.mirror.keys import LogKeys, follow, load_log_keys, record_rotations
+from collector.tools.audit import audit_envelopes
+from provenance.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
 from provenance.compact import CompactRange, fold, node_from_tile, range_nodes, tile_entries
 from provenance.compact import tile_span as node_tile_span
 from provenance.errors import ProvenanceError
 from provenance.logproof import check_checkpoint
 from provenance.merkle import HASH_SIZE, RFC9162_SHA256, consistency_nodes
 from provenance.misbehaviour import detect, sign_misbehaviour
-from provenance.note import NoteSigner
+from provenance.note import NoteSigner, parse_note
 from provenance.statement import (
-    ENROL,
-    REVOKE,
     STATEMENT_DEVICE,
     STATEMENT_KIND,
     SignedStatement,
@@ -78,6 +81,7 @@ class SyncReport:
     size: int
     readings: int = 0
     statements: int = 0
+    rotations: int = 0  # key-rotate statements followed
     seconds: float = 0.0
     fetched: list[str] = field(default_factory=list)
 
@@ -85,9 +89,13 @@ class SyncReport:
         if self.size == self.old_size:
             return f"up to date at tree size {self.size}"
         rate = (self.size - self.old_size) / self.seconds if self.seconds else 0.0
-        return (f"tree size {self.old_size} -> {self.size}: {self.readings} readings and "
+        text = (f"tree size {self.old_size} -> {self.size}: {self.readings} readings and "
                 f"{self.statements} collector statements verified and kept "
                 f"({rate:,.0f} entries/s)")
+        if self.rotations:
+            text += (f"; followed the log's key-rotate statement(s) to {self.rotations} new "
+                     "collector key(s)")
+        return text
 
 
 class Mirror:
@@ -107,6 +115,10 @@ class Mirror:
         if not self.collector_keys:
             raise MirrorError("the trust policy names no collector P-256 key (its PEM or ECDSA "
                               "vkey): a mirror checks the log's statements with it")
+        # The log's keys where in the log: read from the copy at the first catch-up, dropped
+        # when a catch-up fails (what it followed may not have been kept).
+        self._keys: LogKeys | None = None
+        self._accepted = 0  # the epoch whose keys signed the checkpoint being caught up to
 
     def close(self) -> None:
         self.share.close()
@@ -118,17 +130,23 @@ class Mirror:
         return data
 
     async def sync(self) -> SyncReport:
+        try:
+            return await self._sync()
+        except BaseException:
+            self._keys = None
+            raise
+
+    async def _sync(self) -> SyncReport:
         started = time.monotonic()
         note = await self._get("checkpoint")
-        try:
-            signed = check_checkpoint(note, self.policy)
-        except ProvenanceError as exc:
-            raise MirrorError(f"the log's checkpoint does not verify: {exc.diagnostics()}"
-                              ) from None
+        if self._keys is None:
+            self._keys = await load_log_keys(self.store, self.policy, self.collector_keys)
+        old = await self.store.tree_size()
+        signed, leaves = await self._checkpoint(note, self._keys, old)
         cp = signed.checkpoint
         await self._identity(cp)
-        old = await self.store.tree_size()
         report = SyncReport(old, max(old, cp.size))
+        epochs = len(self._keys.epochs)
         if cp.size <= old:
             ours = await self.store.tree_root(cp.size)
             if ours != cp.root:
@@ -140,7 +158,7 @@ class Mirror:
                                        "that size", served_first=True)
             report.size = old
             return report
-        leaves = await self._leaf_hashes(old, cp.size)
+        leaves = leaves or await self._leaf_hashes(old, cp.size)
         tree = await self.store.compact_range(old)
         nodes = tree.append(leaves)
         if tree.root() != cp.root:
@@ -148,7 +166,60 @@ class Mirror:
         await self._check_upper_tiles(old, cp.size, nodes)
         await self._entries(old, cp, note, leaves, report)
         report.seconds = time.monotonic() - started
+        report.rotations = len(self._keys.epochs) - epochs
         return report
+
+    async def _checkpoint(self, note: bytes, keys: LogKeys, old: int
+                          ) -> tuple[SignedCheckpoint, list[bytes]]:
+        """The served checkpoint, verified under the log's keys in force at its size.
+
+        A checkpoint larger than the copy that the keys in force do not sign may be signed by
+        keys a ``key-rotate`` statement in the new leaves announced: when the log's tiles give
+        the root it signs, its new entries are read for those statements (signed by the key in
+        force; :mod:`collector.mirror.keys`) and it is checked under the keys they reach. The
+        catch-up then checks everything again, statement by statement. Also returns the new
+        leaf hashes when it had to read them."""
+        try:
+            cp = parse_checkpoint(parse_note(note).text)
+        except ProvenanceError as exc:
+            raise MirrorError(f"the log's checkpoint does not verify: {exc.diagnostics()}"
+                              ) from None
+        self._accepted = keys.index_at(cp.size)
+        try:
+            return check_checkpoint(note, keys.epochs[self._accepted].policy), []
+        except ProvenanceError as exc:
+            first = exc
+        leaves: list[bytes] = []
+        why = "no key-rotate statement in the log announced the keys that signed it"
+        if cp.size > old:
+            leaves = await self._leaf_hashes(old, cp.size)
+            tree = await self.store.compact_range(old)
+            tree.append(leaves)
+            if tree.root() != cp.root:
+                why = ("the log's tiles do not extend the mirror's copy to the root it signs, "
+                       "so no key-rotate statement in them counts")
+            else:
+                ahead = await self._announced(keys.copy(), old, cp, leaves)
+                if len(ahead.epochs) > len(keys.epochs):
+                    self._accepted = ahead.index_at(cp.size)
+                    try:
+                        return check_checkpoint(note, ahead.epochs[self._accepted].policy), leaves
+                    except ProvenanceError as exc:
+                        first = exc
+        raise MirrorError(f"the log's checkpoint of tree size {cp.size} does not verify under "
+                          f"the keys in force at that size, the trust policy's or those a "
+                          f"key-rotate statement in the log announced ({why}): "
+                          f"{first.diagnostics()}") from None
+
+    async def _announced(self, keys: LogKeys, old: int, cp: Checkpoint,
+                         leaves: list[bytes]) -> LogKeys:
+        """``keys`` followed through the rotation statements among leaves ``[old, size - 1)``
+        (a rotation at the last leaf is sealed under the old keys)."""
+        for index in range(old // TILE_WIDTH, (cp.size - 2) // TILE_WIDTH + 1):
+            for leaf, entry in await self._bundle(index, cp.size, old, leaves):
+                if leaf <= cp.size - 2 and is_statement(entry):
+                    follow(keys, leaf, entry, cp.origin)
+        return keys
 
     async def _identity(self, cp: Checkpoint) -> None:
         origin = await self.store.log_origin()
@@ -245,7 +316,8 @@ class Mirror:
         the served checkpoint is the smaller one, the mirror's own tree gave the proof)."""
         record = await self.store.checkpoint()
         origin = served.checkpoint.origin
-        log_keys = self.policy.note_verifiers(origin)
+        assert self._keys is not None
+        log_keys = self._keys.verifiers(origin)
         found = None
         if record is not None:
             held = open_checkpoint(record.note, log_keys, origin=origin)
@@ -267,9 +339,11 @@ class Mirror:
         next_statement = len([r async for r in self.store.query_readings(
             device_id=STATEMENT_DEVICE)]) + 1
         tree: CompactRange = await self.store.compact_range(old)
+        log_keys = self._keys
+        assert log_keys is not None
         # A log from before enrolments were logged: its first readings precede the statements
         # that enrol their keys (logged once, at the collector's first start after).
-        early = (await self._first_enrolments(old, cp.size, leaves)
+        early = (await self._first_enrolments(old, cp, leaves)
                  if next_statement == 1 else {})
         first_bundle, last_bundle = old // TILE_WIDTH, (cp.size - 1) // TILE_WIDTH
         for chunk_start in range(first_bundle, last_bundle + 1, self.chunk_bundles):
@@ -278,13 +352,20 @@ class Mirror:
             for index in range(chunk_start, chunk_end):
                 entries += await self._bundle(index, cp.size, old, leaves)
             rows, changed, next_statement = await self._verify(entries, keys, next_statement,
-                                                               early)
+                                                               early, cp)
             end = entries[-1][0] + 1
             nodes = tree.append([leaves[i - old] for i, _ in entries])
             last = end == cp.size
+            if last and log_keys.index_at(cp.size) != self._accepted:
+                raise MirrorError(f"the log's checkpoint of tree size {cp.size} is signed by "
+                                  f"{log_keys.describe(self._accepted)}, which the log's "
+                                  "statements do not hand it to")
             record = CheckpointRecord(cp.size, cp.root, note, None, _now_ms()) if last else None
+            epochs = len(log_keys.epochs)
             await self.store.commit_log_entries(rows, changed, nodes, end, record)
             faults.point("mirror.after_commit")
+            if len(await self.store.key_history()) < epochs - 1:
+                await record_rotations(self.store, log_keys, cp.origin)
             report.statements += sum(1 for r in rows if r.device_id == STATEMENT_DEVICE)
             report.readings += sum(1 for r in rows if r.device_id != STATEMENT_DEVICE)
 
@@ -308,12 +389,14 @@ class Mirror:
             out.append((leaf, entry))
         return out
 
-    async def _first_enrolments(self, old: int, size: int,
+    async def _first_enrolments(self, old: int, cp: Checkpoint,
                                 leaves: list[bytes]) -> dict[bytes, DeviceKey]:
         """The keys the log's first run of statements enrols, for the readings ahead of it
         (empty when the log starts with statements, as every log since they exist does)."""
         keys: dict[bytes, DeviceKey] = {}
-        seen = 0
+        seen, size = 0, cp.size
+        assert self._keys is not None
+        log_keys = self._keys.copy()
         for index in range(old // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1):
             for leaf, entry in await self._bundle(index, size, old, leaves):
                 if not is_statement(entry):
@@ -323,7 +406,7 @@ class Mirror:
                 if leaf == 0:
                     return keys  # statements first: nothing ahead of them
                 seen += 1
-                key = self._statement(leaf, entry, seen, keys)
+                key = check_statement(leaf, entry, seen, keys, log_keys, cp.origin)
                 if key is not None:
                     keys[key.kid] = key
         if not seen and size > old:
@@ -332,7 +415,7 @@ class Mirror:
         return keys
 
     async def _verify(self, entries: list[tuple[int, bytes]], keys: dict[bytes, DeviceKey],
-                      next_statement: int, early: dict[bytes, DeviceKey]
+                      next_statement: int, early: dict[bytes, DeviceKey], cp: Checkpoint
                       ) -> tuple[list[ReadingRecord], list[DeviceKey], int]:
         """Every entry of a chunk, in leaf order: statements change the registry the readings
         after them are checked against. Readings ahead of the log's first statement are
@@ -341,6 +424,8 @@ class Mirror:
         changed: dict[bytes, DeviceKey] = {}
         pending: list[tuple[int, bytes]] = []
         received = _now_ms()
+        log_keys = self._keys
+        assert log_keys is not None
 
         async def flush() -> None:
             # The audit's own check of stored envelopes (the reading verifier), spread over
@@ -357,7 +442,7 @@ class Mirror:
                        for i in range(0, len(pending), step)]
             results = [r for f in futures for r in await f]
             for (leaf, entry), result in zip(pending, results, strict=True):
-                rows.append(self._reading(leaf, entry, result, received))
+                rows.append(reading_row(leaf, entry, result, received))
             pending.clear()
 
         for leaf, entry in entries:
@@ -365,7 +450,12 @@ class Mirror:
                 pending.append((leaf, entry))
                 continue
             await flush()
-            key = self._statement(leaf, entry, next_statement, keys)
+            key = check_statement(leaf, entry, next_statement, keys, log_keys, cp.origin)
+            if log_keys.index_at(cp.size) > self._accepted:
+                raise MirrorError(
+                    f"the log's checkpoint of tree size {cp.size} is signed by "
+                    f"{log_keys.describe(self._accepted)}, which the key-rotate statement at "
+                    f"leaf {leaf} retired before that size: a checkpoint signed by a retired key")
             if key is not None:
                 keys[key.kid] = changed[key.kid] = key
             statement = SignedStatement.decode(entry).statement
@@ -374,53 +464,3 @@ class Mirror:
             next_statement += 1
         await flush()
         return rows, list(changed.values()), next_statement
-
-    def _statement(self, leaf: int, entry: bytes, expected: int,
-                   keys: dict[bytes, DeviceKey]) -> DeviceKey | None:
-        try:
-            signed = SignedStatement.decode(entry)
-            key = self.collector_keys.get(signed.kid)
-            if key is None:
-                raise MirrorError(f"leaf {leaf}: a collector statement signed by key "
-                                  f"{signed.kid.hex()[:16]}…, which the policy does not trust")
-            statement = signed.verify(key)
-            if statement.seq != expected:
-                raise MirrorError(f"leaf {leaf}: collector statement {statement.seq}, expected "
-                                  f"{expected}")
-            if statement.type == ENROL:
-                e = statement.enrolment()
-                known = keys.get(e.kid)
-                if known is not None and known.device_id != e.device_id:
-                    raise MirrorError(f"leaf {leaf}: key {e.kid.hex()[:16]}… enrolled for "
-                                      f"{e.device_id}, enrolled earlier for {known.device_id}")
-                return known or DeviceKey(e.kid, e.device_id, e.key.der, e.enrolled_ms)
-            if statement.type == REVOKE:
-                r = statement.revocation()
-                known = keys.get(r.kid)
-                if known is None or known.device_id != r.device_id:
-                    raise MirrorError(f"leaf {leaf}: revokes key {r.kid.hex()[:16]}… of "
-                                      f"{r.device_id}, which no earlier statement enrolled")
-                return DeviceKey(known.kid, known.device_id, known.public_key_der,
-                                 known.enrolled_ms, r.revoked_ms, r.reason)
-            return None  # a statement type this mirror does not act on (kept, verified)
-        except ProvenanceError as exc:
-            raise MirrorError(f"leaf {leaf}: collector statement: {exc.diagnostics()}") from None
-
-    @staticmethod
-    def _reading(leaf: int, entry: bytes, result: tuple[Any, ...],
-                 received: int) -> ReadingRecord:
-        """The row of a reading from its check (:func:`collector.tools.audit.audit_envelopes`:
-        the signed fields, or the failed check and why)."""
-        if len(result) == 2:
-            check, detail = result
-            if check == AUDIT_CHECKS[Reason.UNKNOWN_KEY]:
-                raise MirrorError(f"leaf {leaf}: signed by a device key that no collector "
-                                  f"statement earlier in the log enrols ({detail})")
-            raise MirrorError(f"leaf {leaf}: {check}: {detail}")
-        if len(result) < 7:
-            raise MirrorError(f"leaf {leaf}: not a reading")
-        device_id, seq, boot, time_ms, kind, _, revoked = result[:7]
-        if revoked:
-            raise MirrorError(f"leaf {leaf}: signed at device time {time_ms} ms, when an "
-                              "earlier statement in the log had revoked its key")
-        return ReadingRecord(leaf + 1, device_id, seq, boot, time_ms, received, kind, entry)
