@@ -12,6 +12,7 @@ answered; refusals (unknown key, bad signature) reach their device from both col
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,11 @@ def _bad_signatures(col: CollectorProcess, topic: str) -> int:
     """Messages on ``topic`` that ``col`` quarantined as ``bad_signature`` (its log)."""
     return sum(1 for e in list(col.events) if e.get("event") == "quarantined"
                and e.get("topic") == topic and e.get("reason") == "bad_signature")
+
+
+def _accepted(col: CollectorProcess) -> int:
+    """Readings ``col`` admitted, from its last ``stats`` line (logged when it stops)."""
+    return max((e["accepted"] for e in col.events if e.get("event") == "stats"), default=0)
 
 
 @pytest.fixture
@@ -139,14 +145,42 @@ def test_cluster_receipts_reach_every_device(
         assert not [e for e in col_a.events if e.get("event") == "block_sealed"]
         for agent in agents:
             assert agent.terminate() == 0
+
+        # With B stopped nothing is sealed: a reading A stored and then receives again is a
+        # duplicate of an unsealed reading, and no receipt may call it sealed. (B's share of
+        # the group's messages waits in its session.) B back: sealed, and the receipt says so.
+        assert col_b.stop() == 0
+        admitted_b = _accepted(col_b)  # its first run's
+        d = Device("cr-d")
+        ledger.enrol([d])
+        with Publisher(broker, "twice") as pub:
+            pub.publish([(d.topic, env) for env in (d.next() for _ in range(5))
+                         for _ in range(4)])
+        wait_until(lambda: ledger.sql("SELECT COUNT(*) FROM readings WHERE device_id = "
+                                      "'cr-d'")[0][0] == 5, 10, message="cr-d stored")
+        time.sleep(1.0)  # refusals and re-sent readings are answered within 0.2 s
+        assert not any(r.sealed_through is not None or r.sealed
+                       for r in watch.receipts.get("cr-d", [])), watch.receipts["cr-d"]
+        assert _sealed_seqs(ledger, "cr-d") == set()
+        col_b.start()
+        watch.wait("cr-d", lambda r: r.sealed_through == 4, timeout=30)
     finally:
         watch.close()
         for col in cols:
             if col.proc is not None and col.proc.poll() is None:
                 assert col.stop() == 0
-    accepted = [max((e["accepted"] for e in col.events if e.get("event") == "stats"),
-                    default=0) for col in cols]
+    accepted = [_accepted(col_a), admitted_b]
     assert all(n > 0 for n in accepted), f"both collectors admitted readings: {accepted}"
+    # Every seq a receipt states as sealed is a leaf below the receipt's tree size.
+    for device_id, got in watch.receipts.items():
+        ids_of = dict(ledger.sql("SELECT seq, id FROM readings WHERE device_id = ?",
+                                 (device_id,)))
+        for r in got:
+            stated = set(range((r.sealed_through if r.sealed_through is not None else -1) + 1))
+            stated |= {s for span in r.sealed for s in range(span.first, span.last + 1)}
+            gaps = {s for s in stated if s not in ids_of}  # stated dropped by a gap record
+            assert all(ids_of[s] is not None and ids_of[s] <= r.tree_size
+                       for s in stated - gaps), (device_id, r)
     for work, device_id in zip(works, ids, strict=True):
         assert lost(ledger, device_id, work) == []
         next_seq, spooled = spool_rows(work)
