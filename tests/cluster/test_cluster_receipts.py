@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from provenance.receipt import Refusal, SeqRange
-from tests.receipts.conftest import ReceiptWatch
+from provenance.receipt import Refusal
+from tests.receipts.conftest import ReceiptWatch, broken, check_mixed, publish_mixed
 from tests.receipts.test_agent_receipts import enrol, lost, runtime_status, spool_rows
 from tests.support.agent_harness import AgentProcess, write_config
 from tests.support.broker import Broker
@@ -38,13 +38,6 @@ COVERED = 60
 def _sealed_seqs(ledger: PgLedger, device_id: str) -> set[int]:
     return {s for (s,) in ledger.sql(
         "SELECT seq FROM readings WHERE device_id = ? AND id IS NOT NULL", (device_id,))}
-
-
-def _broken(envelope: bytes) -> bytes:
-    """``envelope`` with its signature damaged: refused as ``bad_signature``."""
-    raw = bytearray(envelope)
-    raw[-40] ^= 0x55
-    return bytes(raw)
 
 
 def _bad_signatures(col: CollectorProcess, topic: str) -> int:
@@ -96,30 +89,12 @@ def test_cluster_receipts_reach_every_device(
             wait_until(lambda w=work: (runtime_status(w).get("sealed_through") or -1)
                        >= COVERED, 30, message=f"a receipt covering {COVERED} in {work}")
 
-        with Publisher(broker, "receipts-publisher") as pub:
-            pub.publish([(a.topic, a.next()) for _ in range(10)])
-            c_msgs = [c.next() for _ in range(4)]  # seq 0..3; seq 2 never arrives
-            pub.publish([(c.topic, m) for i, m in enumerate(c_msgs) if i != 2])
-            pub.publish([(b.topic, b.next()) for _ in range(5)])
-            bad = _broken(a.next())  # seq 10
-            pub.publish([(a.topic, bad)])
-        ra = watch.wait("cr-a", lambda r: r.sealed_through == 9, timeout=30)
-        assert ra.tree_size >= 10
-        watch.wait("cr-a", lambda r: Refusal(10, 10, "bad_signature",
-                                             hashlib.sha256(bad).digest()) in r.refused)
-        rc = watch.wait("cr-c", lambda r: r.covers(3))
-        assert rc.sealed_through == 1 and rc.sealed == (SeqRange(3, 3),)
-        assert not rc.covers(2)
-
-        def refused_b() -> set[int]:  # refusals may be spread over several receipts
-            return {s for r in watch.receipts.get("cr-b", []) for f in r.refused
-                    for s in range(f.first, f.last + 1) if f.reason == "unknown_key"}
-        watch.wait("cr-b", lambda r: refused_b() == set(range(5)))
-        assert all(r.sealed_through is None for r in watch.receipts["cr-b"])
+        sent = publish_mixed(broker, a, b, c)
+        rc = check_mixed(watch, a, b, c, sent, timeout=30)
 
         # A reading sent again after it was sealed is answered with a receipt.
         with Publisher(broker, "again") as pub:
-            pub.publish([(c.topic, c_msgs[3])])
+            pub.publish([(c.topic, sent.c_msgs[3])])
         watch.wait("cr-c", lambda r: r.sealed_through == 1 and r.covers(3) and r is not rc)
 
         # Refusals reach their device whichever collector quarantined the message: bad
@@ -127,7 +102,7 @@ def test_cluster_receipts_reach_every_device(
         refused_by: set[int] = set()
         for _ in range(12):
             before = [_bad_signatures(col, c.topic) for col in cols]
-            bad = _broken(c.next())
+            bad = broken(c.next())
             seq = c.seq - 1
             with Publisher(broker, f"bad-{seq}") as pub:
                 pub.publish([(c.topic, bad)])
