@@ -22,6 +22,14 @@ signs what the log still lacks with the next seqs, and commits them in a transac
 own, before the batch that may admit readings under the new registry. Whichever collector
 comes second finds them logged. The sealer then takes the statements before those readings
 (an older transaction).
+
+**Receipts** (:mod:`collector.ingest.receipts`) are made from the shared store, so the
+collector that seals a block sends the receipts of every device with a reading in it,
+whichever collector admitted the reading; each collector sends the refusals (and answers to
+re-sent sealed readings) of the messages it decided, once their batch committed (a batch
+decided again after a failed transaction tells nothing twice, and nothing of the failed
+attempt). A stored reading is sealed when it has an id; the tree size in a receipt is read
+from the store after the marks (another collector may have sealed meanwhile).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from collector.ingest.mqtt import Message
 from collector.ingest.pipeline import Job, Pipeline, now_ms
 from collector.ledger.pg_base import StoreRetry
 from collector.ledger.pg_cluster import ClusterLedger, SealConflict
-from collector.ledger.records import BatchWrite
+from collector.ledger.records import BatchWrite, BlockRecord
 from collector.logs import event
 from collector.metrics import LiveState
 from provenance.keys import PrivateKey
@@ -83,6 +91,8 @@ class ClusterPipeline(Pipeline):
         self.unsealed = 0
         # Statements are checked under the @collector lock at start and on registry changes.
         self._statements_due = self._statement_log is not None
+        # What the batch being decided tells the devices, sent once it commits.
+        self._notes: list[tuple[str, int, str, bytes] | tuple[str, int]] = []
 
     async def run(self) -> None:
         await self._log_statements_due()
@@ -115,6 +125,7 @@ class ClusterPipeline(Pipeline):
                 try:
                     job = await asyncio.wait_for(self._jobs.get(), self._seal_poll)
                 except TimeoutError:
+                    await self._receipts_due()  # refusals held back by the rate limit
                     await self._refresh_registry()
                     await self._log_statements_due()
                     await self._replay()
@@ -169,6 +180,7 @@ class ClusterPipeline(Pipeline):
             devices = [o.device_id for _, o, _ in items if isinstance(o, Verified)]
             saved = self._save_counters()
             acks: dict[int, list[int]] = defaultdict(list)
+            self._notes = []
             try:
                 async with self._cluster.admission(devices) as admission:
                     # The registry as of now, read after the locks: if it moved on (a device
@@ -211,6 +223,38 @@ class ClusterPipeline(Pipeline):
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)
             self.metrics.acks_requested += len(mids)
+        if self.receipts is not None:
+            notes, self._notes = self._notes, []
+            for note in notes:
+                if len(note) == 4:
+                    self.receipts.refused(*note)
+                else:
+                    self.receipts.resent(*note)
+            await self._receipts_due()
+
+    def _tell_refused(self, device_id: str, seq: int, reason: str, digest: bytes) -> None:
+        self._notes.append((device_id, seq, reason, digest))
+
+    def _tell_resent(self, device_id: str, seq: int) -> None:
+        self._notes.append((device_id, seq))
+
+    def _is_sealed(self, reading_id: int) -> bool:
+        """Ids are given when sealed: a stored reading without one (0) waits for a block."""
+        return reading_id > 0
+
+    async def _receipts_due(self, block: BlockRecord | None = None) -> None:
+        """The receipts of ``block`` (sealed here), or the refusals waiting (rate-limited).
+        A receipt is advice: a database that is away leaves them for the next one."""
+        if self.receipts is None:
+            return
+        try:
+            if block is None:
+                await self.receipts.after_batch(None, now_ms())
+            else:
+                await self.receipts.after_block(block, None, now_ms())
+        except StoreRetry as exc:
+            event(log, "store_retry", logging.WARNING, detail=str(exc)[:300],
+                  during="receipts")
 
     async def _recheck(self, m: Message, outcome: Outcome,
                        pm: PrivateMessage | None) -> Outcome:
@@ -263,6 +307,7 @@ class ClusterPipeline(Pipeline):
             self.unsealed = max(0, self.unsealed - block.leaf_count)
             if self._on_sealed is not None:
                 self._on_sealed()  # its checkpoint goes to the witnesses now
+            await self._receipts_due(block)  # every device in it, whoever admitted it
             event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
                   first_reading_id=block.first_reading_id, hash=block.hash.hex())
 

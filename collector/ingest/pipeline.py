@@ -379,8 +379,8 @@ class Pipeline:
                     self._count_flags(outcome, decision.flags)
             elif isinstance(decision, Duplicate):
                 metrics.duplicates += 1
-                if self.receipts is not None and decision.reading_id < self._sealed_end():
-                    self.receipts.resent(outcome.device_id, outcome.seq)
+                if self.receipts is not None and self._is_sealed(decision.reading_id):
+                    self._tell_resent(outcome.device_id, outcome.seq)
             else:
                 batch.quarantine.append(self._quarantine(
                     m, decision.reason, decision.detail, outcome.device_id, outcome.seq))
@@ -452,11 +452,25 @@ class Pipeline:
                 seq = Envelope.decode(envelope).reading().seq
             except ProvenanceError:
                 return
-        self.receipts.refused(device, seq, reason, digest)
+        self._tell_refused(device, seq, reason, digest)
+
+    def _tell_refused(self, device_id: str, seq: int, reason: str, digest: bytes) -> None:
+        """For ``device_id``'s next receipt: its ``seq`` (message SHA-256 ``digest``) refused."""
+        assert self.receipts is not None
+        self.receipts.refused(device_id, seq, reason, digest)
+
+    def _tell_resent(self, device_id: str, seq: int) -> None:
+        """For ``device_id``'s next receipt: its sealed ``seq`` came again."""
+        assert self.receipts is not None
+        self.receipts.resent(device_id, seq)
 
     def _sealed_end(self) -> int:
         """One past the last sealed reading id (the log tree's size + 1)."""
         return self.sealer.pending[0].reading_id if self.sealer.pending else self._next_id
+
+    def _is_sealed(self, reading_id: int) -> bool:
+        """Whether the stored reading ``reading_id`` is in a sealed block."""
+        return reading_id < self._sealed_end()
 
     async def _commit(self, batch: BatchWrite, acks: dict[int, list[int]],
                       leaves: list[PendingLeaf]) -> None:

@@ -12,10 +12,17 @@ which the ledger counts as a duplicate and answers with another receipt.
 
 Memory stays bounded: at most ``max_refusals`` refusal entries wait (the rest are counted and
 dropped; the agent re-publishes those readings and they are refused again).
+
+In a cluster (:mod:`collector.ingest.cluster`) the desk is asked from two tasks (admission
+and sealing) and another collector may seal between its looks at the store, so receipts are
+made one at a time (a lock: a device's receipts leave in the order they were made) and the
+tree size may be left to the desk (``None``): it is read from the store after the marks, so
+it includes every reading they state as sealed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +60,7 @@ class ReceiptDesk:
         self._waiting: dict[str, _Waiting] = {}
         self._count = 0
         self._last_ms = 0
+        self._issuing = asyncio.Lock()
         self.issued = 0
         self.dropped_refusals = 0
 
@@ -72,20 +80,46 @@ class ReceiptDesk:
 
     # receipts ---------------------------------------------------------------------------------
 
-    async def after_block(self, block: BlockRecord, tree_size: int, now_ms: int) -> None:
+    async def after_block(self, block: BlockRecord, tree_size: int | None,
+                          now_ms: int) -> None:
+        """Receipts for the devices with a reading in ``block`` (and those with refusals or
+        re-sent readings waiting). ``tree_size``: the log's size (None: read from the store)."""
         seqs = await self._store.reading_seqs(block.first_reading_id, block.end_reading_id)
         seqs.pop(STATEMENT_DEVICE, None)  # the collector's own statements: no agent to tell
-        await self._issue(set(seqs) | set(self._waiting), seqs, tree_size, now_ms)
+        await self._issue(seqs, tree_size, now_ms)
 
-    async def after_batch(self, tree_size: int, now_ms: int) -> None:
+    async def after_batch(self, tree_size: int | None, now_ms: int) -> None:
+        """Receipts for the devices with refusals or re-sent readings waiting, at most every
+        ``refusal_interval_ms``."""
         if self._waiting and now_ms - self._last_ms >= self._interval_ms:
-            await self._issue(set(self._waiting), {}, tree_size, now_ms)
+            await self._issue({}, tree_size, now_ms)
 
-    async def _issue(self, devices: set[str], seqs: dict[str, list[int]], tree_size: int,
+    async def _issue(self, seqs: dict[str, list[int]], tree_size: int | None,
                      now_ms: int) -> None:
-        self._last_ms = now_ms
-        waiting, self._waiting, self._count = self._waiting, {}, 0
-        marks = await self._store.sealed_marks(sorted(devices))
+        async with self._issuing:
+            self._last_ms = now_ms
+            waiting, self._waiting, self._count = self._waiting, {}, 0
+            devices = set(seqs) | set(waiting)
+            try:
+                marks = await self._store.sealed_marks(sorted(devices))
+                if tree_size is None:  # read after the marks: it covers what they state
+                    last = await self._store.last_block()
+                    tree_size = last.end_reading_id - 1 if last is not None else 0
+            except BaseException:
+                self._put_back(waiting)  # told with the next receipt
+                raise
+            self._publish(devices, seqs, waiting, marks, tree_size, now_ms)
+
+    def _put_back(self, waiting: dict[str, _Waiting]) -> None:
+        for device_id, w in waiting.items():
+            now = self._waiting.setdefault(device_id, _Waiting())
+            now.refused[:0] = w.refused
+            now.resealed |= w.resealed
+            self._count += len(w.refused)
+
+    def _publish(self, devices: set[str], seqs: dict[str, list[int]],
+                 waiting: dict[str, _Waiting], marks: dict[str, int | None], tree_size: int,
+                 now_ms: int) -> None:
         for device_id in sorted(devices):
             through = marks.get(device_id)
             w = waiting.get(device_id) or _Waiting()

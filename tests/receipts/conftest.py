@@ -3,20 +3,22 @@ subscriber that collects (and verifies) receipts."""
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from provenance.keyfile import load_private_key
-from provenance.receipt import Receipt, SignedReceipt
+from provenance.receipt import Receipt, Refusal, SeqRange, SignedReceipt
 from provenance.wire import RECEIPT_FILTER, receipt_topic_device
 from tests.support.broker import Broker
-from tests.support.collector import Ledger
+from tests.support.collector import Device, Ledger, Publisher
 
 
 class ReceiptWatch:
@@ -60,9 +62,65 @@ class ReceiptWatch:
                                          f"{self.receipts.get(device_id)}")
                 self._cond.wait(min(left, 0.2))
 
+    def refused(self, device_id: str, reason: str) -> set[int]:
+        """Seqs of ``device_id`` refused for ``reason`` in any receipt so far (refusals may be
+        spread over several receipts)."""
+        with self._cond:
+            return {s for r in self.receipts.get(device_id, []) for f in r.refused
+                    for s in range(f.first, f.last + 1) if f.reason == reason}
+
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def broken(envelope: bytes) -> bytes:
+    """``envelope`` with its signature damaged: refused as ``bad_signature``."""
+    raw = bytearray(envelope)
+    raw[-40] ^= 0x55
+    return bytes(raw)
+
+
+@dataclass
+class Mixed:
+    """What :func:`publish_mixed` sent: device c's four readings (seq 2 held back) and the
+    message of device a with a broken signature."""
+
+    c_msgs: list[bytes]
+    bad: bytes
+
+
+def publish_mixed(broker: Broker, a: Device, b: Device, c: Device) -> Mixed:
+    """a: seqs 0..9, then seq 10 with a broken signature; c: seqs 0, 1 and 3 (2 never comes);
+    b (not enrolled): seqs 0..4."""
+    with Publisher(broker, "mixed-publisher") as pub:
+        pub.publish([(a.topic, a.next()) for _ in range(10)])
+        c_msgs = [c.next() for _ in range(4)]
+        pub.publish([(c.topic, m) for i, m in enumerate(c_msgs) if i != 2])
+        pub.publish([(b.topic, b.next()) for _ in range(5)])
+        bad = broken(a.next())
+        pub.publish([(a.topic, bad)])
+    return Mixed(c_msgs, bad)
+
+
+def check_mixed(watch: ReceiptWatch, a: Device, b: Device, c: Device, sent: Mixed,
+                timeout: float = 20) -> Receipt:
+    """The receipts :func:`publish_mixed` earns: a sealed through 9 and its seq 10 refused with
+    the message's digest; c sealed through 1 and at 3, not at 2; b's five refused as
+    ``unknown_key`` with nothing sealed. Returns c's receipt covering seq 3."""
+    ra = watch.wait(a.device_id, lambda r: r.sealed_through == 9, timeout)
+    assert ra.tree_size >= 10
+    digest = hashlib.sha256(sent.bad).digest()
+    ra = watch.wait(a.device_id, lambda r: bool(r.refused), timeout)
+    assert ra.refused == (Refusal(10, 10, "bad_signature", digest),)
+    # (On a cluster, c's seqs may be sealed in another order: seq 3 before seq 1.)
+    rc = watch.wait(c.device_id, lambda r: r.covers(3) and r.sealed_through == 1, timeout)
+    assert rc.sealed == (SeqRange(3, 3),)
+    assert not rc.covers(2)
+    watch.wait(b.device_id, lambda r: watch.refused(b.device_id, "unknown_key") == set(range(5)),
+               timeout)
+    assert all(r.sealed_through is None for r in watch.receipts[b.device_id])
+    return rc
 
 
 @pytest.fixture
