@@ -61,6 +61,9 @@ def test_the_collector_finds_postgresql_again_within_seconds(
     assert took < RETURN_BOUND, (
         f"sealed {took:.1f} s after PostgreSQL returned (from a {OUTAGE:.0f} s outage)")
     assert col.stop() == 0
+    # One event a line, also while the pool failed to reconnect (it warns in plain text).
+    assert all(line.startswith("{") for line in col.lines), [
+        line for line in col.lines if not line.startswith("{")][:4]
     assert _stored(ledger) == 20  # each once
     audit = run_cli("audit", "--db", ledger.url)
     assert audit.exit_code == 0, audit.output
