@@ -30,10 +30,6 @@ OUTAGE = 17.0
 RETURN_BOUND = 8.0
 
 
-def _stored(ledger: PgLedger) -> int:
-    return int(ledger.sql("SELECT COUNT(*) FROM readings WHERE device_id != '@collector'")[0][0])
-
-
 def test_the_collector_finds_postgresql_again_within_seconds(
         tmp_path: Path, broker: Broker, postgres_server: PostgresServer) -> None:
     ledger = PgLedger(tmp_path / "ledger", url=postgres_server.create_db()).init()
@@ -64,6 +60,6 @@ def test_the_collector_finds_postgresql_again_within_seconds(
     # One event a line, also while the pool failed to reconnect (it warns in plain text).
     assert all(line.startswith("{") for line in col.lines), [
         line for line in col.lines if not line.startswith("{")][:4]
-    assert _stored(ledger) == 20  # each once
+    assert ledger.stored() == 20  # each once
     audit = run_cli("audit", "--db", ledger.url)
     assert audit.exit_code == 0, audit.output
