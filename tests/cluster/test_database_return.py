@@ -35,28 +35,29 @@ def test_the_collector_finds_postgresql_again_within_seconds(
     ledger = PgLedger(tmp_path / "ledger", url=postgres_server.create_db()).init()
     devices = make_devices(2, "back")
     ledger.enrol(devices)
-    col = cluster_collector(ledger, broker, "back-0").start()
-    with Publisher(broker, "back-publisher") as pub:
-        pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
-        wait_until(lambda: ledger.sealed() == 10, 30, message="the first readings sealed")
-
-        stopped = time.monotonic()
-        postgres_server.stop()
-        try:
-            # Received and not committed: held, unacknowledged, until the database returns.
+    # Killed when the test ends, whatever fails: nothing else would stop it.
+    with cluster_collector(ledger, broker, "back-0") as col:
+        with Publisher(broker, "back-publisher") as pub:
             pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
-            time.sleep(1.0)
-            usage = measure(col.pid, OUTAGE - 1 - (time.monotonic() - stopped))
-            time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
-        finally:
-            postgres_server.start()
-        back = time.monotonic()
-    assert usage.cpu_share < 0.20, f"the collector spins while PostgreSQL is away: {usage}"
-    wait_until(lambda: ledger.sealed() == 20, 60, 0.1, "every reading sealed")
-    took = time.monotonic() - back
-    assert took < RETURN_BOUND, (
-        f"sealed {took:.1f} s after PostgreSQL returned (from a {OUTAGE:.0f} s outage)")
-    assert col.stop() == 0
+            wait_until(lambda: ledger.sealed() == 10, 30, message="the first readings sealed")
+
+            stopped = time.monotonic()
+            postgres_server.stop()
+            try:
+                # Received and not committed: held, unacknowledged, until the database returns.
+                pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
+                time.sleep(1.0)
+                usage = measure(col.pid, OUTAGE - 1 - (time.monotonic() - stopped))
+                time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
+            finally:
+                postgres_server.start()
+            back = time.monotonic()
+        assert usage.cpu_share < 0.20, f"the collector spins while PostgreSQL is away: {usage}"
+        wait_until(lambda: ledger.sealed() == 20, 60, 0.1, "every reading sealed")
+        took = time.monotonic() - back
+        assert took < RETURN_BOUND, (
+            f"sealed {took:.1f} s after PostgreSQL returned (from a {OUTAGE:.0f} s outage)")
+        assert col.stop() == 0
     # One event a line, also while the pool failed to reconnect (it warns in plain text).
     assert all(line.startswith("{") for line in col.lines), [
         line for line in col.lines if not line.startswith("{")][:4]

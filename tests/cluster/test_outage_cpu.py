@@ -36,31 +36,32 @@ def test_a_collector_without_broker_and_database_idles_and_comes_back(
     ledger = PgLedger(tmp_path / "ledger", url=postgres_server.create_db()).init()
     devices = make_devices(2, "dark")
     ledger.enrol(devices)
-    col = cluster_collector(ledger, broker, "dark-0").start()
-    with Publisher(broker, "dark-before") as pub:
-        pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
-    wait_until(lambda: ledger.sealed() == 10, 30, message="the first readings sealed")
+    # Killed when the test ends, whatever fails: nothing else would stop it.
+    with cluster_collector(ledger, broker, "dark-0") as col:
+        with Publisher(broker, "dark-before") as pub:
+            pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
+        wait_until(lambda: ledger.sealed() == 10, 30, message="the first readings sealed")
 
-    connected = len([e for e in col.events if e.get("event") == "broker_connected"])
-    postgres_server.stop()
-    broker.stop()
-    try:
-        time.sleep(1.0)  # the collector notices: its connections fail, its retries start
-        usage = measure(col.pid, WINDOW)
-    finally:
-        postgres_server.start()  # the session's server, shared with the other tests
-    assert col.proc is not None and col.proc.poll() is None, "".join(col.lines[-20:])
-    assert usage.cpu_share < CPU_BOUND, f"the collector spins while both are away: {usage}"
-    assert usage.rss_growth < RSS_BOUND, f"the collector grows while both are away: {usage}"
-    broker.start()
+        connected = len([e for e in col.events if e.get("event") == "broker_connected"])
+        postgres_server.stop()
+        broker.stop()
+        try:
+            time.sleep(1.0)  # the collector notices: its connections fail, its retries start
+            usage = measure(col.pid, WINDOW)
+        finally:
+            postgres_server.start()  # the session's server, shared with the other tests
+        assert col.proc is not None and col.proc.poll() is None, "".join(col.lines[-20:])
+        assert usage.cpu_share < CPU_BOUND, f"the collector spins while both are away: {usage}"
+        assert usage.rss_growth < RSS_BOUND, f"the collector grows while both are away: {usage}"
+        broker.start()
 
-    # Back by itself: its broker session resumed, its connection pool refilled.
-    wait_until(lambda: len([e for e in col.events if e.get("event") == "broker_connected"])
-               > connected, 40, message="reconnected to the broker")
-    with Publisher(broker, "dark-after") as pub:
-        pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
-    wait_until(lambda: ledger.sealed() == 20, 40, message="the later readings sealed")
-    assert col.stop() == 0
+        # Back by itself: its broker session resumed, its connection pool refilled.
+        wait_until(lambda: len([e for e in col.events if e.get("event") == "broker_connected"])
+                   > connected, 40, message="reconnected to the broker")
+        with Publisher(broker, "dark-after") as pub:
+            pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
+        wait_until(lambda: ledger.sealed() == 20, 40, message="the later readings sealed")
+        assert col.stop() == 0
     assert ledger.stored() == 20  # each once
     audit = run_cli("audit", "--db", ledger.url)
     assert audit.exit_code == 0, audit.output
