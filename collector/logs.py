@@ -60,3 +60,10 @@ def setup_logging(fmt: str = "json", level: str = "info", stream: TextIO | None 
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # PostgreSQL's connection pool warns, in plain text, at every failed reconnection attempt
+    # (several a minute while the database is away); the collector reports that outage itself
+    # (`store_retry`). The pool's errors come as events of their own.
+    pool = logging.getLogger("psycopg.pool")
+    pool.handlers[:] = [handler]
+    pool.setLevel(logging.ERROR)
+    pool.propagate = False

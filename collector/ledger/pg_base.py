@@ -24,7 +24,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector.errors import StoreError
 
-__all__ = ["PostgresConnection", "StoreRetry", "is_postgres_url", "redact"]
+__all__ = ["RECONNECT_WINDOW_S", "PostgresConnection", "StoreRetry", "is_postgres_url",
+           "redact", "start_over"]
 
 _SCHEMES = ("postgresql://", "postgres://")
 
@@ -69,6 +70,22 @@ def store_error(exc: BaseException, what: str) -> StoreError:
         kind = StoreRetry if _retryable(exc) else StoreError
         return kind(f"{what}: {message}")
     return StoreError(f"{what}: {exc}")
+
+
+#: The pool's ``reconnect_timeout``: how long one series of reconnection attempts lasts.
+#: psycopg_pool doubles the pause between attempts (1, 2, 4 ... s) without a cap for as long as
+#: the series lasts, so after a database outage of T seconds its next attempt could come up to
+#: about T seconds after the database returned. A short series, started over by
+#: :func:`start_over` when it runs out, caps the pause at a few seconds however long the
+#: outage (attempts at 0, 1, 3, 7 and 10 s, then again from 0).
+RECONNECT_WINDOW_S = 10.0
+
+
+async def start_over(pool: AsyncConnectionPool[Any]) -> None:
+    """The pool's ``reconnect_failed`` callback: a series of attempts ran out, start the next
+    one now (``check()`` lets an empty pool grow), rather than waiting for a client to ask."""
+    if not pool.closed:
+        await pool.check()
 
 
 _current: contextvars.ContextVar[psycopg.AsyncConnection[Any] | None] = contextvars.ContextVar(

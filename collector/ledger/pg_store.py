@@ -28,7 +28,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector.errors import NotFoundError, StoreError
-from collector.ledger.pg_base import redact, store_error
+from collector.ledger.pg_base import RECONNECT_WINDOW_S, redact, start_over, store_error
 from collector.ledger.pg_keys import COLLECTOR_APPLICATION
 from collector.ledger.pg_readings import PgReadingTables
 from collector.ledger.pg_schema import MIGRATIONS
@@ -73,7 +73,8 @@ class PostgresStore(PgReadingTables):
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max(2, pool_size), open=False, timeout=timeout,
             kwargs=kwargs, check=AsyncConnectionPool.check_connection,
-            reconnect_timeout=3600.0, name="sensorledger")
+            reconnect_timeout=RECONNECT_WINDOW_S, reconnect_failed=start_over,
+            name="sensorledger")
         try:
             await pool.open(wait=True, timeout=timeout)
         except (psycopg.Error, PoolTimeout) as exc:

@@ -30,7 +30,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from collector.errors import NotFoundError, StoreError
-from collector.ledger.pg_base import is_postgres_url, redact
+from collector.ledger.pg_base import RECONNECT_WINDOW_S, is_postgres_url, redact, start_over
 from collector.ledger.pg_store import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from collector.ledger.pg_store import PostgresStore
 from collector.ledger.pg_writes import UNSEALED_ROWS
@@ -270,8 +270,8 @@ class ReadOnlyPostgresStore(ViewReads, PostgresStore):
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), open=False, timeout=timeout,
             kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
-            check=AsyncConnectionPool.check_connection, reconnect_timeout=3600.0,
-            name="sensorledger-view")
+            check=AsyncConnectionPool.check_connection, reconnect_timeout=RECONNECT_WINDOW_S,
+            reconnect_failed=start_over, name="sensorledger-view")
         try:
             await pool.open(wait=True, timeout=timeout)
         except (psycopg.Error, PoolTimeout) as exc:

@@ -13,10 +13,6 @@ from tests.support.polling import wait_until
 from tests.support.postgres import PostgresServer
 
 
-def _stored(ledger: PgLedger) -> int:
-    return int(ledger.sql("SELECT COUNT(*) FROM readings WHERE device_id != '@collector'")[0][0])
-
-
 def test_a_stop_while_postgresql_is_away_loses_nothing(
         tmp_path: Path, broker: Broker, postgres_server: PostgresServer) -> None:
     ledger = PgLedger(tmp_path / "ledger", url=postgres_server.create_db()).init()
@@ -25,7 +21,7 @@ def test_a_stop_while_postgresql_is_away_loses_nothing(
     col = cluster_collector(ledger, broker, "away-0").start()
     with Publisher(broker, "away-publisher") as pub:
         pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
-        wait_until(lambda: _stored(ledger) == 10, 30, message="the first readings stored")
+        wait_until(lambda: ledger.stored() == 10, 30, message="the first readings stored")
         postgres_server.stop()
         try:
             pub.publish([(d.topic, d.next()) for d in devices for _ in range(5)])
@@ -43,6 +39,6 @@ def test_a_stop_while_postgresql_is_away_loses_nothing(
     again = cluster_collector(ledger, broker, "away-0").start()
     wait_until(lambda: ledger.sealed() == 20, 60, message="every reading sealed")
     assert again.stop() == 0
-    assert _stored(ledger) == 20  # each once
+    assert ledger.stored() == 20  # each once
     audit = run_cli("audit", "--db", ledger.url)
     assert audit.exit_code == 0, audit.output

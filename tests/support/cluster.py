@@ -48,6 +48,10 @@ class PgLedger(Ledger):
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         self.sql(statement, params)
 
+    def stored(self) -> int:
+        """Device readings stored, sealed or not (statements not counted)."""
+        return int(self.sql("SELECT COUNT(*) FROM readings WHERE device_id != '@collector'")[0][0])
+
     def sealed(self) -> int:
         """Device readings sealed (the collectors' statements, in the tree too, not counted)."""
         return int(self.sql("SELECT COUNT(*) FROM readings WHERE id IS NOT NULL "
