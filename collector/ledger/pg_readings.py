@@ -28,7 +28,12 @@ from collector.ledger.statement_index import (
     index_rows_query,
     statements_query,
 )
-from collector.ledger.table_reads import QUARANTINE_COLUMNS, QuarantineReads, quarantine_row
+from collector.ledger.table_reads import (
+    QUARANTINE_COLUMNS,
+    QuarantineReads,
+    quarantine_row,
+    reading_filter,
+)
 from provenance.merkle import RFC9162_SHA256
 
 __all__ = ["READING_COLUMNS", "STATE_COLUMNS", "PgReadingTables"]
@@ -152,17 +157,8 @@ class PgReadingTables(QuarantineReads, PgLogTables):
     async def query_readings(self, *, device_id: str | None = None,
                              since_ms: int | None = None,
                              until_ms: int | None = None) -> AsyncIterator[ReadingRecord]:
-        where = ["id IS NOT NULL"]
-        params: list[Any] = []
-        if device_id is not None:
-            where.append("device_id = %s")
-            params.append(device_id)
-        if since_ms is not None:
-            where.append("time_ms >= %s")
-            params.append(since_ms)
-        if until_ms is not None:
-            where.append("time_ms < %s")
-            params.append(until_ms)
+        where, params = reading_filter("%s", device_id, since_ms, until_ms)
+        where.insert(0, "id IS NOT NULL")
         key = "seq" if device_id is not None else "id"
         after: int | None = None
         while True:

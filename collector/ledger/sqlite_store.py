@@ -51,7 +51,7 @@ from collector.ledger.statement_index import (
     statement_type,
     statements_query,
 )
-from collector.ledger.table_reads import QUARANTINE_COLUMNS, quarantine_row
+from collector.ledger.table_reads import QUARANTINE_COLUMNS, quarantine_row, reading_filter
 from provenance.compact import Node
 from provenance.merkle import RFC9162_SHA256
 
@@ -377,17 +377,7 @@ class SQLiteStore(LogTables, RegistryTables, CosignatureTables, KeyTables):
     async def query_readings(self, *, device_id: str | None = None,
                              since_ms: int | None = None,
                              until_ms: int | None = None) -> AsyncIterator[ReadingRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        if device_id is not None:
-            where.append("device_id = ?")
-            params.append(device_id)
-        if since_ms is not None:
-            where.append("time_ms >= ?")
-            params.append(since_ms)
-        if until_ms is not None:
-            where.append("time_ms < ?")
-            params.append(until_ms)
+        where, params = reading_filter("?", device_id, since_ms, until_ms)
         order = "device_id, seq" if device_id is not None else "id"
         sql = f"SELECT {_READING_COLUMNS} FROM readings"
         if where:

@@ -15,12 +15,26 @@ from typing import Any, Protocol
 from collector.ledger.records import CheckpointRecord, QuarantineEntry, QuarantineRecord
 
 __all__ = ["CHECKPOINT_COLUMNS", "QUARANTINE_COLUMNS", "CheckpointReads", "QuarantineReads",
-           "quarantine_entry", "quarantine_row"]
+           "quarantine_entry", "quarantine_row", "reading_filter"]
 
 CHECKPOINT_COLUMNS = "size, root, note, block_height, signed_ms"
 QUARANTINE_COLUMNS = (
     "raw_sha256, reason, detail, topic, topic_device, device_id, seq, size, raw, first_ms, last_ms"
 )
+
+
+def reading_filter(placeholder: str, device_id: str | None, since_ms: int | None,
+                   until_ms: int | None) -> tuple[list[str], list[Any]]:
+    """The conditions and parameters of ``query_readings``: one device's, signed at or after
+    ``since_ms`` and before ``until_ms`` (each when given)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for condition, value in (("device_id =", device_id), ("time_ms >=", since_ms),
+                             ("time_ms <", until_ms)):
+        if value is not None:
+            where.append(f"{condition} {placeholder}")
+            params.append(value)
+    return where, params
 
 
 class _Rows(Protocol):
