@@ -61,9 +61,35 @@ def setup_logging(fmt: str = "json", level: str = "info", stream: TextIO | None 
     root.setLevel(level.upper())
     root.propagate = False
     # PostgreSQL's connection pool warns, in plain text, at every failed reconnection attempt
-    # (several a minute while the database is away); the collector reports that outage itself
-    # (`store_retry`). The pool's errors come as events of their own.
+    # (several a minute while the database is away). Its first warning of a kind says why
+    # (refused, password rejected, no such database); the repeats are held back for a minute
+    # at a time and counted (`held_back`) on the next one let through. Its errors all pass.
     pool = logging.getLogger("psycopg.pool")
     pool.handlers[:] = [handler]
-    pool.setLevel(logging.ERROR)
+    pool.filters[:] = [Sparse()]
+    pool.setLevel(logging.WARNING)
     pool.propagate = False
+
+
+class Sparse(logging.Filter):
+    """Let each kind of warning (its message template) through once per ``every`` seconds,
+    with the number held back since as ``held_back``; errors always. The kinds are the few
+    templates of a library's source, so the memory is bounded."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self._kinds: dict[str, tuple[float, int]] = {}  # template: (last let through, held)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        kind = str(record.msg)
+        last, held = self._kinds.get(kind, (None, 0))
+        if last is not None and record.created - last < self.every:
+            self._kinds[kind] = (last, held + 1)
+            return False
+        self._kinds[kind] = (record.created, 0)
+        if held:
+            setattr(record, _FIELDS, {**getattr(record, _FIELDS, {}), "held_back": held})
+        return True

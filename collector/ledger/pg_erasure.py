@@ -17,6 +17,11 @@ standbys (docs/privacy.md, docs/scaling.md). A rerun for the same subject finish
 
 Revoking a reader (:func:`drop_reader_pg`) deletes its grants in one transaction, then
 ``VACUUM FULL`` rewrites ``private_grants``, with the same reach.
+
+``VACUUM FULL`` needs each table to itself for the moment of the rewrite. While it waits for
+that, every other session's reads and writes of the table queue behind it, the collectors'
+admission of private readings included; so it waits at most :data:`REWRITE_LOCK_TIMEOUT` and
+then gives up, saying what is left to do (the deletion stands).
 """
 
 from __future__ import annotations
@@ -42,7 +47,25 @@ from provenance.erasure import sign_erasure, verify_erasure
 from provenance.keys import PrivateKey
 from provenance.statement import STATEMENT_DEVICE, STATEMENT_KIND
 
-__all__ = ["drop_reader_pg", "erase_subject_pg"]
+__all__ = ["REWRITE_LOCK_TIMEOUT", "RewriteGaveUp", "drop_reader_pg", "erase_subject_pg"]
+
+#: How long ``VACUUM FULL`` waits for a table a long read or write holds (PostgreSQL's
+#: ``lock_timeout``), so that it never stalls the collectors' writes for longer.
+REWRITE_LOCK_TIMEOUT = "5s"
+
+
+class RewriteGaveUp(StoreError):
+    """``VACUUM FULL`` waited :data:`REWRITE_LOCK_TIMEOUT` for its tables and gave up."""
+
+
+def _rewrite(con: psycopg.Connection[Any], tables: str) -> None:
+    con.execute(f"SET lock_timeout = '{REWRITE_LOCK_TIMEOUT}'")
+    try:
+        con.execute(f"VACUUM FULL {tables}")
+    except psycopg.errors.LockNotAvailable:
+        raise RewriteGaveUp(f"another session held {tables} for more than "
+                         f"{REWRITE_LOCK_TIMEOUT}, so the rewrite gave up rather than hold "
+                         "up the collectors") from None
 
 
 def erase_subject_pg(url: str, subject: str, *, authority: str, key: PrivateKey,
@@ -60,11 +83,11 @@ def erase_subject_pg(url: str, subject: str, *, authority: str, key: PrivateKey,
             else:
                 (erasure_id, readings), keys = pending, 0
             faults.point("erase.after_commit")
-            con.execute("VACUUM FULL private_values, private_grants, quarantine")
+            _rewrite(con, "private_values, private_grants, quarantine")
             con.execute("UPDATE erasures SET subject = NULL, erased_ms = %s WHERE id = %s",
                         (now_ms, erasure_id))
             return erasure_id, readings, keys, resumed, before, _size(con)
-    except psycopg.Error as exc:
+    except (psycopg.Error, RewriteGaveUp) as exc:
         raise StoreError(f"erasing subject {subject!r} in {redact(url)} failed: {exc}; run "
                          "the same command again to finish it") from None
 
@@ -80,10 +103,11 @@ def drop_reader_pg(url: str, prefix: str) -> tuple[bytes, int]:
                 cur = con.execute("DELETE FROM private_grants WHERE reader_kid = %s", (kid,))
             done = f"reader {kid.hex()}: {cur.rowcount} grant(s) deleted"
             try:
-                con.execute("VACUUM FULL private_grants")
-            except psycopg.Error as exc:
+                _rewrite(con, "private_grants")
+            except (psycopg.Error, RewriteGaveUp) as exc:
                 raise StoreError(f"{done}, but rewriting private_grants in {redact(url)} "
-                                 f"failed: {exc}; run VACUUM FULL private_grants") from None
+                                 f"failed: {exc}; the deleted grants may stay in the table's "
+                                 "files until `VACUUM FULL private_grants` runs") from None
             return kid, cur.rowcount
     except psycopg.Error as exc:
         raise StoreError(f"revoking reader {prefix} in {redact(url)} failed: {exc}") from None

@@ -52,7 +52,7 @@ from collector.tools.audit import audit_envelopes
 from provenance.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
 from provenance.compact import CompactRange, fold, node_from_tile, range_nodes, tile_entries
 from provenance.compact import tile_span as node_tile_span
-from provenance.errors import ProvenanceError
+from provenance.errors import ProvenanceError, SignatureError, UnverifiedNoteError
 from provenance.logproof import check_checkpoint
 from provenance.merkle import HASH_SIZE, RFC9162_SHA256, consistency_nodes
 from provenance.misbehaviour import detect, sign_misbehaviour
@@ -96,6 +96,15 @@ class SyncReport:
             text += (f"; followed the log's key-rotate statement(s) to {self.rotations} new "
                      "collector key(s)")
         return text
+
+
+def _other_log_keys(exc: ProvenanceError) -> bool:
+    """Whether other keys of the log could explain the refusal: no trusted key signed, or a
+    required key did not. A bad signature by a key the mirror trusts, a malformed note or a
+    witness quorum not met (rotations do not change the witnesses) are not worth reading the
+    new entries for."""
+    return isinstance(exc, UnverifiedNoteError) or (
+        type(exc) is SignatureError and exc.code == SignatureError.code)
 
 
 class Mirror:
@@ -189,6 +198,10 @@ class Mirror:
             return check_checkpoint(note, keys.epochs[self._accepted].policy), []
         except ProvenanceError as exc:
             first = exc
+        if not _other_log_keys(first):
+            raise MirrorError(f"the log's checkpoint of tree size {cp.size} does not verify "
+                              f"under {keys.describe(self._accepted)}: {first.diagnostics()}"
+                              ) from None
         leaves: list[bytes] = []
         why = "no key-rotate statement in the log announced the keys that signed it"
         if cp.size > old:
@@ -213,11 +226,13 @@ class Mirror:
 
     async def _announced(self, keys: LogKeys, old: int, cp: Checkpoint,
                          leaves: list[bytes]) -> LogKeys:
-        """``keys`` followed through the rotation statements among leaves ``[old, size - 1)``
-        (a rotation at the last leaf is sealed under the old keys)."""
-        for index in range(old // TILE_WIDTH, (cp.size - 2) // TILE_WIDTH + 1):
+        """``keys`` followed through the rotation statements among leaves ``[old, size)``.
+        A rotation at the last leaf is sealed under the old keys: its keys count from the next
+        size on, but they already leave the policy's first keys, so that a policy naming every
+        key the log had checks that checkpoint under the old keys alone."""
+        for index in range(old // TILE_WIDTH, (cp.size - 1) // TILE_WIDTH + 1):
             for leaf, entry in await self._bundle(index, cp.size, old, leaves):
-                if leaf <= cp.size - 2 and is_statement(entry):
+                if is_statement(entry):
                     follow(keys, leaf, entry, cp.origin)
         return keys
 

@@ -167,11 +167,15 @@ async def load_log_keys(store: SQLiteStore, policy: TrustPolicy,
         return keys
     async for row in store.query_readings(device_id=STATEMENT_DEVICE):
         try:
-            if SignedStatement.decode(row.envelope).statement.type != KEY_ROTATE:
-                continue
+            signed = SignedStatement.decode(row.envelope)
         except ProvenanceError:
             continue  # verified when it was mirrored; `audit` names a damaged copy
-        follow(keys, row.id - 1, row.envelope, origin)
+        if signed.statement.type == KEY_ROTATE:
+            follow(keys, row.id - 1, row.envelope, origin)
+        else:
+            # Verified when it was mirrored; its signer counts as a key that signed before
+            # any later rotation announced it, after a restart as before.
+            keys.used.add(signed.kid)
     await record_rotations(store, keys, origin)
     return keys
 

@@ -5,7 +5,12 @@ they were, and leaves no copy of the deleted grants in the table's files."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from provenance.keyfile import load_private_key
 from provenance.keys import PrivateKey
@@ -98,3 +103,44 @@ def test_revoke_deletes_one_readers_grants_on_postgresql(
     assert again.exit_code == 2 and "0 readers hold grants" in again.output
     audit = run_cli("audit", "--db", ledger.url)
     assert audit.exit_code == 0, audit.output
+
+
+def test_a_rewrite_held_up_by_a_long_read_gives_up_and_says_what_is_left(
+        tmp_path: Path, postgres_server: PostgresServer) -> None:
+    """``VACUUM FULL`` queues every other session's use of the table behind it while it waits
+    for a long read to end, the collectors' writes included. It gives up after
+    ``REWRITE_LOCK_TIMEOUT`` (5 s): the grants are deleted, the output says the rewrite is left
+    to do, and a write queued behind it goes through."""
+    ledger = PgLedger(tmp_path / "cluster", url=postgres_server.create_db()).init()
+    reader, other = (PrivateKey.generate().public.kid for _ in range(2))
+    for n, kid in enumerate((reader, reader, other)):
+        ledger.execute("INSERT INTO private_grants(data_kid, reader_kid, subject, key_grant) "
+                       "VALUES (%s, %s, 'patient-a', 'grant')", (bytes([n]) * 16, kid))
+    result: list[Any] = []
+    with psycopg.connect(ledger.url) as holder:
+        holder.execute("SELECT COUNT(*) FROM private_grants").fetchone()  # a read left open
+        ends = threading.Timer(40, holder.close)  # the earlier code waits for it to end
+        ends.start()
+        revoke = threading.Thread(target=lambda: result.append(
+            run_cli("readers", "revoke", "--db", ledger.url, reader.hex()[:12])))
+        revoke.start()
+        wait_until(lambda: ledger.sql(
+            "SELECT COUNT(*) FROM pg_locks WHERE relation = 'private_grants'::regclass "
+            "AND mode = 'AccessExclusiveLock' AND NOT granted") == [(1,)], 20,
+            message="the rewrite waiting for the table")
+        started = time.monotonic()
+        ledger.execute("INSERT INTO private_grants(data_kid, reader_kid, subject, key_grant) "
+                       "VALUES (%s, %s, 'patient-b', 'grant')", (bytes([9]) * 16, other))
+        queued = time.monotonic() - started
+        revoke.join(60)
+        ends.cancel()
+    assert queued < 20, f"a write waited {queued:.1f} s behind the rewrite"
+    (done,) = result
+    assert done.exit_code != 0, done.output
+    assert f"reader {reader.hex()}: 2 grant(s) deleted, but rewriting private_grants" in \
+        done.output, done.output
+    assert "for more than 5s, so the rewrite gave up" in done.output, done.output
+    assert "VACUUM FULL private_grants" in done.output, done.output
+    assert ledger.sql("SELECT COUNT(*) FROM private_grants WHERE reader_kid = %s",
+                      (reader,)) == [(0,)]
+    assert ledger.sql("SELECT COUNT(*) FROM private_grants") == [(2,)]

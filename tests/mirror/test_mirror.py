@@ -10,7 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,24 @@ import pytest
 
 from collector.ledger.logkeys import checkpoint_signers, load_note_key, note_key_path
 from provenance.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
+from provenance.cosignature import CosignatureSigner
 from provenance.keys import PrivateKey
 from provenance.merkle import RFC9162_SHA256, root
 from provenance.misbehaviour import verify_misbehaviour
-from provenance.note import parse_note, parse_verifier_key
+from provenance.note import (
+    EcdsaNoteSigner,
+    Ed25519NoteSigner,
+    NoteSigner,
+    parse_note,
+    parse_verifier_key,
+)
+from provenance.statement import (
+    Enrolment,
+    KeyRotation,
+    enrolment_statement,
+    key_rotation_statement,
+    sign_statement,
+)
 from provenance.tiles import Tile, bundle, entry_bundles_of, tiles_of, unbundle
 from tests.support.broker import free_port
 from tests.support.collector import REPO, Device, Ledger, run_cli
@@ -162,9 +177,10 @@ def _signers(ledger: Ledger, origin: str) -> list:  # type: ignore[type-arg]
     return checkpoint_signers(origin, key, load_note_key(note_key_path(ledger.key)))
 
 
-def _write_log(site: Path, entries: list[bytes], ledger: Ledger) -> None:
+def _write_log(site: Path, entries: list[bytes], ledger: Ledger,
+               signers: Sequence[NoteSigner] = ()) -> None:
     """What an operator holding the log's keys could publish: tiles over ``entries`` and a
-    checkpoint signed with the log's keys."""
+    checkpoint signed with the log's keys (or ``signers``)."""
     shutil.rmtree(site, ignore_errors=True)
     leaves = [RFC9162_SHA256.hash_leaf(e) for e in entries]
     for tile in tiles_of(len(leaves)):
@@ -178,7 +194,7 @@ def _write_log(site: Path, entries: list[bytes], ledger: Ledger) -> None:
         (site / b.path()).write_bytes(bundle(entries[b.start:b.start + b.width]))
     origin = _origin(ledger)
     note = sign_checkpoint(Checkpoint(origin, len(leaves), root(leaves)),
-                           _signers(ledger, origin))
+                           list(signers) or _signers(ledger, origin))
     (site / "checkpoint").write_bytes(note)
 
 
@@ -188,6 +204,88 @@ def _origin(ledger: Ledger) -> str:
 
 def _entries(ledger: Ledger) -> list[bytes]:
     return [bytes(r[0]) for r in ledger.sql("SELECT envelope FROM readings ORDER BY id")]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _later_keys(origin: str) -> tuple[PrivateKey, Ed25519NoteSigner, str]:
+    """New keys for the log, and their verifier keys as a ``.vkey`` file holds them."""
+    key, note = PrivateKey.generate(), Ed25519NoteSigner.generate(origin)
+    return key, note, f"{note.verifier.vkey}\n{EcdsaNoteSigner(origin, key).verifier.vkey}\n"
+
+
+def _rotation(ledger: Ledger, seq: int, key: PrivateKey, note: Ed25519NoteSigner) -> bytes:
+    """A key-rotate statement, signed by the log's collector key, naming ``key`` and ``note``."""
+    signer = PrivateKey.from_pem(Path(ledger.key).read_bytes())
+    return sign_statement(key_rotation_statement(
+        seq, _now_ms(), KeyRotation(key.public, note.verifier.vkey)), signer)
+
+
+def test_a_policy_naming_the_later_keys_accepts_the_checkpoint_sealing_the_rotation(
+        published: Published, tmp_path: Path) -> None:
+    """A key-rotate statement at the last leaf is sealed under the old keys alone. A policy
+    naming every key the log had (both ``.vkey`` files) accepts that checkpoint: the keys the
+    statement announces are not among the ones the log started with."""
+    origin = _origin(published.ledger)
+    key, note, vkeys = _later_keys(origin)
+    entries = [*_entries(published.ledger), _rotation(published.ledger, 4, key, note)]
+    _write_log(published.root / "rotation-last", entries, published.ledger)
+    policy = tmp_path / "every-key.vkey"
+    policy.write_text(Path(published.ledger.vkey).read_text().strip() + "\n" + vkeys)
+    result = run_mirror(tmp_path / "every.db", published.url + "rotation-last", str(policy),
+                        "--workers", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tree size 0 -> 604: 600 readings and 4 collector statements" in result.stdout
+    assert "followed the log's key-rotate statement" in result.stdout
+
+
+def test_a_rotation_to_a_key_that_signed_earlier_statements_is_refused_after_a_restart(
+        published: Published, tmp_path: Path) -> None:
+    """A policy naming a later key of the log lets it sign statements before any rotation
+    announced it; the rotation that announces it afterwards is refused, by a mirror that
+    stopped in between as by one that did not."""
+    ledger = published.ledger
+    origin = _origin(ledger)
+    key, note, vkeys = _later_keys(origin)
+    policy = tmp_path / "every-key.vkey"
+    policy.write_text(Path(ledger.vkey).read_text().strip() + "\n" + vkeys)
+    every = [*_signers(ledger, origin), note, EcdsaNoteSigner(origin, key)]
+    stranger = Device("mir-050")
+    early = sign_statement(enrolment_statement(
+        4, _now_ms(), Enrolment(stranger.device_id, stranger.key.public, _now_ms())), key)
+    held = [*_entries(ledger), early]
+    _write_log(published.root / "early-signer", held, ledger, every)
+    db = tmp_path / "held.db"
+    first = run_mirror(db, published.url + "early-signer", str(policy), "--workers", "1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "tree size 0 -> 604" in first.stdout
+    _write_log(published.root / "early-signer", [*held, _rotation(ledger, 5, key, note),
+                                                 stranger.next()], ledger, [note, every[-1]])
+    again = run_mirror(db, published.url + "early-signer", str(policy), "--workers", "1")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert (f"leaf 604: the key-rotate statement names collector key {key.kid.hex()[:16]}…, "
+            "which signed statements before the log announced it") in again.stderr, again.stderr
+    assert latest_checkpoint(db)[0] == 604
+
+
+def test_a_witness_quorum_not_met_is_refused_without_reading_the_entries(
+        published: Published, tmp_path: Path) -> None:
+    """A checkpoint the log's keys sign but the policy's witnesses do not is refused as such;
+    other keys of the log would not change that, so no entry bundle is read for them (this
+    copy of the log serves none)."""
+    site = published.copy_site("no-bundles")
+    shutil.rmtree(site / "tile" / "entries")
+    witness = CosignatureSigner.generate("witness.example/w1")
+    policy = tmp_path / "witnessed.policy"
+    policy.write_text(Path(published.ledger.vkey).read_text().strip() + "\n"
+                      f"witness w1 {witness.verifier.vkey}\nquorum w1\n")
+    result = run_mirror(tmp_path / "witnessed.db", published.url + "no-bundles", str(policy),
+                        "--workers", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("the log's checkpoint of tree size 603 does not verify under the keys of the trust "
+            "policy: witness quorum not met") in result.stderr, result.stderr
 
 
 def test_a_reading_whose_key_was_never_enrolled_is_refused(
