@@ -112,6 +112,7 @@ def readings(config_path: str | None, db: str | None, device: str | None, since:
     count = on_ledger(cfg, lambda store: export_readings(
         store, output, fmt=fmt, device_id=device, since_ms=since_ms, until_ms=until_ms,
         with_envelope=with_envelope, per_measurement=per_measurement))
+    output.flush()  # the readings before the count, where both streams go to one place
     click.echo(f"{count} readings exported", err=True)
 
 

@@ -1,8 +1,10 @@
 """Reading export: CSV (one row per reading, or one per measurement) and JSON Lines (one
 object per reading).
 
-Each exported reading says where it sits in the ledger (block height and leaf index, empty while
-not yet sealed), so a row can be turned into a proof file with ``ledger-collector proof``.
+Each exported reading says where it sits in the ledger, empty while not yet sealed: its block's
+height, its ``leaf_index`` in that block, and its ``log_index``, the leaf of the one log that
+``ledger-collector proof`` and ``verify-proof`` name and the web API calls ``leaf_index``
+(empty on a ledger without a log).
 """
 
 from __future__ import annotations
@@ -24,19 +26,20 @@ __all__ = ["CSV_COLUMNS", "MEASUREMENT_COLUMNS", "export_readings"]
 
 CSV_COLUMNS = [
     "reading_id", "device_id", "seq", "boot", "time_ms", "time_utc", "clock_synced", "kind",
-    "measurements", "event", "gap_first", "gap_last", "block", "leaf_index", "received_ms",
-    "envelope_sha256",
+    "measurements", "event", "gap_first", "gap_last", "block", "leaf_index", "log_index",
+    "received_ms", "envelope_sha256",
 ]
 # One row per measurement: a spreadsheet's or a time-series database's shape. ``time_utc`` is the
 # measurement's own time (the reading's time plus the measurement's offset).
 MEASUREMENT_COLUMNS = [
     "reading_id", "device_id", "seq", "time_utc", "name", "value", "unit", "kind",
-    "clock_synced", "block", "leaf_index",
+    "clock_synced", "block", "leaf_index", "log_index",
 ]
 
 
 class _BlockIndex:
-    def __init__(self, blocks: list[BlockRecord]) -> None:
+    def __init__(self, blocks: list[BlockRecord], has_log: bool) -> None:
+        self.has_log = has_log  # sealed readings are leaves of the log (reading id - 1)
         self._blocks = blocks
         self._starts = [b.first_reading_id for b in blocks]
 
@@ -57,7 +60,9 @@ def _record(r: ReadingRecord, index: _BlockIndex, with_envelope: bool) -> dict[s
     height, leaf = index.locate(r.id)
     out: dict[str, Any] = {"reading_id": r.id, **reading_to_json(reading),
                            "time_utc": _iso(reading.time_ms), "block": height,
-                           "leaf_index": leaf, "received_ms": r.received_ms,
+                           "leaf_index": leaf,
+                           "log_index": r.id - 1 if index.has_log and leaf is not None else None,
+                           "received_ms": r.received_ms,
                            "envelope_sha256": hashlib.sha256(r.envelope).hexdigest()}
     if with_envelope:
         out["envelope"] = r.envelope.hex()
@@ -70,7 +75,7 @@ async def export_readings(store: LedgerStore, out: TextIO, *, fmt: str,
                           per_measurement: bool = False) -> int:
     """Write matching readings to ``out`` as ``fmt`` ("csv" or "jsonl"); return the count of
     readings. ``per_measurement`` (CSV only): one row per measurement instead of per reading."""
-    index = _BlockIndex(await store.blocks())
+    index = _BlockIndex(await store.blocks(), await store.log_origin() is not None)
     query = _device_readings(
         store.query_readings(device_id=device_id, since_ms=since_ms, until_ms=until_ms))
     # Closed here, whatever stops the writing (a reader that left: BrokenPipeError), so the

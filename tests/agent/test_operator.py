@@ -42,9 +42,12 @@ def dead_port() -> Iterator[str]:
         os.close(master)
 
 
-def probe_sensor(name: str, port: str) -> str:
+def probe_sensor(name: str, port: str, timeout_s: float = 0.3) -> str:
+    """A water probe's sensor section. The short default timeout makes a dead probe's fault
+    show soon; a live probe is given more, as a loaded machine may answer late."""
     return (f'[[sensors]]\nname = "{name}"\ndriver = "modbus-water"\nport = "{port}"\n'
-            f'profile = "{PROFILE}"\nbaudrate = 115200\ntimeout_s = 0.3\ninterval_s = 0.5\n')
+            f'profile = "{PROFILE}"\nbaudrate = 115200\ntimeout_s = {timeout_s}\n'
+            'interval_s = 0.5\n')
 
 
 def test_version() -> None:
@@ -84,7 +87,7 @@ def test_test_once_prints_values_and_draft_and_publishes_nothing(
 def test_test_without_once_polls_at_the_interval_until_ctrl_c(tmp_path: Path) -> None:
     with WaterProbeEmulator(BUILTIN_PROFILES[PROFILE], seed=2) as probe:
         config = write_config(tmp_path, "mqtt://127.0.0.1:1",
-                              sensors=probe_sensor("probe", probe.agent_path))
+                              sensors=probe_sensor("probe", probe.agent_path, 5.0))
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.support.agent_harness", "test", "--config",
              str(config)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -189,6 +189,13 @@ def test_blocks_readings_quarantine_and_stats_outputs(
     assert len(lines) == 24 and lines[0]["reading_id"] == 3 and "envelope" in lines[0]
     at = next(x for x in lines if x["reading_id"] >= one["first_reading_id"])
     assert at["block"] == 1 and at["leaf_index"] == at["reading_id"] - one["first_reading_id"]
+    # The leaf of the one log, as the proof names it (the leaf index above is the block's).
+    proof = run_cli("proof", "--db", ledger.db, at["device_id"], str(at["seq"]), "-o",
+                    str(tmp_path / "at.proof"))
+    assert proof.exit_code == 0, proof.output
+    assert at["log_index"] == at["reading_id"] - 1 != at["leaf_index"]
+    assert f"seq {at['seq']}, leaf {at['log_index']}," in proof.output, proof.output
+    assert all(r["log_index"] == str(int(r["reading_id"]) - 1) for r in rows)
     window = run_cli("readings", "--db", ledger.db, "--format", "jsonl", "--device", "out-000",
                      "--since", str(BASE_TIME_MS + 5000), "--until", "2026-01-01T00:00:09Z")
     assert [json.loads(x)["seq"] for x in window.output.splitlines()
