@@ -8,8 +8,8 @@ and are served as immutable; the checkpoint and partial tiles change with every 
 served ``no-cache``; any origin may read them (monitors, witnesses and mirrors, and the
 browser's proof check). :func:`tiles_route` is the route over any way of getting a store for a
 request (the web view mounts it at ``/log``, over its read-only connections); :func:`tiles_app`
-is a whole app over one ledger, and ``uvicorn --factory collector.publish.http:app_from_env``
-serves ``$SENSORLEDGER_DB`` alone.
+is a whole app over one ledger (read-only too), and ``uvicorn --factory
+collector.publish.http:app_from_env`` serves ``$SENSORLEDGER_DB`` alone.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collector.ledger.sqlite_store import SQLiteStore
 from collector.ledger.store import LedgerStore
 from collector.publish.tiles import read_resource
+from collector.web.viewstore import StorePool
 from provenance.tiles import TilePathError
 
 __all__ = ["app_from_env", "tiles_app", "tiles_route"]
@@ -60,22 +60,21 @@ def tiles_route(store_for: StoreFor) -> Route:
 
 
 def tiles_app(database: str) -> Starlette:
-    """The tlog-tiles resources of the ledger at ``database``, read-only."""
-    state: dict[str, SQLiteStore] = {}
+    """The tlog-tiles resources of the ledger at ``database`` (a SQLite path or a PostgreSQL
+    URL), over the web view's read-only connections: it never migrates or locks the ledger, and
+    refuses one of another schema version than this program's."""
+    state: dict[str, StorePool] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state["store"] = await SQLiteStore.open(database)
+        state["pool"] = await StorePool.open(database)
         try:
             yield
         finally:
-            await state["store"].close()
+            await state["pool"].close()
 
-    @asynccontextmanager
-    async def store_for(request: Request) -> AsyncIterator[LedgerStore]:
-        yield state["store"]
-
-    return Starlette(routes=[tiles_route(store_for)], lifespan=lifespan)
+    return Starlette(routes=[tiles_route(lambda request: state["pool"].store())],
+                     lifespan=lifespan)
 
 
 def app_from_env() -> Starlette:

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -214,3 +215,29 @@ def test_serve_refuses_a_database_without_a_ledger(postgres_server: PostgresServ
     # and nothing was created in it: the view never migrates
     assert postgres_server.sql("SELECT to_regclass('schema_migrations') IS NULL",
                                empty.rsplit("/", 1)[1]) == "t"
+
+
+def test_the_stand_alone_tiles_app_serves_the_postgres_log_as_the_view_does(
+        pg_view: View, pg_ledger: str, tmp_path: Path) -> None:
+    """``tiles_app`` opens the ledger as the view does (read-only, either database): the same
+    checkpoint and tiles as the view's ``/log``. A SQLite path with no ledger is refused, not
+    made into an empty one."""
+    from collector.errors import NotFoundError
+    from collector.publish.http import tiles_app
+
+    async def fetch(database: str, paths: list[str]) -> list[httpx.Response]:
+        app = tiles_app(database)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://tiles") as client:
+            return [await client.get("/" + path) for path in paths]
+
+    paths = ["checkpoint", "tile/0/000", "tile/entries/000"]
+    for path, alone in zip(paths, asyncio.run(fetch(pg_ledger, paths)), strict=True):
+        served = get(pg_view, "/log/" + path)
+        assert alone.status_code == served.status_code == 200, path
+        assert alone.content == served.content, path
+        assert alone.headers["cache-control"] == served.headers["cache-control"], path
+    missing = tmp_path / "none.db"
+    with pytest.raises(NotFoundError, match="does not exist"):
+        asyncio.run(fetch(str(missing), ["checkpoint"]))
+    assert not missing.exists()
