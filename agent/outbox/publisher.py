@@ -383,7 +383,7 @@ class Publisher:
         r = signed.receipt
         state.received += 1
         state.last_ms = r.time_ms
-        state.tree_size = r.tree_size
+        state.tree_size = max(state.tree_size or 0, r.tree_size)  # they may come out of order
         if r.sealed_through is not None:
             state.sealed_through = max(state.sealed_through or -1, r.sealed_through)
         for refusal in r.refused:

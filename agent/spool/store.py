@@ -406,7 +406,13 @@ class Spool:
                     "refused_final = refused_final + :final, "
                     "sealed_through = CASE WHEN :through IS NULL THEN sealed_through "
                     "ELSE MAX(COALESCE(sealed_through, -1), :through) END, "
-                    "receipt_tree = :tree, receipt_ms = :now, receipt = :raw WHERE id = 1",
+                    # The receipt of the largest tree is kept: receipts from two collectors
+                    # (or a retained one redelivered) may come out of order.
+                    "receipt_ms = CASE WHEN :tree >= COALESCE(receipt_tree, -1) THEN :now "
+                    "ELSE receipt_ms END, "
+                    "receipt = CASE WHEN :tree >= COALESCE(receipt_tree, -1) THEN :raw "
+                    "ELSE receipt END, "
+                    "receipt_tree = MAX(COALESCE(receipt_tree, -1), :tree) WHERE id = 1",
                     {"released": released, "final": final, "through": r.sealed_through,
                      "tree": r.tree_size, "now": now_ms, "raw": signed.raw})
                 await db.execute("COMMIT")

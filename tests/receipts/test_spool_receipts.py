@@ -68,6 +68,18 @@ async def test_puback_keeps_rows_until_a_receipt_covers_them(tmp_path: Path) -> 
     # A receipt again (retained, redelivered) changes nothing; the mark never goes back.
     await spool.settle(receipt(sealed_through=2), 7_000)
     assert spool.depth == 4 and spool.sealed_through == 4
+    # Nor does the tree size a receipt was made at: another collector's older receipt coming
+    # after a newer one leaves the newer one as the last receipt.
+    newer = receipt(sealed_through=4, tree_size=150)
+    await spool.settle(newer, 8_000)
+    await spool.settle(receipt(sealed_through=4, tree_size=120), 9_000)
+    report = read_report(tmp_path / "s.sqlite")
+    assert (report.receipt_tree, report.receipt_ms) == (150, 8_000)
+    con = sqlite3.connect(tmp_path / "s.sqlite")
+    try:
+        assert con.execute("SELECT receipt FROM state").fetchone()[0] == newer.raw
+    finally:
+        con.close()
 
 
 async def test_refusals_keep_what_may_pass_and_release_only_the_refused_bytes(
