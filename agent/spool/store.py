@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -35,12 +34,13 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from provenance.receipt import RETRY_REASONS, SignedReceipt
+from provenance.receipt import SignedReceipt
 
 from ..errors import SpoolError, SpoolLockedError, SpoolMismatchError
 from ..outbox.interface import Row
 from ..signer import ChainHead, Entry
 from .overflow import Held
+from .receipt_rows import RETURNING, apply_receipt
 from .schema import (
     COUNTERS,
     MIGRATE_1_TO_2,
@@ -67,8 +67,6 @@ MAX_BOOT = 2**32 - 1
 # caches up to 128 of them, each the size of its list, which showed as MBs of resident memory.
 _DELETE_POSITIONS = "DELETE FROM spool WHERE pos IN (SELECT value FROM json_each(?))"
 _IN_POSITIONS = "pos IN (SELECT value FROM json_each(?))"
-#: What a deleted row counted for: a reading (not a gap record), and one awaiting a receipt.
-_RETURNING = " RETURNING is_gap = 0, is_gap = 0 AND sent_ms IS NOT NULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +124,7 @@ class SpoolTransaction:
         """Delete the pushed-out positions, insert the entries, store the new head and state."""
         db = self._db
         if delete:
-            cursor = await db.execute(_DELETE_POSITIONS + _RETURNING, (json.dumps(list(delete)),))
+            cursor = await db.execute(_DELETE_POSITIONS + RETURNING, (json.dumps(list(delete)),))
             self.awaiting_removed += sum(int(w) for _, w in await cursor.fetchall())
         await db.executemany(
             "INSERT INTO spool (device_id, seq, is_gap, relayed, envelope) VALUES (?, ?, ?, ?, ?)",
@@ -363,71 +361,25 @@ class Spool:
         if r.device_id != self.device_id:
             raise SpoolError(f"receipt for {r.device_id!r} given to the spool of "
                              f"{self.device_id!r}")
-        own = "device_id = ? AND relayed = 0"
         async with self._write:
             db = self._db
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                removed: list[Any] = []
-                ranges = ([(0, r.sealed_through)] if r.sealed_through is not None else [])
-                ranges += [(x.first, x.last) for x in r.sealed]
-                for first, last in ranges:
-                    cursor = await db.execute(
-                        f"DELETE FROM spool WHERE {own} AND seq BETWEEN ? AND ?" + _RETURNING,
-                        (self.device_id, first, last))
-                    removed += await cursor.fetchall()
-                released = sum(int(reading) for reading, _ in removed)
-                final = kept = 0
-                for refusal in r.refused:
-                    if refusal.reason in RETRY_REASONS:
-                        cursor = await db.execute(
-                            f"UPDATE spool SET refused = ? WHERE {own} AND seq BETWEEN ? AND ?",
-                            (refusal.reason, self.device_id, refusal.first, refusal.last))
-                        kept += cursor.rowcount
-                    elif refusal.digest is not None:
-                        for pos, envelope in await db.execute_fetchall(
-                                f"SELECT pos, envelope FROM spool WHERE {own} AND seq = ?",
-                                (self.device_id, refusal.first)):
-                            if hashlib.sha256(envelope).digest() == refusal.digest:
-                                cursor = await db.execute(
-                                    "DELETE FROM spool WHERE pos = ?" + _RETURNING, (pos,))
-                                gone = list(await cursor.fetchall())
-                                removed += gone
-                                final += sum(int(reading) for reading, _ in gone)
-                    await db.execute(
-                        "INSERT INTO refusals(reason, count, last_seq, last_ms) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT(reason) DO UPDATE SET "
-                        "count = count + excluded.count, last_seq = excluded.last_seq, "
-                        "last_ms = excluded.last_ms",
-                        (refusal.reason, refusal.last - refusal.first + 1, refusal.last,
-                         now_ms))
-                await db.execute(
-                    "UPDATE state SET sealed = sealed + :released, "
-                    "refused_final = refused_final + :final, "
-                    "sealed_through = CASE WHEN :through IS NULL THEN sealed_through "
-                    "ELSE MAX(COALESCE(sealed_through, -1), :through) END, "
-                    # The receipt of the largest tree is kept: receipts from two collectors
-                    # (or a retained one redelivered) may come out of order.
-                    "receipt_ms = CASE WHEN :tree >= COALESCE(receipt_tree, -1) THEN :now "
-                    "ELSE receipt_ms END, "
-                    "receipt = CASE WHEN :tree >= COALESCE(receipt_tree, -1) THEN :raw "
-                    "ELSE receipt END, "
-                    "receipt_tree = MAX(COALESCE(receipt_tree, -1), :tree) WHERE id = 1",
-                    {"released": released, "final": final, "through": r.sealed_through,
-                     "tree": r.tree_size, "now": now_ms, "raw": signed.raw})
+                applied = await apply_receipt(db, self.device_id, signed, now_ms)
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 await _rollback(db)
                 raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
+        removed = applied.removed
         self.depth -= sum(int(reading) for reading, _ in removed)
         self.awaiting -= sum(int(waiting) for _, waiting in removed)
-        self.counters.sealed += released
-        self.counters.refused_final += final
+        self.counters.sealed += applied.released
+        self.counters.refused_final += applied.final
         if r.sealed_through is not None:
             self.sealed_through = max(self.sealed_through or -1, r.sealed_through)
         if removed:
             self._acked.set()
-        return Settled(released, final, kept)
+        return Settled(applied.released, applied.final, applied.kept)
 
     def ack(self, positions: Sequence[int], now_ms: int) -> None:
         """Note rows the broker acknowledged (PUBACK); they are settled shortly after (deleted

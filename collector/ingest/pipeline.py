@@ -28,7 +28,6 @@ readings in the order the broker delivered them, however the worker processes in
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import defaultdict, deque
@@ -48,14 +47,15 @@ from collector.admission.verify import (
     Rejected,
     Verified,
     revocation,
-    topic_device,
     verify_batch,
     verify_message,
 )
 from collector.admission.workers import RegistryShare, WorkerPool
 from collector.config import CollectorConfig
+from collector.ingest.latency import CommitMarks, first
 from collector.ingest.mqtt import Inbox, Message
 from collector.ingest.receipts import ReceiptDesk
+from collector.ingest.refusals import count_flags, quarantine_record, refused_reading
 from collector.ledger.opening import is_postgres_url, local_path
 from collector.ledger.sealer import Sealer
 from collector.ledger.statement_log import DueStatement, StatementLog
@@ -68,13 +68,9 @@ from collector.ledger.store import (
 )
 from collector.logs import event
 from collector.metrics import LiveState, Metrics
-from provenance.envelope import Envelope
-from provenance.errors import ProvenanceError
 from provenance.merkle import RFC9162_SHA256
 from provenance.private_message import PrivateMessage
-from provenance.reading import check_device_id
 from provenance.statement import STATEMENT_DEVICE
-from provenance.wire import private_topic_device
 
 __all__ = ["Acker", "Pipeline"]
 
@@ -146,12 +142,7 @@ class Pipeline:
         self._job_arrivals: deque[int] = deque()
         self._committing = 0  # messages decided and in the commit batch being built/written
         self._committing_since: int | None = None  # arrival of the batch's oldest message
-        # [leaves, commit time ms or None if unknown] per commit, in sealing order: the
-        # commit->seal latency of the leaves a block takes. Leaves found pending at start
-        # were committed by an earlier run, at a time not kept.
-        self._commit_marks: deque[list[int | None]] = deque()
-        if sealer.pending:
-            self._commit_marks.append([len(sealer.pending), None])
+        self._commit_marks = CommitMarks(self.metrics.commit_to_seal, len(sealer.pending))
         self._replay_due = True  # unknown_key readings to re-check: at start, on enrolment
         # Enrolments and revocations the log lacks (at start: keys enrolled before the log
         # held statements); logged ahead of every reading admitted after them.
@@ -376,7 +367,7 @@ class Pipeline:
                     self._next_id += 1
                 metrics.accepted += 1
                 if decision.flags:
-                    self._count_flags(outcome, decision.flags)
+                    count_flags(metrics, outcome, decision.flags)
             elif isinstance(decision, Duplicate):
                 metrics.duplicates += 1
                 if self.receipts is not None and self._is_sealed(decision.reading_id):
@@ -393,66 +384,16 @@ class Pipeline:
         if m.qos:
             acks[m.generation].append(m.mid)
 
-    def _count_flags(self, v: Verified, flags: tuple[str, ...]) -> None:
-        m = self.metrics
-        for flag in flags:
-            if flag == "gap":
-                m.gaps += 1
-                event(log, "sequence_gap", logging.WARNING, device_id=v.device_id, seq=v.seq)
-            elif flag == "chain_restart":
-                m.chain_restarts += 1
-                event(log, "chain_restart", logging.WARNING, device_id=v.device_id, seq=v.seq,
-                      boot=v.boot)
-            elif flag == "reboot":
-                m.reboots += 1
-            elif flag == "boot_reset":
-                m.boot_resets += 1
-                event(log, "boot_counter_reset", logging.WARNING, device_id=v.device_id,
-                      seq=v.seq, boot=v.boot)
-            elif flag == "late":
-                m.late += 1
-
     def _quarantine(self, m: Message, reason: str, detail: str, device_id: str | None,
                     seq: int | None) -> QuarantineRecord:
-        keep = (m.payload if reason != Reason.OVERSIZED
-                else m.payload[: self._cfg.ingest.quarantine_keep_bytes])
         self.metrics.quarantined[reason] += 1
-        raw_sha256 = hashlib.sha256(m.payload).digest()
+        record = quarantine_record(m, reason, detail, device_id, seq,
+                                   self._cfg.ingest.quarantine_keep_bytes)
         if self.receipts is not None and reason != Reason.OVERSIZED:
-            self._refusal(m, reason, seq, raw_sha256)
-        event(log, "quarantined", logging.WARNING, reason=reason, topic=m.topic,
-              device_id=device_id, seq=seq, size=len(m.payload), detail=detail[:300])
-        return QuarantineRecord(
-            raw_sha256=raw_sha256,
-            reason=reason,
-            detail=detail,
-            topic=m.topic,
-            topic_device=topic_device(m.topic),
-            device_id=device_id,
-            seq=seq,
-            size=len(m.payload),
-            raw=keep,
-            received_ms=m.received_ms,
-        )
-
-    def _refusal(self, m: Message, reason: str, seq: int | None, digest: bytes) -> None:
-        """Tell the publishing device (the one the broker let publish on this topic) which of
-        its seqs was refused; the seq is as the message claims, before any signature held."""
-        assert self.receipts is not None
-        reading_device = topic_device(m.topic)
-        private = reading_device is None
-        try:
-            device = (check_device_id(private_topic_device(m.topic)) if private
-                      else str(reading_device))
-        except ProvenanceError:
-            return
-        if seq is None:
-            try:
-                envelope = PrivateMessage.decode(m.payload).envelope if private else m.payload
-                seq = Envelope.decode(envelope).reading().seq
-            except ProvenanceError:
-                return
-        self._tell_refused(device, seq, reason, digest)
+            told = refused_reading(m, seq)
+            if told is not None:
+                self._tell_refused(*told, reason, record.raw_sha256)
+        return record
 
     def _tell_refused(self, device_id: str, seq: int, reason: str, digest: bytes) -> None:
         """For ``device_id``'s next receipt: its ``seq`` (message SHA-256 ``digest``) refused."""
@@ -486,7 +427,7 @@ class Pipeline:
             for r in batch.readings:  # readings that arrived (not the collector's statements)
                 if r.device_id != STATEMENT_DEVICE:
                     observe((committed_ms - r.received_ms) / 1000)
-            self._commit_marks.append([len(leaves), committed_ms])
+            self._commit_marks.committed(len(leaves), committed_ms)
         self.sealer.add(leaves)
         self._committing, self._committing_since = 0, None
         for generation, mids in acks.items():
@@ -509,25 +450,9 @@ class Pipeline:
             await self.receipts.after_block(block, block.end_reading_id - 1, now_ms())
         if self._on_sealed is not None:
             self._on_sealed()
-        self._observe_sealed(block.leaf_count, block.sealed_ms)
+        self._commit_marks.sealed(block.leaf_count, block.sealed_ms)
         event(log, "block_sealed", height=block.height, leaves=block.leaf_count,
               first_reading_id=block.first_reading_id, hash=block.hash.hex())
-
-    def _observe_sealed(self, count: int, sealed_ms: int) -> None:
-        """Commit->seal latency of the ``count`` oldest unsealed leaves, sealed at ``sealed_ms``."""
-        marks = self._commit_marks
-        while count > 0 and marks:
-            mark = marks[0]
-            left, committed_ms = mark
-            assert left is not None
-            take = min(count, left)
-            if committed_ms is not None:
-                self.metrics.commit_to_seal.observe((sealed_ms - committed_ms) / 1000, take)
-            count -= take
-            if take == left:
-                marks.popleft()
-            else:
-                mark[0] = left - take
 
     # registry changes ---------------------------------------------------------------------
 
@@ -564,8 +489,7 @@ class Pipeline:
         done = await replay_unknown_keys(self._store, self.checks, self._registry,
                                          self._next_id, self._max_future_ms)
         self._next_id = done.next_id
-        if done.leaves:
-            self._commit_marks.append([len(done.leaves), now_ms()])
+        self._commit_marks.committed(len(done.leaves), now_ms())
         self.sealer.add(done.leaves)
         self.metrics.accepted += done.accepted
         if done.changed:
@@ -607,8 +531,9 @@ class Pipeline:
         """What the pipeline holds now. Safe to call from another thread (the metrics
         server's): it only reads, and a queue emptied while it looks counts as empty."""
         sealer = self.sealer
-        arrivals = [self._inbox.oldest_ms(), _first(self._job_arrivals),
-                    self._committing_since, _first_leaf_ms(sealer.pending)]
+        oldest_leaf = first(sealer.pending)
+        arrivals = [self._inbox.oldest_ms(), first(self._job_arrivals), self._committing_since,
+                    oldest_leaf.received_ms if oldest_leaf is not None else None]
         waiting = [ms for ms in arrivals if ms is not None]
         return LiveState(
             inbox=len(self._inbox),
@@ -619,18 +544,4 @@ class Pipeline:
             last_checkpoint_ms=sealer.last_sealed_ms,
             oldest_waiting_ms=min(waiting) if waiting else None,
         )
-
-
-def _first(items: deque[int]) -> int | None:
-    try:
-        return items[0]
-    except IndexError:
-        return None
-
-
-def _first_leaf_ms(leaves: deque[PendingLeaf]) -> int | None:
-    try:
-        return leaves[0].received_ms
-    except IndexError:
-        return None
 
