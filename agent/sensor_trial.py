@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,6 +35,10 @@ def trial(config: AgentConfig, echo: Echo, *, once: bool) -> int:
     """Poll every enabled sensor (once, or at its interval until Ctrl-C); returns the exit
     code: 0 when every sensor gave a sample the wire format takes at each poll, else 1."""
     sensors = [s for s in config.sensors if s.enabled]
+    # Ctrl-C ends the trial even when started from a shell that ignores SIGINT for its
+    # background jobs (a Python started that way would inherit the ignoring).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     drivers = _build(config, sensors, echo)
     clock = Clock(config.clock)
     ok = len(drivers) == len(sensors)

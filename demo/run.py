@@ -351,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--view-listen", default="127.0.0.1:0", metavar="HOST:PORT",
                         help="where the view listens (default: a free port on 127.0.0.1)")
     args = parser.parse_args(argv)
-    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so every child is stopped.
+    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so every child is stopped; and
+    # Ctrl-C does so even when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     root = new_root(args.workdir.resolve())
     print(f"SensorLedger demo in {root}", flush=True)
     demo = Demo(root, args.seconds, cluster=args.cluster, view_listen=args.view_listen,

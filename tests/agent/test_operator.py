@@ -88,9 +88,12 @@ def test_test_without_once_polls_at_the_interval_until_ctrl_c(tmp_path: Path) ->
     with WaterProbeEmulator(BUILTIN_PROFILES[PROFILE], seed=2) as probe:
         config = write_config(tmp_path, "mqtt://127.0.0.1:1",
                               sensors=probe_sensor("probe", probe.agent_path, 5.0))
+        # Started as a shell's background job would be, with SIGINT ignored: Ctrl-C (or kill
+        # -INT) still ends the trial.
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.support.agent_harness", "test", "--config",
-             str(config)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             str(config)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         try:
             assert child.stdout is not None
             drafts = 0

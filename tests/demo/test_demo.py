@@ -145,7 +145,8 @@ def _assert_view_and_mirror(out: str, run_dir: Path) -> None:
 
 
 def test_demo_leaves_no_process_behind(tmp_path: Path) -> None:
-    """Interrupted half-way, the demo stops every child it started."""
+    """Interrupted half-way, the demo stops every child it started; also when started as a
+    shell's background job, which inherits SIGINT ignored."""
     import os
     import signal
     import time
@@ -153,6 +154,7 @@ def test_demo_leaves_no_process_behind(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "demo", "--seconds", "60", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     assert proc.stdout is not None
     for line in proc.stdout:
