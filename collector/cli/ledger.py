@@ -99,7 +99,7 @@ Examples:
 @click.option("--tls-key", metavar="FILE", help="Client certificate's private key.")
 @click.option("--block-size", type=int, metavar="N", help="Seal a block at N readings.")
 @click.option("--block-age", type=float, metavar="SECONDS",
-              help="Seal a block when its oldest reading was committed this long ago.")
+              help="Seal a block when its oldest reading is this old.")
 @click.option("--workers", type=int, metavar="N",
               help="Verification processes (0: one per core; 1: in this process).")
 @click.option("--max-clock-skew", type=float, metavar="SECONDS",

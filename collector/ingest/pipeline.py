@@ -428,7 +428,7 @@ class Pipeline:
                 if r.device_id != STATEMENT_DEVICE:
                     observe((committed_ms - r.received_ms) / 1000)
             self._commit_marks.committed(len(leaves), committed_ms)
-            self.sealer.add(leaves, committed_ms)
+        self.sealer.add(leaves)
         self._committing, self._committing_since = 0, None
         for generation, mids in acks.items():
             self._acker.ack(generation, mids)
@@ -489,9 +489,8 @@ class Pipeline:
         done = await replay_unknown_keys(self._store, self.checks, self._registry,
                                          self._next_id, self._max_future_ms)
         self._next_id = done.next_id
-        replayed_ms = now_ms()
-        self._commit_marks.committed(len(done.leaves), replayed_ms)
-        self.sealer.add(done.leaves, replayed_ms)
+        self._commit_marks.committed(len(done.leaves), now_ms())
+        self.sealer.add(done.leaves)
         self.metrics.accepted += done.accepted
         if done.changed:
             event(log, "quarantine_replayed", detail=done.summary(), devices=done.devices)

@@ -1,16 +1,10 @@
 """Sealing: turn committed readings into the next signed, hash-chained block.
 
 The sealer keeps the committed-but-unsealed leaves in arrival order and says when a block is
-due: when it holds ``size`` leaves, or its oldest leaf was committed ``age`` seconds ago
-(collector clock: a device clock can be anything). Counting from the commit rather than the
-arrival keeps blocks full behind a backlog: readings that waited in the inbox longer than
-``age`` would otherwise make every commit a block of its own, and a block's receipts and
-checkpoint signatures then cost more a reading just when the collector is behind. Idle, a
-reading is committed moments after it arrives, so the two clocks agree.
-
-``seal`` computes the RFC 9162 root over the leaves, signs the header with the collector key
-and returns the block record; the caller commits it and only then calls ``sealed`` to drop the
-leaves and advance the chain head.
+due: when it holds ``size`` leaves, or its oldest leaf arrived ``age`` seconds ago (collector
+clock: a device clock can be anything). ``seal`` computes the RFC 9162 root over the leaves,
+signs the header with the collector key and returns the block record; the caller commits it and
+only then calls ``sealed`` to drop the leaves and advance the chain head.
 
 With a :class:`TreeLog` (every running collector has one) blocks are format 2: the leaves are
 appended to the one log tree (its right edge, O(log n), kept here), the header states the tree
@@ -57,11 +51,6 @@ class Sealer:
         self.size = size
         self.age_ms = age_ms
         self.pending: deque[PendingLeaf] = deque(pending)
-        # [leaves, committed ms] per add, oldest first. Leaves pending at start were committed
-        # by an earlier run: their age counts from the oldest one's arrival.
-        self._since: deque[list[int]] = deque()
-        if self.pending:
-            self._since.append([len(self.pending), self.pending[0].received_ms])
         if last_block is None:
             self.next_height, self.prev_hash, self._last_sealed_ms = 0, GENESIS_BLOCK_HASH, 0
         else:
@@ -79,19 +68,12 @@ class Sealer:
         """Leaves in the sealed log tree (0 without a :class:`TreeLog`)."""
         return self.log.tree.size if self.log is not None else 0
 
-    def add(self, leaves: Iterable[PendingLeaf], committed_ms: int | None = None) -> None:
-        """Committed leaves, in order; their age counts from ``committed_ms`` (without it,
-        from the first one's arrival)."""
-        leaves = list(leaves)
-        if not leaves:
-            return
+    def add(self, leaves: Iterable[PendingLeaf]) -> None:
         self.pending.extend(leaves)
-        since = leaves[0].received_ms if committed_ms is None else committed_ms
-        self._since.append([len(leaves), since])
 
     def due_ms(self) -> int | None:
         """Collector time (ms) at which the age rule seals the oldest pending leaf."""
-        return self._since[0][1] + self.age_ms if self._since else None
+        return self.pending[0].received_ms + self.age_ms if self.pending else None
 
     def is_due(self, now_ms: int) -> bool:
         due = self.due_ms()
@@ -172,15 +154,6 @@ class Sealer:
             self.log.tree, self._next_tree = self._next_tree, None
         for _ in range(block.leaf_count):
             self.pending.popleft()
-        count = block.leaf_count
-        while count and self._since:
-            mark = self._since[0]
-            take = min(count, mark[0])
-            count -= take
-            if take == mark[0]:
-                self._since.popleft()
-            else:
-                mark[0] -= take
         self.next_height = block.height + 1
         self.prev_hash = block.hash
         self._last_sealed_ms = block.sealed_ms

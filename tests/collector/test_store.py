@@ -313,26 +313,6 @@ def test_the_age_rule_seals_a_partial_block() -> None:
     assert not sealer.is_due(1_499) and sealer.is_due(1_500)
 
 
-def test_the_age_rule_counts_from_the_commit() -> None:
-    """Behind a backlog, readings wait in the inbox longer than the block age; counted from
-    their arrival, every commit would be a block of its own. Counted from the commit, the
-    block fills up to its size meanwhile."""
-    sealer = Sealer(PrivateKey.generate(), None, [], size=3, age_ms=500)
-    leaf = [PendingLeaf(i, bytes([i]) * 32, 5, received_ms=1_000 + i) for i in range(1, 6)]
-    sealer.add(leaf[:2], committed_ms=3_000)  # 2 s in the inbox
-    assert sealer.due_ms() == 3_500
-    assert not sealer.is_due(3_499)
-    sealer.add(leaf[2:], committed_ms=3_200)
-    assert sealer.is_due(3_200)  # full: 5 leaves, size 3
-    sealer.sealed(sealer.seal(3_200))  # leaves 1-3: the first commit's and one of the second
-    assert [p.reading_id for p in sealer.pending] == [4, 5]
-    assert sealer.due_ms() == 3_700 and not sealer.is_due(3_699)
-    sealer.sealed(sealer.seal(3_700))
-    assert sealer.due_ms() is None and not sealer.is_due(10_000)
-    sealer.add([PendingLeaf(6, b"\6" * 32, 5, received_ms=4_000)])  # no commit time given:
-    assert sealer.due_ms() == 4_500  # from its arrival, as for the leaves found at start
-
-
 def test_a_snapshot_inside_a_snapshot_is_the_same_one(where: str) -> None:
     """The audit reads its ledger-wide pass beside its walk over the blocks, in one snapshot:
     a snapshot taken inside one (by the same task or a task it started) is that snapshot."""
