@@ -39,10 +39,16 @@ from .trust import TrustPolicy
 from .wire import PROOF_FORMAT_VERSION_2
 from .wire import ProofLabel as L
 
-__all__ = ["LOG_PROOF_CHECKS", "EnrolmentProof", "LogProof", "check_checkpoint",
+__all__ = ["LOG_PROOF_CHECKS", "MISSING_SIGNER", "WITNESS_QUORUM", "EnrolmentProof", "LogProof",
+           "check_checkpoint",
            "check_enrolment", "decode_log_proof", "describe_signers", "follow_rotations",
            "verify_any_proof",
            "verify_log_proof"]
+
+#: The codes of :func:`check_checkpoint`'s refusals beyond a signature that does not verify: a
+#: key the policy names for the log did not sign; the witnesses' cosignatures fall short.
+MISSING_SIGNER = "missing_signer"
+WITNESS_QUORUM = "witness_quorum"
 
 #: Every check ``verify_log_proof`` can make, in its order ("device key enrolment" only for
 #: a file that carries the key's enrolment statement, "collector key rotation" only for one
@@ -224,12 +230,13 @@ def check_checkpoint(note: bytes, policy: TrustPolicy) -> SignedCheckpoint:
     missing = [v for v in policy.required(origin) if (v.name, v.key_id) not in have]
     if missing:
         raise SignatureError("trusted key(s) " + ", ".join(
-            f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint")
+            f"{v.name}+{v.key_id:08x}" for v in missing) + " did not sign the checkpoint",
+            code=MISSING_SIGNER)
     if policy.quorum is not None:
         result = policy.witnessed(signed.note.verified)
         if not result.met:
             raise SignatureError(f"witness quorum not met: {result.describe()}",
-                                 code="witness_quorum")
+                                 code=WITNESS_QUORUM)
     return signed
 
 

@@ -59,13 +59,17 @@ class RewriteGaveUp(StoreError):
 
 
 def _rewrite(con: psycopg.Connection[Any], tables: str) -> None:
+    """``VACUUM FULL`` of ``tables``, waiting at most :data:`REWRITE_LOCK_TIMEOUT` for them
+    (only the rewrite: the connection's own setting is put back after it)."""
     con.execute(f"SET lock_timeout = '{REWRITE_LOCK_TIMEOUT}'")
     try:
         con.execute(f"VACUUM FULL {tables}")
     except psycopg.errors.LockNotAvailable:
         raise RewriteGaveUp(f"another session held {tables} for more than "
-                         f"{REWRITE_LOCK_TIMEOUT}, so the rewrite gave up rather than hold "
-                         "up the collectors") from None
+                            f"{REWRITE_LOCK_TIMEOUT}, so the rewrite gave up rather than hold "
+                            "up the collectors") from None
+    finally:
+        con.execute("RESET lock_timeout")
 
 
 def erase_subject_pg(url: str, subject: str, *, authority: str, key: PrivateKey,

@@ -52,8 +52,8 @@ from collector.tools.audit import audit_envelopes
 from provenance.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint
 from provenance.compact import CompactRange, fold, node_from_tile, range_nodes, tile_entries
 from provenance.compact import tile_span as node_tile_span
-from provenance.errors import ProvenanceError, SignatureError, UnverifiedNoteError
-from provenance.logproof import check_checkpoint
+from provenance.errors import ProvenanceError, UnverifiedNoteError
+from provenance.logproof import MISSING_SIGNER, check_checkpoint
 from provenance.merkle import HASH_SIZE, RFC9162_SHA256, consistency_nodes
 from provenance.misbehaviour import detect, sign_misbehaviour
 from provenance.note import NoteSigner, parse_note
@@ -103,8 +103,7 @@ def _other_log_keys(exc: ProvenanceError) -> bool:
     required key did not. A bad signature by a key the mirror trusts, a malformed note or a
     witness quorum not met (rotations do not change the witnesses) are not worth reading the
     new entries for."""
-    return isinstance(exc, UnverifiedNoteError) or (
-        type(exc) is SignatureError and exc.code == SignatureError.code)
+    return exc.code in (UnverifiedNoteError.code, MISSING_SIGNER)
 
 
 class Mirror:
